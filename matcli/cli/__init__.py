@@ -1,0 +1,1 @@
+"""Typer command-line interface: parse, build a JobRequest, delegate. No numerics here."""

@@ -1,0 +1,33 @@
+"""Options shared by every subcommand, as ``Annotated`` types (Typer only; no heavy imports)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+OutOpt = Annotated[str, typer.Option("--out", "-o", help="Output file (.h5 default, .mtx for one matrix).")]
+ReportOpt = Annotated[
+    Optional[str], typer.Option("--report", help="Write the JSON report to this file ('-' for stdout).")
+]
+SeedOpt = Annotated[
+    Optional[int], typer.Option("--seed", min=0, help="Random seed (recorded in the report; random if omitted).")
+]
+ThreadsOpt = Annotated[
+    Optional[int], typer.Option("--threads", min=1, help="BLAS/OpenMP threads (threadpoolctl).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary table or progress on stderr.")]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Exit with code 3 when the method did not converge.")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
+MonitorOpt = Annotated[bool, typer.Option("--monitor", help="Print per-iteration history to stderr.")]
+ParamOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--param", "-p", help="Method-specific parameter key=value (repeatable; see `matcli methods`)."),
+]
+BackendOpt = Annotated[
+    str, typer.Option("--backend", help="Execution backend: local (default) or dask (optional extra).")
+]
+RtolOpt = Annotated[float, typer.Option("--rtol", min=0.0, help="Relative tolerance.")]
+MaxiterOpt = Annotated[Optional[int], typer.Option("--maxiter", min=1, help="Maximum iterations.")]

@@ -1,0 +1,1 @@
+"""Family adapters: how the runner reads, validates, sets up, computes and writes each subcommand's job."""

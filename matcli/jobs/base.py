@@ -1,0 +1,85 @@
+"""The contract between :mod:`matcli.runner` and a family adapter.
+
+The runner owns the order of phases, their timing, the seed, the output checks, atomic
+writing and the report. An adapter owns what differs between subcommands: which inputs to
+read, what a valid problem is, how ``auto`` picks a method, and how to call the kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from matcli.core.result import Callback, Result
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """Everything a subcommand parsed from its command line; frozen so phases cannot change it.
+
+    ``options`` holds the family's typed options (``rtol``, ``maxiter``, ``rank``, ``rhs`` ...)
+    under the names the adapter documents; ``params`` are the raw ``--param key=value`` strings.
+    """
+
+    family: str
+    method: str
+    inputs: tuple[str, ...]
+    output: str | None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    params: tuple[str, ...] = ()
+    seed: int | None = None
+    report: str | None = None
+    force: bool = False
+    strict: bool = False
+    quiet: bool = False
+    monitor: bool = False
+    threads: int | None = None
+    backend: str = "local"
+    output_format: str | None = None
+    command_line: tuple[str, ...] = ()
+
+
+class FamilyJob:
+    """Base class of the per-family adapters in ``matcli/jobs/<family>.py``.
+
+    Subclasses implement the five phase methods. They raise :class:`~matcli.core.errors.InputError`
+    (naming the file) for bad input and :class:`~matcli.core.errors.UsageError` for bad options.
+    After :meth:`setup`, ``self.method`` / ``self.resolved_params`` / ``self.choice_reason``
+    describe what will run; the report shows them.
+    """
+
+    family: str = ""
+
+    def __init__(self, request: JobRequest):
+        self.request = request
+        self.method: str = request.method
+        self.resolved_params: dict[str, Any] = {}
+        self.choice_reason: str = ""
+        self.problem_info: dict[str, Any] = {}
+
+    def input_paths(self) -> list[str]:
+        """Filesystem paths this job reads (the runner refuses to write over any of them)."""
+        from matcli.io.spec import parse_spec
+
+        return [parse_spec(s).path for s in self.request.inputs]
+
+    def read(self) -> None:
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        raise NotImplementedError
+
+    def setup(self, rng: np.random.Generator) -> None:
+        raise NotImplementedError
+
+    def compute(self, callback: Callback) -> Result:
+        raise NotImplementedError
+
+    def write_extra(self, result: Result) -> dict[str, str]:
+        """Write side outputs other than the main output file (e.g. predictions, a plot).
+
+        Returns ``{label: path}`` of files written, for the report. Default: none.
+        """
+        return {}

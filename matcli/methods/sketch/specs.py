@@ -1,0 +1,5 @@
+"""Registered sketch methods (no heavy imports here)."""
+
+from matcli.core.registry import MethodSpec, ParamSpec
+
+SPECS: list[MethodSpec] = []

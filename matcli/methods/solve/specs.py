@@ -1,0 +1,5 @@
+"""Registered solve methods (no heavy imports here)."""
+
+from matcli.core.registry import MethodSpec, ParamSpec
+
+SPECS: list[MethodSpec] = []

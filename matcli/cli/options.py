@@ -26,8 +26,5 @@ ParamOpt = Annotated[
     Optional[list[str]],
     typer.Option("--param", "-p", help="Method-specific parameter key=value (repeatable; see `matcli methods`)."),
 ]
-BackendOpt = Annotated[
-    str, typer.Option("--backend", help="Execution backend: local (default) or dask (optional extra).")
-]
 RtolOpt = Annotated[float, typer.Option("--rtol", min=0.0, help="Relative tolerance.")]
 MaxiterOpt = Annotated[Optional[int], typer.Option("--maxiter", min=1, help="Maximum iterations.")]

@@ -1,0 +1,40 @@
+"""``matcli info FILE``: describe a matrix or observed-entries file."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from matcli.cli.options import SeedOpt
+
+
+def command(
+    spec: Annotated[str, typer.Argument(help="Matrix file: A.mtx, A.mtx.gz, A.npy, file.h5:/A, ratings.tsv.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    seed: SeedOpt = 0,
+) -> None:
+    """Shape, dtype, nnz, format, symmetry, a definiteness hint and a cheap condition estimate."""
+    import json
+
+    from matcli.core.properties import describe
+    from matcli.core.rng import make_rng, resolve_seed
+    from matcli.io.load import read_matrix, read_observed
+    from matcli.io.spec import parse_spec
+
+    parsed = parse_spec(spec)
+    if parsed.kind == "triplets":
+        observed = read_observed(spec)
+        m, n = observed.shape
+        facts = {"shape": [m, n], "format": "ratings triplets", "observed": observed.nnz,
+                 "sampling_rate": observed.nnz / (m * n),
+                 "value_range": [float(observed.values.min()), float(observed.values.max())]}
+    else:
+        facts = {"format": parsed.kind, **describe(read_matrix(spec), make_rng(resolve_seed(seed)))}
+    facts = {"file": spec, **facts}
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    for key, value in facts.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        typer.echo(f"{key:20s} {shown}")

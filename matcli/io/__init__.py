@@ -1,0 +1,1 @@
+"""File formats only: MatrixMarket, HDF5, ratings triplets, spec parsing, atomic writes."""

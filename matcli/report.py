@@ -1,0 +1,171 @@
+"""The JSON report (schema below), the human summary table, and the progress display.
+
+Report schema (``schema_version`` 1)::
+
+    schema_version, matcli_version, command_line, family, method, method_reason, params, seed,
+    status {code, reason, converged, message}, iterations, metrics {...}, problem {...},
+    phases {read|validate|setup|compute|write: {wall_s, cpu_s}}, total_wall_s, peak_memory_bytes,
+    threads, versions {python, numpy, scipy, ...}, outputs {main, extra...}, history {...}, info {...}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+from typing import Any
+
+from matcli.core.result import Result
+from matcli.core.timing import PhaseTimer
+from matcli.jobs.base import FamilyJob, JobRequest
+
+SCHEMA_VERSION = 1
+HISTORY_LIMIT = 10000
+
+
+def _versions() -> dict[str, str]:
+    import h5py
+    import numpy
+    import scipy
+
+    from matcli import __version__
+
+    versions = {"matcli": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+                "scipy": scipy.__version__, "h5py": h5py.__version__}
+    for name in ("pyamg", "threadpoolctl"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "unknown")
+    return versions
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert numpy scalars/arrays and non-finite floats into strict-JSON values."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return _jsonable(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def build_report(request: JobRequest, job: FamilyJob, result: Result, seed: int, timer: PhaseTimer,
+                 peak_bytes: int, threads: int, extra_files: dict[str, str]) -> dict[str, Any]:
+    """Assemble the report dictionary (strict JSON types only)."""
+    history = {k: v[-HISTORY_LIMIT:] for k, v in result.history.items()}
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "matcli_version": _versions()["matcli"],
+        "command_line": list(request.command_line),
+        "family": request.family,
+        "method": job.method,
+        "method_requested": request.method,
+        "method_reason": job.choice_reason,
+        "params": job.resolved_params,
+        "seed": seed,
+        "status": {"code": int(result.status), "reason": result.status.reason,
+                   "converged": result.status.converged, "message": result.message},
+        "iterations": result.iterations,
+        "metrics": result.metrics,
+        "problem": job.problem_info,
+        "phases": timer.phases,
+        "total_wall_s": timer.total_wall(),
+        "peak_memory_bytes": peak_bytes,
+        "threads": threads,
+        "versions": _versions(),
+        "outputs": {"main": request.output, **extra_files},
+        "history": history,
+        "info": result.info,
+    }
+    return _jsonable(report)
+
+
+def emit_report(destination: str | None, report: dict[str, Any]) -> None:
+    """Write the report to ``destination`` atomically, or to stdout when it is ``-``."""
+    if destination is None:
+        return
+    text = json.dumps(report, indent=2, sort_keys=False) + "\n"
+    if destination == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from matcli.core.errors import OutputError
+    from matcli.io.atomic import atomic_write
+
+    with atomic_write(destination) as tmp:
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise OutputError(destination, f"cannot write report ({exc.strerror})") from None
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """Rich table on stderr: method, status, iterations, metrics, phase times, memory."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    table = Table(title=f"matcli {report['family']}", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    method = report["method"]
+    if report["method_requested"] != method:
+        method = f"{method} (from {report['method_requested']})"
+    table.add_row("method", method)
+    if report["method_reason"]:
+        table.add_row("why", report["method_reason"])
+    status = report["status"]
+    color = "green" if status["converged"] else "red"
+    table.add_row("status", f"[{color}]{status['reason']}[/{color}] ({status['code']})")
+    if status["message"]:
+        table.add_row("message", status["message"])
+    table.add_row("iterations", str(report["iterations"]))
+    for key, value in report["metrics"].items():
+        table.add_row(key, _fmt(value))
+    for phase, times in report["phases"].items():
+        table.add_row(f"{phase} time", f"{times['wall_s']:.3f} s wall, {times['cpu_s']:.3f} s cpu")
+    table.add_row("peak memory", f"{report['peak_memory_bytes'] / 2**20:.1f} MiB")
+    if report["outputs"]["main"]:
+        table.add_row("output", report["outputs"]["main"])
+    console.print(table)
+
+
+class Progress:
+    """A transient spinner with the latest iteration values; silent unless stderr is a TTY."""
+
+    def __init__(self, enabled: bool, label: str):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.label = label
+        self._status = None
+
+    def __enter__(self) -> "Progress":
+        if self.enabled:
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status(self.label)
+            self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)
+            self._status = None
+
+    def update(self, iteration: int, values: dict[str, float]) -> None:
+        if self._status is None:
+            return
+        shown = "  ".join(f"{k}={v:.3e}" for k, v in values.items() if isinstance(v, (int, float)))
+        self._status.update(f"{self.label}: iteration {iteration}  {shown}")

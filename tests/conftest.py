@@ -1,35 +1,60 @@
-"""Shared test fixtures: where the real data lives, small generated problems, a CLI runner."""
+"""Shared test fixtures: where the real data lives and a CLI runner that reports exit codes."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LOCAL_DATA = Path(__file__).resolve().parent / "data"
+BUNDLED_DATA = Path(__file__).resolve().parent / "data"
 
 
-def shared_data_dir() -> Path | None:
-    """The real-data folder: $MATCLI_SHARED_DATA, else ../shared/data beside the checkout."""
-    candidates = [os.environ.get("MATCLI_SHARED_DATA"), REPO.parent / "shared" / "data"]
-    for candidate in candidates:
+def shared_data_dir() -> Path:
+    """The real-data folder: $MATCLI_SHARED_DATA, else ../shared/data beside the checkout, else the
+    subset bundled in tests/data (same layout and MANIFEST.tsv format) so the suite stands alone."""
+    for candidate in (os.environ.get("MATCLI_SHARED_DATA"), REPO.parent / "shared" / "data"):
         if candidate and Path(candidate, "MANIFEST.tsv").is_file():
             return Path(candidate)
-    return None
+    return BUNDLED_DATA
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Path to ../shared/data; tests that need it skip when it is absent."""
-    path = shared_data_dir()
-    if path is None:
-        pytest.skip("shared data folder not available (set MATCLI_SHARED_DATA)")
+    """Root of the real data (matrices/, ml-100k/, format-variants/)."""
+    return shared_data_dir()
+
+
+def data_file(relative: str) -> Path:
+    """A file under the data root; skips the test when this data root lacks it."""
+    path = shared_data_dir() / relative
+    if not path.exists():
+        pytest.skip(f"{relative} not in {shared_data_dir()}")
     return path
 
 
-@pytest.fixture(scope="session")
-def local_data() -> Path:
-    """Small real files copied into the repository so the suite stands alone."""
-    return LOCAL_DATA
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(args: list[str]) -> CliResult:
+    """Run ``matcli <args>`` in-process through the real entry point (exception -> exit code mapping)."""
+    from matcli.cli.app import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def cli():
+    """The :func:`run_cli` helper as a fixture."""
+    return run_cli

@@ -70,7 +70,10 @@ def _group_shape(path: str, group: h5py.Group) -> tuple[int, int]:
         shape = group["shape"][()]
     if shape is None:
         raise InputError(path, f"sparse group {group.name} has no 'shape' attribute")
-    shape = tuple(int(v) for v in np.asarray(shape).ravel())
+    try:
+        shape = tuple(int(v) for v in np.asarray(shape).ravel())
+    except (TypeError, ValueError):
+        raise InputError(path, f"group {group.name} has a non-integer 'shape' {shape!r}") from None
     if len(shape) != 2 or min(shape) < 0:
         raise InputError(path, f"sparse group {group.name} has invalid shape {shape}")
     return shape
@@ -139,6 +142,9 @@ def read_coo_group(path: str, group: h5py.Group) -> tuple[np.ndarray, np.ndarray
 def _attr_value(value: Any) -> Any:
     if isinstance(value, (str, bytes, int, float, bool, np.integer, np.floating, np.bool_)):
         return value
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, (int, float, np.integer, np.floating)) for v in value):
+        return np.asarray(value)
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
         return value
     return json.dumps(value, default=str)

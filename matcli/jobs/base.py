@@ -7,12 +7,14 @@ read, what a valid problem is, how ``auto`` picks a method, and how to call the 
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
-from typing import Any, Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Mapping
 
 from matcli.core.result import Callback, Result
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class JobRequest:
     command_line: tuple[str, ...] = ()
 
 
-class FamilyJob:
+class FamilyJob(abc.ABC):
     """Base class of the per-family adapters in ``matcli/jobs/<family>.py``.
 
     Subclasses implement the five phase methods. They raise :class:`~matcli.core.errors.InputError`
@@ -65,17 +67,21 @@ class FamilyJob:
 
         return [parse_spec(s).path for s in self.request.inputs]
 
+    @abc.abstractmethod
     def read(self) -> None:
-        raise NotImplementedError
+        """Phase `read` (timed by the runner)."""
 
+    @abc.abstractmethod
     def validate(self) -> None:
-        raise NotImplementedError
+        """Phase `validate` (timed by the runner)."""
 
+    @abc.abstractmethod
     def setup(self, rng: np.random.Generator) -> None:
-        raise NotImplementedError
+        """Phase `setup` (timed by the runner)."""
 
+    @abc.abstractmethod
     def compute(self, callback: Callback) -> Result:
-        raise NotImplementedError
+        """Phase `compute` (timed by the runner)."""
 
     def write_extra(self, result: Result) -> dict[str, str]:
         """Write side outputs other than the main output file (e.g. predictions, a plot).

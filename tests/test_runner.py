@@ -1,0 +1,119 @@
+"""Runner contract with a tiny test job: phases, atomic output, report schema, --strict, overwrite rules."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from matcli import runner
+from matcli.core.errors import InputError, NotConvergedError, OutputError
+from matcli.core.result import Result, Status
+from matcli.jobs.base import FamilyJob, JobRequest
+
+
+class EchoJob(FamilyJob):
+    """Reads nothing; returns a fixed result whose status the request chooses."""
+
+    family = "solve"
+
+    def input_paths(self):
+        return list(self.request.inputs)
+
+    def read(self):
+        if self.request.options.get("fail_read"):
+            raise InputError(self.request.inputs[0], "broken on purpose")
+
+    def validate(self):
+        self.problem_info = {"shape": [2, 2]}
+
+    def setup(self, rng):
+        self.method = "echo"
+        self.resolved_params = {"k": 1}
+        self.choice_reason = "test job"
+        self.draw = rng.standard_normal()
+
+    def compute(self, callback):
+        for it in range(3):
+            callback(it, residual=10.0 ** -it)
+        status = Status(self.request.options.get("status", Status.CONVERGED_RTOL))
+        return Result(status, outputs={"x": np.arange(3.0), "factors/L": sp.eye(3, format="csr")},
+                      metrics={"relative_residual": 1e-9}, iterations=3, info={"draw": self.draw})
+
+
+@pytest.fixture
+def echo_family(monkeypatch):
+    module = types.ModuleType("matcli_test_echo_job")
+    module.Job = EchoJob
+    monkeypatch.setitem(sys.modules, "matcli_test_echo_job", module)
+    monkeypatch.setitem(runner.JOB_MODULES, "solve", "matcli_test_echo_job")
+
+
+def request(tmp_path, **kw):
+    base = dict(family="solve", method="auto", inputs=(str(tmp_path / "in.mtx"),),
+                output=str(tmp_path / "out.h5"), report=str(tmp_path / "r.json"), quiet=True, seed=7)
+    base.update(kw)
+    return JobRequest(**base)
+
+
+def test_phases_output_and_report(tmp_path, echo_family):
+    outcome = runner.run_job(request(tmp_path))
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert list(report["phases"]) == ["read", "validate", "setup", "compute", "write"]
+    assert report["method"] == "echo" and report["method_requested"] == "auto"
+    assert report["status"] == {"code": 1, "reason": "converged_rtol", "converged": True, "message": ""}
+    assert report["history"]["residual"] == [1.0, 0.1, 0.01]
+    assert report["seed"] == 7 and report["peak_memory_bytes"] > 0
+    assert outcome.result.iterations == 3
+    with h5py.File(tmp_path / "out.h5") as fh:
+        np.testing.assert_array_equal(fh["x"][()], np.arange(3.0))
+        assert fh["factors/L"].attrs["encoding-type"] == "csr_matrix"
+        assert fh.attrs["method"] == "echo" and fh.attrs["seed"] == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5", "r.json"]
+
+
+def test_recorded_seed_reproduces_the_run(tmp_path, echo_family):
+    first = runner.run_job(request(tmp_path, seed=None, output=str(tmp_path / "a.h5")))
+    seed = first.report["seed"]
+    again = runner.run_job(request(tmp_path, seed=seed, output=str(tmp_path / "b.h5")))
+    other = runner.run_job(request(tmp_path, seed=seed + 1, output=str(tmp_path / "c.h5")))
+    assert first.report["info"]["draw"] == again.report["info"]["draw"]
+    assert first.report["info"]["draw"] != other.report["info"]["draw"]
+
+
+def test_strict_raises_after_writing(tmp_path, echo_family):
+    req = request(tmp_path, strict=True, options={"status": Status.DIVERGED_MAX_IT})
+    with pytest.raises(NotConvergedError):
+        runner.run_job(req)
+    assert (tmp_path / "out.h5").exists()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["status"]["code"] == -3
+
+
+def test_failed_read_leaves_no_output(tmp_path, echo_family):
+    with pytest.raises(InputError):
+        runner.run_job(request(tmp_path, options={"fail_read": True}))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_force_and_input_is_never_overwritten(tmp_path, echo_family):
+    (tmp_path / "out.h5").write_text("keep me")
+    with pytest.raises(OutputError, match="--force"):
+        runner.run_job(request(tmp_path))
+    assert (tmp_path / "out.h5").read_text() == "keep me"
+    runner.run_job(request(tmp_path, force=True))
+    assert h5py.is_hdf5(tmp_path / "out.h5")
+    with pytest.raises(OutputError, match="overwrite an input"):
+        runner.run_job(request(tmp_path, output=str(tmp_path / "in.mtx"), force=True))
+
+
+def test_mtx_output_writes_first_array(tmp_path, echo_family):
+    runner.run_job(request(tmp_path, output=str(tmp_path / "x.mtx")))
+    from matcli.io.mtx import read_mtx
+
+    np.testing.assert_array_equal(read_mtx(str(tmp_path / "x.mtx")).ravel(), np.arange(3.0))

@@ -1,0 +1,440 @@
+"""Randomized least squares ``min ||A x - b||^2 + lam ||x||^2`` for tall A (m >= n).
+
+Three modes share one sketch and one factorisation ``S A = U diag(sigma) V^T`` (QR of the d x n
+sketch, then SVD of its n x n triangle):
+
+sketch-and-solve
+    ``x = argmin ||S(Ax - b)||^2 + lam ||x||^2``; residual within about ``1 + n / (2 (d - n))`` of
+    the optimum (Gaussian-embedding expectation; sparse embeddings behave alike in practice).
+precondition
+    LSQR on ``min ||[A; sqrt(lam) I] P y - [b; 0]||`` with ``P = V diag(1/sqrt(sigma^2 + lam))``,
+    warm-started from the sketch-and-solve solution (Rokhlin-Tygert / Blendenpik / LSRN). The
+    preconditioned operator has singular values in [1/(1+delta), 1/(1-delta)] when S embeds
+    range(A) with distortion delta, so LSQR converges at a rate independent of cond(A).
+refine
+    sketch-and-precondition with iterative refinement (SPIR, Epperly-Meier-Nakatsukasa 2024): after
+    the warm-started solve, ``refine_steps`` more preconditioned LSQR solves of the residual
+    problem ``min ||A dx - (b - A x)||`` from zero, each with the residual recomputed from A. This
+    removes the instability of warm-started sketch-and-precondition on ill-conditioned problems.
+
+The kernels accept a dense array, a scipy.sparse matrix, or a row-streaming problem from
+:mod:`matcli.methods.sketch.streaming` as ``A``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from matcli.core.result import Callback, Result, Status, no_callback
+from matcli.methods.sketch.ridge import choose_lambda
+from matcli.methods.sketch.sketches import SKETCH_KINDS, STREAMABLE_KINDS, make_sketch
+
+MODES = ("sketch-and-solve", "precondition", "refine")
+EPS = np.finfo(np.float64).eps
+
+
+class InMemoryProblem:
+    """A (m x n, dense or scipy.sparse) and b (m,) held in memory; the operations the solvers need."""
+
+    streaming = False
+
+    def __init__(self, A, b: np.ndarray):
+        self.A = A.tocsr() if sp.issparse(A) else np.asarray(A, dtype=np.float64)
+        self.b = np.asarray(b, dtype=np.float64).reshape(-1)
+        self.shape = self.A.shape
+        self.b_norm = float(np.linalg.norm(self.b))
+
+    def sketch(self, S) -> tuple[np.ndarray, np.ndarray]:
+        """``(S A, S b)`` as dense arrays of shapes (d, n) and (d,)."""
+        return S.apply(self.A), S.apply(self.b)
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        return self.A @ v
+
+    def rmatvec(self, u: np.ndarray) -> np.ndarray:
+        return self.A.T @ u
+
+    def residual(self, x: np.ndarray) -> np.ndarray:
+        return self.b - self.A @ x
+
+    def row_norms2(self, M: np.ndarray) -> np.ndarray:
+        """Squared row norms of ``A @ M`` (shape (m,)) for a small dense n x k matrix M."""
+        AM = np.asarray(self.A @ M)
+        return np.einsum("ij,ij->i", AM, AM)
+
+
+def as_problem(A, b):
+    """Wrap ``(A, b)`` unless A already is a problem object (e.g. a streaming one)."""
+    if hasattr(A, "residual") and hasattr(A, "sketch"):
+        return A
+    return InMemoryProblem(A, b)
+
+
+def default_sketch_size(mode: str, m: int, n: int, eps: float) -> int:
+    """Rows d of the sketch.
+
+    sketch-and-solve: ``d = n + 1 + n / (2 eps)`` makes the expected residual ratio of a Gaussian
+    sketch ``sqrt(1 + n/(d-n-1)) <= 1 + eps``. Iterative modes: a larger sketch costs one more QR of
+    d x n but lowers the preconditioned condition number (about (1+sqrt(n/d))/(1-sqrt(n/d))), so use
+    up to 20 n while the sketch stays small (d n <= 4e6 numbers), and at least 2 n.
+    """
+    if mode == "sketch-and-solve":
+        d = n + 1 + math.ceil(n / (2.0 * eps))
+    else:
+        factor = min(20.0, max(2.0, 4.0e6 / max(n, 1) ** 2))
+        d = math.ceil(factor * n) + 8
+    return int(min(m, max(d, n)))
+
+
+@dataclass
+class SketchFactor:
+    """Thin SVD of the sketch ``S A = U diag(sigma) V^T`` restricted to its numerical rank k.
+
+    ``z = U^T S b`` and ``outside = ||S b - U z||^2``.
+    """
+
+    V: np.ndarray          # (n, k)
+    sigma: np.ndarray      # (k,)
+    z: np.ndarray          # (k,)
+    outside: float
+    d: int
+    rank: int
+    sigma_all: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+
+    def precond(self, lam: float) -> np.ndarray:
+        """``P = V diag(1/sqrt(sigma^2 + lam))``, shape (n, k)."""
+        return self.V / np.sqrt(self.sigma**2 + lam)[None, :]
+
+    def solve(self, lam: float) -> np.ndarray:
+        """Sketch-and-solve ridge solution ``V diag(sigma/(sigma^2 + lam)) z`` (shape (n,))."""
+        return self.V @ (self.sigma / (self.sigma**2 + lam) * self.z)
+
+
+def factor_sketch(SA: np.ndarray, Sb: np.ndarray) -> SketchFactor:
+    """Factor the d x n sketch by QR then SVD of R; drop singular values below d * eps * sigma_max."""
+    d, n = SA.shape
+    Q, R = scipy.linalg.qr(SA, mode="economic", check_finite=False)
+    Ur, sigma, Vt = scipy.linalg.svd(R, full_matrices=False, check_finite=False, lapack_driver="gesdd")
+    cut = max(d, n) * EPS * (sigma[0] if sigma.size else 0.0)
+    k = int(np.count_nonzero(sigma > cut))
+    qb = Q.T @ Sb
+    z = Ur[:, :k].T @ qb
+    outside = float(max(Sb @ Sb - z @ z, 0.0))
+    return SketchFactor(V=Vt[:k].T.copy(), sigma=sigma[:k].copy(), z=z, outside=outside, d=d, rank=k,
+                        sigma_all=sigma)
+
+
+@dataclass
+class LsqrOutcome:
+    y: np.ndarray
+    iterations: int
+    status: Status
+    alphas: list[float]
+    betas: list[float]
+    rnorm: float
+    arnorm: float
+
+
+def lsqr(matvec, rmatvec, rhs: np.ndarray, ncols: int, *, rtol: float, maxiter: int, bnorm: float,
+         callback: Callback, it0: int = 0) -> LsqrOutcome:
+    """LSQR (Paige-Saunders 1982) for ``min ||M y - rhs||`` from y = 0.
+
+    Stops when ``||r|| <= rtol * bnorm`` (consistent systems) or ``||M^T r|| <= rtol ||M||_F ||r||``
+    with the norms estimated by the Golub-Kahan recurrences, as in scipy's lsqr with atol=btol=rtol.
+    Calls ``callback(it0 + k, residual=||r||/bnorm, optimality=||M^T r||/(||M|| ||r||))``.
+    """
+    y = np.zeros(ncols)
+    u = rhs.copy()
+    beta = float(np.linalg.norm(u))
+    alphas: list[float] = []
+    betas: list[float] = [beta]
+    if beta == 0.0:
+        return LsqrOutcome(y, 0, Status.CONVERGED_ZERO_RHS, alphas, betas, 0.0, 0.0)
+    u /= beta
+    v = rmatvec(u)
+    alpha = float(np.linalg.norm(v))
+    alphas.append(alpha)
+    if alpha == 0.0:
+        return LsqrOutcome(y, 0, Status.CONVERGED_HAPPY_BREAKDOWN, alphas, betas, beta, 0.0)
+    v /= alpha
+    w = v.copy()
+    phibar, rhobar = beta, alpha
+    anorm2 = 0.0
+    rnorm, arnorm = beta, alpha * beta
+    bnorm = bnorm if bnorm > 0 else beta
+    if arnorm <= rtol * alpha * beta * EPS:
+        return LsqrOutcome(y, 0, Status.CONVERGED_RTOL, alphas, betas, rnorm, arnorm)
+    status = Status.DIVERGED_MAX_IT
+    k = 0
+    while k < maxiter:
+        k += 1
+        u = matvec(v) - alpha * u
+        beta = float(np.linalg.norm(u))
+        betas.append(beta)
+        anorm2 += alpha**2 + beta**2
+        if beta > 0.0:
+            u /= beta
+            v = rmatvec(u) - beta * v
+            alpha = float(np.linalg.norm(v))
+            if alpha > 0.0:
+                v /= alpha
+        else:
+            alpha = 0.0
+        rho = math.hypot(rhobar, beta)
+        c, s = rhobar / rho, beta / rho
+        theta = s * alpha
+        rhobar = -c * alpha
+        phi = c * phibar
+        phibar = s * phibar
+        y += (phi / rho) * w
+        w = v - (theta / rho) * w
+        rnorm = phibar
+        arnorm = alpha * abs(c) * phibar
+        if not (math.isfinite(rnorm) and math.isfinite(arnorm)) or not np.isfinite(y).all():
+            status = Status.DIVERGED_NAN
+            break
+        anorm = math.sqrt(anorm2)
+        optimality = arnorm / (anorm * rnorm) if rnorm > 0 else 0.0
+        callback(it0 + k, residual=rnorm / bnorm, optimality=optimality)
+        if alpha > 0.0:
+            alphas.append(alpha)
+        if rnorm <= rtol * bnorm:
+            status = Status.CONVERGED_ATOL
+            break
+        if optimality <= rtol:
+            status = Status.CONVERGED_RTOL
+            break
+        if beta == 0.0 or alpha == 0.0:
+            status = Status.CONVERGED_HAPPY_BREAKDOWN
+            break
+    return LsqrOutcome(y, k, status, alphas, betas, rnorm, arnorm)
+
+
+def _ritz_condition(alphas: list[float], betas: list[float]) -> tuple[float, float] | None:
+    """Extreme singular values of the Golub-Kahan bidiagonal B_k (Ritz estimates of the operator's)."""
+    k = min(len(alphas), len(betas) - 1)
+    if k < 2:
+        return None
+    B = np.zeros((k + 1, k))
+    idx = np.arange(k)
+    B[idx, idx] = alphas[:k]
+    B[idx + 1, idx] = betas[1:k + 1]
+    s = scipy.linalg.svdvals(B)
+    return float(s[0]), float(s[-1])
+
+
+class _PreconditionedOperator:
+    """``M = [A; sqrt(lam) I] P`` with ``P`` of shape (n, k); vectors of M's range have m (+ n) entries."""
+
+    def __init__(self, problem, P: np.ndarray, lam: float):
+        self.problem, self.P, self.lam = problem, P, lam
+        self.root = math.sqrt(lam)
+        self.m = problem.shape[0]
+
+    def matvec(self, y: np.ndarray) -> np.ndarray:
+        x = self.P @ y
+        Ax = self.problem.matvec(x)
+        return np.concatenate([Ax, self.root * x]) if self.lam > 0 else Ax
+
+    def rmatvec(self, u: np.ndarray) -> np.ndarray:
+        if self.lam > 0:
+            g = self.problem.rmatvec(u[:self.m]) + self.root * u[self.m:]
+        else:
+            g = self.problem.rmatvec(u)
+        return self.P.T @ g
+
+    def rhs(self, x: np.ndarray) -> np.ndarray:
+        """Residual ``[b - A x; -sqrt(lam) x]`` of the current iterate (recomputed from A)."""
+        r = self.problem.residual(x)
+        return np.concatenate([r, -self.root * x]) if self.lam > 0 else r
+
+
+def _check_options(problem, mode: str, sketch: str, d: int | None, eps: float, rtol: float) -> None:
+    m, n = problem.shape
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if sketch not in SKETCH_KINDS:
+        raise ValueError(f"unknown sketch {sketch!r}; choose one of {', '.join(SKETCH_KINDS)}")
+    if problem.streaming and sketch not in STREAMABLE_KINDS:
+        raise ValueError(f"sketch {sketch!r} cannot be applied while streaming rows; "
+                         f"use one of {', '.join(STREAMABLE_KINDS)}")
+    if m < n:
+        raise ValueError(f"A is {m} x {n}: sketched least squares needs a tall matrix (m >= n)")
+    if d is not None and not n <= d <= m:
+        raise ValueError(f"sketch size {d} must lie between n = {n} and m = {m}")
+    if not 0.0 < eps < 1.0:
+        raise ValueError("eps must lie in (0, 1)")
+    if rtol < 0.0:
+        raise ValueError("rtol must be non-negative")
+
+
+def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "sparse-sign",
+                   sketch_size: int | None = None, eps: float = 0.1, ridge: float | str = 0.0,
+                   rtol: float = 1e-10, maxiter: int | None = None, nnz_per_column: int = 8,
+                   refine_steps: int = 2, rng: np.random.Generator,
+                   callback: Callback = no_callback) -> Result:
+    """Solve ``min ||A x - b||^2 + lam ||x||^2`` by sketching (see the module docstring for modes).
+
+    Parameters
+    ----------
+    A : (m, n) ndarray, scipy.sparse matrix, or a problem object (streaming), m >= n.
+    b : (m,) right-hand side (ignored when A is a problem object, which carries b).
+    mode : ``sketch-and-solve``, ``precondition`` or ``refine``.
+    sketch : one of :data:`~matcli.methods.sketch.sketches.SKETCH_KINDS`.
+    sketch_size : rows d of the sketch (n <= d <= m); default from :func:`default_sketch_size`.
+    eps : target residual ratio ``1 + eps`` that sets the default sketch size of sketch-and-solve.
+    ridge : lam >= 0, or ``"auto"`` to choose it by GCV on the sketched problem.
+    rtol : LSQR stopping tolerance (iterative modes).
+    maxiter : LSQR iteration limit per solve (default 200 + n // 10).
+    nnz_per_column : nonzeros per column of the sparse sign sketch.
+    refine_steps : refinement solves after the first one (``refine`` mode).
+    rng : random generator for the sketch.
+    callback : called per LSQR iteration with ``residual`` and ``optimality``.
+
+    Returns
+    -------
+    Result
+        ``outputs["x"]`` of shape (n,); metrics ``residual_norm``, ``relative_residual``,
+        ``optimality`` (``||A^T r - lam x|| / (||A||_2 ||[r; sqrt(lam) x]||)``, ||A||_2 from the
+        sketch), ``residual_ratio_estimate`` (estimated ratio of the objective's root to its optimum),
+        ``backward_error_estimate`` (Karlson-Walden with A^T A ~ (SA)^T SA, lam = 0),
+        ``sketch_size``, ``condition_estimate`` (of A, from the sketch) and, after iterations,
+        ``preconditioned_condition_estimate`` (Ritz values of LSQR's bidiagonal).
+    """
+    problem = as_problem(A, b)
+    m, n = problem.shape
+    _check_options(problem, mode, sketch, sketch_size, eps, rtol)
+    d = sketch_size or default_sketch_size(mode, m, n, eps)
+    maxiter = maxiter or 200 + n // 10
+
+    def row_scores(pre_sketch) -> np.ndarray:
+        SA0, _ = problem.sketch(pre_sketch)
+        f0 = factor_sketch(SA0, np.zeros(SA0.shape[0]))
+        k = min(f0.rank, 32)
+        G = rng.standard_normal((f0.rank, k)) / math.sqrt(k)
+        return problem.row_norms2((f0.V / f0.sigma[None, :]) @ G)
+
+    S = make_sketch(sketch, m, d, rng, zeta=nnz_per_column, row_scores=row_scores)
+    SA, Sb = problem.sketch(S)
+    if not (np.isfinite(SA).all() and np.isfinite(Sb).all()):
+        return Result(Status.DIVERGED_NAN, message="the sketch of A or b overflowed")
+    factor = factor_sketch(SA, Sb)
+    info: dict[str, Any] = {"mode": mode, "sketch": sketch, "sketch_size": d, "sketch_rank": factor.rank,
+                            "streaming": bool(problem.streaming)}
+    if sketch == "sparse-sign":
+        info["nnz_per_column"] = min(nnz_per_column, d)
+    if factor.rank == 0:
+        x = np.zeros(n)
+        return _finish(problem, factor, x, 0.0, Status.CONVERGED_ZERO_RHS, 0, None, d, info,
+                       "A is numerically zero; x = 0")
+    if factor.rank < n:
+        info["rank_deficient"] = True
+
+    if ridge == "auto":
+        lam, gcv = choose_lambda(factor.sigma, factor.z, factor.outside, d)
+        info["ridge_auto"] = gcv
+    else:
+        lam = float(ridge)
+        if lam < 0:
+            raise ValueError("ridge must be non-negative")
+    info["ridge"] = lam
+
+    x = factor.solve(lam)
+    if mode == "sketch-and-solve":
+        status = Status.CONVERGED_DIRECT if np.isfinite(x).all() else Status.DIVERGED_NAN
+        return _finish(problem, factor, x, lam, status, 0, None, d, info,
+                       f"sketch-and-solve with {d} sketch rows")
+
+    op = _PreconditionedOperator(problem, factor.precond(lam), lam)
+    bnorm = problem.b_norm
+    solves = 1 + (refine_steps if mode == "refine" else 0)
+    total = 0
+    ritz = None
+    status = Status.CONVERGED_RTOL
+    steps: list[dict[str, Any]] = []
+    for step in range(solves):
+        out = lsqr(op.matvec, op.rmatvec, op.rhs(x), factor.rank, rtol=rtol, maxiter=maxiter,
+                   bnorm=bnorm, callback=callback, it0=total)
+        total += out.iterations
+        x = x + op.P @ out.y
+        status = out.status
+        steps.append({"iterations": out.iterations, "status": out.status.reason,
+                      "correction_norm": float(np.linalg.norm(op.P @ out.y))})
+        estimate = _ritz_condition(out.alphas, out.betas)
+        if estimate is not None and (ritz is None or estimate[0] / estimate[1] > ritz[0] / ritz[1]):
+            ritz = estimate
+        if not status.converged:
+            break
+    info["solves"] = steps
+    return _finish(problem, factor, x, lam, status, total, ritz, d, info,
+                   f"{mode} with {d} sketch rows: {total} LSQR iterations ({status.reason})")
+
+
+def _finish(problem, factor: SketchFactor, x: np.ndarray, lam: float, status: Status, iterations: int,
+            ritz: tuple[float, float] | None, d: int, info: dict[str, Any], message: str) -> Result:
+    """Evaluate the a-posteriori metrics of ``x`` with one residual and one transposed product."""
+    m, n = problem.shape
+    r = problem.residual(x)
+    rnorm = float(np.linalg.norm(r))
+    bnorm = problem.b_norm
+    grad = problem.rmatvec(r) - lam * x
+    xnorm = float(np.linalg.norm(x))
+    objective = math.sqrt(rnorm**2 + lam * xnorm**2)
+    sigma_max = float(factor.sigma[0]) if factor.rank else 0.0
+    anorm = math.sqrt(sigma_max**2 + lam)
+    metrics: dict[str, float] = {
+        "residual_norm": rnorm,
+        "relative_residual": rnorm / bnorm if bnorm > 0 else 0.0,
+        "optimality": float(np.linalg.norm(grad)) / (anorm * objective) if anorm * objective > 0 else 0.0,
+        "sketch_size": float(d),
+        "iterations": float(iterations),
+        "ridge": lam,
+    }
+    if factor.rank:
+        metrics["condition_estimate"] = float(factor.sigma[0] / factor.sigma[-1])
+        # M = [A; sqrt(lam) I] P: ||M(y - y*)||^2 = f(x) - f(x*) <= ||P^T grad||^2 / sigma_min(M)^2,
+        # with sigma_min(M) >= 1/(1 + delta) for an embedding of distortion delta ~ sqrt(n/d).
+        pgrad = float(np.linalg.norm(factor.precond(lam).T @ grad))
+        delta = min(math.sqrt(factor.rank / d), 0.9)
+        smin = 1.0 / (1.0 + delta)
+        if ritz is not None:
+            smin = min(smin, ritz[1])
+        excess = (pgrad / smin) ** 2
+        if objective > 0:
+            metrics["residual_ratio_estimate"] = objective / math.sqrt(max(objective**2 - excess, 0.0)) \
+                if objective**2 > excess else float("inf")
+        else:
+            metrics["residual_ratio_estimate"] = 1.0
+        if lam == 0.0 and xnorm > 0:
+            # Karlson-Walden: ||(A^T A + mu I)^{-1/2} A^T r|| / ||x||, mu = ||r||^2/||x||^2.
+            mu = (rnorm / xnorm) ** 2
+            coords = factor.V.T @ grad
+            kw = float(np.linalg.norm(coords / np.sqrt(factor.sigma**2 + mu))) / xnorm
+            metrics["backward_error_estimate"] = kw / sigma_max if sigma_max > 0 else 0.0
+    if ritz is not None:
+        metrics["preconditioned_condition_estimate"] = ritz[0] / ritz[1]
+    if not np.isfinite(x).all():
+        status = Status.DIVERGED_NAN
+    return Result(status=status, outputs={"x": x}, metrics=metrics, iterations=iterations,
+                  info=info, message=message)
+
+
+def sketch_and_solve(A, b=None, **options) -> Result:
+    """Sketch-and-solve mode of :func:`solve_sketched` (one sketch, no iterations)."""
+    return solve_sketched(A, b, mode="sketch-and-solve", **options)
+
+
+def precondition(A, b=None, **options) -> Result:
+    """Sketch-and-precondition mode of :func:`solve_sketched` (warm-started preconditioned LSQR)."""
+    return solve_sketched(A, b, mode="precondition", **options)
+
+
+def refine(A, b=None, **options) -> Result:
+    """Sketch-and-precondition with iterative refinement (SPIR) mode of :func:`solve_sketched`."""
+    return solve_sketched(A, b, mode="refine", **options)

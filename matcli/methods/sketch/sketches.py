@@ -1,0 +1,191 @@
+"""Random sketching operators S (d x m) for tall matrices, applied in about one pass over the rows.
+
+Every sketch offers
+
+* ``apply(X)``: ``S @ X`` for ``X`` of shape (m,) or (m, k), dense or scipy.sparse; returns a dense
+  array of shape (d,) or (d, k).
+* ``apply_rows(X_block, start)``: the contribution ``S[:, start:start+len] @ X_block`` of a block of
+  consecutive rows, so a sketch can be accumulated while streaming a file (all but SRHT).
+
+Constructions
+-------------
+countsketch
+    One +-1 per column of S in a uniformly random row (Clarkson-Woodruff). Cost O(nnz(A)).
+sparse-sign
+    ``zeta`` nonzeros +-1/sqrt(zeta) per column, one in each of ``zeta`` row bands of S (the block
+    OSNAP construction of Kane-Nelson), so the rows of a column are distinct. Cost O(zeta nnz(A)).
+srht
+    sqrt(m/d) * R * DCT-II * D: random signs D, the orthonormal DCT along the rows (scipy.fft), and
+    uniform sampling R of d rows without replacement (fast Johnson-Lindenstrauss transform). Dense
+    by nature; applied to blocks of columns so only m x (block) numbers are materialised.
+gaussian
+    i.i.d. N(0, 1/d) entries, generated chunk by chunk of rows from per-chunk seeds so it never
+    exists in full. Cost O(d nnz(A)).
+leverage
+    Row sampling with probabilities mixing approximate leverage scores and the uniform distribution;
+    the scores are the squared row norms of A R^{-1} G where R comes from a sparse-sign sketch of A
+    and G is an n x k Gaussian (Drineas-Magdon-Ismail-Mahoney-Woodruff 2012).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+SKETCH_KINDS = ("countsketch", "sparse-sign", "srht", "gaussian", "leverage")
+STREAMABLE_KINDS = ("countsketch", "sparse-sign", "gaussian", "leverage")
+
+#: Rows of a Gaussian sketch generated from one seed; fixing it makes the sketch independent of
+#: how the rows are blocked when streaming.
+_GAUSSIAN_CHUNK = 8192
+#: Columns transformed together by the SRHT (bounds its temporary memory to m x 64 numbers).
+_SRHT_COLUMNS = 64
+
+
+def _as_dense(Y) -> np.ndarray:
+    return Y.toarray() if sp.issparse(Y) else np.asarray(Y)
+
+
+class SparseEmbedding:
+    """A sketch stored as a sparse d x m matrix in CSC form (column j = where row j of A goes).
+
+    Used for countsketch, sparse sign embeddings and row sampling.
+    """
+
+    def __init__(self, kind: str, matrix: sp.csc_matrix):
+        self.kind = kind
+        self.matrix = matrix
+        self.d, self.m = matrix.shape
+
+    def apply(self, X) -> np.ndarray:
+        # CSC @ dense streams over the columns of S, i.e. over the rows of X once.
+        return _as_dense(self.matrix @ X)
+
+    def apply_rows(self, X_block, start: int) -> np.ndarray:
+        stop = start + X_block.shape[0]
+        return _as_dense(self.matrix[:, start:stop] @ X_block)
+
+
+class SRHT:
+    """Subsampled randomized trigonometric transform ``sqrt(m/d) R F D`` with F the orthonormal DCT-II."""
+
+    kind = "srht"
+
+    def __init__(self, m: int, d: int, rng: np.random.Generator):
+        self.m, self.d = m, d
+        self.signs = rng.choice(np.array([-1.0, 1.0]), size=m)
+        self.rows = np.sort(rng.choice(m, size=d, replace=False))
+        self.scale = math.sqrt(m / d)
+
+    def _transform(self, block: np.ndarray) -> np.ndarray:
+        import scipy.fft
+
+        mixed = scipy.fft.dct(block * self.signs[:, None], type=2, axis=0, norm="ortho")
+        return mixed[self.rows] * self.scale
+
+    def apply(self, X) -> np.ndarray:
+        vector = X.ndim == 1
+        X2 = X.reshape(-1, 1) if vector else X
+        if sp.issparse(X2):
+            X2 = X2.tocsc()
+        k = X2.shape[1]
+        out = np.empty((self.d, k))
+        for j0 in range(0, k, _SRHT_COLUMNS):
+            j1 = min(k, j0 + _SRHT_COLUMNS)
+            out[:, j0:j1] = self._transform(_as_dense(X2[:, j0:j1]).astype(np.float64, copy=False))
+        return out[:, 0] if vector else out
+
+    def apply_rows(self, X_block, start: int) -> np.ndarray:
+        raise ValueError("the SRHT mixes all rows and cannot be accumulated from row blocks")
+
+
+class GaussianSketch:
+    """Dense Gaussian sketch with N(0, 1/d) entries, regenerated from per-chunk seeds on demand."""
+
+    kind = "gaussian"
+
+    def __init__(self, m: int, d: int, rng: np.random.Generator):
+        self.m, self.d = m, d
+        self.seed = int(rng.integers(0, 2**63 - 1))
+        self.scale = 1.0 / math.sqrt(d)
+
+    def _chunk(self, index: int) -> np.ndarray:
+        rows = min(_GAUSSIAN_CHUNK, self.m - index * _GAUSSIAN_CHUNK)
+        return np.random.default_rng([self.seed, index]).standard_normal((self.d, rows)) * self.scale
+
+    def apply_rows(self, X_block, start: int) -> np.ndarray:
+        stop = start + X_block.shape[0]
+        out = np.zeros((self.d,) + X_block.shape[1:])
+        first, last = start // _GAUSSIAN_CHUNK, (stop - 1) // _GAUSSIAN_CHUNK
+        for index in range(first, last + 1):
+            c0 = index * _GAUSSIAN_CHUNK
+            lo, hi = max(start, c0), min(stop, c0 + _GAUSSIAN_CHUNK)
+            G = self._chunk(index)[:, lo - c0:hi - c0]
+            out += _as_dense(G @ X_block[lo - start:hi - start])
+        return out
+
+    def apply(self, X) -> np.ndarray:
+        return self.apply_rows(X, 0)
+
+
+def sparse_sign(m: int, d: int, zeta: int, rng: np.random.Generator) -> SparseEmbedding:
+    """Sparse sign embedding with ``zeta`` nonzeros per column, one per band of ``d // zeta`` rows.
+
+    ``zeta = 1`` is CountSketch. Requires ``1 <= zeta <= d``.
+    """
+    zeta = max(1, min(int(zeta), d))
+    band = d // zeta
+    offsets = (np.arange(zeta, dtype=np.int64) * band)[None, :]
+    rows = offsets + rng.integers(0, band, size=(m, zeta))
+    signs = rng.integers(0, 2, size=(m, zeta)).astype(np.float64) * 2.0 - 1.0
+    signs /= math.sqrt(zeta)
+    indptr = np.arange(0, m * zeta + 1, zeta, dtype=np.int64)
+    matrix = sp.csc_matrix((signs.ravel(), rows.ravel(), indptr), shape=(d, m))
+    return SparseEmbedding("countsketch" if zeta == 1 else "sparse-sign", matrix)
+
+
+def sampling_sketch(probabilities: np.ndarray, d: int, rng: np.random.Generator) -> SparseEmbedding:
+    """Row sampling with replacement: d rows drawn with ``probabilities`` (sum 1), scaled by 1/sqrt(d p_i).
+
+    Then E[S^T S] = I, so ||S y||^2 is an unbiased estimate of ||y||^2.
+    """
+    m = probabilities.size
+    picked = rng.choice(m, size=d, replace=True, p=probabilities)
+    weights = 1.0 / np.sqrt(d * probabilities[picked])
+    matrix = sp.csr_matrix((weights, (np.arange(d), picked)), shape=(d, m)).tocsc()
+    return SparseEmbedding("leverage", matrix)
+
+
+def leverage_probabilities(scores: np.ndarray, uniform_weight: float = 0.1) -> np.ndarray:
+    """Mix normalised leverage-score estimates with the uniform distribution (guards against misestimates)."""
+    m = scores.size
+    total = scores.sum()
+    lev = scores / total if total > 0 else np.full(m, 1.0 / m)
+    p = (1.0 - uniform_weight) * lev + uniform_weight / m
+    return p / p.sum()
+
+
+def make_sketch(kind: str, m: int, d: int, rng: np.random.Generator, *, zeta: int = 8,
+                row_scores: Callable[[SparseEmbedding], np.ndarray] | None = None):
+    """Build a sketch of kind ``kind`` (one of :data:`SKETCH_KINDS`) mapping R^m to R^d.
+
+    ``row_scores`` is needed for ``leverage``: given a sparse-sign pre-sketch it returns approximate
+    leverage scores of the m rows (shape (m,), non-negative).
+    """
+    if kind == "countsketch":
+        return sparse_sign(m, d, 1, rng)
+    if kind == "sparse-sign":
+        return sparse_sign(m, d, zeta, rng)
+    if kind == "srht":
+        return SRHT(m, d, rng)
+    if kind == "gaussian":
+        return GaussianSketch(m, d, rng)
+    if kind == "leverage":
+        if row_scores is None:
+            raise ValueError("leverage sampling needs a row_scores callable")
+        scores = row_scores(sparse_sign(m, d, zeta, rng))
+        return sampling_sketch(leverage_probabilities(scores), d, rng)
+    raise ValueError(f"unknown sketch {kind!r}; choose one of {', '.join(SKETCH_KINDS)}")

@@ -1,5 +1,38 @@
-"""Registered sketch methods (no heavy imports here)."""
+"""Registered sketch-regress modes (the family's methods; no heavy imports here).
+
+The sketch itself (countsketch, sparse-sign, srht, gaussian, leverage) is the typed ``--sketch``
+option of ``matcli sketch-regress``; sketch sizes, ridge and tolerances are typed options too.
+"""
 
 from matcli.core.registry import MethodSpec, ParamSpec
 
-SPECS: list[MethodSpec] = []
+_NNZ = ParamSpec("nnz_per_column", "int", 8, "Nonzeros per column of the sparse-sign sketch.", low=1, high=64)
+_REFINE = ParamSpec("refine_steps", "int", 2, "Refinement solves after the warm-started one (refine mode).",
+                    low=1, high=10)
+
+SPECS: list[MethodSpec] = [
+    MethodSpec(
+        family="sketch",
+        name="precondition",
+        function="matcli.methods.sketch.regress:precondition",
+        summary="Sketch -> QR -> LSQR preconditioned by the sketch, warm-started from sketch-and-solve.",
+        params=(_NNZ,),
+        constraints=("tall",),
+    ),
+    MethodSpec(
+        family="sketch",
+        name="sketch-and-solve",
+        function="matcli.methods.sketch.regress:sketch_and_solve",
+        summary="Solve the sketched problem only: residual within about (1+eps) of the optimum.",
+        params=(_NNZ,),
+        constraints=("tall",),
+    ),
+    MethodSpec(
+        family="sketch",
+        name="refine",
+        function="matcli.methods.sketch.regress:refine",
+        summary="Sketch-and-precondition with iterative refinement (SPIR): backward stable.",
+        params=(_NNZ, _REFINE),
+        constraints=("tall",),
+    ),
+]

@@ -1,0 +1,60 @@
+"""``matcli sketch-regress A b -o x.h5``: randomized least squares min ||Ax - b|| (+ ridge)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Optional
+
+import typer
+
+from matcli.cli.options import (ForceOpt, MaxiterOpt, MonitorOpt, OutOpt, ParamOpt, QuietOpt, ReportOpt,
+                                SeedOpt, StrictOpt, ThreadsOpt)
+
+
+class Mode(str, enum.Enum):
+    auto = "auto"
+    precondition = "precondition"
+    sketch_and_solve = "sketch-and-solve"
+    refine = "refine"
+
+
+class SketchKind(str, enum.Enum):
+    countsketch = "countsketch"
+    sparse_sign = "sparse-sign"
+    srht = "srht"
+    gaussian = "gaussian"
+    leverage = "leverage"
+
+
+def command(
+    matrix: Annotated[str, typer.Argument(help="Tall matrix A: A.mtx, A.npy, file.h5:/A (dense dataset or sparse group).")],
+    rhs: Annotated[str, typer.Argument(help="Right-hand side b (length m): b.h5:/b, b.npy, b.txt, b.mtx.")],
+    out: OutOpt,
+    mode: Annotated[Mode, typer.Option("--mode", "--method", help="auto: sketch-and-solve if --eps is given, "
+                                       "else precondition. refine adds iterative refinement (backward stable).")] = Mode.auto,
+    sketch: Annotated[SketchKind, typer.Option("--sketch", help="Sketching operator.")] = SketchKind.sparse_sign,
+    sketch_size: Annotated[Optional[int], typer.Option("--sketch-size", min=1, help="Rows of the sketch (n <= d <= m).")] = None,
+    eps: Annotated[Optional[float], typer.Option("--eps", help="Target residual ratio 1+eps; sets the sketch size (0 < eps < 1).")] = None,
+    ridge: Annotated[str, typer.Option("--ridge", help="Ridge parameter lambda >= 0, or 'auto' (GCV on the sketch).")] = "0",
+    rtol: Annotated[float, typer.Option("--rtol", min=0.0, help="LSQR stopping tolerance (precondition, refine).")] = 1e-10,
+    maxiter: MaxiterOpt = None,
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Stream a dense HDF5 matrix in row blocks "
+                                                      "when it is larger than this (e.g. 500M, 2G).")] = None,
+    param: ParamOpt = None,
+    seed: SeedOpt = None,
+    report: ReportOpt = None,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+    strict: StrictOpt = False,
+    force: ForceOpt = False,
+    monitor: MonitorOpt = False,
+) -> None:
+    """Solve min ||Ax - b||^2 + lambda ||x||^2 for tall A by randomized sketching; writes x (n,)."""
+    from matcli.cli.common import build_request, execute
+
+    options = {"sketch": sketch.value, "sketch_size": sketch_size, "eps": eps, "ridge": ridge,
+               "rtol": rtol, "maxiter": maxiter, "max_memory": max_memory}
+    request = build_request("sketch", mode.value, [matrix, rhs], out, options=options, params=param,
+                            seed=seed, report=report, force=force, strict=strict, quiet=quiet,
+                            monitor=monitor, threads=threads)
+    execute(request)

@@ -1,0 +1,228 @@
+"""Adapter for ``matcli sketch-regress``: randomized least squares ``min ||A x - b||`` (+ ridge).
+
+Inputs: ``request.inputs = (A_spec, b_spec)``. Options (``request.options``):
+
+``sketch``        countsketch | sparse-sign | srht | gaussian | leverage
+``sketch_size``   int or None (rows of the sketch)
+``eps``           float or None (target residual ratio 1 + eps; sets the sketch size)
+``ridge``         str: a non-negative number or ``auto`` (GCV on the sketched problem)
+``rtol``          float, LSQR tolerance
+``maxiter``       int or None
+``max_memory``    str or None, e.g. ``500M``: a dense HDF5 matrix larger than this is streamed in
+                  row blocks from the file instead of being loaded.
+
+The method is the mode: ``auto`` (``sketch-and-solve`` when ``--eps`` is given, else
+``precondition``), ``precondition``, ``sketch-and-solve`` or ``refine``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import numpy as np
+
+from matcli.core.errors import InputError, UsageError
+from matcli.core.registry import get_spec
+from matcli.core.result import Callback, Result
+from matcli.jobs.base import FamilyJob
+
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_memory(text: str) -> int:
+    """Bytes from ``500M``, ``2G``, ``1.5G``, ``800K``, ``123456`` (binary units); UsageError otherwise."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    if not match:
+        raise UsageError(f"--max-memory {text!r}: expected a size such as 500M or 2G")
+    value = float(match.group(1)) * _UNITS[match.group(2)]
+    if value < 1024:
+        raise UsageError(f"--max-memory {text!r}: must be at least 1K")
+    return int(value)
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2**30
+
+
+def _hdf5_dense_dataset(spec_text: str) -> tuple[str, str, tuple[int, ...], np.dtype] | None:
+    """``(path, dataset name, shape, dtype)`` when the spec names a dense HDF5 dataset, else None."""
+    from matcli.io import hdf5
+    from matcli.io.spec import parse_spec
+
+    spec = parse_spec(spec_text)
+    if spec.kind != "hdf5" or not os.path.isfile(spec.path):
+        return None
+    with hdf5.open_file(spec.path) as fh:
+        obj = hdf5.resolve_object(fh, spec.path, spec.internal)
+        if isinstance(obj, hdf5.h5py.Group):
+            return None
+        return spec.path, obj.name, tuple(obj.shape), obj.dtype
+
+
+def hdf5_row_blocks(path: str, dataset: str, rows_per_block: int):
+    """A callable returning an iterator over blocks of ``rows_per_block`` rows of an HDF5 dataset.
+
+    Each call opens the file again (one pass); blocks holding NaN/Inf raise InputError.
+    """
+
+    def blocks():
+        import h5py
+
+        with h5py.File(path, "r") as fh:
+            dset = fh[dataset]
+            m = dset.shape[0]
+            for start in range(0, m, rows_per_block):
+                block = dset[start:min(m, start + rows_per_block)]
+                if block.dtype.kind in "fc" and not np.isfinite(block).all():
+                    raise InputError(path, f"matrix rows {start + 1}..{start + block.shape[0]} contain NaN or Inf")
+                yield block
+
+    return blocks
+
+
+class Job(FamilyJob):
+    family = "sketch"
+
+    def read(self) -> None:
+        from matcli.io.load import read_dense, read_matrix
+
+        if len(self.request.inputs) != 2:
+            raise UsageError("sketch-regress needs two inputs: the matrix A and the right-hand side b")
+        a_spec, b_spec = self.request.inputs
+        options = self.request.options
+        budget_text = options.get("max_memory")
+        self.budget = parse_memory(budget_text) if budget_text else _available_memory() // 2
+        self.A = None
+        self.stream: tuple[str, str, tuple[int, ...], np.dtype] | None = None
+        dense = _hdf5_dense_dataset(a_spec)
+        if dense is not None:
+            path, name, shape, dtype = dense
+            if dtype.kind not in "biuf":
+                raise InputError(path, f"dataset {name} has dtype {dtype}; sketch-regress needs real numbers")
+            if len(shape) != 2:
+                raise InputError(path, f"dataset {name} is {len(shape)}-D, expected 2-D")
+            if shape[0] * shape[1] * 8 > self.budget:
+                self.stream = dense
+        if self.stream is None:
+            self.A = read_matrix(a_spec)
+        self.b = read_dense(b_spec)
+        self.a_path = a_spec
+        self.b_path = b_spec
+
+    def _shape(self) -> tuple[int, int]:
+        if self.stream is not None:
+            return int(self.stream[2][0]), int(self.stream[2][1])
+        return self.A.shape
+
+    def validate(self) -> None:
+        from matcli.io.spec import parse_spec
+
+        a_path, b_path = parse_spec(self.a_path).path, parse_spec(self.b_path).path
+        m, n = self._shape()
+        if self.A is not None and np.iscomplexobj(self.A):
+            raise InputError(a_path, "complex matrices are not supported by sketch-regress")
+        if np.iscomplexobj(self.b):
+            raise InputError(b_path, "complex right-hand sides are not supported by sketch-regress")
+        if m == 0 or n == 0:
+            raise InputError(a_path, f"matrix is empty ({m} x {n})")
+        if m < n:
+            raise InputError(a_path, f"matrix is {m} x {n}; sketch-regress needs a tall matrix (m >= n), "
+                                     "transpose a wide one")
+        b = self.b
+        if b.ndim == 2 and 1 in b.shape:
+            b = b.reshape(-1)
+        if b.ndim != 1:
+            raise InputError(b_path, f"right-hand side has shape {self.b.shape}; expected a vector of length {m}")
+        if b.size != m:
+            raise InputError(b_path, f"right-hand side has length {b.size}, but A has {m} rows")
+        self.b = b.astype(np.float64)
+
+    def setup(self, rng: np.random.Generator) -> None:
+        from matcli.methods.sketch.regress import MODES, default_sketch_size
+        from matcli.methods.sketch.sketches import STREAMABLE_KINDS
+
+        self.rng = rng
+        options = self.request.options
+        m, n = self._shape()
+        eps = options.get("eps")
+        sketch = options.get("sketch", "sparse-sign")
+        size = options.get("sketch_size")
+        if eps is not None and size is not None:
+            raise UsageError("give either --sketch-size or --eps, not both")
+        if eps is not None and not 0.0 < eps < 1.0:
+            raise UsageError(f"--eps {eps}: must lie in (0, 1)")
+        method = self.request.method
+        if method == "auto":
+            if eps is not None:
+                method = "sketch-and-solve"
+                self.choice_reason = "--eps asks for a (1+eps)-optimal residual, which sketch-and-solve gives in one pass"
+            else:
+                method = "precondition"
+                self.choice_reason = ("no --eps: solve to --rtol with LSQR preconditioned by the sketch "
+                                      "(iterations independent of cond(A))")
+        elif method not in MODES:
+            raise UsageError(f"unknown mode {method!r}; choose one of auto, {', '.join(MODES)}")
+        else:
+            self.choice_reason = "requested with --mode"
+        self.method = method
+        spec = get_spec("sketch", method)
+        params = spec.resolve_params(list(self.request.params))
+        if size is not None and not n <= size <= m:
+            raise UsageError(f"--sketch-size {size}: must lie between n = {n} and m = {m}")
+        if self.stream is not None and sketch not in STREAMABLE_KINDS:
+            raise UsageError(f"--sketch {sketch} needs the whole matrix in memory; the matrix exceeds "
+                             f"--max-memory, so use one of {', '.join(STREAMABLE_KINDS)}")
+        ridge_text = str(options.get("ridge", "0")).strip().lower()
+        if ridge_text == "auto":
+            ridge: float | str = "auto"
+        else:
+            try:
+                ridge = float(ridge_text)
+            except ValueError:
+                raise UsageError(f"--ridge {ridge_text!r}: expected a non-negative number or 'auto'") from None
+            if not ridge >= 0.0 or not np.isfinite(ridge):
+                raise UsageError(f"--ridge {ridge_text!r}: must be a finite number >= 0")
+        eps_value = 0.1 if eps is None else float(eps)
+        self.kernel_options: dict[str, Any] = {
+            "sketch": sketch,
+            "sketch_size": int(size) if size is not None else default_sketch_size(method, m, n, eps_value),
+            "eps": eps_value,
+            "ridge": ridge,
+            "rtol": float(options.get("rtol", 1e-10)),
+            "maxiter": options.get("maxiter") or 200 + n // 10,
+            **params,
+        }
+        if method != "refine":
+            self.kernel_options.pop("refine_steps", None)
+        self.resolved_params = dict(self.kernel_options, max_memory_bytes=self.budget)
+        nnz = int(self.A.nnz) if self.A is not None and hasattr(self.A, "nnz") else m * n
+        self.problem_info = {"shape": [m, n], "nnz": nnz,
+                             "format": "streamed hdf5 rows" if self.stream else
+                             ("sparse csr" if hasattr(self.A, "nnz") else "dense"),
+                             "streaming": self.stream is not None}
+        if self.stream is not None:
+            rows = max(1, self.budget // (4 * 8 * n))
+            self.problem_info["rows_per_block"] = int(min(rows, m))
+
+    def compute(self, callback: Callback) -> Result:
+        spec = get_spec("sketch", self.method)
+        kernel = spec.load()
+        if self.stream is not None:
+            from matcli.methods.sketch.streaming import RowStreamProblem
+
+            path, name, shape, _ = self.stream
+            blocks = hdf5_row_blocks(path, name, self.problem_info["rows_per_block"])
+            problem = RowStreamProblem(blocks, (shape[0], shape[1]), self.b)
+            result = kernel(problem, rng=self.rng, callback=callback, **self.kernel_options)
+            result.info["passes_over_file"] = problem.passes
+            return result
+        return kernel(self.A, self.b, rng=self.rng, callback=callback, **self.kernel_options)

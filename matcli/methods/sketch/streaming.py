@@ -1,0 +1,82 @@
+"""Least-squares problems whose matrix is read in row blocks, one pass per operation.
+
+:class:`RowStreamProblem` offers the operations of
+:class:`matcli.methods.sketch.regress.InMemoryProblem` (sketch, A v, A^T u, residual, row norms of
+A M) by iterating over consecutive row blocks of A that a callable produces afresh for every
+pass. The kernel never knows where blocks come from; the adapter opens the file.
+
+Memory: one block of A plus O(m + d n) numbers (b, one LSQR vector of length m, the sketch S A).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+
+BlockSource = Callable[[], Iterable[np.ndarray]]
+
+
+class RowStreamProblem:
+    """``min ||A x - b||`` with A (m x n) available as consecutive dense row blocks.
+
+    Parameters
+    ----------
+    blocks : callable returning an iterable of 2-D arrays (r_i, n) whose rows, concatenated in
+        order, are the rows of A. It is called once per pass.
+    shape : (m, n) of A.
+    b : (m,) right-hand side, held in memory.
+    """
+
+    streaming = True
+
+    def __init__(self, blocks: BlockSource, shape: tuple[int, int], b: np.ndarray):
+        self.blocks = blocks
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.b = np.asarray(b, dtype=np.float64).reshape(-1)
+        self.b_norm = float(np.linalg.norm(self.b))
+        self.passes = 0
+
+    def _iter(self):
+        """Yield ``(start, block)`` with float64 blocks; check the blocks tile the m rows exactly."""
+        self.passes += 1
+        start = 0
+        m, n = self.shape
+        for block in self.blocks():
+            block = np.asarray(block, dtype=np.float64)
+            if block.ndim != 2 or block.shape[1] != n or start + block.shape[0] > m:
+                raise ValueError(f"row block of shape {block.shape} at row {start} does not fit {m} x {n}")
+            yield start, block
+            start += block.shape[0]
+        if start != m:
+            raise ValueError(f"row blocks ended after {start} of {m} rows")
+
+    def sketch(self, S) -> tuple[np.ndarray, np.ndarray]:
+        """``(S A, S b)`` in one pass; S must support ``apply_rows``."""
+        SA = np.zeros((S.d, self.shape[1]))
+        for start, block in self._iter():
+            SA += S.apply_rows(block, start)
+        return SA, S.apply(self.b)
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        out = np.empty(self.shape[0])
+        for start, block in self._iter():
+            out[start:start + block.shape[0]] = block @ v
+        return out
+
+    def rmatvec(self, u: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.shape[1])
+        for start, block in self._iter():
+            out += block.T @ u[start:start + block.shape[0]]
+        return out
+
+    def residual(self, x: np.ndarray) -> np.ndarray:
+        return self.b - self.matvec(x)
+
+    def row_norms2(self, M: np.ndarray) -> np.ndarray:
+        out = np.empty(self.shape[0])
+        for start, block in self._iter():
+            BM = block @ M
+            out[start:start + block.shape[0]] = np.einsum("ij,ij->i", BM, BM)
+        return out
+

@@ -1,5 +1,51 @@
-"""Registered complete methods (no heavy imports here)."""
+"""Registered complete methods (no heavy imports here).
+
+Every kernel is called as ``kernel(rows, cols, values, shape, rank=, reg=, bias=, maxiter=,
+rtol=, heldout=, clip=, rng=, callback=, **params)`` and returns a factor model
+(``U``, ``V``, optional ``mu``, ``row_bias``, ``col_bias``).
+"""
 
 from matcli.core.registry import MethodSpec, ParamSpec
 
-SPECS: list[MethodSpec] = []
+_REG_SCALING = ParamSpec("reg_scaling", "str", "count",
+                         "ridge weight per row/column: 'count' multiplies reg by its number of observations (ALS-WR)",
+                         choices=("count", "none"))
+_INIT = ParamSpec("init", "str", "svd", "initial factors: spectral (truncated SVD of the observations) or random",
+                  choices=("svd", "random"))
+
+SPECS: list[MethodSpec] = [
+    MethodSpec(
+        "complete", "als", "matcli.methods.complete.als:als",
+        "Alternating least squares, each half-step a few vectorised CG iterations (O(|Omega| k) per sweep).",
+        params=(ParamSpec("cg_iters", "int", 3, "CG iterations per half-step (warm-started)", low=1, high=100),
+                _REG_SCALING, _INIT),
+    ),
+    MethodSpec(
+        "complete", "als-exact", "matcli.methods.complete.als:als_exact",
+        "Alternating least squares with exact stacked (k+1)x(k+1) solves (O(|Omega| k^2) per sweep; small k).",
+        params=(_REG_SCALING, _INIT),
+    ),
+    MethodSpec(
+        "complete", "softimpute", "matcli.methods.complete.softimpute:softimpute",
+        "Soft-impute: nuclear-norm shrinkage of the sparse-plus-low-rank completed matrix (rank <= k).",
+        params=(ParamSpec("power_iters", "int", 1, "subspace iterations per soft-impute step", low=1, high=20),),
+    ),
+    MethodSpec(
+        "complete", "scaledgd", "matcli.methods.complete.scaledgd:scaledgd",
+        "ScaledGD(lambda): factored gradient descent preconditioned by (V^T V + lambda I)^-1, spectral start.",
+        params=(ParamSpec("step", "float", 0.5, "step size eta", low=1e-6, high=2.0),
+                ParamSpec("damping", "float", 0.0,
+                          "lambda of the preconditioner, relative to the top singular value of the start",
+                          low=0.0, high=10.0)),
+    ),
+    MethodSpec(
+        "complete", "robust", "matcli.methods.complete.robust:robust",
+        "Robust l1 completion by iteratively reweighted ALS: tolerates sparse gross outliers.",
+        params=(ParamSpec("delta", "float", 1e-6,
+                          "IRLS smoothing: residuals below delta * rms(values) get weight 1/delta", low=1e-12, high=1.0),
+                _REG_SCALING, _INIT),
+    ),
+]
+
+#: ``--reg`` default of each method (its meaning is in each kernel's docstring).
+DEFAULT_REG = {"als": 0.12, "als-exact": 0.12, "softimpute": 0.05, "scaledgd": 0.0, "robust": 0.05}

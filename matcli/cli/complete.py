@@ -1,0 +1,96 @@
+"""``matcli complete OBSERVED --rank k -o model.h5``: low-rank matrix completion."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Optional
+
+import typer
+
+from matcli.cli.options import (
+    ForceOpt, MaxiterOpt, MonitorOpt, OutOpt, ParamOpt, QuietOpt, ReportOpt, SeedOpt, StrictOpt, ThreadsOpt,
+)
+
+
+class Method(str, enum.Enum):
+    auto = "auto"
+    als = "als"
+    als_exact = "als-exact"
+    softimpute = "softimpute"
+    scaledgd = "scaledgd"
+    robust = "robust"
+
+
+def _auto_or(kind, text: str, option: str):
+    from matcli.core.errors import UsageError
+
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return kind(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected a {kind.__name__} or 'auto'") from None
+
+
+def _pair(kind, text: str, option: str) -> tuple:
+    from matcli.core.errors import UsageError
+
+    parts = text.replace("x", ",").split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return kind(parts[0]), kind(parts[1])
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected two {kind.__name__}s like 'a,b'") from None
+
+
+def command(
+    observed: Annotated[str, typer.Argument(
+        help="Observed entries: ratings.tsv|.csv|u1.base (user item value, 1-based), obs.mtx, file.h5:/obs "
+             "(row, col, value, 0-based).")],
+    out: OutOpt,
+    rank: Annotated[str, typer.Option("--rank", "-k", help="Rank k, or 'auto' (chosen by validation RMSE).")] = "10",
+    reg: Annotated[Optional[str], typer.Option(
+        "--reg", help="Regularisation (method-specific meaning; default per method, see `matcli methods "
+                      "complete`), or 'auto' (chosen by validation RMSE).")] = None,
+    method: Annotated[Method, typer.Option("--method", "-m", help="Completion method.")] = Method.auto,
+    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Fit global mean, row and column biases.")] = True,
+    validate: Annotated[float, typer.Option(
+        "--validate", min=0.0, max=0.9,
+        help="Hold out this fraction of the observed entries; report validation RMSE per sweep.")] = 0.0,
+    test: Annotated[Optional[str], typer.Option("--test", help="Test entries: report test_rmse and test_mae.")] = None,
+    predict: Annotated[Optional[str], typer.Option(
+        "--predict", help="(row, col) pairs (1-based text or file.h5:/group) to predict.")] = None,
+    predictions_out: Annotated[Optional[str], typer.Option(
+        "--predictions-out", help="Write predictions here as 'row col value' lines (1-based).")] = None,
+    clip: Annotated[Optional[str], typer.Option("--clip", help="Clip predictions to 'lo,hi', e.g. 1,5.")] = None,
+    shape: Annotated[Optional[str], typer.Option("--shape", help="Matrix shape 'm,n' (default: from the input).")] = None,
+    maxiter: MaxiterOpt = None,
+    rtol: Annotated[float, typer.Option(
+        "--rtol", min=0.0, help="Stop when the objective decreases by less than this (relative) in a sweep.")] = 1e-4,
+    param: ParamOpt = None,
+    seed: SeedOpt = None,
+    report: ReportOpt = None,
+    force: ForceOpt = False,
+    strict: StrictOpt = False,
+    quiet: QuietOpt = False,
+    monitor: MonitorOpt = False,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Fit M ~ mu + b_i + c_j + U_i . V_j from observed entries only (missing entries are unknown,
+    never zero) and write U, V and the biases to the output file."""
+    from matcli.cli.common import build_request, execute
+
+    options = {
+        "rank": _auto_or(int, rank, "--rank"),
+        "reg": None if reg is None else _auto_or(float, reg, "--reg"),
+        "bias": bias, "validate": validate, "test": test, "predict": predict,
+        "predictions_out": predictions_out,
+        "clip": None if clip is None else _pair(float, clip, "--clip"),
+        "shape": None if shape is None else _pair(int, shape, "--shape"),
+        "maxiter": maxiter, "rtol": rtol,
+    }
+    request = build_request("complete", method.value, [observed], out, options=options, params=param, seed=seed,
+                            report=report, force=force, strict=strict, quiet=quiet, monitor=monitor,
+                            threads=threads)
+    execute(request)

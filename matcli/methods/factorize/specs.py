@@ -1,5 +1,120 @@
-"""Registered factorize methods (no heavy imports here)."""
+"""Registered factorize methods (no heavy imports here).
+
+A method is named ``<kind>-<method>`` (``svd-randomized``, ``lu-sparse`` ...): ``--kind`` picks
+the factorization, ``--method`` the algorithm within it; ``matcli methods factorize`` lists them.
+"""
 
 from matcli.core.registry import MethodSpec, ParamSpec
 
-SPECS: list[MethodSpec] = []
+_M = "matcli.methods.factorize"
+
+KINDS = ("svd", "nmf", "cur", "qr", "lu", "cholesky", "ldl", "eig")
+
+_STOP_TOL = ParamSpec("stop_tol", "float", 0.0,
+                      "stop early when the top-k Ritz values change by less than this (relative); 0 = run all iterations",
+                      low=0.0)
+_NMF_INIT = ParamSpec("init", "str", "nndsvda", "initial factors", choices=("nndsvda", "nndsvd", "random"))
+_ORDERING = ("COLAMD", "MMD_AT_PLUS_A", "MMD_ATA", "NATURAL")
+_HERMITIAN = ParamSpec("hermitian", "str", "auto",
+                       "use the symmetric/Hermitian solver: auto detects symmetry (max|A-A^H| <= 1e-12 max|A|)",
+                       choices=("auto", "yes", "no"))
+
+SPECS: list[MethodSpec] = [
+    MethodSpec(
+        "factorize", "svd-randomized", f"{_M}.rsvd:randomized_svd",
+        "randomized SVD: range finder + re-orthonormalised power iterations (Halko-Martinsson-Tropp); "
+        "--rank auto --tol t grows the basis blockwise until the error indicator meets t (randQB_EI)",
+        params=(_STOP_TOL,
+                ParamSpec("block_size", "int", 10, "columns added per step with --rank auto", low=1),
+                ParamSpec("max_rank", "int", 0, "cap on the rank with --rank auto (0 = min(m, n))", low=0)),
+    ),
+    MethodSpec(
+        "factorize", "svd-block-krylov", f"{_M}.rsvd:block_krylov_svd",
+        "randomized block Krylov SVD (Musco-Musco): Krylov depth = --power-iters, block = rank + oversample",
+        params=(_STOP_TOL,),
+    ),
+    MethodSpec("factorize", "svd-arpack", f"{_M}.tsvd:lanczos_svd",
+               "truncated SVD by implicitly restarted Lanczos (scipy svds, ARPACK); --tol is svds' tol",
+               constraints=("rank < min(m, n)",)),
+    MethodSpec("factorize", "svd-propack", f"{_M}.tsvd:lanczos_svd",
+               "truncated SVD by Lanczos bidiagonalisation (scipy svds, PROPACK); --tol is svds' tol",
+               constraints=("rank < min(m, n)",)),
+    MethodSpec("factorize", "svd-dense", f"{_M}.tsvd:dense_svd",
+               "dense SVD (LAPACK gesdd), truncated to --rank k or optimally to --tol; sparse input must be small",
+               constraints=("small",)),
+    MethodSpec(
+        "factorize", "svd-update", f"{_M}.update:update_svd",
+        "update a truncated SVD (--update prev.h5) after appending rows/columns (Zha-Simon; randomized "
+        "complement for many appended vectors, after Vecharynski-Saad / Deng et al.)",
+        params=(ParamSpec("complement_rank", "int", 0,
+                          "rank of the randomized approximation of the new vectors' component outside the "
+                          "current subspace (0 = exact thin QR)", low=0),),
+    ),
+    MethodSpec(
+        "factorize", "nmf-hals", f"{_M}.nmf:nmf_hals",
+        "NMF A ~ W H by hierarchical alternating least squares (coordinate descent on columns of W / rows of H)",
+        params=(_NMF_INIT,), constraints=("nonnegative",),
+    ),
+    MethodSpec(
+        "factorize", "nmf-mu", f"{_M}.nmf:nmf_mu",
+        "NMF A ~ W H by Lee-Seung multiplicative updates (Frobenius loss)",
+        params=(_NMF_INIT,), constraints=("nonnegative",),
+    ),
+    MethodSpec(
+        "factorize", "nmf-robust", f"{_M}.nmf:nmf_robust",
+        "robust NMF: correntropy (Welsch) loss by half-quadratic reweighting of columns (samples) or entries",
+        params=(_NMF_INIT,
+                ParamSpec("level", "str", "column",
+                          "reweight whole columns (sparse-friendly) or single entries (dense, small)",
+                          choices=("column", "entry")),
+                ParamSpec("sigma_scale", "float", 1.0,
+                          "kernel width as a multiple of the RMS residual (smaller = more robust)", low=1e-6)),
+        constraints=("nonnegative",),
+    ),
+    MethodSpec(
+        "factorize", "cur-leverage", f"{_M}.cur:cur_leverage",
+        "CUR with columns/rows chosen by rank-k leverage scores (top scores or random sampling); U = C^+ A R^+",
+        params=(ParamSpec("sampling", "str", "top", "take the highest scores or sample proportionally",
+                          choices=("top", "random")),
+                ParamSpec("extra", "int", 0, "columns and rows selected beyond --rank", low=0)),
+    ),
+    MethodSpec(
+        "factorize", "cur-pivoted-qr", f"{_M}.cur:cur_pivoted_qr",
+        "CUR with columns/rows chosen by QR with column pivoting on the top-k singular vectors; U = C^+ A R^+",
+        params=(ParamSpec("extra", "int", 0, "columns and rows selected beyond --rank", low=0),),
+    ),
+    MethodSpec("factorize", "qr-dense", f"{_M}.dense:qr",
+               "dense QR A[:, P] = Q R (LAPACK geqp3 with column pivoting)",
+               params=(ParamSpec("pivoting", "bool", True, "column pivoting"),), constraints=("small",)),
+    MethodSpec("factorize", "lu-dense", f"{_M}.dense:lu", "dense LU A[P] = L U with partial pivoting (getrf)",
+               constraints=("small",)),
+    MethodSpec("factorize", "lu-sparse", f"{_M}.sparse:lu_sparse",
+               "sparse LU A[P][:, Q] = L U (SuperLU); factors written as sparse matrices",
+               params=(ParamSpec("ordering", "str", "COLAMD", "fill-reducing column ordering", choices=_ORDERING),
+                       ParamSpec("pivot_threshold", "float", 1.0, "partial pivoting threshold", low=0.0, high=1.0)),
+               constraints=("square",)),
+    MethodSpec("factorize", "cholesky-dense", f"{_M}.dense:cholesky", "dense Cholesky A = L L^H (potrf)",
+               constraints=("square", "spd", "small")),
+    MethodSpec("factorize", "cholesky-sparse", f"{_M}.sparse:cholesky_sparse",
+               "sparse Cholesky A[P][:, P] = L L^H (SuperLU symmetric mode, positive pivots checked)",
+               params=(ParamSpec("ordering", "str", "MMD_AT_PLUS_A", "symmetric fill-reducing ordering",
+                                 choices=_ORDERING),),
+               constraints=("square", "spd")),
+    MethodSpec("factorize", "ldl-dense", f"{_M}.dense:ldl",
+               "dense LDL^T with Bunch-Kaufman pivoting (sytrf/hetrf), symmetric indefinite",
+               constraints=("square", "symmetric", "small")),
+    MethodSpec("factorize", "eig-dense", f"{_M}.dense:eig",
+               "full eigendecomposition (eigh for symmetric/Hermitian, eig otherwise)",
+               params=(_HERMITIAN,), constraints=("square", "small")),
+    MethodSpec("factorize", "eig-arpack", f"{_M}.sparse:eig_arpack",
+               "--rank k eigenpairs by ARPACK (eigsh for symmetric/Hermitian, eigs otherwise)",
+               params=(_HERMITIAN,
+                       ParamSpec("which", "str", "LM", "part of the spectrum (LA/SA symmetric only, LR/SR general only)",
+                                 choices=("LM", "SM", "LA", "SA", "LR", "SR"))),
+               constraints=("square", "rank < n - 1")),
+]
+
+#: Methods of each kind, in the order ``--method`` lists them.
+METHODS: dict[str, tuple[str, ...]] = {
+    kind: tuple(s.name[len(kind) + 1:] for s in SPECS if s.name.startswith(kind + "-")) for kind in KINDS
+}

@@ -1,0 +1,97 @@
+"""``matcli factorize A --kind K [--method M] -o factors.h5``: parse options and delegate to the runner."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Optional
+
+import typer
+
+from matcli.cli.options import (
+    ForceOpt,
+    MaxiterOpt,
+    MonitorOpt,
+    OutOpt,
+    ParamOpt,
+    QuietOpt,
+    ReportOpt,
+    SeedOpt,
+    StrictOpt,
+    ThreadsOpt,
+)
+
+
+class Kind(str, enum.Enum):
+    svd = "svd"
+    nmf = "nmf"
+    cur = "cur"
+    qr = "qr"
+    lu = "lu"
+    cholesky = "cholesky"
+    ldl = "ldl"
+    eig = "eig"
+
+
+class Method(str, enum.Enum):
+    auto = "auto"
+    randomized = "randomized"
+    block_krylov = "block-krylov"
+    arpack = "arpack"
+    propack = "propack"
+    dense = "dense"
+    update = "update"
+    hals = "hals"
+    mu = "mu"
+    robust = "robust"
+    leverage = "leverage"
+    pivoted_qr = "pivoted-qr"
+    sparse = "sparse"
+
+
+def command(
+    matrix: Annotated[str, typer.Argument(help="Matrix: A.mtx[.gz], A.npy or A.h5:/dataset_or_sparse_group.")],
+    out: OutOpt,
+    kind: Annotated[Kind, typer.Option("--kind", "-k", help="Factorization.")] = Kind.svd,
+    method: Annotated[Method, typer.Option(
+        "--method", "-m",
+        help="Algorithm within the kind. svd: randomized|block-krylov|arpack|propack|dense|update; "
+             "nmf: hals|mu|robust; cur: leverage|pivoted-qr; qr/ldl: dense; lu/cholesky: dense|sparse; "
+             "eig: dense|arpack. auto picks from the matrix (the report says why).")] = Method.auto,
+    rank: Annotated[Optional[str], typer.Option(
+        "--rank", "-r", help="Target rank k, or 'auto' (svd, cur) for the smallest rank meeting --tol.")] = None,
+    tol: Annotated[Optional[float], typer.Option(
+        "--tol", min=0.0, help="svd/cur --rank auto: relative Frobenius error target (default 1e-2); "
+                               "svd arpack/propack: svds tolerance; nmf: relative decrease of the loss to stop.")] = None,
+    power_iters: Annotated[Optional[int], typer.Option(
+        "--power-iters", min=0, help="Randomized SVD power iterations / block Krylov depth (default 4; 1 per block with --rank auto).")] = None,
+    oversample: Annotated[Optional[int], typer.Option(
+        "--oversample", min=0, help="Extra random vectors of the randomized SVD (default 10).")] = None,
+    maxiter: MaxiterOpt = None,
+    update: Annotated[Optional[str], typer.Option(
+        "--update", help="Previous truncated SVD (an output of matcli factorize --kind svd) of MATRIX to update.")] = None,
+    append_rows: Annotated[Optional[str], typer.Option(
+        "--append-rows", help="With --update: rows R appended below MATRIX (spec like R.h5:/R).")] = None,
+    append_cols: Annotated[Optional[str], typer.Option(
+        "--append-cols", help="With --update: columns C appended right of MATRIX.")] = None,
+    param: ParamOpt = None,
+    seed: SeedOpt = None,
+    report: ReportOpt = None,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+    strict: StrictOpt = False,
+    force: ForceOpt = False,
+    monitor: MonitorOpt = False,
+) -> None:
+    """Factorize a matrix (SVD, NMF, CUR, QR, LU, Cholesky, LDL^T, eig) and write the factors."""
+    from matcli.cli.common import build_request, execute
+
+    inputs = [matrix] + [spec for spec in (update, append_rows, append_cols) if spec]
+    options = {
+        "kind": kind.value, "rank": rank, "tol": tol, "power_iters": power_iters, "oversample": oversample,
+        "maxiter": maxiter, "update": update, "append_rows": append_rows, "append_cols": append_cols,
+    }
+    request = build_request(
+        "factorize", method.value, inputs, out, options=options, params=param, seed=seed, report=report,
+        force=force, strict=strict, quiet=quiet, monitor=monitor, threads=threads,
+    )
+    execute(request)

@@ -1,0 +1,364 @@
+"""Adapter of ``matcli factorize``: read the matrix (and the previous SVD for updates), check it
+fits the chosen kind, resolve ``auto``, and call the kernel.
+
+Options (``request.options``): ``kind`` (svd|nmf|cur|qr|lu|cholesky|ldl|eig), ``rank`` (str: an
+integer or ``auto``, or None), ``tol``, ``power_iters``, ``oversample``, ``maxiter`` (None = default),
+``update`` (previous factors), ``append_rows`` / ``append_cols`` (matrix specs).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from matcli.core.errors import InputError, UsageError
+from matcli.core.registry import get_spec
+from matcli.core.result import Callback, Result
+from matcli.jobs.base import FamilyJob
+from matcli.methods.factorize.specs import KINDS, METHODS
+
+#: Sparse inputs with at most this many entries (m * n) may be densified by dense-by-nature methods.
+DENSE_LIMIT = 25_000_000
+#: ``auto`` picks the dense SVD when the matrix has at most this many entries and min(m, n) <= 1500.
+SMALL_SVD_ENTRIES = 2_000_000
+SYMMETRY_TOL = 1e-12
+
+#: Typed options each method accepts; any other option given on the command line is an error.
+_ACCEPTS: dict[str, set[str]] = {
+    "svd-randomized": {"rank", "tol", "power_iters", "oversample"},
+    "svd-block-krylov": {"rank", "power_iters", "oversample"},
+    "svd-arpack": {"rank", "tol", "maxiter"},
+    "svd-propack": {"rank", "tol"},
+    "svd-dense": {"rank", "tol"},
+    "svd-update": {"rank", "update", "append_rows", "append_cols"},
+    "nmf-hals": {"rank", "tol", "maxiter"},
+    "nmf-mu": {"rank", "tol", "maxiter"},
+    "nmf-robust": {"rank", "tol", "maxiter"},
+    "cur-leverage": {"rank", "tol", "power_iters", "oversample"},
+    "cur-pivoted-qr": {"rank", "tol", "power_iters", "oversample"},
+    "qr-dense": set(),
+    "lu-dense": set(),
+    "lu-sparse": set(),
+    "cholesky-dense": set(),
+    "cholesky-sparse": set(),
+    "ldl-dense": set(),
+    "eig-dense": set(),
+    "eig-arpack": {"rank", "tol", "maxiter"},
+}
+_OPTION_FLAGS = {"rank": "--rank", "tol": "--tol", "power_iters": "--power-iters", "oversample": "--oversample",
+                 "maxiter": "--maxiter", "update": "--update", "append_rows": "--append-rows",
+                 "append_cols": "--append-cols"}
+
+
+class Job(FamilyJob):
+    """``factorize`` job: one matrix in, named factors out."""
+
+    family = "factorize"
+
+    def __init__(self, request):
+        super().__init__(request)
+        self.A = None
+        self.kind: str = request.options.get("kind", "svd")
+        self.previous: dict[str, np.ndarray] | None = None
+        self.appended = None
+        self._kernel: Callable[..., Result] | None = None
+        self._kwargs: dict[str, Any] = {}
+        self._hermitian: bool | None = None
+
+    # ----------------------------------------------------------------- read
+    def read(self) -> None:
+        from matcli.io.load import read_dense, read_matrix
+        from matcli.io.spec import parse_spec
+
+        opts = self.request.options
+        self.A = read_matrix(self.request.inputs[0])
+        if opts.get("update"):
+            spec = parse_spec(opts["update"])
+            prefix = (spec.internal or "").rstrip("/")
+            self.previous = {name: read_dense(f"{spec.path}:{prefix}/{name}") for name in ("U", "s", "Vt")}
+        extra = opts.get("append_rows") or opts.get("append_cols")
+        if extra:
+            self.appended = read_matrix(extra)
+
+    # ------------------------------------------------------------- validate
+    def validate(self) -> None:
+        opts = self.request.options
+        path = self.request.inputs[0]
+        A = self.A
+        m, n = A.shape
+        if m == 0 or n == 0:
+            raise InputError(path, f"matrix is empty ({m}x{n})")
+        if self.kind not in KINDS:
+            raise UsageError(f"unknown --kind {self.kind!r}; choose one of {', '.join(KINDS)}")
+        self.problem_info = {"shape": [m, n], "dtype": str(A.dtype),
+                             "storage": "sparse" if sp.issparse(A) else "dense",
+                             "nnz": int(A.nnz) if sp.issparse(A) else int(np.count_nonzero(A))}
+        if self.kind in ("cholesky", "ldl", "eig") and m != n:
+            raise InputError(path, f"--kind {self.kind} needs a square matrix, got {m}x{n}")
+        if self.kind == "lu" and sp.issparse(A) and m != n and self.request.method == "sparse":
+            raise InputError(path, f"sparse LU needs a square matrix, got {m}x{n}")
+        if self.kind in ("cholesky", "ldl", "eig"):
+            from matcli.core.properties import symmetry_error
+
+            err = symmetry_error(A)
+            self.problem_info["symmetry_error"] = err
+            self._hermitian = err <= SYMMETRY_TOL
+            if self.kind in ("cholesky", "ldl") and not self._hermitian:
+                raise InputError(path, f"--kind {self.kind} needs a symmetric/Hermitian matrix "
+                                       f"(max|A - A^H| / max|A| = {err:.2e}); try --kind lu")
+        if self.kind == "nmf":
+            if np.iscomplexobj(A):
+                raise InputError(path, "NMF needs a real nonnegative matrix, got complex values")
+            values = A.data if sp.issparse(A) else A
+            if values.size and values.min() < 0:
+                raise InputError(path, f"NMF needs a nonnegative matrix (smallest entry {values.min():.3g})")
+        if opts.get("append_rows") and opts.get("append_cols"):
+            raise UsageError("give only one of --append-rows and --append-cols per update")
+        if (opts.get("append_rows") or opts.get("append_cols")) and not opts.get("update"):
+            raise UsageError("--append-rows/--append-cols need --update previous.h5")
+        if opts.get("update"):
+            self._validate_update()
+
+    def _validate_update(self) -> None:
+        opts = self.request.options
+        if self.kind != "svd":
+            raise UsageError("--update applies to --kind svd only")
+        if self.appended is None:
+            raise UsageError("--update needs --append-rows R or --append-cols C")
+        U, s, Vt = (self.previous[k] for k in ("U", "s", "Vt"))
+        prev_path = opts["update"]
+        m, n = self.A.shape
+        if s.ndim != 1 or U.ndim != 2 or Vt.ndim != 2 or U.shape != (m, s.size) or Vt.shape != (s.size, n):
+            raise InputError(prev_path, f"previous SVD has U {U.shape}, s {s.shape}, Vt {Vt.shape}; "
+                                        f"expected U (m x k), s (k), Vt (k x n) of the {m}x{n} matrix")
+        extra_path = opts.get("append_rows") or opts.get("append_cols")
+        p, q = self.appended.shape
+        if opts.get("append_rows") and q != n:
+            raise InputError(extra_path, f"appended rows have {q} columns, the matrix has {n}")
+        if opts.get("append_cols") and p != m:
+            raise InputError(extra_path, f"appended columns have {p} rows, the matrix has {m}")
+
+    # ---------------------------------------------------------------- setup
+    def setup(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        method = self.request.method
+        if method == "auto":
+            method, self.choice_reason = self._auto()
+        else:
+            self.choice_reason = "requested with --method"
+        name = f"{self.kind}-{method}"
+        if method not in METHODS[self.kind]:
+            raise UsageError(f"--kind {self.kind} has no method {method!r}; choose one of "
+                             f"{', '.join(('auto',) + METHODS[self.kind])}")
+        spec = get_spec("factorize", name)
+        self.method = name
+        self._check_options(name)
+        params = spec.resolve_params(list(self.request.params))
+        self._kernel = spec.load()
+        self._kwargs = getattr(self, "_setup_" + self.kind)(method, params)
+        self.resolved_params = {**self._shown_options(name), **params,
+                                **{k: v for k, v in self._kwargs.items() if _jsonable(v)}}
+
+    def _auto(self) -> tuple[str, str]:
+        A, opts = self.A, self.request.options
+        m, n = A.shape
+        sparse = sp.issparse(A)
+        if self.kind == "svd":
+            if opts.get("update"):
+                return "update", "--update was given: update the previous truncated SVD"
+            if m * n <= SMALL_SVD_ENTRIES and min(m, n) <= 1500:
+                return "dense", f"the {m}x{n} matrix is small enough for an exact dense SVD"
+            if opts.get("rank") == "auto":
+                return "randomized", "--rank auto needs the adaptive randomized range finder"
+            return "block-krylov", (f"the {m}x{n} {'sparse' if sparse else 'dense'} matrix is large: randomized "
+                                    "block Krylov reaches a given accuracy in the fewest passes over A")
+        if self.kind == "nmf":
+            return "hals", "HALS converges faster than multiplicative updates at the same cost per sweep"
+        if self.kind == "cur":
+            return "pivoted-qr", "pivoted QR on the singular vectors is deterministic and near-optimal"
+        if self.kind in ("lu", "cholesky"):
+            if sparse:
+                return "sparse", "the input is sparse: a sparse factorization keeps the fill low"
+            return "dense", "the input is dense"
+        if self.kind == "eig":
+            if opts.get("rank") is not None:
+                return "arpack", "--rank k asks for a few eigenpairs: ARPACK"
+            return "dense", "no --rank: full dense eigendecomposition"
+        return "dense", f"{self.kind} has only a dense method"
+
+    def _check_options(self, name: str) -> None:
+        accepted = _ACCEPTS[name]
+        for key, flag in _OPTION_FLAGS.items():
+            if self.request.options.get(key) is not None and key not in accepted:
+                raise UsageError(f"{flag} does not apply to --kind {self.kind} --method {name.split('-', 1)[1]}")
+
+    def _shown_options(self, name: str) -> dict[str, Any]:
+        return {k: self.request.options.get(k) for k in sorted(_ACCEPTS[name])
+                if k not in ("update", "append_rows", "append_cols")}
+
+    def _rank(self, *, allow_auto: bool, required: bool = True) -> int | str | None:
+        text = self.request.options.get("rank")
+        m, n = self.A.shape
+        if text is None:
+            if required:
+                raise UsageError(f"--kind {self.kind} needs --rank k" + (" or --rank auto" if allow_auto else ""))
+            return None
+        if text.strip().lower() == "auto":
+            if not allow_auto:
+                raise UsageError(f"--rank auto is not available for {self.method}; give an integer rank")
+            return "auto"
+        try:
+            k = int(text)
+        except ValueError:
+            raise UsageError(f"--rank {text}: expected a positive integer or 'auto'") from None
+        if not 1 <= k <= min(m, n):
+            raise UsageError(f"--rank {k} must be between 1 and min(m, n) = {min(m, n)}")
+        return k
+
+    def _densify_check(self) -> None:
+        m, n = self.A.shape
+        if sp.issparse(self.A) and m * n > DENSE_LIMIT:
+            raise UsageError(f"{self.method} densifies the {m}x{n} sparse matrix ({m * n:.2e} entries > "
+                             f"{DENSE_LIMIT:.1e}); use a sparse or randomized method")
+
+    def _tol(self, default: float) -> float:
+        tol = self.request.options.get("tol")
+        return default if tol is None else float(tol)
+
+    def _setup_svd(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        opts = self.request.options
+        m, n = self.A.shape
+        if method == "update":
+            return self._setup_update(params)
+        if method == "dense":
+            self._densify_check()
+            rank = self._rank(allow_auto=True, required=False)
+            tol = opts.get("tol")
+            if rank == "auto":
+                return {"rank": None, "tol": self._tol(1e-2)}
+            if rank is not None and tol is not None:
+                raise UsageError("--tol applies to svd-dense only with --rank auto")
+            return {"rank": rank, "tol": tol}
+        if method in ("arpack", "propack"):
+            rank = self._rank(allow_auto=False)
+            if rank >= min(m, n):
+                raise UsageError(f"svds needs --rank < min(m, n) = {min(m, n)}; use --method dense")
+            kwargs = {"rank": rank, "solver": method, "tol": self._tol(0.0)}
+            if method == "arpack":
+                kwargs["maxiter"] = opts.get("maxiter")
+            return kwargs
+        rank = self._rank(allow_auto=method == "randomized")
+        if rank == "auto":
+            if opts.get("oversample") is not None:
+                raise UsageError("--oversample does not apply with --rank auto (see --param block_size)")
+            tol = self._tol(1e-2)
+            if not 1e-7 <= tol < 1:
+                raise UsageError(f"--tol {tol:g}: --rank auto needs 1e-7 <= tol < 1 (the error indicator "
+                                 "cannot certify smaller errors)")
+            self._kernel = _load("rsvd", "adaptive_svd")
+            power = opts.get("power_iters")
+            return {"tol": tol, "block_size": params["block_size"], "power_iters": 1 if power is None else power,
+                    "max_rank": params["max_rank"] or None}
+        if opts.get("tol") is not None:
+            raise UsageError("--tol applies to the randomized SVD only with --rank auto (see --param stop_tol)")
+        power = opts.get("power_iters")
+        oversample = opts.get("oversample")
+        return {"rank": rank, "oversample": 10 if oversample is None else oversample,
+                "power_iters": 4 if power is None else power, "stop_tol": params["stop_tol"]}
+
+    def _setup_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        opts = self.request.options
+        k_prev = self.previous["s"].size
+        rank = self._rank(allow_auto=False, required=False)
+        return {"U": self.previous["U"], "s": self.previous["s"], "Vt": self.previous["Vt"],
+                "rows": self.appended if opts.get("append_rows") else None,
+                "cols": self.appended if opts.get("append_cols") else None,
+                "rank": k_prev if rank is None else rank, "complement_rank": params["complement_rank"]}
+
+    def _setup_nmf(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        rank = self._rank(allow_auto=False)
+        maxiter = self.request.options.get("maxiter")
+        kwargs = {"rank": rank, "init": params["init"], "tol": self._tol(1e-4),
+                  "maxiter": 500 if maxiter is None else maxiter}
+        if method == "robust":
+            kwargs.update(level=params["level"], sigma_scale=params["sigma_scale"])
+            if params["level"] == "entry":
+                self._densify_check()
+        return kwargs
+
+    def _setup_cur(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        opts = self.request.options
+        rank = self._rank(allow_auto=True)
+        tol = opts.get("tol")
+        if rank != "auto" and tol is not None:
+            raise UsageError("--tol applies to cur only with --rank auto")
+        kwargs = {"rank": None if rank == "auto" else rank, "tol": self._tol(1e-2) if rank == "auto" else None,
+                  "extra": params["extra"],
+                  "power_iters": 4 if opts.get("power_iters") is None else opts["power_iters"],
+                  "oversample": 10 if opts.get("oversample") is None else opts["oversample"]}
+        if method == "leverage":
+            kwargs["sampling"] = params["sampling"]
+        return kwargs
+
+    def _setup_qr(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._densify_check()
+        return {"pivoting": params["pivoting"]}
+
+    def _setup_lu(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method == "dense":
+            self._densify_check()
+            return {}
+        if self.A.shape[0] != self.A.shape[1]:
+            raise InputError(self.request.inputs[0], f"sparse LU needs a square matrix, got {self.A.shape}")
+        return {"ordering": params["ordering"], "pivot_threshold": params["pivot_threshold"]}
+
+    def _setup_cholesky(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method == "dense":
+            self._densify_check()
+            return {}
+        return {"ordering": params["ordering"]}
+
+    def _setup_ldl(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._densify_check()
+        return {}
+
+    def _setup_eig(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        hermitian = {"auto": self._hermitian, "yes": True, "no": False}[params["hermitian"]]
+        if hermitian and not self._hermitian:
+            raise UsageError("--param hermitian=yes but the matrix is not symmetric/Hermitian")
+        if method == "dense":
+            self._densify_check()
+            return {"hermitian": hermitian}
+        n = self.A.shape[0]
+        rank = self._rank(allow_auto=False)
+        limit = n - 1 if hermitian else n - 2
+        if rank > limit:
+            raise UsageError(f"ARPACK needs --rank <= {limit} for this {n}x{n} matrix; use --method dense")
+        which = params["which"]
+        if hermitian and which in ("LR", "SR"):
+            raise UsageError(f"--param which={which} is for non-symmetric matrices; use LA or SA")
+        if not hermitian and which in ("LA", "SA"):
+            raise UsageError(f"--param which={which} is for symmetric matrices; use LR or SR")
+        return {"rank": rank, "hermitian": hermitian, "which": which, "tol": self._tol(0.0),
+                "maxiter": self.request.options.get("maxiter")}
+
+    # -------------------------------------------------------------- compute
+    def compute(self, callback: Callback) -> Result:
+        try:
+            result = self._kernel(self.A, **self._kwargs, rng=self.rng, callback=callback)
+        except ValueError as exc:
+            raise UsageError(f"{self.method}: {exc}") from None
+        result.info.setdefault("kind", self.kind)
+        return result
+
+
+def _load(module: str, name: str) -> Callable[..., Result]:
+    import importlib
+
+    return getattr(importlib.import_module(f"matcli.methods.factorize.{module}"), name)
+
+
+def _jsonable(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))

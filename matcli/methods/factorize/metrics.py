@@ -1,0 +1,122 @@
+"""Quality metrics shared by the factorize kernels: reconstruction error and orthogonality loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+#: Matrices with at most this many entries get an exact, directly formed reconstruction error.
+EXACT_ENTRIES = 4_000_000
+
+#: Gaussian probes of the randomized estimate.
+PROBES = 16
+
+
+def frobenius_norm(A) -> float:
+    """||A||_F of a dense array or a scipy.sparse matrix (sparse never densified)."""
+    if sp.issparse(A):
+        return float(np.sqrt(np.vdot(A.data, A.data).real))
+    return float(np.linalg.norm(A))
+
+
+def orthogonality_loss(Q: np.ndarray) -> float:
+    """||Q^H Q - I||_F for a matrix ``Q`` (m x k) meant to have orthonormal columns."""
+    k = Q.shape[1]
+    if k == 0:
+        return 0.0
+    G = Q.conj().T @ Q
+    G[np.diag_indices(k)] -= 1.0
+    return float(np.linalg.norm(G))
+
+
+def low_rank_error(A, X: np.ndarray, Y: np.ndarray, rng: np.random.Generator,
+                   norm_A: float | None = None) -> tuple[float, str]:
+    """Relative Frobenius error ``||A - X Y||_F / ||A||_F`` of a low-rank factorization.
+
+    Parameters
+    ----------
+    A : (m, n) ndarray or sparse matrix
+    X : (m, k) ndarray
+    Y : (k, n) ndarray
+    rng : numpy.random.Generator
+        Used only by the randomized estimate.
+
+    Returns
+    -------
+    error, how : float, str
+        ``how`` is ``"exact"`` when ``A - X Y`` was formed (at most :data:`EXACT_ENTRIES` entries),
+        ``"exact (Gram expansion)"`` when the error came from
+        ``||A||^2 - 2 Re tr(X^H A Y^H) + tr((X^H X)(Y Y^H))`` (exact in exact arithmetic, one product
+        with ``A``; accurate while the relative error is above ~1e-7), else
+        ``"randomized estimate (16 Gaussian probes)"`` (unbiased for the squared error, relative
+        spread about sqrt(2/16)).
+    """
+    m, n = A.shape
+    norm_A = frobenius_norm(A) if norm_A is None else norm_A
+    if norm_A == 0.0:
+        residual = float(np.linalg.norm(X) * np.linalg.norm(Y))
+        return (0.0 if residual == 0.0 else float("inf")), "exact"
+    if m * n <= EXACT_ENTRIES:
+        dense = A.toarray() if sp.issparse(A) else np.asarray(A)
+        return float(np.linalg.norm(dense - X @ Y) / norm_A), "exact"
+    cross = np.vdot(X, (A @ Y.conj().T)).real
+    gram = np.vdot(X.conj().T @ X, (Y @ Y.conj().T).conj()).real
+    squared = norm_A**2 - 2.0 * cross + gram
+    if squared > 1e-13 * norm_A**2:
+        return float(np.sqrt(squared) / norm_A), "exact (Gram expansion)"
+    omega = rng.standard_normal((n, PROBES))
+    residual = A @ omega - X @ (Y @ omega)
+    return float(np.linalg.norm(residual) / np.sqrt(PROBES) / norm_A), f"randomized estimate ({PROBES} Gaussian probes)"
+
+
+def operator_error(A, apply_recon, rng: np.random.Generator, norm_A: float | None = None) -> tuple[float, str]:
+    """Relative Frobenius error ``||A - B||_F / ||A||_F`` where ``apply_recon(Z) = B @ Z``.
+
+    Exact (columns of the identity) when ``n`` is small enough that ``m * n`` is at most
+    :data:`EXACT_ENTRIES`, else a randomized estimate with :data:`PROBES` Gaussian probes.
+    """
+    m, n = A.shape
+    norm_A = frobenius_norm(A) if norm_A is None else norm_A
+    if m * n <= EXACT_ENTRIES:
+        dense = A.toarray() if sp.issparse(A) else np.asarray(A)
+        diff = dense - apply_recon(np.eye(n, dtype=dense.dtype))
+        err = float(np.linalg.norm(diff))
+        how = "exact"
+    else:
+        omega = rng.standard_normal((n, PROBES))
+        err = float(np.linalg.norm(A @ omega - apply_recon(omega)) / np.sqrt(PROBES))
+        how = f"randomized estimate ({PROBES} Gaussian probes)"
+    if norm_A == 0.0:
+        return (0.0 if err == 0.0 else float("inf")), how
+    return err / norm_A, how
+
+
+def svd_metrics(A, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rng: np.random.Generator,
+                norm_A: float | None = None) -> tuple[dict[str, float], dict[str, str]]:
+    """Metrics of a truncated SVD ``A ~ U diag(s) Vt``.
+
+    ``reconstruction_error`` (relative Frobenius, see :func:`low_rank_error`),
+    ``orthogonality_loss`` (max over U and V of ``||Q^H Q - I||_F``), ``max_triplet_residual``
+    (``max_i max(||A v_i - s_i u_i||, ||A^H u_i - s_i v_i||) / s_1``) and ``frobenius_norm``;
+    returns (metrics, info) where info names how the reconstruction error was obtained.
+    """
+    norm_A = frobenius_norm(A) if norm_A is None else norm_A
+    err, how = low_rank_error(A, U * s, Vt, rng, norm_A)
+    V = Vt.conj().T
+    metrics = {
+        "reconstruction_error": err,
+        "orthogonality_loss": max(orthogonality_loss(U), orthogonality_loss(V)),
+    }
+    if s.size and s[0] > 0:
+        right = np.linalg.norm(A @ V - U * s, axis=0)
+        left = np.linalg.norm(adjoint_matmul(A, U) - V * s, axis=0)
+        metrics["max_triplet_residual"] = float(np.max(np.maximum(right, left)) / s[0])
+    metrics["frobenius_norm"] = norm_A
+    return metrics, {"reconstruction_error_method": how}
+
+
+def adjoint_matmul(A, X: np.ndarray) -> np.ndarray:
+    """``A^H @ X`` for a dense array or sparse matrix ``A`` without copying ``A`` (``A.T`` is a view)."""
+    if np.iscomplexobj(A):
+        return (A.T @ X.conj()).conj()
+    return A.T @ X

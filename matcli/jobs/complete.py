@@ -17,14 +17,13 @@ from matcli.core.errors import InputError, UsageError
 from matcli.core.registry import get_spec
 from matcli.core.result import Callback, Result, no_callback
 from matcli.jobs.base import FamilyJob
-from matcli.methods.complete.specs import DEFAULT_REG
+from matcli.methods.complete.specs import DEFAULT_MAXITER, DEFAULT_REG
 
 #: Candidate ranks and ridge weights tried by ``--rank auto`` / ``--reg auto``.
-RANK_GRID = (1, 2, 3, 5, 8, 12, 20, 30, 50)
+RANK_GRID = (1, 2, 3, 5, 8, 12, 16, 24)
 REG_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: Rank at or below which ``auto`` uses exact half-steps (stacked small solves beat CG there).
 EXACT_RANK_LIMIT = 24
-DEFAULT_MAXITER = 50
 #: Validation fraction used by ``auto`` selection when ``--validate`` is not given.
 AUTO_VALIDATE = 0.1
 
@@ -128,12 +127,14 @@ class Job(FamilyJob):
                 self.method = "als"
                 self.choice_reason = (f"rank {largest} > {EXACT_RANK_LIMIT}: ALS with a few CG iterations per "
                                       "half-step keeps a sweep at O(|Omega| k)")
+        if DEFAULT_REG[self.method] is None and reg_opt is not None:
+            raise UsageError(f"--reg does not apply to method {self.method} (it learns its regularisation)")
         self.spec = get_spec("complete", self.method)
         self.params = self.spec.resolve_params(list(self.request.params))
         self.resolved_params = {
             "rank": rank_opt, "reg": DEFAULT_REG[self.method] if reg_opt is None else reg_opt,
             "bias": bool(opts.get("bias", True)), "validate": fraction,
-            "maxiter": int(opts.get("maxiter") or DEFAULT_MAXITER), "rtol": float(opts.get("rtol", 1e-4)),
+            "maxiter": int(opts.get("maxiter") or DEFAULT_MAXITER[self.method]), "rtol": float(opts.get("rtol", 1e-4)),
             "clip": list(opts["clip"]) if opts.get("clip") else None, **self.params,
         }
         self.problem_info = {
@@ -163,7 +164,7 @@ class Job(FamilyJob):
         # After selecting by validation, refit on every observed entry with the chosen values.
         fit_idx = np.arange(obs.nnz) if self.auto else train
         fit_heldout = None if self.auto else heldout
-        result = self._fit(fit_idx, fit_heldout, clip, int(rank), float(reg), callback)
+        result = self._fit(fit_idx, fit_heldout, clip, int(rank), reg, callback)
         model = FactorModel.from_outputs(result.outputs)
         if self.auto:
             best = min(selection, key=lambda row: row["val_rmse"])
@@ -189,7 +190,8 @@ class Job(FamilyJob):
         obs = self.observed
         p = self.resolved_params
         kernel = self.spec.load()
-        return kernel(obs.rows[idx], obs.cols[idx], obs.values[idx], obs.shape, rank=rank, reg=reg,
+        extra = {} if DEFAULT_REG[self.method] is None else {"reg": reg}
+        return kernel(obs.rows[idx], obs.cols[idx], obs.values[idx], obs.shape, rank=rank, **extra,
                       bias=p["bias"], maxiter=p["maxiter"], rtol=p["rtol"], heldout=heldout, clip=clip,
                       rng=self.rng, callback=callback, **self.params)
 
@@ -198,7 +200,7 @@ class Job(FamilyJob):
         rank), then rank at the chosen regularisation."""
         m, n = self.observed.shape
         p = self.resolved_params
-        base_reg = DEFAULT_REG[self.method] if p["reg"] == "auto" else float(p["reg"])
+        base_reg = DEFAULT_REG[self.method] if p["reg"] in ("auto", None) else float(p["reg"])
         rank = 10 if p["rank"] == "auto" else int(p["rank"])
         rank = min(rank, m, n)
         table: list[dict[str, Any]] = []
@@ -210,7 +212,7 @@ class Job(FamilyJob):
             return val
 
         reg = base_reg
-        if p["reg"] == "auto":
+        if p["reg"] == "auto" and base_reg is not None:
             grid = [base_reg * f for f in REG_FACTORS] if base_reg > 0 else [0.0]
             reg = min(grid, key=lambda lam: score(rank, lam))
         if p["rank"] == "auto":

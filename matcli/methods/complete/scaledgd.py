@@ -20,6 +20,9 @@ from matcli.methods.complete.common import (
     BASELINE_DAMPING, Entries, FactorModel, Heldout, SweepMonitor, entry_dots, finish, fit_biases, spectral_init,
 )
 
+#: Step halvings tried before declaring stagnation.
+MAX_HALVINGS = 30
+
 
 def scaledgd(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int], *, rank: int,
              reg: float = 0.0, bias: bool = True, step: float = 0.5, damping: float = 0.0, maxiter: int = 200,
@@ -58,18 +61,29 @@ def scaledgd(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tupl
     model = FactorModel(U, V, mu, b, c)
     monitor = SweepMonitor(callback, rtol=rtol, atol=atol, heldout=heldout, clip=clip)
     residual = target - entry_dots(entries.rows, entries.cols, U, V)
+    objective = _objective(residual, U, V, p, reg)
+    eta = step
     status = Status.DIVERGED_MAX_IT
     it = 0
     for it in range(1, maxiter + 1):
-        E = entries.by_row(-residual / p)
-        grad_u = E @ V + reg * U
+        grad_u = entries.by_row(-residual / p) @ V + reg * U
         grad_v = entries.by_col(-residual / p) @ U + reg * V
         pre_u = np.linalg.solve(V.T @ V + lam * eye, grad_u.T).T
         pre_v = np.linalg.solve(U.T @ U + lam * eye, grad_v.T).T
-        U, V = U - step * pre_u, V - step * pre_v
+        # Backtracking: the step is halved until the objective does not increase (noisy or
+        # under-sampled data can make eta too long for the sampled operator).
+        for _ in range(MAX_HALVINGS):
+            U_new, V_new = U - eta * pre_u, V - eta * pre_v
+            res_new = target - entry_dots(entries.rows, entries.cols, U_new, V_new)
+            obj_new = _objective(res_new, U_new, V_new, p, reg)
+            if obj_new <= objective:
+                break
+            eta *= 0.5
+        else:
+            status = Status.DIVERGED_STAGNATION
+            break
+        U, V, residual, objective = U_new, V_new, res_new, obj_new
         model.U, model.V = U, V
-        residual = target - entry_dots(entries.rows, entries.cols, U, V)
-        objective = 0.5 * float(residual @ residual) / p + 0.5 * reg * float(np.sum(U * U) + np.sum(V * V))
         stop = monitor.step(it, model, residual, objective)
         if stop is not None:
             status = stop
@@ -77,5 +91,11 @@ def scaledgd(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tupl
     message = f"{status.reason} after {it} steps"
     if status == Status.DIVERGED_MAX_IT:
         message += "; raise --maxiter or lower --param step"
-    return finish(status, model, it, monitor.metrics(), {"lambda": lam, "sigma1": sigma1, "observed": entries.nnz},
-                  message)
+    if np.isnan(monitor.train_rmse):
+        monitor.train_rmse = float(np.sqrt(np.mean(residual**2)))
+    return finish(status, model, it, monitor.metrics(),
+                  {"lambda": lam, "sigma1": sigma1, "final_step": eta, "observed": entries.nnz}, message)
+
+
+def _objective(residual: np.ndarray, U: np.ndarray, V: np.ndarray, p: float, reg: float) -> float:
+    return 0.5 * float(residual @ residual) / p + 0.5 * reg * float(np.sum(U * U) + np.sum(V * V))

@@ -39,6 +39,15 @@ SPECS: list[MethodSpec] = [
                           low=0.0, high=10.0)),
     ),
     MethodSpec(
+        "complete", "bpmf", "matcli.methods.complete.bpmf:bpmf",
+        "Bayesian PMF by Gibbs sampling; predicts with the posterior mean (no --reg: priors are learnt).",
+        params=(ParamSpec("alpha", "float", 0.0, "noise precision; 0 = 2.5 / var(values)", low=0.0),
+                ParamSpec("burnin", "int", 5, "sweeps discarded before averaging", low=0, high=100000),
+                ParamSpec("samples", "int", 40, "sweeps averaged", low=1, high=100000),
+                ParamSpec("out_rank", "int", 0,
+                          "rank of the written factors: 0 = all samples stacked (exact posterior mean)", low=0)),
+    ),
+    MethodSpec(
         "complete", "robust", "matcli.methods.complete.robust:robust",
         "Robust l1 completion by iteratively reweighted ALS: tolerates sparse gross outliers.",
         params=(ParamSpec("delta", "float", 1e-6,
@@ -47,5 +56,9 @@ SPECS: list[MethodSpec] = [
     ),
 ]
 
-#: ``--reg`` default of each method (its meaning is in each kernel's docstring).
-DEFAULT_REG = {"als": 0.12, "als-exact": 0.12, "softimpute": 0.05, "scaledgd": 0.0, "robust": 0.05}
+#: ``--reg`` default of each method (its meaning is in each kernel's docstring); None = no --reg.
+DEFAULT_REG = {"als": 0.12, "als-exact": 0.12, "softimpute": 0.05, "scaledgd": 0.0, "robust": 0.05,
+               "bpmf": None}
+
+#: ``--maxiter`` default of each method (sweeps or steps).
+DEFAULT_MAXITER = {"als": 50, "als-exact": 50, "softimpute": 100, "scaledgd": 200, "robust": 50, "bpmf": 1000}

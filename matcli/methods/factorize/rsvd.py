@@ -32,6 +32,25 @@ def _project_out(Y: np.ndarray, Q: np.ndarray | None) -> np.ndarray:
     return Y
 
 
+def orth_against(Y: np.ndarray, Q: np.ndarray | None) -> np.ndarray:
+    """Orthonormal basis of the numerically nonzero part of ``(I - Q Q^H) Y``, orthogonal to ``Q``.
+
+    Directions of ``Y`` that already lie in range(Q) (to ``max(m, l) * eps`` relative to the largest
+    column of ``Y``) are dropped (deflation) instead of being turned into rounding noise by the QR,
+    noise that would not be orthogonal to ``Q``; the result may thus have fewer columns than ``Y``.
+    """
+    if Y.shape[1] == 0:
+        return Y
+    scale = float(np.max(np.linalg.norm(Y, axis=0)))
+    if scale == 0.0:
+        return Y[:, :0]
+    P, R, _ = sla.qr(_project_out(Y, Q), mode="economic", pivoting=True, check_finite=False)
+    keep = int(np.sum(np.abs(np.diag(R)) > max(Y.shape) * np.finfo(float).eps * scale))
+    if keep == 0:
+        return Y[:, :0]
+    return _orth(_project_out(P[:, :keep], Q))
+
+
 def _ritz(Q: np.ndarray, W: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rank-``rank`` SVD of ``Q Q^H A`` given ``W = A^H Q`` (Q orthonormal, m x l; W n x l)."""
     Z, R = sla.qr(W, mode="economic", check_finite=False)
@@ -183,8 +202,11 @@ def block_krylov_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2
             status = Status.CONVERGED_HAPPY_BREAKDOWN
             it -= 1
             break
-        Y = _project_out(A @ images[-1][:, :width], basis)
-        block = _orth(Y)
+        block = orth_against(A @ images[-1][:, :width], basis)
+        if block.shape[1] == 0:
+            status = Status.CONVERGED_HAPPY_BREAKDOWN
+            it -= 1
+            break
         blocks.append(block)
         image = adjoint_matmul(A, block)
         cross = np.hstack(images).conj().T @ image
@@ -241,12 +263,15 @@ def adaptive_svd(A, *, tol: float, block_size: int = 10, power_iters: int = 1, m
     while energy > target and Q.shape[1] < limit:
         it += 1
         b = min(block_size, limit - Q.shape[1])
-        Qi = _orth(_project_out(A @ _sketch(rng, n, b, dtype), Q))
+        Qi = orth_against(A @ _sketch(rng, n, b, dtype), Q)
         for _ in range(power_iters):
+            if Qi.shape[1] == 0:
+                break
             # power step on the residual A - Q B: (A - QB)^H Qi = A^H Qi because Qi is orthogonal to Q
             Zi = _orth(adjoint_matmul(A, Qi))
-            Qi = _orth(_project_out(A @ Zi, Q))
-        Qi = _orth(_project_out(Qi, Q))
+            Qi = orth_against(A @ Zi, Q)
+        if Qi.shape[1] == 0:
+            break
         Wi = adjoint_matmul(A, Qi)
         Q = np.hstack([Q, Qi])
         W = np.hstack([W, Wi])

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.factorize.metrics import adjoint_matmul, low_rank_error, svd_metrics
+from matcli.methods.factorize.rsvd import orth_against
 
 
 def append_rows_update(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, E, *, rank: int, complement_rank: int = 0,
@@ -49,18 +50,11 @@ def append_rows_update(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, E, *, rank:
     V = Vt.conj().T
     EV = E @ V                                                    # p x k
     if complement_rank and complement_rank < p:
-        omega = rng.standard_normal((p, complement_rank))
-        Y = adjoint_matmul(E, omega)
-        Y -= V @ (Vt @ Y)
-        Y -= V @ (Vt @ Y)
-        Q_E = sla.qr(Y, mode="economic", check_finite=False)[0]
-        tail = E @ Q_E                                            # p x l
+        Y = adjoint_matmul(E, rng.standard_normal((p, complement_rank)))
     else:
         Y = adjoint_matmul(E, np.eye(p)) if sp.issparse(E) else np.asarray(E).conj().T.copy()
-        Y -= V @ (Vt @ Y)
-        Y -= V @ (Vt @ Y)
-        Q_E, R_E = sla.qr(Y, mode="economic", check_finite=False)
-        tail = R_E.conj().T
+    Q_E = orth_against(Y, V)
+    tail = E @ Q_E                                                # p x l; E (I - V V^H) = E Q_E Q_E^H
     l = Q_E.shape[1]
     middle = np.zeros((k + p, k + l), dtype=np.result_type(U, EV, tail))
     middle[:k, :k] = np.diag(s)

@@ -1,0 +1,215 @@
+"""Truncated SVD kernels (randomized, block Krylov, adaptive, ARPACK/PROPACK, dense) and SVD updates
+against numpy.linalg.svd and exact constructions with known spectra."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from matcli.core.result import Status
+from matcli.methods.factorize import metrics
+from matcli.methods.factorize.rsvd import adaptive_svd, block_krylov_svd, randomized_svd
+from matcli.methods.factorize.tsvd import dense_svd, lanczos_svd
+from matcli.methods.factorize.update import update_svd
+from tests.conftest import data_file
+
+EPS = np.finfo(float).eps
+
+
+def known_spectrum(m, n, s, rng):
+    """``U diag(s) V^T`` with Haar-random orthonormal U (m x r), V (n x r)."""
+    U, _ = np.linalg.qr(rng.standard_normal((m, s.size)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, s.size)))
+    return (U * s) @ V.T, U, V
+
+
+def permuted_diagonal(m, n, d, rng):
+    """Sparse m x n matrix with entries d at distinct random (row, col) pairs: singular values |d| exactly."""
+    rows = rng.permutation(m)[: d.size]
+    cols = rng.permutation(n)[: d.size]
+    return sp.csr_matrix((d, (rows, cols)), shape=(m, n))
+
+
+def sin_theta(Q, Q0):
+    """Largest sine of the principal angles between range(Q) and range(Q0) (both orthonormal)."""
+    return float(np.linalg.norm(Q0 - Q @ (Q.T @ Q0), 2))
+
+
+class NoDensify(sp.csr_matrix):
+    """A CSR matrix that fails the test if anything densifies it."""
+
+    def toarray(self, *args, **kwargs):
+        raise AssertionError("sparse input was densified")
+
+    todense = toarray
+
+
+@pytest.mark.parametrize("kernel", [randomized_svd, block_krylov_svd])
+def test_randomized_kernels_recover_fast_decaying_spectrum(kernel):
+    rng = np.random.default_rng(0)
+    s0 = 0.5 ** np.arange(40)
+    A, U0, V0 = known_spectrum(300, 200, s0, rng)
+    k = 8
+    result = kernel(A, rank=k, oversample=10, power_iters=3, rng=rng)
+    U, s, Vt = result.outputs["U"], result.outputs["s"], result.outputs["Vt"]
+    assert U.shape == (300, k) and s.shape == (k,) and Vt.shape == (k, 200)
+    # sigma_{k+p+1}/sigma_k = 2^-10 raised to 2q+1 = 7 is far below eps: backward-stable accuracy.
+    tol = 50 * EPS * np.sqrt(300)
+    np.testing.assert_allclose(s, s0[:k], rtol=0, atol=tol * s0[0])
+    gap = s0[k - 1] - s0[k]
+    assert sin_theta(U, U0[:, :k]) <= tol * s0[0] / gap
+    assert sin_theta(Vt.T, V0[:, :k]) <= tol * s0[0] / gap
+    optimal = np.sqrt(np.sum(s0[k:] ** 2)) / np.sqrt(np.sum(s0**2))
+    assert result.metrics["reconstruction_error"] == pytest.approx(optimal, rel=1e-8)
+    assert result.metrics["orthogonality_loss"] <= 10 * EPS * np.sqrt(300 * k)
+    assert result.status.converged
+
+
+def test_block_krylov_beats_subspace_iteration_on_flat_spectrum():
+    rng = np.random.default_rng(1)
+    d = 1.0 / np.arange(1, 401) ** 0.5
+    A = permuted_diagonal(3000, 2000, d, rng)
+    k = 10
+    errs = {}
+    for kernel in (randomized_svd, block_krylov_svd):
+        s = kernel(A, rank=k, oversample=5, power_iters=3, rng=np.random.default_rng(2)).outputs["s"]
+        errs[kernel.__name__] = np.max(np.abs(s - d[:k]) / d[:k])
+    assert errs["block_krylov_svd"] < errs["randomized_svd"] / 3
+    assert errs["block_krylov_svd"] < 2e-2
+
+
+@pytest.mark.parametrize("kernel", [randomized_svd, block_krylov_svd])
+def test_sparse_input_is_never_densified(kernel):
+    rng = np.random.default_rng(3)
+    d = 0.8 ** np.arange(50)
+    A = NoDensify(permuted_diagonal(3000, 2500, d, rng))
+    assert A.shape[0] * A.shape[1] > metrics.EXACT_ENTRIES
+    result = kernel(A, rank=5, power_iters=4, rng=rng)
+    np.testing.assert_allclose(result.outputs["s"], d[:5], rtol=1e-10)
+    assert result.info["reconstruction_error_method"] == "exact (Gram expansion)"
+    optimal = np.sqrt(np.sum(d[5:] ** 2) / np.sum(d**2))
+    assert result.metrics["reconstruction_error"] == pytest.approx(optimal, rel=1e-8)
+
+
+def test_adaptive_rank_meets_tolerance_with_near_optimal_rank():
+    rng = np.random.default_rng(4)
+    s0 = 0.9 ** np.arange(150)
+    A, _, _ = known_spectrum(400, 300, s0, rng)
+    tol = 1e-2
+    result = adaptive_svd(A, tol=tol, block_size=8, power_iters=1, rng=rng)
+    assert result.status is Status.CONVERGED_RTOL
+    r = result.outputs["s"].size
+    tails = np.sqrt(np.maximum(np.sum(s0**2) - np.cumsum(s0**2), 0) / np.sum(s0**2))
+    r_opt = int(np.flatnonzero(tails <= tol)[0]) + 1
+    assert r_opt <= r <= r_opt + 2
+    exact = np.linalg.norm(A - (result.outputs["U"] * result.outputs["s"]) @ result.outputs["Vt"]) / np.linalg.norm(A)
+    assert exact <= tol
+    assert result.metrics["error_indicator"] == pytest.approx(exact, rel=1e-6)
+
+
+def test_adaptive_rank_cap_reports_failure():
+    rng = np.random.default_rng(5)
+    A, _, _ = known_spectrum(200, 100, 0.99 ** np.arange(100), rng)
+    result = adaptive_svd(A, tol=1e-3, block_size=5, max_rank=10, rng=rng)
+    assert result.status is Status.DIVERGED_MAX_IT
+    assert result.outputs["s"].size == 10
+
+
+def test_adaptive_rank_on_sparse_real_matrix(shared_data):
+    from matcli.io.load import read_matrix
+
+    A = read_matrix(str(data_file("matrices/Groebner_id2003_aug.mtx")))
+    rng = np.random.default_rng(6)
+    result = adaptive_svd(A, tol=0.5, block_size=20, rng=rng)
+    assert result.status is Status.CONVERGED_RTOL
+    assert result.metrics["reconstruction_error"] <= 0.5 * (1 + 1e-6)
+    assert result.metrics["error_indicator"] == pytest.approx(result.metrics["reconstruction_error"], rel=1e-4)
+
+
+@pytest.mark.parametrize("solver", ["arpack", "propack"])
+def test_lanczos_matches_numpy_on_real_matrix(shared_data, solver):
+    from matcli.io.load import read_matrix
+
+    A = read_matrix(str(data_file("matrices/lp_share1b.mtx")))
+    s_ref = np.linalg.svd(A.toarray(), compute_uv=False)
+    rng = np.random.default_rng(7)
+    result = lanczos_svd(A, rank=6, solver=solver, rng=rng)
+    assert result.status is Status.CONVERGED_RTOL
+    np.testing.assert_allclose(result.outputs["s"], s_ref[:6], rtol=1e-8)
+    assert result.metrics["max_triplet_residual"] <= 1e-8
+    assert result.info["vector_products"] > 0
+
+
+def test_dense_svd_truncation_by_rank_and_tolerance():
+    rng = np.random.default_rng(8)
+    A = rng.standard_normal((60, 40))
+    s_ref = np.linalg.svd(A, compute_uv=False)
+    full = dense_svd(A, rng=rng)
+    np.testing.assert_allclose(full.outputs["s"], s_ref, rtol=1e-12)
+    assert full.metrics["reconstruction_error"] <= 40 * EPS * 60
+    by_tol = dense_svd(A, tol=0.3, rng=rng)
+    r = by_tol.outputs["s"].size
+    tails = np.sqrt(np.sum(s_ref**2) - np.cumsum(s_ref**2)) / np.linalg.norm(A)
+    assert tails[r - 1] <= 0.3 < tails[r - 2]
+    assert by_tol.metrics["reconstruction_error"] == pytest.approx(tails[r - 1], rel=1e-10)
+
+
+def test_complex_input():
+    rng = np.random.default_rng(9)
+    A = rng.standard_normal((80, 50)) + 1j * rng.standard_normal((80, 50))
+    s_ref = np.linalg.svd(A, compute_uv=False)
+    result = block_krylov_svd(A, rank=4, power_iters=6, rng=rng)
+    np.testing.assert_allclose(result.outputs["s"], s_ref[:4], rtol=1e-6)
+    U, s, Vt = result.outputs["U"], result.outputs["s"], result.outputs["Vt"]
+    assert np.linalg.norm(A @ Vt.conj().T - U * s) <= 1e-5 * s[0]
+
+
+@pytest.mark.parametrize("complement_rank", [0, 12])
+@pytest.mark.parametrize("side", ["rows", "cols"])
+def test_update_is_exact_for_exactly_low_rank_matrix(side, complement_rank):
+    rng = np.random.default_rng(10)
+    k, p = 6, 12 if side == "rows" else 9
+    A, _, _ = known_spectrum(120, 90, np.linspace(10, 1, k), rng)
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    U, s, Vt = U[:, :k], s[:k], Vt[:k]
+    extra = rng.standard_normal((p, 90)) if side == "rows" else rng.standard_normal((120, p))
+    new = np.vstack([A, extra]) if side == "rows" else np.hstack([A, extra])
+    s_ref = np.linalg.svd(new, compute_uv=False)
+    kwargs = {side: sp.csr_matrix(extra)}
+    result = update_svd(A, U=U, s=s, Vt=Vt, rank=k + p, complement_rank=complement_rank, rng=rng, **kwargs)
+    # A has rank k, so [A; E] lies in span(U, I) x span(V, Q_E): the update is exact.
+    np.testing.assert_allclose(result.outputs["s"], s_ref[: k + p], rtol=0, atol=1e3 * EPS * s_ref[0])
+    assert result.metrics["reconstruction_error"] <= 1e3 * EPS
+    assert result.metrics["orthogonality_loss"] <= 1e3 * EPS
+    assert result.outputs["U"].shape[0] == new.shape[0] and result.outputs["Vt"].shape[1] == new.shape[1]
+
+
+def test_update_truncated_matches_direct_svd_when_new_rows_follow_the_model():
+    rng = np.random.default_rng(11)
+    k = 5
+    W, H = rng.standard_normal((300, k)), rng.standard_normal((k, 200))
+    noise = 1e-4
+    A = W[:250] @ H + noise * rng.standard_normal((250, 200))
+    E = W[250:] @ H + noise * rng.standard_normal((50, 200))
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    result = update_svd(A, U=U[:, :k], s=s[:k], Vt=Vt[:k], rows=E, rank=k, rng=rng)
+    s_ref = np.linalg.svd(np.vstack([A, E]), compute_uv=False)
+    # Zha-Simon error: of the order of the discarded singular values (noise level), relative to sigma_1.
+    np.testing.assert_allclose(result.outputs["s"], s_ref[:k], rtol=0, atol=10 * s_ref[k] ** 2 / s_ref[k - 1])
+    assert result.metrics["reconstruction_error"] < result.metrics["previous_error"]
+
+
+def test_low_rank_error_paths_agree(monkeypatch):
+    rng = np.random.default_rng(12)
+    A = sp.random(300, 200, density=0.05, random_state=1, format="csr")
+    X, Y = rng.standard_normal((300, 3)), rng.standard_normal((3, 200)) * 0.01
+    exact, how = metrics.low_rank_error(A, X, Y, rng)
+    assert how == "exact"
+    monkeypatch.setattr(metrics, "EXACT_ENTRIES", 0)
+    gram, how = metrics.low_rank_error(A, X, Y, rng)
+    assert how == "exact (Gram expansion)"
+    assert gram == pytest.approx(exact, rel=1e-10)
+    estimate, how = metrics.operator_error(A, lambda Z: X @ (Y @ Z), rng)
+    assert how.startswith("randomized estimate")
+    assert estimate == pytest.approx(exact, rel=0.5)

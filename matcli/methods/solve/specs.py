@@ -1,5 +1,64 @@
-"""Registered solve methods (no heavy imports here)."""
+"""Registered solve methods (no heavy imports here).
+
+Each ``function`` is a setup factory in :mod:`matcli.methods.solve.solvers`:
+``prepare(A, *, params, precond_name, symmetric, rng) -> Solver``; the solver's ``solve`` is the
+compute phase.
+"""
 
 from matcli.core.registry import MethodSpec, ParamSpec
 
-SPECS: list[MethodSpec] = []
+_SOLVERS = "matcli.methods.solve.solvers"
+
+PRECOND_PARAMS = (
+    ParamSpec("ilu_drop_tol", "float", 1e-4, "ILU drop tolerance (--precond ilu)", low=0.0),
+    ParamSpec("ilu_fill_factor", "float", 10.0, "ILU fill limit relative to nnz(A) (--precond ilu)", low=1.0),
+    ParamSpec("amg_cycle", "str", "V", "multigrid cycle (--precond amg-sa|amg-rs)", choices=("V", "W", "F")),
+    ParamSpec("cheb_degree", "int", 4, "Chebyshev polynomial degree (--precond chebyshev)", low=1, high=64),
+)
+REFINE = ParamSpec("refine", "int", 0, "steps of iterative refinement after the triangular solves", low=0, high=10)
+ATOL = ParamSpec("atol", "float", 1e-8,
+                 "least-squares stop: ||A^H r|| <= atol ||A|| ||r||", low=0.0)
+OMEGA = ParamSpec("omega", "float", 0.0,
+                  "relaxation factor in (0, 2); 0 = estimate (Young's formula, or learned online in --batch)",
+                  low=0.0, high=1.999)
+
+SPECS: list[MethodSpec] = [
+    MethodSpec("solve", "auto", "matcli.methods.solve.auto:choose_method",
+               "choose from size, density, symmetry and a cheap definiteness test (the report says why)",
+               params=(REFINE, ParamSpec("restart", "int", 50, "GMRES restart length if chosen", low=1),
+                       *PRECOND_PARAMS)),
+    MethodSpec("solve", "lu", f"{_SOLVERS}:prepare_lu",
+               "LU with partial pivoting: LAPACK (dense) or SuperLU with COLAMD ordering (sparse)",
+               params=(REFINE,), constraints=("square",)),
+    MethodSpec("solve", "cholesky", f"{_SOLVERS}:prepare_cholesky",
+               "Cholesky: LAPACK (dense) or SuperLU with symmetric ordering and diagonal pivots (sparse)",
+               params=(REFINE,), constraints=("square", "hermitian positive definite")),
+    MethodSpec("solve", "ldl", f"{_SOLVERS}:prepare_ldl",
+               "LDL^T with Bunch-Kaufman pivoting (LAPACK; symmetric indefinite, dense or small sparse)",
+               params=(REFINE,), constraints=("square", "symmetric/hermitian", "order <= 5000 if sparse")),
+    MethodSpec("solve", "cg", f"{_SOLVERS}:prepare_cg",
+               "preconditioned conjugate gradients, all right-hand sides at once; detects non-SPD input",
+               params=PRECOND_PARAMS, constraints=("square", "hermitian positive definite")),
+    MethodSpec("solve", "minres", f"{_SOLVERS}:prepare_minres",
+               "MINRES for symmetric/Hermitian indefinite systems (SPD preconditioner)",
+               params=PRECOND_PARAMS, constraints=("square", "hermitian")),
+    MethodSpec("solve", "gmres", f"{_SOLVERS}:prepare_gmres",
+               "restarted GMRES(m), right preconditioned, any square nonsingular matrix",
+               params=(ParamSpec("restart", "int", 50, "restart length m", low=1), *PRECOND_PARAMS),
+               constraints=("square",)),
+    MethodSpec("solve", "bicgstab", f"{_SOLVERS}:prepare_bicgstab",
+               "BiCGSTAB, right preconditioned, square nonsymmetric systems (short recurrences)",
+               params=PRECOND_PARAMS, constraints=("square",)),
+    MethodSpec("solve", "lsqr", f"{_SOLVERS}:prepare_lsqr",
+               "LSQR least squares / minimum-norm solution, any shape or rank",
+               params=(ATOL,)),
+    MethodSpec("solve", "lsmr", f"{_SOLVERS}:prepare_lsmr",
+               "LSMR least squares / minimum-norm solution (monotone ||A^H r||), any shape or rank",
+               params=(ATOL,)),
+    MethodSpec("solve", "sor", f"{_SOLVERS}:prepare_sor",
+               "successive over-relaxation sweeps; omega estimated, or learned online across a --batch",
+               params=(OMEGA,), constraints=("square", "zero-free diagonal")),
+    MethodSpec("solve", "ssor", f"{_SOLVERS}:prepare_ssor",
+               "symmetric SOR sweeps (forward then backward); omega as for sor",
+               params=(OMEGA,), constraints=("square", "zero-free diagonal")),
+]

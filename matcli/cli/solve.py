@@ -1,0 +1,74 @@
+"""``matcli solve A [--rhs B] [--method M] [--precond P] -o x.h5``: parse options, delegate to the runner."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Optional
+
+import typer
+
+from matcli.cli.options import (
+    ForceOpt,
+    MaxiterOpt,
+    MonitorOpt,
+    OutOpt,
+    ParamOpt,
+    QuietOpt,
+    ReportOpt,
+    RtolOpt,
+    SeedOpt,
+    StrictOpt,
+    ThreadsOpt,
+)
+from matcli.core.registry import method_names
+
+Method = enum.Enum("Method", {name: name for name in method_names("solve")}, type=str)
+Precond = enum.Enum("Precond", {name.replace("-", "_"): name
+                                for name in ("auto", "none", "jacobi", "ilu", "amg-sa", "amg-rs", "chebyshev")},
+                    type=str)
+
+
+def command(
+    matrices: Annotated[list[str], typer.Argument(
+        help="Matrix A: A.mtx[.gz], A.npy or A.h5:/A (dense dataset or sparse group). With --batch: one "
+             "HDF5 group holding one group per system (each with A and b), or several matrix files.")],
+    out: OutOpt,
+    rhs: Annotated[Optional[str], typer.Option(
+        "--rhs", "-b", help="Right-hand side(s): b.h5:/b, b.mtx, b.npy, b.txt (a vector, or a matrix whose k "
+                            "columns are solved together), or 'ones' / 'random' (with --nrhs columns). "
+                            "Default: each batch group's b, else ones.")] = None,
+    nrhs: Annotated[int, typer.Option("--nrhs", min=1, help="Columns of a generated --rhs ones|random.")] = 1,
+    method: Annotated[Method, typer.Option(
+        "--method", "-m", help="Solver; auto chooses from size, sparsity, symmetry and a definiteness test "
+                               "(see `matcli methods solve`).")] = Method.auto,
+    precond: Annotated[Precond, typer.Option(
+        "--precond", "-P", help="Preconditioner for cg/minres/gmres/bicgstab (auto: from the matrix).")] = Precond.auto,
+    rtol: RtolOpt = 1e-8,
+    maxiter: MaxiterOpt = None,
+    batch: Annotated[bool, typer.Option(
+        "--batch", help="Solve a sequence of related systems, reusing setup (ordering, preconditioner) "
+                        "and recycling earlier solutions; output x/<system>.")] = False,
+    recycle: Annotated[int, typer.Option(
+        "--recycle", min=0, help="--batch with a Krylov method: recycled subspace dimension (0 = off).")] = 4,
+    reorder: Annotated[bool, typer.Option(
+        "--reorder/--no-reorder", help="--batch: solve similar matrices consecutively.")] = True,
+    plot: Annotated[Optional[str], typer.Option(
+        "--plot", help="Write a convergence plot (PNG; needs matplotlib).")] = None,
+    param: ParamOpt = None,
+    seed: SeedOpt = None,
+    report: ReportOpt = None,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+    strict: StrictOpt = False,
+    force: ForceOpt = False,
+    monitor: MonitorOpt = False,
+) -> None:
+    """Solve A X = B; x (n,) or (n, k) is written to the output (x/<system> with --batch)."""
+    from matcli.cli.common import build_request, execute
+
+    options = {"rhs": rhs, "nrhs": nrhs, "precond": precond.value, "rtol": rtol, "maxiter": maxiter,
+               "batch": batch, "recycle": recycle, "reorder": reorder, "plot": plot}
+    request = build_request("solve", method.value, matrices, out, options=options, params=param, seed=seed,
+                            report=report, force=force, strict=strict, quiet=quiet, monitor=monitor,
+                            threads=threads)
+    execute(request)

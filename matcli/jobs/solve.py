@@ -1,0 +1,400 @@
+"""Adapter for ``matcli solve``: read A (and B), choose the method, set up once, solve.
+
+Options (``request.options``):
+
+``rhs``      right-hand side spec (``file.h5:/b``, ``b.mtx``, ``b.npy``, ``b.txt``) or ``ones`` /
+             ``random``; None = the ``b`` dataset of each batch group, else ``ones``.
+``nrhs``     columns generated for ``ones`` / ``random`` (default 1).
+``precond``  ``auto`` or one of :data:`matcli.methods.solve.precond.PRECONDITIONERS`.
+``rtol``, ``maxiter``  stopping rule (relative residual) and iteration cap.
+``batch``    inputs are several systems: one HDF5 group whose members are groups holding ``A``
+             (and ``b``), or several matrix files sharing ``--rhs``.
+``recycle``  batch: dimension of the recycled solution subspace for Krylov methods (0 = off).
+``reorder``  batch: solve similar matrices consecutively (greedy nearest neighbour).
+``plot``     PNG path for a convergence plot (needs matplotlib).
+
+Setup (factorization, AMG hierarchy, ILU, omega estimate) happens in :meth:`Job.setup`; the
+solves in :meth:`Job.compute`, so the report times them separately.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from matcli.core.errors import InputError, UsageError
+from matcli.core.registry import get_spec
+from matcli.core.result import Callback, Result, Status
+from matcli.jobs.base import FamilyJob
+from matcli.methods.solve import auto
+from matcli.methods.solve.precond import PRECONDITIONERS
+
+GENERATED_RHS = ("ones", "random")
+DIRECT = ("lu", "cholesky", "ldl")
+LEAST_SQUARES = ("lsqr", "lsmr")
+STATIONARY = ("sor", "ssor")
+KRYLOV = ("cg", "minres", "gmres", "bicgstab")
+
+
+@dataclass
+class System:
+    """One linear system of the job: ``A`` (m, n) and ``B`` (m,) or (m, k) (None until generated)."""
+
+    name: str
+    source: str
+    A: Any
+    B: np.ndarray | None = None
+
+
+class Job(FamilyJob):
+    family = "solve"
+
+    def __init__(self, request):
+        super().__init__(request)
+        opts = request.options
+        self.rtol = float(opts.get("rtol", 1e-8))
+        self.maxiter = opts.get("maxiter")
+        self.rhs_spec = opts.get("rhs")
+        self.nrhs = int(opts.get("nrhs", 1))
+        self.precond = str(opts.get("precond", "auto"))
+        self.batch = bool(opts.get("batch", False))
+        self.recycle = int(opts.get("recycle", 4))
+        self.reorder = bool(opts.get("reorder", True))
+        self.plot = opts.get("plot")
+        self.systems: list[System] = []
+        self.order: list[int] = []
+        self.solver = None
+        self.facts: auto.Facts | None = None
+        self.params: dict[str, Any] = {}
+        self.precheck: tuple[Status, str] | None = None
+        self.bandit = None
+        self.unused_params: list[str] = []
+
+    # ----------------------------------------------------------------- read
+    def input_paths(self) -> list[str]:
+        from matcli.io.spec import parse_spec
+
+        paths = [parse_spec(s).path for s in self.request.inputs]
+        if self.rhs_spec and self.rhs_spec not in GENERATED_RHS:
+            paths.append(parse_spec(self.rhs_spec).path)
+        return paths
+
+    def read(self) -> None:
+        from matcli.io.load import read_dense, read_matrix
+
+        inputs = list(self.request.inputs)
+        if not inputs:
+            raise UsageError("solve needs a matrix: matcli solve A.mtx --rhs b.h5:/b -o x.h5")
+        if not self.batch:
+            if len(inputs) > 1:
+                raise UsageError(f"solve takes one matrix, got {len(inputs)}; use --batch for several systems")
+            self.systems = [System("x", inputs[0], read_matrix(inputs[0]))]
+        else:
+            self.systems = self._read_batch(inputs)
+        shared = None
+        if self.rhs_spec and self.rhs_spec not in GENERATED_RHS:
+            shared = read_dense(self.rhs_spec)
+        for system in self.systems:
+            if system.B is not None and self.rhs_spec is None:
+                continue
+            if shared is not None:
+                system.B = shared
+            elif (self.rhs_spec or "ones") == "ones":
+                m = system.A.shape[0]
+                system.B = np.ones(m) if self.nrhs == 1 else np.ones((m, self.nrhs))
+
+    def _read_batch(self, inputs: list[str]) -> list[System]:
+        from matcli.io.load import list_hdf5_members, read_dense, read_matrix
+        from matcli.io.spec import parse_spec
+
+        systems = []
+        if len(inputs) == 1 and parse_spec(inputs[0]).kind == "hdf5":
+            spec = parse_spec(inputs[0])
+            base = spec.internal.rstrip("/") if spec.internal else ""
+            members = list_hdf5_members(inputs[0])
+            if not members:
+                raise InputError(spec.path, f"batch group {base or '/'} is empty")
+            for name in members:
+                group = f"{spec.path}:{base}/{name}"
+                content = list_hdf5_members(group)
+                if "A" not in content:
+                    raise InputError(spec.path, f"batch member {base}/{name} has no matrix 'A' "
+                                                "(expected one group per system holding A and b)")
+                system = System(name, group, read_matrix(f"{group}/A"))
+                if "b" in content and self.rhs_spec is None:
+                    system.B = read_dense(f"{group}/b")
+                systems.append(system)
+        else:
+            names = set()
+            for spec_text in inputs:
+                spec = parse_spec(spec_text)
+                name = Path(spec.path).name.split(".")[0] if not spec.internal else spec.internal.strip("/").replace("/", "_")
+                while name in names:
+                    name += "_"
+                names.add(name)
+                systems.append(System(name, spec_text, read_matrix(spec_text)))
+        return systems
+
+    # ------------------------------------------------------------- validate
+    def validate(self) -> None:
+        if self.precond not in ("auto", *PRECONDITIONERS):
+            raise UsageError(f"unknown --precond {self.precond!r}; choose auto or one of {', '.join(PRECONDITIONERS)}")
+        method = self.request.method
+        get_spec("solve", method)
+        if self.precond not in ("auto", "none") and method in (*DIRECT, *LEAST_SQUARES, *STATIONARY):
+            raise UsageError(f"--method {method} takes no preconditioner (got --precond {self.precond})")
+        if self.rtol <= 0 or self.rtol >= 1:
+            raise UsageError(f"--rtol must lie in (0, 1), got {self.rtol}")
+        if self.rhs_spec in GENERATED_RHS and self.nrhs < 1:
+            raise UsageError("--nrhs must be >= 1")
+        first_shape = self.systems[0].A.shape
+        for system in self.systems:
+            A, B = system.A, system.B
+            m, n = A.shape
+            if min(m, n) == 0:
+                raise InputError(system.source, f"matrix is empty ({m}x{n})")
+            if m != n and method not in ("auto", *LEAST_SQUARES):
+                raise UsageError(f"{system.source}: matrix is {m}x{n} (not square); --method {method} needs a "
+                                 "square matrix; use --method lsqr or lsmr (or auto)")
+            if B is not None:
+                if B.ndim not in (1, 2) or B.shape[0] != m:
+                    where = self.rhs_spec if self.rhs_spec not in (None, *GENERATED_RHS) else system.source
+                    raise InputError(where, f"right-hand side has shape {B.shape}; the matrix has {m} rows, "
+                                            f"so expected ({m},) or ({m}, k)")
+                if B.ndim == 2 and B.shape[1] == 0:
+                    raise InputError(self.rhs_spec or system.source, "right-hand side has no columns")
+            if self.batch and A.shape != first_shape and not self.batch_allows_mixed(method):
+                raise InputError(system.source, f"batch systems must share one shape: {A.shape} vs {first_shape}")
+        if self.plot:
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                raise UsageError("--plot needs matplotlib: pip install 'matcli[plot]'") from None
+
+    @staticmethod
+    def batch_allows_mixed(method: str) -> bool:
+        return method in (*DIRECT, *LEAST_SQUARES)
+
+    # ---------------------------------------------------------------- setup
+    def setup(self, rng: np.random.Generator) -> None:
+        for system in self.systems:
+            if system.B is None:
+                m = system.A.shape[0]
+                system.B = rng.standard_normal(m) if self.nrhs == 1 else rng.standard_normal((m, self.nrhs))
+                if np.iscomplexobj(system.A):
+                    system.B = system.B.astype(complex)
+        self.order = list(range(len(self.systems)))
+        if self.batch and self.reorder:
+            from matcli.methods.solve.batch import order_systems
+
+            self.order = order_systems([s.A for s in self.systems])
+        first = self.systems[self.order[0]]
+        A = first.A
+        nrhs = 1 if first.B.ndim == 1 else first.B.shape[1]
+        self.facts = facts = auto.inspect(A)
+        requested = self.request.method
+        reasons = []
+        if requested == "auto":
+            method, precond, reason = auto.choose_method(A, facts, nrhs, rng)
+            reasons.append(reason)
+            if self.precond != "auto":
+                precond = self.precond if method in (*KRYLOV,) else "none"
+        else:
+            method = requested
+            precond = self.precond
+            if precond == "auto":
+                precond = auto.choose_precond(method, A, facts)
+                if precond != "none":
+                    reasons.append(f"--precond auto chose {precond} for {method}")
+        self.method = method
+        self.params = self._resolve_params(requested, method)
+        self._precheck(method, facts)
+        self.solver = None
+        if self.precheck is None:
+            self.solver = self._prepare(method, precond, A, rng)
+            if requested == "auto":
+                self._auto_fallbacks(A, rng, reasons)
+        self.choice_reason = "; ".join(reasons)
+        if self.unused_params:
+            self.choice_reason += (("; " if self.choice_reason else "")
+                                   + f"--param {', '.join(self.unused_params)} not used by {self.method}")
+        precond_used = getattr(self.solver, "precond_name", "none") if self.solver is not None else precond
+        self.resolved_params = {**self.params, "precond": precond_used, "rtol": self.rtol,
+                                "maxiter": self.maxiter,
+                                "rhs": self.rhs_spec or ("from batch groups" if first.B is not None and self.batch
+                                                         and self.rhs_spec is None else "ones"),
+                                "nrhs": nrhs}
+        if self.batch:
+            self.resolved_params.update({"recycle": self.recycle, "reorder": self.reorder})
+        self.problem_info = {**facts.as_dict(), "nrhs": nrhs, "systems": len(self.systems)}
+        if self.solver is not None:
+            self.problem_info["setup"] = self.solver.info
+        if self.batch and self.method in STATIONARY and float(self.params.get("omega", 0.0)) == 0.0:
+            from matcli.methods.solve.batch import OmegaBandit
+
+            self.bandit = OmegaBandit(initial=self.solver.omega)
+
+    def _resolve_params(self, requested: str, method: str) -> dict[str, Any]:
+        spec = get_spec("solve", method)
+        if requested != "auto":
+            return spec.resolve_params(list(self.request.params))
+        given = get_spec("solve", "auto").resolve_params(list(self.request.params))
+        explicit = {p.partition("=")[0].strip() for p in self.request.params}
+        known = {p.name for p in spec.params}
+        self.unused_params = sorted(explicit - known)
+        values = {p.name: p.default for p in spec.params}
+        values.update({k: v for k, v in given.items() if k in known and k in explicit})
+        return values
+
+    def _precheck(self, method: str, facts: auto.Facts) -> None:
+        """Methods that need a Hermitian matrix: a nonsymmetric one fails before any work."""
+        if method in ("cg", "cholesky") and not facts.hermitian and facts.shape[0] == facts.shape[1]:
+            what = "CG" if method == "cg" else "Cholesky"
+            self.precheck = (Status.DIVERGED_NOT_SPD,
+                             f"{what} needs a symmetric (Hermitian) positive definite matrix, and this one is "
+                             f"not symmetric (max|A - A^H|/max|A| = {facts.extra.get('symmetry_error', 0):.2g}); "
+                             "use --method gmres or bicgstab (iterative) or lu (direct)")
+        elif method in ("minres", "ldl") and not facts.hermitian:
+            raise UsageError(f"--method {method} needs a symmetric/Hermitian matrix "
+                             f"(max|A - A^H|/max|A| = {facts.extra.get('symmetry_error', 0):.2g}); "
+                             "use gmres, bicgstab or lu")
+
+    def _prepare(self, method: str, precond: str, A, rng):
+        prepare = get_spec("solve", method).load()
+        return prepare(A, params=self.params, precond_name=precond, symmetric=self.facts.hermitian, rng=rng)
+
+    def _auto_fallbacks(self, A, rng, reasons: list[str]) -> None:
+        """Auto's safety nets, decided inside setup so their cost is timed there."""
+        fact = getattr(self.solver, "factorization", None)
+        if fact is not None and fact.failure == Status.DIVERGED_NOT_SPD:
+            reasons.append("Cholesky met a non-positive pivot (not positive definite), so LU instead")
+            self.method = "lu"
+            self.params = self._resolve_params("auto", "lu")
+            self.solver = self._prepare("lu", "none", A, rng)
+            fact = self.solver.factorization
+        if fact is not None and fact.failure == Status.DIVERGED_SINGULAR:
+            reasons.append("the factorization found the matrix singular, so LSMR for a least-squares / "
+                           "minimum-norm solution")
+            self.method = "lsmr"
+            self.params = self._resolve_params("auto", "lsmr")
+            self.solver = self._prepare("lsmr", "none", A, rng)
+
+    # -------------------------------------------------------------- compute
+    def compute(self, callback: Callback) -> Result:
+        if self.precheck is not None:
+            status, message = self.precheck
+            return Result(status=status, message=message, metrics={"iterations": 0.0},
+                          info={"checked": "symmetry before iterating"})
+        if self.batch:
+            return self._compute_batch(callback)
+        system = self.systems[0]
+        result = self.solver.solve(system.A, system.B, rtol=self.rtol, maxiter=self.maxiter, callback=callback)
+        if (self.request.method == "auto" and self.method == "cg"
+                and result.status == Status.DIVERGED_NOT_SPD):
+            # The Lanczos test can miss indefiniteness; CG's curvature check cannot.
+            self.choice_reason += "; CG met negative curvature (indefinite), so GMRES with ILU instead"
+            self.method = "gmres"
+            self.params = self._resolve_params("auto", "gmres")
+            self.solver = self._prepare("gmres", "ilu", system.A, np.random.default_rng(0))
+            self.resolved_params.update(self.params, precond="ilu")
+            result = self.solver.solve(system.A, system.B, rtol=self.rtol, maxiter=self.maxiter, callback=callback)
+        result.info.setdefault("setup", self.solver.info)
+        return result
+
+    def _compute_batch(self, callback: Callback) -> Result:
+        from matcli.methods.solve.batch import RecycledSubspace
+        from matcli.methods.solve.krylov import combine_status
+
+        recycling = self.method in KRYLOV and self.recycle > 0
+        space = RecycledSubspace(self.recycle) if recycling else None
+        outputs, per_system, statuses = {}, [], []
+        total_its, offset = 0, 0
+        reference_its = None
+        worst = {"relative_residual": 0.0, "backward_error": 0.0}
+        for position, index in enumerate(self.order):
+            system = self.systems[index]
+            started = time.perf_counter()
+            action = "setup phase"
+            if position > 0:
+                rebuild = (self.method in KRYLOV and reference_its is not None
+                           and per_system[-1]["iterations"] > 2 * reference_its + 5)
+                action = self.solver.update(system.A, rebuild=rebuild)
+                if rebuild:
+                    reference_its = None
+            if self.bandit is not None:
+                self.solver.omega = self.bandit.choose()
+            x0 = space.initial_guess(system.A, system.B.reshape(system.A.shape[0], -1)) if space else None
+            result = self.solver.solve(system.A, system.B, x0=x0, rtol=self.rtol, maxiter=self.maxiter,
+                                       callback=lambda it, **v: callback(offset + it, **v))
+            seconds = time.perf_counter() - started
+            if self.bandit is not None:
+                self.bandit.observe(self.solver.omega, result.iterations, result.status.converged)
+            if space is not None and "x" in result.outputs:
+                space.add(np.asarray(result.outputs["x"]).reshape(system.A.shape[1], -1))
+            if reference_its is None and result.status.converged:
+                reference_its = result.iterations
+            offset += result.iterations
+            total_its += result.iterations
+            statuses.append(result.status)
+            if "x" in result.outputs:
+                outputs[f"x/{system.name}"] = result.outputs["x"]
+            for key in worst:
+                worst[key] = max(worst[key], result.metrics.get(key, float("inf")))
+            entry = {"name": system.name, "position": position, "status": result.status.reason,
+                     "iterations": result.iterations, "seconds": seconds, "setup": action,
+                     "relative_residual": result.metrics.get("relative_residual"),
+                     "backward_error": result.metrics.get("backward_error")}
+            if space is not None:
+                entry["recycled_dim"] = space.dim
+            if self.bandit is not None:
+                entry["omega"] = self.solver.omega
+            if result.message:
+                entry["message"] = result.message
+            per_system.append(entry)
+        status = combine_status(statuses)
+        failed = [e["name"] for e in per_system if not Status[e["status"].upper()].converged]
+        message = "" if not failed else f"{len(failed)} of {len(per_system)} systems failed: {', '.join(failed[:10])}"
+        info = {"systems": per_system, "order": [self.systems[i].name for i in self.order],
+                "total_iterations": total_its, "setup": self.solver.info}
+        if self.bandit is not None:
+            info["omega_learned"] = self.bandit.best()
+        metrics = {**worst, "iterations": float(total_its), "systems": float(len(per_system)),
+                   "failed_systems": float(len(failed))}
+        return Result(status=status, outputs=outputs, metrics=metrics, iterations=total_its, info=info,
+                      message=message)
+
+    # ---------------------------------------------------------- write_extra
+    def write_extra(self, result: Result) -> dict[str, str]:
+        if not self.plot:
+            return {}
+        from matcli.core.errors import OutputError
+        from matcli.io.atomic import atomic_write
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        series = result.history.get("residual", [])
+        fig, ax = plt.subplots(figsize=(6, 4))
+        if series:
+            ax.semilogy(np.arange(1, len(series) + 1), np.maximum(series, np.finfo(float).tiny), lw=1.2)
+        ax.axhline(self.rtol, color="grey", ls="--", lw=0.8, label=f"rtol = {self.rtol:g}")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("relative residual")
+        ax.set_title(f"matcli solve {self.method}: {result.status.reason}")
+        ax.legend()
+        fig.tight_layout()
+        try:
+            with atomic_write(self.plot) as tmp:
+                fig.savefig(tmp, format="png", dpi=100)
+        except OSError as exc:
+            raise OutputError(self.plot, f"cannot write plot ({exc})") from None
+        finally:
+            plt.close(fig)
+        return {"plot": self.plot}

@@ -1,0 +1,139 @@
+"""``--method auto`` and ``--precond auto``: pick from cheap properties of the matrix, say why.
+
+Decision order (first match wins):
+
+1. rectangular -> ``lsmr`` (least squares / minimum norm).
+2. dense, or sparse of order <= ``DIRECT_LIMIT`` (x4 with 8 or more right-hand sides, which
+   amortise one factorization): Hermitian with positive diagonal -> ``cholesky`` (the adapter
+   falls back to ``lu`` when a pivot is not positive), else ``lu``.
+3. large sparse Hermitian: positive definite by the Gershgorin test or by a short Lanczos run
+   (a negative Ritz value proves indefiniteness) -> ``cg`` with AMG (Ruge-Stuben for M-matrices,
+   smoothed aggregation otherwise); otherwise -> ``gmres`` + ILU. CG is never chosen for a matrix
+   shown to be indefinite or nonsymmetric.
+4. large sparse nonsymmetric -> ``gmres`` + ILU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from matcli.methods.solve.spectrum import diagonal, gershgorin_positive, lanczos_extremes
+
+DIRECT_LIMIT = 50_000
+DENSE_JACOBI_LIMIT = 5_000
+SYMMETRY_TOL = 1e-12
+
+
+@dataclass
+class Facts:
+    """Properties ``auto`` looked at (also reported under ``problem``)."""
+
+    shape: tuple[int, int]
+    sparse: bool
+    nnz: int
+    complex: bool
+    hermitian: bool = False
+    positive_diagonal: bool = False
+    definiteness: str = "not tested"
+    m_matrix_like: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "storage": "sparse" if self.sparse else "dense", "nnz": self.nnz,
+                "dtype": "complex128" if self.complex else "float64", "hermitian": self.hermitian,
+                "positive_diagonal": self.positive_diagonal, "definiteness": self.definiteness,
+                **self.extra}
+
+
+def symmetry_error(A) -> float:
+    """max |A - A^H| / max |A| for square ``A`` (0 when exactly Hermitian)."""
+    AH = A.conj().T if np.iscomplexobj(A) else A.T
+    if sp.issparse(A):
+        diff = (A - AH).tocsr()
+        top = abs(diff).max() if diff.nnz else 0.0
+        scale = abs(A).max() if A.nnz else 0.0
+    else:
+        top = np.abs(A - AH).max(initial=0.0)
+        scale = np.abs(A).max(initial=0.0)
+    return float(top / scale) if scale > 0 else 0.0
+
+
+def inspect(A) -> Facts:
+    """Structural facts every decision needs (no eigenvalue work yet)."""
+    m, n = A.shape
+    sparse = sp.issparse(A)
+    facts = Facts((m, n), sparse, int(A.nnz) if sparse else int(np.count_nonzero(A)), bool(np.iscomplexobj(A)))
+    if m != n:
+        return facts
+    err = symmetry_error(A)
+    facts.extra["symmetry_error"] = err
+    facts.hermitian = err <= SYMMETRY_TOL
+    d = diagonal(A)
+    facts.positive_diagonal = bool(d.size and np.all(np.abs(np.imag(d)) == 0) and np.all(np.real(d) > 0))
+    if facts.hermitian and facts.positive_diagonal and sparse and not facts.complex:
+        off = A - sp.diags(d)
+        facts.m_matrix_like = bool(off.nnz == 0 or off.data.max() <= 0)
+    return facts
+
+
+def definiteness(A, facts: Facts, rng: np.random.Generator, steps: int = 30) -> str:
+    """``positive definite (Gershgorin)``, ``indefinite (negative Ritz value)``, ``indefinite
+    (diagonal)`` or ``probably positive definite (Lanczos)`` for Hermitian ``A``; cached in facts."""
+    if not facts.positive_diagonal:
+        facts.definiteness = "indefinite or singular (diagonal not positive)"
+    elif gershgorin_positive(A):
+        facts.definiteness = "positive definite (diagonally dominant, Gershgorin)"
+    else:
+        s = 1.0 / np.sqrt(np.real(diagonal(A)))
+        lo, hi = lanczos_extremes(lambda v: s * (A @ (s * v)), A.shape[0], A.dtype, steps, rng)
+        facts.extra["scaled_ritz_range"] = [lo, hi]
+        if lo < -1e-10 * abs(hi):
+            facts.definiteness = "indefinite (negative Ritz value)"
+        else:
+            facts.definiteness = f"probably positive definite ({steps}-step Lanczos found no negative Ritz value)"
+    return facts.definiteness
+
+
+def choose_method(A, facts: Facts, nrhs: int, rng: np.random.Generator) -> tuple[str, str, str]:
+    """(method, preconditioner, reason sentence) for ``--method auto``."""
+    m, n = facts.shape
+    if m != n:
+        return "lsmr", "none", (f"rectangular {m}x{n} matrix: LSMR gives the least-squares solution "
+                                "(minimum norm if rank deficient)")
+    limit = DIRECT_LIMIT * (4 if nrhs >= 8 else 1)
+    if not facts.sparse or n <= limit:
+        what = "dense" if not facts.sparse else f"sparse of order {n} <= {limit}"
+        many = f" and {nrhs} right-hand sides share the factors" if nrhs > 1 else ""
+        if facts.hermitian and facts.positive_diagonal:
+            return "cholesky", "none", (f"{what}{many}: a direct factorization is fastest and exact to "
+                                        "rounding; Hermitian with positive diagonal, so Cholesky "
+                                        "(LU if a pivot turns out non-positive)")
+        kind = "Hermitian with a non-positive diagonal entry" if facts.hermitian else "nonsymmetric"
+        return "lu", "none", f"{what}{many}: a direct factorization is fastest and exact to rounding; {kind}, so LU"
+    if facts.hermitian:
+        verdict = definiteness(A, facts, rng)
+        if "indefinite" not in verdict:
+            pc = choose_precond("cg", A, facts)
+            return "cg", pc, (f"large sparse Hermitian ({n} unknowns), {verdict}: CG with "
+                              f"{pc} preconditioning (O(nnz) memory, mesh-independent iterations)")
+        return "gmres", "ilu", (f"large sparse Hermitian but {verdict}: CG does not apply; GMRES with "
+                                "ILU preconditioning")
+    return "gmres", "ilu", f"large sparse nonsymmetric ({n} unknowns): GMRES with ILU preconditioning"
+
+
+def choose_precond(method: str, A, facts: Facts) -> str:
+    """The preconditioner for ``--precond auto`` given the method."""
+    if method in ("lu", "cholesky", "ldl", "lsqr", "lsmr", "sor", "ssor"):
+        return "none"
+    n = facts.shape[0]
+    if method == "cg":
+        if facts.sparse and n > DENSE_JACOBI_LIMIT:
+            return "amg-rs" if facts.m_matrix_like else "amg-sa"
+        return "jacobi" if facts.positive_diagonal else "none"
+    if method == "minres":
+        return "jacobi" if facts.positive_diagonal else "none"
+    return "ilu" if facts.sparse else ("jacobi" if np.all(diagonal(A) != 0) else "none")

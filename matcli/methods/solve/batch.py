@@ -1,0 +1,155 @@
+"""Tools for sequences of related systems A_t x_t = b_t (same pattern, values changing).
+
+* :func:`order_systems`: visit similar matrices consecutively (greedy nearest neighbour on the
+  stored values), as in sorting-based Krylov subspace recycling (SKR), so reused preconditioners
+  and recycled subspaces stay relevant.
+* :class:`RecycledSubspace`: an augmented subspace spanned by earlier solutions; each new solve
+  starts from the minimum-residual point of that subspace for the *new* matrix.
+* :class:`OmegaBandit`: the SOR relaxation factor learned online across the sequence from the
+  observed iteration counts (bandit feedback, in the spirit of "Learning to Relax").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def same_pattern(A, B) -> bool:
+    """True when two CSR matrices have identical shape and sparsity pattern."""
+    if not (sp.issparse(A) and sp.issparse(B)) or A.shape != B.shape or A.nnz != B.nnz:
+        return False
+    A, B = sp.csr_matrix(A), sp.csr_matrix(B)
+    A.sort_indices()
+    B.sort_indices()
+    return bool(np.array_equal(A.indptr, B.indptr) and np.array_equal(A.indices, B.indices))
+
+
+def order_systems(matrices: list) -> list[int]:
+    """A visiting order of ``matrices`` in which neighbours are close.
+
+    Greedy nearest neighbour from the first matrix, distance ``||A_i - A_j||_F`` computed on the
+    value arrays (same-pattern sparse or equal-shape dense matrices); any other mix keeps the
+    given order. Cost O(t^2 nnz) for t systems.
+    """
+    t = len(matrices)
+    if t <= 2:
+        return list(range(t))
+    first = matrices[0]
+    if all(sp.issparse(M) for M in matrices) and all(same_pattern(first, M) for M in matrices[1:]):
+        vectors = []
+        for M in matrices:
+            C = sp.csr_matrix(M)
+            C.sort_indices()
+            vectors.append(C.data)
+    elif not any(sp.issparse(M) for M in matrices) and all(M.shape == first.shape for M in matrices):
+        vectors = [np.asarray(M).ravel() for M in matrices]
+    else:
+        return list(range(t))
+    V = np.vstack(vectors)
+    sq = np.einsum("ij,ij->i", V.conj(), V).real
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * np.real(V.conj() @ V.T), 0.0))
+    order, left = [0], set(range(1, t))
+    while left:
+        last = order[-1]
+        nxt = min(left, key=lambda j: (dist[last, j], j))
+        order.append(nxt)
+        left.remove(nxt)
+    return order
+
+
+class RecycledSubspace:
+    """Orthonormal basis ``W`` (n, p <= ``max_dim``) of the most recent solutions.
+
+    :meth:`initial_guess` returns ``x0 = W y`` with ``y = argmin ||b - A W y||`` for the current
+    ``A``: never worse than a zero start (``||b - A x0|| <= ||b||``), and exact when the new solution
+    lies in the span (e.g. a right-hand side that is a combination of earlier ones).
+    """
+
+    def __init__(self, max_dim: int):
+        self.max_dim = max_dim
+        self.W: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int:
+        return 0 if self.W is None else self.W.shape[1]
+
+    def initial_guess(self, A, B: np.ndarray) -> np.ndarray | None:
+        """(n, k) starting block for right-hand sides ``B`` (n, k), or None when empty."""
+        if self.W is None or self.max_dim == 0:
+            return None
+        AW = A @ self.W
+        Y, *_ = np.linalg.lstsq(AW, B, rcond=None)
+        return self.W @ Y
+
+    def add(self, X: np.ndarray) -> None:
+        """Append the solution columns ``X`` (n, k), orthonormalised against the basis; the oldest
+        directions are dropped beyond ``max_dim``."""
+        if self.max_dim == 0:
+            return
+        X = np.asarray(X).reshape(X.shape[0], -1)
+        if self.W is not None:
+            X = X.astype(np.result_type(X, self.W))
+            for _ in range(2):
+                X = X - self.W @ (self.W.conj().T @ X)
+        norms = np.linalg.norm(X, axis=0)
+        scale = max(norms.max(initial=0.0), np.finfo(float).tiny)
+        X = X[:, norms > 1e-10 * scale]
+        if X.shape[1] == 0:
+            return
+        Q, _ = np.linalg.qr(X)
+        self.W = Q if self.W is None else np.hstack([self.W, Q])
+        if self.W.shape[1] > self.max_dim:
+            self.W = self.W[:, -self.max_dim:]
+
+
+class OmegaBandit:
+    """UCB over a grid of SOR relaxation factors with iteration counts as losses (bandit feedback).
+
+    The grid spans [1, 1.98]; an initial estimate (e.g. Young's formula) is added to it and tried
+    first, then untried neighbours of the best arm (the loss is unimodal in omega for SPD
+    matrices), then the arm with the lowest UCB index. Loss of a pull = iterations / (iterations of the first system), so the confidence
+    bonus has a problem-independent scale.
+    """
+
+    def __init__(self, initial: float | None = None, arms: int = 9, exploration: float = 0.5):
+        grid = list(np.linspace(1.0, 1.98, arms))
+        if initial is not None and 0 < initial < 2:
+            grid.append(float(initial))
+        self.omegas = np.unique(np.round(grid, 4))
+        self.first = int(np.argmin(np.abs(self.omegas - initial))) if initial is not None else 0
+        self.counts = np.zeros(self.omegas.size)
+        self.losses = np.zeros(self.omegas.size)
+        self.scale: float | None = None
+        self.exploration = exploration
+        self.history: list[tuple[float, int]] = []
+
+    def choose(self) -> float:
+        """The omega to use for the next system."""
+        total = self.counts.sum()
+        if total == 0:
+            return float(self.omegas[self.first])
+        mean = np.where(self.counts > 0, self.losses / np.maximum(self.counts, 1), -np.inf)
+        bonus = self.exploration * np.sqrt(2 * np.log(total + 1) / np.maximum(self.counts, 1))
+        score = np.where(self.counts > 0, mean - bonus, -np.inf)
+        # The loss is taken as unimodal in omega: explore the untried grid neighbours of the best
+        # arm so far, then exploit with the UCB index over the arms tried.
+        best = int(np.argmin(np.where(self.counts > 0, mean, np.inf)))
+        for nb in (best - 1, best + 1):
+            if 0 <= nb < self.omegas.size and self.counts[nb] == 0:
+                return float(self.omegas[nb])
+        return float(self.omegas[int(np.argmin(score))])
+
+    def observe(self, omega: float, iterations: int, converged: bool) -> None:
+        """Record the outcome of a solve with ``omega`` (non-convergence counts double)."""
+        i = int(np.argmin(np.abs(self.omegas - omega)))
+        if self.scale is None:
+            self.scale = float(max(iterations, 1))
+        loss = iterations / self.scale * (1.0 if converged else 2.0)
+        self.counts[i] += 1
+        self.losses[i] += loss
+        self.history.append((float(omega), int(iterations)))
+
+    def best(self) -> float:
+        mean = np.where(self.counts > 0, self.losses / np.maximum(self.counts, 1), np.inf)
+        return float(self.omegas[int(np.argmin(mean))])

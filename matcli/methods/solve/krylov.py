@@ -1,0 +1,607 @@
+"""Krylov kernels: CG (all right-hand sides at once), MINRES, GMRES(m), BiCGSTAB, LSQR, LSMR.
+
+Shared contract (after :func:`matcli.methods.solve.system.as_block`):
+
+* ``A`` is an (m, n) dense array, sparse matrix or LinearOperator; ``B`` is (m,) or (m, k).
+* Stopping test: ``||b_j - A x_j||_2 <= rtol * ||b_j||_2`` for every column, checked on the true
+  residual before reporting convergence (a recursively updated residual that drifted is replaced
+  by the true one and the iteration continues).
+* ``maxiter`` bounds the iterations per column (GMRES: inner steps). Without it: ``10 n``.
+* ``callback(it, residual=...)`` is called once per iteration with the relative residual.
+* A column that does not converge returns its best iterate (smallest residual seen); the status
+  is negative and the message says why and what to try.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+from matcli.core.result import Callback, Result, Status, no_callback
+from matcli.methods.solve.precond import Preconditioner, identity
+from matcli.methods.solve.system import as_block, col_dots, col_norms, finish
+
+_TINY = np.finfo(float).tiny
+_EPS = np.finfo(float).eps
+
+_ADVICE = {
+    Status.DIVERGED_NOT_SPD: "CG needs a Hermitian positive definite matrix and preconditioner: "
+                             "p^H A p <= 0 (or r^H M^-1 r <= 0) was met; use --method minres "
+                             "(symmetric indefinite) or gmres/bicgstab (nonsymmetric), or a direct method",
+    Status.DIVERGED_MAX_IT: "maximum iterations reached before the tolerance; the best iterate is kept "
+                            "(raise --maxiter or use a stronger --precond such as amg-sa or ilu)",
+    Status.DIVERGED_BREAKDOWN: "the method broke down (division by a vanishing scalar); the best iterate "
+                               "is kept (try gmres or a direct method)",
+    Status.DIVERGED_NAN: "NaN or Inf appeared in the iteration; the best iterate is kept",
+    Status.DIVERGED_TOLERANCE_UNREACHABLE: "the true residual stalls above the tolerance (the problem is "
+                                           "too ill-conditioned for this rtol); the best iterate is kept",
+}
+
+
+def default_maxiter(n: int, maxiter: int | None) -> int:
+    return int(maxiter) if maxiter is not None else max(10 * n, 100)
+
+
+def combine_status(statuses: list[Status]) -> Status:
+    """The status of a block: the first failure by severity, else the (common) success reason."""
+    failures = [s for s in statuses if not s.converged]
+    if failures:
+        order = [Status.DIVERGED_NOT_SPD, Status.DIVERGED_NAN, Status.DIVERGED_BREAKDOWN,
+                 Status.DIVERGED_TOLERANCE_UNREACHABLE, Status.DIVERGED_STAGNATION, Status.DIVERGED_MAX_IT]
+        return min(failures, key=lambda s: order.index(s) if s in order else len(order))
+    if not statuses:
+        return Status.CONVERGED_ZERO_RHS
+    return Status.CONVERGED_RTOL if Status.CONVERGED_RTOL in statuses else statuses[0]
+
+
+def status_message(status: Status, columns: int, failed: int) -> str:
+    if status.converged:
+        return ""
+    where = f" ({failed} of {columns} right-hand sides)" if columns > 1 else ""
+    return _ADVICE.get(status, status.reason) + where
+
+
+def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, maxiter: int | None = None,
+       callback: Callback = no_callback) -> Result:
+    """Preconditioned conjugate gradients on every column of ``B`` simultaneously.
+
+    Each column runs its own CG recurrence (own step lengths), but products with ``A`` and the
+    preconditioner act on the whole block of still-active columns, so k right-hand sides cost one
+    sparse matrix times dense block product per iteration instead of k matrix-vector products.
+
+    Parameters
+    ----------
+    A : (n, n) Hermitian positive definite matrix (dense, sparse or LinearOperator).
+    B : (n,) or (n, k) right-hand side.
+    M : Preconditioner, Hermitian positive definite; identity when None.
+
+    Returns
+    -------
+    Result with ``x`` shaped like ``B``. Negative curvature ``p^H A p <= 0`` (A not positive
+    definite) or ``r^H M^{-1} r <= 0`` (preconditioner not positive definite) stops that column
+    with status ``DIVERGED_NOT_SPD`` and a message suggesting MINRES/GMRES.
+    """
+    M = M or identity()
+    Bb, X, was_vector = as_block(A, B, x0)
+    n, k = X.shape
+    maxiter = default_maxiter(n, maxiter)
+    bnorm = col_norms(Bb)
+    target = rtol * bnorm
+    R = Bb - A @ X if x0 is not None else Bb.copy()
+    status = np.full(k, Status.CONVERGED_RTOL, dtype=object)
+    col_its = np.zeros(k, dtype=np.int64)
+    replacements = np.zeros(k, dtype=np.int64)
+    best_X = X.copy()
+    best_r = col_norms(R)
+    for j in np.flatnonzero(bnorm == 0):
+        if best_r[j] == 0:
+            status[j] = Status.CONVERGED_ZERO_RHS
+    active = np.flatnonzero(best_r > target)
+
+    Xa, Ra = X[:, active], R[:, active]
+    Za = M.apply(Ra)
+    rz = np.real(col_dots(Ra, Za))
+    Pa = Za.copy()
+    it = 0
+    while active.size and it < maxiter:
+        bad = rz <= 0
+        if bad.any():
+            status[active[bad]] = Status.DIVERGED_NOT_SPD
+        Q = A @ Pa
+        pq = col_dots(Pa, Q)
+        bad |= ~(np.real(pq) > 0)
+        if bad.any():
+            status[active[bad & ~np.isfinite(np.real(pq))]] = Status.DIVERGED_NAN
+            status[active[bad & (status[active] == Status.CONVERGED_RTOL)]] = Status.DIVERGED_NOT_SPD
+        it += 1
+        alpha = np.where(bad, 0.0, rz / np.where(bad, 1.0, np.real(pq)))
+        Xa += alpha * Pa
+        Ra -= alpha * Q
+        rnorm = col_norms(Ra)
+        col_its[active] = it
+        improved = (rnorm < best_r[active]) & ~bad
+        if improved.any():
+            best_r[active[improved]] = rnorm[improved]
+            best_X[:, active[improved]] = Xa[:, improved]
+        rel = rnorm / np.where(bnorm[active] > 0, bnorm[active], 1.0)
+        callback(it, residual=float(rel.max()))
+        done = bad | (rnorm <= target[active]) | ~np.isfinite(rnorm)
+        if done.any():
+            # Verify apparent convergence on the true residual; replace a drifted one and go on.
+            for local in np.flatnonzero(done & ~bad & np.isfinite(rnorm)):
+                j = active[local]
+                true_r = Bb[:, j] - A @ Xa[:, local]
+                true_norm = float(np.linalg.norm(true_r))
+                best_X[:, j] = Xa[:, local]
+                best_r[j] = true_norm
+                if true_norm > target[j]:
+                    if replacements[j] < 3:
+                        replacements[j] += 1
+                        Ra[:, local] = true_r
+                        done[local] = False
+                    else:
+                        status[j] = Status.DIVERGED_TOLERANCE_UNREACHABLE
+            for local in np.flatnonzero(done & ~np.isfinite(rnorm) & ~bad):
+                status[active[local]] = Status.DIVERGED_NAN
+        keep = ~done
+        if not keep.all():
+            active, Xa, Ra, Pa = active[keep], Xa[:, keep], Ra[:, keep], Pa[:, keep]
+            if not active.size:
+                break
+        Za = M.apply(Ra)
+        rz_new = np.real(col_dots(Ra, Za))
+        beta = rz_new / np.where(rz[keep] != 0, rz[keep], 1.0)
+        rz = rz_new
+        Pa = Za + beta * Pa
+    status[active] = Status.DIVERGED_MAX_IT
+    statuses = [Status(int(s)) for s in status]
+    overall = combine_status(statuses)
+    failed = sum(not s.converged for s in statuses)
+    return finish(A, best_X, Bb, was_vector, overall, it, status_message(overall, k, failed),
+                  {"residual_replacements": int(replacements.sum())}, col_its)
+
+
+def _per_column(kernel, A, B, M, x0, rtol, maxiter, callback, info_name: str) -> Result:
+    """Run a single-vector kernel on every column, restarting from the returned iterate (up to 3
+    times) when its internal residual estimate met the tolerance but the true residual does not."""
+    Bb, X, was_vector = as_block(A, B, x0)
+    n, k = X.shape
+    maxiter = default_maxiter(n, maxiter)
+    statuses, col_its = [], np.zeros(k, dtype=np.int64)
+    restarts = 0
+    for j in range(k):
+        b = Bb[:, j]
+        bnorm = float(np.linalg.norm(b))
+        x = X[:, j].copy()
+        if bnorm == 0 and not x.any():
+            statuses.append(Status.CONVERGED_ZERO_RHS)
+            continue
+        target = rtol * bnorm
+        used, inner_rtol, status = 0, rtol, Status.DIVERGED_MAX_IT
+        offset = int(col_its[:j].max(initial=0)) if k > 1 else 0
+        for attempt in range(4):
+            x, status, its = kernel(A, b, x, M, inner_rtol * bnorm, maxiter - used, bnorm,
+                                    lambda i, **v: callback(offset + used + i, **v))
+            used += its
+            true_norm = float(np.linalg.norm(b - A @ x))
+            if true_norm <= target or not status.converged or used >= maxiter:
+                if status.converged and true_norm > target:
+                    status = Status.DIVERGED_TOLERANCE_UNREACHABLE
+                break
+            restarts += 1
+            inner_rtol = inner_rtol * target / true_norm
+        X[:, j] = x
+        col_its[j] = used
+        statuses.append(status)
+    overall = combine_status(statuses)
+    failed = sum(not s.converged for s in statuses)
+    return finish(A, X, Bb, was_vector, overall, int(col_its.max(initial=0)),
+                  status_message(overall, k, failed), {f"{info_name}_restarts": restarts}, col_its)
+
+
+def _vec_apply(M: Preconditioner):
+    return lambda v: M.apply(v.reshape(-1, 1))[:, 0]
+
+
+def _minres1(A, b, x, M, tol, maxiter, bnorm, callback):
+    """Preconditioned MINRES (Paige-Saunders) for one column; stops when the M^-1-norm residual
+    estimate phibar <= tol * beta1 / ||b||. Returns (x, status, iterations)."""
+    prec = _vec_apply(M)
+    r1 = b - A @ x
+    y = prec(r1)
+    beta1 = float(np.real(np.vdot(r1, y)))
+    if beta1 < 0:
+        return x, Status.DIVERGED_NOT_SPD, 0
+    beta1 = np.sqrt(beta1)
+    if beta1 == 0:
+        return x, Status.CONVERGED_RTOL, 0
+    rel_target = tol / bnorm
+    oldb, beta, dbar, epsln, phibar = 0.0, beta1, 0.0, 0.0, beta1
+    cs, sn = -1.0, 0.0
+    w = np.zeros_like(x)
+    w2 = np.zeros_like(x)
+    r2 = r1
+    best_x, best_phi = x.copy(), beta1
+    for it in range(1, maxiter + 1):
+        v = y / beta
+        y = A @ v
+        if it >= 2:
+            y = y - (beta / oldb) * r1
+        alfa = float(np.real(np.vdot(v, y)))
+        y = y - (alfa / beta) * r2
+        r1, r2 = r2, y
+        y = prec(r2)
+        oldb = beta
+        beta_sq = float(np.real(np.vdot(r2, y)))
+        if beta_sq < 0:
+            return best_x, Status.DIVERGED_NOT_SPD, it
+        beta = np.sqrt(beta_sq)
+        oldeps = epsln
+        delta = cs * dbar + sn * alfa
+        gbar = sn * dbar - cs * alfa
+        epsln = sn * beta
+        dbar = -cs * beta
+        gamma = max(np.hypot(gbar, beta), _EPS)
+        cs, sn = gbar / gamma, beta / gamma
+        phi = cs * phibar
+        phibar = sn * phibar
+        w1, w2 = w2, w
+        w = (v - oldeps * w1 - delta * w2) / gamma
+        x = x + phi * w
+        if not np.isfinite(phibar):
+            return best_x, Status.DIVERGED_NAN, it
+        if phibar < best_phi:
+            best_x, best_phi = x, phibar
+        callback(it, residual=float(phibar / beta1))
+        if phibar <= rel_target * beta1:
+            return x, Status.CONVERGED_RTOL, it
+        if beta <= _EPS * beta1:
+            return x, Status.CONVERGED_HAPPY_BREAKDOWN, it
+    return best_x, Status.DIVERGED_MAX_IT, maxiter
+
+
+def minres(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8,
+           maxiter: int | None = None, callback: Callback = no_callback) -> Result:
+    """MINRES for Hermitian (possibly indefinite) ``A`` with a Hermitian positive definite ``M``.
+
+    ``B`` (n,) or (n, k); columns are solved one after another. Returns the best iterate.
+    """
+    return _per_column(_minres1, A, B, M or identity(), x0, rtol, maxiter, callback, "minres")
+
+
+def _givens(a: complex, b: complex) -> tuple[float, complex, complex]:
+    """(c, s, r) with c real, [[c, s], [-conj(s), c]] @ [a, b] = [r, 0]."""
+    rho = float(np.hypot(abs(a), abs(b)))
+    if rho == 0:
+        return 1.0, 0.0, 0.0
+    if a == 0:
+        return 0.0, np.conj(b) / abs(b), abs(b)
+    c = abs(a) / rho
+    s = (a / abs(a)) * np.conj(b) / rho
+    return c, s, (a / abs(a)) * rho
+
+
+def _make_gmres1(restart: int):
+    def gmres1(A, b, x, M, tol, maxiter, bnorm, callback):
+        """Restarted GMRES(m) with right preconditioning for one column: the minimised residual is
+        the true (unpreconditioned) one. Arnoldi by classical Gram-Schmidt applied twice."""
+        prec = _vec_apply(M)
+        n = b.shape[0]
+        m = max(1, min(restart, n))
+        dtype = np.result_type(b.dtype, x.dtype)
+        its = 0
+        r = b - A @ x
+        beta = float(np.linalg.norm(r))
+        while True:
+            if beta <= tol:
+                return x, Status.CONVERGED_RTOL, its
+            if its >= maxiter:
+                return x, Status.DIVERGED_MAX_IT, its
+            V = np.empty((n, m + 1), dtype=dtype, order="F")
+            H = np.zeros((m + 1, m), dtype=dtype)
+            cs = np.zeros(m)
+            sn = np.zeros(m, dtype=dtype)
+            g = np.zeros(m + 1, dtype=dtype)
+            g[0] = beta
+            V[:, 0] = r / beta
+            happy = False
+            j = -1
+            for j in range(m):
+                its += 1
+                w = A @ prec(V[:, j])
+                basis = V[:, :j + 1]
+                h = basis.conj().T @ w
+                w = w - basis @ h
+                h2 = basis.conj().T @ w
+                w = w - basis @ h2
+                h = h + h2
+                hn = float(np.linalg.norm(w))
+                H[:j + 1, j] = h
+                H[j + 1, j] = hn
+                for i in range(j):
+                    a_i, b_i = H[i, j], H[i + 1, j]
+                    H[i, j] = cs[i] * a_i + sn[i] * b_i
+                    H[i + 1, j] = -np.conj(sn[i]) * a_i + cs[i] * b_i
+                cs[j], sn[j], H[j, j] = _givens(H[j, j], H[j + 1, j])
+                H[j + 1, j] = 0
+                g[j + 1] = -np.conj(sn[j]) * g[j]
+                g[j] = cs[j] * g[j]
+                res = float(abs(g[j + 1]))
+                if not np.isfinite(res):
+                    return x, Status.DIVERGED_NAN, its
+                callback(its, residual=res / bnorm)
+                if hn <= _EPS * beta:
+                    happy = True
+                if happy or res <= tol or its >= maxiter:
+                    break
+                V[:, j + 1] = w / hn
+            size = j + 1
+            if np.any(np.diag(H[:size, :size]) == 0):
+                return x, Status.DIVERGED_BREAKDOWN, its
+            y = solve_triangular(H[:size, :size], g[:size])
+            x = x + prec(V[:, :size] @ y)
+            r = b - A @ x
+            new_beta = float(np.linalg.norm(r))
+            if happy and new_beta > tol:
+                return x, Status.DIVERGED_TOLERANCE_UNREACHABLE, its
+            if new_beta >= beta * (1 - 1e-12) and size == m and new_beta > tol:
+                return x, Status.DIVERGED_STAGNATION, its
+            beta = new_beta
+
+    return gmres1
+
+
+def gmres(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, maxiter: int | None = None,
+          restart: int = 50, callback: Callback = no_callback) -> Result:
+    """Restarted GMRES(``restart``) with right preconditioning, any square nonsingular ``A``.
+
+    ``maxiter`` counts inner (Arnoldi) steps. The residual is non-increasing, so the final iterate
+    is the best one; stagnation across a whole restart cycle stops with ``DIVERGED_STAGNATION``.
+    """
+    result = _per_column(_make_gmres1(restart), A, B, M or identity(), x0, rtol, maxiter, callback, "gmres")
+    result.info["restart"] = restart
+    if result.status == Status.DIVERGED_STAGNATION:
+        result.message = (f"GMRES({restart}) stagnated: a whole restart cycle did not reduce the residual; "
+                          "raise --param restart, use --precond ilu, or a direct method")
+    return result
+
+
+def _bicgstab1(A, b, x, M, tol, maxiter, bnorm, callback):
+    """Right-preconditioned BiCGSTAB (van der Vorst) for one column; ``r`` is the true residual
+    recurrence. On rho breakdown the shadow vector is reset to the current residual once."""
+    prec = _vec_apply(M)
+    r = b - A @ x
+    rnorm = float(np.linalg.norm(r))
+    if rnorm <= tol:
+        return x, Status.CONVERGED_RTOL, 0
+    rhat = r.copy()
+    rho = alpha = omega = 1.0
+    v = np.zeros_like(r)
+    p = np.zeros_like(r)
+    best_x, best_r = x.copy(), rnorm
+    resets = 0
+    for it in range(1, maxiter + 1):
+        rho_new = np.vdot(rhat, r)
+        if abs(rho_new) <= _EPS * float(np.linalg.norm(rhat)) * rnorm:
+            if resets >= 3:
+                return best_x, Status.DIVERGED_BREAKDOWN, it
+            resets += 1
+            rhat = r.copy()
+            rho_new = np.vdot(rhat, r)
+            p = np.zeros_like(r)
+            v = np.zeros_like(r)
+            rho = alpha = omega = 1.0
+        beta = (rho_new / rho) * (alpha / omega)
+        rho = rho_new
+        p = r + beta * (p - omega * v)
+        phat = prec(p)
+        v = A @ phat
+        denom = np.vdot(rhat, v)
+        if denom == 0:
+            return best_x, Status.DIVERGED_BREAKDOWN, it
+        alpha = rho / denom
+        s = r - alpha * v
+        snorm = float(np.linalg.norm(s))
+        if snorm <= tol:
+            x = x + alpha * phat
+            callback(it, residual=snorm / bnorm)
+            return x, Status.CONVERGED_RTOL, it
+        shat = prec(s)
+        t = A @ shat
+        tt = float(np.real(np.vdot(t, t)))
+        if tt == 0:
+            return best_x, Status.DIVERGED_BREAKDOWN, it
+        omega = np.vdot(t, s) / tt
+        x = x + alpha * phat + omega * shat
+        r = s - omega * t
+        rnorm = float(np.linalg.norm(r))
+        if not np.isfinite(rnorm):
+            return best_x, Status.DIVERGED_NAN, it
+        if rnorm < best_r:
+            best_x, best_r = x, rnorm
+        callback(it, residual=rnorm / bnorm)
+        if rnorm <= tol:
+            return x, Status.CONVERGED_RTOL, it
+        if omega == 0:
+            return best_x, Status.DIVERGED_BREAKDOWN, it
+    return best_x, Status.DIVERGED_MAX_IT, maxiter
+
+
+def bicgstab(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8,
+             maxiter: int | None = None, callback: Callback = no_callback) -> Result:
+    """BiCGSTAB for square nonsymmetric ``A`` (two products with A per iteration); best iterate kept."""
+    return _per_column(_bicgstab1, A, B, M or identity(), x0, rtol, maxiter, callback, "bicgstab")
+
+
+def _adjoint(A):
+    return A.conj().T if np.iscomplexobj(A) else A.T
+
+
+def _sym_ortho(a: float, b: float) -> tuple[float, float, float]:
+    """Stable (c, s, r) with c a + s b = r, -s a + c b = 0 (real)."""
+    r = float(np.hypot(a, b))
+    if r == 0:
+        return 1.0, 0.0, 0.0
+    return a / r, b / r, r
+
+
+def _lsqr1(A, b, x, atol, btol, maxiter, callback):
+    """Paige-Saunders LSQR for one column from the initial guess ``x``. Stops when
+    ||r|| <= btol ||b|| (compatible system) or ||A^H r|| <= atol ||A|| ||r||
+    (least-squares solution). Returns (x, status, iterations)."""
+    AH = _adjoint(A)
+    bnorm = float(np.linalg.norm(b))
+    u = b - A @ x
+    beta = float(np.linalg.norm(u))
+    if beta == 0:
+        return x, Status.CONVERGED_RTOL, 0
+    u = u / beta
+    v = AH @ u
+    alpha = float(np.linalg.norm(v))
+    if alpha == 0:
+        return x, Status.CONVERGED_ATOL, 0
+    v = v / alpha
+    w = v.copy()
+    phibar, rhobar = beta, alpha
+    anorm_sq = 0.0
+    for it in range(1, maxiter + 1):
+        u = A @ v - alpha * u
+        beta = float(np.linalg.norm(u))
+        if beta > 0:
+            u = u / beta
+        anorm_sq += alpha ** 2 + beta ** 2
+        v = AH @ u - beta * v
+        alpha = float(np.linalg.norm(v))
+        if alpha > 0:
+            v = v / alpha
+        c, s, rho = _sym_ortho(rhobar, beta)
+        theta = s * alpha
+        rhobar = -c * alpha
+        phi = c * phibar
+        phibar = s * phibar
+        x = x + (phi / rho) * w
+        w = v - (theta / rho) * w
+        rnorm = phibar
+        arnorm = alpha * abs(c) * phibar
+        anorm = np.sqrt(anorm_sq)
+        callback(it, residual=rnorm / bnorm, normal_residual=arnorm / max(anorm * rnorm, _TINY))
+        if not np.isfinite(rnorm):
+            return x, Status.DIVERGED_NAN, it
+        if rnorm <= btol * bnorm:
+            return x, Status.CONVERGED_RTOL, it
+        if arnorm <= atol * anorm * rnorm:
+            return x, Status.CONVERGED_ATOL, it
+    return x, Status.DIVERGED_MAX_IT, maxiter
+
+
+def _lsmr1(A, b, x, atol, btol, maxiter, callback):
+    """Fong-Saunders LSMR for one column (no damping) from ``x``: minimises ||A^H r|| over the
+    Krylov space, so ||A^H r|| decreases monotonically. Same stopping rules as :func:`_lsqr1`."""
+    AH = _adjoint(A)
+    bnorm = float(np.linalg.norm(b))
+    x0 = x
+    u = b - A @ x
+    beta = float(np.linalg.norm(u))
+    if beta == 0:
+        return x, Status.CONVERGED_RTOL, 0
+    u = u / beta
+    v = AH @ u
+    alpha = float(np.linalg.norm(v))
+    if alpha == 0:
+        return x, Status.CONVERGED_ATOL, 0
+    v = v / alpha
+    zetabar, alphabar = alpha * beta, alpha
+    rho, rhobar, cbar, sbar = 1.0, 1.0, 1.0, 0.0
+    h = v.copy()
+    hbar = np.zeros_like(v)
+    dx = np.zeros_like(v)
+    betadd, betad, rhodold, tautildeold, thetatilde, zeta, d = beta, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0
+    norm_a2 = alpha ** 2
+    for it in range(1, maxiter + 1):
+        u = A @ v - alpha * u
+        beta = float(np.linalg.norm(u))
+        if beta > 0:
+            u = u / beta
+            v = AH @ u - beta * v
+            alpha = float(np.linalg.norm(v))
+            if alpha > 0:
+                v = v / alpha
+        rhoold = rho
+        c, s, rho = _sym_ortho(alphabar, beta)
+        thetanew = s * alpha
+        alphabar = c * alpha
+        rhobarold, zetaold = rhobar, zeta
+        thetabar = sbar * rho
+        cbar, sbar, rhobar = _sym_ortho(cbar * rho, thetanew)
+        zeta = cbar * zetabar
+        zetabar = -sbar * zetabar
+        hbar = h - (thetabar * rho / (rhoold * rhobarold)) * hbar
+        dx = dx + (zeta / (rho * rhobar)) * hbar
+        h = v - (thetanew / rho) * h
+        # Estimate ||r|| by the recurrences of Fong & Saunders (2011), section 5.
+        betaacute = betadd
+        betahat = c * betaacute
+        betadd = -s * betaacute
+        thetatildeold = thetatilde
+        ctildeold, stildeold, rhotildeold = _sym_ortho(rhodold, thetabar)
+        thetatilde = stildeold * rhobar
+        rhodold = ctildeold * rhobar
+        betad = -stildeold * betad + ctildeold * betahat
+        tautildeold = (zetaold - thetatildeold * tautildeold) / rhotildeold
+        taud = (zeta - thetatilde * tautildeold) / rhodold
+        normr = float(np.sqrt(d + (betad - taud) ** 2 + betadd ** 2))
+        norm_a2 += beta ** 2
+        norm_a = np.sqrt(norm_a2)
+        norm_a2 += alpha ** 2
+        normar = abs(zetabar)
+        x = x0 + dx
+        callback(it, residual=normr / bnorm, normal_residual=normar / max(norm_a * normr, _TINY))
+        if not np.isfinite(normr):
+            return x, Status.DIVERGED_NAN, it
+        if normr <= btol * bnorm:
+            return x, Status.CONVERGED_RTOL, it
+        if normar <= atol * norm_a * normr:
+            return x, Status.CONVERGED_ATOL, it
+    return x, Status.DIVERGED_MAX_IT, maxiter
+
+
+def _least_squares(kernel, name, A, B, x0, rtol, atol, maxiter, callback) -> Result:
+    Bb, X, was_vector = as_block(A, B, x0)
+    m, n = A.shape
+    maxiter = int(maxiter) if maxiter is not None else max(4 * min(m, n), 100)
+    atol = rtol if atol is None else atol
+    statuses, col_its = [], np.zeros(X.shape[1], dtype=np.int64)
+    for j in range(X.shape[1]):
+        if not Bb[:, j].any() and not X[:, j].any():
+            statuses.append(Status.CONVERGED_ZERO_RHS)
+            continue
+        offset = int(col_its[:j].max(initial=0))
+        X[:, j], status, col_its[j] = kernel(A, Bb[:, j], X[:, j].copy(), atol, rtol, maxiter,
+                                             lambda i, **v: callback(offset + i, **v))
+        statuses.append(status)
+    overall = combine_status(statuses)
+    failed = sum(not s.converged for s in statuses)
+    message = status_message(overall, X.shape[1], failed)
+    if overall == Status.CONVERGED_ATOL:
+        message = (f"least-squares solution: ||A^H r|| <= {atol:g} ||A|| ||r|| (the system is inconsistent "
+                   "or singular; from a zero start this is the minimum-norm solution)")
+    return finish(A, X, Bb, was_vector, overall, int(col_its.max(initial=0)), message,
+                  {"atol": atol, "btol": rtol}, col_its)
+
+
+def lsqr(A, B, *, x0=None, rtol: float = 1e-8, atol: float | None = None, maxiter: int | None = None,
+         callback: Callback = no_callback) -> Result:
+    """LSQR: least-squares / minimum-norm solution of any (m, n) ``A``; ``B`` (m,) or (m, k).
+
+    Status ``CONVERGED_RTOL`` when ``||r|| <= rtol ||b||`` (compatible system),
+    ``CONVERGED_ATOL`` when ``||A^H r|| <= atol ||A|| ||r||`` (least-squares solution). From a zero
+    start the iterates stay in range(A^H), so the limit is the minimum-norm solution.
+    """
+    return _least_squares(_lsqr1, "lsqr", A, B, x0, rtol, atol, maxiter, callback)
+
+
+def lsmr(A, B, *, x0=None, rtol: float = 1e-8, atol: float | None = None, maxiter: int | None = None,
+         callback: Callback = no_callback) -> Result:
+    """LSMR: like :func:`lsqr` (same stopping rules and guarantees) but ``||A^H r||`` decreases
+    monotonically, so it is safer to stop early on inconsistent systems."""
+    return _least_squares(_lsmr1, "lsmr", A, B, x0, rtol, atol, maxiter, callback)

@@ -1,0 +1,154 @@
+"""Preconditioners: built once (the timed ``setup`` phase), applied to blocks of vectors many times.
+
+Every preconditioner maps an (n, k) block ``R`` to an (n, k) block ``Z ~= A^{-1} R`` and records
+facts about itself in ``info``. ``symmetric`` says whether the operator is Hermitian positive
+definite whenever ``A`` is (required by CG and MINRES).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from matcli.core.errors import UsageError
+from matcli.methods.solve.spectrum import diagonal, lanczos_extremes
+
+PRECONDITIONERS = ("none", "jacobi", "ilu", "amg-sa", "amg-rs", "chebyshev")
+
+
+@dataclass
+class Preconditioner:
+    """A linear operator ``Z = M^{-1} R`` on (n, k) blocks."""
+
+    name: str
+    apply: Callable[[np.ndarray], np.ndarray]
+    symmetric: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def identity() -> Preconditioner:
+    return Preconditioner("none", lambda R: R.copy(), True)
+
+
+def jacobi(A) -> Preconditioner:
+    """``M = diag(A)``; needs a zero-free diagonal."""
+    d = diagonal(A)
+    if np.any(d == 0):
+        raise UsageError(f"jacobi preconditioner: the diagonal has {int(np.sum(d == 0))} zero entries; "
+                         "use --precond ilu or none")
+    inv = (1.0 / d)[:, None]
+    return Preconditioner("jacobi", lambda R: inv * R, bool(np.all(np.real(d) > 0)))
+
+
+def ilu(A, drop_tol: float = 1e-4, fill_factor: float = 10.0) -> Preconditioner:
+    """Threshold incomplete LU (SuperLU ``spilu``) with ``drop_tol`` and ``fill_factor``."""
+    from scipy.sparse.linalg import spilu
+
+    A_csc = sp.csc_matrix(A)
+    try:
+        factor = spilu(A_csc, drop_tol=drop_tol, fill_factor=fill_factor)
+    except RuntimeError as exc:
+        raise UsageError(f"ilu preconditioner failed ({exc}); try a smaller --param ilu_drop_tol, "
+                         "--precond jacobi, or a direct method") from None
+    nnz = int(factor.L.nnz + factor.U.nnz)
+    info = {"drop_tol": drop_tol, "fill_factor": fill_factor, "factor_nnz": nnz,
+            "fill_ratio": nnz / max(A_csc.nnz, 1)}
+    return Preconditioner("ilu", factor.solve, False, info)
+
+
+def amg(A, kind: str, symmetric_matrix: bool, cycle: str = "V") -> Preconditioner:
+    """pyamg hierarchy (smoothed aggregation ``sa`` or Ruge-Stuben ``rs``) as one cycle per apply.
+
+    Gauss-Seidel forward before and backward after the coarse correction, so the cycle is a
+    symmetric operator (SPD for SPD ``A``) and serves CG. For nonsymmetric ``A`` smoothed
+    aggregation is built in its nonsymmetric mode.
+    """
+    import pyamg
+
+    smoothers = {"presmoother": ("gauss_seidel", {"sweep": "forward"}),
+                 "postsmoother": ("gauss_seidel", {"sweep": "backward"})}
+    A_csr = sp.csr_matrix(A)
+    if kind == "sa":
+        symmetry = "hermitian" if symmetric_matrix else "nonsymmetric"
+        if symmetric_matrix and not np.iscomplexobj(A_csr):
+            symmetry = "symmetric"
+        ml = pyamg.smoothed_aggregation_solver(A_csr, symmetry=symmetry, **smoothers)
+    else:
+        ml = pyamg.ruge_stuben_solver(A_csr, interpolation="direct", **smoothers)
+    prec = ml.aspreconditioner(cycle=cycle)
+
+    def apply(R: np.ndarray) -> np.ndarray:
+        if R.shape[1] == 1:
+            return prec.matvec(R[:, 0]).reshape(-1, 1)
+        return np.column_stack([prec.matvec(R[:, j]) for j in range(R.shape[1])])
+
+    info = {"levels": len(ml.levels), "operator_complexity": float(ml.operator_complexity()),
+            "grid_complexity": float(ml.grid_complexity()), "cycle": cycle,
+            "coarse_unknowns": int(ml.levels[-1].A.shape[0])}
+    return Preconditioner(f"amg-{kind}", apply, True, info)
+
+
+def chebyshev(A, degree: int, rng: np.random.Generator, lanczos_steps: int = 20) -> Preconditioner:
+    """Chebyshev polynomial preconditioner ``p(D^{-1} A) D^{-1}`` of the given degree.
+
+    The spectrum of ``D^{-1} A`` (similar to the Hermitian ``D^{-1/2} A D^{-1/2}``) is bracketed
+    by Lanczos Ritz values: ``b = 1.1 * largest Ritz`` over-estimates lambda_max, which keeps the
+    polynomial positive on the whole spectrum (so the preconditioner is SPD for SPD ``A``), and an
+    over-estimated lower end only damps the smallest eigenvalues less.
+    ``degree`` steps of the Chebyshev iteration on ``D^{-1} A z = D^{-1} r`` from ``z = 0``.
+    """
+    d = np.real(diagonal(A))
+    if np.any(d <= 0):
+        raise UsageError("chebyshev preconditioner needs a positive diagonal (an SPD-like matrix); "
+                         "use --precond ilu or jacobi")
+    inv_sqrt = 1.0 / np.sqrt(d)
+    n = A.shape[0]
+    lo, hi = lanczos_extremes(lambda v: inv_sqrt * (A @ (inv_sqrt * v)), n, A.dtype, lanczos_steps, rng)
+    if hi <= 0:
+        raise UsageError("chebyshev preconditioner: the scaled matrix has no positive spectrum")
+    b = 1.1 * hi
+    a = min(max(lo, b / 1e4), b / 2)
+    theta, delta = (b + a) / 2, (b - a) / 2
+    inv_d = (1.0 / d)[:, None]
+
+    def apply(R: np.ndarray) -> np.ndarray:
+        # Saad, Iterative Methods, Alg. 12.1 on the Jacobi-scaled system, zero initial guess.
+        res = inv_d * R
+        sigma = theta / delta
+        rho = 1.0 / sigma
+        step = res / theta
+        Z = step.copy()
+        for _ in range(degree - 1):
+            res = res - inv_d * (A @ step)
+            rho_next = 1.0 / (2 * sigma - rho)
+            step = rho_next * rho * step + (2 * rho_next / delta) * res
+            Z += step
+            rho = rho_next
+        return Z
+
+    info = {"degree": degree, "interval": [a, b], "lanczos_steps": lanczos_steps}
+    return Preconditioner("chebyshev", apply, True, info)
+
+
+def build(A, name: str, *, symmetric_matrix: bool, params: dict[str, Any],
+          rng: np.random.Generator) -> Preconditioner:
+    """Build the preconditioner ``name`` (one of :data:`PRECONDITIONERS`) for square ``A``.
+
+    ``params`` may hold ``ilu_drop_tol``, ``ilu_fill_factor``, ``amg_cycle``, ``cheb_degree``.
+    """
+    if name == "none":
+        return identity()
+    if name == "jacobi":
+        return jacobi(A)
+    if not sp.issparse(A) and name in ("ilu", "amg-sa", "amg-rs"):
+        A = sp.csr_matrix(A)
+    if name == "ilu":
+        return ilu(A, params.get("ilu_drop_tol", 1e-4), params.get("ilu_fill_factor", 10.0))
+    if name in ("amg-sa", "amg-rs"):
+        return amg(A, name[4:], symmetric_matrix, params.get("amg_cycle", "V"))
+    if name == "chebyshev":
+        return chebyshev(A, int(params.get("cheb_degree", 4)), rng)
+    raise UsageError(f"unknown preconditioner {name!r}; choose one of {', '.join(PRECONDITIONERS)}")

@@ -1,0 +1,161 @@
+"""Setup factories registered for ``matcli solve``: ``prepare_<method>(A, ...)`` does the expensive,
+once-only work (factorization, AMG hierarchy, ILU, spectrum estimates) and returns a
+:class:`Solver` whose ``solve`` runs the cheap part for any right-hand side block.
+
+Separating the two is what lets the runner time ``setup`` and ``compute`` as phases, lets many
+right-hand sides share one setup, and lets a batch of related matrices reuse it (``update``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from matcli.core.result import Callback, Result, no_callback
+from matcli.methods.solve import direct, krylov, precond, stationary
+
+
+@dataclass
+class Solver:
+    """A prepared solver for matrices like the one it was set up with.
+
+    ``solve(A, B, x0=, rtol=, maxiter=, callback=)`` returns a :class:`Result`; ``A`` may be a
+    different matrix with the same pattern after :meth:`update`.
+    """
+
+    method: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def solve(self, A, B, *, x0=None, rtol: float = 1e-8, maxiter: int | None = None,
+              callback: Callback = no_callback) -> Result:
+        raise NotImplementedError
+
+    def update(self, A, *, rebuild: bool = False) -> str:
+        """Adapt to a new matrix of the same pattern; return what was done (for the report)."""
+        raise NotImplementedError
+
+
+@dataclass
+class DirectSolver(Solver):
+    kind: str = "lu"
+    factorization: direct.Factorization | None = None
+    refine: int = 0
+
+    def solve(self, A, B, *, x0=None, rtol=1e-8, maxiter=None, callback=no_callback) -> Result:
+        return direct.solve_factored(A, self.factorization, B, callback=callback, refine=self.refine)
+
+    def update(self, A, *, rebuild: bool = False) -> str:
+        old = self.factorization
+        reuse = None if rebuild or old is None or old.perm_c is None else old.perm_c
+        self.factorization = direct.factorize(A, self.kind, perm_c=reuse)
+        if self.factorization.failure is not None and reuse is not None:
+            self.factorization = direct.factorize(A, self.kind)
+            return "refactored (new ordering)"
+        return "refactored (ordering reused)" if reuse is not None else "refactored"
+
+
+@dataclass
+class KrylovSolver(Solver):
+    kernel: Callable[..., Result] | None = None
+    precond_name: str = "none"
+    preconditioner: precond.Preconditioner | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    precond_params: dict[str, Any] = field(default_factory=dict)
+    symmetric: bool = False
+    rng: np.random.Generator | None = None
+
+    def solve(self, A, B, *, x0=None, rtol=1e-8, maxiter=None, callback=no_callback) -> Result:
+        extra = dict(self.options)
+        if self.preconditioner is not None:
+            extra["M"] = self.preconditioner
+        return self.kernel(A, B, x0=x0, rtol=rtol, maxiter=maxiter, callback=callback, **extra)
+
+    def update(self, A, *, rebuild: bool = False) -> str:
+        if self.preconditioner is None or self.precond_name == "none":
+            return "nothing to set up"
+        if not rebuild:
+            return "preconditioner reused"
+        self.preconditioner = precond.build(A, self.precond_name, symmetric_matrix=self.symmetric,
+                                            params=self.precond_params, rng=self.rng)
+        return "preconditioner rebuilt"
+
+
+@dataclass
+class SORSolver(Solver):
+    omega: float = 1.0
+    symmetric_sweep: bool = False
+
+    def solve(self, A, B, *, x0=None, rtol=1e-8, maxiter=None, callback=no_callback) -> Result:
+        return stationary.sor(A, B, omega=self.omega, symmetric=self.symmetric_sweep, x0=x0, rtol=rtol,
+                              maxiter=maxiter, callback=callback)
+
+    def update(self, A, *, rebuild: bool = False) -> str:
+        stationary.check_sor_matrix(A)
+        return "nothing to set up"
+
+
+def _direct(kind: str):
+    def prepare(A, *, params: dict[str, Any], precond_name: str = "none", symmetric: bool = False,
+                rng: np.random.Generator | None = None) -> DirectSolver:
+        fact = direct.factorize(A, kind)
+        return DirectSolver(kind, dict(fact.info), kind=kind, factorization=fact, refine=int(params.get("refine", 0)))
+
+    prepare.__doc__ = f"Factor ``A`` ({kind}); the solver solves all right-hand sides with the factors."
+    return prepare
+
+
+prepare_lu = _direct("lu")
+prepare_cholesky = _direct("cholesky")
+prepare_ldl = _direct("ldl")
+
+_PRECOND_KEYS = ("ilu_drop_tol", "ilu_fill_factor", "amg_cycle", "cheb_degree")
+
+
+def _krylov(name: str, kernel, uses_precond: bool, option_keys: tuple[str, ...] = ()):
+    def prepare(A, *, params: dict[str, Any], precond_name: str = "none", symmetric: bool = False,
+                rng: np.random.Generator | None = None) -> KrylovSolver:
+        rng = rng if rng is not None else np.random.default_rng(0)
+        pparams = {k: params[k] for k in _PRECOND_KEYS if k in params}
+        M = precond.build(A, precond_name, symmetric_matrix=symmetric, params=pparams, rng=rng) if uses_precond else None
+        options = {k: params[k] for k in option_keys if k in params}
+        info = {"preconditioner": precond_name if uses_precond else "none"}
+        if M is not None:
+            info["preconditioner_info"] = M.info
+        solver = KrylovSolver(name, info, kernel=kernel, precond_name=precond_name if uses_precond else "none",
+                              preconditioner=M, options=options, precond_params=pparams, symmetric=symmetric,
+                              rng=rng)
+        return solver
+
+    prepare.__doc__ = f"Build the preconditioner for {name}; the solver runs the iteration."
+    return prepare
+
+
+prepare_cg = _krylov("cg", krylov.cg, True)
+prepare_minres = _krylov("minres", krylov.minres, True)
+prepare_gmres = _krylov("gmres", krylov.gmres, True, ("restart",))
+prepare_bicgstab = _krylov("bicgstab", krylov.bicgstab, True)
+prepare_lsqr = _krylov("lsqr", krylov.lsqr, False, ("atol",))
+prepare_lsmr = _krylov("lsmr", krylov.lsmr, False, ("atol",))
+
+
+def _sor(symmetric_sweep: bool):
+    def prepare(A, *, params: dict[str, Any], precond_name: str = "none", symmetric: bool = False,
+                rng: np.random.Generator | None = None) -> SORSolver:
+        stationary.check_sor_matrix(A)
+        omega = float(params.get("omega", 0.0))
+        how = "given"
+        if omega == 0.0:
+            omega = stationary.estimate_omega(A, rng if rng is not None else np.random.default_rng(0)) \
+                if symmetric else 1.0
+            how = "Young's formula from a Lanczos estimate of the Jacobi spectral radius" if symmetric \
+                else "Gauss-Seidel (omega = 1) since the matrix is not symmetric"
+        name = "ssor" if symmetric_sweep else "sor"
+        return SORSolver(name, {"omega": omega, "omega_source": how}, omega=omega, symmetric_sweep=symmetric_sweep)
+
+    return prepare
+
+
+prepare_sor = _sor(False)
+prepare_ssor = _sor(True)

@@ -1,0 +1,52 @@
+"""Cheap spectral facts used by ``auto``, the Chebyshev preconditioner and SOR's omega estimate."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def lanczos_extremes(matvec, n: int, dtype, steps: int, rng: np.random.Generator) -> tuple[float, float]:
+    """(smallest, largest) Ritz value of a Hermitian operator after ``steps`` Lanczos steps.
+
+    Three-term recurrence without reorthogonalisation (loss of orthogonality only duplicates
+    converged Ritz values, it does not move the extreme ones). Ritz values always lie inside the
+    spectrum, so a negative smallest Ritz value proves the operator indefinite, and the largest is
+    a lower bound of lambda_max.
+    """
+    v = rng.standard_normal(n).astype(dtype)
+    v /= np.linalg.norm(v)
+    v_prev = np.zeros_like(v)
+    alphas, betas = [], []
+    beta = 0.0
+    for _ in range(min(steps, n)):
+        w = matvec(v)
+        alpha = float(np.real(np.vdot(v, w)))
+        w = w - alpha * v - beta * v_prev
+        alphas.append(alpha)
+        beta = float(np.linalg.norm(w))
+        if beta <= 1e-14 * max(abs(alpha), 1.0):
+            break
+        betas.append(beta)
+        v_prev, v = v, w / beta
+    k = len(alphas)
+    T = np.diag(alphas) + np.diag(betas[:k - 1], 1) + np.diag(betas[:k - 1], -1)
+    ritz = np.linalg.eigvalsh(T)
+    return float(ritz[0]), float(ritz[-1])
+
+
+def diagonal(A) -> np.ndarray:
+    """The main diagonal of a square dense or sparse matrix as a 1-D array."""
+    return A.diagonal() if sp.issparse(A) else np.diag(A).copy()
+
+
+def gershgorin_positive(A) -> bool:
+    """True when every Gershgorin disc of a Hermitian ``A`` lies in Re z >= 0 and the diagonal is
+    positive: A is then positive semidefinite (definite when it is also irreducible with one strictly
+    dominant row, as for Dirichlet Laplacians)."""
+    d = np.real(diagonal(A))
+    if d.size == 0 or np.any(d <= 0):
+        return False
+    absA = abs(A) if sp.issparse(A) else np.abs(A)
+    off = np.asarray(absA.sum(axis=1)).ravel() - np.abs(d)
+    return bool(np.all(off <= d * (1 + 1e-12)) and np.any(off < d))

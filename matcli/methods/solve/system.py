@@ -1,0 +1,101 @@
+"""The normaliser every solve kernel starts from, and the residual metrics every solve reports.
+
+Like scipy's ``make_system``: kernels call :func:`as_block` so they can assume a 2-D right-hand
+side block of a compatible dtype, and :func:`solution_metrics` so every method reports the same
+evidence of correctness.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from matcli.core.result import Result, Status
+
+
+def as_block(A, B, x0=None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Return ``(B2, X0, was_vector)``: ``B`` as an (m, k) array of the working dtype, ``X0`` (n, k).
+
+    The working dtype is complex128 when ``A`` or ``B`` is complex, else float64. ``X0`` is zeros
+    when ``x0`` is None. Raises ValueError on incompatible shapes.
+    """
+    m, n = A.shape
+    B = np.asarray(B)
+    was_vector = B.ndim == 1
+    B2 = B.reshape(-1, 1) if was_vector else B
+    if B2.ndim != 2 or B2.shape[0] != m:
+        raise ValueError(f"right-hand side has shape {B.shape}, expected ({m},) or ({m}, k)")
+    dtype = np.result_type(A.dtype, B2.dtype, np.float64)
+    B2 = np.ascontiguousarray(B2, dtype=dtype)
+    if x0 is None:
+        X0 = np.zeros((n, B2.shape[1]), dtype=dtype)
+    else:
+        X0 = np.array(x0, dtype=dtype).reshape(n, -1)
+        if X0.shape[1] != B2.shape[1]:
+            raise ValueError(f"initial guess has {X0.shape[1]} columns, right-hand side {B2.shape[1]}")
+    return B2, X0, was_vector
+
+
+def col_dots(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Column-wise inner products ``x_j^H y_j`` of two (n, k) blocks, shape (k,)."""
+    if np.iscomplexobj(X):
+        return np.einsum("ij,ij->j", X.conj(), Y)
+    return np.einsum("ij,ij->j", X, Y)
+
+
+def col_norms(X: np.ndarray) -> np.ndarray:
+    """Column 2-norms of an (n, k) block, shape (k,)."""
+    return np.sqrt(np.abs(col_dots(X, X)))
+
+
+def inf_norm(A) -> float:
+    """``||A||_inf`` (max absolute row sum) of a dense array, sparse matrix or LinearOperator-free input."""
+    if sp.issparse(A):
+        return float(abs(A).sum(axis=1).max()) if A.shape[0] else 0.0
+    return float(np.abs(A).sum(axis=1).max()) if A.shape[0] else 0.0
+
+
+def solution_metrics(A, X: np.ndarray, B: np.ndarray, norm_A: float | None = None) -> dict[str, float]:
+    """Evidence of correctness of ``X`` for ``A X = B`` (2-D blocks), maxima over the columns.
+
+    ``relative_residual``: max_j ||b_j - A x_j||_2 / ||b_j||_2 (the absolute residual for b_j = 0).
+    ``backward_error``: max_j ||r_j||_inf / (||A||_inf ||x_j||_inf + ||b_j||_inf), the normwise
+    (Rigal-Gaches) backward error: the smallest relative perturbation of A and b for which x_j is
+    exact. For rectangular A also ``normal_residual``: max_j ||A^H r_j|| / (||A||_inf ||r_j||), the
+    least-squares optimality test (0 at the least-squares solution).
+    """
+    R = B - A @ X
+    rnorm = col_norms(R)
+    bnorm = col_norms(B)
+    rel = np.where(bnorm > 0, rnorm / np.where(bnorm > 0, bnorm, 1.0), rnorm)
+    norm_A = inf_norm(A) if norm_A is None else norm_A
+    denom = norm_A * np.abs(X).max(axis=0, initial=0.0) + np.abs(B).max(axis=0, initial=0.0)
+    r_inf = np.abs(R).max(axis=0, initial=0.0)
+    back = np.where(denom > 0, r_inf / np.where(denom > 0, denom, 1.0), r_inf)
+    metrics = {
+        "relative_residual": float(rel.max(initial=0.0)),
+        "backward_error": float(back.max(initial=0.0)),
+    }
+    if A.shape[0] != A.shape[1]:
+        AhR = A.conj().T @ R if np.iscomplexobj(A) else A.T @ R
+        scale = norm_A * rnorm
+        normal = np.where(scale > 0, col_norms(AhR) / np.where(scale > 0, scale, 1.0), 0.0)
+        metrics["normal_residual"] = float(normal.max(initial=0.0))
+    return metrics
+
+
+def finish(A, X: np.ndarray, B: np.ndarray, was_vector: bool, status: Status, iterations: int,
+           message: str = "", info: dict[str, Any] | None = None,
+           column_iterations: np.ndarray | None = None) -> Result:
+    """Build the :class:`Result` of a solve: output ``x`` ((n,) for a vector right-hand side, else
+    (n, k)), metrics from :func:`solution_metrics` plus ``iterations``."""
+    metrics = solution_metrics(A, X, B)
+    metrics["iterations"] = float(iterations)
+    info = dict(info or {})
+    if column_iterations is not None and column_iterations.size > 1:
+        info["column_iterations"] = [int(v) for v in column_iterations]
+    x = X[:, 0] if was_vector else X
+    return Result(status=status, outputs={"x": x}, metrics=metrics, iterations=int(iterations),
+                  info=info, message=message)

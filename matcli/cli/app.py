@@ -32,29 +32,27 @@ app.command("methods", help="List registered methods and their --param keys.")(m
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. Errors print one line on stderr, never a traceback."""
-    import click
-
     from matcli.core.errors import MatcliError
 
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="matcli", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return int(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        print("matcli: interrupted", file=sys.stderr)
-        return 130
     except MatcliError as exc:
         print(f"matcli: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("matcli: interrupted", file=sys.stderr)
+        return 130
     except MemoryError:
         print("matcli: error: out of memory (try a smaller problem or a streaming/iterative method)",
               file=sys.stderr)
         return 1
-    except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into exit code 1
+    except Exception as exc:  # noqa: BLE001 - the one place that turns failures into exit codes
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+            exc.show()  # click-style usage error (typer vendors click in recent releases)
+            return int(exc.exit_code)
         print(f"matcli: internal error: {type(exc).__name__}: {exc} (please report this bug)", file=sys.stderr)
         return 1
     return 0

@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 app.command("solve", help="Solve linear systems A X = B (direct, Krylov, multigrid; batches).")(solve.command)
 app.command("complete", help="Low-rank matrix completion from observed entries.")(complete.command)

@@ -75,4 +75,5 @@ def command(
             from matcli.io.hdf5 import write_arrays
 
             write_arrays(tmp, arrays, {"generator": kind.value, "seed": seed}, group_attrs)
-    typer.echo(f"wrote {out}: {kind.value} ({', '.join(sorted(arrays))[:200]})", err=True)
+    names = sorted({key.split("/")[0] for key in arrays})
+    typer.echo(f"wrote {out}: {kind.value} ({', '.join(names)})", err=True)

@@ -41,6 +41,12 @@ def check_output_path(path: str, inputs: list[str], force: bool) -> None:
         raise OutputError(path, f"folder {parent} is not writable")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_write(path: str) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on clean exit fsync it and rename it onto ``path``.
@@ -60,6 +66,7 @@ def atomic_write(path: str) -> Iterator[str]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):

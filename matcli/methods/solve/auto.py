@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from matcli.methods.solve.spectrum import diagonal, gershgorin_positive, lanczos_extremes
+from matcli.methods.solve.spectrum import diagonal, gershgorin_positive, lanczos_extremes, symmetry_error
 
 DIRECT_LIMIT = 50_000
 DENSE_JACOBI_LIMIT = 5_000
@@ -47,19 +47,6 @@ class Facts:
                 "dtype": "complex128" if self.complex else "float64", "hermitian": self.hermitian,
                 "positive_diagonal": self.positive_diagonal, "definiteness": self.definiteness,
                 **self.extra}
-
-
-def symmetry_error(A) -> float:
-    """max |A - A^H| / max |A| for square ``A`` (0 when exactly Hermitian)."""
-    AH = A.conj().T if np.iscomplexobj(A) else A.T
-    if sp.issparse(A):
-        diff = (A - AH).tocsr()
-        top = abs(diff).max() if diff.nnz else 0.0
-        scale = abs(A).max() if A.nnz else 0.0
-    else:
-        top = np.abs(A - AH).max(initial=0.0)
-        scale = np.abs(A).max(initial=0.0)
-    return float(top / scale) if scale > 0 else 0.0
 
 
 def inspect(A) -> Facts:

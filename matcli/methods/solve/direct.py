@@ -8,6 +8,7 @@ sparsity pattern, :meth:`Factorization.refactor` reuses the fill-reducing column
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -17,6 +18,7 @@ import scipy.sparse as sp
 
 from matcli.core.errors import UsageError
 from matcli.core.result import Callback, Result, Status, no_callback
+from matcli.methods.solve.spectrum import symmetry_error
 from matcli.methods.solve.system import as_block, finish
 
 #: Largest order for which ``ldl`` densifies a sparse matrix (LDL^T with Bunch-Kaufman pivoting
@@ -78,6 +80,10 @@ def factorize(A, kind: str, *, perm_c: np.ndarray | None = None) -> Factorizatio
                                  "use --method lu, minres or gmres for large sparse matrices")
             A = A.toarray()
         return _ldl(np.asarray(A), singular)
+    if kind == "cholesky" and symmetry_error(A) > 1e-12:
+        return Factorization(kind, None, {}, Status.DIVERGED_NOT_SPD,
+                             "the matrix is not symmetric (Hermitian), so it has no Cholesky factorization; "
+                             "use --method lu")
     if not sp.issparse(A):
         return _dense(np.asarray(A), kind, singular)
     try:
@@ -89,10 +95,6 @@ def factorize(A, kind: str, *, perm_c: np.ndarray | None = None) -> Factorizatio
     info = {"backend": "superlu", "factor_nnz": int(lu.L.nnz + lu.U.nnz),
             "fill_ratio": float((lu.L.nnz + lu.U.nnz) / max(A.nnz, 1)),
             "ordering": "reused" if perm_c is not None else ("MMD_AT_PLUS_A" if kind == "cholesky" else "COLAMD")}
-    scale = np.abs(diag_u).max(initial=0.0)
-    if scale == 0 or np.abs(diag_u).min() <= n * np.finfo(float).eps * scale:
-        info["pivot_ratio"] = float(np.abs(diag_u).min() / scale) if scale else 0.0
-        return Factorization(kind, None, info, Status.DIVERGED_SINGULAR, singular)
     if kind == "cholesky":
         if np.iscomplexobj(diag_u) and np.any(np.abs(diag_u.imag) > 1e-8 * np.abs(diag_u)):
             return Factorization(kind, None, info, Status.DIVERGED_NOT_SPD,
@@ -102,6 +104,10 @@ def factorize(A, kind: str, *, perm_c: np.ndarray | None = None) -> Factorizatio
             return Factorization(kind, None, info, Status.DIVERGED_NOT_SPD,
                                  f"the matrix is not positive definite ({negative} non-positive pivots); "
                                  "use --method lu or ldl (or minres for large sparse symmetric indefinite)")
+    scale = np.abs(diag_u).max(initial=0.0)
+    if scale == 0 or np.abs(diag_u).min() <= n * np.finfo(float).eps * scale:
+        info["pivot_ratio"] = float(np.abs(diag_u).min() / scale) if scale else 0.0
+        return Factorization(kind, None, info, Status.DIVERGED_SINGULAR, singular)
     order = perm_c
 
     def solve(B: np.ndarray) -> np.ndarray:
@@ -130,7 +136,10 @@ def _dense(A: np.ndarray, kind: str, singular: str) -> Factorization:
             return Factorization(kind, None, {"backend": "lapack potrf"}, Status.DIVERGED_NOT_SPD,
                                  "the matrix is not positive definite (Cholesky failed); use --method lu or ldl")
         return Factorization(kind, lambda B: sla.cho_solve(c, B, check_finite=False), {"backend": "lapack potrf"})
-    lu, piv = sla.lu_factor(A, check_finite=False)
+    with warnings.catch_warnings():
+        # An exactly singular matrix is reported through the status below, not a warning.
+        warnings.simplefilter("ignore", sla.LinAlgWarning)
+        lu, piv = sla.lu_factor(A, check_finite=False)
     diag = np.abs(np.diag(lu))
     scale = diag.max(initial=0.0)
     info = {"backend": "lapack getrf"}

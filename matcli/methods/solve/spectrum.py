@@ -50,3 +50,16 @@ def gershgorin_positive(A) -> bool:
     absA = abs(A) if sp.issparse(A) else np.abs(A)
     off = np.asarray(absA.sum(axis=1)).ravel() - np.abs(d)
     return bool(np.all(off <= d * (1 + 1e-12)) and np.any(off < d))
+
+
+def symmetry_error(A) -> float:
+    """max |A - A^H| / max |A| for square ``A`` (0 when exactly Hermitian)."""
+    AH = A.conj().T if np.iscomplexobj(A) else A.T
+    if sp.issparse(A):
+        diff = (A - AH).tocsr()
+        top = abs(diff).max() if diff.nnz else 0.0
+        scale = abs(A).max() if A.nnz else 0.0
+    else:
+        top = np.abs(A - AH).max(initial=0.0)
+        scale = np.abs(A).max(initial=0.0)
+    return float(top / scale) if scale > 0 else 0.0

@@ -67,6 +67,9 @@ def sor(A, B, *, omega: float = 1.0, symmetric: bool = False, x0=None, rtol: flo
     n, k = X.shape
     maxiter = default_maxiter(n, maxiter)
     sweep = "symmetric" if symmetric else "forward"
+    # pyamg's own sweep="symmetric" silently drops omega (it calls plain Gauss-Seidel), so the
+    # symmetric sweep is composed here from a forward and a backward SOR sweep.
+    directions = ("forward", "backward") if symmetric else ("forward",)
     statuses, col_its = [], np.zeros(k, dtype=np.int64)
     for j in range(k):
         b = np.ascontiguousarray(Bb[:, j])
@@ -81,7 +84,8 @@ def sor(A, B, *, omega: float = 1.0, symmetric: bool = False, x0=None, rtol: flo
         offset = int(col_its[:j].max(initial=0))
         scale = bnorm if bnorm > 0 else 1.0
         for it in range(1, maxiter + 1):
-            sor_sweep(A, x, b, omega, iterations=1, sweep=sweep)
+            for direction in directions:
+                sor_sweep(A, x, b, omega, iterations=1, sweep=direction)
             rnorm = float(np.linalg.norm(b - A @ x))
             col_its[j] = it
             callback(offset + it, residual=rnorm / scale)

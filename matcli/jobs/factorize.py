@@ -73,6 +73,10 @@ class Job(FamilyJob):
         from matcli.io.spec import parse_spec
 
         opts = self.request.options
+        if opts.get("append_rows") and opts.get("append_cols"):
+            raise UsageError("give only one of --append-rows and --append-cols per update")
+        if (opts.get("append_rows") or opts.get("append_cols")) and not opts.get("update"):
+            raise UsageError("--append-rows/--append-cols need --update previous.h5")
         self.A = read_matrix(self.request.inputs[0])
         if opts.get("update"):
             spec = parse_spec(opts["update"])
@@ -114,10 +118,6 @@ class Job(FamilyJob):
             values = A.data if sp.issparse(A) else A
             if values.size and values.min() < 0:
                 raise InputError(path, f"NMF needs a nonnegative matrix (smallest entry {values.min():.3g})")
-        if opts.get("append_rows") and opts.get("append_cols"):
-            raise UsageError("give only one of --append-rows and --append-cols per update")
-        if (opts.get("append_rows") or opts.get("append_cols")) and not opts.get("update"):
-            raise UsageError("--append-rows/--append-cols need --update previous.h5")
         if opts.get("update"):
             self._validate_update()
 

@@ -12,13 +12,14 @@ from matcli.cli.options import (
 )
 
 
-class Method(str, enum.Enum):
-    auto = "auto"
-    als = "als"
-    als_exact = "als-exact"
-    softimpute = "softimpute"
-    scaledgd = "scaledgd"
-    robust = "robust"
+def _method_enum() -> type[enum.Enum]:
+    from matcli.core.registry import method_names
+
+    names = ["auto", *method_names("complete")]
+    return enum.Enum("Method", {name.replace("-", "_"): name for name in names}, type=str)
+
+
+Method = _method_enum()
 
 
 def _auto_or(kind, text: str, option: str):

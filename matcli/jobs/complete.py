@@ -21,9 +21,12 @@ from matcli.methods.complete.specs import DEFAULT_MAXITER, DEFAULT_REG
 
 #: Candidate ranks and ridge weights tried by ``--rank auto`` / ``--reg auto``.
 RANK_GRID = (1, 2, 3, 5, 8, 12, 16, 24)
-REG_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+REG_FACTORS = (1 / 64, 1 / 16, 1 / 4, 1 / 2, 1.0, 2.0, 4.0)
 #: Rank at or below which ``auto`` uses exact half-steps (stacked small solves beat CG there).
 EXACT_RANK_LIMIT = 24
+#: Fits stop as converged (``converged_atol``) once the training RMSE is below this multiple of
+#: the root mean square of the observed values: the observations are interpolated to rounding.
+INTERPOLATION_TOL = 1e-10
 #: Validation fraction used by ``auto`` selection when ``--validate`` is not given.
 AUTO_VALIDATE = 0.1
 
@@ -137,6 +140,7 @@ class Job(FamilyJob):
             "maxiter": int(opts.get("maxiter") or DEFAULT_MAXITER[self.method]), "rtol": float(opts.get("rtol", 1e-4)),
             "clip": list(opts["clip"]) if opts.get("clip") else None, **self.params,
         }
+        self.atol = INTERPOLATION_TOL * float(np.sqrt(np.mean(obs.values**2)))
         self.problem_info = {
             "shape": [m, n], "observed": obs.nnz, "sampling_rate": obs.nnz / (float(m) * n),
             "value_range": [float(obs.values.min()), float(obs.values.max())],
@@ -192,7 +196,7 @@ class Job(FamilyJob):
         kernel = self.spec.load()
         extra = {} if DEFAULT_REG[self.method] is None else {"reg": reg}
         return kernel(obs.rows[idx], obs.cols[idx], obs.values[idx], obs.shape, rank=rank, **extra,
-                      bias=p["bias"], maxiter=p["maxiter"], rtol=p["rtol"], heldout=heldout, clip=clip,
+                      bias=p["bias"], maxiter=p["maxiter"], rtol=p["rtol"], atol=self.atol, heldout=heldout, clip=clip,
                       rng=self.rng, callback=callback, **self.params)
 
     def _select(self, train: np.ndarray, heldout, clip) -> tuple[int, float, list[dict[str, Any]]]:
@@ -217,17 +221,21 @@ class Job(FamilyJob):
             reg = min(grid, key=lambda lam: score(rank, lam))
         if p["rank"] == "auto":
             ranks = [k for k in RANK_GRID if k <= min(m, n)]
-            best_val, best_rank = np.inf, ranks[0]
+            scores: dict[int, float] = {}
             worse = 0
             for k in ranks:
-                val = score(k, reg)
-                if val < best_val:
-                    best_val, best_rank, worse = val, k, 0
+                scores[k] = score(k, reg)
+                if scores[k] <= min(scores.values()):
+                    worse = 0
                 else:
                     worse += 1
                     if worse >= 2:
                         break
-            rank = best_rank
+            # One-standard-error rule: the RMSE estimated from N held-out entries has a relative
+            # standard error of about 1 / sqrt(2 N); keep the smallest rank within it of the best.
+            tolerance = 1.0 + 1.0 / np.sqrt(2.0 * max(heldout.values.size, 1))
+            best = min(scores.values())
+            rank = min(k for k, val in scores.items() if val <= tolerance * best)
         return rank, reg, table
 
     # ---------------------------------------------------------------- write

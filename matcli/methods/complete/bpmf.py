@@ -22,7 +22,7 @@ BETA0 = 2.0
 
 def bpmf(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int], *, rank: int,
          bias: bool = True, alpha: float = 0.0, burnin: int = 5, samples: int = 40, out_rank: int = 0,
-         maxiter: int = 1000, rtol: float = 0.0, heldout: Heldout | None = None,
+         maxiter: int = 1000, rtol: float = 0.0, atol: float = 0.0, heldout: Heldout | None = None,
          clip: tuple[float, float] | None = None, rng: np.random.Generator,
          callback: Callback = no_callback) -> Result:
     """Posterior-mean completion by Gibbs sampling of a rank-``rank`` factor model.
@@ -40,6 +40,7 @@ def bpmf(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[in
         writes its best rank-r approximation (truncated SVD of the average, never dense).
     rtol : stop sampling early when the running average of the training predictions changes
         by less than ``rtol`` (relative 2-norm) in one sweep.
+    atol : stop sampling early when the posterior-mean training RMSE is at most ``atol``.
 
     Returns
     -------
@@ -91,6 +92,9 @@ def bpmf(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[in
             val_rmse = rmse(pred - heldout.values)
             values_now["val_rmse"] = val_rmse
         callback(sweep, **values_now)
+        if train_rmse <= atol:
+            status = Status.CONVERGED_ATOL
+            break
         if len(kept_u) > 1 and rtol > 0:
             change = np.linalg.norm(average - previous) / max(np.linalg.norm(average), 1e-300)
             if change < rtol:

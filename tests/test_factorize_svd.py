@@ -119,11 +119,14 @@ def test_adaptive_rank_cap_reports_failure():
 def test_adaptive_rank_on_sparse_real_matrix(shared_data):
     from matcli.io.load import read_matrix
 
-    A = read_matrix(str(data_file("matrices/Groebner_id2003_aug.mtx")))
-    rng = np.random.default_rng(6)
-    result = adaptive_svd(A, tol=0.5, block_size=20, rng=rng)
+    A = read_matrix(str(data_file("matrices/bcsstk13.mtx")))
+    s_ref = np.linalg.svd(A.toarray(), compute_uv=False)
+    tails = np.sqrt(np.maximum(np.sum(s_ref**2) - np.cumsum(s_ref**2), 0) / np.sum(s_ref**2))
+    r_opt = int(np.flatnonzero(tails <= 0.1)[0]) + 1
+    result = adaptive_svd(A, tol=0.1, block_size=16, rng=np.random.default_rng(6))
     assert result.status is Status.CONVERGED_RTOL
-    assert result.metrics["reconstruction_error"] <= 0.5 * (1 + 1e-6)
+    assert r_opt <= result.outputs["s"].size <= 1.1 * r_opt
+    assert result.metrics["reconstruction_error"] <= 0.1 * (1 + 1e-6)
     assert result.metrics["error_indicator"] == pytest.approx(result.metrics["reconstruction_error"], rel=1e-4)
 
 

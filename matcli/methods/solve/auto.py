@@ -62,8 +62,10 @@ def inspect(A) -> Facts:
     d = diagonal(A)
     facts.positive_diagonal = bool(d.size and np.all(np.abs(np.imag(d)) == 0) and np.all(np.real(d) > 0))
     if facts.hermitian and facts.positive_diagonal and sparse and not facts.complex:
-        off = A - sp.diags(d)
-        facts.m_matrix_like = bool(off.nnz == 0 or off.data.max() <= 0)
+        C = sp.csr_matrix(A)
+        rows = np.repeat(np.arange(n), np.diff(C.indptr))
+        off_diagonal = C.data[rows != C.indices]
+        facts.m_matrix_like = bool(off_diagonal.size == 0 or off_diagonal.max() <= 0)
     return facts
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
 
 from matcli.core.errors import UsageError
@@ -128,6 +127,8 @@ def factorize(A, kind: str, *, perm_c: np.ndarray | None = None) -> Factorizatio
 
 
 def _dense(A: np.ndarray, kind: str, singular: str) -> Factorization:
+    import scipy.linalg as sla
+
     n = A.shape[0]
     if kind == "cholesky":
         try:
@@ -154,6 +155,8 @@ def _dense(A: np.ndarray, kind: str, singular: str) -> Factorization:
 
 def _ldl(A: np.ndarray, singular: str) -> Factorization:
     """Bunch-Kaufman LDL^T (LDL^H for complex Hermitian): P A P^T = L D L^T with 1x1/2x2 blocks."""
+    import scipy.linalg as sla
+
     hermitian = np.iscomplexobj(A)
     lu, d, perm = sla.ldl(A, lower=True, hermitian=hermitian, check_finite=False)
     L = lu[perm]

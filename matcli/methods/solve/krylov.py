@@ -15,7 +15,6 @@ Shared contract (after :func:`matcli.methods.solve.system.as_block`):
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.solve.precond import Preconditioner, identity
@@ -336,6 +335,8 @@ def _make_gmres1(restart: int):
                     break
                 V[:, j + 1] = w / hn
             size = j + 1
+            from scipy.linalg import solve_triangular
+
             if np.any(np.diag(H[:size, :size]) == 0):
                 return x, Status.DIVERGED_BREAKDOWN, its
             y = solve_triangular(H[:size, :size], g[:size])

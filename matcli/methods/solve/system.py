@@ -50,11 +50,20 @@ def col_norms(X: np.ndarray) -> np.ndarray:
     return np.sqrt(np.abs(col_dots(X, X)))
 
 
-def inf_norm(A) -> float:
-    """``||A||_inf`` (max absolute row sum) of a dense array, sparse matrix or LinearOperator-free input."""
+def abs_row_sums(A) -> np.ndarray:
+    """Row sums of |A| (dense or sparse), without forming |A| for CSR input."""
     if sp.issparse(A):
-        return float(abs(A).sum(axis=1).max()) if A.shape[0] else 0.0
-    return float(np.abs(A).sum(axis=1).max()) if A.shape[0] else 0.0
+        if A.format != "csr":
+            return np.asarray(abs(A).sum(axis=1)).ravel()
+        counts = np.diff(A.indptr)
+        rows = np.repeat(np.arange(A.shape[0]), counts)
+        return np.bincount(rows, weights=np.abs(A.data), minlength=A.shape[0])
+    return np.abs(A).sum(axis=1)
+
+
+def inf_norm(A) -> float:
+    """``||A||_inf`` (max absolute row sum) of a dense array or sparse matrix."""
+    return float(abs_row_sums(A).max()) if A.shape[0] else 0.0
 
 
 def solution_metrics(A, X: np.ndarray, B: np.ndarray, norm_A: float | None = None) -> dict[str, float]:

@@ -1,0 +1,192 @@
+"""``matcli solve`` against scipy spsolve and pyamg (SA and RS + CG), and many right-hand sides.
+
+Workloads (generated deterministically with ``matcli generate``, seed 0):
+
+1. 2-D Poisson, rtol 1e-8 (``--quick``: 300^2 = 9e4 unknowns; ``--full``: 1000^2 = 1e6).
+   matcli: one whole process ``matcli solve p.h5:/A --rhs p.h5:/b`` (method auto), timed end to
+   end (start-up, reading the file, setup, solve, writing x and the report). Peers run in this
+   process on the matrix already in memory (so they are not charged for start-up or reading):
+   ``scipy.sparse.linalg.spsolve`` and pyamg's ``ruge_stuben_solver`` / ``smoothed_aggregation_solver``
+   with default settings, ``solve(accel='cg', tol=1e-8)``, setup + solve; the faster pyamg counts.
+   Targets: >= 5x spsolve, >= 0.8x pyamg best.
+2. 100 right-hand sides (``--quick``: 150^2 unknowns; ``--full``: 300^2): one matcli process with
+   a 100-column ``--rhs`` against 100 independent solves, both as whole processes (the
+   independent cost is measured on 5 single-column processes and scaled to 100) and, in-process,
+   against 100 x (setup + one solve) with the same kernels. Target: < 0.2x.
+
+Accuracy column: relative residual ||b - A x|| / ||b|| recomputed here from each answer.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from _common import Row, best_time, report, run_matcli, size_from_argv, work_dir
+
+SPSOLVE_TIMEOUT_S = 900
+
+
+def generate(path: Path, n: int) -> None:
+    if not path.exists():
+        subprocess.run([sys.executable, "-m", "matcli", "generate", "poisson2d", "--n", str(n), "-o", str(path),
+                        "--seed", "0"], check=True, capture_output=True)
+
+
+def load(path: Path):
+    from matcli.io.load import read_dense, read_matrix
+
+    return read_matrix(f"{path}:/A"), read_dense(f"{path}:/b")
+
+
+def rel_residual(A, x, b) -> float:
+    return float(np.linalg.norm(b - A @ x) / np.linalg.norm(b))
+
+
+def read_x(path: Path) -> np.ndarray:
+    with h5py.File(path, "r") as fh:
+        return fh["x"][()]
+
+
+def spsolve_seconds(path: Path) -> tuple[float | None, str]:
+    """spsolve in a child process (it can take minutes and GBs at 1e6 unknowns); None on timeout."""
+    code = (
+        "import sys, time, numpy as np\n"
+        "from scipy.sparse.linalg import spsolve\n"
+        "from matcli.io.load import read_dense, read_matrix\n"
+        f"A = read_matrix('{path}:/A').tocsc(); b = read_dense('{path}:/b')\n"
+        "t = time.perf_counter(); x = spsolve(A, b); t = time.perf_counter() - t\n"
+        "print(t, np.linalg.norm(b - A @ x) / np.linalg.norm(b))\n"
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=SPSOLVE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None, f"> {SPSOLVE_TIMEOUT_S} s (timed out)"
+    if proc.returncode != 0:
+        return None, f"failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
+    seconds, res = proc.stdout.split()
+    return float(seconds), f"{float(res):.1e}"
+
+
+def pyamg_best(A, b, repeat: int) -> tuple[float, str, str]:
+    import pyamg
+
+    results = []
+    for name, build in (("rs", pyamg.ruge_stuben_solver), ("sa", pyamg.smoothed_aggregation_solver)):
+        def run():
+            ml = build(A)
+            return ml.solve(b, tol=1e-8, accel="cg", maxiter=500)
+
+        seconds, x = best_time(run, repeat)
+        results.append((seconds, name, f"{rel_residual(A, x, b):.1e}"))
+    return min(results)
+
+
+def poisson_rows(size: str) -> list[Row]:
+    n = 300 if size == "quick" else 1000
+    repeat = 3 if size == "quick" else 2
+    work = work_dir("solve")
+    path = work / f"poisson2d_{n}.h5"
+    generate(path, n)
+    A, b = load(path)
+    out = work / f"x_{n}.h5"
+    matcli_runs = []
+    for _ in range(repeat):
+        seconds, rep = run_matcli(["solve", f"{path}:/A", "--rhs", f"{path}:/b", "-o", str(out), "--force"],
+                                  env_extra={"OMP_NUM_THREADS": "1"})
+        matcli_runs.append((seconds, rep))
+    seconds, rep = min(matcli_runs, key=lambda item: item[0])
+    phases = sum(rep["phases"][p]["wall_s"] for p in ("setup", "compute"))
+    acc = f"{rel_residual(A, read_x(out), b):.1e}"
+    label = f"poisson2d {n}^2 = {n * n:.0e} unknowns"
+    extra = {"matcli_method": rep["method"], "matcli_precond": rep["params"].get("precond"),
+             "matcli_iterations": rep["iterations"], "matcli_setup_plus_compute_s": phases,
+             "matcli_phases": rep["phases"]}
+    amg_s, amg_name, amg_acc = pyamg_best(A, b, repeat)
+    sps_s, sps_acc = spsolve_seconds(path)
+    return [
+        Row(label, "scipy spsolve", sps_s, seconds, sps_acc, acc, ">= 5x", dict(extra)),
+        Row(label, f"pyamg best ({amg_name.upper()}+CG)", amg_s, seconds, amg_acc, acc, ">= 0.8x",
+            {**extra, "ratio_setup_plus_compute_only": amg_s / phases}),
+    ]
+
+
+def many_rhs_rows(size: str) -> list[Row]:
+    n = 150 if size == "quick" else 300
+    k, sample = 100, 5
+    work = work_dir("solve")
+    path = work / f"poisson2d_{n}.h5"
+    generate(path, n)
+    A, _ = load(path)
+    rng = np.random.default_rng(0)
+    B = rng.standard_normal((A.shape[0], k))
+    rhs = work / f"rhs_{n}_{k}.h5"
+    if not rhs.exists():
+        with h5py.File(rhs, "w") as fh:
+            fh["B"] = B
+            for j in range(sample):
+                fh[f"b{j}"] = B[:, j]
+    out = work / f"xk_{n}.h5"
+    env = {"OMP_NUM_THREADS": "1"}
+    block_s, rep = run_matcli(["solve", f"{path}:/A", "--rhs", f"{rhs}:/B", "-o", str(out), "--force"], env)
+    with h5py.File(out, "r") as fh:
+        X = fh["x"][()]
+    acc = f"{max(rel_residual(A, X[:, j], B[:, j]) for j in range(k)):.1e}"
+    single = []
+    for j in range(sample):
+        seconds, _ = run_matcli(["solve", f"{path}:/A", "--rhs", f"{rhs}:/b{j}", "-o", str(work / "x1.h5"),
+                                 "--force"], env)
+        single.append(seconds)
+    independent = float(np.mean(single)) * k
+    label = f"{k} RHS, poisson2d {n}^2"
+    rows = [Row(label, f"{k} independent matcli runs ({sample} timed, x{k // sample})", independent, block_s,
+                "same kernels", acc, ">= 5x (cost < 0.2x)", {"method": rep["method"]})]
+    return rows
+
+
+def in_process_rows(size: str) -> list[Row]:
+    """100 x (setup + 1 solve) against one setup + a 100-column solve, same kernels, one process."""
+    from matcli.methods.solve import solvers
+
+    n = 150 if size == "quick" else 300
+    k = 100
+    path = work_dir("solve") / f"poisson2d_{n}.h5"
+    A, _ = load(path)
+    B = np.random.default_rng(0).standard_normal((A.shape[0], k))
+    rows = []
+    for method, prepare in (("cholesky", solvers.prepare_cholesky), ("cg+amg-rs", solvers.prepare_cg)):
+        kwargs = {"params": {}, "precond_name": "amg-rs", "symmetric": True} if method.startswith("cg") else \
+            {"params": {}}
+
+        def block():
+            return prepare(A, **kwargs).solve(A, B, rtol=1e-8)
+
+        def independent():
+            return [prepare(A, **kwargs).solve(A, B[:, j], rtol=1e-8) for j in range(k)]
+
+        t_block, result = best_time(block, 1)
+        t_indep, results = best_time(independent, 1)
+        acc_block = f"{result.metrics['relative_residual']:.1e}"
+        acc_indep = f"{max(r.metrics['relative_residual'] for r in results):.1e}"
+        rows.append(Row(f"{k} RHS in-process, {method}, poisson2d {n}^2", f"{k} x (setup + solve)", t_indep,
+                        t_block, acc_indep, acc_block, ">= 5x (cost < 0.2x)"))
+    return rows
+
+
+def main() -> None:
+    size = size_from_argv()
+    t0 = time.perf_counter()
+    rows = poisson_rows(size)
+    rows += many_rhs_rows(size)
+    rows += in_process_rows(size)
+    report("solve", rows, size)
+    print(f"(bench_solve {size}: {time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -223,6 +223,11 @@ class Job(FamilyJob):
             raise UsageError(f"{self.method} densifies the {m}x{n} sparse matrix ({m * n:.2e} entries > "
                              f"{DENSE_LIMIT:.1e}); use a sparse or randomized method")
 
+    def _forbid_params(self, names: set[str], scope: str) -> None:
+        given = {pair.partition("=")[0].strip() for pair in self.request.params}
+        for name in sorted(given & names):
+            raise UsageError(f"--param {name} applies to {scope} only")
+
     def _tol(self, default: float) -> float:
         tol = self.request.options.get("tol")
         return default if tol is None else float(tol)
@@ -257,16 +262,19 @@ class Job(FamilyJob):
             if not 1e-7 <= tol < 1:
                 raise UsageError(f"--tol {tol:g}: --rank auto needs 1e-7 <= tol < 1 (the error indicator "
                                  "cannot certify smaller errors)")
+            self._forbid_params({"precision", "stop_tol"}, "a fixed --rank, not --rank auto")
             self._kernel = _load("rsvd", "adaptive_svd")
             power = opts.get("power_iters")
             return {"tol": tol, "block_size": params["block_size"], "power_iters": 1 if power is None else power,
                     "max_rank": params["max_rank"] or None}
         if opts.get("tol") is not None:
             raise UsageError("--tol applies to the randomized SVD only with --rank auto (see --param stop_tol)")
+        self._forbid_params({"block_size", "max_rank"}, "--rank auto")
         power = opts.get("power_iters")
         oversample = opts.get("oversample")
         return {"rank": rank, "oversample": 10 if oversample is None else oversample,
-                "power_iters": 4 if power is None else power, "stop_tol": params["stop_tol"]}
+                "power_iters": 4 if power is None else power, "stop_tol": params["stop_tol"],
+                "precision": params["precision"]}
 
     def _setup_update(self, params: dict[str, Any]) -> dict[str, Any]:
         opts = self.request.options

@@ -30,7 +30,7 @@ def orthogonality_loss(Q: np.ndarray) -> float:
 
 
 def low_rank_error(A, X: np.ndarray, Y: np.ndarray, rng: np.random.Generator,
-                   norm_A: float | None = None) -> tuple[float, str]:
+                   norm_A: float | None = None, AYh: np.ndarray | None = None) -> tuple[float, str]:
     """Relative Frobenius error ``||A - X Y||_F / ||A||_F`` of a low-rank factorization.
 
     Parameters
@@ -40,6 +40,8 @@ def low_rank_error(A, X: np.ndarray, Y: np.ndarray, rng: np.random.Generator,
     Y : (k, n) ndarray
     rng : numpy.random.Generator
         Used only by the randomized estimate.
+    AYh : (m, k) ndarray, optional
+        ``A @ Y^H`` when the caller already has it (saves the one product with A).
 
     Returns
     -------
@@ -59,7 +61,7 @@ def low_rank_error(A, X: np.ndarray, Y: np.ndarray, rng: np.random.Generator,
     if m * n <= EXACT_ENTRIES:
         dense = A.toarray() if sp.issparse(A) else np.asarray(A)
         return float(np.linalg.norm(dense - X @ Y) / norm_A), "exact"
-    cross = np.vdot(X, (A @ Y.conj().T)).real
+    cross = np.vdot(X, A @ Y.conj().T if AYh is None else AYh).real
     gram = np.vdot(X.conj().T @ X, (Y @ Y.conj().T).conj()).real
     squared = norm_A**2 - 2.0 * cross + gram
     if squared > 1e-13 * norm_A**2:
@@ -92,24 +94,26 @@ def operator_error(A, apply_recon, rng: np.random.Generator, norm_A: float | Non
 
 
 def svd_metrics(A, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rng: np.random.Generator,
-                norm_A: float | None = None) -> tuple[dict[str, float], dict[str, str]]:
+                norm_A: float | None = None, AhU: np.ndarray | None = None) -> tuple[dict[str, float], dict[str, str]]:
     """Metrics of a truncated SVD ``A ~ U diag(s) Vt``.
 
     ``reconstruction_error`` (relative Frobenius, see :func:`low_rank_error`),
     ``orthogonality_loss`` (max over U and V of ``||Q^H Q - I||_F``), ``max_triplet_residual``
     (``max_i max(||A v_i - s_i u_i||, ||A^H u_i - s_i v_i||) / s_1``) and ``frobenius_norm``;
     returns (metrics, info) where info names how the reconstruction error was obtained.
+    One product ``A V`` serves both the error and the residuals; ``AhU`` (``A^H U``) saves the other.
     """
     norm_A = frobenius_norm(A) if norm_A is None else norm_A
-    err, how = low_rank_error(A, U * s, Vt, rng, norm_A)
     V = Vt.conj().T
+    AV = A @ V
+    err, how = low_rank_error(A, U * s, Vt, rng, norm_A, AYh=AV)
     metrics = {
         "reconstruction_error": err,
         "orthogonality_loss": max(orthogonality_loss(U), orthogonality_loss(V)),
     }
     if s.size and s[0] > 0:
-        right = np.linalg.norm(A @ V - U * s, axis=0)
-        left = np.linalg.norm(adjoint_matmul(A, U) - V * s, axis=0)
+        right = np.linalg.norm(AV - U * s, axis=0)
+        left = np.linalg.norm((adjoint_matmul(A, U) if AhU is None else AhU) - V * s, axis=0)
         metrics["max_triplet_residual"] = float(np.max(np.maximum(right, left)) / s[0])
     metrics["frobenius_norm"] = norm_A
     return metrics, {"reconstruction_error_method": how}

@@ -51,13 +51,29 @@ def orth_against(Y: np.ndarray, Q: np.ndarray | None) -> np.ndarray:
     return _orth(_project_out(P[:, :keep], Q))
 
 
-def _ritz(Q: np.ndarray, W: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rank-``rank`` SVD of ``Q Q^H A`` given ``W = A^H Q`` (Q orthonormal, m x l; W n x l)."""
+def _ritz(Q: np.ndarray, W: np.ndarray, rank: int):
+    """Rank-``rank`` SVD of ``Q Q^H A`` given ``W = A^H Q`` (Q orthonormal, m x l; W n x l).
+
+    Returns ``U, s, Vt`` and ``A^H U`` (``= W Ur``, free, for the residual metrics).
+    """
     Z, R = sla.qr(W, mode="economic", check_finite=False)
     Ur, s, Vrt = sla.svd(R.conj().T, full_matrices=False, check_finite=False)
     U = Q @ Ur[:, :rank]
     V = Z @ Vrt[:rank].conj().T
-    return U, s[:rank], V.conj().T
+    return U, s[:rank], V.conj().T, W @ Ur[:, :rank]
+
+
+def _working_copy(A, precision: str):
+    """``A`` itself (float64) or a single-precision copy whose products move half the bytes.
+
+    Single precision limits the singular values to ~1e-6 relative accuracy (plenty for 1e-3 targets);
+    the metrics are always computed against the original ``A``.
+    """
+    if precision == "float64":
+        return A
+    if precision != "float32":
+        raise ValueError(f"precision must be float64 or float32, got {precision!r}")
+    return A.astype(np.complex64 if np.iscomplexobj(A) else np.float32)
 
 
 def _sketch(rng: np.random.Generator, n: int, l: int, dtype) -> np.ndarray:
@@ -84,15 +100,18 @@ def _relative_change(new: np.ndarray, old: np.ndarray | None) -> float:
 
 
 def _finish(A, U, s, Vt, rng, *, status: Status, iterations: int, info: dict, message: str,
-            norm_A: float | None = None) -> Result:
-    metrics, how = svd_metrics(A, U, s, Vt, rng, norm_A)
+            norm_A: float | None = None, AhU: np.ndarray | None = None) -> Result:
+    if U.dtype != np.result_type(A.dtype, np.float64):
+        dtype = np.result_type(A.dtype, np.float64)
+        U, s, Vt, AhU = U.astype(dtype), s.astype(np.float64), Vt.astype(dtype), None
+    metrics, how = svd_metrics(A, U, s, Vt, rng, norm_A, AhU=AhU)
     info = {**info, **how, "rank": int(s.size)}
     return Result(status=status, outputs={"U": U, "s": s, "Vt": Vt}, metrics=metrics,
                   iterations=iterations, info=info, message=message)
 
 
 def randomized_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2, stop_tol: float = 0.0,
-                   rng: np.random.Generator, callback: Callback = no_callback) -> Result:
+                   precision: str = "float64", rng: np.random.Generator, callback: Callback = no_callback) -> Result:
     """Rank-``rank`` SVD by the randomized range finder with subspace (power) iterations.
 
     Each power iteration re-orthonormalises both ``A^H Q`` and ``A Z`` (QR), which keeps the
@@ -110,6 +129,9 @@ def randomized_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2, 
     stop_tol : float
         Stop early when the top ``rank`` Ritz values change by less than ``stop_tol`` (relative to
         the largest) between iterations; 0 runs all ``power_iters``.
+    precision : {"float64", "float32"}
+        Arithmetic of the iteration (float32: products with A move half the bytes; singular values
+        to ~1e-6 relative). Outputs are float64 either way.
     rng : numpy.random.Generator
     callback : Callback
         Called after each iteration as ``callback(it, sigma_change=...)``.
@@ -120,10 +142,11 @@ def randomized_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2, 
         outputs ``U`` (m x rank, orthonormal columns), ``s`` (rank, descending), ``Vt`` (rank x n);
         status ``CONVERGED_ITS`` (ran ``power_iters``) or ``CONVERGED_STEP`` (``stop_tol`` met).
     """
-    U, s, Vt, it, status = _subspace_iteration(A, rank, oversample, power_iters, stop_tol, rng, callback)
+    U, s, Vt, AhU, it, status = _subspace_iteration(_working_copy(A, precision), rank, oversample, power_iters,
+                                                    stop_tol, rng, callback)
     info = {"block_size": min(rank + oversample, min(A.shape)), "power_iterations": it,
-            "passes_over_A": 2 * it + 2}
-    return _finish(A, U, s, Vt, rng, status=status, iterations=it, info=info,
+            "passes_over_A": 2 * it + 2, "precision": precision}
+    return _finish(A, U, s, Vt, rng, status=status, iterations=it, info=info, AhU=AhU,
                    message=f"randomized SVD with {it} power iterations")
 
 
@@ -153,12 +176,13 @@ def _subspace_iteration(A, rank, oversample, power_iters, stop_tol, rng, callbac
         previous = ritz
         Q = _orth(A @ Z)
         W = adjoint_matmul(A, Q)
-    U, s, Vt = _ritz(Q, W, rank)
-    return U, s, Vt, it, status
+    U, s, Vt, AhU = _ritz(Q, W, rank)
+    return U, s, Vt, AhU, it, status
 
 
 def block_krylov_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2, stop_tol: float = 0.0,
-                     rng: np.random.Generator, callback: Callback = no_callback) -> Result:
+                     precision: str = "float64", rng: np.random.Generator,
+                     callback: Callback = no_callback) -> Result:
     """Rank-``rank`` SVD by randomized block Krylov iteration (Musco & Musco 2015).
 
     Builds an orthonormal basis of ``K = [A W, (A A^H) A W, ..., (A A^H)^q A W]`` with block size
@@ -170,7 +194,7 @@ def block_krylov_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2
 
     Parameters
     ----------
-    A, rank, oversample, power_iters, stop_tol, rng, callback
+    A, rank, oversample, power_iters, stop_tol, precision, rng, callback
         As in :func:`randomized_svd`; ``power_iters`` is the Krylov depth ``q``.
 
     Returns
@@ -180,6 +204,7 @@ def block_krylov_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2
     """
     m, n = A.shape
     l = _check_rank(A, rank, oversample)
+    original, A = A, _working_copy(A, precision)
     dtype = _work_dtype(A)
     max_cols = min(m, n)
     blocks = [_orth(A @ _sketch(rng, n, l, dtype))]
@@ -214,10 +239,10 @@ def block_krylov_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2
         images.append(image)
     Q = np.hstack(blocks)
     W = np.hstack(images)
-    U, s, Vt = _ritz(Q, W, rank)
+    U, s, Vt, AhU = _ritz(Q, W, rank)
     info = {"block_size": l, "krylov_depth": it, "basis_columns": int(Q.shape[1]),
-            "passes_over_A": 2 * it + 2}
-    return _finish(A, U, s, Vt, rng, status=status, iterations=it, info=info,
+            "passes_over_A": 2 * it + 2, "precision": precision}
+    return _finish(original, U, s, Vt, rng, status=status, iterations=it, info=info, AhU=AhU,
                    message=f"block Krylov SVD of depth {it} ({Q.shape[1]} basis vectors)")
 
 
@@ -283,12 +308,12 @@ def adaptive_svd(A, *, tol: float, block_size: int = 10, power_iters: int = 1, m
                       metrics={"reconstruction_error": 0.0, "error_indicator": 0.0, "orthogonality_loss": 0.0},
                       info={"rank": 0, "reconstruction_error_method": "exact (A = 0)"},
                       message="A is zero; rank 0")
-    U, s, Vt = _ritz(Q, W, Q.shape[1])
+    U, s, Vt, AhU = _ritz(Q, W, Q.shape[1])
     tail = norm_A**2 - np.cumsum(s**2)
     meets = np.flatnonzero(tail <= target)
     converged = meets.size > 0
     r = int(meets[0]) + 1 if converged else s.size
-    U, s, Vt = U[:, :r], s[:r], Vt[:r]
+    U, s, Vt, AhU = U[:, :r], s[:r], Vt[:r], AhU[:, :r]
     indicator = float(np.sqrt(max(tail[r - 1], 0.0)) / norm_A)
     status = Status.CONVERGED_RTOL if converged else Status.DIVERGED_MAX_IT
     message = (f"rank {r} meets relative error {tol:g} (indicator {indicator:.3e})" if converged else
@@ -296,7 +321,7 @@ def adaptive_svd(A, *, tol: float, block_size: int = 10, power_iters: int = 1, m
     result = _finish(A, U, s, Vt, rng, status=status, iterations=it,
                      info={"block_size": block_size, "power_iterations": power_iters,
                            "basis_columns": int(Q.shape[1]), "rank_cap": limit},
-                     message=message, norm_A=norm_A)
+                     message=message, norm_A=norm_A, AhU=AhU)
     result.metrics["error_indicator"] = indicator
     return result
 

@@ -13,6 +13,10 @@ KINDS = ("svd", "nmf", "cur", "qr", "lu", "cholesky", "ldl", "eig")
 _STOP_TOL = ParamSpec("stop_tol", "float", 0.0,
                       "stop early when the top-k Ritz values change by less than this (relative); 0 = run all iterations",
                       low=0.0)
+_PRECISION = ParamSpec("precision", "str", "float64",
+                       "arithmetic of the iteration: float32 moves half the bytes per product with A "
+                       "(singular values to ~1e-6 relative; fixed --rank only); outputs are float64",
+                       choices=("float64", "float32"))
 _NMF_INIT = ParamSpec("init", "str", "nndsvda", "initial factors", choices=("nndsvda", "nndsvd", "random"))
 _ORDERING = ("COLAMD", "MMD_AT_PLUS_A", "MMD_ATA", "NATURAL")
 _HERMITIAN = ParamSpec("hermitian", "str", "auto",
@@ -24,14 +28,14 @@ SPECS: list[MethodSpec] = [
         "factorize", "svd-randomized", f"{_M}.rsvd:randomized_svd",
         "randomized SVD: range finder + re-orthonormalised power iterations (Halko-Martinsson-Tropp); "
         "--rank auto --tol t grows the basis blockwise until the error indicator meets t (randQB_EI)",
-        params=(_STOP_TOL,
+        params=(_STOP_TOL, _PRECISION,
                 ParamSpec("block_size", "int", 10, "columns added per step with --rank auto", low=1),
                 ParamSpec("max_rank", "int", 0, "cap on the rank with --rank auto (0 = min(m, n))", low=0)),
     ),
     MethodSpec(
         "factorize", "svd-block-krylov", f"{_M}.rsvd:block_krylov_svd",
         "randomized block Krylov SVD (Musco-Musco): Krylov depth = --power-iters, block = rank + oversample",
-        params=(_STOP_TOL,),
+        params=(_STOP_TOL, _PRECISION),
     ),
     MethodSpec("factorize", "svd-arpack", f"{_M}.tsvd:lanczos_svd",
                "truncated SVD by implicitly restarted Lanczos (scipy svds, ARPACK); --tol is svds' tol",

@@ -19,6 +19,7 @@ Accuracy column: relative residual ||b - A x|| / ||b|| recomputed here from each
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -73,46 +74,75 @@ def spsolve_seconds(path: Path) -> tuple[float | None, str]:
     return float(seconds), f"{float(res):.1e}"
 
 
-def pyamg_best(A, b, repeat: int) -> tuple[float, str, str]:
+PYAMG_PROCESS = """
+import sys, h5py, numpy as np, scipy.sparse as sp, pyamg
+path, kind, out = sys.argv[1], sys.argv[2], sys.argv[3]
+with h5py.File(path, "r") as fh:
+    g = fh["A"]
+    A = sp.csr_matrix((g["data"][()], g["indices"][()], g["indptr"][()]), shape=tuple(g.attrs["shape"]))
+    b = fh["b"][()]
+build = pyamg.ruge_stuben_solver if kind == "rs" else pyamg.smoothed_aggregation_solver
+x = build(A).solve(b, tol=1e-8, accel="cg", maxiter=500)
+with h5py.File(out, "w") as fh:
+    fh["x"] = x
+"""
+
+
+def pyamg_in_process(A, b, kind: str) -> tuple[float, np.ndarray]:
     import pyamg
 
-    results = []
-    for name, build in (("rs", pyamg.ruge_stuben_solver), ("sa", pyamg.smoothed_aggregation_solver)):
-        def run():
-            ml = build(A)
-            return ml.solve(b, tol=1e-8, accel="cg", maxiter=500)
+    build = pyamg.ruge_stuben_solver if kind == "rs" else pyamg.smoothed_aggregation_solver
+    t0 = time.perf_counter()
+    x = build(A).solve(b, tol=1e-8, accel="cg", maxiter=500)
+    return time.perf_counter() - t0, x
 
-        seconds, x = best_time(run, repeat)
-        results.append((seconds, name, f"{rel_residual(A, x, b):.1e}"))
-    return min(results)
+
+def pyamg_process(path: Path, kind: str, out: Path) -> float:
+    """The same pyamg solve as a whole process that reads the HDF5 file and writes x (like matcli)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", PYAMG_PROCESS, str(path), kind, str(out)], check=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return time.perf_counter() - t0
 
 
 def poisson_rows(size: str) -> list[Row]:
     n = 300 if size == "quick" else 1000
-    repeat = 3 if size == "quick" else 2
+    repeat = 3
     work = work_dir("solve")
     path = work / f"poisson2d_{n}.h5"
     generate(path, n)
     A, b = load(path)
-    out = work / f"x_{n}.h5"
-    matcli_runs = []
+    out, peer_out = work / f"x_{n}.h5", work / f"x_pyamg_{n}.h5"
+    matcli_runs, in_process, as_process = [], {"rs": [], "sa": []}, {"rs": [], "sa": []}
+    # Interleave the repetitions so a busy machine penalises every contender alike; keep the best.
     for _ in range(repeat):
         seconds, rep = run_matcli(["solve", f"{path}:/A", "--rhs", f"{path}:/b", "-o", str(out), "--force"],
                                   env_extra={"OMP_NUM_THREADS": "1"})
         matcli_runs.append((seconds, rep))
+        for kind in ("rs", "sa"):
+            seconds_peer, x_peer = pyamg_in_process(A, b, kind)
+            in_process[kind].append((seconds_peer, rel_residual(A, x_peer, b)))
+            as_process[kind].append(pyamg_process(path, kind, peer_out))
     seconds, rep = min(matcli_runs, key=lambda item: item[0])
     phases = sum(rep["phases"][p]["wall_s"] for p in ("setup", "compute"))
     acc = f"{rel_residual(A, read_x(out), b):.1e}"
     label = f"poisson2d {n}^2 = {n * n:.0e} unknowns"
     extra = {"matcli_method": rep["method"], "matcli_precond": rep["params"].get("precond"),
              "matcli_iterations": rep["iterations"], "matcli_setup_plus_compute_s": phases,
-             "matcli_phases": rep["phases"]}
-    amg_s, amg_name, amg_acc = pyamg_best(A, b, repeat)
+             "matcli_phases": rep["phases"], "all_matcli_s": [r[0] for r in matcli_runs]}
+    best_kind = min(("rs", "sa"), key=lambda k: min(in_process[k])[0])
+    amg_s, amg_res = min(in_process[best_kind])
+    proc_kind = min(("rs", "sa"), key=lambda k: min(as_process[k]))
+    proc_s = min(as_process[proc_kind])
+    proc_acc = f"{rel_residual(A, read_x(peer_out), b):.1e}"
     sps_s, sps_acc = spsolve_seconds(path)
     return [
-        Row(label, "scipy spsolve", sps_s, seconds, sps_acc, acc, ">= 5x", dict(extra)),
-        Row(label, f"pyamg best ({amg_name.upper()}+CG)", amg_s, seconds, amg_acc, acc, ">= 0.8x",
-            {**extra, "ratio_setup_plus_compute_only": amg_s / phases}),
+        Row(label, "scipy spsolve (in memory)", sps_s, seconds, sps_acc, acc, ">= 5x", dict(extra)),
+        Row(label, f"pyamg best ({best_kind.upper()}+CG, in memory)", amg_s, seconds, f"{amg_res:.1e}", acc,
+            ">= 0.8x", {**extra, "ratio_vs_matcli_setup_plus_compute": amg_s / phases,
+                        "all_s": {k: [v[0] for v in in_process[k]] for k in in_process}}),
+        Row(label, f"pyamg best ({proc_kind.upper()}+CG) as a process (read h5, solve, write x)", proc_s, seconds,
+            proc_acc, acc, ">= 0.8x", {"all_s": as_process}),
     ]
 
 

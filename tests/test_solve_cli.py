@@ -165,6 +165,7 @@ def test_batch_from_hdf5_groups(cli, tmp_path):
     systems = report["info"]["systems"]
     assert [s["name"] for s in systems] == report["info"]["order"] and len(systems) == 5
     assert all(s["setup"] in ("setup phase", "preconditioner reused") for s in systems)
+    assert systems[0]["recycled_dim"] == 0 and systems[-1]["recycled_dim"] > 0
     assert report["metrics"]["iterations"] == sum(s["iterations"] for s in systems)
     with h5py.File(out, "r") as fh:
         for t in range(5):

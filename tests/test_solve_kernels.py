@@ -355,3 +355,31 @@ def test_omega_bandit_finds_the_best_arm():
         w = bandit.choose()
         bandit.observe(w, cost(w), True)
     assert abs(bandit.best() - 1.8) < 0.13
+
+
+def test_deflated_cg_with_exact_eigenvectors_cuts_iterations():
+    A = poisson((30, 30))
+    b = np.random.default_rng(15).standard_normal(900)
+    _, vectors = np.linalg.eigh(A.toarray())
+    plain = krylov.cg(A, b, rtol=RTOL)
+    deflated = krylov.cg(A, b, rtol=RTOL, deflation=vectors[:, :10])
+    assert deflated.status == Status.CONVERGED_RTOL
+    assert deflated.metrics["relative_residual"] <= RTOL
+    np.testing.assert_allclose(deflated.outputs["x"], plain.outputs["x"], rtol=0, atol=1e-6 * np.abs(plain.outputs["x"]).max())
+    assert deflated.iterations < 0.8 * plain.iterations
+
+
+def test_recycling_cg_lowers_iterations_along_a_sequence():
+    rng = np.random.default_rng(16)
+    L = poisson((40, 40))
+    D = sp.diags(rng.uniform(0.5, 1.5, L.shape[0]))
+    solver, plain_its, recycled_its = batch.RecyclingCG(12, harvest=60), [], []
+    for t in range(6):
+        A = sp.csr_matrix(L + (1e-4 + 1e-5 * t) * D)
+        b = rng.standard_normal(L.shape[0])
+        plain_its.append(krylov.cg(A, b, rtol=RTOL).iterations)
+        result = solver.solve(A, b, rtol=RTOL)
+        assert result.metrics["relative_residual"] <= RTOL
+        recycled_its.append(result.iterations)
+    assert recycled_its[0] == plain_its[0]
+    assert sum(recycled_its[3:]) < 0.85 * sum(plain_its[3:])

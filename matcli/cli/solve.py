@@ -49,7 +49,9 @@ def command(
         "--batch", help="Solve a sequence of related systems, reusing setup (ordering, preconditioner) "
                         "and recycling earlier solutions; output x/<system>.")] = False,
     recycle: Annotated[int, typer.Option(
-        "--recycle", min=0, help="--batch with a Krylov method: recycled subspace dimension (0 = off).")] = 4,
+        "--recycle", min=0, help="--batch with a Krylov method: recycled subspace dimension, 0 = off (cg: "
+                                 "deflation by Ritz vectors of earlier systems; others: start from the span "
+                                 "of earlier solutions).")] = 8,
     reorder: Annotated[bool, typer.Option(
         "--reorder/--no-reorder", help="--batch: solve similar matrices consecutively.")] = True,
     plot: Annotated[Optional[str], typer.Option(

@@ -9,7 +9,9 @@ Options (``request.options``):
 ``rtol``, ``maxiter``  stopping rule (relative residual) and iteration cap.
 ``batch``    inputs are several systems: one HDF5 group whose members are groups holding ``A``
              (and ``b``), or several matrix files sharing ``--rhs``.
-``recycle``  batch: dimension of the recycled solution subspace for Krylov methods (0 = off).
+``recycle``  batch: dimension of the recycled subspace for Krylov methods (0 = off): CG is deflated
+             by Ritz vectors harvested from the earlier systems; the other methods start from the
+             minimum-residual point of the span of earlier solutions.
 ``reorder``  batch: solve similar matrices consecutively (greedy nearest neighbour).
 ``plot``     PNG path for a convergence plot (needs matplotlib).
 
@@ -63,7 +65,7 @@ class Job(FamilyJob):
         self.nrhs = int(opts.get("nrhs", 1))
         self.precond = str(opts.get("precond", "auto"))
         self.batch = bool(opts.get("batch", False))
-        self.recycle = int(opts.get("recycle", 4))
+        self.recycle = int(opts.get("recycle", 8))
         self.reorder = bool(opts.get("reorder", True))
         self.plot = opts.get("plot")
         self.systems: list[System] = []
@@ -307,10 +309,13 @@ class Job(FamilyJob):
         return result
 
     def _compute_batch(self, callback: Callback) -> Result:
-        from matcli.methods.solve.batch import RecycledSubspace
+        from matcli.methods.solve.batch import RecycledSubspace, RecyclingCG
         from matcli.methods.solve.krylov import combine_status
 
-        recycling = self.method in KRYLOV and self.recycle > 0
+        # CG deflates with recycled Ritz vectors; the other Krylov methods start from the best
+        # point of the span of earlier solutions.
+        deflating = RecyclingCG(self.recycle) if self.method == "cg" and self.recycle > 0 else None
+        recycling = self.method in KRYLOV and self.method != "cg" and self.recycle > 0
         space = RecycledSubspace(self.recycle) if recycling else None
         outputs, per_system, statuses = {}, [], []
         total_its, offset = 0, 0
@@ -329,8 +334,13 @@ class Job(FamilyJob):
             if self.bandit is not None:
                 self.solver.omega = self.bandit.choose()
             x0 = space.initial_guess(system.A, system.B.reshape(system.A.shape[0], -1)) if space else None
-            result = self.solver.solve(system.A, system.B, x0=x0, rtol=self.rtol, maxiter=self.maxiter,
-                                       callback=lambda it, **v: callback(offset + it, **v))
+            step = (lambda it, **v: callback(offset + it, **v))
+            if deflating is not None:
+                result = deflating.solve(system.A, system.B, M=self.solver.preconditioner, rtol=self.rtol,
+                                         maxiter=self.maxiter, callback=step)
+            else:
+                result = self.solver.solve(system.A, system.B, x0=x0, rtol=self.rtol, maxiter=self.maxiter,
+                                           callback=step)
             seconds = time.perf_counter() - started
             if self.bandit is not None:
                 self.bandit.observe(self.solver.omega, result.iterations, result.status.converged)
@@ -351,6 +361,8 @@ class Job(FamilyJob):
                      "backward_error": result.metrics.get("backward_error")}
             if space is not None:
                 entry["recycled_dim"] = space.dim
+            if deflating is not None:
+                entry["recycled_dim"] = result.info.get("recycled_dim", 0)
             if self.bandit is not None:
                 entry["omega"] = self.solver.omega
             if result.message:

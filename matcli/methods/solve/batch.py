@@ -153,3 +153,59 @@ class OmegaBandit:
     def best(self) -> float:
         mean = np.where(self.counts > 0, self.losses / np.maximum(self.counts, 1), np.inf)
         return float(self.omegas[int(np.argmin(mean))])
+
+
+class RecyclingCG:
+    """Deflated CG across a sequence of SPD systems with Ritz vectors recycled between solves.
+
+    Each solve runs :func:`matcli.methods.solve.krylov.cg` deflated by ``W`` (the recycled
+    subspace) and keeps the first ``harvest`` search directions ``p`` with their products ``A p``.
+    Afterwards ``W`` becomes the ``dim`` Ritz vectors of the current ``A`` with the smallest Ritz
+    values over span(W, p_1..p_s): approximate eigenvectors of the smallest eigenvalues, whose
+    removal lowers the effective condition number of the next, similar, system (the idea behind
+    subspace recycling; sorting the systems keeps neighbours similar).
+    """
+
+    def __init__(self, dim: int, harvest: int = 20):
+        self.dim = dim
+        self.harvest = harvest
+        self.W: np.ndarray | None = None
+
+    def solve(self, A, B, *, M=None, x0=None, rtol: float = 1e-8, maxiter: int | None = None,
+              callback=None):
+        """Solve ``A X = B`` (deflated by the current subspace), then refresh the subspace."""
+        from matcli.core.result import no_callback
+        from matcli.methods.solve.krylov import _cg
+
+        W = self.W if self.W is not None and self.W.shape[0] == A.shape[0] else None
+        result, directions = _cg(A, B, M, x0, rtol, maxiter, W, callback or no_callback,
+                                 self.harvest if self.dim else 0)
+        if self.dim and directions:
+            self.W = self._ritz(A, W, directions)
+        result.info["recycled_dim"] = 0 if W is None else int(W.shape[1])
+        return result
+
+    def _ritz(self, A, W, directions) -> np.ndarray | None:
+        P = np.column_stack([p for p, _ in directions])
+        AP = np.column_stack([q for _, q in directions])
+        if W is not None:
+            P, AP = np.hstack([W, P]), np.hstack([A @ W, AP])
+        # Orthonormalise the basis (dropping dependent directions), then Rayleigh-Ritz on A.
+        norms = np.linalg.norm(P, axis=0)
+        keep = norms > 0
+        P, AP = P[:, keep] / norms[keep], AP[:, keep] / norms[keep]
+        Q, R = np.linalg.qr(P)
+        diag = np.abs(np.diag(R))
+        good = diag > 1e-10 * diag.max(initial=0.0)
+        if not good.any():
+            return W
+        Q, R, AP = Q[:, good], R[np.ix_(good, good)], AP[:, good]
+        from scipy.linalg import solve_triangular
+
+        AQ = solve_triangular(R.T, AP.T, lower=True).T  # A Q = A P R^-1
+        T = Q.conj().T @ AQ
+        T = (T + T.conj().T) / 2
+        theta, Y = np.linalg.eigh(T)
+        positive = theta > 0
+        Y = Y[:, positive][:, : self.dim]
+        return Q @ Y if Y.shape[1] else W

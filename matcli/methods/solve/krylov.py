@@ -61,7 +61,7 @@ def status_message(status: Status, columns: int, failed: int) -> str:
 
 
 def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, maxiter: int | None = None,
-       callback: Callback = no_callback) -> Result:
+       deflation: np.ndarray | None = None, callback: Callback = no_callback) -> Result:
     """Preconditioned conjugate gradients on every column of ``B`` simultaneously.
 
     Each column runs its own CG recurrence (own step lengths), but products with ``A`` and the
@@ -73,6 +73,11 @@ def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, ma
     A : (n, n) Hermitian positive definite matrix (dense, sparse or LinearOperator).
     B : (n,) or (n, k) right-hand side.
     M : Preconditioner, Hermitian positive definite; identity when None.
+    deflation : (n, p) array W of full column rank, optional. Deflated CG (Saad, Yeung, Erhel &
+        Guyomarc'h 2000): the start is corrected so the residual is orthogonal to W, and every
+        search direction is A-orthogonalised against W, so the iteration works on the complement
+        of span(W). With W spanning eigenvectors of the smallest eigenvalues the effective
+        condition number drops.
 
     Returns
     -------
@@ -80,6 +85,12 @@ def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, ma
     definite) or ``r^H M^{-1} r <= 0`` (preconditioner not positive definite) stops that column
     with status ``DIVERGED_NOT_SPD`` and a message suggesting MINRES/GMRES.
     """
+    return _cg(A, B, M, x0, rtol, maxiter, deflation, callback, 0)[0]
+
+
+def _cg(A, B, M, x0, rtol, maxiter, W, callback, harvest: int) -> tuple[Result, list[tuple[np.ndarray, np.ndarray]]]:
+    """CG engine behind :func:`cg`; also returns up to ``harvest`` (p, A p) search-direction pairs
+    of the first right-hand side, from which a recycling solver extracts Ritz vectors."""
     M = M or identity()
     Bb, X, was_vector = as_block(A, B, x0)
     n, k = X.shape
@@ -87,6 +98,20 @@ def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, ma
     bnorm = col_norms(Bb)
     target = rtol * bnorm
     R = Bb - A @ X if x0 is not None else Bb.copy()
+    project = None
+    if W is not None and W.shape[1]:
+        W = W.astype(X.dtype, copy=False)
+        AW = A @ W
+        E_inv = np.linalg.inv(W.conj().T @ AW)
+
+        def project(Z: np.ndarray) -> np.ndarray:
+            """Z minus its A-projection on span(W): W^H A (result) = 0."""
+            return Z - W @ (E_inv @ (AW.conj().T @ Z))
+
+        correction = W @ (E_inv @ (W.conj().T @ R))
+        X = X + correction
+        R = R - AW @ (E_inv @ (W.conj().T @ R))
+    directions: list[tuple[np.ndarray, np.ndarray]] = []
     status = np.full(k, Status.CONVERGED_RTOL, dtype=object)
     col_its = np.zeros(k, dtype=np.int64)
     replacements = np.zeros(k, dtype=np.int64)
@@ -100,13 +125,15 @@ def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, ma
     Xa, Ra = X[:, active], R[:, active]
     Za = M.apply(Ra)
     rz = np.real(col_dots(Ra, Za))
-    Pa = Za.copy()
+    Pa = project(Za) if project is not None else Za.copy()
     it = 0
     while active.size and it < maxiter:
         bad = rz <= 0
         if bad.any():
             status[active[bad]] = Status.DIVERGED_NOT_SPD
         Q = A @ Pa
+        if len(directions) < harvest and active[0] == 0:
+            directions.append((Pa[:, 0].copy(), Q[:, 0].copy()))
         pq = col_dots(Pa, Q)
         bad |= ~(np.real(pq) > 0)
         if bad.any():
@@ -152,12 +179,17 @@ def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, ma
         beta = rz_new / np.where(rz[keep] != 0, rz[keep], 1.0)
         rz = rz_new
         Pa = Za + beta * Pa
+        if project is not None:
+            Pa = project(Pa)
     status[active] = Status.DIVERGED_MAX_IT
     statuses = [Status(int(s)) for s in status]
     overall = combine_status(statuses)
     failed = sum(not s.converged for s in statuses)
-    return finish(A, best_X, Bb, was_vector, overall, it, status_message(overall, k, failed),
-                  {"residual_replacements": int(replacements.sum())}, col_its)
+    info = {"residual_replacements": int(replacements.sum())}
+    if project is not None:
+        info["deflation_dim"] = int(W.shape[1])
+    result = finish(A, best_X, Bb, was_vector, overall, it, status_message(overall, k, failed), info, col_its)
+    return result, directions
 
 
 def _per_column(kernel, A, B, M, x0, rtol, maxiter, callback, info_name: str) -> Result:

@@ -35,20 +35,26 @@ def _project_out(Y: np.ndarray, Q: np.ndarray | None) -> np.ndarray:
 def orth_against(Y: np.ndarray, Q: np.ndarray | None) -> np.ndarray:
     """Orthonormal basis of the numerically nonzero part of ``(I - Q Q^H) Y``, orthogonal to ``Q``.
 
-    Directions of ``Y`` that already lie in range(Q) (to ``max(m, l) * eps`` relative to the largest
-    column of ``Y``) are dropped (deflation) instead of being turned into rounding noise by the QR,
-    noise that would not be orthogonal to ``Q``; the result may thus have fewer columns than ``Y``.
+    After two Gram-Schmidt passes against ``Q``, a thin Householder QR orthonormalises the block.
+    Columns whose remaining part ``|R_jj|`` is below ``max(m, l) * eps`` times the largest column
+    of ``Y`` already lay in range(Q) (or in the previous columns); they are dropped (deflation)
+    instead of becoming normalised rounding noise that is not orthogonal to ``Q``, so the result
+    may have fewer columns than ``Y``. When some kept column was nearly dependent, the block is
+    projected and orthonormalised once more to keep orthogonality at working precision.
     """
     if Y.shape[1] == 0:
         return Y
     scale = float(np.max(np.linalg.norm(Y, axis=0)))
     if scale == 0.0:
         return Y[:, :0]
-    P, R, _ = sla.qr(_project_out(Y, Q), mode="economic", pivoting=True, check_finite=False)
-    keep = int(np.sum(np.abs(np.diag(R)) > max(Y.shape) * np.finfo(float).eps * scale))
-    if keep == 0:
+    P, R = sla.qr(_project_out(Y, Q), mode="economic", overwrite_a=True, check_finite=False)
+    diag = np.abs(np.diag(R))
+    keep = diag > max(Y.shape) * np.finfo(Y.dtype).eps * scale
+    if not np.any(keep):
         return Y[:, :0]
-    return _orth(_project_out(P[:, :keep], Q))
+    if np.all(keep) and diag.min() > 1e-4 * scale:
+        return P
+    return _orth(_project_out(P[:, keep], Q))
 
 
 def _ritz(Q: np.ndarray, W: np.ndarray, rank: int):

@@ -37,6 +37,8 @@ from matcli.methods.sketch.sketches import SKETCH_KINDS, STREAMABLE_KINDS, make_
 
 MODES = ("sketch-and-solve", "precondition", "refine")
 EPS = np.finfo(np.float64).eps
+#: Recomputed ||A^T r|| / (||A|| ||r||) above which a "converged" LSQR result is reported as failed.
+UNREACHABLE_OPTIMALITY = 1e-4
 
 
 class InMemoryProblem:
@@ -92,42 +94,116 @@ def default_sketch_size(mode: str, m: int, n: int, eps: float) -> int:
     return int(min(m, max(d, n)))
 
 
-@dataclass
 class SketchFactor:
-    """Thin SVD of the sketch ``S A = U diag(sigma) V^T`` restricted to its numerical rank k.
+    """Factorisation of the d x n sketch ``S A`` and the pieces of ``S b`` the solvers need.
 
-    ``z = U^T S b`` and ``outside = ||S b - U z||^2``.
+    Built by :func:`factor_sketch` from the triangle of ``QR([S A, S b])``. Two forms:
+
+    * SVD form (``V``, ``sigma`` set): ``S A = U diag(sigma) V^T``, ``z = U^T S b``. Needed for ridge,
+      GCV and rank-deficient sketches; cheap when n is moderate.
+    * triangular form (``R`` set, ``V`` None): ``S A = Q R`` with ``qb = Q^T S b``; used for large n
+      when R is well conditioned, saving the O(n^3) SVD.
+
+    ``rank`` counts singular values above ``max(d, n) * eps * sigma_max``; the preconditioner clamps
+    the smaller ones to that level so it stays invertible, and sketch-and-solve drops them.
     """
 
-    V: np.ndarray          # (n, k)
-    sigma: np.ndarray      # (k,)
-    z: np.ndarray          # (k,)
-    outside: float
-    d: int
-    rank: int
-    sigma_all: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+    def __init__(self, *, d: int, n: int, outside: float, R: np.ndarray | None = None,
+                 qb: np.ndarray | None = None, V: np.ndarray | None = None, sigma: np.ndarray | None = None,
+                 z: np.ndarray | None = None, rcond: float | None = None):
+        self.d, self.n, self.outside = d, n, outside
+        self.R, self.qb, self.V, self.sigma, self.z = R, qb, V, sigma, z
+        if sigma is not None:
+            cut = max(d, n) * EPS * (sigma[0] if sigma.size else 0.0)
+            self.rank = int(np.count_nonzero(sigma > cut))
+            # Directions the sketch missed get the scale of the weakest captured one: if A is rank
+            # deficient they stay null for LSQR; if the sketch failed they are not blown up by 1/eps.
+            self.floor = float(sigma[self.rank - 1]) if self.rank else 1.0
+            self.sigma_max = float(sigma[0]) if sigma.size else 0.0
+            self.cond = float(sigma[0] / sigma[self.rank - 1]) if self.rank else float("inf")
+        else:
+            self.rank = n
+            self.sigma_max = _norm2_triangular(R)
+            self.cond = 1.0 / rcond
 
-    def precond(self, lam: float) -> np.ndarray:
-        """``P = V diag(1/sqrt(sigma^2 + lam))``, shape (n, k)."""
-        return self.V / np.sqrt(self.sigma**2 + lam)[None, :]
+    @property
+    def has_svd(self) -> bool:
+        return self.V is not None
+
+    def precond(self, lam: float) -> "Preconditioner":
+        """``P`` with ``[S A; sqrt(lam) I] P`` orthonormal (up to the clamped singular values)."""
+        if self.has_svd:
+            return Preconditioner(dense=self.V / np.sqrt(np.maximum(self.sigma, self.floor) ** 2 + lam)[None, :])
+        if lam != 0.0:
+            raise ValueError("the triangular form serves lam = 0 only")
+        return Preconditioner(triangle=self.R)
 
     def solve(self, lam: float) -> np.ndarray:
-        """Sketch-and-solve ridge solution ``V diag(sigma/(sigma^2 + lam)) z`` (shape (n,))."""
-        return self.V @ (self.sigma / (self.sigma**2 + lam) * self.z)
+        """Sketch-and-solve solution ``argmin ||S(Ax - b)||^2 + lam ||x||^2`` (pseudo-inverse when lam = 0)."""
+        if not self.has_svd:
+            return scipy.linalg.solve_triangular(self.R, self.qb, check_finite=False)
+        k = self.rank if lam == 0.0 else self.sigma.size
+        s, z, V = self.sigma[:k], self.z[:k], self.V[:, :k]
+        return V @ (s / (s**2 + lam) * z)
+
+    def gcv_inputs(self) -> tuple[np.ndarray, np.ndarray, float]:
+        return self.sigma, self.z, self.outside
 
 
-def factor_sketch(SA: np.ndarray, Sb: np.ndarray) -> SketchFactor:
-    """Factor the d x n sketch by QR then SVD of R; drop singular values below d * eps * sigma_max."""
+class Preconditioner:
+    """Right preconditioner P (n x n): a dense matrix, or the inverse of an upper triangle R."""
+
+    def __init__(self, dense: np.ndarray | None = None, triangle: np.ndarray | None = None):
+        self.dense, self.triangle = dense, triangle
+
+    def dot(self, y: np.ndarray) -> np.ndarray:
+        if self.dense is not None:
+            return self.dense @ y
+        return scipy.linalg.solve_triangular(self.triangle, y, check_finite=False)
+
+    def tdot(self, g: np.ndarray) -> np.ndarray:
+        if self.dense is not None:
+            return self.dense.T @ g
+        return scipy.linalg.solve_triangular(self.triangle, g, trans="T", check_finite=False)
+
+
+def _norm2_triangular(R: np.ndarray, steps: int = 30) -> float:
+    """Spectral norm of R by power iteration on R^T R (a lower estimate, accurate to a few digits)."""
+    v = np.ones(R.shape[1]) / math.sqrt(R.shape[1])
+    value = 0.0
+    for _ in range(steps):
+        w = R.T @ (R @ v)
+        value = float(np.linalg.norm(w))
+        if value == 0.0:
+            return 0.0
+        v = w / value
+    return math.sqrt(value)
+
+
+#: Above this many columns the O(n^3) SVD of R is skipped when it is not needed.
+SVD_MAX_COLUMNS = 1000
+
+
+def factor_sketch(SA: np.ndarray, Sb: np.ndarray, *, need_svd: bool = False) -> SketchFactor:
+    """Factor the d x n sketch: R of ``QR([SA, Sb])`` (Q never formed), then SVD of R when needed.
+
+    The last column of the (n+1) x (n+1) triangle holds ``Q^T S b`` and, in its corner, the norm of
+    the part of ``S b`` outside range(SA).
+    """
     d, n = SA.shape
-    Q, R = scipy.linalg.qr(SA, mode="economic", check_finite=False)
+    aug = np.empty((d, n + 1), order="F")
+    aug[:, :n] = SA
+    aug[:, n] = Sb
+    Raug = scipy.linalg.qr(aug, mode="r", overwrite_a=True, check_finite=False)[0]
+    R = np.triu(Raug[:n, :n])
+    qb = Raug[:n, n].copy()
+    outside = float(Raug[n, n] ** 2) if d > n else 0.0
+    if not need_svd and n > SVD_MAX_COLUMNS:
+        rcond = float(scipy.linalg.lapack.dtrcon(R, norm="1", uplo="U", diag="N")[0])
+        if rcond > max(d, n) * EPS * 10:
+            return SketchFactor(d=d, n=n, outside=outside, R=R, qb=qb, rcond=rcond)
     Ur, sigma, Vt = scipy.linalg.svd(R, full_matrices=False, check_finite=False, lapack_driver="gesdd")
-    cut = max(d, n) * EPS * (sigma[0] if sigma.size else 0.0)
-    k = int(np.count_nonzero(sigma > cut))
-    qb = Q.T @ Sb
-    z = Ur[:, :k].T @ qb
-    outside = float(max(Sb @ Sb - z @ z, 0.0))
-    return SketchFactor(V=Vt[:k].T.copy(), sigma=sigma[:k].copy(), z=z, outside=outside, d=d, rank=k,
-                        sigma_all=sigma)
+    return SketchFactor(d=d, n=n, outside=outside, V=Vt.T.copy(), sigma=sigma, z=Ur.T @ qb)
 
 
 @dataclass
@@ -230,15 +306,15 @@ def _ritz_condition(alphas: list[float], betas: list[float]) -> tuple[float, flo
 
 
 class _PreconditionedOperator:
-    """``M = [A; sqrt(lam) I] P`` with ``P`` of shape (n, k); vectors of M's range have m (+ n) entries."""
+    """``M = [A; sqrt(lam) I] P`` for a :class:`Preconditioner` P; M's range vectors have m (+ n) entries."""
 
-    def __init__(self, problem, P: np.ndarray, lam: float):
+    def __init__(self, problem, P: "Preconditioner", lam: float):
         self.problem, self.P, self.lam = problem, P, lam
         self.root = math.sqrt(lam)
         self.m = problem.shape[0]
 
     def matvec(self, y: np.ndarray) -> np.ndarray:
-        x = self.P @ y
+        x = self.P.dot(y)
         Ax = self.problem.matvec(x)
         return np.concatenate([Ax, self.root * x]) if self.lam > 0 else Ax
 
@@ -247,7 +323,7 @@ class _PreconditionedOperator:
             g = self.problem.rmatvec(u[:self.m]) + self.root * u[self.m:]
         else:
             g = self.problem.rmatvec(u)
-        return self.P.T @ g
+        return self.P.tdot(g)
 
     def rhs(self, x: np.ndarray) -> np.ndarray:
         """Residual ``[b - A x; -sqrt(lam) x]`` of the current iterate (recomputed from A)."""
@@ -315,16 +391,17 @@ def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "spar
 
     def row_scores(pre_sketch) -> np.ndarray:
         SA0, _ = problem.sketch(pre_sketch)
-        f0 = factor_sketch(SA0, np.zeros(SA0.shape[0]))
-        k = min(f0.rank, 32)
-        G = rng.standard_normal((f0.rank, k)) / math.sqrt(k)
-        return problem.row_norms2((f0.V / f0.sigma[None, :]) @ G)
+        pre = factor_sketch(SA0, np.zeros(SA0.shape[0])).precond(0.0)
+        k = min(n, 32)
+        G = rng.standard_normal((n, k)) / math.sqrt(k)
+        return problem.row_norms2(pre.dot(G))
 
-    S = make_sketch(sketch, m, d, rng, zeta=nnz_per_column, row_scores=row_scores)
+    S = make_sketch(sketch, m, d, rng, zeta=nnz_per_column, row_scores=row_scores, min_rows=n + 1)
+    d = S.d
     SA, Sb = problem.sketch(S)
     if not (np.isfinite(SA).all() and np.isfinite(Sb).all()):
         return Result(Status.DIVERGED_NAN, message="the sketch of A or b overflowed")
-    factor = factor_sketch(SA, Sb)
+    factor = factor_sketch(SA, Sb, need_svd=ridge != 0.0)
     info: dict[str, Any] = {"mode": mode, "sketch": sketch, "sketch_size": d, "sketch_rank": factor.rank,
                             "streaming": bool(problem.streaming)}
     if sketch == "sparse-sign":
@@ -337,7 +414,7 @@ def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "spar
         info["rank_deficient"] = True
 
     if ridge == "auto":
-        lam, gcv = choose_lambda(factor.sigma, factor.z, factor.outside, d)
+        lam, gcv = choose_lambda(*factor.gcv_inputs(), d)
         info["ridge_auto"] = gcv
     else:
         lam = float(ridge)
@@ -359,21 +436,30 @@ def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "spar
     status = Status.CONVERGED_RTOL
     steps: list[dict[str, Any]] = []
     for step in range(solves):
-        out = lsqr(op.matvec, op.rmatvec, op.rhs(x), factor.rank, rtol=rtol, maxiter=maxiter,
+        out = lsqr(op.matvec, op.rmatvec, op.rhs(x), n, rtol=rtol, maxiter=maxiter,
                    bnorm=bnorm, callback=callback, it0=total)
         total += out.iterations
-        x = x + op.P @ out.y
+        dx = op.P.dot(out.y)
+        x = x + dx
         status = out.status
         steps.append({"iterations": out.iterations, "status": out.status.reason,
-                      "correction_norm": float(np.linalg.norm(op.P @ out.y))})
+                      "correction_norm": float(np.linalg.norm(dx))})
         estimate = _ritz_condition(out.alphas, out.betas)
         if estimate is not None and (ritz is None or estimate[0] / estimate[1] > ritz[0] / ritz[1]):
             ritz = estimate
         if not status.converged:
             break
     info["solves"] = steps
-    return _finish(problem, factor, x, lam, status, total, ritz, d, info,
-                   f"{mode} with {d} sketch rows: {total} LSQR iterations ({status.reason})")
+    result = _finish(problem, factor, x, lam, status, total, ritz, d, info,
+                     f"{mode} with {d} sketch rows: {total} LSQR iterations ({status.reason})")
+    # LSQR's test uses recurrence estimates and ||M||_F; a poor sketch (outlying singular values of
+    # the preconditioned operator) can satisfy it early. Check the recomputed optimality.
+    if result.status.converged and result.metrics["optimality"] > max(100.0 * rtol, UNREACHABLE_OPTIMALITY):
+        result.status = Status.DIVERGED_TOLERANCE_UNREACHABLE
+        result.message = (f"LSQR reported convergence but the recomputed optimality "
+                          f"{result.metrics['optimality']:.2e} is far above --rtol; the sketch preconditions A "
+                          f"poorly (try --mode refine, sparse-sign or a larger --sketch-size)")
+    return result
 
 
 def _finish(problem, factor: SketchFactor, x: np.ndarray, lam: float, status: Status, iterations: int,
@@ -386,7 +472,7 @@ def _finish(problem, factor: SketchFactor, x: np.ndarray, lam: float, status: St
     grad = problem.rmatvec(r) - lam * x
     xnorm = float(np.linalg.norm(x))
     objective = math.sqrt(rnorm**2 + lam * xnorm**2)
-    sigma_max = float(factor.sigma[0]) if factor.rank else 0.0
+    sigma_max = factor.sigma_max
     anorm = math.sqrt(sigma_max**2 + lam)
     metrics: dict[str, float] = {
         "residual_norm": rnorm,
@@ -397,21 +483,20 @@ def _finish(problem, factor: SketchFactor, x: np.ndarray, lam: float, status: St
         "ridge": lam,
     }
     if factor.rank:
-        metrics["condition_estimate"] = float(factor.sigma[0] / factor.sigma[-1])
+        metrics["condition_estimate"] = factor.cond
         # M = [A; sqrt(lam) I] P: ||M(y - y*)||^2 = f(x) - f(x*) <= ||P^T grad||^2 / sigma_min(M)^2,
         # with sigma_min(M) >= 1/(1 + delta) for an embedding of distortion delta ~ sqrt(n/d).
-        pgrad = float(np.linalg.norm(factor.precond(lam).T @ grad))
+        pgrad = float(np.linalg.norm(factor.precond(lam).tdot(grad)))
         delta = min(math.sqrt(factor.rank / d), 0.9)
         smin = 1.0 / (1.0 + delta)
         if ritz is not None:
             smin = min(smin, ritz[1])
         excess = (pgrad / smin) ** 2
-        if objective > 0:
-            metrics["residual_ratio_estimate"] = objective / math.sqrt(max(objective**2 - excess, 0.0)) \
-                if objective**2 > excess else float("inf")
-        else:
+        if objective == 0.0:
             metrics["residual_ratio_estimate"] = 1.0
-        if lam == 0.0 and xnorm > 0:
+        elif objective**2 > excess:
+            metrics["residual_ratio_estimate"] = objective / math.sqrt(objective**2 - excess)
+        if lam == 0.0 and xnorm > 0 and factor.has_svd:
             # Karlson-Walden: ||(A^T A + mu I)^{-1/2} A^T r|| / ||x||, mu = ||r||^2/||x||^2.
             mu = (rnorm / xnorm) ** 2
             coords = factor.V.T @ grad

@@ -22,7 +22,8 @@ gaussian
     i.i.d. N(0, 1/d) entries, generated chunk by chunk of rows from per-chunk seeds so it never
     exists in full. Cost O(d nnz(A)).
 leverage
-    Row sampling with probabilities mixing approximate leverage scores and the uniform distribution;
+    Independent row sampling with probabilities mixing approximate leverage scores and the uniform
+    distribution;
     the scores are the squared row norms of A R^{-1} G where R comes from a sparse-sign sketch of A
     and G is an n x k Gaussian (Drineas-Magdon-Ismail-Mahoney-Woodruff 2012).
 """
@@ -148,14 +149,16 @@ def sparse_sign(m: int, d: int, zeta: int, rng: np.random.Generator) -> SparseEm
 
 
 def sampling_sketch(probabilities: np.ndarray, d: int, rng: np.random.Generator) -> SparseEmbedding:
-    """Row sampling with replacement: d rows drawn with ``probabilities`` (sum 1), scaled by 1/sqrt(d p_i).
+    """Independent (Bernoulli) row sampling: keep row i with probability q_i = min(1, d p_i), weight 1/sqrt(q_i).
 
-    Then E[S^T S] = I, so ||S y||^2 is an unbiased estimate of ||y||^2.
+    Then E[S^T S] = I, no row is drawn twice, rows with q_i = 1 (high leverage) are always kept,
+    and the expected number of rows is sum(q) <= d. The realised count is ``S.d``.
     """
     m = probabilities.size
-    picked = rng.choice(m, size=d, replace=True, p=probabilities)
-    weights = 1.0 / np.sqrt(d * probabilities[picked])
-    matrix = sp.csr_matrix((weights, (np.arange(d), picked)), shape=(d, m)).tocsc()
+    q = np.minimum(1.0, d * probabilities)
+    picked = np.flatnonzero(rng.random(m) < q)
+    weights = 1.0 / np.sqrt(q[picked])
+    matrix = sp.csc_matrix((weights, (np.arange(picked.size), picked)), shape=(picked.size, m))
     return SparseEmbedding("leverage", matrix)
 
 
@@ -169,11 +172,12 @@ def leverage_probabilities(scores: np.ndarray, uniform_weight: float = 0.1) -> n
 
 
 def make_sketch(kind: str, m: int, d: int, rng: np.random.Generator, *, zeta: int = 8,
-                row_scores: Callable[[SparseEmbedding], np.ndarray] | None = None):
+                row_scores: Callable[[SparseEmbedding], np.ndarray] | None = None, min_rows: int = 1):
     """Build a sketch of kind ``kind`` (one of :data:`SKETCH_KINDS`) mapping R^m to R^d.
 
     ``row_scores`` is needed for ``leverage``: given a sparse-sign pre-sketch it returns approximate
-    leverage scores of the m rows (shape (m,), non-negative).
+    leverage scores of the m rows (shape (m,), non-negative). Leverage sampling keeps about d rows
+    (a random number, at least ``min_rows`` unless m is reached): read the realised size from ``.d``.
     """
     if kind == "countsketch":
         return sparse_sign(m, d, 1, rng)
@@ -186,6 +190,12 @@ def make_sketch(kind: str, m: int, d: int, rng: np.random.Generator, *, zeta: in
     if kind == "leverage":
         if row_scores is None:
             raise ValueError("leverage sampling needs a row_scores callable")
-        scores = row_scores(sparse_sign(m, d, zeta, rng))
-        return sampling_sketch(leverage_probabilities(scores), d, rng)
+        p = leverage_probabilities(row_scores(sparse_sign(m, d, zeta, rng)))
+        target = d
+        while True:
+            S = sampling_sketch(p, target, rng)
+            # a sample with fewer rows than requested columns cannot embed; ask for more rows
+            if S.d >= min_rows or target >= m:
+                return S
+            target = min(m, 2 * target)
     raise ValueError(f"unknown sketch {kind!r}; choose one of {', '.join(SKETCH_KINDS)}")

@@ -68,7 +68,8 @@ def command(
     shape: Annotated[Optional[str], typer.Option("--shape", help="Matrix shape 'm,n' (default: from the input).")] = None,
     maxiter: MaxiterOpt = None,
     rtol: Annotated[float, typer.Option(
-        "--rtol", min=0.0, help="Stop when the objective decreases by less than this (relative) in a sweep.")] = 1e-4,
+        "--rtol", min=0.0, help="Stop when a sweep changes the objective (softimpute: the estimate; bpmf: the "
+                         "posterior mean) by less than this, relatively.")] = 1e-4,
     param: ParamOpt = None,
     seed: SeedOpt = None,
     report: ReportOpt = None,

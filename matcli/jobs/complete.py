@@ -67,14 +67,15 @@ class Job(FamilyJob):
         # Triplet files carry no shape: grow it to cover ids seen only in the test/predict files
         # (those rows/columns get zero factors: the prediction falls back to the biases).
         if shape is None and parse_spec(spec).kind == "triplets":
+            from dataclasses import replace
+
             m, n = self.observed.shape
-            for extra in (self.test, self.pairs):
-                if extra is None or not len(extra if isinstance(extra, np.ndarray) else extra.values):
-                    continue
-                r, c = (extra[:, 0], extra[:, 1]) if isinstance(extra, np.ndarray) else (extra.rows, extra.cols)
-                m, n = max(m, int(r.max()) + 1), max(n, int(c.max()) + 1)
-            self.observed = type(self.observed)(self.observed.rows, self.observed.cols, self.observed.values,
-                                                (m, n), self.observed.path)
+            coords = [(self.test.rows, self.test.cols)] if self.test is not None else []
+            if self.pairs is not None:
+                coords.append((self.pairs[:, 0], self.pairs[:, 1]))
+            for rows, cols in coords:
+                m, n = max(m, int(rows.max()) + 1), max(n, int(cols.max()) + 1)
+            self.observed = replace(self.observed, shape=(m, n))
 
     # ---------------------------------------------------------------- validate
     def validate(self) -> None:
@@ -153,6 +154,18 @@ class Job(FamilyJob):
 
     # ---------------------------------------------------------------- compute
     def compute(self, callback: Callback) -> Result:
+        if self.request.threads is not None:
+            return self._compute(callback)
+        # The dense work here is batched k x k algebra and tall-skinny products, which run slower
+        # with several BLAS threads (measured 2x on MovieLens); --threads N overrides this.
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            result = self._compute(callback)
+        result.info["blas_threads"] = 1
+        return result
+
+    def _compute(self, callback: Callback) -> Result:
         from matcli.methods.complete.common import FactorModel, Heldout, rmse
 
         obs = self.observed

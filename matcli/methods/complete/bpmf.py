@@ -118,8 +118,6 @@ def bpmf(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[in
 
 def _sample_hyper(X: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Draw (mean, precision) of the row prior from its Normal-Wishart conditional given rows X (N, k)."""
-    from scipy.stats import wishart
-
     count, k = X.shape
     xbar = X.mean(axis=0)
     centred = X - xbar
@@ -127,10 +125,20 @@ def _sample_hyper(X: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
     beta = BETA0 + count
     w_inv = np.eye(k) + scatter + (BETA0 * count / beta) * np.outer(xbar, xbar)
     w = np.linalg.inv(w_inv)
-    lam = np.atleast_2d(wishart.rvs(df=k + count, scale=(w + w.T) / 2, random_state=rng))
+    lam = _wishart(k + count, (w + w.T) / 2, rng)
     chol = np.linalg.cholesky(beta * lam)
     mean = count * xbar / beta + np.linalg.solve(chol.T, rng.standard_normal(k))
     return mean, lam
+
+
+def _wishart(df: float, scale: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One Wishart(df, scale) draw by the Bartlett decomposition: ``L A A^T L^T`` with
+    ``scale = L L^T``, ``A`` lower triangular, ``A_ii = sqrt(chi2(df - i))``, ``A_ij ~ N(0, 1)``."""
+    k = scale.shape[0]
+    A = np.tril(rng.standard_normal((k, k)), -1)
+    A[np.diag_indices(k)] = np.sqrt(rng.chisquare(df - np.arange(k)))
+    LA = np.linalg.cholesky(scale) @ A
+    return LA @ LA.T
 
 
 def _sample_side(entries: Entries, axis: int, F: np.ndarray, target: np.ndarray, alpha: float,

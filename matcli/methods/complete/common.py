@@ -89,7 +89,7 @@ def entry_dots(rows: np.ndarray, cols: np.ndarray, A: np.ndarray, B: np.ndarray)
         return out
     for start in range(0, rows.size, CHUNK):
         stop = start + CHUNK
-        out[start:stop] = np.einsum("ij,ij->i", A[rows[start:stop]], B[cols[start:stop]])
+        out[start:stop] = np.einsum("ij,ij->i", A.take(rows[start:stop], axis=0), B.take(cols[start:stop], axis=0))
     return out
 
 

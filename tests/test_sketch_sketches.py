@@ -1,0 +1,121 @@
+"""Sketching operators: structure, linearity, streaming consistency, subspace embedding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from matcli.methods.sketch.sketches import (SKETCH_KINDS, STREAMABLE_KINDS, leverage_probabilities, make_sketch,
+                                            sampling_sketch, sparse_sign)
+
+
+def orthonormal(m: int, n: int, rng: np.random.Generator, coherent: int = 0) -> np.ndarray:
+    """m x n orthonormal basis; ``coherent`` columns are unit vectors (rows of leverage 1)."""
+    Q, _ = np.linalg.qr(rng.standard_normal((m, n)))
+    if coherent:
+        Q[:, :coherent] = 0.0
+        Q[np.arange(coherent), np.arange(coherent)] = 1.0
+        Q, _ = np.linalg.qr(Q)
+    return Q
+
+
+def build(kind: str, m: int, d: int, seed: int, basis: np.ndarray | None = None):
+    rng = np.random.default_rng(seed)
+    scores = None
+    if kind == "leverage":
+        scores = (lambda pre: np.einsum("ij,ij->i", basis, basis)) if basis is not None else (lambda pre: np.ones(m))
+    return make_sketch(kind, m, d, rng, zeta=4, row_scores=scores)
+
+
+@pytest.mark.parametrize("kind", SKETCH_KINDS)
+def test_sketch_is_one_linear_map_for_matrices_vectors_and_sparse(kind):
+    rng = np.random.default_rng(0)
+    m, n, d = 3000, 7, 200
+    A = rng.standard_normal((m, n))
+    x = rng.standard_normal(n)
+    S = build(kind, m, d, 1)
+    SA = S.apply(A)
+    assert SA.shape == (S.d, n)
+    np.testing.assert_allclose(S.apply(A @ x), SA @ x, rtol=1e-12, atol=1e-12 * np.abs(SA).max())
+    As = sp.random(m, n, density=0.05, format="csr", random_state=2)
+    np.testing.assert_allclose(S.apply(As), S.apply(As.toarray()), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", STREAMABLE_KINDS)
+def test_row_blocks_accumulate_to_the_whole_sketch(kind):
+    rng = np.random.default_rng(3)
+    m, n, d = 20000, 5, 150
+    A = rng.standard_normal((m, n))
+    S = build(kind, m, d, 4)
+    cuts = [0, 1, 4096, 8191, 8193, 17000, m]
+    total = sum(S.apply_rows(A[a:b], a) for a, b in zip(cuts[:-1], cuts[1:]))
+    np.testing.assert_allclose(total, S.apply(A), rtol=1e-12, atol=1e-12 * np.abs(total).max())
+
+
+def test_sparse_sign_has_zeta_distinct_rows_per_column_with_equal_magnitudes():
+    S = sparse_sign(5000, 96, 8, np.random.default_rng(5)).matrix
+    counts = np.diff(S.indptr)
+    assert (counts == 8).all()
+    rows = S.indices.reshape(-1, 8)
+    assert (np.diff(np.sort(rows, axis=1), axis=1) > 0).all()
+    np.testing.assert_allclose(np.abs(S.data), 1 / np.sqrt(8))
+    countsketch = sparse_sign(5000, 96, 1, np.random.default_rng(5))
+    assert countsketch.kind == "countsketch" and (np.diff(countsketch.matrix.indptr) == 1).all()
+
+
+def test_srht_with_all_rows_is_orthogonal():
+    m, n = 257, 9
+    Q = orthonormal(m, n, np.random.default_rng(6))
+    S = make_sketch("srht", m, m, np.random.default_rng(7))
+    SQ = S.apply(Q)
+    np.testing.assert_allclose(SQ.T @ SQ, np.eye(n), atol=50 * m * np.finfo(float).eps)
+
+
+@pytest.mark.parametrize("kind", SKETCH_KINDS)
+@pytest.mark.parametrize("coherent", [0, 5], ids=["incoherent", "coherent"])
+def test_subspace_embedding_distortion(kind, coherent):
+    """With d = 40 n the singular values of S Q should lie in 1 +- c sqrt(n/d) (c = 3, slack for the
+    sparse constructions); heavy rows (coherent bases) must not break any sketch."""
+    m, n = 4000, 10
+    d = 40 * n
+    Q = orthonormal(m, n, np.random.default_rng(8), coherent)
+    S = build(kind, m, d, 9, basis=Q)
+    s = np.linalg.svd(S.apply(Q), compute_uv=False)
+    delta = 3 * np.sqrt(n / d)
+    assert s.max() <= 1 + delta and s.min() >= 1 - delta, s
+
+
+def test_leverage_sampling_keeps_certain_rows_and_is_unbiased():
+    rng = np.random.default_rng(10)
+    m, d = 1000, 100
+    scores = np.ones(m)
+    scores[:3] = 1e6
+    p = leverage_probabilities(scores)
+    S = sampling_sketch(p, d, rng)
+    assert set(range(3)) <= set(S.matrix.indices)
+    q = np.minimum(1, d * p)
+    # diag of E[S^T S] is q_i / q_i = 1: check the weights are exactly 1/sqrt(q_i)
+    picked = S.matrix.indices
+    np.testing.assert_allclose(S.matrix.data, 1 / np.sqrt(q[picked]))
+    sizes = [sampling_sketch(p, d, np.random.default_rng(s)).d for s in range(50)]
+    expected = q.sum()
+    assert abs(np.mean(sizes) - expected) < 4 * np.sqrt(expected / 50)
+
+
+def test_gaussian_sketch_does_not_depend_on_blocking_and_has_unit_variance():
+    S = make_sketch("gaussian", 10000, 64, np.random.default_rng(11))
+    e = np.zeros(10000)
+    e[9000] = 1.0
+    np.testing.assert_array_equal(S.apply_rows(e[8000:], 8000), S.apply(e))
+    I = np.eye(10000)[:, :2000]
+    var = (S.apply(I) ** 2).sum(axis=0)  # each column has d entries of variance 1/d
+    assert abs(var.mean() - 1.0) < 4 * np.sqrt(2 / 64 / 2000)
+
+
+def test_unknown_sketch_and_srht_streaming_are_rejected():
+    with pytest.raises(ValueError, match="unknown sketch"):
+        make_sketch("fourier", 10, 5, np.random.default_rng(0))
+    S = make_sketch("srht", 10, 5, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="row blocks"):
+        S.apply_rows(np.ones((5, 2)), 0)

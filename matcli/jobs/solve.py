@@ -65,7 +65,7 @@ class Job(FamilyJob):
         self.nrhs = int(opts.get("nrhs", 1))
         self.precond = str(opts.get("precond", "auto"))
         self.batch = bool(opts.get("batch", False))
-        self.recycle = int(opts.get("recycle", 8))
+        self.recycle = int(opts.get("recycle", 0))
         self.reorder = bool(opts.get("reorder", True))
         self.plot = opts.get("plot")
         self.systems: list[System] = []

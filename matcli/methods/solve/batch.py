@@ -106,14 +106,15 @@ class RecycledSubspace:
 class OmegaBandit:
     """UCB over a grid of SOR relaxation factors with iteration counts as losses (bandit feedback).
 
-    The grid spans [1, 1.98]; an initial estimate (e.g. Young's formula) is added to it and tried
+    The grid is omega_i = 2 - 2^(-i/2) (1, 1.29, 1.5, ..., 1.98); an initial estimate (e.g. Young's formula) is added to it and tried
     first, then untried neighbours of the best arm (the loss is unimodal in omega for SPD
     matrices), then the arm with the lowest UCB index. Loss of a pull = iterations / (iterations of the first system), so the confidence
     bonus has a problem-independent scale.
     """
 
-    def __init__(self, initial: float | None = None, arms: int = 9, exploration: float = 0.5):
-        grid = list(np.linspace(1.0, 1.98, arms))
+    def __init__(self, initial: float | None = None, arms: int = 13, exploration: float = 0.5):
+        # Geometric spacing towards 2, where the iteration count is most sensitive to omega.
+        grid = list(2.0 - 2.0 ** (-np.arange(arms) / 2.0))
         if initial is not None and 0 < initial < 2:
             grid.append(float(initial))
         self.omegas = np.unique(np.round(grid, 4))
@@ -131,7 +132,7 @@ class OmegaBandit:
             return float(self.omegas[self.first])
         mean = np.where(self.counts > 0, self.losses / np.maximum(self.counts, 1), -np.inf)
         bonus = self.exploration * np.sqrt(2 * np.log(total + 1) / np.maximum(self.counts, 1))
-        score = np.where(self.counts > 0, mean - bonus, -np.inf)
+        score = np.where(self.counts > 0, mean - bonus, np.inf)
         # The loss is taken as unimodal in omega: explore the untried grid neighbours of the best
         # arm so far, then exploit with the UCB index over the arms tried.
         best = int(np.argmin(np.where(self.counts > 0, mean, np.inf)))
@@ -166,9 +167,10 @@ class RecyclingCG:
     subspace recycling; sorting the systems keeps neighbours similar).
     """
 
-    def __init__(self, dim: int, harvest: int = 20):
+    def __init__(self, dim: int, harvest: int | None = None, memory_bytes: float = 2e8):
         self.dim = dim
         self.harvest = harvest
+        self.memory_bytes = memory_bytes
         self.W: np.ndarray | None = None
 
     def solve(self, A, B, *, M=None, x0=None, rtol: float = 1e-8, maxiter: int | None = None,
@@ -178,8 +180,13 @@ class RecyclingCG:
         from matcli.methods.solve.krylov import _cg
 
         W = self.W if self.W is not None and self.W.shape[0] == A.shape[0] else None
+        harvest = self.harvest
+        if harvest is None:
+            # Enough directions for the extreme Ritz values to settle, within the memory budget
+            # (each kept direction costs two n-vectors).
+            harvest = min(4 * self.dim + 16, max(8, int(self.memory_bytes / (16 * A.shape[0]))))
         result, directions = _cg(A, B, M, x0, rtol, maxiter, W, callback or no_callback,
-                                 self.harvest if self.dim else 0)
+                                 harvest if self.dim else 0)
         if self.dim and directions:
             self.W = self._ritz(A, W, directions)
         result.info["recycled_dim"] = 0 if W is None else int(W.shape[1])

@@ -383,3 +383,16 @@ def test_recycling_cg_lowers_iterations_along_a_sequence():
         recycled_its.append(result.iterations)
     assert recycled_its[0] == plain_its[0]
     assert sum(recycled_its[3:]) < 0.85 * sum(plain_its[3:])
+
+
+def test_omega_bandit_stays_near_the_best_arm_once_its_neighbours_are_known():
+    # Regression: untried arms used to get the lowest UCB score, so after the neighbours of the
+    # best arm the bandit jumped to far, bad arms (omega = 1) instead of exploiting.
+    bandit = batch.OmegaBandit(initial=1.85)
+    cost = lambda w: int(100 * (1 + 40 * (w - 1.85) ** 2))  # noqa: E731
+    chosen = []
+    for _ in range(8):
+        w = bandit.choose()
+        chosen.append(w)
+        bandit.observe(w, cost(w), True)
+    assert min(chosen) > 1.6

@@ -453,8 +453,10 @@ def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "spar
     result = _finish(problem, factor, x, lam, status, total, ritz, d, info,
                      f"{mode} with {d} sketch rows: {total} LSQR iterations ({status.reason})")
     # LSQR's test uses recurrence estimates and ||M||_F; a poor sketch (outlying singular values of
-    # the preconditioned operator) can satisfy it early. Check the recomputed optimality.
-    if result.status.converged and result.metrics["optimality"] > max(100.0 * rtol, UNREACHABLE_OPTIMALITY):
+    # the preconditioned operator) can satisfy it early. Check the recomputed optimality, unless the
+    # system is consistent (then r is rounding noise and only its size matters).
+    limit = max(100.0 * rtol, UNREACHABLE_OPTIMALITY)
+    if result.status.converged and result.metrics["optimality"] > limit and result.metrics["relative_residual"] > limit:
         result.status = Status.DIVERGED_TOLERANCE_UNREACHABLE
         result.message = (f"LSQR reported convergence but the recomputed optimality "
                           f"{result.metrics['optimality']:.2e} is far above --rtol; the sketch preconditions A "

@@ -1,0 +1,242 @@
+"""Sketched least-squares kernels against numpy.linalg.lstsq and exact constructions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from matcli.core.result import Status
+from matcli.methods.sketch.regress import MODES, lsqr, solve_sketched
+from matcli.methods.sketch.ridge import gcv_curve
+from matcli.methods.sketch.sketches import SKETCH_KINDS, STREAMABLE_KINDS
+from matcli.methods.sketch.streaming import RowStreamProblem
+
+EPS = np.finfo(float).eps
+
+
+def tall_problem(m, n, cond, heavy, noise, seed):
+    """A = U diag(s) V^T with s log-spaced from 1 to 1/cond, ``heavy`` rows scaled by 1e3 (coherence),
+    b = A x_true + noise * ||A x_true|| / sqrt(m) * gaussian."""
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.standard_normal((m, n)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    A = (U * np.logspace(0, -np.log10(cond), n)) @ V.T
+    A[:heavy] *= 1e3
+    Ax = A @ rng.standard_normal(n)
+    b = Ax + noise * np.linalg.norm(Ax) / np.sqrt(m) * rng.standard_normal(m)
+    return A, b
+
+
+def sparse_problem(m, n, seed):
+    rng = np.random.default_rng(seed)
+    A = sp.random(m, n, density=0.02, format="csr", random_state=rng) + sp.vstack(
+        [sp.identity(n, format="csr"), sp.csr_matrix((m - n, n))])
+    b = rng.standard_normal(m)
+    return A.tocsr(), b
+
+
+def reference(A, b):
+    dense = A.toarray() if sp.issparse(A) else A
+    x, *_ = np.linalg.lstsq(dense, b, rcond=None)
+    s = np.linalg.svd(dense, compute_uv=False)
+    return x, float(np.linalg.norm(b - dense @ x)), s
+
+
+def residual_slack(A, b, x_ref, s):
+    """Rounding in evaluating ||b - Ax|| for two accurate solutions: n eps ||A|| ||x|| / ||r||,
+    plus the perturbation of the optimum by backward errors of size eps: (eps cond)^2."""
+    dense = A.toarray() if sp.issparse(A) else A
+    r = np.linalg.norm(b - dense @ x_ref)
+    n = dense.shape[1]
+    return 10 * n * EPS * s[0] * np.linalg.norm(x_ref) / r + (EPS * s[0] / s[-1]) ** 2
+
+
+PROBLEMS = {
+    "dense-well": lambda: tall_problem(3000, 40, 1e2, 0, 1e-2, 1),
+    "dense-cond1e10-heavy": lambda: tall_problem(3000, 40, 1e10, 4, 1e-3, 2),
+    "sparse": lambda: sparse_problem(4000, 60, 3),
+}
+
+
+@pytest.fixture(scope="module", params=list(PROBLEMS))
+def problem(request):
+    A, b = PROBLEMS[request.param]()
+    return request.param, A, b, *reference(A, b)
+
+
+@pytest.mark.parametrize("sketch", SKETCH_KINDS)
+@pytest.mark.parametrize("mode", ["precondition", "refine"])
+def test_iterative_modes_reach_the_optimal_residual(problem, mode, sketch):
+    name, A, b, x_ref, r_ref, s = problem
+    res = solve_sketched(A, b, mode=mode, sketch=sketch, rtol=1e-12, rng=np.random.default_rng(4))
+    assert res.status.converged, res.message
+    x = res.outputs["x"]
+    r = np.linalg.norm(b - A @ x)
+    assert r <= r_ref * (1 + residual_slack(A, b, x_ref, s))
+    assert res.metrics["residual_norm"] == pytest.approx(r, rel=1e-12)
+    assert res.metrics["relative_residual"] == pytest.approx(r / np.linalg.norm(b), rel=1e-12)
+    # the preconditioned system is well conditioned whatever cond(A) is
+    assert res.metrics["preconditioned_condition_estimate"] < 10
+    assert res.metrics["condition_estimate"] == pytest.approx(s[0] / s[-1], rel=1.0)
+
+
+@pytest.mark.parametrize("sketch", SKETCH_KINDS)
+def test_sketch_and_solve_is_within_one_plus_eps(problem, sketch):
+    """Default d = n + 1 + n/(2 eps) gives E ratio <= 1 + eps for Gaussian sketches. Over 5 draws the
+    median must be within 1 + 1.5 eps and every draw within 1 + 3 eps, except CountSketch on coherent
+    matrices, whose heavy rows collide with probability about k^2 / (2 d) (then only the median)."""
+    name, A, b, x_ref, r_ref, s = problem
+    eps = 0.1
+    ratios = []
+    for seed in range(5):
+        res = solve_sketched(A, b, mode="sketch-and-solve", sketch=sketch, eps=eps,
+                             rng=np.random.default_rng(seed))
+        assert res.status == Status.CONVERGED_DIRECT and res.iterations == 0
+        ratios.append(np.linalg.norm(b - A @ res.outputs["x"]) / r_ref)
+        assert res.metrics["residual_ratio_estimate"] >= 1.0
+    requested = A.shape[1] * (1 + 1 / (2 * eps))
+    # leverage sampling keeps a random number of rows with mean <= d
+    assert res.metrics["sketch_size"] >= (0.8 if sketch == "leverage" else 1.0) * requested
+    assert min(ratios) >= 1 - residual_slack(A, b, x_ref, s)
+    assert np.median(ratios) <= 1 + 1.5 * eps
+    if not (sketch == "countsketch" and "heavy" in name):
+        assert max(ratios) <= 1 + 3 * eps, ratios
+
+
+def test_refine_is_forward_accurate_like_lstsq_on_ill_conditioned_problem():
+    """Forward error of a backward-stable solver: cond * eps + cond^2 * eps * ||r|| / (||A|| ||x||)."""
+    A, b = tall_problem(3000, 40, 1e10, 4, 1e-3, 7)
+    x_ref, r_ref, s = reference(A, b)
+    cond = s[0] / s[-1]
+    bound = 40 * EPS * (cond + cond**2 * r_ref / (s[0] * np.linalg.norm(x_ref)))
+    res = solve_sketched(A, b, mode="refine", rtol=1e-14, rng=np.random.default_rng(8))
+    x = res.outputs["x"]
+    assert np.linalg.norm(x - x_ref) / np.linalg.norm(x_ref) <= bound
+    assert res.metrics["backward_error_estimate"] <= 10 * A.shape[1] * EPS
+    assert len(res.info["solves"]) == 3
+
+
+def test_streaming_rows_give_the_in_memory_answer():
+    A, b = tall_problem(6000, 20, 1e4, 2, 1e-2, 9)
+    for sketch in STREAMABLE_KINDS:
+        whole = solve_sketched(A, b, mode="precondition", sketch=sketch, rng=np.random.default_rng(1))
+        problem = RowStreamProblem(lambda: (A[i:i + 700] for i in range(0, 6000, 700)), A.shape, b)
+        streamed = solve_sketched(problem, mode="precondition", sketch=sketch, rng=np.random.default_rng(1))
+        # same sketch, different summation order: the answers agree to cond(A) * rtol
+        np.testing.assert_allclose(streamed.outputs["x"], whole.outputs["x"], rtol=1e4 * 1e-10)
+        assert streamed.info["streaming"] and problem.passes == 2 * streamed.iterations + 5 + (sketch == "leverage") * 2
+
+
+def test_streaming_rejects_srht_and_bad_blocks():
+    A, b = tall_problem(500, 5, 10, 0, 0.1, 10)
+    problem = RowStreamProblem(lambda: iter([A[:200], A[200:]]), A.shape, b)
+    with pytest.raises(ValueError, match="streaming"):
+        solve_sketched(problem, sketch="srht", rng=np.random.default_rng(0))
+    short = RowStreamProblem(lambda: iter([A[:200]]), A.shape, b)
+    with pytest.raises(ValueError, match="ended after 200"):
+        solve_sketched(short, rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ridge_matches_the_augmented_least_squares_solution(mode):
+    A, b = tall_problem(2000, 30, 1e6, 0, 0.1, 11)
+    lam = 1e-4
+    aug = np.vstack([A, np.sqrt(lam) * np.eye(30)])
+    x_ref, *_ = np.linalg.lstsq(aug, np.concatenate([b, np.zeros(30)]), rcond=None)
+    f_ref = np.linalg.norm(aug @ x_ref - np.concatenate([b, np.zeros(30)]))
+    res = solve_sketched(A, b, mode=mode, ridge=lam, eps=0.05, rtol=1e-12, rng=np.random.default_rng(12))
+    x = res.outputs["x"]
+    f = np.sqrt(np.linalg.norm(A @ x - b) ** 2 + lam * x @ x)
+    if mode == "sketch-and-solve":
+        assert f <= f_ref * (1 + 3 * 0.05)
+    else:
+        assert f <= f_ref * (1 + 1e-12)
+        # forward error <= cond(aug) * (LSQR tolerance + rounding)
+        cond = np.linalg.cond(aug)
+        assert np.linalg.norm(x - x_ref) <= 10 * cond * (1e-12 + 30 * EPS) * np.linalg.norm(x_ref)
+    assert res.metrics["ridge"] == lam
+
+
+def test_ridge_auto_nearly_minimises_the_exact_gcv():
+    """Sketched GCV approximates full GCV to relative error ~ sqrt(n/d); its minimiser must have full
+    GCV within (1 + 2 sqrt(n/d)) of the full-GCV minimum."""
+    rng = np.random.default_rng(13)
+    m, n = 4000, 30
+    A = rng.standard_normal((m, n)) * np.logspace(0, -3, n)
+    x_true = rng.standard_normal(n)
+    b = A @ x_true + 0.05 * rng.standard_normal(m)
+    res = solve_sketched(A, b, mode="precondition", ridge="auto", rng=np.random.default_rng(14))
+    lam = res.metrics["ridge"]
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    z = U.T @ b
+    outside = b @ b - z @ z
+    grid = np.logspace(-12, 2, 2000) * s[0] ** 2
+    full = gcv_curve(grid, s, z, outside, m)
+    mine = gcv_curve(np.array([lam]), s, z, outside, m)[0]
+    d = res.metrics["sketch_size"]
+    assert mine <= full.min() * (1 + 2 * np.sqrt(n / d))
+    assert res.info["ridge_auto"]["effective_dof"] <= n
+
+
+def test_consistent_system_is_solved_to_rtol():
+    rng = np.random.default_rng(15)
+    A = rng.standard_normal((2000, 25))
+    x_true = rng.standard_normal(25)
+    res = solve_sketched(A, A @ x_true, mode="precondition", rtol=1e-12, rng=np.random.default_rng(0))
+    assert res.status.converged
+    np.testing.assert_allclose(res.outputs["x"], x_true, rtol=1e-10)
+
+
+def test_zero_right_hand_side_gives_zero():
+    A = np.random.default_rng(16).standard_normal((300, 10))
+    for mode in MODES:
+        res = solve_sketched(A, np.zeros(300), mode=mode, rng=np.random.default_rng(0))
+        assert res.status.converged
+        assert not res.outputs["x"].any()
+
+
+def test_rank_deficient_matrix_still_reaches_the_least_squares_residual():
+    rng = np.random.default_rng(17)
+    B = rng.standard_normal((1500, 12))
+    A = np.hstack([B, B[:, :3]])  # rank 12 of 15
+    b = rng.standard_normal(1500)
+    x_ref, r_ref, s = reference(A, b)
+    res = solve_sketched(A, b, mode="precondition", rtol=1e-12, rng=np.random.default_rng(0))
+    assert res.info.get("rank_deficient")
+    assert np.linalg.norm(b - A @ res.outputs["x"]) <= r_ref * (1 + 1e-10)
+
+
+def test_maxiter_reached_is_a_negative_status():
+    A, b = tall_problem(2000, 40, 1e8, 0, 1e-3, 18)
+    res = solve_sketched(A, b, mode="precondition", sketch_size=41, sketch="countsketch", rtol=1e-15,
+                         maxiter=2, rng=np.random.default_rng(0))
+    assert res.status == Status.DIVERGED_MAX_IT and res.iterations == 2
+
+
+def test_invalid_options_raise():
+    A = np.ones((10, 20))
+    with pytest.raises(ValueError, match="tall"):
+        solve_sketched(A, np.ones(10), rng=np.random.default_rng(0))
+    A = np.random.default_rng(0).standard_normal((50, 5))
+    with pytest.raises(ValueError, match="between"):
+        solve_sketched(A, np.ones(50), sketch_size=3, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unknown mode"):
+        solve_sketched(A, np.ones(50), mode="fast", rng=np.random.default_rng(0))
+
+
+def test_lsqr_matches_scipy_on_a_plain_matrix():
+    from scipy.sparse.linalg import lsqr as scipy_lsqr
+
+    rng = np.random.default_rng(19)
+    M = rng.standard_normal((200, 30)) @ np.diag(np.logspace(0, -2, 30))
+    rhs = rng.standard_normal(200)
+    seen = []
+    out = lsqr(lambda v: M @ v, lambda u: M.T @ u, rhs, 30, rtol=1e-12, maxiter=500,
+               bnorm=np.linalg.norm(rhs), callback=lambda k, **v: seen.append(k))
+    ref = scipy_lsqr(M, rhs, atol=1e-12, btol=1e-12, iter_lim=1000)[0]
+    np.testing.assert_allclose(out.y, ref, rtol=1e-8)
+    assert out.status.converged and seen == list(range(1, out.iterations + 1))
+    zero = lsqr(lambda v: M @ v, lambda u: M.T @ u, np.zeros(200), 30, rtol=1e-12, maxiter=5, bnorm=0.0,
+                callback=lambda k, **v: None)
+    assert zero.status == Status.CONVERGED_ZERO_RHS and not zero.y.any()

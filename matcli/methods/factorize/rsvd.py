@@ -23,33 +23,61 @@ def _orth(Y: np.ndarray) -> np.ndarray:
     return sla.qr(Y, mode="economic", overwrite_a=True, check_finite=False)[0]
 
 
-def _project_out(Y: np.ndarray, Q: np.ndarray | None) -> np.ndarray:
-    """``(I - Q Q^H) Y`` applied twice (classical Gram-Schmidt with reorthogonalisation)."""
+def _project_out(Y: np.ndarray, Q: np.ndarray | None, passes: int = 2) -> np.ndarray:
+    """``(I - Q Q^H) Y`` applied ``passes`` times (2: classical Gram-Schmidt with reorthogonalisation)."""
     if Q is None or Q.shape[1] == 0:
         return Y
-    for _ in range(2):
+    for _ in range(passes):
         Y = Y - Q @ (Q.conj().T @ Y)
     return Y
 
 
-def orth_against(Y: np.ndarray, Q: np.ndarray | None) -> np.ndarray:
+def _cholqr2(Y: np.ndarray, min_ratio: float, scale: float) -> np.ndarray | None:
+    """Cholesky QR applied twice (BLAS-3 only), or None when ``Y`` is too ill-conditioned for it.
+
+    ``Y = Q R`` with ``R`` the Cholesky factor of ``Y^H Y``; the second pass restores orthogonality
+    to working precision provided cond(Y) stays well below ``eps^(-1/2)``, which holds when every
+    ``|R_jj| >= min_ratio * scale``. The span is that of ``Y`` (only invertible column operations).
+    """
+    for attempt in range(2):
+        try:
+            R = sla.cholesky(Y.conj().T @ Y, lower=False, check_finite=False)
+        except np.linalg.LinAlgError:
+            return None
+        if attempt == 0 and np.abs(np.diag(R)).min() < min_ratio * scale:
+            return None
+        Y = Y @ sla.solve_triangular(R, np.eye(R.shape[0], dtype=R.dtype), check_finite=False)
+    return Y
+
+
+def orth_against(Y: np.ndarray, Q: np.ndarray | None, *, passes: int = 2,
+                 scale: float | None = None) -> np.ndarray:
     """Orthonormal basis of the numerically nonzero part of ``(I - Q Q^H) Y``, orthogonal to ``Q``.
 
-    After two Gram-Schmidt passes against ``Q``, a thin Householder QR orthonormalises the block.
-    Columns whose remaining part ``|R_jj|`` is below ``max(m, l) * eps`` times the largest column
-    of ``Y`` already lay in range(Q) (or in the previous columns); they are dropped (deflation)
-    instead of becoming normalised rounding noise that is not orthogonal to ``Q``, so the result
-    may have fewer columns than ``Y``. When some kept column was nearly dependent, the block is
-    projected and orthonormalised once more to keep orthogonality at working precision.
+    After two Gram-Schmidt passes against ``Q``, the block is orthonormalised by Cholesky QR
+    (twice) when it is well conditioned, else by a thin Householder QR in which columns whose
+    remaining part ``|R_jj|`` is below ``max(m, l) * eps`` times the largest column of ``Y`` are
+    dropped (deflation: they already lay in range(Q) or in the previous columns, and normalising
+    them would produce rounding noise that is not orthogonal to ``Q``), so the result may have
+    fewer columns than ``Y``. Nearly dependent kept columns are projected once more.
+
+    ``passes=1`` with ``scale`` (the largest column norm before projection) serves callers that
+    have already applied one exact-arithmetic projection themselves.
     """
     if Y.shape[1] == 0:
         return Y
-    scale = float(np.max(np.linalg.norm(Y, axis=0)))
+    if scale is None:
+        scale = float(np.max(np.linalg.norm(Y, axis=0)))
     if scale == 0.0:
         return Y[:, :0]
-    P, R = sla.qr(_project_out(Y, Q), mode="economic", overwrite_a=True, check_finite=False)
+    eps = np.finfo(Y.dtype).eps
+    Y = _project_out(Y, Q, passes)
+    fast = _cholqr2(Y, eps**0.25, scale)
+    if fast is not None:
+        return fast
+    P, R = sla.qr(Y, mode="economic", check_finite=False)
     diag = np.abs(np.diag(R))
-    keep = diag > max(Y.shape) * np.finfo(Y.dtype).eps * scale
+    keep = diag > max(Y.shape) * eps * scale
     if not np.any(keep):
         return Y[:, :0]
     if np.all(keep) and diag.min() > 1e-4 * scale:
@@ -67,6 +95,25 @@ def _ritz(Q: np.ndarray, W: np.ndarray, rank: int):
     U = Q @ Ur[:, :rank]
     V = Z @ Vrt[:rank].conj().T
     return U, s[:rank], V.conj().T, W @ Ur[:, :rank]
+
+
+def _ritz_gram(Q: np.ndarray, W: np.ndarray, gram: np.ndarray, rank: int):
+    """As :func:`_ritz`, from the Gram matrix ``W^H W = (Q^H A)(Q^H A)^H`` already at hand.
+
+    With ``gram = Ur diag(s^2) Ur^H``: ``U = Q Ur``, ``V = W Ur / s``. Relative accuracy of
+    ``s_i`` is ``eps (s_1 / s_i)^2``, so this is used only while ``s_rank > 1e-4 s_1`` (else the QR
+    route of :func:`_ritz`).
+    """
+    w, Ur = sla.eigh(gram.astype(np.result_type(gram.dtype, np.float64)), check_finite=False)
+    w, Ur = w[::-1][:rank], Ur[:, ::-1][:, :rank]
+    if w.size < rank or w[-1] <= (1e-4) ** 2 * w[0] or w[0] <= 0:
+        return _ritz(Q, W, rank)
+    s = np.sqrt(w)
+    Ur = Ur.astype(Q.dtype, copy=False)
+    AhU = W @ Ur
+    U = Q @ Ur
+    Vt = (AhU / s.astype(Q.dtype)).conj().T
+    return U, s, Vt, AhU
 
 
 def _working_copy(A, precision: str):
@@ -212,10 +259,14 @@ def block_krylov_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2
     l = _check_rank(A, rank, oversample)
     original, A = A, _working_copy(A, precision)
     dtype = _work_dtype(A)
-    max_cols = min(m, n)
-    blocks = [_orth(A @ _sketch(rng, n, l, dtype))]
-    images = [adjoint_matmul(A, blocks[0])]
-    gram = images[0].conj().T @ images[0]
+    cap = min((power_iters + 1) * l, min(m, n))
+    Q = np.empty((m, cap), dtype=dtype, order="F")
+    W = np.empty((n, cap), dtype=dtype, order="F")
+    block = orth_against(A @ _sketch(rng, n, l, dtype), None)
+    c, last = block.shape[1], 0
+    Q[:, :c] = block
+    W[:, :c] = adjoint_matmul(A, block)
+    gram = W[:, :c].conj().T @ W[:, :c]
     previous = None
     status, it = Status.CONVERGED_ITS, 0
     for it in range(1, power_iters + 1):
@@ -227,29 +278,31 @@ def block_krylov_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2
             it -= 1
             break
         previous = ritz
-        basis = np.hstack(blocks)
-        width = min(l, max_cols - basis.shape[1])
-        if width <= 0:
-            status = Status.CONVERGED_HAPPY_BREAKDOWN
-            it -= 1
-            break
-        block = orth_against(A @ images[-1][:, :width], basis)
+        width = min(c - last, cap - c)
+        if width > 0:
+            # Q^H (A A^H Q_last) = W^H W_last is a block of the Gram matrix: the first Gram-Schmidt
+            # pass costs one product instead of two.
+            Y = A @ W[:, last:last + width]
+            scale = float(np.max(np.linalg.norm(Y, axis=0)))
+            Y -= Q[:, :c] @ gram[:, last:last + width]
+            block = orth_against(Y, Q[:, :c], passes=1, scale=scale)
+        else:
+            block = Q[:, :0]
         if block.shape[1] == 0:
             status = Status.CONVERGED_HAPPY_BREAKDOWN
             it -= 1
             break
-        blocks.append(block)
         image = adjoint_matmul(A, block)
-        cross = np.hstack(images).conj().T @ image
+        cross = W[:, :c].conj().T @ image
         gram = np.block([[gram, cross], [cross.conj().T, image.conj().T @ image]])
-        images.append(image)
-    Q = np.hstack(blocks)
-    W = np.hstack(images)
-    U, s, Vt, AhU = _ritz(Q, W, rank)
-    info = {"block_size": l, "krylov_depth": it, "basis_columns": int(Q.shape[1]),
+        last, c = c, c + block.shape[1]
+        Q[:, last:c] = block
+        W[:, last:c] = image
+    U, s, Vt, AhU = _ritz_gram(Q[:, :c], W[:, :c], gram, rank)
+    info = {"block_size": l, "krylov_depth": it, "basis_columns": int(c),
             "passes_over_A": 2 * it + 2, "precision": precision}
     return _finish(original, U, s, Vt, rng, status=status, iterations=it, info=info, AhU=AhU,
-                   message=f"block Krylov SVD of depth {it} ({Q.shape[1]} basis vectors)")
+                   message=f"block Krylov SVD of depth {it} ({c} basis vectors)")
 
 
 def adaptive_svd(A, *, tol: float, block_size: int = 10, power_iters: int = 1, max_rank: int | None = None,

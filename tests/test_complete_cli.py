@@ -149,6 +149,8 @@ def test_validation_history_is_reported_per_sweep(cli, problem, tmp_path):
     rep = json.loads(report.read_text())
     assert len(rep["history"]["val_rmse"]) == len(rep["history"]["train_rmse"]) == rep["iterations"]
     assert rep["metrics"]["val_rmse"] == rep["history"]["val_rmse"][-1]
+    assert len(rep["history"]["sweep_seconds"]) == rep["iterations"]
+    assert rep["info"]["seconds_per_sweep"] == pytest.approx(np.mean(rep["history"]["sweep_seconds"]))
 
 
 def test_strict_maxiter_gives_exit_3_and_still_writes(cli, problem, tmp_path):

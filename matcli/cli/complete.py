@@ -61,7 +61,8 @@ def command(
         help="Hold out this fraction of the observed entries; report validation RMSE per sweep.")] = 0.0,
     test: Annotated[Optional[str], typer.Option("--test", help="Test entries: report test_rmse and test_mae.")] = None,
     predict: Annotated[Optional[str], typer.Option(
-        "--predict", help="(row, col) pairs (1-based text or file.h5:/group) to predict.")] = None,
+        "--predict", help="(row, col) pairs to predict: text lines 'row col' (1-based, extra columns ignored) or "
+                         "file.h5:/group (row, col 0-based).")] = None,
     predictions_out: Annotated[Optional[str], typer.Option(
         "--predictions-out", help="Write predictions here as 'row col value' lines (1-based).")] = None,
     clip: Annotated[Optional[str], typer.Option("--clip", help="Clip predictions to 'lo,hi', e.g. 1,5.")] = None,

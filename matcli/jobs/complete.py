@@ -145,7 +145,7 @@ class Job(FamilyJob):
         self.problem_info = {
             "shape": [m, n], "observed": obs.nnz, "sampling_rate": obs.nnz / (float(m) * n),
             "value_range": [float(obs.values.min()), float(obs.values.max())],
-            "train_entries": int(self.split["train"].size), "validation_entries": int(self.split["val"].size),
+            "train_entries": obs.nnz - int(self.split["val"].size), "validation_entries": int(self.split["val"].size),
         }
         if self.test is not None:
             self.problem_info["test_entries"] = self.test.nnz
@@ -179,9 +179,12 @@ class Job(FamilyJob):
             rank, reg, selection = self._select(train, heldout, clip)
             p["rank"], p["reg"] = rank, reg
         # After selecting by validation, refit on every observed entry with the chosen values.
-        fit_idx = np.arange(obs.nnz) if self.auto else train
+        fit_idx = None if self.auto else train
         fit_heldout = None if self.auto else heldout
-        result = self._fit(fit_idx, fit_heldout, clip, int(rank), reg, callback)
+        sweep_times: list[float] = []
+        result = self._fit(fit_idx, fit_heldout, clip, int(rank), reg, _timed(callback, sweep_times))
+        if sweep_times:
+            result.info["seconds_per_sweep"] = float(np.mean(sweep_times))
         model = FactorModel.from_outputs(result.outputs)
         if self.auto:
             best = min(selection, key=lambda row: row["val_rmse"])
@@ -194,8 +197,8 @@ class Job(FamilyJob):
             result.metrics["test_mae"] = float(np.mean(np.abs(err)))
         if self.pairs is not None:
             self.predictions = model.predict(self.pairs[:, 0], self.pairs[:, 1], clip)
-        rows_seen = np.bincount(obs.rows[fit_idx], minlength=obs.shape[0]) > 0
-        cols_seen = np.bincount(obs.cols[fit_idx], minlength=obs.shape[1]) > 0
+        rows_seen = np.bincount(_subset(obs.rows, fit_idx), minlength=obs.shape[0]) > 0
+        cols_seen = np.bincount(_subset(obs.cols, fit_idx), minlength=obs.shape[1]) > 0
         result.info["rows_without_observations"] = int(np.sum(~rows_seen))
         result.info["cols_without_observations"] = int(np.sum(~cols_seen))
         result.info["final_fit_sweeps"] = result.iterations
@@ -203,16 +206,18 @@ class Job(FamilyJob):
             result.info["note"] = f"compute time includes {len(selection)} selection fits before the final fit"
         return result
 
-    def _fit(self, idx: np.ndarray, heldout, clip, rank: int, reg: float, callback: Callback) -> Result:
+    def _fit(self, idx: np.ndarray | None, heldout, clip, rank: int, reg: float, callback: Callback) -> Result:
+        """Run the kernel on the entries ``idx`` (None: all of them, without copying)."""
         obs = self.observed
         p = self.resolved_params
         kernel = self.spec.load()
         extra = {} if DEFAULT_REG[self.method] is None else {"reg": reg}
-        return kernel(obs.rows[idx], obs.cols[idx], obs.values[idx], obs.shape, rank=rank, **extra,
+        return kernel(_subset(obs.rows, idx), _subset(obs.cols, idx), _subset(obs.values, idx), obs.shape,
+                      rank=rank, **extra,
                       bias=p["bias"], maxiter=p["maxiter"], rtol=p["rtol"], atol=self.atol, heldout=heldout, clip=clip,
                       rng=self.rng, callback=callback, **self.params)
 
-    def _select(self, train: np.ndarray, heldout, clip) -> tuple[int, float, list[dict[str, Any]]]:
+    def _select(self, train: np.ndarray | None, heldout, clip) -> tuple[int, float, list[dict[str, Any]]]:
         """Coordinate search on validation RMSE: regularisation first (at the given or a middle
         rank), then rank at the chosen regularisation."""
         m, n = self.observed.shape
@@ -264,11 +269,33 @@ class Job(FamilyJob):
         return {"predictions": path}
 
 
-def _split(count: int, fraction: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Random disjoint train/validation index sets (validation = round(fraction * count) entries)."""
+def _subset(array: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
+    return array if idx is None else array[idx]
+
+
+def _timed(callback: Callback, seconds: list[float]) -> Callback:
+    """Wrap ``callback`` to add ``sweep_seconds`` (wall time since the previous report) to each report."""
+    import time
+
+    last = [time.perf_counter()]
+
+    def report(iteration: int, **values: float) -> None:
+        now = time.perf_counter()
+        seconds.append(now - last[0])
+        last[0] = now
+        callback(iteration, **values, sweep_seconds=seconds[-1])
+
+    return report
+
+
+def _split(count: int, fraction: float, rng: np.random.Generator) -> dict[str, np.ndarray | None]:
+    """Random disjoint train/validation index sets (validation = round(fraction * count) entries);
+    ``train`` is None (all entries) when nothing is held out."""
     n_val = int(round(fraction * count))
     if fraction > 0 and n_val == 0:
         n_val = 1
+    if n_val == 0:
+        return {"train": None, "val": np.empty(0, dtype=np.int64)}
     if n_val >= count:
         raise UsageError(f"--validate {fraction} leaves no training entries out of {count}")
     perm = rng.permutation(count)

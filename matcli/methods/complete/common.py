@@ -51,8 +51,8 @@ class Entries:
         self.col_counts = np.bincount(self.cols, minlength=n).astype(np.int64)
         # Stable sorts by row then by column keep each CSR row's columns in input order; scipy
         # products do not need sorted indices.
-        self._row_order = np.argsort(self.rows, kind="stable")
-        self._col_order = np.argsort(self.cols, kind="stable")
+        self._row_order = np.argsort(self.rows, kind="stable").astype(index_dtype, copy=False)
+        self._col_order = np.argsort(self.cols, kind="stable").astype(index_dtype, copy=False)
         self._row_indptr = np.concatenate(([0], np.cumsum(self.row_counts))).astype(index_dtype)
         self._col_indptr = np.concatenate(([0], np.cumsum(self.col_counts))).astype(index_dtype)
         self._row_indices = self.cols[self._row_order]

@@ -221,3 +221,20 @@ def test_fit_biases_matches_closed_form_on_one_sweep_structure():
     # Stationarity of the unregularised least squares: per-row and per-column residual sums vanish.
     np.testing.assert_allclose(np.bincount(rows, residual, 3), 0, atol=1e-9)
     np.testing.assert_allclose(np.bincount(cols, residual, 3), 0, atol=1e-9)
+
+
+def test_spectral_init_is_the_truncated_svd_when_everything_is_observed():
+    from matcli.methods.complete.common import spectral_init
+
+    rng = np.random.default_rng(16)
+    m, n = 60, 40
+    W = np.linalg.qr(rng.standard_normal((m, n)))[0]
+    Z = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    s = 0.5 ** np.arange(n)
+    M = (W * s) @ Z.T
+    rows, cols = np.divmod(np.arange(m * n), n)
+    U, V = spectral_init(Entries(rows, cols, M.ravel(), (m, n)), M.ravel(), 3, rng)
+    best = (W[:, :3] * s[:3]) @ Z[:, :3].T
+    # Subspace iteration error ~ (s_12 / s_3)^(2 q + 1) with width 11, q = 4: far below rounding.
+    assert np.linalg.norm(U @ V.T - best) <= 1e-12 * np.linalg.norm(best)
+    np.testing.assert_allclose(np.sort(np.sum(U * U, axis=0))[::-1], s[:3], rtol=1e-12)

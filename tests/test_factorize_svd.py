@@ -216,3 +216,28 @@ def test_low_rank_error_paths_agree(monkeypatch):
     estimate, how = metrics.operator_error(A, lambda Z: X @ (Y @ Z), rng)
     assert how.startswith("randomized estimate")
     assert estimate == pytest.approx(exact, rel=0.5)
+
+
+@pytest.mark.parametrize("kernel", [randomized_svd, block_krylov_svd])
+def test_float32_working_precision(kernel):
+    rng = np.random.default_rng(13)
+    d = 0.7 ** np.arange(60)
+    A = permuted_diagonal(4000, 3000, d, rng)
+    result = kernel(A, rank=8, power_iters=4, precision="float32", rng=rng)
+    U, s, Vt = result.outputs["U"], result.outputs["s"], result.outputs["Vt"]
+    assert U.dtype == np.float64 and s.dtype == np.float64
+    # single precision: eps32 = 6e-8, times a modest growth factor
+    np.testing.assert_allclose(s, d[:8], rtol=20 * np.finfo(np.float32).eps)
+    assert result.metrics["orthogonality_loss"] <= 100 * np.finfo(np.float32).eps
+    assert result.info["precision"] == "float32"
+
+
+def test_stop_tol_ends_iteration_early():
+    rng = np.random.default_rng(14)
+    A, _, _ = known_spectrum(300, 200, 0.5 ** np.arange(40), rng)
+    seen = []
+    result = block_krylov_svd(A, rank=5, power_iters=10, stop_tol=1e-12, rng=rng,
+                              callback=lambda it, **v: seen.append(v["sigma_change"]))
+    assert result.status is Status.CONVERGED_STEP
+    assert result.iterations < 10 and seen[-1] <= 1e-12
+    np.testing.assert_allclose(result.outputs["s"], 0.5 ** np.arange(5), rtol=1e-12)

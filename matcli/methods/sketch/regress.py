@@ -191,6 +191,10 @@ def factor_sketch(SA: np.ndarray, Sb: np.ndarray, *, need_svd: bool = False) -> 
     the part of ``S b`` outside range(SA).
     """
     d, n = SA.shape
+    if not need_svd and n > SVD_MAX_COLUMNS:
+        factor = _cholesky_factor(SA, Sb)
+        if factor is not None:
+            return factor
     aug = np.empty((d, n + 1), order="F")
     aug[:, :n] = SA
     aug[:, n] = Sb
@@ -204,6 +208,28 @@ def factor_sketch(SA: np.ndarray, Sb: np.ndarray, *, need_svd: bool = False) -> 
             return SketchFactor(d=d, n=n, outside=outside, R=R, qb=qb, rcond=rcond)
     Ur, sigma, Vt = scipy.linalg.svd(R, full_matrices=False, check_finite=False, lapack_driver="gesdd")
     return SketchFactor(d=d, n=n, outside=outside, V=Vt.T.copy(), sigma=sigma, z=Ur.T @ qb)
+
+
+#: CholeskyQR is accepted when cond(R) <= 1/CHOLESKY_MIN_RCOND: the Gram matrix then loses about
+#: cond^2 * eps = 2e-6 relative accuracy, which leaves A R^{-1} within 1e-5 of orthonormal-by-sketch.
+CHOLESKY_MIN_RCOND = 1e-5
+
+
+def _cholesky_factor(SA: np.ndarray, Sb: np.ndarray) -> SketchFactor | None:
+    """R from the Cholesky factor of the Gram matrix (SA)^T SA (CholeskyQR): about a third of the cost
+    of Householder QR for large n. Returns None when SA is too ill-conditioned for it."""
+    d, n = SA.shape
+    gram = SA.T @ SA
+    try:
+        R = scipy.linalg.cholesky(gram, lower=False, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    rcond = float(scipy.linalg.lapack.dtrcon(R, norm="1", uplo="U", diag="N")[0])
+    if not rcond >= CHOLESKY_MIN_RCOND:
+        return None
+    qb = scipy.linalg.solve_triangular(R, SA.T @ Sb, trans="T", check_finite=False)
+    outside = float(max(Sb @ Sb - qb @ qb, 0.0))
+    return SketchFactor(d=d, n=n, outside=outside, R=R, qb=qb, rcond=rcond)
 
 
 @dataclass

@@ -1,0 +1,179 @@
+"""``matcli sketch-regress`` end to end: exit codes, output file, report fields, streaming from HDF5."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse as sp
+
+from matcli.gallery import regression_problem
+from matcli.io.hdf5 import write_arrays
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory):
+    """A 4000 x 30 regression problem with cond 1e6 and 3 heavy rows; exact optimum known."""
+    path = tmp_path_factory.mktemp("sketch") / "reg.h5"
+    arrays = regression_problem(4000, 30, 1e6, 3, 1e-2, np.random.default_rng(0))
+    write_arrays(str(path), arrays)
+    return path, arrays
+
+
+def run(cli, tmp_path, regression, *extra, name="x.h5"):
+    path, _ = regression
+    out, report = tmp_path / name, tmp_path / (name + ".json")
+    result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", out, "--seed", "1", "--quiet",
+                  "--report", report, *extra])
+    data = json.loads(report.read_text()) if report.exists() else None
+    return result, out, data
+
+
+def read_x(out):
+    with h5py.File(out) as fh:
+        return fh["x"][()]
+
+
+def test_default_precondition_reaches_the_optimum(cli, tmp_path, regression):
+    result, out, report = run(cli, tmp_path, regression)
+    assert result.exit_code == 0, result.stderr
+    arrays = regression[1]
+    x = read_x(out)
+    r = np.linalg.norm(arrays["b"] - arrays["A"] @ x)
+    # rounding of ||b - Ax|| for an accurate x: n eps ||A|| ||x|| relative to ||r*|| ~ 1e-10 here
+    assert r <= float(arrays["optimal_residual"]) * (1 + 1e-10)
+    assert report["method"] == "precondition" and report["method_requested"] == "auto"
+    assert "rtol" in report["method_reason"]
+    assert report["status"]["converged"] and report["iterations"] > 0
+    for key in ("residual_norm", "relative_residual", "optimality", "residual_ratio_estimate", "sketch_size",
+                "iterations", "condition_estimate", "preconditioned_condition_estimate", "backward_error_estimate"):
+        assert key in report["metrics"], key
+    assert report["metrics"]["residual_norm"] == pytest.approx(r, rel=1e-10)
+    assert report["params"]["sketch"] == "sparse-sign" and report["params"]["nnz_per_column"] == 8
+    assert report["problem"]["shape"] == [4000, 30] and not report["problem"]["streaming"]
+    assert set(report["phases"]) >= {"read", "setup", "compute", "write"}
+
+
+def test_eps_selects_sketch_and_solve(cli, tmp_path, regression):
+    result, out, report = run(cli, tmp_path, regression, "--eps", "0.2", "--sketch", "srht")
+    assert result.exit_code == 0, result.stderr
+    arrays = regression[1]
+    assert report["method"] == "sketch-and-solve" and "eps" in report["method_reason"]
+    assert report["params"]["sketch_size"] == 30 + 1 + 75
+    ratio = np.linalg.norm(arrays["b"] - arrays["A"] @ read_x(out)) / float(arrays["optimal_residual"])
+    assert ratio <= 1 + 3 * 0.2  # expectation 1 + eps for this d; 3x slack for one draw
+    assert report["iterations"] == 0
+
+
+@pytest.mark.parametrize("sketch", ["countsketch", "gaussian", "leverage"])
+def test_refine_mode_with_each_sketch_and_params(cli, tmp_path, regression, sketch):
+    result, out, report = run(cli, tmp_path, regression, "--mode", "refine", "--sketch", sketch,
+                              "--param", "refine_steps=1", "--rtol", "1e-12")
+    assert result.exit_code == 0, result.stderr
+    assert report["params"]["refine_steps"] == 1 and len(report["info"]["solves"]) == 2
+    np.testing.assert_allclose(read_x(out), regression[1]["x_true"], rtol=1e-4)
+
+
+def test_ridge_fixed_and_auto(cli, tmp_path, regression):
+    result, out, report = run(cli, tmp_path, regression, "--ridge", "1e-3")
+    assert result.exit_code == 0, result.stderr
+    A, b = regression[1]["A"], regression[1]["b"]
+    aug = np.vstack([A, np.sqrt(1e-3) * np.eye(30)])
+    x_ref, *_ = np.linalg.lstsq(aug, np.concatenate([b, np.zeros(30)]), rcond=None)
+    # forward error of LSQR stopped at rtol = 1e-10 on the preconditioned problem: cond(aug) * rtol
+    bound = 10 * np.linalg.cond(aug) * (1e-10 + 30 * np.finfo(float).eps)
+    assert np.linalg.norm(read_x(out) - x_ref) <= bound * np.linalg.norm(x_ref)
+    result, out, report = run(cli, tmp_path, regression, "--ridge", "auto", name="auto.h5")
+    assert result.exit_code == 0, result.stderr
+    assert report["metrics"]["ridge"] == report["info"]["ridge"] > 0
+    assert "gcv" in report["info"]["ridge_auto"]
+
+
+@pytest.mark.parametrize(
+    "extra, code, words",
+    [
+        (["--eps", "0.1", "--sketch-size", "100"], 2, "either"),
+        (["--sketch-size", "10"], 2, "between"),
+        (["--ridge", "abc"], 2, "ridge"),
+        (["--ridge", "-1"], 2, "ridge"),
+        (["--param", "zeta=3"], 2, "no parameter"),
+        (["--mode", "precondition", "--param", "refine_steps=2"], 2, "no parameter"),
+        (["--max-memory", "lots"], 2, "max-memory"),
+        (["--max-memory", "100K", "--sketch", "srht"], 2, "srht"),
+        (["--eps", "1.5"], 2, "eps"),
+    ],
+)
+def test_usage_errors(cli, tmp_path, regression, extra, code, words):
+    result, out, _ = run(cli, tmp_path, regression, *extra)
+    assert result.exit_code == code, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_input_errors_name_the_file(cli, tmp_path):
+    wide = tmp_path / "wide.h5"
+    write_arrays(str(wide), {"A": np.ones((5, 8)), "b": np.ones(5), "c": np.ones(7)})
+    result = cli(["sketch-regress", f"{wide}:/A", f"{wide}:/b", "-o", tmp_path / "x.h5"])
+    assert result.exit_code == 4 and "tall" in result.stderr and str(wide) in result.stderr
+    tall = tmp_path / "tall.h5"
+    write_arrays(str(tall), {"A": np.ones((8, 5)), "c": np.ones(7)})
+    result = cli(["sketch-regress", f"{tall}:/A", f"{tall}:/c", "-o", tmp_path / "x.h5"])
+    assert result.exit_code == 4 and "length 7" in result.stderr
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_strict_exit_3_when_maxiter_is_too_small(cli, tmp_path, regression):
+    result, out, report = run(cli, tmp_path, regression, "--maxiter", "1", "--rtol", "1e-14", "--strict")
+    assert result.exit_code == 3, result.stderr
+    assert report["status"]["reason"] == "diverged_max_it" and out.exists()
+
+
+def test_sparse_mtx_input(cli, tmp_path, shared_data):
+    """lp_share1b (117 x 253, cond ~1e5) transposed is a tall sparse least-squares matrix."""
+    A = scipy.io.mmread(shared_data / "matrices" / "lp_share1b.mtx").T.tocsr()
+    scipy.io.mmwrite(tmp_path / "At.mtx", A)
+    b = np.random.default_rng(2).standard_normal(A.shape[0])
+    np.save(tmp_path / "b.npy", b)
+    out = tmp_path / "x.h5"
+    result = cli(["sketch-regress", tmp_path / "At.mtx", tmp_path / "b.npy", "-o", out, "--seed", "0", "--quiet",
+                  "--report", tmp_path / "r.json"])
+    assert result.exit_code == 0, result.stderr
+    x_ref, *_ = np.linalg.lstsq(A.toarray(), b, rcond=None)
+    r_ref = np.linalg.norm(b - A @ x_ref)
+    assert np.linalg.norm(b - A @ read_x(out)) <= r_ref * (1 + 1e-12)
+    assert json.loads((tmp_path / "r.json").read_text())["problem"]["format"] == "sparse csr"
+
+
+def test_streaming_from_hdf5_matches_in_memory(cli, tmp_path):
+    """A 20 MB dense file read in row blocks under a 2 MB budget gives the in-memory answer."""
+    m, n = 52000, 48
+    arrays = regression_problem(m, n, 1e3, 2, 1e-2, np.random.default_rng(3))
+    path = tmp_path / "big.h5"
+    write_arrays(str(path), {"A": arrays["A"], "b": arrays["b"]})
+    outs = {}
+    for label, extra in (("memory", []), ("stream", ["--max-memory", "2M"])):
+        out, report = tmp_path / f"{label}.h5", tmp_path / f"{label}.json"
+        result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", out, "--seed", "4", "--quiet",
+                      "--report", report, "--sketch", "countsketch", *extra])
+        assert result.exit_code == 0, result.stderr
+        outs[label] = (read_x(out), json.loads(report.read_text()))
+    x_stream, rep = outs["stream"]
+    assert rep["problem"]["streaming"] and rep["problem"]["rows_per_block"] * n * 8 <= 2**20
+    assert rep["info"]["passes_over_file"] == 2 * rep["iterations"] + 5
+    np.testing.assert_allclose(x_stream, outs["memory"][0], rtol=1e3 * 1e-10)
+    r = np.linalg.norm(arrays["b"] - arrays["A"] @ x_stream)
+    assert r <= float(arrays["optimal_residual"]) * (1 + 1e-10)
+
+
+def test_streaming_reports_nan_rows_as_input_error(cli, tmp_path):
+    A = np.random.default_rng(5).standard_normal((3000, 10))
+    A[2500, 3] = np.nan
+    path = tmp_path / "nan.h5"
+    with h5py.File(path, "w") as fh:
+        fh["A"] = A
+        fh["b"] = np.ones(3000)
+    result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", tmp_path / "x.h5", "--max-memory", "64K"])
+    assert result.exit_code == 4 and "NaN" in result.stderr and str(path) in result.stderr

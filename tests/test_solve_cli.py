@@ -243,3 +243,25 @@ def test_errors_are_one_line_with_exit_code(cli, tmp_path, poisson_file, args, c
 def test_non_square_to_direct_is_usage_error(cli, tmp_path):
     result = cli(["solve", data_file("matrices/lp_afiro.mtx"), "-m", "lu", "-o", tmp_path / "x.h5", "--quiet"])
     assert result.exit_code == 2 and "lsqr" in result.stderr
+
+
+def test_factorization_happens_in_setup_not_compute(tmp_path, poisson_file, monkeypatch):
+    from matcli.jobs.base import JobRequest
+    from matcli.jobs.solve import Job
+    from matcli.methods.solve import direct
+
+    path, problem = poisson_file
+    request = JobRequest(family="solve", method="lu", inputs=(f"{path}:/A",), output=None,
+                         options={"rhs": f"{path}:/b", "precond": "auto", "rtol": 1e-8})
+    job = Job(request)
+    job.read()
+    job.validate()
+    job.setup(np.random.default_rng(0))
+    assert job.solver.factorization.solve is not None
+
+    def no_factorization(*args, **kwargs):
+        raise AssertionError("factorization in the compute phase")
+
+    monkeypatch.setattr(direct, "factorize", no_factorization)
+    result = job.compute(lambda it, **values: None)
+    np.testing.assert_allclose(result.outputs["x"], problem["x_true"], rtol=1e-10, atol=1e-10)

@@ -76,6 +76,7 @@ class Job(FamilyJob):
         self.precheck: tuple[Status, str] | None = None
         self.bandit = None
         self.unused_params: list[str] = []
+        self.rhs_label = "ones"
 
     # ----------------------------------------------------------------- read
     def input_paths(self) -> list[str]:
@@ -98,6 +99,8 @@ class Job(FamilyJob):
             self.systems = [System("x", inputs[0], read_matrix(inputs[0]))]
         else:
             self.systems = self._read_batch(inputs)
+        from_groups = any(system.B is not None for system in self.systems) and self.rhs_spec is None
+        self.rhs_label = self.rhs_spec or ("b of each batch group" if from_groups else "ones")
         shared = None
         if self.rhs_spec and self.rhs_spec not in GENERATED_RHS:
             shared = read_dense(self.rhs_spec)
@@ -205,7 +208,10 @@ class Job(FamilyJob):
             method, precond, reason = auto.choose_method(A, facts, nrhs, rng)
             reasons.append(reason)
             if self.precond != "auto":
-                precond = self.precond if method in (*KRYLOV,) else "none"
+                if method in KRYLOV:
+                    precond = self.precond
+                elif self.precond != "none":
+                    reasons.append(f"--precond {self.precond} not used: {method} takes no preconditioner")
         else:
             method = requested
             precond = self.precond
@@ -228,9 +234,7 @@ class Job(FamilyJob):
         precond_used = getattr(self.solver, "precond_name", "none") if self.solver is not None else precond
         self.resolved_params = {**self.params, "precond": precond_used, "rtol": self.rtol,
                                 "maxiter": self.maxiter,
-                                "rhs": self.rhs_spec or ("from batch groups" if first.B is not None and self.batch
-                                                         and self.rhs_spec is None else "ones"),
-                                "nrhs": nrhs}
+                                "rhs": self.rhs_label, "nrhs": nrhs}
         if self.batch:
             self.resolved_params.update({"recycle": self.recycle, "reorder": self.reorder})
         self.problem_info = {**facts.as_dict(), "nrhs": nrhs, "systems": len(self.systems)}

@@ -3,7 +3,8 @@
 All three touch ``A`` only through products ``A @ X`` and ``A^H @ X`` with thin dense blocks, so
 sparse matrices are never densified. The last product of every method is reused for the
 Rayleigh-Ritz step: if ``A^H Q = Z R`` (thin QR) then ``Q^H A = R^H Z^H``, whose SVD costs only a
-small ``l x l`` SVD, so no extra pass over ``A`` is needed.
+small ``l x l`` SVD (block Krylov uses the Gram matrix of ``A^H Q`` it already maintains), so no
+extra pass over ``A`` is needed.
 
 References: Halko, Martinsson & Tropp (2011), SIAM Rev. 53; Musco & Musco (2015), NeurIPS;
 Yu, Gu & Li (2018), SIAM J. Matrix Anal. Appl. 39 (randQB_EI).
@@ -239,9 +240,11 @@ def block_krylov_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2
     """Rank-``rank`` SVD by randomized block Krylov iteration (Musco & Musco 2015).
 
     Builds an orthonormal basis of ``K = [A W, (A A^H) A W, ..., (A A^H)^q A W]`` with block size
-    ``l = rank + oversample``; every new block is orthogonalised against all previous ones (CGS2),
-    so the basis stays orthonormal to machine precision. The products ``A^H Q_i`` of each block
-    are kept, so the final Rayleigh-Ritz step needs only one more product than the iteration.
+    ``l = rank + oversample``; every new block is orthogonalised against all previous ones by two
+    Gram-Schmidt passes (the first one's coefficients ``Q^H A A^H Q_i = W^H W_i`` come from the Gram
+    matrix of the images ``W = A^H Q``, which is kept) and then orthonormalised (Cholesky QR, or a
+    deflating Householder QR for ill-conditioned blocks), so the basis stays orthonormal to machine
+    precision. Keeping the images ``A^H Q_i`` makes the final Rayleigh-Ritz step cost one product.
     Same number of passes over ``A`` as :func:`randomized_svd` with the same ``power_iters``,
     but a ``(q+1) l``-dimensional search space, which converges much faster on slowly decaying spectra.
 
@@ -341,12 +344,13 @@ def adaptive_svd(A, *, tol: float, block_size: int = 10, power_iters: int = 1, m
     norm_A = frobenius_norm(A)
     target = (tol * norm_A) ** 2
     energy = norm_A**2
-    Q = np.zeros((m, 0), dtype=dtype)
-    W = np.zeros((n, 0), dtype=dtype)
-    it = 0
-    while energy > target and Q.shape[1] < limit:
+    Q_buf = np.empty((m, min(limit, 4 * block_size)), dtype=dtype, order="F")
+    W_buf = np.empty((n, Q_buf.shape[1]), dtype=dtype, order="F")
+    c, it = 0, 0
+    while energy > target and c < limit:
         it += 1
-        b = min(block_size, limit - Q.shape[1])
+        Q = Q_buf[:, :c]
+        b = min(block_size, limit - c)
         Qi = orth_against(A @ _sketch(rng, n, b, dtype), Q)
         for _ in range(power_iters):
             if Qi.shape[1] == 0:
@@ -357,10 +361,16 @@ def adaptive_svd(A, *, tol: float, block_size: int = 10, power_iters: int = 1, m
         if Qi.shape[1] == 0:
             break
         Wi = adjoint_matmul(A, Qi)
-        Q = np.hstack([Q, Qi])
-        W = np.hstack([W, Wi])
+        if c + Qi.shape[1] > Q_buf.shape[1]:
+            grow = min(limit, 2 * Q_buf.shape[1] + Qi.shape[1])
+            Q_buf = np.asfortranarray(np.hstack([Q_buf[:, :c], np.empty((m, grow - c), dtype)]))
+            W_buf = np.asfortranarray(np.hstack([W_buf[:, :c], np.empty((n, grow - c), dtype)]))
+        Q_buf[:, c:c + Qi.shape[1]] = Qi
+        W_buf[:, c:c + Qi.shape[1]] = Wi
+        c += Qi.shape[1]
         energy -= float(np.linalg.norm(Wi) ** 2)
         callback(it, error_indicator=float(np.sqrt(max(energy, 0.0)) / norm_A) if norm_A else 0.0)
+    Q, W = Q_buf[:, :c], W_buf[:, :c]
     if Q.shape[1] == 0:
         U, s, Vt = np.zeros((m, 0), dtype), np.zeros(0), np.zeros((0, n), dtype)
         return Result(status=Status.CONVERGED_RTOL, outputs={"U": U, "s": s, "Vt": Vt},

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from matcli.core.errors import InputError, UsageError
 from matcli.core.registry import get_spec

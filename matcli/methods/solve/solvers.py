@@ -8,6 +8,7 @@ right-hand sides share one setup, and lets a batch of related matrices reuse it 
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,7 +19,7 @@ from matcli.methods.solve import direct, krylov, precond, stationary
 
 
 @dataclass
-class Solver:
+class Solver(abc.ABC):
     """A prepared solver for matrices like the one it was set up with.
 
     ``solve(A, B, x0=, rtol=, maxiter=, callback=)`` returns a :class:`Result`; ``A`` may be a
@@ -28,13 +29,14 @@ class Solver:
     method: str
     info: dict[str, Any] = field(default_factory=dict)
 
+    @abc.abstractmethod
     def solve(self, A, B, *, x0=None, rtol: float = 1e-8, maxiter: int | None = None,
               callback: Callback = no_callback) -> Result:
-        raise NotImplementedError
+        """Solve ``A X = B`` for (n,) or (n, k) ``B`` with the prepared setup."""
 
+    @abc.abstractmethod
     def update(self, A, *, rebuild: bool = False) -> str:
         """Adapt to a new matrix of the same pattern; return what was done (for the report)."""
-        raise NotImplementedError
 
 
 @dataclass

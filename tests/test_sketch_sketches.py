@@ -53,6 +53,16 @@ def test_row_blocks_accumulate_to_the_whole_sketch(kind):
     np.testing.assert_allclose(total, S.apply(A), rtol=1e-12, atol=1e-12 * np.abs(total).max())
 
 
+def test_sparse_sign_chunks_are_independent_of_row_blocking():
+    rng = np.random.default_rng(20)
+    m = 150_000  # three generation chunks
+    A = rng.standard_normal((m, 3))
+    S = sparse_sign(m, 64, 4, np.random.default_rng(21))
+    cuts = [0, 65535, 65537, 140000, m]
+    total = sum(S.apply_rows(A[a:b], a) for a, b in zip(cuts[:-1], cuts[1:]))
+    np.testing.assert_allclose(total, S.matrix @ A, rtol=1e-12, atol=1e-12 * np.abs(total).max())
+
+
 def test_sparse_sign_has_zeta_distinct_rows_per_column_with_equal_magnitudes():
     S = sparse_sign(5000, 96, 8, np.random.default_rng(5)).matrix
     counts = np.diff(S.indptr)

@@ -42,6 +42,8 @@ STREAMABLE_KINDS = ("countsketch", "sparse-sign", "gaussian", "leverage")
 #: Rows of a Gaussian sketch generated from one seed; fixing it makes the sketch independent of
 #: how the rows are blocked when streaming.
 _GAUSSIAN_CHUNK = 8192
+#: Columns of a sparse sign sketch generated from one seed.
+_SPARSE_CHUNK = 65536
 #: Columns transformed together by the SRHT (bounds its temporary memory to m x 64 numbers).
 _SRHT_COLUMNS = 64
 
@@ -53,7 +55,7 @@ def _as_dense(Y) -> np.ndarray:
 class SparseEmbedding:
     """A sketch stored as a sparse d x m matrix in CSC form (column j = where row j of A goes).
 
-    Used for countsketch, sparse sign embeddings and row sampling.
+    Used for row sampling (at most d nonzeros).
     """
 
     def __init__(self, kind: str, matrix: sp.csc_matrix):
@@ -132,20 +134,59 @@ class GaussianSketch:
         return self.apply_rows(X, 0)
 
 
-def sparse_sign(m: int, d: int, zeta: int, rng: np.random.Generator) -> SparseEmbedding:
+class SparseSign:
+    """Sparse sign embedding (``zeta = 1``: CountSketch), generated chunk by chunk of columns.
+
+    Columns ``[c * CHUNK, (c + 1) * CHUNK)`` of S come from the seed ``(seed, c)``, so the sketch is
+    the same however the rows of A are blocked, and only one chunk of S exists at a time
+    (O(CHUNK zeta) memory instead of O(m zeta)).
+    """
+
+    def __init__(self, m: int, d: int, zeta: int, rng: np.random.Generator):
+        self.m, self.d = m, d
+        self.zeta = max(1, min(int(zeta), d))
+        self.kind = "countsketch" if self.zeta == 1 else "sparse-sign"
+        self.seed = int(rng.integers(0, 2**63 - 1))
+
+    def _chunk(self, index: int) -> sp.csc_matrix:
+        start = index * _SPARSE_CHUNK
+        cols = min(_SPARSE_CHUNK, self.m - start)
+        zeta, band = self.zeta, self.d // self.zeta
+        gen = np.random.default_rng([self.seed, index])
+        rows = gen.integers(0, band, size=(cols, zeta), dtype=np.int32)
+        rows += (np.arange(zeta, dtype=np.int32) * band)[None, :]
+        signs = gen.integers(0, 2, size=(cols, zeta)).astype(np.float64)
+        signs = (2.0 * signs - 1.0) / math.sqrt(zeta)
+        indptr = np.arange(0, cols * zeta + 1, zeta, dtype=np.int64 if cols * zeta >= 2**31 else np.int32)
+        return sp.csc_matrix((signs.ravel(), rows.ravel(), indptr), shape=(self.d, cols))
+
+    def apply_rows(self, X_block, start: int) -> np.ndarray:
+        stop = start + X_block.shape[0]
+        out = np.zeros((self.d,) + X_block.shape[1:])
+        for index in range(start // _SPARSE_CHUNK, (stop - 1) // _SPARSE_CHUNK + 1):
+            c0 = index * _SPARSE_CHUNK
+            lo, hi = max(start, c0), min(stop, c0 + _SPARSE_CHUNK)
+            S = self._chunk(index)[:, lo - c0:hi - c0]
+            # CSC @ X streams over the columns of S, i.e. once over the rows of X
+            out += _as_dense(S @ X_block[lo - start:hi - start])
+        return out
+
+    def apply(self, X) -> np.ndarray:
+        return self.apply_rows(X, 0)
+
+    @property
+    def matrix(self) -> sp.csc_matrix:
+        """The whole d x m matrix (for inspection and tests; O(m zeta) memory)."""
+        chunks = [self._chunk(i) for i in range((self.m - 1) // _SPARSE_CHUNK + 1)]
+        return sp.hstack(chunks, format="csc")
+
+
+def sparse_sign(m: int, d: int, zeta: int, rng: np.random.Generator) -> SparseSign:
     """Sparse sign embedding with ``zeta`` nonzeros per column, one per band of ``d // zeta`` rows.
 
-    ``zeta = 1`` is CountSketch. Requires ``1 <= zeta <= d``.
+    ``zeta = 1`` is CountSketch. ``zeta`` is clipped to [1, d].
     """
-    zeta = max(1, min(int(zeta), d))
-    band = d // zeta
-    offsets = (np.arange(zeta, dtype=np.int64) * band)[None, :]
-    rows = offsets + rng.integers(0, band, size=(m, zeta))
-    signs = rng.integers(0, 2, size=(m, zeta)).astype(np.float64) * 2.0 - 1.0
-    signs /= math.sqrt(zeta)
-    indptr = np.arange(0, m * zeta + 1, zeta, dtype=np.int64)
-    matrix = sp.csc_matrix((signs.ravel(), rows.ravel(), indptr), shape=(d, m))
-    return SparseEmbedding("countsketch" if zeta == 1 else "sparse-sign", matrix)
+    return SparseSign(m, d, zeta, rng)
 
 
 def sampling_sketch(probabilities: np.ndarray, d: int, rng: np.random.Generator) -> SparseEmbedding:
@@ -172,7 +213,7 @@ def leverage_probabilities(scores: np.ndarray, uniform_weight: float = 0.1) -> n
 
 
 def make_sketch(kind: str, m: int, d: int, rng: np.random.Generator, *, zeta: int = 8,
-                row_scores: Callable[[SparseEmbedding], np.ndarray] | None = None, min_rows: int = 1):
+                row_scores: Callable[[SparseSign], np.ndarray] | None = None, min_rows: int = 1):
     """Build a sketch of kind ``kind`` (one of :data:`SKETCH_KINDS`) mapping R^m to R^d.
 
     ``row_scores`` is needed for ``leverage``: given a sparse-sign pre-sketch it returns approximate

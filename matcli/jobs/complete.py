@@ -105,8 +105,12 @@ class Job(FamilyJob):
         if opts.get("predictions_out") and self.pairs is None:
             raise UsageError("--predictions-out needs --predict PAIRS")
         if opts.get("predictions_out"):
+            from pathlib import Path
+
             from matcli.io.atomic import check_output_path
 
+            if self.request.output and Path(opts["predictions_out"]).resolve() == Path(self.request.output).resolve():
+                raise UsageError("--predictions-out must differ from the model output -o")
             check_output_path(opts["predictions_out"], self.input_paths(), self.request.force)
 
     # ---------------------------------------------------------------- setup

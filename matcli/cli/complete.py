@@ -22,6 +22,16 @@ def _method_enum() -> type[enum.Enum]:
 Method = _method_enum()
 
 
+def _reg_help() -> str:
+    from matcli.methods.complete.specs import DEFAULT_REG
+
+    defaults = ", ".join(f"{name} {value}" for name, value in DEFAULT_REG.items() if value is not None)
+    return ("Regularisation, or 'auto' (chosen by validation RMSE). als/als-exact/robust: ridge weight "
+            "times each row's/column's number of observations; softimpute: nuclear-norm threshold "
+            "relative to the top singular value; scaledgd: ridge weight. Defaults: " + defaults +
+            "; use 0 for exact low-rank data. Not accepted by bpmf.")
+
+
 def _auto_or(kind, text: str, option: str):
     from matcli.core.errors import UsageError
 
@@ -51,9 +61,7 @@ def command(
              "(row, col, value, 0-based).")],
     out: OutOpt,
     rank: Annotated[str, typer.Option("--rank", "-k", help="Rank k, or 'auto' (chosen by validation RMSE).")] = "10",
-    reg: Annotated[Optional[str], typer.Option(
-        "--reg", help="Regularisation (method-specific meaning; default per method, see `matcli methods "
-                      "complete`), or 'auto' (chosen by validation RMSE).")] = None,
+    reg: Annotated[Optional[str], typer.Option("--reg", help=_reg_help())] = None,
     method: Annotated[Method, typer.Option("--method", "-m", help="Completion method.")] = Method.auto,
     bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Fit global mean, row and column biases.")] = True,
     validate: Annotated[float, typer.Option(

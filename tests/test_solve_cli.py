@@ -50,7 +50,7 @@ def test_auto_direct_solve_writes_x_and_report(cli, tmp_path, poisson_file):
     assert report["problem"]["hermitian"] is True
 
 
-@pytest.mark.parametrize("method,precond", [("cg", "amg-sa"), ("cg", "amg-rs"), ("cg", "chebyshev"),
+@pytest.mark.parametrize("method,precond", [("cg", "amg-sa"), ("cg", "amg-rs"), ("cg", "chebyshev"), ("cg", "ic"),
                                             ("minres", "jacobi"), ("gmres", "ilu"), ("bicgstab", "ilu"),
                                             ("lsqr", "none"), ("lsmr", "none"), ("sor", "none"), ("ssor", "none"),
                                             ("lu", "none"), ("ldl", "none")])
@@ -224,6 +224,7 @@ def test_monitor_prints_residuals(cli, tmp_path, poisson_file):
 @pytest.mark.parametrize("args,code,fragment", [
     (["--rhs", "RHS_BAD"], 4, "expected (400,)"),
     (["-m", "lu", "--precond", "ilu"], 2, "no preconditioner"),
+    (["-m", "cg", "--precond", "ilu"], 2, "--precond ic"),
     (["--param", "nosuch=1"], 2, "nosuch"),
     (["-m", "gmres", "--param", "restart=0"], 2, "restart"),
     (["--rtol", "2"], 2, "rtol"),
@@ -265,3 +266,16 @@ def test_factorization_happens_in_setup_not_compute(tmp_path, poisson_file, monk
     monkeypatch.setattr(direct, "factorize", no_factorization)
     result = job.compute(lambda it, **values: None)
     np.testing.assert_allclose(result.outputs["x"], problem["x_true"], rtol=1e-10, atol=1e-10)
+
+
+def test_auto_precond_falls_back_when_incomplete_cholesky_breaks_down(cli, tmp_path):
+    A = sp.csr_matrix(gallery.poisson((10, 10)) - 3.0 * sp.identity(100))  # positive diagonal, indefinite
+    path = tmp_path / "indef.h5"
+    write_arrays(str(path), {"A": A})
+    rep = tmp_path / "r.json"
+    result = cli(["solve", f"{path}:/A", "-m", "cg", "-o", tmp_path / "x.h5", "--report", rep, "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    report = report_of(rep)
+    assert "incomplete Cholesky broke down" in report["method_reason"]
+    assert report["params"]["precond"] == "jacobi"
+    assert report["status"]["reason"] == "diverged_not_spd"

@@ -136,7 +136,7 @@ def test_refactor_with_reused_ordering_matches_fresh_factorization():
 # ------------------------------------------------------------------ Krylov
 
 
-@pytest.mark.parametrize("pc", ["none", "jacobi", "amg-sa", "amg-rs", "chebyshev"])
+@pytest.mark.parametrize("pc", ["none", "jacobi", "ic", "amg-sa", "amg-rs", "chebyshev"])
 @pytest.mark.parametrize("name", ["poisson"] + WELL_CONDITIONED_SPD)
 def test_cg_converges_on_spd(name, pc):
     A = poisson((20, 20)) if name == "poisson" else load(name)
@@ -396,3 +396,25 @@ def test_omega_bandit_stays_near_the_best_arm_once_its_neighbours_are_known():
         chosen.append(w)
         bandit.observe(w, cost(w), True)
     assert min(chosen) > 1.6
+
+
+@pytest.mark.parametrize("name", ["poisson", "bcsstk16.mtx", "1138_bus.mtx"])
+def test_incomplete_cholesky_is_symmetric_and_fixes_cg(name):
+    A = poisson((40, 40)) if name == "poisson" else load(name)
+    rng = np.random.default_rng(17)
+    M = precond.build(A, "ic", symmetric_matrix=True, params={}, rng=rng)
+    V = rng.standard_normal((A.shape[0], 2))
+    MV = M.apply(V)
+    assert abs(V[:, 0] @ MV[:, 1] - V[:, 1] @ MV[:, 0]) <= 1e-10 * np.abs(MV).max() * np.abs(V).max() * A.shape[0]
+    assert np.all(np.einsum("ij,ij->j", V, MV) > 0)
+    b = np.ones(A.shape[0])
+    result = krylov.cg(A, b, M=M, rtol=RTOL, maxiter=500)
+    assert result.status == Status.CONVERGED_RTOL and result.metrics["relative_residual"] <= RTOL
+
+
+def test_incomplete_cholesky_refuses_indefinite():
+    from matcli.core.errors import UsageError
+
+    A = sp.csr_matrix(poisson((10, 10)) - 3.0 * sp.identity(100))
+    with pytest.raises(UsageError, match="non-positive pivot"):
+        precond.build(A, "ic", symmetric_matrix=True, params={}, rng=None)

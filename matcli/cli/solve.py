@@ -24,7 +24,7 @@ from matcli.core.registry import method_names
 
 Method = enum.Enum("Method", {name: name for name in method_names("solve")}, type=str)
 Precond = enum.Enum("Precond", {name.replace("-", "_"): name
-                                for name in ("auto", "none", "jacobi", "ilu", "amg-sa", "amg-rs", "chebyshev")},
+                                for name in ("auto", "none", "jacobi", "ilu", "ic", "amg-sa", "amg-rs", "chebyshev")},
                     type=str)
 
 

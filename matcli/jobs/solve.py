@@ -152,6 +152,9 @@ class Job(FamilyJob):
         get_spec("solve", method)
         if self.precond not in ("auto", "none") and method in (*DIRECT, *LEAST_SQUARES, *STATIONARY):
             raise UsageError(f"--method {method} takes no preconditioner (got --precond {self.precond})")
+        if self.precond == "ilu" and method in ("cg", "minres"):
+            raise UsageError(f"--method {method} needs a symmetric preconditioner and ILU is not; use --precond ic "
+                             "(incomplete Cholesky), amg-sa, amg-rs, chebyshev or jacobi")
         if self.rtol <= 0 or self.rtol >= 1:
             raise UsageError(f"--rtol must lie in (0, 1), got {self.rtol}")
         if self.rhs_spec in GENERATED_RHS and self.nrhs < 1:
@@ -223,7 +226,15 @@ class Job(FamilyJob):
         self._precheck(method, facts)
         self.solver = None
         if self.precheck is None:
-            self.solver = self._prepare(method, precond, A, rng)
+            try:
+                self.solver = self._prepare(method, precond, A, rng)
+            except UsageError as exc:
+                if self.precond != "auto" or precond != "ic":
+                    raise
+                fallback = "jacobi" if facts.positive_diagonal else "none"
+                reasons.append(f"incomplete Cholesky broke down ({exc}), so {fallback}")
+                precond = fallback
+                self.solver = self._prepare(method, precond, A, rng)
             if requested == "auto":
                 self._auto_fallbacks(A, rng, reasons)
         self.choice_reason = "; ".join(reasons)

@@ -115,13 +115,17 @@ def choose_method(A, facts: Facts, nrhs: int, rng: np.random.Generator) -> tuple
 
 
 def choose_precond(method: str, A, facts: Facts) -> str:
-    """The preconditioner for ``--precond auto`` given the method."""
+    """The preconditioner for ``--precond auto`` given the method: AMG for large sparse SPD (Ruge-Stuben
+    for M-matrices), incomplete Cholesky for smaller sparse SPD, ILU for nonsymmetric sparse, Jacobi
+    for the rest when the diagonal allows it. The adapter falls back to Jacobi when IC breaks down."""
     if method in ("lu", "cholesky", "ldl", "lsqr", "lsmr", "sor", "ssor"):
         return "none"
     n = facts.shape[0]
     if method == "cg":
         if facts.sparse and n > DENSE_JACOBI_LIMIT:
             return "amg-rs" if facts.m_matrix_like else "amg-sa"
+        if facts.sparse and facts.positive_diagonal:
+            return "ic"
         return "jacobi" if facts.positive_diagonal else "none"
     if method == "minres":
         return "jacobi" if facts.positive_diagonal else "none"

@@ -10,8 +10,8 @@ from matcli.core.registry import MethodSpec, ParamSpec
 _SOLVERS = "matcli.methods.solve.solvers"
 
 PRECOND_PARAMS = (
-    ParamSpec("ilu_drop_tol", "float", 1e-4, "ILU drop tolerance (--precond ilu)", low=0.0),
-    ParamSpec("ilu_fill_factor", "float", 10.0, "ILU fill limit relative to nnz(A) (--precond ilu)", low=1.0),
+    ParamSpec("ilu_drop_tol", "float", 1e-4, "drop tolerance (--precond ilu|ic)", low=0.0),
+    ParamSpec("ilu_fill_factor", "float", 10.0, "fill limit relative to nnz(A) (--precond ilu|ic)", low=1.0),
     ParamSpec("amg_cycle", "str", "V", "multigrid cycle (--precond amg-sa|amg-rs)", choices=("V", "W", "F")),
     ParamSpec("cheb_degree", "int", 4, "Chebyshev polynomial degree (--precond chebyshev)", low=1, high=64),
 )

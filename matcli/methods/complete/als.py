@@ -27,7 +27,7 @@ JITTER = 1e-12
 
 
 def als(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int], *, rank: int,
-        reg: float = 0.05, bias: bool = True, reg_scaling: str = "count", inner: str = "cg",
+        reg: float = 0.12, bias: bool = True, reg_scaling: str = "count", inner: str = "cg",
         cg_iters: int = 3, init: str = "svd", maxiter: int = 50, rtol: float = 1e-5, atol: float = 0.0,
         heldout: Heldout | None = None, clip: tuple[float, float] | None = None,
         rng: np.random.Generator, callback: Callback = no_callback) -> Result:

@@ -19,7 +19,7 @@ EPS_DECAY = 0.5
 
 
 def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int], *, rank: int,
-           reg: float = 0.05, bias: bool = True, delta: float = 1e-6, reg_scaling: str = "count",
+           reg: float = 0.12, bias: bool = True, delta: float = 1e-6, reg_scaling: str = "count",
            init: str = "svd", maxiter: int = 50, rtol: float = 1e-5, atol: float = 0.0,
            heldout: Heldout | None = None, clip: tuple[float, float] | None = None,
            rng: np.random.Generator, callback: Callback = no_callback) -> Result:

@@ -20,7 +20,7 @@ from matcli.methods.complete.common import (
 
 
 def softimpute(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int], *, rank: int,
-               reg: float = 0.05, bias: bool = True, power_iters: int = 1, maxiter: int = 100,
+               reg: float = 0.3, bias: bool = True, power_iters: int = 1, maxiter: int = 100,
                rtol: float = 1e-5, atol: float = 0.0, heldout: Heldout | None = None,
                clip: tuple[float, float] | None = None, rng: np.random.Generator,
                callback: Callback = no_callback) -> Result:

@@ -57,7 +57,7 @@ SPECS: list[MethodSpec] = [
 ]
 
 #: ``--reg`` default of each method (its meaning is in each kernel's docstring); None = no --reg.
-DEFAULT_REG = {"als": 0.12, "als-exact": 0.12, "softimpute": 0.05, "scaledgd": 0.0, "robust": 0.05,
+DEFAULT_REG = {"als": 0.12, "als-exact": 0.12, "softimpute": 0.3, "scaledgd": 0.0, "robust": 0.12,
                "bpmf": None}
 
 #: ``--maxiter`` default of each method (sweeps or steps).

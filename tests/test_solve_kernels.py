@@ -309,8 +309,10 @@ def test_auto_large_spd_picks_cg_with_amg(monkeypatch):
     A = poisson((40, 40))
     facts = auto.inspect(A)
     method, pc, reason = auto.choose_method(A, facts, 1, np.random.default_rng(0))
-    assert method == "cg" and pc.startswith("amg") or pc == "jacobi"
+    assert (method, pc) == ("cg", "ic")  # order 1600: incomplete Cholesky
     assert "positive definite" in reason
+    monkeypatch.setattr(auto, "DENSE_JACOBI_LIMIT", 100)
+    assert auto.choose_method(A, facts, 1, np.random.default_rng(0))[:2] == ("cg", "amg-rs")  # M-matrix
     indefinite = sp.csr_matrix(A - 1.0 * sp.identity(A.shape[0]))
     assert auto.choose_method(indefinite, auto.inspect(indefinite), 1, np.random.default_rng(0))[0] == "gmres"
 

@@ -14,6 +14,13 @@ Workloads (generated deterministically with ``matcli generate``, seed 0):
    independent cost is measured on 5 single-column processes and scaled to 100) and, in-process,
    against 100 x (setup + one solve) with the same kernels. Target: < 0.2x.
 
+3. Batches (``--batch``): 8 ill-conditioned SPD systems L + c_t D solved by CG + Jacobi with
+   Ritz-vector recycling (``--recycle 16``) against ``--recycle 0`` and against scipy's cg per
+   system; and SOR with omega learned online against Gauss-Seidel. Iteration counts are printed.
+
+Timing under load: every contender is repeated and interleaved, the best time counts, and a CPU-
+seconds row is printed because wall times on a shared machine are inflated unevenly.
+
 Accuracy column: relative residual ||b - A x|| / ||b|| recomputed here from each answer.
 """
 

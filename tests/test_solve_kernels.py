@@ -420,3 +420,14 @@ def test_incomplete_cholesky_refuses_indefinite():
     A = sp.csr_matrix(poisson((10, 10)) - 3.0 * sp.identity(100))
     with pytest.raises(UsageError, match="non-positive pivot"):
         precond.build(A, "ic", symmetric_matrix=True, params={}, rng=None)
+
+
+def test_cg_column_chunks_match_one_block(monkeypatch):
+    A = poisson((12, 12))
+    B = np.random.default_rng(18).standard_normal((144, 5))
+    whole = krylov.cg(A, B, rtol=1e-10)
+    monkeypatch.setattr(krylov, "BLOCK_MEMORY_BYTES", 8 * 8 * 144 * 2)  # two columns per chunk
+    chunked = krylov.cg(A, B, rtol=1e-10)
+    assert chunked.info["column_chunks"] == 3 and chunked.status == Status.CONVERGED_RTOL
+    np.testing.assert_allclose(chunked.outputs["x"], whole.outputs["x"], rtol=0, atol=1e-12)
+    assert chunked.info["column_iterations"] == whole.info["column_iterations"]

@@ -20,6 +20,8 @@ from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.solve.precond import Preconditioner, identity
 from matcli.methods.solve.system import as_block, col_dots, col_norms, finish
 
+#: Memory budget for the blocks CG keeps per solve (columns beyond it are solved in chunks).
+BLOCK_MEMORY_BYTES = 2 * 2**30
 _TINY = np.finfo(float).tiny
 _EPS = np.finfo(float).eps
 
@@ -85,7 +87,29 @@ def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, ma
     definite) or ``r^H M^{-1} r <= 0`` (preconditioner not positive definite) stops that column
     with status ``DIVERGED_NOT_SPD`` and a message suggesting MINRES/GMRES.
     """
-    return _cg(A, B, M, x0, rtol, maxiter, deflation, callback, 0)[0]
+    Bb, X0, was_vector = as_block(A, B, x0)
+    n, k = X0.shape
+    chunk = max(1, int(BLOCK_MEMORY_BYTES // (8 * X0.itemsize * max(n, 1))))
+    if k <= chunk:
+        return _cg(A, B, M, x0, rtol, maxiter, deflation, callback, 0)[0]
+    # Bound memory: CG holds ~8 blocks of the active columns, so solve them in column chunks.
+    X = np.empty_like(X0)
+    statuses, col_its, replacements, offset = [], np.zeros(k, dtype=np.int64), 0, 0
+    for start in range(0, k, chunk):
+        cols = slice(start, min(start + chunk, k))
+        part = _cg(A, Bb[:, cols], M, X0[:, cols] if x0 is not None else None, rtol, maxiter, deflation,
+                   lambda it, **v: callback(offset + it, **v), 0)[0]
+        X[:, cols] = part.outputs["x"]
+        statuses.append(part.status)
+        its = part.info.get("column_iterations", [part.iterations])
+        col_its[cols] = its
+        replacements += part.info.get("residual_replacements", 0)
+        offset += part.iterations
+    overall = combine_status(statuses)
+    failed = sum(1 for s in statuses if not s.converged)
+    return finish(A, X, Bb, was_vector, overall, int(col_its.max(initial=0)),
+                  status_message(overall, k, failed), {"residual_replacements": replacements,
+                                                       "column_chunks": -(-k // chunk)}, col_its)
 
 
 def _cg(A, B, M, x0, rtol, maxiter, W, callback, harvest: int) -> tuple[Result, list[tuple[np.ndarray, np.ndarray]]]:

@@ -58,8 +58,9 @@ def symmetry_error(A) -> float:
     AH = A.conj().T if np.iscomplexobj(A) else A.T
     if sp.issparse(A) and A.format == "csr":
         # Fast path: equal patterns compare value arrays directly (no A - A^H matrix).
-        C, T = A.copy(), sp.csr_matrix(AH)
+        C = A if A.has_canonical_format else A.copy()
         C.sum_duplicates()
+        T = sp.csr_matrix(AH)  # the transpose comes out with sorted, unique indices
         T.sum_duplicates()
         if np.array_equal(C.indptr, T.indptr) and np.array_equal(C.indices, T.indices):
             scale = np.abs(C.data).max(initial=0.0)

@@ -62,8 +62,10 @@ def orth_against(Y: np.ndarray, Q: np.ndarray | None, *, passes: int = 2,
     them would produce rounding noise that is not orthogonal to ``Q``), so the result may have
     fewer columns than ``Y``. Nearly dependent kept columns are projected once more.
 
-    ``passes=1`` with ``scale`` (the largest column norm before projection) serves callers that
-    have already applied one exact-arithmetic projection themselves.
+    ``passes`` < 2 with ``scale`` (the largest column norm before any projection) serves callers
+    that have already projected once themselves: the missing passes are then applied only when the
+    block turns out ill-conditioned; otherwise a single projection leaves components along ``Q`` of
+    ``eps * scale``, i.e. at most ``eps^(3/4)`` after normalising columns of norm ``>= eps^(1/4) scale``.
     """
     if Y.shape[1] == 0:
         return Y
@@ -74,6 +76,9 @@ def orth_against(Y: np.ndarray, Q: np.ndarray | None, *, passes: int = 2,
     eps = np.finfo(Y.dtype).eps
     Y = _project_out(Y, Q, passes)
     fast = _cholqr2(Y, eps**0.25, scale)
+    if fast is None and passes < 2:
+        Y = _project_out(Y, Q, 2 - passes)
+        fast = _cholqr2(Y, eps**0.25, scale)
     if fast is not None:
         return fast
     P, R = sla.qr(Y, mode="economic", check_finite=False)
@@ -288,7 +293,7 @@ def block_krylov_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2
             Y = matmul(A, W[:, last:last + width])
             scale = float(np.max(np.linalg.norm(Y, axis=0)))
             Y -= Q[:, :c] @ gram[:, last:last + width]
-            block = orth_against(Y, Q[:, :c], passes=1, scale=scale)
+            block = orth_against(Y, Q[:, :c], passes=0, scale=scale)
         else:
             block = Q[:, :0]
         if block.shape[1] == 0:

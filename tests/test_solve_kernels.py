@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from conftest import data_file
+from conftest import data_file, shared_data_dir
 from matcli.core.result import Status
 from matcli.gallery import poisson
 from matcli.io.mtx import read_mtx
@@ -27,6 +27,19 @@ NONSYM_FILES = ["west0067.mtx", "hor_131.mtx", "orsirr_1.mtx", "sherman5.mtx", "
 SYM_INDEF_FILES = ["hangGlider_2.mtx", "reorientation_1.mtx"]
 NUMERICALLY_SINGULAR = ["reorientation_1.mtx"]  # cond_1 ~ 2e19
 COMPLEX_FILES = ["arrowc.mtx", "young1c.mtx"]
+
+
+def manifest_matrices(*kinds: str) -> list[str]:
+    """Names of the matrices/ files of the given MANIFEST kinds (spd, sym-indef, nonsym, ...)."""
+    manifest = shared_data_dir() / "MANIFEST.tsv"
+    if not manifest.is_file():
+        return []
+    names = []
+    for line in manifest.read_text().splitlines()[1:]:
+        fields = line.split("\t")
+        if len(fields) > 1 and fields[0].startswith("matrices/") and fields[1] in kinds:
+            names.append(fields[0].split("/", 1)[1])
+    return names
 
 
 def load(name: str):
@@ -283,7 +296,7 @@ def test_metrics_definitions():
 # -------------------------------------------------------------------- auto
 
 
-@pytest.mark.parametrize("name", SPD_FILES + ["bcsstk16.mtx"])
+@pytest.mark.parametrize("name", manifest_matrices("spd") or SPD_FILES)
 def test_auto_converges_on_spd_files(name):
     A = load(name)
     facts = auto.inspect(A)
@@ -295,7 +308,7 @@ def test_auto_converges_on_spd_files(name):
     assert result.metrics["backward_error"] <= 1e3 * A.shape[0] * EPS
 
 
-@pytest.mark.parametrize("name", SYM_INDEF_FILES + NONSYM_FILES + ["zenios.mtx"])
+@pytest.mark.parametrize("name", manifest_matrices("sym-indef", "nonsym") or SYM_INDEF_FILES + NONSYM_FILES)
 def test_auto_never_picks_cg_for_indefinite_or_nonsymmetric(name, monkeypatch):
     A = load(name)
     for limit in (auto.DIRECT_LIMIT, 10):  # small-matrix rule and large-matrix rule

@@ -37,6 +37,8 @@ from matcli.methods.sketch.sketches import SKETCH_KINDS, STREAMABLE_KINDS, make_
 
 MODES = ("sketch-and-solve", "precondition", "refine")
 EPS = np.finfo(np.float64).eps
+#: Row block of a fused residual-and-gradient pass over dense A (fits in L2 cache).
+_FUSED_BLOCK_BYTES = 2**19
 #: Recomputed ||A^T r|| / (||A|| ||r||) above which a "converged" LSQR result is reported as failed.
 UNREACHABLE_OPTIMALITY = 1e-4
 
@@ -64,6 +66,21 @@ class InMemoryProblem:
 
     def residual(self, x: np.ndarray) -> np.ndarray:
         return self.b - self.A @ x
+
+    def residual_and_gradient(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(r, A^T r)`` with ``r = b - A x``; dense A is read once, in cache-sized row blocks."""
+        if sp.issparse(self.A):
+            r = self.b - self.A @ x
+            return r, self.A.T @ r
+        m, n = self.shape
+        rows = max(1, _FUSED_BLOCK_BYTES // (8 * n))
+        r = np.empty(m)
+        g = np.zeros(n)
+        for start in range(0, m, rows):
+            block = self.A[start:start + rows]
+            r[start:start + rows] = self.b[start:start + rows] - block @ x
+            g += block.T @ r[start:start + rows]
+        return r, g
 
     def row_norms2(self, M: np.ndarray) -> np.ndarray:
         """Squared row norms of ``A @ M`` (shape (m,)) for a small dense n x k matrix M."""
@@ -244,8 +261,10 @@ class LsqrOutcome:
 
 
 def lsqr(matvec, rmatvec, rhs: np.ndarray, ncols: int, *, rtol: float, maxiter: int, bnorm: float,
-         callback: Callback, it0: int = 0) -> LsqrOutcome:
+         callback: Callback, it0: int = 0, rhs_gradient: np.ndarray | None = None) -> LsqrOutcome:
     """LSQR (Paige-Saunders 1982) for ``min ||M y - rhs||`` from y = 0.
+
+    ``rhs_gradient`` may pass ``M^T rhs`` when the caller computed it with the residual.
 
     Stops when ``||r|| <= rtol * bnorm`` (consistent systems) or ``||M^T r|| <= rtol ||M||_F ||r||``
     with the norms estimated by the Golub-Kahan recurrences, as in scipy's lsqr with atol=btol=rtol.
@@ -259,7 +278,7 @@ def lsqr(matvec, rmatvec, rhs: np.ndarray, ncols: int, *, rtol: float, maxiter: 
     if beta == 0.0:
         return LsqrOutcome(y, 0, Status.CONVERGED_ZERO_RHS, alphas, betas, 0.0, 0.0)
     u /= beta
-    v = rmatvec(u)
+    v = rmatvec(u) if rhs_gradient is None else rhs_gradient / beta
     alpha = float(np.linalg.norm(v))
     alphas.append(alpha)
     if alpha == 0.0:
@@ -351,10 +370,11 @@ class _PreconditionedOperator:
             g = self.problem.rmatvec(u)
         return self.P.tdot(g)
 
-    def rhs(self, x: np.ndarray) -> np.ndarray:
-        """Residual ``[b - A x; -sqrt(lam) x]`` of the current iterate (recomputed from A)."""
-        r = self.problem.residual(x)
-        return np.concatenate([r, -self.root * x]) if self.lam > 0 else r
+    def rhs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Residual ``[b - A x; -sqrt(lam) x]`` of the current iterate (recomputed from A) and M^T of it."""
+        r, g = self.problem.residual_and_gradient(x)
+        g = self.P.tdot(g - self.lam * x)
+        return (np.concatenate([r, -self.root * x]) if self.lam > 0 else r), g
 
 
 def _check_options(problem, mode: str, sketch: str, d: int | None, eps: float, rtol: float) -> None:
@@ -462,8 +482,9 @@ def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "spar
     status = Status.CONVERGED_RTOL
     steps: list[dict[str, Any]] = []
     for step in range(solves):
-        out = lsqr(op.matvec, op.rmatvec, op.rhs(x), n, rtol=rtol, maxiter=maxiter,
-                   bnorm=bnorm, callback=callback, it0=total)
+        rhs, rhs_gradient = op.rhs(x)
+        out = lsqr(op.matvec, op.rmatvec, rhs, n, rtol=rtol, maxiter=maxiter,
+                   bnorm=bnorm, callback=callback, it0=total, rhs_gradient=rhs_gradient)
         total += out.iterations
         dx = op.P.dot(out.y)
         x = x + dx
@@ -494,10 +515,10 @@ def _finish(problem, factor: SketchFactor, x: np.ndarray, lam: float, status: St
             ritz: tuple[float, float] | None, d: int, info: dict[str, Any], message: str) -> Result:
     """Evaluate the a-posteriori metrics of ``x`` with one residual and one transposed product."""
     m, n = problem.shape
-    r = problem.residual(x)
+    r, grad = problem.residual_and_gradient(x)
     rnorm = float(np.linalg.norm(r))
     bnorm = problem.b_norm
-    grad = problem.rmatvec(r) - lam * x
+    grad = grad - lam * x
     xnorm = float(np.linalg.norm(x))
     objective = math.sqrt(rnorm**2 + lam * xnorm**2)
     sigma_max = factor.sigma_max

@@ -73,6 +73,16 @@ class RowStreamProblem:
     def residual(self, x: np.ndarray) -> np.ndarray:
         return self.b - self.matvec(x)
 
+    def residual_and_gradient(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(r, A^T r)`` with ``r = b - A x`` in one pass."""
+        r = np.empty(self.shape[0])
+        g = np.zeros(self.shape[1])
+        for start, block in self._iter():
+            stop = start + block.shape[0]
+            r[start:stop] = self.b[start:stop] - block @ x
+            g += block.T @ r[start:stop]
+        return r, g
+
     def row_norms2(self, M: np.ndarray) -> np.ndarray:
         out = np.empty(self.shape[0])
         for start, block in self._iter():

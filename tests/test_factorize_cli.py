@@ -201,3 +201,35 @@ def test_methods_lists_every_factorize_method(cli):
                  "nmf-hals", "nmf-mu", "nmf-robust", "cur-leverage", "cur-pivoted-qr", "qr-dense", "lu-dense",
                  "lu-sparse", "cholesky-dense", "cholesky-sparse", "ldl-dense", "eig-dense", "eig-arpack"):
         assert name in result.stdout
+
+
+def test_eig_auto_choices_and_ldl(cli, tmp_path, shared_data):
+    matrix = data_file("matrices/494_bus.mtx")
+    result, report = run(cli, [matrix, "--kind", "eig", "-o", tmp_path / "e.h5"], tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert report["method"] == "eig-dense" and report["info"]["hermitian"] is True
+    assert report["metrics"]["residual"] < 1e-13
+    result, report = run(cli, [matrix, "--kind", "eig", "--rank", "3", "--param", "which=LA",
+                               "-o", tmp_path / "k.h5"], tmp_path, "k.json")
+    assert result.exit_code == 0, result.stderr
+    assert report["method"] == "eig-arpack"
+    with h5py.File(tmp_path / "k.h5") as fh, h5py.File(tmp_path / "e.h5") as full:
+        np.testing.assert_allclose(fh["w"][()], full["w"][()][::-1][:3], rtol=1e-10)
+    result, report = run(cli, [data_file("matrices/hangGlider_2.mtx"), "--kind", "ldl", "-o", tmp_path / "l.h5"],
+                         tmp_path, "l.json")
+    assert result.exit_code == 0, result.stderr
+    assert report["metrics"]["negative_eigenvalues"] == 733
+
+
+def test_complex_matrix_svd(cli, tmp_path, shared_data):
+    from matcli.io.load import read_matrix
+
+    matrix = data_file("matrices/young1c.mtx")
+    out = tmp_path / "c.h5"
+    result, report = run(cli, [matrix, "--method", "arpack", "--rank", "4", "-o", out], tmp_path)
+    assert result.exit_code == 0, result.stderr
+    s_ref = np.linalg.svd(read_matrix(str(matrix)).toarray(), compute_uv=False)
+    with h5py.File(out) as fh:
+        assert fh["U"].dtype == np.complex128
+        np.testing.assert_allclose(fh["s"][()], s_ref[:4], rtol=1e-10)
+    assert report["metrics"]["orthogonality_loss"] < 1e-12

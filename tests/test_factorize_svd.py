@@ -213,9 +213,11 @@ def test_low_rank_error_paths_agree(monkeypatch):
     gram, how = metrics.low_rank_error(A, X, Y, rng)
     assert how == "exact (Gram expansion)"
     assert gram == pytest.approx(exact, rel=1e-10)
-    estimate, how = metrics.operator_error(A, lambda Z: X @ (Y @ Z), rng)
+    # a near-exact factorization cancels in the Gram expansion: the randomized estimate takes over
+    U, s, Vt = np.linalg.svd(A.toarray(), full_matrices=False)
+    tiny, how = metrics.low_rank_error(A, U * s, Vt, rng)
     assert how.startswith("randomized estimate")
-    assert estimate == pytest.approx(exact, rel=0.5)
+    assert tiny < 1e-12
 
 
 @pytest.mark.parametrize("kernel", [randomized_svd, block_krylov_svd])

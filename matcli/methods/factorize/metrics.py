@@ -71,28 +71,6 @@ def low_rank_error(A, X: np.ndarray, Y: np.ndarray, rng: np.random.Generator,
     return float(np.linalg.norm(residual) / np.sqrt(PROBES) / norm_A), f"randomized estimate ({PROBES} Gaussian probes)"
 
 
-def operator_error(A, apply_recon, rng: np.random.Generator, norm_A: float | None = None) -> tuple[float, str]:
-    """Relative Frobenius error ``||A - B||_F / ||A||_F`` where ``apply_recon(Z) = B @ Z``.
-
-    Exact (columns of the identity) when ``n`` is small enough that ``m * n`` is at most
-    :data:`EXACT_ENTRIES`, else a randomized estimate with :data:`PROBES` Gaussian probes.
-    """
-    m, n = A.shape
-    norm_A = frobenius_norm(A) if norm_A is None else norm_A
-    if m * n <= EXACT_ENTRIES:
-        dense = A.toarray() if sp.issparse(A) else np.asarray(A)
-        diff = dense - apply_recon(np.eye(n, dtype=dense.dtype))
-        err = float(np.linalg.norm(diff))
-        how = "exact"
-    else:
-        omega = rng.standard_normal((n, PROBES))
-        err = float(np.linalg.norm(A @ omega - apply_recon(omega)) / np.sqrt(PROBES))
-        how = f"randomized estimate ({PROBES} Gaussian probes)"
-    if norm_A == 0.0:
-        return (0.0 if err == 0.0 else float("inf")), how
-    return err / norm_A, how
-
-
 def svd_metrics(A, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rng: np.random.Generator,
                 norm_A: float | None = None, AhU: np.ndarray | None = None) -> tuple[dict[str, float], dict[str, str]]:
     """Metrics of a truncated SVD ``A ~ U diag(s) Vt``.

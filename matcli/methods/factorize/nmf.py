@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from matcli.core.result import Callback, Result, Status, no_callback
-from matcli.methods.factorize.metrics import frobenius_norm, low_rank_error
+from matcli.methods.factorize.metrics import EXACT_ENTRIES, frobenius_norm, low_rank_error
 
 #: Floor of the factors' entries in HALS (keeps a column from dying and dividing by zero later).
 _FLOOR = 1e-16
@@ -42,7 +42,7 @@ def initial_factors(A, rank: int, init: str, rng: np.random.Generator) -> tuple[
         return scale * rng.random((m, rank)), scale * rng.random((rank, n))
     from matcli.methods.factorize.rsvd import top_triplets
 
-    if rank >= min(m, n):
+    if m * n <= EXACT_ENTRIES:
         dense = A.toarray() if sp.issparse(A) else np.asarray(A)
         U, s, Vt = np.linalg.svd(dense, full_matrices=False)
         U, s, Vt = U[:, :rank], s[:rank], Vt[:rank]

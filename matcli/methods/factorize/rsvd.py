@@ -38,7 +38,8 @@ def _cholqr2(Y: np.ndarray, min_ratio: float, scale: float) -> np.ndarray | None
 
     ``Y = Q R`` with ``R`` the Cholesky factor of ``Y^H Y``; the second pass restores orthogonality
     to working precision provided cond(Y) stays well below ``eps^(-1/2)``, which holds when every
-    ``|R_jj| >= min_ratio * scale``. The span is that of ``Y`` (only invertible column operations).
+    ``|R_jj| >= min_ratio * scale``, and is skipped when ``eps cond(Y)^2 < 1e-13`` already. The span
+    is that of ``Y`` (only invertible column operations).
     """
     for attempt in range(2):
         try:
@@ -48,6 +49,10 @@ def _cholqr2(Y: np.ndarray, min_ratio: float, scale: float) -> np.ndarray | None
         if attempt == 0 and np.abs(np.diag(R)).min() < min_ratio * scale:
             return None
         Y = Y @ sla.solve_triangular(R, np.eye(R.shape[0], dtype=R.dtype), check_finite=False)
+        # one pass leaves ||Q^H Q - I|| ~ eps cond(Y)^2: good enough when Y was well conditioned
+        sv = sla.svdvals(R, check_finite=False)
+        if attempt == 0 and sv[-1] > 0 and (sv[0] / sv[-1]) ** 2 * np.finfo(Y.dtype).eps < 1e-13:
+            break
     return Y
 
 

@@ -77,6 +77,10 @@ class Job(FamilyJob):
             raise UsageError("give only one of --append-rows and --append-cols per update")
         if (opts.get("append_rows") or opts.get("append_cols")) and not opts.get("update"):
             raise UsageError("--append-rows/--append-cols need --update previous.h5")
+        if opts.get("update") and self.kind != "svd":
+            raise UsageError("--update applies to --kind svd only")
+        if opts.get("update") and not (opts.get("append_rows") or opts.get("append_cols")):
+            raise UsageError("--update needs --append-rows R or --append-cols C")
         self.A = read_matrix(self.request.inputs[0])
         if opts.get("update"):
             spec = parse_spec(opts["update"])
@@ -123,10 +127,6 @@ class Job(FamilyJob):
 
     def _validate_update(self) -> None:
         opts = self.request.options
-        if self.kind != "svd":
-            raise UsageError("--update applies to --kind svd only")
-        if self.appended is None:
-            raise UsageError("--update needs --append-rows R or --append-cols C")
         U, s, Vt = (self.previous[k] for k in ("U", "s", "Vt"))
         prev_path = opts["update"]
         m, n = self.A.shape
@@ -179,8 +179,10 @@ class Job(FamilyJob):
         if self.kind == "cur":
             return "pivoted-qr", "pivoted QR on the singular vectors is deterministic and near-optimal"
         if self.kind in ("lu", "cholesky"):
-            if sparse:
+            if sparse and m == n:
                 return "sparse", "the input is sparse: a sparse factorization keeps the fill low"
+            if sparse:
+                return "dense", "sparse LU needs a square matrix: dense LU of the rectangular matrix"
             return "dense", "the input is dense"
         if self.kind == "eig":
             if opts.get("rank") is not None:

@@ -240,3 +240,24 @@ def test_lsqr_matches_scipy_on_a_plain_matrix():
     zero = lsqr(lambda v: M @ v, lambda u: M.T @ u, np.zeros(200), 30, rtol=1e-12, maxiter=5, bnorm=0.0,
                 callback=lambda k, **v: None)
     assert zero.status == Status.CONVERGED_ZERO_RHS and not zero.y.any()
+
+
+@pytest.mark.parametrize("cond, path", [(1e2, "cholesky"), (1e9, "householder")])
+def test_large_n_triangular_preconditioner_paths(cond, path):
+    """n > 1000 skips the SVD of R: CholeskyQR of the sketch when it is well conditioned, else
+    Householder QR; both must reach the known optimal residual (gallery problem, r* orthogonal
+    to range(A)) up to the rounding slack n eps cond ||A|| ||x|| / ||r*||."""
+    from matcli.gallery import regression_problem
+    from matcli.methods.sketch import regress
+
+    m, n, d = 2000, 1010, 1600
+    arrays = regression_problem(m, n, cond, 0, 1e-2, np.random.default_rng(21))
+    A, b, r_opt = arrays["A"], arrays["b"], float(arrays["optimal_residual"])
+    S = regress.make_sketch("sparse-sign", m, d, np.random.default_rng(0))
+    SA, Sb = S.apply(A), S.apply(b)
+    assert not regress.factor_sketch(SA, Sb).has_svd
+    assert (regress._cholesky_factor(SA, Sb) is None) == (path == "householder")
+    res = solve_sketched(A, b, mode="precondition", rtol=1e-12, sketch_size=d, rng=np.random.default_rng(0))
+    assert res.status.converged
+    slack = 10 * n * EPS * cond * np.linalg.norm(arrays["x_true"]) / r_opt
+    assert np.linalg.norm(b - A @ res.outputs["x"]) <= r_opt * (1 + slack)

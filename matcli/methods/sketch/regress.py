@@ -1,13 +1,15 @@
 """Randomized least squares ``min ||A x - b||^2 + lam ||x||^2`` for tall A (m >= n).
 
-Three modes share one sketch and one factorisation ``S A = U diag(sigma) V^T`` (QR of the d x n
-sketch, then SVD of its n x n triangle):
+Three modes share one sketch ``S A`` (d x n) and one factorisation of it: ``S A = U diag(sigma) V^T``
+from the R of a Householder QR and an SVD of R (n <= 1000, ridge, rank-deficient sketches), or for
+larger n just a triangle R, from CholeskyQR of the Gram matrix when the sketch is well conditioned
+(a third of the cost) and from Householder QR otherwise. ``P`` below is ``V diag(1/sigma)`` or R^{-1}.
 
 sketch-and-solve
     ``x = argmin ||S(Ax - b)||^2 + lam ||x||^2``; residual within about ``1 + n / (2 (d - n))`` of
     the optimum (Gaussian-embedding expectation; sparse embeddings behave alike in practice).
 precondition
-    LSQR on ``min ||[A; sqrt(lam) I] P y - [b; 0]||`` with ``P = V diag(1/sqrt(sigma^2 + lam))``,
+    LSQR on ``min ||[A; sqrt(lam) I] P y - [b; 0]||`` (with ridge, ``P = V diag(1/sqrt(sigma^2 + lam))``),
     warm-started from the sketch-and-solve solution (Rokhlin-Tygert / Blendenpik / LSRN). The
     preconditioned operator has singular values in [1/(1+delta), 1/(1-delta)] when S embeds
     range(A) with distortion delta, so LSQR converges at a rate independent of cond(A).
@@ -118,11 +120,12 @@ class SketchFactor:
 
     * SVD form (``V``, ``sigma`` set): ``S A = U diag(sigma) V^T``, ``z = U^T S b``. Needed for ridge,
       GCV and rank-deficient sketches; cheap when n is moderate.
-    * triangular form (``R`` set, ``V`` None): ``S A = Q R`` with ``qb = Q^T S b``; used for large n
-      when R is well conditioned, saving the O(n^3) SVD.
+    * triangular form (``R`` set, ``V`` None): ``S A = Q R`` with ``qb = Q^T S b`` (Q never formed);
+      used for large n when R is well conditioned, saving the O(n^3) SVD.
 
-    ``rank`` counts singular values above ``max(d, n) * eps * sigma_max``; the preconditioner clamps
-    the smaller ones to that level so it stays invertible, and sketch-and-solve drops them.
+    ``rank`` counts singular values above ``max(d, n) * eps * sigma_max``; the preconditioner raises
+    the smaller ones to the smallest retained one so it stays invertible without amplifying the
+    directions the sketch missed, and sketch-and-solve drops them.
     """
 
     def __init__(self, *, d: int, n: int, outside: float, R: np.ndarray | None = None,

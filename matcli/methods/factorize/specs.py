@@ -52,7 +52,8 @@ SPECS: list[MethodSpec] = [
         "complement for many appended vectors, after Vecharynski-Saad / Deng et al.)",
         params=(ParamSpec("complement_rank", "int", 0,
                           "rank of the randomized approximation of the new vectors' component outside the "
-                          "current subspace (0 = exact thin QR)", low=0),),
+                          "current subspace (0 = exact thin QR, or 2*rank+10 when that would exceed 25e6 "
+                          "dense entries)", low=0),),
     ),
     MethodSpec(
         "factorize", "nmf-hals", f"{_M}.nmf:nmf_hals",

@@ -25,6 +25,16 @@ from matcli.methods.factorize.metrics import adjoint_matmul, low_rank_error, svd
 from matcli.methods.factorize.rsvd import orth_against
 
 
+#: The exact complement forms the dense n x p matrix ``(I - V V^H) E^H``; above this many entries
+#: ``complement_rank=0`` switches to the randomized complement of :func:`default_complement_rank`.
+EXACT_COMPLEMENT_ENTRIES = 25_000_000
+
+
+def default_complement_rank(n: int, p: int, rank: int) -> int:
+    """0 (exact) when ``n * p`` is at most :data:`EXACT_COMPLEMENT_ENTRIES`, else ``2 rank + 10``."""
+    return 0 if n * p <= EXACT_COMPLEMENT_ENTRIES else min(p, 2 * rank + 10)
+
+
 def append_rows_update(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, E, *, rank: int, complement_rank: int = 0,
                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rank-``rank`` SVD of ``[U diag(s) Vt; E]``.
@@ -39,7 +49,7 @@ def append_rows_update(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, E, *, rank:
         Rank kept, at most ``k + p`` (or ``k + complement_rank``).
     complement_rank : int
         0 = exact complement (thin QR of the n x p dense ``(I - V V^H) E^H``); l > 0 = randomized
-        rank-l approximation of it.
+        rank-l approximation of it (``E`` then enters only through products with thin blocks).
 
     Returns
     -------
@@ -73,7 +83,9 @@ def update_svd(A, *, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rows=None, co
     """Updated rank-``rank`` SVD of ``[A; rows]`` or ``[A, cols]`` from the SVD ``U diag(s) Vt`` of ``A``.
 
     ``A`` itself is used only to measure the result (reconstruction error of the new matrix);
-    the update needs the old factors and the new rows/columns.
+    the update needs the old factors and the new rows/columns. ``complement_rank=0`` means exact
+    unless the complement would exceed :data:`EXACT_COMPLEMENT_ENTRIES` dense entries (then
+    randomized, see :func:`default_complement_rank`; ``info["complement"]`` says which).
 
     Returns
     -------
@@ -85,6 +97,9 @@ def update_svd(A, *, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rows=None, co
     """
     if (rows is None) == (cols is None):
         raise ValueError("give exactly one of rows and cols")
+    if complement_rank == 0:
+        n_side, p = (Vt.shape[1], rows.shape[0]) if rows is not None else (U.shape[0], cols.shape[1])
+        complement_rank = default_complement_rank(n_side, p, rank)
     if rows is not None:
         U_new, s_new, Vt_new = append_rows_update(U, s, Vt, rows, rank=rank, complement_rank=complement_rank,
                                                   rng=rng)

@@ -112,12 +112,12 @@ def _ritz_gram(Q: np.ndarray, W: np.ndarray, gram: np.ndarray, rank: int):
     """As :func:`_ritz`, from the Gram matrix ``W^H W = (Q^H A)(Q^H A)^H`` already at hand.
 
     With ``gram = Ur diag(s^2) Ur^H``: ``U = Q Ur``, ``V = W Ur / s``. Relative accuracy of
-    ``s_i`` is ``eps (s_1 / s_i)^2``, so this is used only while ``s_rank > 1e-4 s_1`` (else the QR
+    ``s_i`` is ``eps (s_1 / s_i)^2``, so this is used only while ``s_rank > 1e-3 s_1`` (else the QR
     route of :func:`_ritz`).
     """
     w, Ur = sla.eigh(gram.astype(np.result_type(gram.dtype, np.float64)), check_finite=False)
     w, Ur = w[::-1][:rank], Ur[:, ::-1][:, :rank]
-    if w.size < rank or w[-1] <= (1e-4) ** 2 * w[0] or w[0] <= 0:
+    if w.size < rank or w[-1] <= (1e-3) ** 2 * w[0] or w[0] <= 0:
         return _ritz(Q, W, rank)
     s = np.sqrt(w)
     Ur = Ur.astype(Q.dtype, copy=False)

@@ -258,3 +258,12 @@ def test_update_with_many_sparse_rows_switches_to_randomized_complement(monkeypa
     assert result.info["complement"] == f"randomized rank {2 * k + 10}"
     # the new rows lie in the old row space: the rank-k update stays exact
     assert result.metrics["reconstruction_error"] <= 1e3 * EPS
+
+
+def test_block_krylov_small_singular_values_keep_relative_accuracy():
+    # s_10 / s_1 = 2e-5: the Gram route would lose (s_1/s_10)^2 eps ~ 5e-7 relative; the QR route does not
+    rng = np.random.default_rng(16)
+    s0 = 0.3 ** np.arange(30)
+    A, _, _ = known_spectrum(200, 150, s0, rng)
+    result = block_krylov_svd(A, rank=10, oversample=10, power_iters=3, rng=rng)
+    np.testing.assert_allclose(result.outputs["s"], s0[:10], rtol=1e-9)

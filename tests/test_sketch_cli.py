@@ -62,7 +62,7 @@ def test_eps_selects_sketch_and_solve(cli, tmp_path, regression):
     assert result.exit_code == 0, result.stderr
     arrays = regression[1]
     assert report["method"] == "sketch-and-solve" and "eps" in report["method_reason"]
-    assert report["params"]["sketch_size"] == 30 + 1 + 75
+    assert report["params"]["sketch_size"] == 30 + 1 + 75 + 8
     ratio = np.linalg.norm(arrays["b"] - arrays["A"] @ read_x(out)) / float(arrays["optimal_residual"])
     assert ratio <= 1 + 3 * 0.2  # expectation 1 + eps for this d; 3x slack for one draw
     assert report["iterations"] == 0

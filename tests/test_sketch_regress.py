@@ -261,3 +261,14 @@ def test_large_n_triangular_preconditioner_paths(cond, path):
     assert res.status.converged
     slack = 10 * n * EPS * cond * np.linalg.norm(arrays["x_true"]) / r_opt
     assert np.linalg.norm(b - A @ res.outputs["x"]) <= r_opt * (1 + slack)
+
+
+def test_square_matrix_with_leverage_sampling_keeps_enough_rows():
+    """Bernoulli sampling of a square matrix can draw fewer than n rows; it must fall back to all rows."""
+    rng = np.random.default_rng(22)
+    A = rng.standard_normal((30, 30))
+    b = rng.standard_normal(30)
+    for mode in MODES:
+        res = solve_sketched(A, b, mode=mode, sketch="leverage", rtol=1e-12, rng=np.random.default_rng(0))
+        assert res.status.converged
+        np.testing.assert_allclose(A @ res.outputs["x"], b, atol=1e-8 * np.linalg.cond(A) * np.linalg.norm(b))

@@ -39,6 +39,8 @@ from matcli.methods.sketch.sketches import SKETCH_KINDS, STREAMABLE_KINDS, make_
 
 MODES = ("sketch-and-solve", "precondition", "refine")
 EPS = np.finfo(np.float64).eps
+#: Extra sketch rows of sketch-and-solve beyond the expectation formula.
+_OVERSAMPLE = 8
 #: Row block of a fused residual-and-gradient pass over dense A (fits in L2 cache).
 _FUSED_BLOCK_BYTES = 2**19
 #: Recomputed ||A^T r|| / (||A|| ||r||) above which a "converged" LSQR result is reported as failed.
@@ -101,12 +103,13 @@ def default_sketch_size(mode: str, m: int, n: int, eps: float) -> int:
     """Rows d of the sketch.
 
     sketch-and-solve: ``d = n + 1 + n / (2 eps)`` makes the expected residual ratio of a Gaussian
-    sketch ``sqrt(1 + n/(d-n-1)) <= 1 + eps``. Iterative modes: a larger sketch costs one more QR of
+    sketch ``sqrt(1 + n/(d-n-1)) <= 1 + eps``; a few extra rows tame the spread of one draw when n
+    is small. Iterative modes: a larger sketch costs one more QR of
     d x n but lowers the preconditioned condition number (about (1+sqrt(n/d))/(1-sqrt(n/d))), so use
     up to 20 n while the sketch stays small (d n <= 4e6 numbers), and at least 2 n.
     """
     if mode == "sketch-and-solve":
-        d = n + 1 + math.ceil(n / (2.0 * eps))
+        d = n + 1 + math.ceil(n / (2.0 * eps)) + _OVERSAMPLE
     else:
         factor = min(20.0, max(2.0, 4.0e6 / max(n, 1) ** 2))
         d = math.ceil(factor * n) + 8

@@ -193,10 +193,11 @@ def sampling_sketch(probabilities: np.ndarray, d: int, rng: np.random.Generator)
     """Independent (Bernoulli) row sampling: keep row i with probability q_i = min(1, d p_i), weight 1/sqrt(q_i).
 
     Then E[S^T S] = I, no row is drawn twice, rows with q_i = 1 (high leverage) are always kept,
-    and the expected number of rows is sum(q) <= d. The realised count is ``S.d``.
+    and the expected number of rows is sum(q) <= d. The realised count is ``S.d``. With d >= m every
+    row is kept (S = I).
     """
     m = probabilities.size
-    q = np.minimum(1.0, d * probabilities)
+    q = np.ones(m) if d >= m else np.minimum(1.0, d * probabilities)
     picked = np.flatnonzero(rng.random(m) < q)
     weights = 1.0 / np.sqrt(q[picked])
     matrix = sp.csc_matrix((weights, (np.arange(picked.size), picked)), shape=(picked.size, m))

@@ -11,6 +11,10 @@ Inputs: ``request.inputs = (A_spec, b_spec)``. Options (``request.options``):
 ``max_memory``    str or None, e.g. ``500M``: a dense HDF5 matrix larger than this is streamed in
                   row blocks from the file instead of being loaded.
 
+A dense, contiguous float64 HDF5 matrix within the budget is memory-mapped rather than copied;
+its NaN/Inf check then happens through the sketch (non-finite entries make S A non-finite, and the
+kernel reports it), followed by a scan that names the first offending row.
+
 The method is the mode: ``auto`` (``sketch-and-solve`` when ``--eps`` is given, else
 ``precondition``), ``precondition``, ``sketch-and-solve`` or ``refine``.
 """
@@ -25,7 +29,7 @@ import numpy as np
 
 from matcli.core.errors import InputError, UsageError
 from matcli.core.registry import get_spec
-from matcli.core.result import Callback, Result
+from matcli.core.result import Callback, Result, Status
 from matcli.jobs.base import FamilyJob
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -66,6 +70,33 @@ def _hdf5_dense_dataset(spec_text: str) -> tuple[str, str, tuple[int, ...], np.d
         if isinstance(obj, hdf5.h5py.Group):
             return None
         return spec.path, obj.name, tuple(obj.shape), obj.dtype
+
+
+def hdf5_memmap(path: str, dataset: str) -> np.memmap | None:
+    """Map a contiguous, uncompressed float64 HDF5 dataset read-only (no copy), else None.
+
+    The pages are read on first touch, i.e. during the sketch pass, so A is not copied into
+    private memory and no separate reading pass is spent.
+    """
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        dset = fh[dataset]
+        if dset.chunks is not None or dset.compression is not None or dset.dtype != np.dtype("<f8"):
+            return None
+        offset = dset.id.get_offset()
+        if offset is None or dset.size == 0:
+            return None
+        shape = dset.shape
+    return np.memmap(path, dtype="<f8", mode="r", offset=offset, shape=shape)
+
+
+def _first_nonfinite_row(A: np.ndarray, rows: int = 65536) -> int | None:
+    for start in range(0, A.shape[0], rows):
+        bad = ~np.isfinite(A[start:start + rows]).all(axis=1)
+        if bad.any():
+            return start + int(np.flatnonzero(bad)[0])
+    return None
 
 
 def hdf5_row_blocks(path: str, dataset: str, rows_per_block: int):
@@ -112,11 +143,16 @@ class Job(FamilyJob):
                 raise InputError(path, f"dataset {name} is {len(shape)}-D, expected 2-D")
             if shape[0] * shape[1] * 8 > self.budget:
                 self.stream = dense
-        if self.stream is None:
+        self.mapped = False
+        if self.stream is None and dense is not None:
+            self.A = hdf5_memmap(dense[0], dense[1])
+            self.mapped = self.A is not None
+        if self.stream is None and self.A is None:
             self.A = read_matrix(a_spec)
         self.b = read_dense(b_spec)
         self.a_path = a_spec
         self.b_path = b_spec
+        self.stream_path = dense[0] if dense is not None else a_spec
 
     def _shape(self) -> tuple[int, int]:
         if self.stream is not None:
@@ -225,4 +261,10 @@ class Job(FamilyJob):
             result = kernel(problem, rng=self.rng, callback=callback, **self.kernel_options)
             result.info["passes_over_file"] = problem.passes
             return result
-        return kernel(self.A, self.b, rng=self.rng, callback=callback, **self.kernel_options)
+        result = kernel(self.A, self.b, rng=self.rng, callback=callback, **self.kernel_options)
+        if self.mapped and result.status == Status.DIVERGED_NAN:
+            # a mapped matrix was not scanned when read: find out whether the input is at fault
+            row = _first_nonfinite_row(self.A)
+            if row is not None:
+                raise InputError(self.stream_path, f"matrix row {row + 1} contains NaN or Inf values")
+        return result

@@ -443,16 +443,26 @@ def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "spar
 
     def row_scores(pre_sketch) -> np.ndarray:
         SA0, _ = problem.sketch(pre_sketch)
+        if not np.isfinite(SA0).all():
+            raise FloatingPointError
         pre = factor_sketch(SA0, np.zeros(SA0.shape[0])).precond(0.0)
         k = min(n, 32)
         G = rng.standard_normal((n, k)) / math.sqrt(k)
-        return problem.row_norms2(pre.dot(G))
+        scores = problem.row_norms2(pre.dot(G))
+        if not np.isfinite(scores).all():
+            raise FloatingPointError
+        return scores
 
-    S = make_sketch(sketch, m, d, rng, zeta=nnz_per_column, row_scores=row_scores, min_rows=n + 1)
+    not_finite = Result(Status.DIVERGED_NAN, message="the sketch of A or b is not finite (NaN/Inf in the input "
+                                                     "or overflow)")
+    try:
+        S = make_sketch(sketch, m, d, rng, zeta=nnz_per_column, row_scores=row_scores, min_rows=n + 1)
+    except FloatingPointError:
+        return not_finite
     d = S.d
     SA, Sb = problem.sketch(S)
     if not (np.isfinite(SA).all() and np.isfinite(Sb).all()):
-        return Result(Status.DIVERGED_NAN, message="the sketch of A or b overflowed")
+        return not_finite
     factor = factor_sketch(SA, Sb, need_svd=ridge != 0.0)
     info: dict[str, Any] = {"mode": mode, "sketch": sketch, "sketch_size": d, "sketch_rank": factor.rank,
                             "streaming": bool(problem.streaming)}
@@ -559,7 +569,7 @@ def _finish(problem, factor: SketchFactor, x: np.ndarray, lam: float, status: St
             metrics["backward_error_estimate"] = kw / sigma_max if sigma_max > 0 else 0.0
     if ritz is not None:
         metrics["preconditioned_condition_estimate"] = ritz[0] / ritz[1]
-    if not np.isfinite(x).all():
+    if not (np.isfinite(x).all() and math.isfinite(rnorm)):
         status = Status.DIVERGED_NAN
     return Result(status=status, outputs={"x": x}, metrics=metrics, iterations=iterations,
                   info=info, message=message)

@@ -404,7 +404,7 @@ def _check_options(problem, mode: str, sketch: str, d: int | None, eps: float, r
 
 def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "sparse-sign",
                    sketch_size: int | None = None, eps: float = 0.1, ridge: float | str = 0.0,
-                   rtol: float = 1e-10, maxiter: int | None = None, nnz_per_column: int = 8,
+                   rtol: float = 1e-10, maxiter: int | None = None, nnz_per_column: int = 4,
                    refine_steps: int = 2, rng: np.random.Generator,
                    callback: Callback = no_callback) -> Result:
     """Solve ``min ||A x - b||^2 + lam ||x||^2`` by sketching (see the module docstring for modes).

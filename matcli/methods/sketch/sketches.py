@@ -213,7 +213,7 @@ def leverage_probabilities(scores: np.ndarray, uniform_weight: float = 0.1) -> n
     return p / p.sum()
 
 
-def make_sketch(kind: str, m: int, d: int, rng: np.random.Generator, *, zeta: int = 8,
+def make_sketch(kind: str, m: int, d: int, rng: np.random.Generator, *, zeta: int = 4,
                 row_scores: Callable[[SparseSign], np.ndarray] | None = None, min_rows: int = 1):
     """Build a sketch of kind ``kind`` (one of :data:`SKETCH_KINDS`) mapping R^m to R^d.
 

@@ -6,7 +6,7 @@ option of ``matcli sketch-regress``; sketch sizes, ridge and tolerances are type
 
 from matcli.core.registry import MethodSpec, ParamSpec
 
-_NNZ = ParamSpec("nnz_per_column", "int", 8, "Nonzeros per column of the sparse-sign sketch.", low=1, high=64)
+_NNZ = ParamSpec("nnz_per_column", "int", 4, "Nonzeros per column of the sparse-sign sketch.", low=1, high=64)
 _REFINE = ParamSpec("refine_steps", "int", 2, "Refinement solves after the warm-started one (refine mode).",
                     low=1, high=10)
 

@@ -169,7 +169,7 @@ class Job(FamilyJob):
         self.b = read_dense(b_spec)
         self.a_path = a_spec
         self.b_path = b_spec
-        self.stream_path = dense[0] if dense is not None else a_spec
+        self.a_file = dense[0] if dense is not None else a_spec
 
     def _shape(self) -> tuple[int, int]:
         if self.stream is not None:
@@ -283,5 +283,5 @@ class Job(FamilyJob):
             # a mapped matrix was not scanned when read: find out whether the input is at fault
             row = _first_nonfinite_row(self.A)
             if row is not None:
-                raise InputError(self.stream_path, f"matrix row {row + 1} contains NaN or Inf values")
+                raise InputError(self.a_file, f"matrix row {row + 1} contains NaN or Inf values")
         return result

@@ -114,8 +114,12 @@ def read_sparse_group(path: str, group: h5py.Group) -> sp.csr_matrix:
         raise InputError(path, f"sparse group {group.name}: index out of range 0..{minor - 1}")
     if data.dtype.kind in "biu":
         data = data.astype(np.float64)
+    index_dtype = np.int32 if max(major, minor, data.size) < np.iinfo(np.int32).max else np.int64
+    # scipy keeps int32/int64 index arrays as given; anything else (or int64 that fits int32) it would
+    # scan and convert, which costs more than the read itself on large matrices.
+    indices, indptr = indices.astype(index_dtype, copy=False), indptr.astype(index_dtype, copy=False)
     cls = sp.csr_matrix if encoding == "csr_matrix" else sp.csc_matrix
-    return sp.csr_matrix(cls((data, indices.astype(np.int64), indptr.astype(np.int64)), shape=shape))
+    return sp.csr_matrix(cls((data, indices, indptr), shape=shape))
 
 
 def read_coo_group(path: str, group: h5py.Group) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:

@@ -5,7 +5,12 @@ Report schema (``schema_version`` 1)::
     schema_version, matcli_version, command_line, family, method, method_reason, params, seed,
     status {code, reason, converged, message}, iterations, metrics {...}, problem {...},
     phases {read|validate|setup|compute|write: {wall_s, cpu_s}}, total_wall_s, peak_memory_bytes,
-    threads, versions {python, numpy, scipy, ...}, outputs {main, extra...}, history {...}, info {...}
+    threads, backend {name, workers, tasks, ...}, versions {python, numpy, scipy, ...},
+    outputs {main, extra...}, history {...}, info {...}
+
+``backend`` describes where independent tasks ran (see :mod:`matcli.backends`): ``local``, or
+``dask`` with ``cluster`` (local | scheduler), ``address``, ``workers``, ``threads`` and ``startup_s``
+(seconds of the setup phase spent starting or reaching the cluster).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ def _versions() -> dict[str, str]:
 
     versions = {"matcli": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
                 "scipy": scipy.__version__, "h5py": h5py.__version__}
-    for name in ("pyamg", "threadpoolctl"):
+    for name in ("pyamg", "threadpoolctl", "dask", "distributed"):
         module = sys.modules.get(name)
         if module is not None:
             versions[name] = getattr(module, "__version__", "unknown")
@@ -78,6 +83,7 @@ def build_report(request: JobRequest, job: FamilyJob, result: Result, seed: int,
         "total_wall_s": timer.total_wall(),
         "peak_memory_bytes": peak_bytes,
         "threads": threads,
+        "backend": job.backend.describe(),
         "versions": _versions(),
         "outputs": {"main": request.output, **extra_files},
         "history": history,
@@ -137,6 +143,10 @@ def print_summary(report: dict[str, Any]) -> None:
         table.add_row(key, _fmt(value))
     for phase, times in report["phases"].items():
         table.add_row(f"{phase} time", f"{times['wall_s']:.3f} s wall, {times['cpu_s']:.3f} s cpu")
+    backend = report["backend"]
+    if backend["name"] != "local":
+        table.add_row("backend", f"{backend['name']} {backend['address']}: {backend['workers']} workers, "
+                                 f"{backend['tasks']} tasks")
     table.add_row("peak memory", f"{report['peak_memory_bytes'] / 2**20:.1f} MiB")
     if report["outputs"]["main"]:
         table.add_row("output", report["outputs"]["main"])

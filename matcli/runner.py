@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 from dataclasses import dataclass
 from typing import Any
 
+from matcli.backends import get_backend
 from matcli.core.errors import NotConvergedError, OutputError, UsageError
 from matcli.core.result import Callback, Result
 from matcli.core.rng import make_rng, resolve_seed
@@ -75,12 +77,14 @@ def run_job(request: JobRequest) -> JobOutcome:
     timer = PhaseTimer()
     history: dict[str, list[float]] = {}
     callback, progress = _make_callback(request, history)
-    with thread_limit(request.threads) as threads:
+    with thread_limit(request.threads) as threads, contextlib.ExitStack() as resources:
         with timer.phase("read"):
             job.read()
         with timer.phase("validate"):
             job.validate()
         with timer.phase("setup"):
+            # Opened once the options are validated; workers are released when compute ends.
+            job.backend = resources.enter_context(get_backend(request.backend, request.scheduler))
             job.setup(rng)
         with timer.phase("compute"), progress:
             result = job.compute(callback)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Optional
 
 import typer
+
+from matcli.backends import BACKENDS
 
 OutOpt = Annotated[str, typer.Option("--out", "-o", help="Output file (.h5 default, .mtx for one matrix).")]
 ReportOpt = Annotated[
@@ -28,3 +31,14 @@ ParamOpt = Annotated[
 ]
 RtolOpt = Annotated[float, typer.Option("--rtol", min=0.0, help="Relative tolerance.")]
 MaxiterOpt = Annotated[Optional[int], typer.Option("--maxiter", min=1, help="Maximum iterations.")]
+Backend = enum.Enum("Backend", {name: name for name in BACKENDS}, type=str)
+BackendOpt = Annotated[
+    Backend,
+    typer.Option("--backend", help="Where the independent tasks run: local (this process, in order) or dask "
+                                   "(a Dask cluster: --scheduler, else $MATCLI_DASK_SCHEDULER, else a local "
+                                   "cluster of one worker per core; needs pip install 'matcli[dask]')."),
+]
+SchedulerOpt = Annotated[
+    Optional[str],
+    typer.Option("--scheduler", help="--backend dask: address of a running Dask scheduler, e.g. tcp://host:8786."),
+]

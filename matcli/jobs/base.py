@@ -11,6 +11,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
+from matcli.backends import Backend
+from matcli.backends.local import LocalBackend
 from matcli.core.result import Callback, Result
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ class JobRequest:
     monitor: bool = False
     threads: int | None = None
     backend: str = "local"
+    scheduler: str | None = None
     output_format: str | None = None
     command_line: tuple[str, ...] = ()
 
@@ -49,7 +52,8 @@ class FamilyJob(abc.ABC):
     Subclasses implement the five phase methods. They raise :class:`~matcli.core.errors.InputError`
     (naming the file) for bad input and :class:`~matcli.core.errors.UsageError` for bad options.
     After :meth:`setup`, ``self.method`` / ``self.resolved_params`` / ``self.choice_reason``
-    describe what will run; the report shows them.
+    describe what will run; the report shows them. ``self.backend`` runs independent tasks:
+    local until the runner opens the requested backend before :meth:`setup`.
     """
 
     family: str = ""
@@ -60,6 +64,7 @@ class FamilyJob(abc.ABC):
         self.resolved_params: dict[str, Any] = {}
         self.choice_reason: str = ""
         self.problem_info: dict[str, Any] = {}
+        self.backend: Backend = LocalBackend()
 
     def input_paths(self) -> list[str]:
         """Filesystem paths this job reads (the runner refuses to write over any of them)."""

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from matcli.cli.options import (
+    Backend,
+    BackendOpt,
     ForceOpt,
     MaxiterOpt,
     MonitorOpt,
@@ -16,6 +18,7 @@ from matcli.cli.options import (
     QuietOpt,
     ReportOpt,
     RtolOpt,
+    SchedulerOpt,
     SeedOpt,
     StrictOpt,
     ThreadsOpt,
@@ -57,6 +60,8 @@ def command(
         "--reorder/--no-reorder", help="--batch: solve similar matrices consecutively.")] = True,
     plot: Annotated[Optional[str], typer.Option(
         "--plot", help="Write a convergence plot (PNG; needs matplotlib).")] = None,
+    backend: BackendOpt = Backend.local,
+    scheduler: SchedulerOpt = None,
     param: ParamOpt = None,
     seed: SeedOpt = None,
     report: ReportOpt = None,
@@ -73,5 +78,5 @@ def command(
                "batch": batch, "recycle": recycle, "reorder": reorder, "plot": plot}
     request = build_request("solve", method.value, matrices, out, options=options, params=param, seed=seed,
                             report=report, force=force, strict=strict, quiet=quiet, monitor=monitor,
-                            threads=threads)
+                            threads=threads, backend=backend.value, scheduler=scheduler)
     execute(request)

@@ -15,13 +15,15 @@ Options (``request.options``):
 ``reorder``  batch: solve similar matrices consecutively (greedy nearest neighbour).
 ``plot``     PNG path for a convergence plot (needs matplotlib).
 
+With ``--backend dask`` a batch is solved in contiguous chunks of the order, one per worker
+(:mod:`matcli.jobs.solve_batch`).
+
 Setup (factorization, AMG hierarchy, ILU, omega estimate) happens in :meth:`Job.setup`; the
 solves in :meth:`Job.compute`, so the report times them separately.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +75,8 @@ class Job(FamilyJob):
         self.facts: auto.Facts | None = None
         self.params: dict[str, Any] = {}
         self.precheck: tuple[Status, str] | None = None
-        self.bandit = None
+        self.learn_omega = False
+        self.rng: np.random.Generator | None = None
         self.unused_params: list[str] = []
         self.rhs_label = "ones"
 
@@ -177,6 +180,9 @@ class Job(FamilyJob):
                     raise InputError(self.rhs_spec or system.source, "right-hand side has no columns")
             if self.batch and A.shape != first_shape and not self.batch_allows_mixed(method):
                 raise InputError(system.source, f"batch systems must share one shape: {A.shape} vs {first_shape}")
+        if self.request.backend != "local" and not self.batch:
+            raise UsageError(f"--backend {self.request.backend} distributes the systems of --batch; a single "
+                             "system is solved in this process (drop --backend)")
         if self.plot:
             try:
                 import matplotlib  # noqa: F401
@@ -189,6 +195,7 @@ class Job(FamilyJob):
 
     # ---------------------------------------------------------------- setup
     def setup(self, rng: np.random.Generator) -> None:
+        self.rng = rng
         for system in self.systems:
             if system.B is None:
                 m = system.A.shape[0]
@@ -250,10 +257,7 @@ class Job(FamilyJob):
         self.problem_info = {**facts.as_dict(), "nrhs": nrhs, "systems": len(self.systems)}
         if self.solver is not None:
             self.problem_info["setup"] = self.solver.info
-        if self.batch and self.method in STATIONARY and float(self.params.get("omega", 0.0)) == 0.0:
-            from matcli.methods.solve.batch import OmegaBandit
-
-            self.bandit = OmegaBandit(initial=self.solver.omega)
+        self.learn_omega = self.batch and self.method in STATIONARY and float(self.params.get("omega", 0.0)) == 0.0
 
     def _resolve_params(self, requested: str, method: str) -> dict[str, Any]:
         spec = get_spec("solve", method)
@@ -323,76 +327,17 @@ class Job(FamilyJob):
         return result
 
     def _compute_batch(self, callback: Callback) -> Result:
-        from matcli.methods.solve.batch import RecycledSubspace, RecyclingCG
-        from matcli.methods.solve.krylov import combine_status
+        from matcli.jobs.solve_batch import SequencePlan, batch_result, contiguous_chunks, solve_chunk, solve_sequence
 
-        # CG deflates with recycled Ritz vectors; the other Krylov methods start from the best
-        # point of the span of earlier solutions.
-        deflating = RecyclingCG(self.recycle) if self.method == "cg" and self.recycle > 0 else None
-        recycling = self.method in KRYLOV and self.method != "cg" and self.recycle > 0
-        space = RecycledSubspace(self.recycle) if recycling else None
-        outputs, per_system, statuses = {}, [], []
-        total_its, offset = 0, 0
-        reference_its = None
-        worst = {"relative_residual": 0.0, "backward_error": 0.0}
-        for position, index in enumerate(self.order):
-            system = self.systems[index]
-            started = time.perf_counter()
-            action = "setup phase"
-            if position > 0:
-                rebuild = (self.method in KRYLOV and reference_its is not None
-                           and per_system[-1]["iterations"] > 2 * reference_its + 5)
-                action = self.solver.update(system.A, rebuild=rebuild)
-                if rebuild:
-                    reference_its = None
-            if self.bandit is not None:
-                self.solver.omega = self.bandit.choose()
-            x0 = space.initial_guess(system.A, system.B.reshape(system.A.shape[0], -1)) if space else None
-            step = (lambda it, **v: callback(offset + it, **v))
-            if deflating is not None:
-                result = deflating.solve(system.A, system.B, M=self.solver.preconditioner, rtol=self.rtol,
-                                         maxiter=self.maxiter, callback=step)
-            else:
-                result = self.solver.solve(system.A, system.B, x0=x0, rtol=self.rtol, maxiter=self.maxiter,
-                                           callback=step)
-            seconds = time.perf_counter() - started
-            if self.bandit is not None:
-                self.bandit.observe(self.solver.omega, result.iterations, result.status.converged)
-            if space is not None and "x" in result.outputs:
-                space.add(np.asarray(result.outputs["x"]).reshape(system.A.shape[1], -1))
-            if reference_its is None and result.status.converged:
-                reference_its = result.iterations
-            offset += result.iterations
-            total_its += result.iterations
-            statuses.append(result.status)
-            if "x" in result.outputs:
-                outputs[f"x/{system.name}"] = result.outputs["x"]
-            for key in worst:
-                worst[key] = max(worst[key], result.metrics.get(key, float("inf")))
-            entry = {"name": system.name, "position": position, "status": result.status.reason,
-                     "iterations": result.iterations, "seconds": seconds, "setup": action,
-                     "relative_residual": result.metrics.get("relative_residual"),
-                     "backward_error": result.metrics.get("backward_error")}
-            if space is not None:
-                entry["recycled_dim"] = space.dim
-            if deflating is not None:
-                entry["recycled_dim"] = result.info.get("recycled_dim", 0)
-            if self.bandit is not None:
-                entry["omega"] = self.solver.omega
-            if result.message:
-                entry["message"] = result.message
-            per_system.append(entry)
-        status = combine_status(statuses)
-        failed = [e["name"] for e in per_system if not Status[e["status"].upper()].converged]
-        message = "" if not failed else f"{len(failed)} of {len(per_system)} systems failed: {', '.join(failed[:10])}"
-        info = {"systems": per_system, "order": [self.systems[i].name for i in self.order],
-                "total_iterations": total_its, "setup": self.solver.info}
-        if self.bandit is not None:
-            info["omega_learned"] = self.bandit.best()
-        metrics = {**worst, "iterations": float(total_its), "systems": float(len(per_system)),
-                   "failed_systems": float(len(failed))}
-        return Result(status=status, outputs=outputs, metrics=metrics, iterations=total_its, info=info,
-                      message=message)
+        plan = SequencePlan(self.method, self.resolved_params["precond"], self.params, self.facts.hermitian,
+                            self.rtol, self.maxiter, self.recycle, self.learn_omega)
+        ordered = [self.systems[i] for i in self.order]
+        if self.backend.name == "local":
+            sequences = [solve_sequence(plan, ordered, self.solver, callback)]
+        else:
+            chunks = contiguous_chunks(ordered, self.backend.parallelism, self.rng)
+            sequences = self.backend.map(solve_chunk, chunks, plan=plan)
+        return batch_result(sequences, self.solver.info, callback)
 
     # ---------------------------------------------------------- write_extra
     def write_extra(self, result: Result) -> dict[str, str]:

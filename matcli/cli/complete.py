@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from matcli.cli.options import (
-    ForceOpt, MaxiterOpt, MonitorOpt, OutOpt, ParamOpt, QuietOpt, ReportOpt, SeedOpt, StrictOpt, ThreadsOpt,
+    Backend, BackendOpt, ForceOpt, MaxiterOpt, MonitorOpt, OutOpt, ParamOpt, QuietOpt, ReportOpt, SchedulerOpt, SeedOpt,
+    StrictOpt, ThreadsOpt,
 )
 
 
@@ -79,6 +80,8 @@ def command(
     rtol: Annotated[float, typer.Option(
         "--rtol", min=0.0, help="Stop when a sweep changes the objective (softimpute: the estimate; bpmf: the "
                          "posterior mean) by less than this, relatively.")] = 1e-4,
+    backend: BackendOpt = Backend.local,
+    scheduler: SchedulerOpt = None,
     param: ParamOpt = None,
     seed: SeedOpt = None,
     report: ReportOpt = None,
@@ -103,5 +106,5 @@ def command(
     }
     request = build_request("complete", method.value, [observed], out, options=options, params=param, seed=seed,
                             report=report, force=force, strict=strict, quiet=quiet, monitor=monitor,
-                            threads=threads)
+                            threads=threads, backend=backend.value, scheduler=scheduler)
     execute(request)

@@ -9,7 +9,8 @@ None), ``maxiter`` (int or None), ``rtol`` (float), ``shape`` ((m, n) or None).
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from matcli.core.registry import get_spec
 from matcli.core.result import Callback, Result, no_callback
 from matcli.jobs.base import FamilyJob
 from matcli.methods.complete.specs import DEFAULT_MAXITER, DEFAULT_REG
+
+if TYPE_CHECKING:
+    from matcli.methods.complete.common import Heldout
 
 #: Candidate ranks and ridge weights tried by ``--rank auto`` / ``--reg auto``.
 RANK_GRID = (1, 2, 3, 5, 8, 12, 16, 24)
@@ -100,6 +104,9 @@ class Job(FamilyJob):
         clip = opts.get("clip")
         if clip is not None and not clip[0] < clip[1]:
             raise UsageError(f"--clip {clip[0]},{clip[1]}: need lo < hi")
+        if self.request.backend != "local" and "auto" not in (rank, reg):
+            raise UsageError(f"--backend {self.request.backend} runs the validation fits of --rank auto / --reg auto; "
+                             "with a fixed rank and regularisation the one fit runs in this process (drop --backend)")
         if self.pairs is not None and not opts.get("predictions_out"):
             raise UsageError("--predict needs --predictions-out FILE")
         if opts.get("predictions_out") and self.pairs is None:
@@ -192,7 +199,7 @@ class Job(FamilyJob):
             result.info["seconds_per_sweep"] = float(np.mean(sweep_times))
         model = FactorModel.from_outputs(result.outputs)
         if self.auto:
-            best = min(selection, key=lambda row: row["val_rmse"])
+            best = min((row for row in selection if not row["after_stop"]), key=lambda row: row["val_rmse"])
             result.metrics["val_rmse"] = best["val_rmse"]
             result.info["selection"] = selection
             result.info["selected"] = {"rank": rank, "reg": reg, "refit_on_all_entries": True}
@@ -213,47 +220,61 @@ class Job(FamilyJob):
 
     def _fit(self, idx: np.ndarray | None, heldout, clip, rank: int, reg: float, callback: Callback) -> Result:
         """Run the kernel on the entries ``idx`` (None: all of them, without copying)."""
+        return self._task(idx, heldout, clip).run(rank, reg, self.rng, callback)
+
+    def _task(self, idx: np.ndarray | None, heldout, clip) -> FitTask:
         obs = self.observed
         p = self.resolved_params
-        kernel = self.spec.load()
-        extra = {} if DEFAULT_REG[self.method] is None else {"reg": reg}
-        return kernel(_subset(obs.rows, idx), _subset(obs.cols, idx), _subset(obs.values, idx), obs.shape,
-                      rank=rank, **extra,
-                      bias=p["bias"], maxiter=p["maxiter"], rtol=p["rtol"], atol=self.atol, heldout=heldout, clip=clip,
-                      rng=self.rng, callback=callback, **self.params)
+        settings = {"bias": p["bias"], "maxiter": p["maxiter"], "rtol": p["rtol"], "atol": self.atol, **self.params}
+        return FitTask(self.spec.load(), _subset(obs.rows, idx), _subset(obs.cols, idx), _subset(obs.values, idx),
+                       obs.shape, heldout, clip, DEFAULT_REG[self.method] is not None, settings)
 
     def _select(self, train: np.ndarray | None, heldout, clip) -> tuple[int, float, list[dict[str, Any]]]:
         """Coordinate search on validation RMSE: regularisation first (at the given or a middle
-        rank), then rank at the chosen regularisation."""
+        rank), then rank at the chosen regularisation.
+
+        The candidate fits are independent, so they run through the backend, each with its own
+        generator spawned from the job's: a candidate's score does not depend on which others ran
+        or where. Ranks go in rounds of ``backend.parallelism``; the stopping rule reads the scores
+        in rank order, and fits of a round past the stop (``after_stop`` in the table) are not used,
+        so every backend selects the same rank.
+        """
         m, n = self.observed.shape
         p = self.resolved_params
         base_reg = DEFAULT_REG[self.method] if p["reg"] in ("auto", None) else float(p["reg"])
         rank = 10 if p["rank"] == "auto" else int(p["rank"])
         rank = min(rank, m, n)
+        task = self._task(train, heldout, clip)
         table: list[dict[str, Any]] = []
 
-        def score(k: int, lam: float) -> float:
-            res = self._fit(train, heldout, clip, k, lam, no_callback)
-            val = float(res.metrics.get("val_rmse", np.nan))
-            table.append({"rank": k, "reg": lam, "val_rmse": val, "sweeps": res.iterations})
-            return val
+        def score(candidates: list[tuple[int, float]]) -> list[dict[str, Any]]:
+            seeded = [(k, lam, g) for (k, lam), g in zip(candidates, self.rng.spawn(len(candidates)))]
+            rows = [{"rank": k, "reg": lam, "val_rmse": val, "sweeps": sweeps, "after_stop": False}
+                    for (k, lam), (val, sweeps) in zip(candidates, self.backend.map(_score, seeded, task=task))]
+            table.extend(rows)
+            return rows
 
         reg = base_reg
         if p["reg"] == "auto" and base_reg is not None:
             grid = [base_reg * f for f in REG_FACTORS] if base_reg > 0 else [0.0]
-            reg = min(grid, key=lambda lam: score(rank, lam))
+            reg = min(score([(rank, lam) for lam in grid]), key=lambda row: row["val_rmse"])["reg"]
         if p["rank"] == "auto":
             ranks = [k for k in RANK_GRID if k <= min(m, n)]
+            width = self.backend.parallelism
             scores: dict[int, float] = {}
             worse = 0
-            for k in ranks:
-                scores[k] = score(k, reg)
-                if scores[k] <= min(scores.values()):
-                    worse = 0
-                else:
-                    worse += 1
+            for begin in range(0, len(ranks), width):
+                for row in score([(k, reg) for k in ranks[begin:begin + width]]):
                     if worse >= 2:
-                        break
+                        row["after_stop"] = True
+                        continue
+                    scores[row["rank"]] = row["val_rmse"]
+                    if row["val_rmse"] <= min(scores.values()):
+                        worse = 0
+                    else:
+                        worse += 1
+                if worse >= 2:
+                    break
             # One-standard-error rule: the RMSE estimated from N held-out entries has a relative
             # standard error of about 1 / sqrt(2 N); keep the smallest rank within it of the best.
             tolerance = 1.0 + 1.0 / np.sqrt(2.0 * max(heldout.values.size, 1))
@@ -272,6 +293,36 @@ class Job(FamilyJob):
         with atomic_write(path) as tmp:
             write_triplets(tmp, self.pairs[:, 0], self.pairs[:, 1], self.predictions)
         return {"predictions": path}
+
+
+@dataclass(frozen=True)
+class FitTask:
+    """One kernel call but for rank, regularisation and generator: the training entries (rows,
+    cols, values of equal length, 0-based, inside ``shape``), held-out entries, clipping and the
+    remaining kernel keywords (``settings``). Picklable, so a backend can send it to its workers."""
+
+    kernel: Callable[..., Result]
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+    shape: tuple[int, int]
+    heldout: Heldout | None
+    clip: tuple[float, float] | None
+    with_reg: bool
+    settings: dict[str, Any]
+
+    def run(self, rank: int, reg: float, rng: np.random.Generator, callback: Callback = no_callback) -> Result:
+        """Fit at ``rank`` (and ``reg`` when the method takes one)."""
+        extra = {"reg": reg} if self.with_reg else {}
+        return self.kernel(self.rows, self.cols, self.values, self.shape, rank=rank, **extra, heldout=self.heldout,
+                           clip=self.clip, rng=rng, callback=callback, **self.settings)
+
+
+def _score(candidate: tuple[int, float, np.random.Generator], task: FitTask) -> tuple[float, int]:
+    """Backend task: (validation RMSE, sweeps) of the fit at ``candidate`` = (rank, reg, generator)."""
+    rank, reg, rng = candidate
+    result = task.run(rank, reg, rng)
+    return float(result.metrics.get("val_rmse", np.nan)), result.iterations
 
 
 def _subset(array: np.ndarray, idx: np.ndarray | None) -> np.ndarray:

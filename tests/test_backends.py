@@ -1,0 +1,174 @@
+"""Execution backends: local and Dask give the same answers; Dask failures are one-line backend errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from matcli.backends import get_backend
+from matcli.core.errors import InputError
+from matcli.io.load import read_dense, read_matrix
+
+
+def _power(x: int, exponent: int) -> int:
+    return x**exponent
+
+
+def _reject(x: int) -> int:
+    raise InputError(f"item{x}", "rejected")
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """Address of a small in-process Dask cluster (two single-threaded workers)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0",
+                                  silence_logs=logging.ERROR) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture(scope="module")
+def batch_file(tmp_path_factory):
+    from tests.conftest import run_cli
+
+    path = tmp_path_factory.mktemp("backends") / "b.h5"
+    result = run_cli(["generate", "batch", "--n", "8", "--count", "4", "--seed", "1", "-o", path])
+    assert result.exit_code == 0, result.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def completion_file(tmp_path_factory):
+    from tests.conftest import run_cli
+
+    path = tmp_path_factory.mktemp("backends") / "c.h5"
+    result = run_cli(["generate", "completion", "--rows", "120", "--cols", "80", "--rank", "3", "--rate", "0.3",
+                      "--seed", "2", "-o", path])
+    assert result.exit_code == 0, result.stderr
+    return path
+
+
+def report_of(path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_map_keeps_order_and_passes_shared_values(scheduler):
+    for backend in (get_backend("local"), get_backend("dask", scheduler)):
+        with backend:
+            assert backend.map(_power, [3, 1, 2], exponent=2) == [9, 1, 4]
+            assert backend.map(_power, [], exponent=2) == []
+            assert backend.describe()["tasks"] == 3
+
+
+def test_task_errors_propagate_unchanged(scheduler):
+    with get_backend("dask", scheduler) as backend:
+        assert backend.parallelism == 2 and backend.describe()["workers"] == 2
+        with pytest.raises(InputError, match="item1: rejected"):
+            backend.map(_reject, [1])
+
+
+def test_solve_batch_local_and_dask_agree(cli, tmp_path, batch_file, scheduler):
+    rtol = 1e-8
+    runs = {}
+    for name, extra in (("local", []), ("dask", ["--backend", "dask", "--scheduler", scheduler])):
+        out, rep = tmp_path / f"x_{name}.h5", tmp_path / f"r_{name}.json"
+        result = cli(["solve", f"{batch_file}:/systems", "--batch", "-m", "cg", "--recycle", "4", "--rtol", rtol,
+                      "-o", out, "--report", rep, "--quiet", "--strict", *extra])
+        assert result.exit_code == 0, result.stderr
+        with h5py.File(out, "r") as fh:
+            runs[name] = (report_of(rep), {key: fh[f"x/{key}"][()] for key in fh["x"]})
+    (local, x_local), (dask, x_dask) = runs["local"], runs["dask"]
+    assert dask["backend"]["name"] == "dask" and dask["backend"]["workers"] == 2
+    assert dask["backend"]["address"] == scheduler and dask["info"]["chunks"] == dask["backend"]["tasks"] == 2
+    assert local["backend"] == {"name": "local", "workers": 1, "tasks": 0} and local["info"]["chunks"] == 1
+    systems = dask["info"]["systems"]
+    assert [s["name"] for s in systems] == local["info"]["order"] == dask["info"]["order"]
+    assert [s["position"] for s in systems] == [0, 1, 2, 3] and [s["chunk"] for s in systems] == [0, 0, 1, 1]
+    assert [s["setup"] for s in systems][::2] == ["set up on worker"] * 2
+    assert dask["metrics"]["iterations"] == sum(s["iterations"] for s in systems)
+    assert dask["metrics"]["systems"] == 4 and dask["metrics"]["failed_systems"] == 0
+    for name in x_local:
+        A = read_matrix(f"{batch_file}:/systems/{name}/A").toarray()
+        b = read_dense(f"{batch_file}:/systems/{name}/b")
+        residuals = [next(s["relative_residual"] for s in run["info"]["systems"] if s["name"] == name)
+                     for run in (local, dask)]
+        assert max(residuals) <= rtol
+        # Both satisfy ||b - A x|| <= rtol ||b||, so they differ by at most 2 rtol ||A^-1|| ||b||.
+        bound = 2 * rtol * np.linalg.norm(np.linalg.inv(A), 2) * np.linalg.norm(b)
+        assert np.linalg.norm(x_local[name] - x_dask[name]) <= bound
+
+
+def test_complete_rank_auto_local_and_dask_agree(cli, tmp_path, completion_file, scheduler, monkeypatch):
+    reports = {}
+    for name in ("local", "dask"):
+        rep = tmp_path / f"r_{name}.json"
+        if name == "dask":
+            monkeypatch.setenv("MATCLI_DASK_SCHEDULER", scheduler)
+        result = cli(["complete", f"{completion_file}:/observed", "--rank", "auto", "--reg", "0", "--no-bias",
+                      "--seed", "3", "-o", tmp_path / f"m_{name}.h5", "--report", rep, "--quiet",
+                      "--backend", name])
+        assert result.exit_code == 0, result.stderr
+        reports[name] = report_of(rep)
+    local, dask = reports["local"], reports["dask"]
+    assert local["params"]["rank"] == dask["params"]["rank"] == 3
+    assert dask["backend"]["address"] == scheduler and dask["backend"]["cluster"] == "scheduler"
+    assert dask["metrics"]["val_rmse"] == pytest.approx(local["metrics"]["val_rmse"], rel=1e-6, abs=1e-9)
+    used = [row for row in dask["info"]["selection"] if not row["after_stop"]]
+    assert [(r["rank"], r["reg"]) for r in used] == [(r["rank"], r["reg"]) for r in local["info"]["selection"]]
+    assert dask["backend"]["tasks"] == len(dask["info"]["selection"])
+
+
+def test_default_dask_backend_starts_a_local_process_cluster(cli, tmp_path, batch_file, monkeypatch):
+    pytest.importorskip("distributed")
+    monkeypatch.delenv("MATCLI_DASK_SCHEDULER", raising=False)
+    rep = tmp_path / "r.json"
+    result = cli(["solve", f"{batch_file}:/systems", "--batch", "-m", "lu", "--backend", "dask",
+                  "-o", tmp_path / "x.h5", "--report", rep, "--quiet", "--strict"])
+    assert result.exit_code == 0, result.stderr
+    report = report_of(rep)
+    assert report["backend"]["cluster"] == "local" and report["backend"]["workers"] >= 1
+    assert report["info"]["chunks"] == min(report["backend"]["threads"], 4)
+
+
+def test_unreachable_scheduler_is_a_one_line_backend_error(cli, tmp_path, batch_file):
+    out = tmp_path / "x.h5"
+    result = cli(["solve", f"{batch_file}:/systems", "--batch", "--backend", "dask",
+                  "--scheduler", "tcp://127.0.0.1:1", "-o", out])
+    assert result.exit_code == 6, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "tcp://127.0.0.1:1" in lines[0] or "pip install 'matcli[dask]'" in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["solve", "{batch}:/systems/s000/A", "--backend", "dask"],
+    ["solve", "{batch}:/systems", "--batch", "--scheduler", "tcp://127.0.0.1:8786"],
+    ["complete", "{completion}:/observed", "--rank", "3", "--backend", "dask"],
+])
+def test_backend_options_where_they_do_nothing_are_usage_errors(cli, tmp_path, batch_file, completion_file, args):
+    args = [a.format(batch=batch_file, completion=completion_file) for a in args]
+    result = cli([*args, "-o", tmp_path / "out.h5"])
+    assert result.exit_code == 2, result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1
+    assert not (tmp_path / "out.h5").exists()
+
+
+def test_help_and_local_runs_do_not_import_dask(tmp_path):
+    path = tmp_path / "p.h5"
+    code = ("import sys; from matcli.cli.app import main; "
+            "rc = [main(['--help']), main(['solve', '--help'])]; "
+            "print('AFTER_HELP', [m for m in ('dask', 'distributed') if m in sys.modules], rc); "
+            f"rc = [main(['generate', 'poisson2d', '--n', '4', '-o', {str(path)!r}]), "
+            f"main(['solve', {str(path) + ':/A'!r}, '-o', {str(tmp_path / 'x.h5')!r}, '--quiet'])]; "
+            "print('AFTER_SOLVE', [m for m in ('dask', 'distributed') if m in sys.modules], rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--backend" in proc.stdout and "--scheduler" in proc.stdout
+    assert "AFTER_HELP [] [0, 0]" in proc.stdout
+    assert "AFTER_SOLVE [] [0, 0]" in proc.stdout

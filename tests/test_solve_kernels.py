@@ -400,6 +400,24 @@ def test_recycling_cg_lowers_iterations_along_a_sequence():
     assert sum(recycled_its[3:]) < 0.85 * sum(plain_its[3:])
 
 
+def test_recycling_cg_with_jacobi_on_a_badly_scaled_sequence():
+    # A = S (L + c I) S with S spanning 3 decades: the small eigenvectors of M^{-1} A (Jacobi) are
+    # not those of A, so the recycled Ritz vectors must come from the pencil (A, M).
+    rng = np.random.default_rng(16)
+    L = poisson((40, 40))
+    S = sp.diags(10 ** rng.uniform(-1.5, 1.5, L.shape[0]))
+    solver, plain_its, recycled_its = batch.RecyclingCG(12, harvest=60), [], []
+    for t in range(6):
+        A = sp.csr_matrix(S @ (L + (1e-4 + 1e-5 * t) * sp.eye(L.shape[0])) @ S)
+        M = precond.build(A, "jacobi", symmetric_matrix=True, params={}, rng=rng)
+        b = rng.standard_normal(L.shape[0])
+        plain_its.append(krylov.cg(A, b, M=M, rtol=RTOL).iterations)
+        result = solver.solve(A, b, M=M, rtol=RTOL)
+        assert result.metrics["relative_residual"] <= RTOL
+        recycled_its.append(result.iterations)
+    assert sum(recycled_its[3:]) < 0.75 * sum(plain_its[3:])
+
+
 def test_omega_bandit_stays_near_the_best_arm_once_its_neighbours_are_known():
     # Regression: untried arms used to get the lowest UCB score, so after the neighbours of the
     # best arm the bandit jumped to far, bad arms (omega = 1) instead of exploiting.

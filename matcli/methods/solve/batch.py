@@ -157,14 +157,16 @@ class OmegaBandit:
 
 
 class RecyclingCG:
-    """Deflated CG across a sequence of SPD systems with Ritz vectors recycled between solves.
+    """Deflated PCG across a sequence of SPD systems with Ritz vectors recycled between solves.
 
     Each solve runs :func:`matcli.methods.solve.krylov.cg` deflated by ``W`` (the recycled
-    subspace) and keeps the first ``harvest`` search directions ``p`` with their products ``A p``.
-    Afterwards ``W`` becomes the ``dim`` Ritz vectors of the current ``A`` with the smallest Ritz
-    values over span(W, p_1..p_s): approximate eigenvectors of the smallest eigenvalues, whose
-    removal lowers the effective condition number of the next, similar, system (the idea behind
-    subspace recycling; sorting the systems keeps neighbours similar).
+    subspace) and keeps the first ``harvest`` residuals ``r_j`` with ``z_j = M^{-1} r_j``.
+    Afterwards ``W`` becomes the ``dim`` Ritz vectors with the smallest Ritz values of the
+    preconditioned pencil ``A w = theta M w`` over span(W, z_0..z_s): approximate eigenvectors of
+    the smallest eigenvalues of ``M^{-1} A``, the ones deflated PCG removes from the effective
+    condition number of the next, similar, system (the idea behind subspace recycling; sorting the
+    systems keeps neighbours similar). ``M W`` is carried along (``M z_j = r_j``), so the
+    preconditioner never has to be applied inversely.
     """
 
     def __init__(self, dim: int, harvest: int | None = None, memory_bytes: float = 2e8):
@@ -172,6 +174,7 @@ class RecyclingCG:
         self.harvest = harvest
         self.memory_bytes = memory_bytes
         self.W: np.ndarray | None = None
+        self.MW: np.ndarray | None = None
 
     def solve(self, A, B, *, M=None, x0=None, rtol: float = 1e-8, maxiter: int | None = None,
               callback=None):
@@ -182,37 +185,34 @@ class RecyclingCG:
         W = self.W if self.W is not None and self.W.shape[0] == A.shape[0] else None
         harvest = self.harvest
         if harvest is None:
-            # Enough directions for the extreme Ritz values to settle, within the memory budget
-            # (each kept direction costs two n-vectors).
+            # Enough vectors for the extreme Ritz values to settle, within the memory budget
+            # (each kept pair costs two n-vectors).
             harvest = min(4 * self.dim + 16, max(8, int(self.memory_bytes / (16 * A.shape[0]))))
-        result, directions = _cg(A, B, M, x0, rtol, maxiter, W, callback or no_callback,
-                                 harvest if self.dim else 0)
-        if self.dim and directions:
-            self.W = self._ritz(A, W, directions)
+        result, pairs = _cg(A, B, M, x0, rtol, maxiter, W, callback or no_callback, harvest if self.dim else 0)
+        if self.dim and pairs:
+            self.W, self.MW = self._ritz(A, W, pairs)
         result.info["recycled_dim"] = 0 if W is None else int(W.shape[1])
         return result
 
-    def _ritz(self, A, W, directions) -> np.ndarray | None:
-        P = np.column_stack([p for p, _ in directions])
-        AP = np.column_stack([q for _, q in directions])
+    def _ritz(self, A, W, pairs) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Smallest-``dim`` Ritz pairs of ``A w = theta M w`` over span([W, Z]); returns (W, M W)."""
+        Z = np.column_stack([z for z, _ in pairs])
+        MZ = np.column_stack([r for _, r in pairs])
         if W is not None:
-            P, AP = np.hstack([W, P]), np.hstack([A @ W, AP])
-        # Orthonormalise the basis (dropping dependent directions), then Rayleigh-Ritz on A.
-        norms = np.linalg.norm(P, axis=0)
-        keep = norms > 0
-        P, AP = P[:, keep] / norms[keep], AP[:, keep] / norms[keep]
-        Q, R = np.linalg.qr(P)
-        diag = np.abs(np.diag(R))
-        good = diag > 1e-10 * diag.max(initial=0.0)
-        if not good.any():
-            return W
-        Q, R, AP = Q[:, good], R[np.ix_(good, good)], AP[:, good]
-        from scipy.linalg import solve_triangular
-
-        AQ = solve_triangular(R.T, AP.T, lower=True).T  # A Q = A P R^-1
-        T = Q.conj().T @ AQ
+            Z, MZ = np.hstack([W, Z]), np.hstack([self.MW, MZ])
+        G = Z.conj().T @ MZ
+        G = (G + G.conj().T) / 2
+        T = Z.conj().T @ (A @ Z)
         T = (T + T.conj().T) / 2
-        theta, Y = np.linalg.eigh(T)
-        positive = theta > 0
-        Y = Y[:, positive][:, : self.dim]
-        return Q @ Y if Y.shape[1] else W
+        # M-orthonormal basis Z C of the span, dropping directions that G cannot distinguish.
+        s, U = np.linalg.eigh(G)
+        good = s > 1e-12 * s.max(initial=0.0)
+        if not good.any():
+            return self.W, self.MW
+        C = U[:, good] / np.sqrt(s[good])
+        theta, Y = np.linalg.eigh(C.conj().T @ T @ C)
+        Y = Y[:, theta > 0][:, : self.dim]
+        if not Y.shape[1]:
+            return self.W, self.MW
+        CY = C @ Y
+        return Z @ CY, MZ @ CY

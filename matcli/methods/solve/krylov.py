@@ -113,8 +113,10 @@ def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, ma
 
 
 def _cg(A, B, M, x0, rtol, maxiter, W, callback, harvest: int) -> tuple[Result, list[tuple[np.ndarray, np.ndarray]]]:
-    """CG engine behind :func:`cg`; also returns up to ``harvest`` (p, A p) search-direction pairs
-    of the first right-hand side, from which a recycling solver extracts Ritz vectors."""
+    """CG engine behind :func:`cg`; also returns up to ``harvest`` (z, r) pairs of the first
+    right-hand side: residuals ``r_j`` and preconditioned residuals ``z_j = M^{-1} r_j``. The z_j span
+    the (deflated) Krylov space of ``M^{-1} A`` and are M-orthogonal (``z_i^H M z_j = z_i^H r_j = 0``),
+    so a recycling solver gets Ritz vectors of ``M^{-1} A`` from them without applying ``M`` itself."""
     M = M or identity()
     Bb, X, was_vector = as_block(A, B, x0)
     n, k = X.shape
@@ -150,14 +152,14 @@ def _cg(A, B, M, x0, rtol, maxiter, W, callback, harvest: int) -> tuple[Result, 
     Za = M.apply(Ra)
     rz = np.real(col_dots(Ra, Za))
     Pa = project(Za) if project is not None else Za.copy()
+    if harvest and active.size and active[0] == 0:
+        directions.append((Za[:, 0].copy(), Ra[:, 0].copy()))
     it = 0
     while active.size and it < maxiter:
         bad = rz <= 0
         if bad.any():
             status[active[bad]] = Status.DIVERGED_NOT_SPD
         Q = A @ Pa
-        if len(directions) < harvest and active[0] == 0:
-            directions.append((Pa[:, 0].copy(), Q[:, 0].copy()))
         pq = col_dots(Pa, Q)
         bad |= ~(np.real(pq) > 0)
         if bad.any():
@@ -199,6 +201,8 @@ def _cg(A, B, M, x0, rtol, maxiter, W, callback, harvest: int) -> tuple[Result, 
             if not active.size:
                 break
         Za = M.apply(Ra)
+        if len(directions) < harvest and active[0] == 0:
+            directions.append((Za[:, 0].copy(), Ra[:, 0].copy()))
         rz_new = np.real(col_dots(Ra, Za))
         beta = rz_new / np.where(rz[keep] != 0, rz[keep], 1.0)
         rz = rz_new

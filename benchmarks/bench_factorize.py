@@ -8,7 +8,8 @@ singular values needs real iterations. Sizes: ``--quick`` 20000 x 10000 with 5e5
 
 Reference singular values: scipy svds (ARPACK) with tol=0 (machine precision); its run is also
 the ARPACK peer. Accuracy = max_i |s_i - s_ref_i| / s_ref_i over the top 20. Targets: matcli
-<= 0.7x the time of sklearn's randomized_svd at equal or better accuracy (ratio >= 1.43), and faster
+<= 0.7x the time of sklearn's randomized_svd at equal or better accuracy (ratio >= 1.43; sklearn's
+defaults stop short of 1e-3 here, so its n_iter is raised until it reaches 1e-3), and faster
 than svds/ARPACK (ratio > 1). matcli runs as a whole process (start-up, HDF5 read, metrics and
 output write included); peers are timed in-process on the matrix already in memory.
 
@@ -67,6 +68,23 @@ def fmt(err: float) -> str:
     return f"{err:.1e}" + ("" if err <= TARGET_ACCURACY else " (>1e-3)")
 
 
+def equal_accuracy_sklearn(A, contenders: dict[str, object]):
+    """(label, callable) of sklearn's randomized_svd with the fewest power iterations (its default
+    oversampling) that reaches TARGET_ACCURACY against ARPACK, found here by trying n_iter upwards.
+    The target compares matcli with this, since sklearn's defaults stop short of 1e-3 on this matrix."""
+    from sklearn.utils.extmath import randomized_svd
+
+    s_ref = contenders["scipy svds arpack (tol=0)"]()
+    for n_iter in (8, 10, 12, 15, 20, 25, 30, 40):
+        err = accuracy(randomized_svd(A, RANK, n_iter=n_iter, random_state=0)[1], s_ref)
+        print(f"sklearn randomized_svd n_iter={n_iter}: accuracy {err:.1e}", flush=True)
+        if err <= TARGET_ACCURACY:
+            return (f"sklearn randomized_svd (n_iter={n_iter}: reaches 1e-3)",
+                    lambda: randomized_svd(A, RANK, n_iter=n_iter, random_state=0)[1])
+    print("sklearn randomized_svd did not reach the target accuracy with n_iter <= 40")
+    return None
+
+
 def main() -> None:
     size = size_from_argv()
     m, n, nnz = SIZES[size]
@@ -96,6 +114,10 @@ def main() -> None:
         A32 = A.astype(np.float32)
         contenders["sklearn randomized_svd (defaults)"] = lambda: randomized_svd(A, RANK, random_state=0)[1]
         contenders["sklearn randomized_svd (float32 input)"] = lambda: randomized_svd(A32, RANK, random_state=0)[1]
+
+    sklearn_equal = equal_accuracy_sklearn(A, contenders) if "sklearn randomized_svd (defaults)" in contenders else None
+    if sklearn_equal is not None:
+        contenders[sklearn_equal[0]] = sklearn_equal[1]
 
     # Block Krylov with block size k + p. Full size: depth 5 without oversampling reached ~2e-4 for
     # three seeds (depth 4 with p=5: 2.4e-4 .. 8.5e-4) at the same cost (240 vs 250 vector products).
@@ -143,7 +165,7 @@ def main() -> None:
         compute = rep["phases"]["compute"]["wall_s"]
         print(f"matcli {label}: best {seconds:.2f} s (compute {compute:.2f} s), accuracy {err:.1e}")
         for peer, (peer_s, peer_acc) in peers.items():
-            target = ">= 1.43x (0.7x time)" if peer.startswith("sklearn randomized_svd (defaults)") else (
+            target = ">= 1.43x (0.7x time)" if peer.startswith("sklearn randomized_svd (n_iter") else (
                 "> 1x" if peer.startswith("scipy") else "info")
             rows.append(Row(workload=f"{m}x{n} nnz={A.nnz} k={RANK}", peer=peer, peer_seconds=peer_s,
                             matcli_seconds=seconds, peer_accuracy=peer_acc, matcli_accuracy=f"{label}: {fmt(err)}",

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from matcli.core.result import Status
-from matcli.methods.sketch.regress import MODES, lsqr, solve_sketched
+from matcli.methods.sketch.regress import MODES, InMemoryProblem, cgls, solve_sketched
 from matcli.methods.sketch.ridge import gcv_curve
 from matcli.methods.sketch.sketches import SKETCH_KINDS, STREAMABLE_KINDS
 from matcli.methods.sketch.streaming import RowStreamProblem
@@ -125,7 +125,9 @@ def test_streaming_rows_give_the_in_memory_answer():
         streamed = solve_sketched(problem, mode="precondition", sketch=sketch, rng=np.random.default_rng(1))
         # same sketch, different summation order: the answers agree to cond(A) * rtol
         np.testing.assert_allclose(streamed.outputs["x"], whole.outputs["x"], rtol=1e4 * 1e-10)
-        assert streamed.info["streaming"] and problem.passes == 2 * streamed.iterations + 3 + (sketch == "leverage") * 2
+        # passes: sketch, residual-and-gradient before and after CGLS, one per CGLS iteration
+        # (A p and A^T A p fused), and two more for leverage scores
+        assert streamed.info["streaming"] and problem.passes == streamed.iterations + 3 + (sketch == "leverage") * 2
 
 
 def test_streaming_rejects_srht_and_bad_blocks():
@@ -225,19 +227,27 @@ def test_invalid_options_raise():
         solve_sketched(A, np.ones(50), mode="fast", rng=np.random.default_rng(0))
 
 
-def test_lsqr_matches_scipy_on_a_plain_matrix():
+@pytest.mark.parametrize("sparse", [False, True])
+def test_cgls_matches_scipy_lsqr_on_a_plain_matrix(sparse):
     from scipy.sparse.linalg import lsqr as scipy_lsqr
 
     rng = np.random.default_rng(19)
-    M = rng.standard_normal((200, 30)) @ np.diag(np.logspace(0, -2, 30))
-    rhs = rng.standard_normal(200)
+    M = rng.standard_normal((3000, 30)) @ np.diag(np.logspace(0, -2, 30))
+    M = sp.csr_matrix(M) if sparse else M
+    rhs = rng.standard_normal(3000)
+    problem = InMemoryProblem(M, rhs)
     seen = []
-    out = lsqr(lambda v: M @ v, lambda u: M.T @ u, rhs, 30, rtol=1e-12, maxiter=500,
+    out = cgls(problem.normal_product, rhs, M.T @ rhs, 30, rtol=1e-12, maxiter=500,
                bnorm=np.linalg.norm(rhs), callback=lambda k, **v: seen.append(k))
     ref = scipy_lsqr(M, rhs, atol=1e-12, btol=1e-12, iter_lim=1000)[0]
-    np.testing.assert_allclose(out.y, ref, rtol=1e-8)
+    # both stop at ||M^T r|| <= 1e-12 ||M||_F ||r||: solutions agree to ~1e-12 cond(M)^2 relative
+    np.testing.assert_allclose(out.y, ref, rtol=1e-7)
     assert out.status.converged and seen == list(range(1, out.iterations + 1))
-    zero = lsqr(lambda v: M @ v, lambda u: M.T @ u, np.zeros(200), 30, rtol=1e-12, maxiter=5, bnorm=0.0,
+    smax, smin = np.linalg.svd(M.toarray() if sparse else M, compute_uv=False)[[0, -1]]
+    # Ritz values of a converged Krylov run bracket, and here reach, the extreme singular values
+    assert out.singular_range[0] == pytest.approx(smax, rel=1e-6)
+    assert out.singular_range[1] == pytest.approx(smin, rel=1e-3)
+    zero = cgls(problem.normal_product, np.zeros(3000), np.zeros(30), 30, rtol=1e-12, maxiter=5, bnorm=0.0,
                 callback=lambda k, **v: None)
     assert zero.status == Status.CONVERGED_ZERO_RHS and not zero.y.any()
 

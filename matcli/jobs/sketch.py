@@ -6,7 +6,7 @@ Inputs: ``request.inputs = (A_spec, b_spec)``. Options (``request.options``):
 ``sketch_size``   int or None (rows of the sketch)
 ``eps``           float or None (target residual ratio 1 + eps; sets the sketch size)
 ``ridge``         str: a non-negative number or ``auto`` (GCV on the sketched problem)
-``rtol``          float, LSQR tolerance
+``rtol``          float, CGLS tolerance (LSQR's stopping criteria)
 ``maxiter``       int or None
 ``max_memory``    str or None, e.g. ``500M``: a dense HDF5 matrix larger than this is streamed in
                   row blocks from the file instead of being loaded.
@@ -220,7 +220,7 @@ class Job(FamilyJob):
                 self.choice_reason = "--eps asks for a (1+eps)-optimal residual, which sketch-and-solve gives in one pass"
             else:
                 method = "precondition"
-                self.choice_reason = ("no --eps: solve to --rtol with LSQR preconditioned by the sketch "
+                self.choice_reason = ("no --eps: solve to --rtol with CGLS preconditioned by the sketch "
                                       "(iterations independent of cond(A))")
         elif method not in MODES:
             raise UsageError(f"unknown mode {method!r}; choose one of auto, {', '.join(MODES)}")

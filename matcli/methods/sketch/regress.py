@@ -9,13 +9,14 @@ sketch-and-solve
     ``x = argmin ||S(Ax - b)||^2 + lam ||x||^2``; residual within about ``1 + n / (2 (d - n))`` of
     the optimum (Gaussian-embedding expectation; sparse embeddings behave alike in practice).
 precondition
-    LSQR on ``min ||[A; sqrt(lam) I] P y - [b; 0]||`` (with ridge, ``P = V diag(1/sqrt(sigma^2 + lam))``),
+    CGLS (LSQR's iterates, one fused pass over A per iteration instead of two; see :func:`cgls`) on
+    ``min ||[A; sqrt(lam) I] P y - [b; 0]||`` (with ridge, ``P = V diag(1/sqrt(sigma^2 + lam))``),
     warm-started from the sketch-and-solve solution (Rokhlin-Tygert / Blendenpik / LSRN). The
     preconditioned operator has singular values in [1/(1+delta), 1/(1-delta)] when S embeds
-    range(A) with distortion delta, so LSQR converges at a rate independent of cond(A).
+    range(A) with distortion delta, so CGLS converges at a rate independent of cond(A).
 refine
     sketch-and-precondition with iterative refinement (SPIR, Epperly-Meier-Nakatsukasa 2024): after
-    the warm-started solve, ``refine_steps`` more preconditioned LSQR solves of the residual
+    the warm-started solve, ``refine_steps`` more preconditioned CGLS solves of the residual
     problem ``min ||A dx - (b - A x)||`` from zero, each with the residual recomputed from A. This
     removes the instability of warm-started sketch-and-precondition on ill-conditioned problems.
 
@@ -43,7 +44,7 @@ EPS = np.finfo(np.float64).eps
 _OVERSAMPLE = 8
 #: Row block of a fused residual-and-gradient pass over dense A (fits in L2 cache).
 _FUSED_BLOCK_BYTES = 2**19
-#: Recomputed ||A^T r|| / (||A|| ||r||) above which a "converged" LSQR result is reported as failed.
+#: Recomputed ||A^T r|| / (||A|| ||r||) above which a "converged" CGLS result is reported as failed.
 UNREACHABLE_OPTIMALITY = 1e-4
 
 
@@ -62,11 +63,20 @@ class InMemoryProblem:
         """``(S A, S b)`` as dense arrays of shapes (d, n) and (d,)."""
         return S.apply(self.A), S.apply(self.b)
 
-    def matvec(self, v: np.ndarray) -> np.ndarray:
-        return self.A @ v
-
-    def rmatvec(self, u: np.ndarray) -> np.ndarray:
-        return self.A.T @ u
+    def normal_product(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(A x, A^T A x)``; dense A is read once, in cache-sized row blocks."""
+        if sp.issparse(self.A):
+            Ax = self.A @ x
+            return Ax, self.A.T @ Ax
+        m, n = self.shape
+        rows = max(1, _FUSED_BLOCK_BYTES // (8 * n))
+        Ax = np.empty(m)
+        g = np.zeros(n)
+        for start in range(0, m, rows):
+            block = self.A[start:start + rows]
+            Ax[start:start + rows] = block @ x
+            g += block.T @ Ax[start:start + rows]
+        return Ax, g
 
     def residual(self, x: np.ndarray) -> np.ndarray:
         return self.b - self.A @ x
@@ -140,7 +150,7 @@ class SketchFactor:
             cut = max(d, n) * EPS * (sigma[0] if sigma.size else 0.0)
             self.rank = int(np.count_nonzero(sigma > cut))
             # Directions the sketch missed get the scale of the weakest captured one: if A is rank
-            # deficient they stay null for LSQR; if the sketch failed they are not blown up by 1/eps.
+            # deficient they stay null for CGLS; if the sketch failed they are not blown up by 1/eps.
             self.floor = float(sigma[self.rank - 1]) if self.rank else 1.0
             self.sigma_max = float(sigma[0]) if sigma.size else 0.0
             self.cond = float(sigma[0] / sigma[self.rank - 1]) if self.rank else float("inf")
@@ -256,104 +266,104 @@ def _cholesky_factor(SA: np.ndarray, Sb: np.ndarray) -> SketchFactor | None:
 
 
 @dataclass
-class LsqrOutcome:
+class KrylovOutcome:
+    """What :func:`cgls` hands back: the solution ``y`` of ``min ||M y - rhs||`` and how it got there.
+
+    ``singular_range`` holds the largest and smallest Ritz estimates of the singular values of M.
+    """
+
     y: np.ndarray
     iterations: int
     status: Status
-    alphas: list[float]
-    betas: list[float]
     rnorm: float
     arnorm: float
+    singular_range: tuple[float, float] | None = None
 
 
-def lsqr(matvec, rmatvec, rhs: np.ndarray, ncols: int, *, rtol: float, maxiter: int, bnorm: float,
-         callback: Callback, it0: int = 0, rhs_gradient: np.ndarray | None = None) -> LsqrOutcome:
-    """LSQR (Paige-Saunders 1982) for ``min ||M y - rhs||`` from y = 0.
+def cgls(normal, rhs: np.ndarray, rhs_gradient: np.ndarray, ncols: int, *, rtol: float, maxiter: int,
+         bnorm: float, callback: Callback, it0: int = 0) -> KrylovOutcome:
+    """Conjugate gradients on the normal equations of ``min ||M y - rhs||`` from y = 0 (CGLS).
 
-    ``rhs_gradient`` may pass ``M^T rhs`` when the caller computed it with the residual.
+    ``normal(p)`` returns ``(M p, M^T M p)``, both from one pass over the data (the block of rows
+    that gives ``M p`` is still in cache when its contribution to ``M^T (M p)`` is added), so an
+    iteration reads A once, where LSQR reads it twice (``A v`` then ``A^T u``); the iterates are
+    LSQR's in exact arithmetic. ``rhs_gradient`` is ``M^T rhs``. The residual ``r = rhs - M y`` is
+    updated explicitly; ``s = M^T r`` by its recurrence, which stays accurate because the
+    preconditioned M is well conditioned (refinement recomputes both from A).
 
-    Stops when ``||r|| <= rtol * bnorm`` (consistent systems) or ``||M^T r|| <= rtol ||M||_F ||r||``
-    with the norms estimated by the Golub-Kahan recurrences, as in scipy's lsqr with atol=btol=rtol.
+    Stops when ``||r|| <= rtol * bnorm`` (consistent systems) or ``||M^T r|| <= rtol ||M||_F ||r||``,
+    with ``||M||_F`` estimated as in LSQR (here ``trace`` of the Lanczos matrix ``T_k = B_k^T B_k``
+    built from the CG coefficients), as scipy's lsqr with atol = btol = rtol.
     Calls ``callback(it0 + k, residual=||r||/bnorm, optimality=||M^T r||/(||M|| ||r||))``.
     """
     y = np.zeros(ncols)
-    u = rhs.copy()
-    beta = float(np.linalg.norm(u))
-    alphas: list[float] = []
-    betas: list[float] = [beta]
-    if beta == 0.0:
-        return LsqrOutcome(y, 0, Status.CONVERGED_ZERO_RHS, alphas, betas, 0.0, 0.0)
-    u /= beta
-    v = rmatvec(u) if rhs_gradient is None else rhs_gradient / beta
-    alpha = float(np.linalg.norm(v))
-    alphas.append(alpha)
-    if alpha == 0.0:
-        return LsqrOutcome(y, 0, Status.CONVERGED_HAPPY_BREAKDOWN, alphas, betas, beta, 0.0)
-    v /= alpha
-    w = v.copy()
-    phibar, rhobar = beta, alpha
-    anorm2 = 0.0
-    rnorm, arnorm = beta, alpha * beta
-    bnorm = bnorm if bnorm > 0 else beta
-    if arnorm <= rtol * alpha * beta * EPS:
-        return LsqrOutcome(y, 0, Status.CONVERGED_RTOL, alphas, betas, rnorm, arnorm)
+    r = rhs.copy()
+    rnorm = float(np.linalg.norm(r))
+    if rnorm == 0.0:
+        return KrylovOutcome(y, 0, Status.CONVERGED_ZERO_RHS, 0.0, 0.0)
+    s_vec = rhs_gradient.copy()
+    gamma = float(s_vec @ s_vec)
+    if gamma == 0.0:
+        return KrylovOutcome(y, 0, Status.CONVERGED_HAPPY_BREAKDOWN, rnorm, 0.0)
+    bnorm = bnorm if bnorm > 0 else rnorm
+    p = s_vec.copy()
+    diag: list[float] = []
+    off: list[float] = []
+    trace = 0.0
+    previous = None  # (alpha, beta) of the last iteration
     status = Status.DIVERGED_MAX_IT
     k = 0
     while k < maxiter:
         k += 1
-        u = matvec(v) - alpha * u
-        beta = float(np.linalg.norm(u))
-        betas.append(beta)
-        anorm2 += alpha**2 + beta**2
-        if beta > 0.0:
-            u /= beta
-            v = rmatvec(u) - beta * v
-            alpha = float(np.linalg.norm(v))
-            if alpha > 0.0:
-                v /= alpha
-        else:
-            alpha = 0.0
-        rho = math.hypot(rhobar, beta)
-        c, s = rhobar / rho, beta / rho
-        theta = s * alpha
-        rhobar = -c * alpha
-        phi = c * phibar
-        phibar = s * phibar
-        y += (phi / rho) * w
-        w = v - (theta / rho) * w
-        rnorm = phibar
-        arnorm = alpha * abs(c) * phibar
-        if not (math.isfinite(rnorm) and math.isfinite(arnorm)) or not np.isfinite(y).all():
+        q, Mtq = normal(p)
+        delta = float(q @ q)
+        if not math.isfinite(delta):
             status = Status.DIVERGED_NAN
             break
-        anorm = math.sqrt(anorm2)
-        optimality = arnorm / (anorm * rnorm) if rnorm > 0 else 0.0
+        if delta == 0.0:
+            status = Status.CONVERGED_HAPPY_BREAKDOWN
+            break
+        alpha = gamma / delta
+        y += alpha * p
+        r -= alpha * q
+        s_vec -= alpha * Mtq
+        gamma_next = float(s_vec @ s_vec)
+        beta = gamma_next / gamma
+        # Lanczos matrix of M^T M from the CG coefficients (Saad, Iterative Methods, sec. 6.7.3).
+        diag.append(1.0 / alpha + (previous[1] / previous[0] if previous else 0.0))
+        trace += diag[-1]
+        off.append(math.sqrt(beta) / alpha)
+        previous = (alpha, beta)
+        gamma = gamma_next
+        rnorm = float(np.linalg.norm(r))
+        arnorm = math.sqrt(gamma)
+        if not (math.isfinite(rnorm) and math.isfinite(arnorm)):
+            status = Status.DIVERGED_NAN
+            break
+        optimality = arnorm / (math.sqrt(trace) * rnorm) if rnorm > 0 else 0.0
         callback(it0 + k, residual=rnorm / bnorm, optimality=optimality)
-        if alpha > 0.0:
-            alphas.append(alpha)
         if rnorm <= rtol * bnorm:
             status = Status.CONVERGED_ATOL
             break
         if optimality <= rtol:
             status = Status.CONVERGED_RTOL
             break
-        if beta == 0.0 or alpha == 0.0:
+        if gamma == 0.0:
             status = Status.CONVERGED_HAPPY_BREAKDOWN
             break
-    return LsqrOutcome(y, k, status, alphas, betas, rnorm, arnorm)
+        p = s_vec + beta * p
+    arnorm = math.sqrt(max(gamma, 0.0))
+    return KrylovOutcome(y, k, status, rnorm, arnorm, _ritz_range(diag, off))
 
 
-def _ritz_condition(alphas: list[float], betas: list[float]) -> tuple[float, float] | None:
-    """Extreme singular values of the Golub-Kahan bidiagonal B_k (Ritz estimates of the operator's)."""
-    k = min(len(alphas), len(betas) - 1)
+def _ritz_range(diag: list[float], off: list[float]) -> tuple[float, float] | None:
+    """Largest and smallest singular-value estimates of M: square roots of the extreme eigenvalues
+    of the Lanczos matrix of ``M^T M`` (diagonal ``diag``, off-diagonal ``off[:-1]``)."""
+    k = len(diag)
     if k < 2:
         return None
-    B = np.zeros((k + 1, k))
-    idx = np.arange(k)
-    B[idx, idx] = alphas[:k]
-    B[idx + 1, idx] = betas[1:k + 1]
-    s = scipy.linalg.svdvals(B)
-    return float(s[0]), float(s[-1])
+    theta = scipy.linalg.eigvalsh_tridiagonal(np.asarray(diag), np.asarray(off[: k - 1]))
+    return float(math.sqrt(max(theta[-1], 0.0))), float(math.sqrt(max(theta[0], 0.0)))
 
 
 class _PreconditionedOperator:
@@ -364,17 +374,12 @@ class _PreconditionedOperator:
         self.root = math.sqrt(lam)
         self.m = problem.shape[0]
 
-    def matvec(self, y: np.ndarray) -> np.ndarray:
+    def normal(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(M y, M^T M y)`` in one pass over A."""
         x = self.P.dot(y)
-        Ax = self.problem.matvec(x)
-        return np.concatenate([Ax, self.root * x]) if self.lam > 0 else Ax
-
-    def rmatvec(self, u: np.ndarray) -> np.ndarray:
-        if self.lam > 0:
-            g = self.problem.rmatvec(u[:self.m]) + self.root * u[self.m:]
-        else:
-            g = self.problem.rmatvec(u)
-        return self.P.tdot(g)
+        Ax, AtAx = self.problem.normal_product(x)
+        My = np.concatenate([Ax, self.root * x]) if self.lam > 0 else Ax
+        return My, self.P.tdot(AtAx + self.lam * x)
 
     def rhs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Residual ``[b - A x; -sqrt(lam) x]`` of the current iterate (recomputed from A) and M^T of it."""
@@ -418,12 +423,12 @@ def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "spar
     sketch_size : rows d of the sketch (n <= d <= m); default from :func:`default_sketch_size`.
     eps : target residual ratio ``1 + eps`` that sets the default sketch size of sketch-and-solve.
     ridge : lam >= 0, or ``"auto"`` to choose it by GCV on the sketched problem.
-    rtol : LSQR stopping tolerance (iterative modes).
-    maxiter : LSQR iteration limit per solve (default 200 + n // 10).
+    rtol : CGLS stopping tolerance (iterative modes; LSQR's criteria, see :func:`cgls`).
+    maxiter : CGLS iteration limit per solve (default 200 + n // 10).
     nnz_per_column : nonzeros per column of the sparse sign sketch.
     refine_steps : refinement solves after the first one (``refine`` mode).
     rng : random generator for the sketch.
-    callback : called per LSQR iteration with ``residual`` and ``optimality``.
+    callback : called per CGLS iteration with ``residual`` and ``optimality``.
 
     Returns
     -------
@@ -433,7 +438,7 @@ def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "spar
         sketch), ``residual_ratio_estimate`` (estimated ratio of the objective's root to its optimum),
         ``backward_error_estimate`` (Karlson-Walden with A^T A ~ (SA)^T SA, lam = 0),
         ``sketch_size``, ``condition_estimate`` (of A, from the sketch) and, after iterations,
-        ``preconditioned_condition_estimate`` (Ritz values of LSQR's bidiagonal).
+        ``preconditioned_condition_estimate`` (Ritz values of the Lanczos matrix of CGLS).
     """
     problem = as_problem(A, b)
     m, n = problem.shape
@@ -499,29 +504,29 @@ def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "spar
     steps: list[dict[str, Any]] = []
     for step in range(solves):
         rhs, rhs_gradient = op.rhs(x)
-        out = lsqr(op.matvec, op.rmatvec, rhs, n, rtol=rtol, maxiter=maxiter,
-                   bnorm=bnorm, callback=callback, it0=total, rhs_gradient=rhs_gradient)
+        out = cgls(op.normal, rhs, rhs_gradient, n, rtol=rtol, maxiter=maxiter, bnorm=bnorm,
+                   callback=callback, it0=total)
         total += out.iterations
         dx = op.P.dot(out.y)
         x = x + dx
         status = out.status
         steps.append({"iterations": out.iterations, "status": out.status.reason,
                       "correction_norm": float(np.linalg.norm(dx))})
-        estimate = _ritz_condition(out.alphas, out.betas)
+        estimate = out.singular_range
         if estimate is not None and (ritz is None or estimate[0] / estimate[1] > ritz[0] / ritz[1]):
             ritz = estimate
         if not status.converged:
             break
     info["solves"] = steps
     result = _finish(problem, factor, x, lam, status, total, ritz, d, info,
-                     f"{mode} with {d} sketch rows: {total} LSQR iterations ({status.reason})")
-    # LSQR's test uses recurrence estimates and ||M||_F; a poor sketch (outlying singular values of
+                     f"{mode} with {d} sketch rows: {total} CGLS iterations ({status.reason})")
+    # The stopping test uses recurrence estimates and ||M||_F; a poor sketch (outlying singular values of
     # the preconditioned operator) can satisfy it early. Check the recomputed optimality, unless the
     # system is consistent (then r is rounding noise and only its size matters).
     limit = max(100.0 * rtol, UNREACHABLE_OPTIMALITY)
     if result.status.converged and result.metrics["optimality"] > limit and result.metrics["relative_residual"] > limit:
         result.status = Status.DIVERGED_TOLERANCE_UNREACHABLE
-        result.message = (f"LSQR reported convergence but the recomputed optimality "
+        result.message = (f"CGLS reported convergence but the recomputed optimality "
                           f"{result.metrics['optimality']:.2e} is far above --rtol; the sketch preconditions A "
                           f"poorly (try --mode refine, sparse-sign or a larger --sketch-size)")
     return result
@@ -581,7 +586,7 @@ def sketch_and_solve(A, b=None, **options) -> Result:
 
 
 def precondition(A, b=None, **options) -> Result:
-    """Sketch-and-precondition mode of :func:`solve_sketched` (warm-started preconditioned LSQR)."""
+    """Sketch-and-precondition mode of :func:`solve_sketched` (warm-started preconditioned CGLS)."""
     return solve_sketched(A, b, mode="precondition", **options)
 
 

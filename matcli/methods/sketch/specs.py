@@ -15,7 +15,8 @@ SPECS: list[MethodSpec] = [
         family="sketch",
         name="precondition",
         function="matcli.methods.sketch.regress:precondition",
-        summary="Sketch -> QR -> LSQR preconditioned by the sketch, warm-started from sketch-and-solve.",
+        summary="Sketch -> QR -> CGLS (LSQR's iterates, one fused pass over A each) preconditioned by "
+                "the sketch, warm-started from sketch-and-solve.",
         params=(_NNZ,),
         constraints=("tall",),
     ),

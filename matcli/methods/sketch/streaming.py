@@ -1,11 +1,11 @@
 """Least-squares problems whose matrix is read in row blocks, one pass per operation.
 
 :class:`RowStreamProblem` offers the operations of
-:class:`matcli.methods.sketch.regress.InMemoryProblem` (sketch, A v, A^T u, residual, row norms of
+:class:`matcli.methods.sketch.regress.InMemoryProblem` (sketch, A v, (A v, A^T A v), residual, row norms of
 A M) by iterating over consecutive row blocks of A that a callable produces afresh for every
 pass. The kernel never knows where blocks come from; the adapter opens the file.
 
-Memory: one block of A plus O(m + d n) numbers (b, one LSQR vector of length m, the sketch S A).
+Memory: one block of A plus O(m + d n) numbers (b, one CGLS vector of length m, the sketch S A).
 """
 
 from __future__ import annotations
@@ -64,11 +64,15 @@ class RowStreamProblem:
             out[start:start + block.shape[0]] = block @ v
         return out
 
-    def rmatvec(self, u: np.ndarray) -> np.ndarray:
-        out = np.zeros(self.shape[1])
+    def normal_product(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(A x, A^T A x)`` in one pass."""
+        Ax = np.empty(self.shape[0])
+        g = np.zeros(self.shape[1])
         for start, block in self._iter():
-            out += block.T @ u[start:start + block.shape[0]]
-        return out
+            stop = start + block.shape[0]
+            Ax[start:stop] = block @ x
+            g += block.T @ Ax[start:stop]
+        return Ax, g
 
     def residual(self, x: np.ndarray) -> np.ndarray:
         return self.b - self.matvec(x)

@@ -21,7 +21,7 @@ GENERATE = [
     ["completion", "--rows", "400", "--cols", "300", "--rank", "4", "--rate", "0.15", "--noise", "0.01",
      "--test-fraction", "0.1", "-o", "completion400x300.h5"],
 ]
-COPIED = ["matrices/494_bus.mtx", "matrices/west0479.mtx", "matrices/lp_share1b.mtx"]
+COPIED = ["matrices/494_bus.mtx", "matrices/west0479.mtx", "matrices/lp_share1b.mtx", "matrices/ash219.mtx"]
 
 
 def run() -> int:

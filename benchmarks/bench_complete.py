@@ -192,36 +192,37 @@ def synthetic_rows(size: str) -> list[Row]:
 def load_fancyimpute_softimpute():
     """fancyimpute's SoftImpute class and a note. Its package ``__init__`` imports every solver
     (cvxpy, tensorflow/keras for others); when that fails, load ``fancyimpute.soft_impute`` alone,
-    which needs only numpy and scikit-learn."""
+    which needs only numpy and scikit-learn. fancyimpute 0.7 passes scikit-learn's old keyword
+    ``force_all_finite`` (renamed ``ensure_all_finite`` in 1.6, removed in 1.8): shimmed either way."""
     import importlib.util
+    import inspect
     import types
 
+    note = ""
     try:
-        from fancyimpute import SoftImpute
-
-        return SoftImpute, ""
+        import fancyimpute  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - any import failure of the umbrella package
-        first = f"{type(exc).__name__}: {str(exc)[:60]}"
-    spec = importlib.util.find_spec("fancyimpute")
-    if spec is None or not spec.submodule_search_locations:
-        return None, "skipped: fancyimpute not installed (pip install fancyimpute)"
-    package = types.ModuleType("fancyimpute")
-    package.__path__ = list(spec.submodule_search_locations)
-    sys.modules["fancyimpute"] = package
+        spec = importlib.util.find_spec("fancyimpute")
+        if spec is None or not spec.submodule_search_locations:
+            return None, "skipped: fancyimpute not installed (pip install fancyimpute)"
+        package = types.ModuleType("fancyimpute")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["fancyimpute"] = package
+        note = f"note: fancyimpute package import failed ({type(exc).__name__}: {str(exc)[:60]}); loaded " \
+               "fancyimpute.soft_impute alone"
     try:
         import fancyimpute.soft_impute as soft_impute
         import fancyimpute.solver as solver
         from sklearn.utils import check_array
     except Exception as exc:  # noqa: BLE001
         return None, f"skipped: fancyimpute.soft_impute not importable ({type(exc).__name__}: {exc})"
+    if "force_all_finite" not in inspect.signature(check_array).parameters:
+        def compatible_check_array(X, force_all_finite=True, **kwargs):
+            return check_array(X, ensure_all_finite=force_all_finite, **kwargs)
 
-    def compatible_check_array(X, force_all_finite=True, **kwargs):
-        # fancyimpute 0.7 passes scikit-learn's old keyword, renamed ensure_all_finite in 1.6.
-        return check_array(X, ensure_all_finite=force_all_finite, **kwargs)
-
-    soft_impute.check_array = solver.check_array = compatible_check_array
-    return soft_impute.SoftImpute, (f"note: fancyimpute package import failed ({first}); loaded "
-                                    "fancyimpute.soft_impute alone with a check_array keyword shim")
+        soft_impute.check_array = solver.check_array = compatible_check_array
+        note = (note + "; " if note else "note: ") + "check_array keyword shim for scikit-learn >= 1.8"
+    return soft_impute.SoftImpute, note
 
 
 def fancyimpute_rows(size: str) -> list[Row]:

@@ -53,9 +53,10 @@ def command(
                         "and recycling earlier solutions; output x/<system>.")] = False,
     recycle: Annotated[int, typer.Option(
         "--recycle", min=0, help="--batch with a Krylov method: recycled subspace dimension, 0 = off (cg: "
-                                 "deflation by Ritz vectors of earlier systems, costs ~4*dim*n flops per "
-                                 "iteration, pays off for slowly varying ill-conditioned sequences with "
-                                 "costly iterations; others: start from the span of earlier solutions).")] = 0,
+                                 "starts from the projection onto approximate eigenvectors of M^-1 A "
+                                 "harvested from earlier solves, no cost per iteration; pays off for "
+                                 "slowly varying ill-conditioned sequences; others: start from the span "
+                                 "of earlier solutions).")] = 0,
     reorder: Annotated[bool, typer.Option(
         "--reorder/--no-reorder", help="--batch: solve similar matrices consecutively.")] = True,
     plot: Annotated[Optional[str], typer.Option(

@@ -9,8 +9,9 @@ Options (``request.options``):
 ``rtol``, ``maxiter``  stopping rule (relative residual) and iteration cap.
 ``batch``    inputs are several systems: one HDF5 group whose members are groups holding ``A``
              (and ``b``), or several matrix files sharing ``--rhs``.
-``recycle``  batch: dimension of the recycled subspace for Krylov methods (0 = off): CG is deflated
-             by Ritz vectors harvested from the earlier systems; the other methods start from the
+``recycle``  batch: dimension of the recycled subspace for Krylov methods (0 = off): CG starts (and
+             restarts once) from the Galerkin projection onto Ritz vectors of M^{-1} A harvested from
+             the Lanczos process of the earlier solves; the other methods start from the
              minimum-residual point of the span of earlier solutions.
 ``reorder``  batch: solve similar matrices consecutively (greedy nearest neighbour).
 ``plot``     PNG path for a convergence plot (needs matplotlib).

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -157,62 +159,90 @@ class OmegaBandit:
 
 
 class RecyclingCG:
-    """Deflated PCG across a sequence of SPD systems with Ritz vectors recycled between solves.
+    """PCG across a sequence of SPD systems that recycles approximate eigenvectors of ``M^{-1} A``
+    (init-CG with Lanczos harvesting, after Stathopoulos & Orginos's incremental eigCG, 2010).
 
-    Each solve runs :func:`matcli.methods.solve.krylov.cg` deflated by ``W`` (the recycled
-    subspace) and keeps the first ``harvest`` residuals ``r_j`` with ``z_j = M^{-1} r_j``.
-    Afterwards ``W`` becomes the ``dim`` Ritz vectors with the smallest Ritz values of the
-    preconditioned pencil ``A w = theta M w`` over span(W, z_0..z_s): approximate eigenvectors of
-    the smallest eigenvalues of ``M^{-1} A``, the ones deflated PCG removes from the effective
-    condition number of the next, similar, system (the idea behind subspace recycling; sorting the
-    systems keeps neighbours similar). ``M W`` is carried along (``M z_j = r_j``), so the
-    preconditioner never has to be applied inversely.
+    Each solve starts from the Galerkin projection onto the recycled space ``W`` (n x p),
+    ``x += W (W^H A W)^{-1} W^H (b - A x)``, which removes the residual's components along ``W``:
+    when ``W`` spans eigenvectors of the smallest eigenvalues, CG proceeds at the rate of the rest of
+    the spectrum. Rounding and the inexactness of ``W`` (its Ritz residuals for the current A) bring
+    those components back as the residual falls, so the solve restarts once, from a second
+    projection, when the residual has dropped to ``sqrt(rtol)``. This costs 2p products with A per
+    system and nothing per iteration (deflating every search direction
+    would cost 4pn flops per iteration). During the last CG run the Lanczos vectors hidden in PCG
+    are kept (within ``memory_bytes``); afterwards ``W`` becomes the ``dim`` smallest Ritz vectors of
+    the pencil ``(A, M)`` over span(W, new Ritz vectors), so the space keeps improving along the
+    sequence. Sorting the systems keeps neighbours similar.
     """
 
-    def __init__(self, dim: int, harvest: int | None = None, memory_bytes: float = 2e8):
+    def __init__(self, dim: int, per_system: int | None = None, memory_bytes: float = 2e8):
         self.dim = dim
-        self.harvest = harvest
+        self.per_system = per_system or max(1, -(-dim // 2))
         self.memory_bytes = memory_bytes
         self.W: np.ndarray | None = None
         self.MW: np.ndarray | None = None
 
     def solve(self, A, B, *, M=None, x0=None, rtol: float = 1e-8, maxiter: int | None = None,
               callback=None):
-        """Solve ``A X = B`` (deflated by the current subspace), then refresh the subspace."""
+        """Solve ``A X = B`` from projected starts, then refresh the recycled space."""
         from matcli.core.result import no_callback
-        from matcli.methods.solve.krylov import _cg
+        from matcli.methods.solve.krylov import LanczosLog, _cg, default_maxiter
 
-        W = self.W if self.W is not None and self.W.shape[0] == A.shape[0] else None
-        harvest = self.harvest
-        if harvest is None:
-            # Enough vectors for the extreme Ritz values to settle, within the memory budget
-            # (each kept pair costs two n-vectors).
-            harvest = min(4 * self.dim + 16, max(8, int(self.memory_bytes / (16 * A.shape[0]))))
-        result, pairs = _cg(A, B, M, x0, rtol, maxiter, W, callback or no_callback, harvest if self.dim else 0)
-        if self.dim and pairs:
-            self.W, self.MW = self._ritz(A, W, pairs)
+        callback = callback or no_callback
+        n = A.shape[0]
+        W = self.W if self.W is not None and self.W.shape[0] == n else None
+        log = LanczosLog(max(8, int(self.memory_bytes // (16 * n))))
+        first_iterations = 0
+        if W is not None:
+            AW = A @ W
+            x0 = _projected_start(A, B, W, AW, x0)
+            restart_tol = math.sqrt(rtol)
+            if restart_tol > rtol:
+                first = _cg(A, B, M, x0, restart_tol, maxiter, None, callback)
+                first_iterations = first.iterations
+                x0 = _projected_start(A, B, W, AW, first.outputs["x"])
+                maxiter = max(1, default_maxiter(n, maxiter) - first_iterations)
+        result = _cg(A, B, M, x0, rtol, maxiter, None,
+                     lambda it, **v: callback(first_iterations + it, **v), log)
+        result.iterations += first_iterations
+        result.info["restarts"] = int(first_iterations > 0)
+        ritz = log.ritz(self.per_system)
+        if ritz is not None:
+            self.W, self.MW = self._refresh(A, W, ritz[1], ritz[2])
         result.info["recycled_dim"] = 0 if W is None else int(W.shape[1])
         return result
 
-    def _ritz(self, A, W, pairs) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Smallest-``dim`` Ritz pairs of ``A w = theta M w`` over span([W, Z]); returns (W, M W)."""
-        Z = np.column_stack([z for z, _ in pairs])
-        MZ = np.column_stack([r for _, r in pairs])
-        if W is not None:
-            Z, MZ = np.hstack([W, Z]), np.hstack([self.MW, MZ])
+    def _refresh(self, A, W, U: np.ndarray, MU: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ``dim`` smallest Ritz pairs of ``A z = theta M z`` over span([W, U]): (W, M W)."""
+        if W is None:
+            Z, MZ = U, MU
+        else:
+            Z, MZ = np.hstack([W, U.astype(W.dtype, copy=False)]), np.hstack([self.MW, MU.astype(W.dtype, copy=False)])
         G = Z.conj().T @ MZ
-        G = (G + G.conj().T) / 2
         T = Z.conj().T @ (A @ Z)
-        T = (T + T.conj().T) / 2
-        # M-orthonormal basis Z C of the span, dropping directions that G cannot distinguish.
-        s, U = np.linalg.eigh(G)
+        # M-orthonormal basis Z C of the span, dropping directions G cannot tell apart.
+        s, Q = np.linalg.eigh((G + G.conj().T) / 2)
         good = s > 1e-12 * s.max(initial=0.0)
         if not good.any():
             return self.W, self.MW
-        C = U[:, good] / np.sqrt(s[good])
-        theta, Y = np.linalg.eigh(C.conj().T @ T @ C)
+        C = Q[:, good] / np.sqrt(s[good])
+        theta, Y = np.linalg.eigh(C.conj().T @ ((T + T.conj().T) / 2) @ C)
         Y = Y[:, theta > 0][:, : self.dim]
         if not Y.shape[1]:
             return self.W, self.MW
         CY = C @ Y
         return Z @ CY, MZ @ CY
+
+
+def _projected_start(A, B, W: np.ndarray, AW: np.ndarray, x0):
+    """``x0 + W (W^H A W)^{-1} W^H (B - A x0)``: the A-norm-optimal correction from span(W)."""
+    B2 = B.reshape(B.shape[0], -1)
+    dtype = np.result_type(B2.dtype, W.dtype)
+    X0 = np.zeros(B2.shape, dtype=dtype) if x0 is None else np.array(x0, dtype=dtype).reshape(B2.shape)
+    R0 = B2 - A @ X0 if x0 is not None else B2
+    E = W.conj().T @ AW
+    try:
+        Y = np.linalg.solve((E + E.conj().T) / 2, W.conj().T @ R0)
+    except np.linalg.LinAlgError:
+        return x0
+    return (X0 + W @ Y).reshape(B.shape)

@@ -91,14 +91,14 @@ def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, ma
     n, k = X0.shape
     chunk = max(1, int(BLOCK_MEMORY_BYTES // (8 * X0.itemsize * max(n, 1))))
     if k <= chunk:
-        return _cg(A, B, M, x0, rtol, maxiter, deflation, callback, 0)[0]
+        return _cg(A, B, M, x0, rtol, maxiter, deflation, callback)
     # Bound memory: CG holds ~8 blocks of the active columns, so solve them in column chunks.
     X = np.empty_like(X0)
     statuses, col_its, replacements, offset = [], np.zeros(k, dtype=np.int64), 0, 0
     for start in range(0, k, chunk):
         cols = slice(start, min(start + chunk, k))
         part = _cg(A, Bb[:, cols], M, X0[:, cols] if x0 is not None else None, rtol, maxiter, deflation,
-                   lambda it, **v: callback(offset + it, **v), 0)[0]
+                   lambda it, **v: callback(offset + it, **v))
         X[:, cols] = part.outputs["x"]
         statuses.append(part.status)
         its = part.info.get("column_iterations", [part.iterations])
@@ -112,11 +112,49 @@ def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, ma
                                                        "column_chunks": -(-k // chunk)}, col_its)
 
 
-def _cg(A, B, M, x0, rtol, maxiter, W, callback, harvest: int) -> tuple[Result, list[tuple[np.ndarray, np.ndarray]]]:
-    """CG engine behind :func:`cg`; also returns up to ``harvest`` (z, r) pairs of the first
-    right-hand side: residuals ``r_j`` and preconditioned residuals ``z_j = M^{-1} r_j``. The z_j span
-    the (deflated) Krylov space of ``M^{-1} A`` and are M-orthogonal (``z_i^H M z_j = z_i^H r_j = 0``),
-    so a recycling solver gets Ritz vectors of ``M^{-1} A`` from them without applying ``M`` itself."""
+class LanczosLog:
+    """The Lanczos process hidden in PCG, for the first right-hand side (Saad, Iterative Methods 6.7.3).
+
+    ``v_j = z_j / sqrt(rho_j)`` (``z_j = M^{-1} r_j``, ``rho_j = r_j^H z_j``) are M-orthonormal with
+    ``M v_j = r_j / sqrt(rho_j)``, and ``T = V^H A V`` is tridiagonal with ``T_jj = 1/alpha_j +
+    beta_{j-1}/alpha_{j-1}`` and ``T_{j,j+1} = -sqrt(beta_j)/alpha_j`` from the CG coefficients: its
+    eigenpairs give Ritz pairs of ``M^{-1} A`` without extra products with A or M. At most
+    ``max_vectors`` vectors are kept (the leading part of T still gives valid Ritz pairs).
+    """
+
+    def __init__(self, max_vectors: int):
+        self.max_vectors = max_vectors
+        self.vectors: list[np.ndarray] = []
+        self.images: list[np.ndarray] = []
+        self.alphas: list[float] = []
+        self.betas: list[float] = []
+
+    def vector(self, z: np.ndarray, r: np.ndarray, rho: float) -> None:
+        if len(self.vectors) < self.max_vectors and rho > 0:
+            scale = 1.0 / np.sqrt(rho)
+            self.vectors.append(z * scale)
+            self.images.append(r * scale)
+
+    def ritz(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(theta, U, M U)`` for the ``count`` smallest Ritz values, or None with too few steps."""
+        from scipy.linalg import eigh_tridiagonal
+
+        k = min(len(self.alphas), len(self.vectors))
+        if k < 2:
+            return None
+        alpha, beta = np.asarray(self.alphas[:k]), np.asarray(self.betas[:k - 1])
+        diag = 1.0 / alpha
+        diag[1:] += beta / alpha[:-1]
+        off = -np.sqrt(beta) / alpha[:-1]
+        count = min(count, k)
+        theta, Y = eigh_tridiagonal(diag, off, select="i", select_range=(0, count - 1))
+        V, MV = np.column_stack(self.vectors[:k]), np.column_stack(self.images[:k])
+        Y = Y.astype(V.dtype)
+        return theta, V @ Y, MV @ Y
+
+
+def _cg(A, B, M, x0, rtol, maxiter, W, callback, log: LanczosLog | None = None) -> Result:
+    """CG engine behind :func:`cg`; records the Lanczos data of the first right-hand side in ``log``."""
     M = M or identity()
     Bb, X, was_vector = as_block(A, B, x0)
     n, k = X.shape
@@ -137,7 +175,6 @@ def _cg(A, B, M, x0, rtol, maxiter, W, callback, harvest: int) -> tuple[Result, 
         correction = W @ (E_inv @ (W.conj().T @ R))
         X = X + correction
         R = R - AW @ (E_inv @ (W.conj().T @ R))
-    directions: list[tuple[np.ndarray, np.ndarray]] = []
     status = np.full(k, Status.CONVERGED_RTOL, dtype=object)
     col_its = np.zeros(k, dtype=np.int64)
     replacements = np.zeros(k, dtype=np.int64)
@@ -152,8 +189,8 @@ def _cg(A, B, M, x0, rtol, maxiter, W, callback, harvest: int) -> tuple[Result, 
     Za = M.apply(Ra)
     rz = np.real(col_dots(Ra, Za))
     Pa = project(Za) if project is not None else Za.copy()
-    if harvest and active.size and active[0] == 0:
-        directions.append((Za[:, 0].copy(), Ra[:, 0].copy()))
+    if log is not None and active.size and active[0] == 0:
+        log.vector(Za[:, 0], Ra[:, 0], float(rz[0]))
     it = 0
     while active.size and it < maxiter:
         bad = rz <= 0
@@ -167,6 +204,8 @@ def _cg(A, B, M, x0, rtol, maxiter, W, callback, harvest: int) -> tuple[Result, 
             status[active[bad & (status[active] == Status.CONVERGED_RTOL)]] = Status.DIVERGED_NOT_SPD
         it += 1
         alpha = np.where(bad, 0.0, rz / np.where(bad, 1.0, np.real(pq)))
+        if log is not None and active[0] == 0 and not bad[0]:
+            log.alphas.append(float(alpha[0]))
         Xa += alpha * Pa
         Ra -= alpha * Q
         rnorm = col_norms(Ra)
@@ -201,10 +240,11 @@ def _cg(A, B, M, x0, rtol, maxiter, W, callback, harvest: int) -> tuple[Result, 
             if not active.size:
                 break
         Za = M.apply(Ra)
-        if len(directions) < harvest and active[0] == 0:
-            directions.append((Za[:, 0].copy(), Ra[:, 0].copy()))
         rz_new = np.real(col_dots(Ra, Za))
         beta = rz_new / np.where(rz[keep] != 0, rz[keep], 1.0)
+        if log is not None and active[0] == 0:
+            log.betas.append(float(beta[0]))
+            log.vector(Za[:, 0], Ra[:, 0], float(rz_new[0]))
         rz = rz_new
         Pa = Za + beta * Pa
         if project is not None:
@@ -216,8 +256,7 @@ def _cg(A, B, M, x0, rtol, maxiter, W, callback, harvest: int) -> tuple[Result, 
     info = {"residual_replacements": int(replacements.sum())}
     if project is not None:
         info["deflation_dim"] = int(W.shape[1])
-    result = finish(A, best_X, Bb, was_vector, overall, it, status_message(overall, k, failed), info, col_its)
-    return result, directions
+    return finish(A, best_X, Bb, was_vector, overall, it, status_message(overall, k, failed), info, col_its)
 
 
 def _per_column(kernel, A, B, M, x0, rtol, maxiter, callback, info_name: str) -> Result:

@@ -15,8 +15,9 @@ Workloads (generated deterministically with ``matcli generate``, seed 0):
    against 100 x (setup + one solve) with the same kernels. Target: < 0.2x.
 
 3. Batches (``--batch``): 8 ill-conditioned SPD systems L + c_t D solved by CG + Jacobi with
-   Ritz-vector recycling (``--recycle 16``) against ``--recycle 0`` and against scipy's cg per
-   system; and SOR with omega learned online against Gauss-Seidel. Iteration counts are printed.
+   recycled Ritz vectors (``--recycle 16``: projected starts, see RecyclingCG) against
+   ``--recycle 0`` and against scipy's cg per system; and SOR with omega learned online against
+   Gauss-Seidel. Iteration counts are printed.
 
 Timing under load: every contender is repeated and interleaved, the best time counts, and a CPU-
 seconds row is printed because wall times on a shared machine are inflated unevenly.
@@ -233,8 +234,8 @@ def in_process_rows(size: str) -> list[Row]:
 
 def batch_rows(size: str) -> list[Row]:
     """A sequence of 8 ill-conditioned SPD systems L + c_t D (c_t small, slowly growing) solved with
-    --batch: CG + Jacobi with recycling (deflation by Ritz vectors of earlier systems, similar
-    systems ordered consecutively) against the same without recycling and against scipy's cg per
+    --batch: CG + Jacobi with recycling (projected starts from Ritz vectors of earlier systems,
+    similar systems ordered consecutively) against the same without recycling and against scipy's cg per
     system; and SOR with omega learned online against Gauss-Seidel (omega = 1)."""
     import scipy.sparse as sp
     from scipy.sparse.linalg import LinearOperator, cg as scipy_cg

@@ -65,36 +65,30 @@ class InMemoryProblem:
 
     def normal_product(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(A x, A^T A x)``; dense A is read once, in cache-sized row blocks."""
-        if sp.issparse(self.A):
-            Ax = self.A @ x
-            return Ax, self.A.T @ Ax
-        m, n = self.shape
-        rows = max(1, _FUSED_BLOCK_BYTES // (8 * n))
-        Ax = np.empty(m)
-        g = np.zeros(n)
-        for start in range(0, m, rows):
-            block = self.A[start:start + rows]
-            Ax[start:start + rows] = block @ x
-            g += block.T @ Ax[start:start + rows]
-        return Ax, g
+        return self._fused(x, None)
 
     def residual(self, x: np.ndarray) -> np.ndarray:
         return self.b - self.A @ x
 
     def residual_and_gradient(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(r, A^T r)`` with ``r = b - A x``; dense A is read once, in cache-sized row blocks."""
+        return self._fused(x, self.b)
+
+    def _fused(self, x: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(t, A^T t)`` with ``t = A x`` (b None) or ``t = b - A x``, each row block of dense A used
+        for both products while it is in cache."""
         if sp.issparse(self.A):
-            r = self.b - self.A @ x
-            return r, self.A.T @ r
+            t = self.A @ x if b is None else b - self.A @ x
+            return t, self.A.T @ t
         m, n = self.shape
         rows = max(1, _FUSED_BLOCK_BYTES // (8 * n))
-        r = np.empty(m)
+        t = np.empty(m)
         g = np.zeros(n)
         for start in range(0, m, rows):
             block = self.A[start:start + rows]
-            r[start:start + rows] = self.b[start:start + rows] - block @ x
-            g += block.T @ r[start:start + rows]
-        return r, g
+            t[start:start + rows] = block @ x if b is None else b[start:start + rows] - block @ x
+            g += block.T @ t[start:start + rows]
+        return t, g
 
     def row_norms2(self, M: np.ndarray) -> np.ndarray:
         """Squared row norms of ``A @ M`` (shape (m,)) for a small dense n x k matrix M."""

@@ -66,26 +66,24 @@ class RowStreamProblem:
 
     def normal_product(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(A x, A^T A x)`` in one pass."""
-        Ax = np.empty(self.shape[0])
-        g = np.zeros(self.shape[1])
-        for start, block in self._iter():
-            stop = start + block.shape[0]
-            Ax[start:stop] = block @ x
-            g += block.T @ Ax[start:stop]
-        return Ax, g
+        return self._fused(x, None)
 
     def residual(self, x: np.ndarray) -> np.ndarray:
         return self.b - self.matvec(x)
 
     def residual_and_gradient(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(r, A^T r)`` with ``r = b - A x`` in one pass."""
-        r = np.empty(self.shape[0])
+        return self._fused(x, self.b)
+
+    def _fused(self, x: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(t, A^T t)`` with ``t = A x`` (b None) or ``t = b - A x``, in one pass."""
+        t = np.empty(self.shape[0])
         g = np.zeros(self.shape[1])
         for start, block in self._iter():
             stop = start + block.shape[0]
-            r[start:stop] = self.b[start:stop] - block @ x
-            g += block.T @ r[start:stop]
-        return r, g
+            t[start:stop] = block @ x if b is None else b[start:stop] - block @ x
+            g += block.T @ t[start:stop]
+        return t, g
 
     def row_norms2(self, M: np.ndarray) -> np.ndarray:
         out = np.empty(self.shape[0])

@@ -75,8 +75,9 @@ def test_every_invalid_mtx_gives_exit_4_and_no_output(cli, tmp_path, path):
         ({"A": np.ones((3, 3, 3))}, "f.h5:/A", "3-D"),
         ({"A": np.array([[b"x"]])}, "f.h5:/A", "non-numeric"),
         ({"A": np.array([[np.nan, 1.0], [1.0, 2.0]])}, "f.h5:/A", "NaN"),
+        ({"A": np.array([[1.0, np.inf], [1.0, 2.0]])}, "f.h5:/A", "Inf"),
     ],
-    ids=["missing-file", "missing-dataset", "wrong-rank", "non-numeric", "nan"],
+    ids=["missing-file", "missing-dataset", "wrong-rank", "non-numeric", "nan", "inf"],
 )
 def test_hdf5_defects_via_cli(cli, tmp_path, datasets, spec, defect):
     if datasets:

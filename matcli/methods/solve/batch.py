@@ -158,6 +158,11 @@ class OmegaBandit:
         return float(self.omegas[int(np.argmin(mean))])
 
 
+#: Median relative Ritz residual of the recycled vectors below which RecyclingCG restarts once (a
+#: heuristic: on slowly varying Poisson sequences restarts with poorer vectors cost more than they save).
+RITZ_ACCURATE = 0.3
+
+
 class RecyclingCG:
     """PCG across a sequence of SPD systems that recycles approximate eigenvectors of ``M^{-1} A``
     (init-CG with Lanczos harvesting, after Stathopoulos & Orginos's incremental eigCG, 2010).
@@ -166,9 +171,10 @@ class RecyclingCG:
     ``x += W (W^H A W)^{-1} W^H (b - A x)``, which removes the residual's components along ``W``:
     when ``W`` spans eigenvectors of the smallest eigenvalues, CG proceeds at the rate of the rest of
     the spectrum. Rounding and the inexactness of ``W`` (its Ritz residuals for the current A) bring
-    those components back as the residual falls, so the solve restarts once, from a second
-    projection, when the residual has dropped to ``sqrt(rtol)``. This costs 2p products with A per
-    system and nothing per iteration (deflating every search direction
+    those components back as the residual falls, so when ``W`` is accurate (:meth:`_accurate`) the
+    solve restarts once, from a second projection, when the residual has dropped to ``sqrt(rtol)``.
+    This costs 2p products with A and p preconditioner applications per system and nothing per
+    iteration (deflating every search direction
     would cost 4pn flops per iteration). During the last CG run the Lanczos vectors hidden in PCG
     are kept (within ``memory_bytes``); afterwards ``W`` becomes the ``dim`` smallest Ritz vectors of
     the pencil ``(A, M)`` over span(W, new Ritz vectors), so the space keeps improving along the
@@ -197,7 +203,7 @@ class RecyclingCG:
             AW = A @ W
             x0 = _projected_start(A, B, W, AW, x0)
             restart_tol = math.sqrt(rtol)
-            if restart_tol > rtol:
+            if restart_tol > rtol and self._accurate(W, AW, M):
                 first = _cg(A, B, M, x0, restart_tol, maxiter, None, callback)
                 first_iterations = first.iterations
                 x0 = _projected_start(A, B, W, AW, first.outputs["x"])
@@ -211,6 +217,18 @@ class RecyclingCG:
             self.W, self.MW = self._refresh(A, W, ritz[1], ritz[2])
         result.info["recycled_dim"] = 0 if W is None else int(W.shape[1])
         return result
+
+    def _accurate(self, W: np.ndarray, AW: np.ndarray, M) -> bool:
+        """True when most columns of W (M-orthonormal) are eigenvectors of the current ``M^{-1} A`` to
+        a relative Ritz residual ``||A w - theta M w||_{M^-1} / theta <= RITZ_ACCURATE``. Only then does
+        the restart pay: projecting onto poor vectors keeps CG free of them only briefly, while the
+        restart throws away the Krylov space built so far."""
+        theta = np.real(np.einsum("ij,ij->j", W.conj(), AW))
+        D = AW - self.MW * theta
+        MinvD = D if M is None else M.apply(D)
+        res = np.sqrt(np.abs(np.real(np.einsum("ij,ij->j", D.conj(), MinvD))))
+        relative = np.where(theta > 0, res / np.where(theta > 0, theta, 1.0), np.inf)
+        return bool(np.median(relative) <= RITZ_ACCURATE)
 
     def _refresh(self, A, W, U: np.ndarray, MU: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The ``dim`` smallest Ritz pairs of ``A z = theta M z`` over span([W, U]): (W, M W)."""

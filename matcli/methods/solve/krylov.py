@@ -148,9 +148,10 @@ class LanczosLog:
         off = -np.sqrt(beta) / alpha[:-1]
         count = min(count, k)
         theta, Y = eigh_tridiagonal(diag, off, select="i", select_range=(0, count - 1))
-        V, MV = np.column_stack(self.vectors[:k]), np.column_stack(self.images[:k])
-        Y = Y.astype(V.dtype)
-        return theta, V @ Y, MV @ Y
+        # Stack the vectors as rows (contiguous copies) and multiply from the left: stacking them as
+        # columns would write each one with a stride of k.
+        Yt = Y.T.astype(self.vectors[0].dtype)
+        return theta, (Yt @ np.stack(self.vectors[:k])).T, (Yt @ np.stack(self.images[:k])).T
 
 
 def _cg(A, B, M, x0, rtol, maxiter, W, callback, log: LanczosLog | None = None) -> Result:

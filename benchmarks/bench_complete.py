@@ -24,6 +24,7 @@ Workloads:
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -34,7 +35,9 @@ import numpy as np
 
 from _common import Row, report, run_matcli, size_from_argv, work_dir
 
-ML_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
+#: The real data: $MATCLI_SHARED_DATA (as for the tests), else ../shared/data beside the checkout.
+SHARED_DATA = os.environ.get("MATCLI_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+ML_DIR = Path(SHARED_DATA) / "ml-100k"
 FOLDS = [f"u{i}" for i in range(1, 6)]
 
 

@@ -107,7 +107,7 @@ def test_robust_entry_nmf_ignores_sparse_gross_errors():
 def test_nmf_on_movielens_ratings(shared_data):
     from matcli.io.load import read_observed
 
-    obs = read_observed(str(shared_data / "ml-100k" / "u.data"))
+    obs = read_observed(str(shared_data / "ml-100k" / "u1.base"))
     A = sp.csr_matrix((obs.values, (obs.rows, obs.cols)), shape=obs.shape)
     res = nmf_hals(A, rank=10, maxiter=60, rng=np.random.default_rng(0))
     svd_tail = np.linalg.svd(A.toarray(), compute_uv=False)

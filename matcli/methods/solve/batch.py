@@ -212,7 +212,9 @@ class RecyclingCG:
                      lambda it, **v: callback(first_iterations + it, **v), log)
         result.iterations += first_iterations
         result.info["restarts"] = int(first_iterations > 0)
-        ritz = log.ritz(self.per_system)
+        # A solve much shorter than the space it would feed (a strong preconditioner) has nothing
+        # to recycle: its few Ritz vectors are poor, and projections would cost more than they save.
+        ritz = log.ritz(self.per_system) if result.iterations >= 4 * self.dim else None
         if ritz is not None:
             self.W, self.MW = self._refresh(A, W, ritz[1], ritz[2])
         result.info["recycled_dim"] = 0 if W is None else int(W.shape[1])

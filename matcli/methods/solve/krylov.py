@@ -124,22 +124,29 @@ class LanczosLog:
 
     def __init__(self, max_vectors: int):
         self.max_vectors = max_vectors
-        self.vectors: list[np.ndarray] = []
-        self.images: list[np.ndarray] = []
+        self.count = 0
+        # Row-major buffers, allocated on the first vector; rows never written are never touched.
+        self._V: np.ndarray | None = None
+        self._MV: np.ndarray | None = None
         self.alphas: list[float] = []
         self.betas: list[float] = []
 
     def vector(self, z: np.ndarray, r: np.ndarray, rho: float) -> None:
-        if len(self.vectors) < self.max_vectors and rho > 0:
-            scale = 1.0 / np.sqrt(rho)
-            self.vectors.append(z * scale)
-            self.images.append(r * scale)
+        if self.count >= self.max_vectors or not rho > 0:
+            return
+        if self._V is None:
+            self._V = np.empty((self.max_vectors, z.size), dtype=z.dtype)
+            self._MV = np.empty((self.max_vectors, r.size), dtype=r.dtype)
+        scale = 1.0 / np.sqrt(rho)
+        np.multiply(z, scale, out=self._V[self.count])
+        np.multiply(r, scale, out=self._MV[self.count])
+        self.count += 1
 
     def ritz(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """``(theta, U, M U)`` for the ``count`` smallest Ritz values, or None with too few steps."""
         from scipy.linalg import eigh_tridiagonal
 
-        k = min(len(self.alphas), len(self.vectors))
+        k = min(len(self.alphas), self.count)
         if k < 2:
             return None
         alpha, beta = np.asarray(self.alphas[:k]), np.asarray(self.betas[:k - 1])
@@ -148,10 +155,8 @@ class LanczosLog:
         off = -np.sqrt(beta) / alpha[:-1]
         count = min(count, k)
         theta, Y = eigh_tridiagonal(diag, off, select="i", select_range=(0, count - 1))
-        # Stack the vectors as rows (contiguous copies) and multiply from the left: stacking them as
-        # columns would write each one with a stride of k.
-        Yt = Y.T.astype(self.vectors[0].dtype)
-        return theta, (Yt @ np.stack(self.vectors[:k])).T, (Yt @ np.stack(self.images[:k])).T
+        Yt = Y.T.astype(self._V.dtype)
+        return theta, (Yt @ self._V[:k]).T, (Yt @ self._MV[:k]).T
 
 
 def _cg(A, B, M, x0, rtol, maxiter, W, callback, log: LanczosLog | None = None) -> Result:

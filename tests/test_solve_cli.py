@@ -158,7 +158,7 @@ def test_batch_from_hdf5_groups(cli, tmp_path):
     data = gallery.poisson_batch((12, 12), 5, 0.1, np.random.default_rng(1))
     write_arrays(str(path), data)
     out, rep = tmp_path / "x.h5", tmp_path / "r.json"
-    result = cli(["solve", f"{path}:/systems", "--batch", "-m", "cg", "--precond", "jacobi", "--recycle", "6",
+    result = cli(["solve", f"{path}:/systems", "--batch", "-m", "cg", "--precond", "jacobi", "--recycle", "4",
                   "-o", out, "--report", rep, "--quiet", "--strict"])
     assert result.exit_code == 0, result.stderr
     report = report_of(rep)

@@ -55,6 +55,13 @@ class System:
     B: np.ndarray | None = None
 
 
+def prepare_solver(method: str, A, *, params: dict[str, Any], precond: str, symmetric: bool,
+                   rng: np.random.Generator):
+    """The registered setup of ``method`` for matrix ``A`` (factorization, preconditioner, ...)."""
+    prepare = get_spec("solve", method).load()
+    return prepare(A, params=params, precond_name=precond, symmetric=symmetric, rng=rng)
+
+
 class Job(FamilyJob):
     family = "solve"
 
@@ -286,8 +293,8 @@ class Job(FamilyJob):
                              "use gmres, bicgstab or lu")
 
     def _prepare(self, method: str, precond: str, A, rng):
-        prepare = get_spec("solve", method).load()
-        return prepare(A, params=self.params, precond_name=precond, symmetric=self.facts.hermitian, rng=rng)
+        return prepare_solver(method, A, params=self.params, precond=precond, symmetric=self.facts.hermitian,
+                              rng=rng)
 
     def _auto_fallbacks(self, A, rng, reasons: list[str]) -> None:
         """Auto's safety nets, decided inside setup so their cost is timed there."""

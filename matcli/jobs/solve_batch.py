@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from matcli.core.registry import get_spec
 from matcli.core.result import Callback, Result, Status
-from matcli.jobs.solve import KRYLOV, System
+from matcli.jobs.solve import KRYLOV, System, prepare_solver
 
 
 @dataclass(frozen=True)
@@ -39,8 +38,8 @@ class SequencePlan:
 
     def prepare(self, A, rng: np.random.Generator):
         """The setup of :attr:`method` for matrix ``A`` (as the ``setup`` phase does it)."""
-        prepare = get_spec("solve", self.method).load()
-        return prepare(A, params=self.params, precond_name=self.precond, symmetric=self.symmetric, rng=rng)
+        return prepare_solver(self.method, A, params=self.params, precond=self.precond, symmetric=self.symmetric,
+                              rng=rng)
 
 
 @dataclass
@@ -80,9 +79,9 @@ def solve_sequence(plan: SequencePlan, systems: list[System], solver, callback: 
     """
     from matcli.methods.solve.batch import OmegaBandit, RecycledSubspace, RecyclingCG
 
-    # CG deflates with recycled Ritz vectors; the other Krylov methods start from the best
-    # point of the span of earlier solutions.
-    deflating = RecyclingCG(plan.recycle) if plan.method == "cg" and plan.recycle > 0 else None
+    # CG starts from projections onto recycled Ritz vectors; the other Krylov methods start from
+    # the best point of the span of earlier solutions.
+    recycling_cg = RecyclingCG(plan.recycle) if plan.method == "cg" and plan.recycle > 0 else None
     recycling = plan.method in KRYLOV and plan.method != "cg" and plan.recycle > 0
     space = RecycledSubspace(plan.recycle) if recycling else None
     bandit = OmegaBandit(initial=solver.omega) if plan.learn_omega else None
@@ -102,8 +101,8 @@ def solve_sequence(plan: SequencePlan, systems: list[System], solver, callback: 
             solver.omega = bandit.choose()
         x0 = space.initial_guess(system.A, system.B.reshape(system.A.shape[0], -1)) if space is not None else None
         step = (lambda it, **v: callback(offset + it, **v))
-        if deflating is not None:
-            result = deflating.solve(system.A, system.B, M=solver.preconditioner, rtol=plan.rtol,
+        if recycling_cg is not None:
+            result = recycling_cg.solve(system.A, system.B, M=solver.preconditioner, rtol=plan.rtol,
                                      maxiter=plan.maxiter, callback=step)
         else:
             result = solver.solve(system.A, system.B, x0=x0, rtol=plan.rtol, maxiter=plan.maxiter, callback=step)
@@ -123,7 +122,7 @@ def solve_sequence(plan: SequencePlan, systems: list[System], solver, callback: 
                  "backward_error": result.metrics.get("backward_error")}
         if space is not None:
             entry["recycled_dim"] = space.dim
-        if deflating is not None:
+        if recycling_cg is not None:
             entry["recycled_dim"] = result.info.get("recycled_dim", 0)
         if bandit is not None:
             entry["omega"] = solver.omega

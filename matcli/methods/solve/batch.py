@@ -174,8 +174,7 @@ class RecyclingCG:
     those components back as the residual falls, so when ``W`` is accurate (:meth:`_accurate`) the
     solve restarts once, from a second projection, when the residual has dropped to ``sqrt(rtol)``.
     This costs 2p products with A and p preconditioner applications per system and nothing per
-    iteration (deflating every search direction
-    would cost 4pn flops per iteration). During the last CG run the Lanczos vectors hidden in PCG
+    iteration (deflating every search direction would cost 4pn flops per iteration). During the last CG run the Lanczos vectors hidden in PCG
     are kept (within ``memory_bytes``); afterwards ``W`` becomes the ``dim`` smallest Ritz vectors of
     the pencil ``(A, M)`` over span(W, new Ritz vectors), so the space keeps improving along the
     sequence. Sorting the systems keeps neighbours similar.
@@ -201,15 +200,16 @@ class RecyclingCG:
         first_iterations = 0
         if W is not None:
             AW = A @ W
-            x0 = _projected_start(A, B, W, AW, x0)
+            E = W.conj().T @ AW
+            E = (E + E.conj().T) / 2
+            x0 = _projected_start(A, B, W, E, x0)
             restart_tol = math.sqrt(rtol)
-            if restart_tol > rtol and self._accurate(W, AW, M):
-                first = _cg(A, B, M, x0, restart_tol, maxiter, None, callback)
+            if restart_tol > rtol and self._accurate(W, AW, np.real(np.diag(E)), M):
+                first = _cg(A, B, M, x0, restart_tol, maxiter, callback)
                 first_iterations = first.iterations
-                x0 = _projected_start(A, B, W, AW, first.outputs["x"])
+                x0 = _projected_start(A, B, W, E, first.outputs["x"])
                 maxiter = max(1, default_maxiter(n, maxiter) - first_iterations)
-        result = _cg(A, B, M, x0, rtol, maxiter, None,
-                     lambda it, **v: callback(first_iterations + it, **v), log)
+        result = _cg(A, B, M, x0, rtol, maxiter, lambda it, **v: callback(first_iterations + it, **v), log)
         result.iterations += first_iterations
         result.info["restarts"] = int(first_iterations > 0)
         # A solve much shorter than the space it would feed (a strong preconditioner) has nothing
@@ -220,12 +220,12 @@ class RecyclingCG:
         result.info["recycled_dim"] = 0 if W is None else int(W.shape[1])
         return result
 
-    def _accurate(self, W: np.ndarray, AW: np.ndarray, M) -> bool:
-        """True when most columns of W (M-orthonormal) are eigenvectors of the current ``M^{-1} A`` to
-        a relative Ritz residual ``||A w - theta M w||_{M^-1} / theta <= RITZ_ACCURATE``. Only then does
-        the restart pay: projecting onto poor vectors keeps CG free of them only briefly, while the
-        restart throws away the Krylov space built so far."""
-        theta = np.real(np.einsum("ij,ij->j", W.conj(), AW))
+    def _accurate(self, W: np.ndarray, AW: np.ndarray, theta: np.ndarray, M) -> bool:
+        """True when most columns of W (M-orthonormal; ``theta`` their Rayleigh quotients, the
+        diagonal of ``W^H A W``) are eigenvectors of the current ``M^{-1} A`` to a relative Ritz
+        residual ``||A w - theta M w||_{M^-1} / theta <= RITZ_ACCURATE``. Only then does the restart
+        pay: projecting onto poor vectors keeps CG free of them only briefly, while the restart
+        throws away the Krylov space built so far."""
         D = AW - self.MW * theta
         MinvD = D if M is None else M.apply(D)
         res = np.sqrt(np.abs(np.real(np.einsum("ij,ij->j", D.conj(), MinvD))))
@@ -254,15 +254,14 @@ class RecyclingCG:
         return Z @ CY, MZ @ CY
 
 
-def _projected_start(A, B, W: np.ndarray, AW: np.ndarray, x0):
-    """``x0 + W (W^H A W)^{-1} W^H (B - A x0)``: the A-norm-optimal correction from span(W)."""
+def _projected_start(A, B, W: np.ndarray, E: np.ndarray, x0):
+    """``x0 + W E^{-1} W^H (B - A x0)`` with ``E = W^H A W``: the A-norm-optimal correction from span(W)."""
     B2 = B.reshape(B.shape[0], -1)
     dtype = np.result_type(B2.dtype, W.dtype)
     X0 = np.zeros(B2.shape, dtype=dtype) if x0 is None else np.array(x0, dtype=dtype).reshape(B2.shape)
     R0 = B2 - A @ X0 if x0 is not None else B2
-    E = W.conj().T @ AW
     try:
-        Y = np.linalg.solve((E + E.conj().T) / 2, W.conj().T @ R0)
+        Y = np.linalg.solve(E, W.conj().T @ R0)
     except np.linalg.LinAlgError:
         return x0
     return (X0 + W @ Y).reshape(B.shape)

@@ -63,7 +63,7 @@ def status_message(status: Status, columns: int, failed: int) -> str:
 
 
 def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, maxiter: int | None = None,
-       deflation: np.ndarray | None = None, callback: Callback = no_callback) -> Result:
+       callback: Callback = no_callback) -> Result:
     """Preconditioned conjugate gradients on every column of ``B`` simultaneously.
 
     Each column runs its own CG recurrence (own step lengths), but products with ``A`` and the
@@ -75,11 +75,6 @@ def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, ma
     A : (n, n) Hermitian positive definite matrix (dense, sparse or LinearOperator).
     B : (n,) or (n, k) right-hand side.
     M : Preconditioner, Hermitian positive definite; identity when None.
-    deflation : (n, p) array W of full column rank, optional. Deflated CG (Saad, Yeung, Erhel &
-        Guyomarc'h 2000): the start is corrected so the residual is orthogonal to W, and every
-        search direction is A-orthogonalised against W, so the iteration works on the complement
-        of span(W). With W spanning eigenvectors of the smallest eigenvalues the effective
-        condition number drops.
 
     Returns
     -------
@@ -91,13 +86,13 @@ def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, ma
     n, k = X0.shape
     chunk = max(1, int(BLOCK_MEMORY_BYTES // (8 * X0.itemsize * max(n, 1))))
     if k <= chunk:
-        return _cg(A, B, M, x0, rtol, maxiter, deflation, callback)
+        return _cg(A, B, M, x0, rtol, maxiter, callback)
     # Bound memory: CG holds ~8 blocks of the active columns, so solve them in column chunks.
     X = np.empty_like(X0)
     statuses, col_its, replacements, offset = [], np.zeros(k, dtype=np.int64), 0, 0
     for start in range(0, k, chunk):
         cols = slice(start, min(start + chunk, k))
-        part = _cg(A, Bb[:, cols], M, X0[:, cols] if x0 is not None else None, rtol, maxiter, deflation,
+        part = _cg(A, Bb[:, cols], M, X0[:, cols] if x0 is not None else None, rtol, maxiter,
                    lambda it, **v: callback(offset + it, **v))
         X[:, cols] = part.outputs["x"]
         statuses.append(part.status)
@@ -159,7 +154,7 @@ class LanczosLog:
         return theta, (Yt @ self._V[:k]).T, (Yt @ self._MV[:k]).T
 
 
-def _cg(A, B, M, x0, rtol, maxiter, W, callback, log: LanczosLog | None = None) -> Result:
+def _cg(A, B, M, x0, rtol, maxiter, callback, log: LanczosLog | None = None) -> Result:
     """CG engine behind :func:`cg`; records the Lanczos data of the first right-hand side in ``log``."""
     M = M or identity()
     Bb, X, was_vector = as_block(A, B, x0)
@@ -168,19 +163,6 @@ def _cg(A, B, M, x0, rtol, maxiter, W, callback, log: LanczosLog | None = None) 
     bnorm = col_norms(Bb)
     target = rtol * bnorm
     R = Bb - A @ X if x0 is not None else Bb.copy()
-    project = None
-    if W is not None and W.shape[1]:
-        W = W.astype(X.dtype, copy=False)
-        AW = A @ W
-        E_inv = np.linalg.inv(W.conj().T @ AW)
-
-        def project(Z: np.ndarray) -> np.ndarray:
-            """Z minus its A-projection on span(W): W^H A (result) = 0."""
-            return Z - W @ (E_inv @ (AW.conj().T @ Z))
-
-        correction = W @ (E_inv @ (W.conj().T @ R))
-        X = X + correction
-        R = R - AW @ (E_inv @ (W.conj().T @ R))
     status = np.full(k, Status.CONVERGED_RTOL, dtype=object)
     col_its = np.zeros(k, dtype=np.int64)
     replacements = np.zeros(k, dtype=np.int64)
@@ -194,7 +176,7 @@ def _cg(A, B, M, x0, rtol, maxiter, W, callback, log: LanczosLog | None = None) 
     Xa, Ra = X[:, active], R[:, active]
     Za = M.apply(Ra)
     rz = np.real(col_dots(Ra, Za))
-    Pa = project(Za) if project is not None else Za.copy()
+    Pa = Za.copy()
     if log is not None and active.size and active[0] == 0:
         log.vector(Za[:, 0], Ra[:, 0], float(rz[0]))
     it = 0
@@ -253,15 +235,11 @@ def _cg(A, B, M, x0, rtol, maxiter, W, callback, log: LanczosLog | None = None) 
             log.vector(Za[:, 0], Ra[:, 0], float(rz_new[0]))
         rz = rz_new
         Pa = Za + beta * Pa
-        if project is not None:
-            Pa = project(Pa)
     status[active] = Status.DIVERGED_MAX_IT
     statuses = [Status(int(s)) for s in status]
     overall = combine_status(statuses)
     failed = sum(not s.converged for s in statuses)
     info = {"residual_replacements": int(replacements.sum())}
-    if project is not None:
-        info["deflation_dim"] = int(W.shape[1])
     return finish(A, best_X, Bb, was_vector, overall, it, status_message(overall, k, failed), info, col_its)
 
 

@@ -1,22 +1,88 @@
-"""Limit BLAS/OpenMP threads for the duration of a job (threadpoolctl)."""
+"""Thread budget of a job: BLAS/OpenMP pools (threadpoolctl) and matcli's own worker threads.
+
+Inside :func:`thread_limit`, native BLAS/OpenMP pools use at most the job's thread count, and
+:func:`parallel_map` runs independent pieces of work (the column chunks of a sparse x dense
+product, whose scipy kernels release the GIL) on the same number of threads. Outside it,
+:func:`parallel_map` is a plain serial loop, so library callers keep full control.
+"""
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Worker threads :func:`parallel_map` may use (1 outside :func:`thread_limit`).
+_workers = 1
+_pool: ThreadPoolExecutor | None = None
 
 
 @contextmanager
 def thread_limit(threads: int | None) -> Iterator[int]:
-    """Within the block, native thread pools use at most ``threads`` threads.
+    """Within the block, native thread pools and :func:`parallel_map` use at most ``threads`` threads.
 
     Yields the thread count in effect (the machine's core count when ``threads`` is None).
     """
-    if threads is None:
-        yield os.cpu_count() or 1
+    global _workers
+    effective = threads if threads is not None else (os.cpu_count() or 1)
+    previous = _workers
+    _workers = max(1, effective)
+    try:
+        if threads is None:
+            yield effective
+            return
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads):
+            yield threads
+    finally:
+        _workers = previous
+
+
+def worker_count() -> int:
+    """Threads :func:`parallel_map` uses at this point (1 outside :func:`thread_limit`)."""
+    return _workers
+
+
+def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``[fn(item) for item in items]``, on up to :func:`worker_count` threads; results in order.
+
+    Worth it only for ``fn`` that spends its time in native code releasing the GIL.
+    """
+    items = list(items)
+    if _workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    global _pool
+    if _pool is None or _pool._max_workers < _workers - 1:  # noqa: SLF001 - grow the shared pool
+        _pool = ThreadPoolExecutor(max_workers=_workers - 1, thread_name_prefix="matcli")
+    # one task per thread (round-robin), the first one in the calling thread: no idle waiting and
+    # no per-item overhead on short products
+    groups = min(_workers, len(items))
+    chunks = [items[i::groups] for i in range(groups)]
+    futures = [_pool.submit(lambda chunk: [fn(item) for item in chunk], chunk) for chunk in chunks[1:]]
+    parts = [[fn(item) for item in chunks[0]]] + [future.result() for future in futures]
+    out: list[R] = [None] * len(items)  # type: ignore[list-item]
+    for i, part in enumerate(parts):
+        out[i::groups] = part
+    return out
+
+
+@contextmanager
+def own_threads_only() -> Iterator[None]:
+    """BLAS single-threaded inside the block when :func:`parallel_map` has several threads.
+
+    For kernels that parallelise their heavy loops themselves: BLAS worker threads spinning
+    between calls would otherwise compete with those threads for the cores (and tiny LAPACK calls
+    pay for waking them).
+    """
+    if _workers <= 1:
+        yield
         return
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=threads):
-        yield threads
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

@@ -56,7 +56,7 @@ def test_randomized_svd_writes_factors_and_report(cli, tmp_path, lowrank):
     assert len(report["history"]["sigma_change"]) == 4
 
 
-def test_auto_picks_dense_for_small_and_block_krylov_for_large(cli, tmp_path, lowrank):
+def test_auto_picks_dense_for_small_and_lanczos_for_large_sparse(cli, tmp_path, lowrank):
     path, _ = lowrank
     result, report = run(cli, [f"{path}:/A", "--rank", "5", "-o", tmp_path / "a.h5"], tmp_path)
     assert result.exit_code == 0, result.stderr
@@ -65,7 +65,7 @@ def test_auto_picks_dense_for_small_and_block_krylov_for_large(cli, tmp_path, lo
     write_arrays(str(big), {"A": sp.random(3000, 1500, density=0.002, random_state=1, format="csr")})
     result, report = run(cli, [big, "--rank", "3", "-o", tmp_path / "b.h5"], tmp_path, "r2.json")
     assert result.exit_code == 0, result.stderr
-    assert report["method"] == "svd-block-krylov" and "large" in report["method_reason"]
+    assert report["method"] == "svd-lanczos" and "large" in report["method_reason"]
 
 
 def test_rank_auto_meets_tolerance_on_sparse_real_matrix(cli, tmp_path, shared_data):
@@ -197,7 +197,7 @@ def test_errors_give_one_line_and_exit_code(cli, tmp_path, args, code, needle):
 def test_methods_lists_every_factorize_method(cli):
     result = cli(["methods", "factorize"])
     assert result.exit_code == 0
-    for name in ("svd-randomized", "svd-block-krylov", "svd-arpack", "svd-propack", "svd-dense", "svd-update",
+    for name in ("svd-randomized", "svd-block-krylov", "svd-lanczos", "svd-arpack", "svd-propack", "svd-dense", "svd-update",
                  "nmf-hals", "nmf-mu", "nmf-robust", "cur-leverage", "cur-pivoted-qr", "qr-dense", "lu-dense",
                  "lu-sparse", "cholesky-dense", "cholesky-sparse", "ldl-dense", "eig-dense", "eig-arpack"):
         assert name in result.stdout

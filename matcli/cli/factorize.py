@@ -61,7 +61,7 @@ def command(
         "--rank", "-r", help="Target rank k, or 'auto' (svd, cur) for the smallest rank meeting --tol.")] = None,
     tol: Annotated[Optional[float], typer.Option(
         "--tol", min=0.0, help="svd/cur --rank auto: relative Frobenius error target (default 1e-2); "
-                               "svd arpack/propack: svds tolerance; nmf: relative decrease of the loss to stop.")] = None,
+                               "svd lanczos: relative residual of every triplet (default 1e-8); svd arpack/propack: svds tolerance; nmf: relative decrease of the loss to stop.")] = None,
     power_iters: Annotated[Optional[int], typer.Option(
         "--power-iters", min=0, help="Randomized SVD power iterations / block Krylov depth (default 4; 1 per block with --rank auto).")] = None,
     oversample: Annotated[Optional[int], typer.Option(

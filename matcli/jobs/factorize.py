@@ -29,6 +29,7 @@ SYMMETRY_TOL = 1e-12
 _ACCEPTS: dict[str, set[str]] = {
     "svd-randomized": {"rank", "tol", "power_iters", "oversample"},
     "svd-block-krylov": {"rank", "power_iters", "oversample"},
+    "svd-lanczos": {"rank", "tol", "maxiter"},
     "svd-arpack": {"rank", "tol", "maxiter"},
     "svd-propack": {"rank", "tol"},
     "svd-dense": {"rank", "tol"},
@@ -172,8 +173,11 @@ class Job(FamilyJob):
                 return "dense", f"the {m}x{n} matrix is small enough for an exact dense SVD"
             if opts.get("rank") == "auto":
                 return "randomized", "--rank auto needs the adaptive randomized range finder"
-            return "block-krylov", (f"the {m}x{n} {'sparse' if sparse else 'dense'} matrix is large: randomized "
-                                    "block Krylov reaches a given accuracy in the fewest passes over A")
+            if sparse:
+                return "lanczos", (f"the {m}x{n} sparse matrix is large: Lanczos bidiagonalization needs the "
+                                   "fewest products with A and certifies every triplet by its residual")
+            return "block-krylov", (f"the {m}x{n} dense matrix is large: randomized block Krylov reaches a given "
+                                    "accuracy in the fewest passes over A (each pass serves a whole block)")
         if self.kind == "nmf":
             return "hals", "HALS converges faster than multiplicative updates at the same cost per sweep"
         if self.kind == "cur":
@@ -248,6 +252,14 @@ class Job(FamilyJob):
             if rank is not None and tol is not None:
                 raise UsageError("--tol applies to svd-dense only with --rank auto")
             return {"rank": rank, "tol": tol}
+        if method == "lanczos":
+            rank = self._rank(allow_auto=False)
+            if rank >= min(m, n):
+                raise UsageError(f"--method lanczos needs --rank < min(m, n) = {min(m, n)}; use --method dense")
+            tol = self._tol(1e-8)
+            if not 1e-14 <= tol < 1:
+                raise UsageError(f"--tol {tol:g}: --method lanczos needs 1e-14 <= tol < 1 (a relative residual)")
+            return {"rank": rank, "tol": tol, "basis": params["basis"] or None, "maxiter": opts.get("maxiter")}
         if method in ("arpack", "propack"):
             rank = self._rank(allow_auto=False)
             if rank >= min(m, n):

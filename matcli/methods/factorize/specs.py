@@ -37,6 +37,14 @@ SPECS: list[MethodSpec] = [
         "randomized block Krylov SVD (Musco-Musco): Krylov depth = --power-iters, block = rank + oversample",
         params=(_STOP_TOL, _PRECISION),
     ),
+    MethodSpec(
+        "factorize", "svd-lanczos", f"{_M}.gkl:lanczos_svd",
+        "Golub-Kahan-Lanczos bidiagonalization with full reorthogonalization and thick restarts "
+        "(Baglama-Reichel); stops when every Ritz triplet's residual is <= --tol (default 1e-8) times its "
+        "singular value; sparse products on row blocks in parallel",
+        params=(ParamSpec("basis", "int", 0, "basis vectors before a thick restart (0 = max(3k, k + 30))", low=0),),
+        constraints=("rank < min(m, n)",),
+    ),
     MethodSpec("factorize", "svd-arpack", f"{_M}.tsvd:lanczos_svd",
                "truncated SVD by implicitly restarted Lanczos (scipy svds, ARPACK); --tol is svds' tol",
                constraints=("rank < min(m, n)",)),

@@ -1,0 +1,126 @@
+"""Thick-restart Lanczos bidiagonalization (svd-lanczos) against numpy.linalg.svd and exact spectra.
+
+The method's guarantee: every returned theta_i has ||A^H u_i - theta_i v_i|| <= tol theta_i with
+A v_i = theta_i u_i, so theta_i is within tol * theta_i of a singular value of A. On spectra with
+distinct values and small tol that is the i-th one, so the tests compare with tol-derived bounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from matcli.core.result import Status
+from matcli.io.mtx import read_mtx
+from matcli.methods.factorize.gkl import lanczos_svd
+from matcli.threads import thread_limit
+from tests.conftest import data_file
+from tests.test_factorize_svd import NoDensify, known_spectrum, permuted_diagonal
+
+EPS = np.finfo(float).eps
+
+
+def relative_errors(s, s_ref):
+    return np.abs(np.asarray(s) - s_ref[: len(s)]) / s_ref[: len(s)]
+
+
+def explicit_residuals(A, U, s, Vt):
+    """max_i max(||A v_i - s_i u_i||, ||A^H u_i - s_i v_i||) / s_i from explicit products."""
+    V = Vt.conj().T
+    right = np.linalg.norm(A @ V - U * s, axis=0)
+    left = np.linalg.norm(A.conj().T @ U - V * s, axis=0)
+    return float(np.max(np.maximum(right, left) / s))
+
+
+@pytest.mark.parametrize("tol", [1e-4, 1e-10])
+def test_top_singular_values_meet_the_residual_tolerance(tol):
+    rng = np.random.default_rng(0)
+    s_true = np.logspace(0, -4, 150)
+    A, _, _ = known_spectrum(400, 250, s_true, rng)
+    result = lanczos_svd(A, rank=12, tol=tol, rng=np.random.default_rng(1))
+    assert result.status == Status.CONVERGED_RTOL
+    U, s, Vt = result.outputs["U"], result.outputs["s"], result.outputs["Vt"]
+    assert s.shape == (12,) and U.shape == (400, 12) and Vt.shape == (12, 250)
+    # residual <= tol * theta bounds the distance to the nearest singular value (plus rounding)
+    assert np.all(relative_errors(s, s_true) <= tol + 50 * EPS / s_true[:12])
+    assert explicit_residuals(A, U, s, Vt) <= 2 * tol
+    assert result.metrics["orthogonality_loss"] < 1e-12
+    assert result.metrics["max_ritz_residual"] <= tol
+
+
+def test_restarts_with_a_small_basis_still_converge():
+    rng = np.random.default_rng(2)
+    s_true = 1.0 / np.arange(1, 201) ** 0.5          # slowly decaying: needs many steps
+    A, _, _ = known_spectrum(300, 200, s_true, rng)
+    result = lanczos_svd(A, rank=6, tol=1e-9, basis=10, rng=np.random.default_rng(3))
+    assert result.status == Status.CONVERGED_RTOL
+    assert result.info["restarts"] >= 3
+    assert np.all(relative_errors(result.outputs["s"], s_true) <= 1e-9 + 50 * EPS / s_true[:6])
+    assert explicit_residuals(A, result.outputs["U"], result.outputs["s"], result.outputs["Vt"]) <= 2e-9
+
+
+def test_sparse_input_is_not_densified_and_matches_exact_values():
+    rng = np.random.default_rng(4)
+    d = rng.uniform(1.0, 10.0, 60)
+    A = NoDensify(permuted_diagonal(3000, 2000, d, rng))   # > EXACT_ENTRIES: metrics stay sparse too
+    result = lanczos_svd(A, rank=8, tol=1e-12, rng=np.random.default_rng(5))
+    s_ref = np.sort(d)[::-1]
+    assert np.all(relative_errors(result.outputs["s"], s_ref) <= 1e-12 + 100 * EPS)
+
+
+def test_real_sparse_matrix_against_dense_svd():
+    A = read_mtx(str(data_file("matrices/west0479.mtx"))).tocsr()
+    s_ref = np.linalg.svd(A.toarray(), compute_uv=False)
+    result = lanczos_svd(A, rank=10, tol=1e-10, rng=np.random.default_rng(6))
+    assert result.status == Status.CONVERGED_RTOL
+    assert np.all(relative_errors(result.outputs["s"], s_ref) <= 1e-10 + 100 * EPS * s_ref[0] / s_ref[:10])
+
+
+def test_complex_matrix():
+    rng = np.random.default_rng(7)
+    A = rng.standard_normal((120, 80)) + 1j * rng.standard_normal((120, 80))
+    s_ref = np.linalg.svd(A, compute_uv=False)
+    result = lanczos_svd(A, rank=5, tol=1e-10, rng=np.random.default_rng(8))
+    U, s, Vt = result.outputs["U"], result.outputs["s"], result.outputs["Vt"]
+    assert np.iscomplexobj(U) and np.iscomplexobj(Vt)
+    assert np.all(relative_errors(s, s_ref) <= 1e-10 + 100 * EPS * s_ref[0] / s_ref[:5])
+    assert explicit_residuals(A, U, s, Vt) <= 2e-10
+
+
+def test_exact_low_rank_matrix_is_resolved_exactly():
+    rng = np.random.default_rng(9)
+    s_true = np.array([5.0, 3.0, 2.0, 1.0])
+    A, _, _ = known_spectrum(200, 100, s_true, rng)
+    result = lanczos_svd(A, rank=4, tol=1e-12, rng=np.random.default_rng(10))
+    assert result.status.converged
+    assert np.all(relative_errors(result.outputs["s"], s_true) <= 1e-12)
+
+
+def test_iteration_cap_returns_the_best_triplets_with_negative_status():
+    rng = np.random.default_rng(11)
+    A, _, _ = known_spectrum(300, 200, 1.0 / np.arange(1, 201) ** 0.3, rng)
+    result = lanczos_svd(A, rank=5, tol=1e-12, basis=8, maxiter=12, rng=np.random.default_rng(12))
+    assert result.status == Status.DIVERGED_MAX_IT and not result.status.converged
+    assert result.outputs["s"].shape == (5,) and result.iterations == 12
+    assert result.metrics["max_ritz_residual"] > 1e-12
+
+
+def test_threaded_products_agree_with_serial():
+    rng = np.random.default_rng(13)
+    A = sp.random(20000, 6000, density=0.005, format="csr", random_state=rng)   # 6e5 nonzeros: split in 2
+    serial = lanczos_svd(A, rank=6, tol=1e-10, rng=np.random.default_rng(14))
+    with thread_limit(2):
+        threaded = lanczos_svd(A, rank=6, tol=1e-10, rng=np.random.default_rng(14))
+    assert serial.info["product_threads"] == 1 and threaded.info["product_threads"] == 2
+    s1, s2 = serial.outputs["s"], threaded.outputs["s"]
+    assert np.all(np.abs(s1 - s2) <= 2e-10 * s1)
+    assert explicit_residuals(A, threaded.outputs["U"], s2, threaded.outputs["Vt"]) <= 2e-10
+
+
+@pytest.mark.parametrize("kwargs, needle", [({"rank": 0}, "rank"), ({"rank": 80}, "rank"),
+                                            ({"rank": 3, "tol": 0.0}, "tol")])
+def test_invalid_arguments(kwargs, needle):
+    A = np.random.default_rng(0).standard_normal((100, 80))
+    with pytest.raises(ValueError, match=needle):
+        lanczos_svd(A, rng=np.random.default_rng(0), **kwargs)

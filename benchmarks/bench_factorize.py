@@ -6,12 +6,15 @@ Its spectrum decays slowly (sigma_21 / sigma_20 ~ 0.98), so a 1e-3 relative accu
 singular values needs real iterations. Sizes: ``--quick`` 20000 x 10000 with 5e5 nonzeros;
 ``--full`` 200000 x 100000 with 5e6 nonzeros.
 
-Reference singular values: scipy svds (ARPACK) with tol=0 (machine precision); its run is also
-the ARPACK peer. Accuracy = max_i |s_i - s_ref_i| / s_ref_i over the top 20. Targets: matcli
-<= 0.7x the time of sklearn's randomized_svd at equal or better accuracy (ratio >= 1.43; sklearn's
-defaults stop short of 1e-3 here, so its n_iter is raised until it reaches 1e-3), and faster
-than svds/ARPACK (ratio > 1). matcli runs as a whole process (start-up, HDF5 read, metrics and
-output write included); peers are timed in-process on the matrix already in memory.
+Reference singular values: scipy svds (ARPACK) with tol=0 (machine precision); ARPACK is also
+timed with tol=1e-3, the accuracy the target asks for. Accuracy = max_i |s_i - s_ref_i| / s_ref_i
+over the top 20. Targets: matcli <= 0.7x the time of sklearn's randomized_svd at equal or better
+accuracy (ratio >= 1.43; sklearn's defaults stop short of 1e-3 here, so its n_iter is raised until
+it reaches 1e-3), and faster than svds/ARPACK (ratio > 1). matcli runs as a whole process
+(start-up, HDF5 read, metrics and output write included); peers are timed in-process on the matrix
+already in memory, all with single-threaded BLAS. The targets are judged on the ``threads=1`` rows;
+the ``threads=2`` row shows matcli on both cores (its sparse products run on row blocks in
+parallel; the peers' scipy sparse products cannot).
 
 Run: ``python benchmarks/bench_factorize.py [--quick | --full]``.
 """
@@ -105,6 +108,8 @@ def main() -> None:
     contenders: dict[str, object] = {
         "scipy svds arpack (tol=0)": lambda: np.sort(svds(A, k=RANK, tol=0, solver="arpack",
                                                           rng=np.random.default_rng(0))[1])[::-1],
+        "scipy svds arpack (tol=1e-3)": lambda: np.sort(svds(A, k=RANK, tol=TARGET_ACCURACY, solver="arpack",
+                                                             rng=np.random.default_rng(0))[1])[::-1],
     }
     try:
         from sklearn.utils.extmath import randomized_svd
@@ -121,19 +126,19 @@ def main() -> None:
 
     # Block Krylov with block size k + p. Full size: depth 5 without oversampling reached ~2e-4 for
     # three seeds (depth 4 with p=5: 2.4e-4 .. 8.5e-4) at the same cost (240 vs 250 vector products).
+    # Lanczos with --tol 1e-3: every triplet's residual <= 1e-3 sigma_i, which certifies the target.
     q, p = ("4", "10") if size == "quick" else ("5", "0")
     configs = {
-        f"block-krylov q={q} p={p} float64": ["--method", "block-krylov", "--power-iters", q, "--oversample", p],
-        f"block-krylov q={q} p={p} float32": ["--method", "block-krylov", "--power-iters", q, "--oversample", p,
-                                              "--param", "precision=float32"],
-        "randomized q=7 p=10 float64 (sklearn's settings)": ["--method", "randomized", "--power-iters", "7",
-                                                             "--oversample", "10"],
+        "lanczos tol=1e-3 threads=1": ["--method", "lanczos", "--tol", "1e-3", "--threads", "1"],
+        "lanczos tol=1e-3 threads=2": ["--method", "lanczos", "--tol", "1e-3", "--threads", "2"],
+        f"block-krylov q={q} p={p} threads=1": ["--method", "block-krylov", "--power-iters", q, "--oversample", p,
+                                                "--threads", "1"],
     }
     out = folder / "factors.h5"
 
     def run_config(extra: list[str]):
         args = ["factorize", f"{matrix_file}:/A", "--kind", "svd", "--rank", str(RANK), *extra, "--seed", "0",
-                "-o", str(out), "--force", "--threads", "1"]
+                "-o", str(out), "--force"]
         seconds, rep = run_matcli(args)
         with h5py.File(out) as fh:
             return seconds, rep, fh["s"][()]
@@ -167,6 +172,8 @@ def main() -> None:
         for peer, (peer_s, peer_acc) in peers.items():
             target = ">= 1.43x (0.7x time)" if peer.startswith("sklearn randomized_svd (n_iter") else (
                 "> 1x" if peer.startswith("scipy") else "info")
+            if "threads=1" not in label:
+                target = "info (2 cores; peers' sparse products are single-threaded)"
             rows.append(Row(workload=f"{m}x{n} nnz={A.nnz} k={RANK}", peer=peer, peer_seconds=peer_s,
                             matcli_seconds=seconds, peer_accuracy=peer_acc, matcli_accuracy=f"{label}: {fmt(err)}",
                             target=target, extra={"matcli_compute_s": compute}))

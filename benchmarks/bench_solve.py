@@ -8,7 +8,9 @@ Workloads (generated deterministically with ``matcli generate``, seed 0):
    process on the matrix already in memory (so they are not charged for start-up or reading):
    ``scipy.sparse.linalg.spsolve`` and pyamg's ``ruge_stuben_solver`` / ``smoothed_aggregation_solver``
    with default settings, ``solve(accel='cg', tol=1e-8)``, setup + solve; the faster pyamg counts.
-   Targets: >= 5x spsolve, >= 0.8x pyamg best.
+   Targets: >= 5x spsolve, >= 0.8x pyamg best. The pyamg target is shown three ways: the in-memory
+   peer against the whole matcli process, against matcli's setup + compute phases from the same
+   run's report (both in memory), and pyamg as a whole process that reads and writes like matcli.
 2. 100 right-hand sides (``--quick``: 150^2 unknowns; ``--full``: 300^2): one matcli process with
    a 100-column ``--rhs`` against 100 independent solves, both as whole processes (the
    independent cost is measured on 5 single-column processes and scaled to 100) and, in-process,
@@ -162,6 +164,9 @@ def poisson_rows(size: str) -> list[Row]:
         Row(label, f"pyamg best ({best_kind.upper()}+CG, in memory)", amg_s, seconds, f"{amg_res:.1e}", acc,
             ">= 0.8x", {**extra, "ratio_vs_matcli_setup_plus_compute": amg_s / phases,
                         "all_s": {k: [v[0] for v in in_process[k]] for k in in_process}}),
+        Row(label + ", in memory both", f"pyamg best ({best_kind.upper()}+CG, in memory) vs matcli setup+compute "
+            "phases (report)", amg_s, phases, f"{amg_res:.1e}", acc, ">= 0.8x",
+            {"note": "matcli's phases exclude start-up, reading and writing, as the in-memory peer does"}),
         Row(label, f"pyamg best ({proc_kind.upper()}+CG) as a process (read h5, solve, write x)", proc_s, seconds,
             proc_acc, acc, ">= 0.8x", {"all_s": as_process}),
         Row(label + ", CPU seconds", "pyamg best (in memory), CPU s vs matcli process CPU s",

@@ -233,3 +233,11 @@ def test_complex_matrix_svd(cli, tmp_path, shared_data):
         assert fh["U"].dtype == np.complex128
         np.testing.assert_allclose(fh["s"][()], s_ref[:4], rtol=1e-10)
     assert report["metrics"]["orthogonality_loss"] < 1e-12
+
+
+def test_cli_method_choices_match_the_registry():
+    from matcli.cli.factorize import Method
+    from matcli.methods.factorize.specs import METHODS
+
+    registered = {name for names in METHODS.values() for name in names}
+    assert registered == {m.value for m in Method} - {"auto"}

@@ -470,3 +470,16 @@ def test_cg_column_chunks_match_one_block(monkeypatch):
     assert chunked.info["column_chunks"] == 3 and chunked.status == Status.CONVERGED_RTOL
     np.testing.assert_allclose(chunked.outputs["x"], whole.outputs["x"], rtol=0, atol=1e-12)
     assert chunked.info["column_iterations"] == whole.info["column_iterations"]
+
+
+def test_gershgorin_proof_needs_a_strict_row_in_every_component():
+    from matcli.methods.solve.spectrum import gershgorin_positive
+
+    path = sp.diags([-np.ones(4), 2 * np.ones(5), -np.ones(4)], [-1, 0, 1]).tocsr()   # Dirichlet 1-D Laplacian
+    assert gershgorin_positive(path)
+    assert np.linalg.eigvalsh(path.toarray())[0] > 0
+    neumann = sp.csr_matrix(np.array([[1.0, -1.0], [-1.0, 1.0]]))                      # singular block, no strict row
+    reducible = sp.block_diag([path, neumann]).tocsr()
+    assert abs(np.linalg.eigvalsh(reducible.toarray())[0]) < 1e-12                      # singular: must not be claimed
+    assert not gershgorin_positive(reducible)
+    assert gershgorin_positive(sp.block_diag([path, neumann + sp.eye(2) * 0.5]).tocsr())

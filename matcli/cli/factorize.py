@@ -36,6 +36,7 @@ class Method(str, enum.Enum):
     auto = "auto"
     randomized = "randomized"
     block_krylov = "block-krylov"
+    lanczos = "lanczos"
     arpack = "arpack"
     propack = "propack"
     dense = "dense"
@@ -54,7 +55,7 @@ def command(
     kind: Annotated[Kind, typer.Option("--kind", "-k", help="Factorization.")] = Kind.svd,
     method: Annotated[Method, typer.Option(
         "--method", "-m",
-        help="Algorithm within the kind. svd: randomized|block-krylov|arpack|propack|dense|update; "
+        help="Algorithm within the kind. svd: randomized|block-krylov|lanczos|arpack|propack|dense|update; "
              "nmf: hals|mu|robust; cur: leverage|pivoted-qr; qr/ldl: dense; lu/cholesky: dense|sparse; "
              "eig: dense|arpack. auto picks from the matrix (the report says why).")] = Method.auto,
     rank: Annotated[Optional[str], typer.Option(

@@ -41,16 +41,32 @@ def diagonal(A) -> np.ndarray:
 
 
 def gershgorin_positive(A) -> bool:
-    """True when every Gershgorin disc of a Hermitian ``A`` lies in Re z >= 0 and the diagonal is
-    positive: A is then positive semidefinite (definite when it is also irreducible with one strictly
-    dominant row, as for Dirichlet Laplacians)."""
+    """True when Gershgorin's theorem proves a Hermitian ``A`` with positive diagonal positive definite.
+
+    Weak diagonal dominance (every disc in Re z >= 0) makes A positive semidefinite; it is definite
+    when it is also nonsingular, which holds when every irreducible diagonal block (connected
+    component of the graph of A) has a strictly dominant row (Taussky's theorem: an irreducibly
+    diagonally dominant matrix is nonsingular), as for Dirichlet Laplacians. A pure-Neumann
+    Laplacian or any block without a strict row is not claimed (it may be singular).
+    """
     d = np.real(diagonal(A))
     if d.size == 0 or np.any(d <= 0):
         return False
     from matcli.methods.solve.system import abs_row_sums
 
     off = abs_row_sums(A) - np.abs(d)
-    return bool(np.all(off <= d * (1 + 1e-12)) and np.any(off < d))
+    if not np.all(off <= d * (1 + 1e-12)):
+        return False
+    strict = off < d * (1 - 1e-12)
+    if np.all(strict):
+        return True
+    if not np.any(strict) or not sp.issparse(A):
+        # dense: only the all-strict case is taken (no graph search); the caller has other tests
+        return False
+    from scipy.sparse.csgraph import connected_components
+
+    count, labels = connected_components(A, directed=False)
+    return bool(np.all(np.bincount(labels[strict], minlength=count) > 0))
 
 
 def symmetry_error(A) -> float:

@@ -55,9 +55,12 @@ def abs_row_sums(A) -> np.ndarray:
     if sp.issparse(A):
         if A.format != "csr":
             return np.asarray(abs(A).sum(axis=1)).ravel()
-        counts = np.diff(A.indptr)
-        rows = np.repeat(np.arange(A.shape[0]), counts)
-        return np.bincount(rows, weights=np.abs(A.data), minlength=A.shape[0])
+        sums = np.zeros(A.shape[0])
+        filled = A.indptr[1:] > A.indptr[:-1]
+        if A.nnz:
+            # one pass over the values; reduceat over the non-empty rows only (strictly increasing starts)
+            sums[filled] = np.add.reduceat(np.abs(A.data[:A.indptr[-1]]), A.indptr[:-1][filled])
+        return sums
     return np.abs(A).sum(axis=1)
 
 

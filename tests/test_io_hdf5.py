@@ -105,3 +105,26 @@ def test_corrupt_sparse_group_is_refused(tmp_path):
         g.create_dataset("indptr", data=[0, 1, 2])
     with pytest.raises(InputError, match="index out of range"):
         read_matrix(f"{path}:/A")
+
+
+def test_finite_check_accepts_values_whose_sum_overflows(tmp_path):
+    from matcli.io.load import read_matrix
+
+    path = tmp_path / "big.h5"
+    A = np.full((3, 4), 1.5e308)          # every entry finite, the sum is +inf
+    A[1, 2] = -1.7e308                    # and opposite signs on the way: inf - inf = nan in a naive sum
+    _write(path, A=A)
+    assert np.array_equal(read_matrix(f"{path}:/A"), A)
+
+
+def test_finite_check_finds_a_single_nan_in_a_sparse_matrix(tmp_path):
+    from matcli.core.errors import InputError
+    from matcli.io.hdf5 import write_arrays
+    from matcli.io.load import read_matrix
+
+    A = sp.random(200, 100, density=0.05, format="csr", random_state=0)
+    A.data[17] = np.nan
+    path = tmp_path / "s.h5"
+    write_arrays(str(path), {"A": A})
+    with pytest.raises(InputError, match="NaN or Inf"):
+        read_matrix(f"{path}:/A")

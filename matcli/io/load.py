@@ -30,7 +30,13 @@ class Observed:
 def check_finite(array, path: str, what: str) -> None:
     """Raise InputError when a dense array or a sparse matrix's stored values hold NaN/Inf."""
     values = array.data if sp.issparse(array) else np.asarray(array)
-    if values.size and values.dtype.kind in "fc" and not np.isfinite(values).all():
+    if not values.size or values.dtype.kind not in "fc":
+        return
+    # A NaN or Inf anywhere makes the sum non-finite; the sum needs no temporary array. Only when it
+    # is not finite (or overflowed) are the values checked one by one.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(values, axis=None)
+    if not np.isfinite(total) and not np.isfinite(values).all():
         raise InputError(path, f"{what} contains NaN or Inf values")
 
 

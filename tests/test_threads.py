@@ -1,0 +1,77 @@
+"""matcli.threads: the job's thread budget for BLAS pools and matcli's own parallel loops."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import scipy.sparse as sp
+
+from matcli.methods.factorize.metrics import adjoint_matmul, matmul
+from matcli.threads import own_threads_only, parallel_map, thread_limit, worker_count
+
+
+def test_parallel_map_keeps_order_and_runs_serially_outside_a_limit():
+    seen = set()
+
+    def square(x):
+        seen.add(threading.get_ident())
+        return x * x
+
+    assert worker_count() == 1
+    assert parallel_map(square, range(10)) == [x * x for x in range(10)]
+    assert seen == {threading.get_ident()}
+    with thread_limit(3):
+        assert worker_count() == 3
+        assert parallel_map(square, range(10)) == [x * x for x in range(10)]
+        assert parallel_map(square, []) == []
+    assert worker_count() == 1
+
+
+def test_parallel_map_uses_several_threads_inside_a_limit():
+    barrier = threading.Barrier(2, timeout=10)
+    idents = []
+
+    def wait_for_the_other(_):
+        idents.append(threading.get_ident())
+        barrier.wait()          # deadlocks (BrokenBarrierError after 10 s) unless two threads run at once
+        return True
+
+    with thread_limit(2):
+        assert parallel_map(wait_for_the_other, [0, 1]) == [True, True]
+    assert len(set(idents)) == 2
+
+
+def test_parallel_map_propagates_exceptions():
+    def fail(x):
+        if x == 3:
+            raise ValueError("three")
+        return x
+
+    with thread_limit(2):
+        try:
+            parallel_map(fail, range(6))
+        except ValueError as exc:
+            assert "three" in str(exc)
+        else:
+            raise AssertionError("the worker's exception was lost")
+
+
+def test_own_threads_only_limits_blas_while_matcli_threads_run():
+    from threadpoolctl import threadpool_info
+
+    with thread_limit(2), own_threads_only():
+        blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(n == 1 for n in blas)
+
+
+def test_threaded_sparse_products_match_serial():
+    rng = np.random.default_rng(0)
+    A = sp.random(3000, 2000, density=0.01, format="csr", random_state=rng)
+    X, Y = rng.standard_normal((2000, 23)), rng.standard_normal((3000, 23))
+    serial = matmul(A, X), adjoint_matmul(A, Y)
+    with thread_limit(2):
+        threaded = matmul(A, X), adjoint_matmul(A, Y)
+    for a, b in zip(serial, threaded):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13 * np.abs(a).max())
+    np.testing.assert_allclose(serial[0], A @ X, rtol=1e-13, atol=1e-12)

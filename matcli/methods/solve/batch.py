@@ -180,12 +180,16 @@ class RecyclingCG:
     sequence. Sorting the systems keeps neighbours similar.
     """
 
+    #: Lanczos vectors kept per solve, per recycled dimension (the Ritz extraction costs O(kept * n * dim)).
+    max_vectors_factor = 20
+
     def __init__(self, dim: int, per_system: int | None = None, memory_bytes: float = 2e8):
         self.dim = dim
         self.per_system = per_system or max(1, -(-dim // 2))
         self.memory_bytes = memory_bytes
         self.W: np.ndarray | None = None
         self.MW: np.ndarray | None = None
+        self._log = None
 
     def solve(self, A, B, *, M=None, x0=None, rtol: float = 1e-8, maxiter: int | None = None,
               callback=None):
@@ -196,7 +200,13 @@ class RecyclingCG:
         callback = callback or no_callback
         n = A.shape[0]
         W = self.W if self.W is not None and self.W.shape[0] == n else None
-        log = LanczosLog(max(8, int(self.memory_bytes // (16 * n))))
+        # One log for the whole sequence: its buffers are paged in by the first solve only (fresh
+        # buffers cost a page fault per 4 KiB on every system, more than the copies themselves).
+        vectors = max(8, min(int(self.memory_bytes // (16 * n)), self.max_vectors_factor * self.dim))
+        if self._log is None or self._log.max_vectors != vectors:
+            self._log = LanczosLog(vectors)
+        log = self._log
+        log.reset()
         first_iterations = 0
         if W is not None:
             AW = A @ W

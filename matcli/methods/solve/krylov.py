@@ -114,7 +114,9 @@ class LanczosLog:
     ``M v_j = r_j / sqrt(rho_j)``, and ``T = V^H A V`` is tridiagonal with ``T_jj = 1/alpha_j +
     beta_{j-1}/alpha_{j-1}`` and ``T_{j,j+1} = -sqrt(beta_j)/alpha_j`` from the CG coefficients: its
     eigenpairs give Ritz pairs of ``M^{-1} A`` without extra products with A or M. At most
-    ``max_vectors`` vectors are kept (the leading part of T still gives valid Ritz pairs).
+    ``max_vectors`` vectors are kept (the leading part of T still gives valid Ritz pairs), in single
+    precision: Ritz values come from the float64 coefficients, Ritz vectors are accurate to ~1e-7,
+    plenty for a recycled space. :meth:`reset` reuses the buffers for the next solve.
     """
 
     def __init__(self, max_vectors: int):
@@ -126,12 +128,21 @@ class LanczosLog:
         self.alphas: list[float] = []
         self.betas: list[float] = []
 
+    def reset(self) -> None:
+        """Forget the recorded process but keep the buffers (already paged in) for the next solve."""
+        self.count = 0
+        self.alphas = []
+        self.betas = []
+
     def vector(self, z: np.ndarray, r: np.ndarray, rho: float) -> None:
         if self.count >= self.max_vectors or not rho > 0:
             return
-        if self._V is None:
-            self._V = np.empty((self.max_vectors, z.size), dtype=z.dtype)
-            self._MV = np.empty((self.max_vectors, r.size), dtype=r.dtype)
+        # Single precision halves the bytes copied per iteration; the recycled space only needs to
+        # hold the extreme eigenvectors to a few digits (its projections are exact for whatever it spans).
+        dtype = np.complex64 if np.iscomplexobj(z) else np.float32
+        if self._V is None or self._V.shape[1] != z.size or self._V.dtype != dtype:
+            self._V = np.empty((self.max_vectors, z.size), dtype=dtype)
+            self._MV = np.empty((self.max_vectors, r.size), dtype=dtype)
         scale = 1.0 / np.sqrt(rho)
         np.multiply(z, scale, out=self._V[self.count])
         np.multiply(r, scale, out=self._MV[self.count])
@@ -151,7 +162,8 @@ class LanczosLog:
         count = min(count, k)
         theta, Y = eigh_tridiagonal(diag, off, select="i", select_range=(0, count - 1))
         Yt = Y.T.astype(self._V.dtype)
-        return theta, (Yt @ self._V[:k]).T, (Yt @ self._MV[:k]).T
+        wide = np.complex128 if np.iscomplexobj(self._V) else np.float64
+        return theta, (Yt @ self._V[:k]).T.astype(wide), (Yt @ self._MV[:k]).T.astype(wide)
 
 
 def _cg(A, B, M, x0, rtol, maxiter, callback, log: LanczosLog | None = None) -> Result:

@@ -34,9 +34,11 @@ def results_table() -> str:
     """Markdown table of every results file (ratio = peer time / matcli time; > 1 means matcli is faster)."""
     lines = []
     machine = None
+    dates: dict[str, str] = {}
     for path in sorted((BENCH_DIR / "results").glob("*.json")):
         payload = json.loads(path.read_text())
         machine = payload["machine"]
+        dates[payload["benchmark"]] = machine["date"]
         for row in payload["rows"]:
             ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}x"
             peer_s = "n/a" if row["peer_seconds"] is None else f"{row['peer_seconds']:.3f}"
@@ -45,7 +47,9 @@ def results_table() -> str:
                          f"{row['target']} |")
     if machine is None:
         return "No benchmark results yet: run `make bench`."
-    head = (f"Measured {machine['date']} on {machine['cores']} cores, {machine['ram_gib']} GiB RAM, "
+    when = sorted(set(dates.values()))
+    date = when[0] if len(when) == 1 else ", ".join(f"{name} {day}" for name, day in sorted(dates.items()))
+    head = (f"Measured {date} on {machine['cores']} cores, {machine['ram_gib']} GiB RAM, "
             f"Python {machine['python']}. Ratio = peer time / matcli time (> 1: matcli faster).\n\n"
             "| benchmark | workload | peer | peer s | matcli s | ratio | matcli accuracy | target |\n"
             "|---|---|---|---|---|---|---|---|")

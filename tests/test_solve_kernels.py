@@ -428,6 +428,22 @@ def test_lanczos_log_of_pcg_gives_the_eigenpairs_of_the_preconditioned_matrix():
     np.testing.assert_allclose(MU, np.diag(A)[:, None] * U, atol=single * np.abs(MU).max())
 
 
+def test_lanczos_log_without_images_forms_them_with_the_forward_preconditioner():
+    rng = np.random.default_rng(22)
+    A = poisson((12, 12)) + sp.diags(rng.uniform(0.5, 1.5, 144))
+    M = precond.build(A, "jacobi", symmetric_matrix=True, params={}, rng=rng)
+    b = rng.standard_normal(144)
+    kept, lean = krylov.LanczosLog(200), krylov.LanczosLog(200, keep_images=False)
+    for log in (kept, lean):
+        krylov._cg(A, b, M, None, 1e-12, 500, lambda it, **v: None, log)
+    theta1, U1, MU1 = kept.ritz(4)
+    theta2, U2, MU2 = lean.ritz(4, M.forward)
+    np.testing.assert_allclose(theta1, theta2, rtol=1e-12)      # same CG coefficients
+    single = 20 * np.sqrt(144) * np.finfo(np.float32).eps
+    np.testing.assert_allclose(np.abs(U1), np.abs(U2), atol=single * np.abs(U1).max())
+    np.testing.assert_allclose(MU2, A.diagonal()[:, None] * U2, rtol=1e-12)
+
+
 def test_omega_bandit_stays_near_the_best_arm_once_its_neighbours_are_known():
     # Regression: untried arms used to get the lowest UCB score, so after the neighbours of the
     # best arm the bandit jumped to far, bad arms (omega = 1) instead of exploiting.

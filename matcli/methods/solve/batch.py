@@ -203,8 +203,11 @@ class RecyclingCG:
         # One log for the whole sequence: its buffers are paged in by the first solve only (fresh
         # buffers cost a page fault per 4 KiB on every system, more than the copies themselves).
         vectors = max(8, min(int(self.memory_bytes // (16 * n)), self.max_vectors_factor * self.dim))
-        if self._log is None or self._log.max_vectors != vectors:
-            self._log = LanczosLog(vectors)
+        # With M cheap to apply (none, Jacobi), M U is formed at harvest instead of logging M v_j.
+        forward = M.forward if M is not None else (lambda Z: Z.copy())
+        keep_images = forward is None
+        if self._log is None or self._log.max_vectors != vectors or self._log.keep_images != keep_images:
+            self._log = LanczosLog(vectors, keep_images)
         log = self._log
         log.reset()
         first_iterations = 0
@@ -224,7 +227,7 @@ class RecyclingCG:
         result.info["restarts"] = int(first_iterations > 0)
         # A solve much shorter than the space it would feed (a strong preconditioner) has nothing
         # to recycle: its few Ritz vectors are poor, and projections would cost more than they save.
-        ritz = log.ritz(self.per_system) if result.iterations >= 4 * self.dim else None
+        ritz = log.ritz(self.per_system, forward) if result.iterations >= 4 * self.dim else None
         if ritz is not None:
             self.W, self.MW = self._refresh(A, W, ritz[1], ritz[2])
         result.info["recycled_dim"] = 0 if W is None else int(W.shape[1])

@@ -119,8 +119,10 @@ class LanczosLog:
     plenty for a recycled space. :meth:`reset` reuses the buffers for the next solve.
     """
 
-    def __init__(self, max_vectors: int):
+    def __init__(self, max_vectors: int, keep_images: bool = True):
         self.max_vectors = max_vectors
+        # Without images (M cheap to apply), ``ritz`` needs ``forward`` to form M U from U.
+        self.keep_images = keep_images
         self.count = 0
         # Row-major buffers, allocated on the first vector; rows never written are never touched.
         self._V: np.ndarray | None = None
@@ -142,14 +144,18 @@ class LanczosLog:
         dtype = np.complex64 if np.iscomplexobj(z) else np.float32
         if self._V is None or self._V.shape[1] != z.size or self._V.dtype != dtype:
             self._V = np.empty((self.max_vectors, z.size), dtype=dtype)
-            self._MV = np.empty((self.max_vectors, r.size), dtype=dtype)
+            self._MV = np.empty((self.max_vectors, r.size), dtype=dtype) if self.keep_images else None
         scale = 1.0 / np.sqrt(rho)
         np.multiply(z, scale, out=self._V[self.count])
-        np.multiply(r, scale, out=self._MV[self.count])
+        if self.keep_images:
+            np.multiply(r, scale, out=self._MV[self.count])
         self.count += 1
 
-    def ritz(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """``(theta, U, M U)`` for the ``count`` smallest Ritz values, or None with too few steps."""
+    def ritz(self, count: int, forward=None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(theta, U, M U)`` for the ``count`` smallest Ritz values, or None with too few steps.
+
+        ``forward(U)`` gives ``M U`` when the images were not kept.
+        """
         from scipy.linalg import eigh_tridiagonal
 
         k = min(len(self.alphas), self.count)
@@ -163,7 +169,9 @@ class LanczosLog:
         theta, Y = eigh_tridiagonal(diag, off, select="i", select_range=(0, count - 1))
         Yt = Y.T.astype(self._V.dtype)
         wide = np.complex128 if np.iscomplexobj(self._V) else np.float64
-        return theta, (Yt @ self._V[:k]).T.astype(wide), (Yt @ self._MV[:k]).T.astype(wide)
+        U = (Yt @ self._V[:k]).T.astype(wide)
+        MU = (Yt @ self._MV[:k]).T.astype(wide) if self.keep_images else forward(U)
+        return theta, U, MU
 
 
 def _cg(A, B, M, x0, rtol, maxiter, callback, log: LanczosLog | None = None) -> Result:

@@ -27,10 +27,12 @@ class Preconditioner:
     apply: Callable[[np.ndarray], np.ndarray]
     symmetric: bool
     info: dict[str, Any] = field(default_factory=dict)
+    #: ``R = M Z`` when M itself is cheap to apply (identity, diagonal), else None.
+    forward: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def identity() -> Preconditioner:
-    return Preconditioner("none", lambda R: R.copy(), True)
+    return Preconditioner("none", lambda R: R.copy(), True, forward=lambda Z: Z.copy())
 
 
 def jacobi(A) -> Preconditioner:
@@ -40,7 +42,8 @@ def jacobi(A) -> Preconditioner:
         raise UsageError(f"jacobi preconditioner: the diagonal has {int(np.sum(d == 0))} zero entries; "
                          "use --precond ilu or none")
     inv = (1.0 / d)[:, None]
-    return Preconditioner("jacobi", lambda R: inv * R, bool(np.all(np.real(d) > 0)))
+    return Preconditioner("jacobi", lambda R: inv * R, bool(np.all(np.real(d) > 0)),
+                          forward=lambda Z: d[:, None] * Z)
 
 
 def ilu(A, drop_tol: float = 1e-4, fill_factor: float = 10.0) -> Preconditioner:

@@ -17,7 +17,8 @@ SeedOpt = Annotated[
     Optional[int], typer.Option("--seed", min=0, help="Random seed (recorded in the report; random if omitted).")
 ]
 ThreadsOpt = Annotated[
-    Optional[int], typer.Option("--threads", min=1, help="BLAS/OpenMP threads (threadpoolctl).")
+    Optional[int], typer.Option("--threads", min=1, help="Threads for BLAS/OpenMP pools (threadpoolctl) and "
+                                "matcli's own parallel loops (sparse products); default: all cores.")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary table or progress on stderr.")]
 StrictOpt = Annotated[

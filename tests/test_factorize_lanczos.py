@@ -124,3 +124,23 @@ def test_invalid_arguments(kwargs, needle):
     A = np.random.default_rng(0).standard_normal((100, 80))
     with pytest.raises(ValueError, match=needle):
         lanczos_svd(A, rng=np.random.default_rng(0), **kwargs)
+
+
+def test_repeated_singular_values_are_all_found():
+    # single-vector Lanczos sees one copy of a multiple singular value at a time; the restarts and
+    # fresh directions must still return every copy among the top k
+    rng = np.random.default_rng(15)
+    s_true = np.concatenate([[5.0, 5.0, 5.0, 3.0, 3.0], np.linspace(2.0, 0.01, 295)])
+    A, _, _ = known_spectrum(400, 300, s_true, rng)
+    result = lanczos_svd(A, rank=6, tol=1e-8, rng=np.random.default_rng(16))
+    assert result.status == Status.CONVERGED_RTOL
+    assert np.all(relative_errors(result.outputs["s"], s_true) <= 1e-8 + 50 * EPS * 5.0 / s_true[:6])
+    assert result.metrics["orthogonality_loss"] < 1e-12
+
+
+def test_invariant_subspaces_continue_with_fresh_directions():
+    A = 2.0 * np.eye(200)[:, :150]          # every vector is a singular vector: Lanczos breaks down at once
+    result = lanczos_svd(A, rank=3, tol=1e-10, rng=np.random.default_rng(17))
+    assert result.status.converged
+    np.testing.assert_allclose(result.outputs["s"], [2.0, 2.0, 2.0], rtol=1e-12)
+    assert result.metrics["orthogonality_loss"] < 1e-12

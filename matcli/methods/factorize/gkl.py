@@ -43,7 +43,7 @@ from matcli.threads import own_threads_only, parallel_map, worker_count
 
 #: DGKS criterion: orthogonalise again when a vector kept less than this fraction of its norm.
 _REORTH_RATIO = 1.0 / math.sqrt(2.0)
-#: Rows per block of a threaded sparse product, at least (smaller matrices are not split).
+#: Stored entries per row block of a threaded sparse product, at least (smaller matrices are not split).
 _MIN_BLOCK_NNZ = 200_000
 
 

@@ -72,18 +72,20 @@ def low_rank_error(A, X: np.ndarray, Y: np.ndarray, rng: np.random.Generator,
 
 
 def svd_metrics(A, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rng: np.random.Generator,
-                norm_A: float | None = None, AhU: np.ndarray | None = None) -> tuple[dict[str, float], dict[str, str]]:
+                norm_A: float | None = None, AhU: np.ndarray | None = None,
+                AV: np.ndarray | None = None) -> tuple[dict[str, float], dict[str, str]]:
     """Metrics of a truncated SVD ``A ~ U diag(s) Vt``.
 
     ``reconstruction_error`` (relative Frobenius, see :func:`low_rank_error`),
     ``orthogonality_loss`` (max over U and V of ``||Q^H Q - I||_F``), ``max_triplet_residual``
     (``max_i max(||A v_i - s_i u_i||, ||A^H u_i - s_i v_i||) / s_1``) and ``frobenius_norm``;
     returns (metrics, info) where info names how the reconstruction error was obtained.
-    One product ``A V`` serves both the error and the residuals; ``AhU`` (``A^H U``) saves the other.
+    One product ``A V`` serves both the error and the residuals (``AV`` when the caller computed it);
+    ``AhU`` (``A^H U``) saves the other.
     """
     norm_A = frobenius_norm(A) if norm_A is None else norm_A
     V = Vt.conj().T
-    AV = matmul(A, V)
+    AV = matmul(A, V) if AV is None else AV
     err, how = low_rank_error(A, U * s, Vt, rng, norm_A, AYh=AV)
     metrics = {
         "reconstruction_error": err,

@@ -501,3 +501,24 @@ def test_gershgorin_proof_needs_a_strict_row_in_every_component():
     assert abs(np.linalg.eigvalsh(reducible.toarray())[0]) < 1e-12                      # singular: must not be claimed
     assert not gershgorin_positive(reducible)
     assert gershgorin_positive(sp.block_diag([path, neumann + sp.eye(2) * 0.5]).tocsr())
+
+
+def test_m_matrix_test_sums_duplicate_entries_first():
+    L = poisson((6, 6)).tocoo()
+    # the same matrix with every off-diagonal entry split into two duplicates (-0.5 each): still an M-matrix
+    off = L.row != L.col
+    rows = np.concatenate([L.row, L.row[off]])
+    cols = np.concatenate([L.col, L.col[off]])
+    vals = np.concatenate([np.where(off, L.data / 2, L.data), L.data[off] / 2])
+    split = sp.csr_matrix((vals, (rows, cols)), shape=L.shape)
+    split.has_canonical_format = False
+    assert auto.inspect(sp.csr_matrix(L)).m_matrix_like and auto.inspect(split).m_matrix_like
+    # one off-diagonal pair made positive (symmetric) in duplicates that sum to +0.5: not an M-matrix
+    vals2 = vals.copy()
+    first = int(np.flatnonzero(off)[0])
+    i, j = L.row[first], L.col[first]
+    for k in np.flatnonzero(((rows == i) & (cols == j)) | ((rows == j) & (cols == i))):
+        vals2[k] = 0.25
+    bad = sp.csr_matrix((vals2, (rows, cols)), shape=L.shape)
+    bad.has_canonical_format = False
+    assert auto.inspect(bad).hermitian and not auto.inspect(bad).m_matrix_like

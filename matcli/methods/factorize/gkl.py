@@ -38,7 +38,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from matcli.core.result import Callback, Result, Status, no_callback
-from matcli.methods.factorize.metrics import svd_metrics
+from matcli.methods.factorize.metrics import adjoint_matmul, svd_metrics
 from matcli.threads import own_threads_only, parallel_map, worker_count
 
 #: DGKS criterion: orthogonalise again when a vector kept less than this fraction of its norm.
@@ -85,9 +85,7 @@ class _Products:
 
     def adjoint(self, q: np.ndarray) -> np.ndarray:
         if self.blocks is None:
-            if self.complex:
-                return np.asarray(self.A.T @ q.conj()).ravel().conj()
-            return np.asarray(self.A.T @ q).ravel()
+            return np.asarray(adjoint_matmul(self.A, q)).ravel()
         qc = q.conj() if self.complex else q
         parts = parallel_map(lambda item: item[2].T @ qc[item[0]:item[1]], self.blocks)
         total = parts[0]

@@ -63,13 +63,11 @@ def inspect(A) -> Facts:
     facts.positive_diagonal = bool(d.size and np.all(np.abs(np.imag(d)) == 0) and np.all(np.real(d) > 0))
     if facts.hermitian and facts.positive_diagonal and sparse and not facts.complex:
         C = sp.csr_matrix(A)
-        if C.has_canonical_format:
-            # the n diagonal entries are stored and positive: no other entry may be positive
-            facts.m_matrix_like = int(np.count_nonzero(C.data > 0)) == n
-        else:
-            rows = np.repeat(np.arange(n), np.diff(C.indptr))
-            off_diagonal = C.data[rows != C.indices]
-            facts.m_matrix_like = bool(off_diagonal.size == 0 or off_diagonal.max() <= 0)
+        if not C.has_canonical_format:
+            C = C.copy()
+            C.sum_duplicates()
+        # each of the n positive diagonal entries is stored once: no other entry may be positive
+        facts.m_matrix_like = int(np.count_nonzero(C.data > 0)) == n
     return facts
 
 

@@ -196,6 +196,7 @@ class RecyclingCG:
         """Solve ``A X = B`` from projected starts, then refresh the recycled space."""
         from matcli.core.result import no_callback
         from matcli.methods.solve.krylov import LanczosLog, _cg, default_maxiter
+        from matcli.methods.solve.precond import identity
 
         callback = callback or no_callback
         n = A.shape[0]
@@ -204,7 +205,7 @@ class RecyclingCG:
         # buffers cost a page fault per 4 KiB on every system, more than the copies themselves).
         vectors = max(8, min(int(self.memory_bytes // (16 * n)), self.max_vectors_factor * self.dim))
         # With M cheap to apply (none, Jacobi), M U is formed at harvest instead of logging M v_j.
-        forward = M.forward if M is not None else (lambda Z: Z.copy())
+        forward = (M or identity()).forward
         keep_images = forward is None
         if self._log is None or self._log.max_vectors != vectors or self._log.keep_images != keep_images:
             self._log = LanczosLog(vectors, keep_images)

@@ -86,3 +86,16 @@ def own_threads_only() -> Iterator[None]:
 
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+@contextmanager
+def blas_on_all_threads() -> Iterator[None]:
+    """Within :func:`own_threads_only`: BLAS on all :func:`worker_count` threads for one large call
+    (a dense factorisation worth waking the BLAS workers for)."""
+    if _workers <= 1:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=_workers, user_api="blas"):
+        yield

@@ -282,3 +282,30 @@ def test_square_matrix_with_leverage_sampling_keeps_enough_rows():
         res = solve_sketched(A, b, mode=mode, sketch="leverage", rtol=1e-12, rng=np.random.default_rng(0))
         assert res.status.converged
         np.testing.assert_allclose(A @ res.outputs["x"], b, atol=1e-8 * np.linalg.cond(A) * np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_fused_residual_and_gradient_match_plain_products(threads):
+    from matcli.methods.sketch import regress
+    from matcli.threads import thread_limit
+
+    rng = np.random.default_rng(30)
+    m, n = 5003, 9
+    A, b, x = rng.standard_normal((m, n)), rng.standard_normal(m), rng.standard_normal(n)
+    problem = regress.InMemoryProblem(A, b)
+    original = regress._FUSED_BLOCK_BYTES
+    regress._FUSED_BLOCK_BYTES = 8 * n * 100  # 100-row blocks: the last one partial, spans cut across threads
+    try:
+        with thread_limit(threads):
+            r, g = problem.residual_and_gradient(x)
+            t, h = problem.normal_product(x)
+    finally:
+        regress._FUSED_BLOCK_BYTES = original
+    # rounding of the products, summed in another order: a few eps times the sum of |terms|
+    # (a length-m sum grows like sqrt(m) eps in the worst realistic case, m eps at most)
+    r_ref, t_ref = b - A @ x, A @ x
+    tol = 4 * np.finfo(float).eps * np.sqrt(m)
+    assert np.all(np.abs(r - r_ref) <= tol * (np.abs(b) + np.abs(A) @ np.abs(x)))
+    assert np.all(np.abs(t - t_ref) <= tol * (np.abs(A) @ np.abs(x)))
+    assert np.all(np.abs(g - A.T @ r_ref) <= 2 * tol * (np.abs(A).T @ np.abs(r_ref)))
+    assert np.all(np.abs(h - A.T @ t_ref) <= 2 * tol * (np.abs(A).T @ np.abs(t_ref)))

@@ -53,6 +53,33 @@ def test_row_blocks_accumulate_to_the_whole_sketch(kind):
     np.testing.assert_allclose(total, S.apply(A), rtol=1e-12, atol=1e-12 * np.abs(total).max())
 
 
+@pytest.mark.parametrize("kind", SKETCH_KINDS)
+def test_apply_pair_is_the_sketch_of_each(kind):
+    rng = np.random.default_rng(6)
+    m, n = 70000, 4  # two generation chunks of the sparse sketches, nine of the Gaussian one
+    A, b = rng.standard_normal((m, n)), rng.standard_normal(m)
+    S = build(kind, m, 120, 7)
+    SA, Sb = S.apply_pair(A, b)
+    np.testing.assert_allclose(SA, S.apply(A), rtol=1e-12, atol=1e-12 * np.abs(SA).max())
+    np.testing.assert_allclose(Sb, S.apply(b), rtol=1e-12, atol=1e-12 * np.abs(Sb).max())
+
+
+@pytest.mark.parametrize("kind", ["countsketch", "sparse-sign", "gaussian"])
+def test_threaded_sketch_equals_the_serial_one(kind):
+    from matcli.threads import thread_limit
+
+    rng = np.random.default_rng(8)
+    m = 200_000  # four chunks of the sparse sketches, split over the threads
+    A = rng.standard_normal((m, 3))
+    S = build(kind, m, 64, 9)
+    serial = S.apply(A)
+    with thread_limit(3):
+        threaded, threaded_b = S.apply_pair(A, A[:, 0])
+    # the threads' partial sums are added in another order: equal up to rounding of m terms
+    np.testing.assert_allclose(threaded, serial, rtol=0, atol=1e-12 * np.abs(serial).max() * np.sqrt(m))
+    np.testing.assert_allclose(threaded_b, serial[:, 0], rtol=0, atol=1e-12 * np.abs(serial).max() * np.sqrt(m))
+
+
 def test_sparse_sign_chunks_are_independent_of_row_blocking():
     rng = np.random.default_rng(20)
     m = 150_000  # three generation chunks

@@ -37,13 +37,14 @@ import scipy.sparse as sp
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.sketch.ridge import choose_lambda
 from matcli.methods.sketch.sketches import SKETCH_KINDS, STREAMABLE_KINDS, make_sketch
+from matcli.threads import blas_on_all_threads, own_threads_only, parallel_map, worker_count
 
 MODES = ("sketch-and-solve", "precondition", "refine")
 EPS = np.finfo(np.float64).eps
 #: Extra sketch rows of sketch-and-solve beyond the expectation formula.
 _OVERSAMPLE = 8
 #: Row block of a fused residual-and-gradient pass over dense A (fits in L2 cache).
-_FUSED_BLOCK_BYTES = 2**19
+_FUSED_BLOCK_BYTES = 2**20
 #: Recomputed ||A^T r|| / (||A|| ||r||) above which a "converged" CGLS result is reported as failed.
 UNREACHABLE_OPTIMALITY = 1e-4
 
@@ -61,7 +62,7 @@ class InMemoryProblem:
 
     def sketch(self, S) -> tuple[np.ndarray, np.ndarray]:
         """``(S A, S b)`` as dense arrays of shapes (d, n) and (d,)."""
-        return S.apply(self.A), S.apply(self.b)
+        return S.apply_pair(self.A, self.b)
 
     def normal_product(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(A x, A^T A x)``; dense A is read once, in cache-sized row blocks."""
@@ -83,17 +84,32 @@ class InMemoryProblem:
         m, n = self.shape
         rows = max(1, _FUSED_BLOCK_BYTES // (8 * n))
         t = np.empty(m)
-        g = np.zeros(n)
-        for start in range(0, m, rows):
-            block = self.A[start:start + rows]
-            t[start:start + rows] = block @ x if b is None else b[start:start + rows] - block @ x
-            g += block.T @ t[start:start + rows]
-        return t, g
+
+        def part(span: tuple[int, int]) -> np.ndarray:
+            g = np.zeros(n)
+            for start in range(span[0], span[1], rows):
+                stop = min(span[1], start + rows)
+                block, tb = self.A[start:stop], t[start:stop]
+                np.dot(block, x, out=tb)
+                if b is not None:
+                    np.subtract(b[start:stop], tb, out=tb)
+                g += tb @ block
+            return g
+
+        parts = parallel_map(part, _row_spans(m, rows))
+        return t, sum(parts[1:], parts[0])
 
     def row_norms2(self, M: np.ndarray) -> np.ndarray:
         """Squared row norms of ``A @ M`` (shape (m,)) for a small dense n x k matrix M."""
         AM = np.asarray(self.A @ M)
         return np.einsum("ij,ij->i", AM, AM)
+
+
+def _row_spans(m: int, rows: int) -> list[tuple[int, int]]:
+    """Split range(m) into one contiguous span per worker thread, cut at multiples of ``rows``."""
+    blocks = -(-m // rows)
+    cuts = [min(m, rows * (blocks * i // worker_count())) for i in range(worker_count() + 1)]
+    return [(a, z) for a, z in zip(cuts[:-1], cuts[1:]) if z > a] or [(0, m)]
 
 
 def as_problem(A, b):
@@ -434,6 +450,17 @@ def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "spar
         ``sketch_size``, ``condition_estimate`` (of A, from the sketch) and, after iterations,
         ``preconditioned_condition_estimate`` (Ritz values of the Lanczos matrix of CGLS).
     """
+    # matcli's threads (parallel_map) run the passes over A; BLAS stays on one thread throughout, so
+    # its workers do not spin between the small calls and compete with them for the cores
+    with own_threads_only():
+        return _solve_sketched(A, b, mode=mode, sketch=sketch, sketch_size=sketch_size, eps=eps, ridge=ridge,
+                               rtol=rtol, maxiter=maxiter, nnz_per_column=nnz_per_column,
+                               refine_steps=refine_steps, rng=rng, callback=callback)
+
+
+def _solve_sketched(A, b, *, mode: str, sketch: str, sketch_size: int | None, eps: float, ridge: float | str,
+                    rtol: float, maxiter: int | None, nnz_per_column: int, refine_steps: int,
+                    rng: np.random.Generator, callback: Callback) -> Result:
     problem = as_problem(A, b)
     m, n = problem.shape
     _check_options(problem, mode, sketch, sketch_size, eps, rtol)
@@ -444,7 +471,8 @@ def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "spar
         SA0, _ = problem.sketch(pre_sketch)
         if not np.isfinite(SA0).all():
             raise FloatingPointError
-        pre = factor_sketch(SA0, np.zeros(SA0.shape[0])).precond(0.0)
+        with blas_on_all_threads():
+            pre = factor_sketch(SA0, np.zeros(SA0.shape[0])).precond(0.0)
         k = min(n, 32)
         G = rng.standard_normal((n, k)) / math.sqrt(k)
         scores = problem.row_norms2(pre.dot(G))
@@ -462,7 +490,8 @@ def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "spar
     SA, Sb = problem.sketch(S)
     if not (np.isfinite(SA).all() and np.isfinite(Sb).all()):
         return not_finite
-    factor = factor_sketch(SA, Sb, need_svd=ridge != 0.0)
+    with blas_on_all_threads():
+        factor = factor_sketch(SA, Sb, need_svd=ridge != 0.0)
     info: dict[str, Any] = {"mode": mode, "sketch": sketch, "sketch_size": d, "sketch_rank": factor.rank,
                             "streaming": bool(problem.streaming)}
     if sketch == "sparse-sign":

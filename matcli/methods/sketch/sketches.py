@@ -6,6 +6,7 @@ Every sketch offers
   array of shape (d,) or (d, k).
 * ``apply_rows(X_block, start)``: the contribution ``S[:, start:start+len] @ X_block`` of a block of
   consecutive rows, so a sketch can be accumulated while streaming a file (all but SRHT).
+* ``apply_pair(A, b)``: ``(S A, S b)``; the sketches generated chunk by chunk make each chunk once.
 
 Constructions
 -------------
@@ -52,7 +53,15 @@ def _as_dense(Y) -> np.ndarray:
     return Y.toarray() if sp.issparse(Y) else np.asarray(Y)
 
 
-class SparseEmbedding:
+class _Sketch:
+    """What every sketch shares; subclasses define ``apply`` and ``apply_rows``."""
+
+    def apply_pair(self, A, b) -> tuple[np.ndarray, np.ndarray]:
+        """``(S A, S b)``."""
+        return self.apply(A), self.apply(b)
+
+
+class SparseEmbedding(_Sketch):
     """A sketch stored as a sparse d x m matrix in CSC form (column j = where row j of A goes).
 
     Used for row sampling (at most d nonzeros).
@@ -72,7 +81,7 @@ class SparseEmbedding:
         return _as_dense(self.matrix[:, start:stop] @ X_block)
 
 
-class SRHT:
+class SRHT(_Sketch):
     """Subsampled randomized trigonometric transform ``sqrt(m/d) R F D`` with F the orthonormal DCT-II."""
 
     kind = "srht"
@@ -105,10 +114,61 @@ class SRHT:
         raise ValueError("the SRHT mixes all rows and cannot be accumulated from row blocks")
 
 
-class GaussianSketch:
+class _ChunkedSketch(_Sketch):
+    """A sketch whose columns ``[c * chunk_columns, (c + 1) * chunk_columns)`` come from the seed
+    ``(seed, c)`` (the subclass's ``_chunk(c)``, a d x columns matrix), so it is the same however the rows of A are blocked and only
+    one chunk of S exists at a time.
+
+    Products run chunk by chunk; with several worker threads (:func:`matcli.threads.parallel_map`)
+    each thread takes a contiguous range of chunks and accumulates its own d x k partial sum.
+    """
+
+    m: int
+    d: int
+    seed: int
+    chunk_columns: int
+
+    def apply_rows(self, X_block, start: int) -> np.ndarray:
+        return self._apply_blocks((X_block,), start)[0]
+
+    def apply(self, X) -> np.ndarray:
+        return self.apply_rows(X, 0)
+
+    def apply_pair(self, A, b) -> tuple[np.ndarray, np.ndarray]:
+        """``(S A, S b)``, generating each chunk of S once for both."""
+        SA, Sb = self._apply_blocks((A, b), 0)
+        return SA, Sb
+
+    def _apply_blocks(self, blocks: tuple, start: int) -> list[np.ndarray]:
+        """``S[:, start:start+r] @ X`` for every X in ``blocks`` (all with the same r rows)."""
+        from matcli.threads import parallel_map, worker_count
+
+        stop = start + blocks[0].shape[0]
+        C = self.chunk_columns
+        first, last = start // C, (stop - 1) // C
+        groups = np.array_split(np.arange(first, last + 1), min(worker_count(), last - first + 1))
+
+        def accumulate(indices: np.ndarray) -> list[np.ndarray]:
+            outs = [np.zeros((self.d,) + X.shape[1:]) for X in blocks]
+            for index in indices:
+                c0 = int(index) * C
+                lo, hi = max(start, c0), min(stop, c0 + C)
+                S = self._chunk(int(index))
+                if lo > c0 or hi < c0 + S.shape[1]:
+                    S = S[:, lo - c0:hi - c0]
+                for out, X in zip(outs, blocks):
+                    out += _as_dense(S @ X[lo - start:hi - start])
+            return outs
+
+        parts = parallel_map(accumulate, groups)
+        return [sum(outs[1:], outs[0]) for outs in zip(*parts)]
+
+
+class GaussianSketch(_ChunkedSketch):
     """Dense Gaussian sketch with N(0, 1/d) entries, regenerated from per-chunk seeds on demand."""
 
     kind = "gaussian"
+    chunk_columns = _GAUSSIAN_CHUNK
 
     def __init__(self, m: int, d: int, rng: np.random.Generator):
         self.m, self.d = m, d
@@ -119,28 +179,14 @@ class GaussianSketch:
         rows = min(_GAUSSIAN_CHUNK, self.m - index * _GAUSSIAN_CHUNK)
         return np.random.default_rng([self.seed, index]).standard_normal((self.d, rows)) * self.scale
 
-    def apply_rows(self, X_block, start: int) -> np.ndarray:
-        stop = start + X_block.shape[0]
-        out = np.zeros((self.d,) + X_block.shape[1:])
-        first, last = start // _GAUSSIAN_CHUNK, (stop - 1) // _GAUSSIAN_CHUNK
-        for index in range(first, last + 1):
-            c0 = index * _GAUSSIAN_CHUNK
-            lo, hi = max(start, c0), min(stop, c0 + _GAUSSIAN_CHUNK)
-            G = self._chunk(index)[:, lo - c0:hi - c0]
-            out += _as_dense(G @ X_block[lo - start:hi - start])
-        return out
 
-    def apply(self, X) -> np.ndarray:
-        return self.apply_rows(X, 0)
-
-
-class SparseSign:
+class SparseSign(_ChunkedSketch):
     """Sparse sign embedding (``zeta = 1``: CountSketch), generated chunk by chunk of columns.
 
-    Columns ``[c * CHUNK, (c + 1) * CHUNK)`` of S come from the seed ``(seed, c)``, so the sketch is
-    the same however the rows of A are blocked, and only one chunk of S exists at a time
-    (O(CHUNK zeta) memory instead of O(m zeta)).
+    Only one chunk of S exists at a time per thread (O(chunk_columns zeta) memory instead of O(m zeta)).
     """
+
+    chunk_columns = _SPARSE_CHUNK
 
     def __init__(self, m: int, d: int, zeta: int, rng: np.random.Generator):
         self.m, self.d = m, d
@@ -152,27 +198,14 @@ class SparseSign:
         start = index * _SPARSE_CHUNK
         cols = min(_SPARSE_CHUNK, self.m - start)
         zeta, band = self.zeta, self.d // self.zeta
-        gen = np.random.default_rng([self.seed, index])
-        rows = gen.integers(0, band, size=(cols, zeta), dtype=np.int32)
-        rows += (np.arange(zeta, dtype=np.int32) * band)[None, :]
-        signs = gen.integers(0, 2, size=(cols, zeta)).astype(np.float64)
-        signs = (2.0 * signs - 1.0) / math.sqrt(zeta)
+        # one draw per nonzero: its low bit is the sign, the rest the row within its band
+        draws = np.random.default_rng([self.seed, index]).integers(0, 2 * band, size=(cols, zeta), dtype=np.int32)
+        value = 1.0 / math.sqrt(zeta)
+        signs = np.where(draws & 1, value, -value).ravel()
+        draws >>= 1
+        draws += (np.arange(zeta, dtype=np.int32) * band)[None, :]
         indptr = np.arange(0, cols * zeta + 1, zeta, dtype=np.int64 if cols * zeta >= 2**31 else np.int32)
-        return sp.csc_matrix((signs.ravel(), rows.ravel(), indptr), shape=(self.d, cols))
-
-    def apply_rows(self, X_block, start: int) -> np.ndarray:
-        stop = start + X_block.shape[0]
-        out = np.zeros((self.d,) + X_block.shape[1:])
-        for index in range(start // _SPARSE_CHUNK, (stop - 1) // _SPARSE_CHUNK + 1):
-            c0 = index * _SPARSE_CHUNK
-            lo, hi = max(start, c0), min(stop, c0 + _SPARSE_CHUNK)
-            S = self._chunk(index)[:, lo - c0:hi - c0]
-            # CSC @ X streams over the columns of S, i.e. once over the rows of X
-            out += _as_dense(S @ X_block[lo - start:hi - start])
-        return out
-
-    def apply(self, X) -> np.ndarray:
-        return self.apply_rows(X, 0)
+        return sp.csc_matrix((signs, draws.ravel(), indptr), shape=(self.d, cols))
 
     @property
     def matrix(self) -> sp.csc_matrix:

@@ -59,6 +59,10 @@ PROBLEMS = {
 }
 
 
+#: Problems with rows of leverage near 1 (scaled rows; the sparse one stacks an identity on top).
+COHERENT = {"dense-cond1e10-heavy", "sparse"}
+
+
 @pytest.fixture(scope="module", params=list(PROBLEMS))
 def problem(request):
     A, b = PROBLEMS[request.param]()
@@ -83,9 +87,10 @@ def test_iterative_modes_reach_the_optimal_residual(problem, mode, sketch):
 
 @pytest.mark.parametrize("sketch", SKETCH_KINDS)
 def test_sketch_and_solve_is_within_one_plus_eps(problem, sketch):
-    """Default d = n + 1 + n/(2 eps) gives E ratio <= 1 + eps for Gaussian sketches. Over 5 draws the
-    median must be within 1 + 1.5 eps and every draw within 1 + 3 eps, except CountSketch on coherent
-    matrices, whose heavy rows collide with probability about k^2 / (2 d) (then only the median)."""
+    """The default d keeps a Gaussian sketch's residual ratio within 1 + eps three standard deviations
+    out (default_sketch_size). Every one of 5 draws must be within 1 + eps, except CountSketch on
+    coherent matrices, whose heavy rows collide with probability about k^2 / (2 d): there only the
+    median, within 1 + 1.5 eps."""
     name, A, b, x_ref, r_ref, s = problem
     eps = 0.1
     ratios = []
@@ -95,13 +100,15 @@ def test_sketch_and_solve_is_within_one_plus_eps(problem, sketch):
         assert res.status == Status.CONVERGED_DIRECT and res.iterations == 0
         ratios.append(np.linalg.norm(b - A @ res.outputs["x"]) / r_ref)
         assert res.metrics["residual_ratio_estimate"] >= 1.0
-    requested = A.shape[1] * (1 + 1 / (2 * eps))
+    n = A.shape[1]
+    requested = n * (1 + 1 / ((1 + eps) ** 2 - 1))  # the mean alone at 1 + eps: the least d may be
     # leverage sampling keeps a random number of rows with mean <= d
     assert res.metrics["sketch_size"] >= (0.8 if sketch == "leverage" else 1.0) * requested
     assert min(ratios) >= 1 - residual_slack(A, b, x_ref, s)
-    assert np.median(ratios) <= 1 + 1.5 * eps
-    if not (sketch == "countsketch" and "heavy" in name):
-        assert max(ratios) <= 1 + 3 * eps, ratios
+    if sketch == "countsketch" and name in COHERENT:
+        assert np.median(ratios) <= 1 + 1.5 * eps, ratios
+    else:
+        assert max(ratios) <= 1 + eps, ratios
 
 
 def test_refine_is_forward_accurate_like_lstsq_on_ill_conditioned_problem():

@@ -316,3 +316,17 @@ def test_fused_residual_and_gradient_match_plain_products(threads):
     assert np.all(np.abs(t - t_ref) <= tol * (np.abs(A) @ np.abs(x)))
     assert np.all(np.abs(g - A.T @ r_ref) <= 2 * tol * (np.abs(A).T @ np.abs(r_ref)))
     assert np.all(np.abs(h - A.T @ t_ref) <= 2 * tol * (np.abs(A).T @ np.abs(t_ref)))
+
+
+def test_iterative_sketch_size_keeps_a_sparse_matrix_sketch_cache_sized():
+    from matcli.methods.sketch.regress import default_sketch_size
+
+    m = 10**6
+    for n in (50, 300, 1000, 3000):
+        dense, sparse = (default_sketch_size("precondition", m, n, 0.1, sparse=s) for s in (False, True))
+        assert 2 * n <= sparse <= dense <= 20 * n + 8
+        assert sparse * n <= max(1.0e6, (2 * n + 8) * n) and dense * n <= max(4.0e6, (2 * n + 8) * n)
+    rng = np.random.default_rng(40)
+    A = sp.random(20000, 300, density=0.01, format="csr", random_state=rng)
+    res = solve_sketched(A, rng.standard_normal(20000), rtol=1e-8, rng=rng)
+    assert res.metrics["sketch_size"] == default_sketch_size("precondition", 20000, 300, 0.1, sparse=True) < 20 * 300

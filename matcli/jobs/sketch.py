@@ -248,7 +248,8 @@ class Job(FamilyJob):
         eps_value = 0.1 if eps is None else float(eps)
         self.kernel_options: dict[str, Any] = {
             "sketch": sketch,
-            "sketch_size": int(size) if size is not None else default_sketch_size(method, m, n, eps_value),
+            "sketch_size": int(size) if size is not None else default_sketch_size(
+                method, m, n, eps_value, sparse=self.A is not None and hasattr(self.A, "nnz")),
             "eps": eps_value,
             "ridge": ridge,
             "rtol": float(options.get("rtol", 1e-10)),

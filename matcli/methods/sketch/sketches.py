@@ -116,8 +116,8 @@ class SRHT(_Sketch):
 
 class _ChunkedSketch(_Sketch):
     """A sketch whose columns ``[c * chunk_columns, (c + 1) * chunk_columns)`` come from the seed
-    ``(seed, c)`` (the subclass's ``_chunk(c)``, a d x columns matrix), so it is the same however the rows of A are blocked and only
-    one chunk of S exists at a time.
+    ``(seed, c)`` (the subclass's ``_chunk(c)``, a d x columns matrix), so it is the same however the
+    rows of A are blocked and only one chunk of S per thread exists at a time.
 
     Products run chunk by chunk; with several worker threads (:func:`matcli.threads.parallel_map`)
     each thread takes a contiguous range of chunks and accumulates its own d x k partial sum.
@@ -144,6 +144,8 @@ class _ChunkedSketch(_Sketch):
         from matcli.threads import parallel_map, worker_count
 
         stop = start + blocks[0].shape[0]
+        if stop <= start:
+            return [np.zeros((self.d,) + X.shape[1:]) for X in blocks]
         C = self.chunk_columns
         first, last = start // C, (stop - 1) // C
         groups = np.array_split(np.arange(first, last + 1), min(worker_count(), last - first + 1))

@@ -325,7 +325,8 @@ def test_iterative_sketch_size_keeps_a_sparse_matrix_sketch_cache_sized():
     for n in (50, 300, 1000, 3000):
         dense, sparse = (default_sketch_size("precondition", m, n, 0.1, sparse=s) for s in (False, True))
         assert 2 * n <= sparse <= dense <= 20 * n + 8
-        assert sparse * n <= max(1.0e6, (2 * n + 8) * n) and dense * n <= max(4.0e6, (2 * n + 8) * n)
+        # d = ceil(factor n) + 8 with factor n^2 <= the budget, unless the floor of 2 n applies
+        assert (sparse - 9) * n <= max(1.0e6, 2 * n * n) and (dense - 9) * n <= max(4.0e6, 2 * n * n)
     rng = np.random.default_rng(40)
     A = sp.random(20000, 300, density=0.01, format="csr", random_state=rng)
     res = solve_sketched(A, rng.standard_normal(20000), rtol=1e-8, rng=rng)

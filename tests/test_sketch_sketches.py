@@ -80,6 +80,24 @@ def test_threaded_sketch_equals_the_serial_one(kind):
     np.testing.assert_allclose(threaded_b, serial[:, 0], rtol=0, atol=1e-12 * np.abs(serial).max() * np.sqrt(m))
 
 
+@pytest.mark.parametrize("zeta", [1, 4])
+def test_sparse_sign_of_sparse_rows_equals_the_explicit_product(zeta):
+    rng = np.random.default_rng(22)
+    m, n = 140_000, 6  # three generation chunks
+    A = sp.diags((np.arange(m) % 7 != 0).astype(float)) @ sp.random(m, n, density=0.3, format="csr",
+                                                                       random_state=rng)
+    A = A.tocsr()
+    A.eliminate_zeros()  # every 7th row empty
+    # every entry stored twice with half its value: duplicates, which CSR consumers sum
+    A = sp.csr_matrix((np.repeat(A.data, 2) / 2, np.repeat(A.indices, 2), 2 * A.indptr), shape=(m, n))
+    S = sparse_sign(m, 40, zeta, np.random.default_rng(23))
+    reference = S.matrix @ A.toarray()
+    np.testing.assert_allclose(S.apply(A), reference, rtol=1e-12, atol=1e-12 * np.abs(reference).max())
+    cuts = [0, 65000, 65537, 131072, m]
+    total = sum(S.apply_rows(A[a:b], a) for a, b in zip(cuts[:-1], cuts[1:]))
+    np.testing.assert_allclose(total, reference, rtol=1e-12, atol=1e-12 * np.abs(reference).max())
+
+
 def test_sparse_sign_chunks_are_independent_of_row_blocking():
     rng = np.random.default_rng(20)
     m = 150_000  # three generation chunks

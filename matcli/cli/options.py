@@ -18,7 +18,8 @@ SeedOpt = Annotated[
 ]
 ThreadsOpt = Annotated[
     Optional[int], typer.Option("--threads", min=1, help="Threads for BLAS/OpenMP pools (threadpoolctl) and "
-                                "matcli's own parallel loops (sparse products); default: all cores.")
+                                "matcli's own parallel loops (sparse products, sketches, passes over A); "
+                                "default: all cores.")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary table or progress on stderr.")]
 StrictOpt = Annotated[

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from matcli.methods.factorize.metrics import adjoint_matmul, matmul
-from matcli.threads import own_threads_only, parallel_map, thread_limit, worker_count
+from matcli.threads import blas_on_all_threads, own_threads_only, parallel_map, thread_limit, worker_count
 
 
 def test_parallel_map_keeps_order_and_runs_serially_outside_a_limit():
@@ -63,6 +63,18 @@ def test_own_threads_only_limits_blas_while_matcli_threads_run():
     with thread_limit(2), own_threads_only():
         blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
         assert blas and all(n == 1 for n in blas)
+
+
+def test_blas_on_all_threads_lifts_own_threads_only_for_one_block():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    with thread_limit(2), own_threads_only():
+        with blas_on_all_threads():
+            assert blas_threads() == {2}
+        assert blas_threads() == {1}
 
 
 def test_threaded_sparse_products_match_serial():

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from matcli.core.result import Status
-from matcli.methods.sketch.regress import MODES, InMemoryProblem, cgls, solve_sketched
+from matcli.methods.sketch.regress import MODES, InMemoryProblem, cgls, expected_condition, solve_sketched
 from matcli.methods.sketch.ridge import gcv_curve
 from matcli.methods.sketch.sketches import SKETCH_KINDS, STREAMABLE_KINDS
 from matcli.methods.sketch.streaming import RowStreamProblem
@@ -331,3 +331,60 @@ def test_iterative_sketch_size_keeps_a_sparse_matrix_sketch_cache_sized():
     A = sp.random(20000, 300, density=0.01, format="csr", random_state=rng)
     res = solve_sketched(A, rng.standard_normal(20000), rtol=1e-8, rng=rng)
     assert res.metrics["sketch_size"] == default_sketch_size("precondition", 20000, 300, 0.1, sparse=True) < 20 * 300
+
+
+def coherent_problem(m=40000, n=200, seed=41):
+    """n rows of leverage ~1 (a unit-scaled identity block spread over the rows) above a 1e-3 background."""
+    rng = np.random.default_rng(seed)
+    A = 1e-3 * rng.standard_normal((m, n))
+    A[np.arange(n) * (m // n), np.arange(n)] = 1.0
+    b = A @ rng.standard_normal(n) + 1e-3 * rng.standard_normal(m)
+    return A, b
+
+
+def test_auto_sketch_keeps_countsketch_when_the_ritz_values_vouch_for_it():
+    A, b = tall_problem(20000, 50, 1e6, 0, 1e-2, 42)
+    x_ref, r_ref, s = reference(A, b)
+    res = solve_sketched(A, b, rtol=1e-12, rng=np.random.default_rng(43))
+    assert res.info["sketch"] == "countsketch" and "Ritz" in res.info["sketch_choice"]
+    assert np.linalg.norm(b - A @ res.outputs["x"]) <= r_ref * (1 + residual_slack(A, b, x_ref, s))
+    assert res.metrics["preconditioned_condition_estimate"] < 2 * (1 + np.sqrt(50 / 1008)) / (1 - np.sqrt(50 / 1008))
+
+
+def test_auto_sketch_re_sketches_when_heavy_rows_collide():
+    # 200 heavy rows in d = 4008 buckets: about 200^2 / (2 d) = 5 colliding pairs, each leaving a
+    # direction the sketch sees only through the background (norm 1e-3 sqrt(m) = 0.2 against 1)
+    A, b = coherent_problem()
+    x_ref, r_ref, s = reference(A, b)
+    res = solve_sketched(A, b, rtol=1e-12, rng=np.random.default_rng(44))
+    assert res.status.converged, res.message
+    assert res.info["sketch"] == "sparse-sign" and "re-sketched" in res.info["sketch_choice"]
+    assert res.info["solves"][0]["status"] == "poorly_preconditioned"
+    assert res.info["solves"][0]["iterations"] == 3
+    assert res.iterations == sum(step["iterations"] for step in res.info["solves"])
+    assert np.linalg.norm(b - A @ res.outputs["x"]) <= r_ref * (1 + residual_slack(A, b, x_ref, s))
+    # the condition estimate reported is the sparse-sign preconditioner's, not the rejected one's
+    assert res.metrics["preconditioned_condition_estimate"] < 10
+    # CountSketch forced on the same problem: the collisions show in the preconditioned condition number,
+    # above the limit auto applies (twice the 1.57 of an embedding with d = 20 n)
+    forced = solve_sketched(A, b, sketch="countsketch", rtol=1e-12, rng=np.random.default_rng(44))
+    assert forced.metrics["preconditioned_condition_estimate"] > 2 * expected_condition(4008, 200)
+
+
+def test_cgls_check_stops_on_an_outlying_singular_value():
+    rng = np.random.default_rng(45)
+    Q, _ = np.linalg.qr(rng.standard_normal((300, 20)))
+    M = Q * np.r_[np.linspace(1.0, 2.0, 19), 100.0]  # one outlying singular value
+    rhs = rng.standard_normal(300)
+
+    def normal(p):
+        q = M @ p
+        return q, M.T @ q
+
+    out = cgls(normal, rhs, M.T @ rhs, 20, rtol=1e-12, maxiter=100, bnorm=np.linalg.norm(rhs),
+               callback=lambda *a, **k: None, check=(3, 10.0))
+    # after 3 Lanczos steps the largest Ritz value has found the outlier, the smallest is inside [1, 2]
+    assert out.iterations == 3 and 50.0 <= out.poor_conditioning <= 100.0
+    clean = cgls(normal, rhs, M.T @ rhs, 20, rtol=1e-12, maxiter=100, bnorm=np.linalg.norm(rhs),
+                 callback=lambda *a, **k: None, check=(3, 200.0))
+    assert clean.poor_conditioning is None and clean.status.converged

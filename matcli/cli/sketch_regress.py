@@ -19,6 +19,7 @@ class Mode(str, enum.Enum):
 
 
 class SketchKind(str, enum.Enum):
+    auto = "auto"
     countsketch = "countsketch"
     sparse_sign = "sparse-sign"
     srht = "srht"
@@ -32,7 +33,10 @@ def command(
     out: OutOpt,
     mode: Annotated[Mode, typer.Option("--mode", "--method", help="auto: sketch-and-solve if --eps is given, "
                                        "else precondition. refine adds iterative refinement (backward stable).")] = Mode.auto,
-    sketch: Annotated[SketchKind, typer.Option("--sketch", help="Sketching operator.")] = SketchKind.sparse_sign,
+    sketch: Annotated[SketchKind, typer.Option("--sketch", help="Sketching operator. auto: CountSketch for the "
+                                               "iterative modes, vetted by CGLS's Ritz values (re-sketched with "
+                                               "sparse-sign if rows of high leverage collided); sparse-sign for "
+                                               "sketch-and-solve.")] = SketchKind.auto,
     sketch_size: Annotated[Optional[int], typer.Option("--sketch-size", min=1, help="Rows of the sketch (n <= d <= m).")] = None,
     eps: Annotated[Optional[float], typer.Option("--eps", help="Target residual ratio 1+eps; sets the sketch size (0 < eps < 1).")] = None,
     ridge: Annotated[str, typer.Option("--ridge", help="Ridge parameter lambda >= 0, or 'auto' (GCV on the sketch).")] = "0",

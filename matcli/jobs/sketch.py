@@ -2,7 +2,7 @@
 
 Inputs: ``request.inputs = (A_spec, b_spec)``. Options (``request.options``):
 
-``sketch``        countsketch | sparse-sign | srht | gaussian | leverage
+``sketch``        auto | countsketch | sparse-sign | srht | gaussian | leverage
 ``sketch_size``   int or None (rows of the sketch)
 ``eps``           float or None (target residual ratio 1 + eps; sets the sketch size)
 ``ridge``         str: a non-negative number or ``auto`` (GCV on the sketched problem)
@@ -208,7 +208,7 @@ class Job(FamilyJob):
         options = self.request.options
         m, n = self._shape()
         eps = options.get("eps")
-        sketch = options.get("sketch", "sparse-sign")
+        sketch = options.get("sketch", "auto")
         size = options.get("sketch_size")
         if eps is not None and size is not None:
             raise UsageError("give either --sketch-size or --eps, not both")
@@ -232,7 +232,7 @@ class Job(FamilyJob):
         params = spec.resolve_params(list(self.request.params))
         if size is not None and not n <= size <= m:
             raise UsageError(f"--sketch-size {size}: must lie between n = {n} and m = {m}")
-        if self.stream is not None and sketch not in STREAMABLE_KINDS:
+        if self.stream is not None and sketch != "auto" and sketch not in STREAMABLE_KINDS:
             raise UsageError(f"--sketch {sketch} needs the whole matrix in memory; the matrix exceeds "
                              f"--max-memory, so use one of {', '.join(STREAMABLE_KINDS)}")
         ridge_text = str(options.get("ridge", "0")).strip().lower()

@@ -21,6 +21,14 @@ refine
     problem ``min ||A dx - (b - A x)||`` from zero, each with the residual recomputed from A. This
     removes the instability of warm-started sketch-and-precondition on ill-conditioned problems.
 
+The sketch (``sketch="auto"``, the default): the iterative modes start from CountSketch, a quarter
+of the work of the 4-nonzero sparse sign sketch and as good an embedding unless rows of high leverage
+collide in one bucket. Collisions leave directions that the preconditioner does not scale, i.e.
+outlying singular values of ``A P``, which the extreme Ritz values of CGLS's Lanczos matrix find
+within a few iterations: after 3 iterations, a Ritz estimate of cond(A P) above twice what a
+Gaussian embedding of that size gives rejects the sketch, and the solve continues from the current
+iterate with a sparse sign sketch. sketch-and-solve has no such check and uses the sparse sign sketch.
+
 The kernels accept a dense array, a scipy.sparse matrix, or a row-streaming problem from
 :mod:`matcli.methods.sketch.streaming` as ``A``.
 """
@@ -242,6 +250,17 @@ def _norm2_triangular(R: np.ndarray, steps: int = 30) -> float:
     return math.sqrt(value)
 
 
+#: CGLS iteration after which ``--sketch auto`` vets CountSketch by the Ritz values.
+_VET_ITERATION = 3
+
+
+def expected_condition(d: int, n: int) -> float:
+    """cond(A P) to expect from a Gaussian-like embedding with d rows of an n-dimensional range:
+    ``(1 + sqrt(n/d)) / (1 - sqrt(n/d))`` (sqrt(n/d) capped at 0.9)."""
+    ratio = min(math.sqrt(n / d), 0.9) if d > 0 else 0.9
+    return (1.0 + ratio) / (1.0 - ratio)
+
+
 #: Above this many columns the O(n^3) SVD of R is skipped when it is not needed.
 SVD_MAX_COLUMNS = 1000
 
@@ -307,10 +326,13 @@ class KrylovOutcome:
     rnorm: float
     arnorm: float
     singular_range: tuple[float, float] | None = None
+    #: set when ``check`` stopped the iteration: the Ritz estimate of cond(M) that exceeded its limit
+    poor_conditioning: float | None = None
 
 
 def cgls(normal, rhs: np.ndarray, rhs_gradient: np.ndarray, ncols: int, *, rtol: float, maxiter: int,
-         bnorm: float, callback: Callback, it0: int = 0) -> KrylovOutcome:
+         bnorm: float, callback: Callback, it0: int = 0,
+         check: tuple[int, float] | None = None) -> KrylovOutcome:
     """Conjugate gradients on the normal equations of ``min ||M y - rhs||`` from y = 0 (CGLS).
 
     ``normal(p)`` returns ``(M p, M^T M p)``, both from one pass over the data (the block of rows
@@ -324,6 +346,9 @@ def cgls(normal, rhs: np.ndarray, rhs_gradient: np.ndarray, ncols: int, *, rtol:
     with ``||M||_F`` estimated as in LSQR (here ``trace`` of the Lanczos matrix ``T_k = B_k^T B_k``
     built from the CG coefficients), as scipy's lsqr with atol = btol = rtol.
     Calls ``callback(it0 + k, residual=||r||/bnorm, optimality=||M^T r||/(||M|| ||r||))``.
+    ``check = (k, limit)``: after iteration k, stop early (``poor_conditioning`` set) when the Ritz
+    estimate of cond(M) exceeds ``limit`` -- the extreme Ritz values find outlying singular values
+    within a few iterations, so a poor preconditioner shows before its cost does.
     """
     y = np.zeros(ncols)
     r = rhs.copy()
@@ -380,6 +405,11 @@ def cgls(normal, rhs: np.ndarray, rhs_gradient: np.ndarray, ncols: int, *, rtol:
         if gamma == 0.0:
             status = Status.CONVERGED_HAPPY_BREAKDOWN
             break
+        if check is not None and k == check[0]:
+            estimate = _ritz_range(diag, off)
+            if estimate is not None and estimate[0] > check[1] * estimate[1]:
+                return KrylovOutcome(y, k, Status.DIVERGED_MAX_IT, rnorm, arnorm, estimate,
+                                     poor_conditioning=estimate[0] / estimate[1])
         p = s_vec + beta * p
     arnorm = math.sqrt(max(gamma, 0.0))
     return KrylovOutcome(y, k, status, rnorm, arnorm, _ritz_range(diag, off))
@@ -421,9 +451,9 @@ def _check_options(problem, mode: str, sketch: str, d: int | None, eps: float, r
     m, n = problem.shape
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    if sketch not in SKETCH_KINDS:
-        raise ValueError(f"unknown sketch {sketch!r}; choose one of {', '.join(SKETCH_KINDS)}")
-    if problem.streaming and sketch not in STREAMABLE_KINDS:
+    if sketch != "auto" and sketch not in SKETCH_KINDS:
+        raise ValueError(f"unknown sketch {sketch!r}; choose one of auto, {', '.join(SKETCH_KINDS)}")
+    if problem.streaming and sketch != "auto" and sketch not in STREAMABLE_KINDS:
         raise ValueError(f"sketch {sketch!r} cannot be applied while streaming rows; "
                          f"use one of {', '.join(STREAMABLE_KINDS)}")
     if m < n:
@@ -436,7 +466,7 @@ def _check_options(problem, mode: str, sketch: str, d: int | None, eps: float, r
         raise ValueError("rtol must be non-negative")
 
 
-def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "sparse-sign",
+def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "auto",
                    sketch_size: int | None = None, eps: float = 0.1, ridge: float | str = 0.0,
                    rtol: float = 1e-10, maxiter: int | None = None, nnz_per_column: int = 4,
                    refine_steps: int = 2, rng: np.random.Generator,
@@ -448,7 +478,10 @@ def solve_sketched(A, b=None, *, mode: str = "precondition", sketch: str = "spar
     A : (m, n) ndarray, scipy.sparse matrix, or a problem object (streaming), m >= n.
     b : (m,) right-hand side (ignored when A is a problem object, which carries b).
     mode : ``sketch-and-solve``, ``precondition`` or ``refine``.
-    sketch : one of :data:`~matcli.methods.sketch.sketches.SKETCH_KINDS`.
+    sketch : ``auto`` or one of :data:`~matcli.methods.sketch.sketches.SKETCH_KINDS`. ``auto``: the
+        iterative modes start with CountSketch and switch to sparse-sign (keeping the progress) when the
+        Ritz values after a few CGLS iterations show cond(A P) above twice what an embedding of that size
+        gives (rows of high leverage collided); sketch-and-solve uses sparse-sign.
     sketch_size : rows d of the sketch (n <= d <= m); default from :func:`default_sketch_size`.
     eps : target residual ratio ``1 + eps`` that sets the default sketch size of sketch-and-solve.
     ridge : lam >= 0, or ``"auto"`` to choose it by GCV on the sketched problem.
@@ -501,19 +534,31 @@ def _solve_sketched(A, b, *, mode: str, sketch: str, sketch_size: int | None, ep
 
     not_finite = Result(Status.DIVERGED_NAN, message="the sketch of A or b is not finite (NaN/Inf in the input "
                                                      "or overflow)")
-    try:
-        S = make_sketch(sketch, m, d, rng, zeta=nnz_per_column, row_scores=row_scores, min_rows=n + 1)
-    except FloatingPointError:
+
+    def sketch_and_factor(kind: str) -> tuple[int, SketchFactor] | None:
+        """Rows and factorisation of the sketch of kind ``kind`` (None when it is not finite)."""
+        try:
+            S = make_sketch(kind, m, d, rng, zeta=nnz_per_column, row_scores=row_scores, min_rows=n + 1)
+        except FloatingPointError:
+            return None
+        SA, Sb = problem.sketch(S)
+        if not (np.isfinite(SA).all() and np.isfinite(Sb).all()):
+            return None
+        with blas_on_all_threads():
+            return S.d, factor_sketch(SA, Sb, need_svd=ridge != 0.0)
+
+    # auto: the iterative modes try CountSketch (a quarter of the sparse-sign sketch's work, as good an
+    # embedding unless rows of high leverage collide) and CGLS's Ritz values vet it; sketch-and-solve,
+    # which has no such check, takes the sparse sign sketch.
+    verify = sketch == "auto" and mode != "sketch-and-solve"
+    kind = ("countsketch" if verify else "sparse-sign") if sketch == "auto" else sketch
+    built = sketch_and_factor(kind)
+    if built is None:
         return not_finite
-    d = S.d
-    SA, Sb = problem.sketch(S)
-    if not (np.isfinite(SA).all() and np.isfinite(Sb).all()):
-        return not_finite
-    with blas_on_all_threads():
-        factor = factor_sketch(SA, Sb, need_svd=ridge != 0.0)
-    info: dict[str, Any] = {"mode": mode, "sketch": sketch, "sketch_size": d, "sketch_rank": factor.rank,
+    d, factor = built
+    info: dict[str, Any] = {"mode": mode, "sketch": kind, "sketch_size": d, "sketch_rank": factor.rank,
                             "streaming": bool(problem.streaming)}
-    if sketch == "sparse-sign":
+    if kind == "sparse-sign":
         info["nnz_per_column"] = min(nnz_per_column, d)
     if factor.rank == 0:
         x = np.zeros(n)
@@ -544,19 +589,41 @@ def _solve_sketched(A, b, *, mode: str, sketch: str, sketch_size: int | None, ep
     ritz = None
     status = Status.CONVERGED_RTOL
     steps: list[dict[str, Any]] = []
-    for step in range(solves):
+    step = 0
+    while step < solves:
         rhs, rhs_gradient = op.rhs(x)
+        check = (_VET_ITERATION, 2.0 * expected_condition(d, factor.rank)) if verify else None
         out = cgls(op.normal, rhs, rhs_gradient, n, rtol=rtol, maxiter=maxiter, bnorm=bnorm,
-                   callback=callback, it0=total)
+                   callback=callback, it0=total, check=check)
         total += out.iterations
         dx = op.P.dot(out.y)
         x = x + dx
-        status = out.status
         steps.append({"iterations": out.iterations, "status": out.status.reason,
                       "correction_norm": float(np.linalg.norm(dx))})
+        if verify:
+            verify = False
+            if out.poor_conditioning is not None:
+                # keep the progress, re-sketch with the robust sparse sign embedding
+                steps[-1]["status"] = "poorly_preconditioned"
+                info["sketch_choice"] = (f"countsketch gave cond(A P) ~ {out.poor_conditioning:.3g} after "
+                                         f"{out.iterations} CGLS iterations; re-sketched with sparse-sign")
+                kind = "sparse-sign"
+                built = sketch_and_factor(kind)
+                if built is None:
+                    return not_finite
+                d, factor = built
+                info.update(sketch=kind, sketch_size=d, sketch_rank=factor.rank,
+                            nnz_per_column=min(nnz_per_column, d))
+                op = _PreconditionedOperator(problem, factor.precond(lam), lam)
+                continue
+            vetted = out.singular_range
+            info["sketch_choice"] = ("countsketch" + (f": cond(A P) ~ {vetted[0] / vetted[1]:.3g} by CGLS's Ritz values"
+                                                      if vetted else " (CGLS converged before any check)"))
+        status = out.status
         estimate = out.singular_range
         if estimate is not None and (ritz is None or estimate[0] / estimate[1] > ritz[0] / ritz[1]):
             ritz = estimate
+        step += 1
         if not status.converged:
             break
     info["solves"] = steps

@@ -1,6 +1,6 @@
 """Registered sketch-regress modes (the family's methods; no heavy imports here).
 
-The sketch itself (countsketch, sparse-sign, srht, gaussian, leverage) is the typed ``--sketch``
+The sketch itself (auto, countsketch, sparse-sign, srht, gaussian, leverage) is the typed ``--sketch``
 option of ``matcli sketch-regress``; sketch sizes, ridge and tolerances are typed options too.
 """
 

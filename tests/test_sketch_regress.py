@@ -69,7 +69,7 @@ def problem(request):
     return request.param, A, b, *reference(A, b)
 
 
-@pytest.mark.parametrize("sketch", SKETCH_KINDS)
+@pytest.mark.parametrize("sketch", ["auto", *SKETCH_KINDS])
 @pytest.mark.parametrize("mode", ["precondition", "refine"])
 def test_iterative_modes_reach_the_optimal_residual(problem, mode, sketch):
     name, A, b, x_ref, r_ref, s = problem

@@ -614,6 +614,9 @@ def _solve_sketched(A, b, *, mode: str, sketch: str, sketch_size: int | None, ep
                 d, factor = built
                 info.update(sketch=kind, sketch_size=d, sketch_rank=factor.rank,
                             nnz_per_column=min(nnz_per_column, d))
+                info.pop("rank_deficient", None)
+                if factor.rank < n:
+                    info["rank_deficient"] = True
                 op = _PreconditionedOperator(problem, factor.precond(lam), lam)
                 continue
             vetted = out.singular_range

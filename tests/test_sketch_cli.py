@@ -71,6 +71,15 @@ def test_eps_selects_sketch_and_solve(cli, tmp_path, regression):
     assert report["iterations"] == 0
 
 
+def test_auto_sketch_is_sparse_sign_for_sketch_and_solve(cli, tmp_path, regression):
+    result, out, report = run(cli, tmp_path, regression, "--eps", "0.1")
+    assert result.exit_code == 0, result.stderr
+    assert report["params"]["sketch"] == "auto" and report["info"]["sketch"] == "sparse-sign"
+    ratio = np.linalg.norm(regression[1]["b"] - regression[1]["A"] @ read_x(out)) / float(
+        regression[1]["optimal_residual"])
+    assert ratio <= 1 + 0.1
+
+
 @pytest.mark.parametrize("sketch", ["countsketch", "gaussian", "leverage"])
 def test_refine_mode_with_each_sketch_and_params(cli, tmp_path, regression, sketch):
     result, out, report = run(cli, tmp_path, regression, "--mode", "refine", "--sketch", sketch,

@@ -80,8 +80,12 @@ def test_threaded_sketch_equals_the_serial_one(kind):
     np.testing.assert_allclose(threaded_b, serial[:, 0], rtol=0, atol=1e-12 * np.abs(serial).max() * np.sqrt(m))
 
 
+@pytest.mark.parametrize("scatter_nnz", [2**21, 1000])  # one piece per chunk, or many
 @pytest.mark.parametrize("zeta", [1, 4])
-def test_sparse_sign_of_sparse_rows_equals_the_explicit_product(zeta):
+def test_sparse_sign_of_sparse_rows_equals_the_explicit_product(zeta, scatter_nnz, monkeypatch):
+    from matcli.methods.sketch import sketches
+
+    monkeypatch.setattr(sketches, "_SCATTER_NNZ", scatter_nnz)
     rng = np.random.default_rng(22)
     m, n = 140_000, 6  # three generation chunks
     A = sp.diags((np.arange(m) % 7 != 0).astype(float)) @ sp.random(m, n, density=0.3, format="csr",

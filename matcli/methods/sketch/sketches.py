@@ -45,6 +45,8 @@ STREAMABLE_KINDS = ("countsketch", "sparse-sign", "gaussian", "leverage")
 _GAUSSIAN_CHUNK = 8192
 #: Columns of a sparse sign sketch generated from one seed.
 _SPARSE_CHUNK = 65536
+#: Nonzeros of a sparse A scattered into the sketch at a time (temporaries: 16 zeta bytes each).
+_SCATTER_NNZ = 2**21
 #: Columns transformed together by the SRHT (bounds its temporary memory to m x 64 numbers).
 _SRHT_COLUMNS = 64
 
@@ -226,15 +228,21 @@ class SparseSign(_ChunkedSketch):
         if not sp.issparse(X):
             return _as_dense(S @ X)
         X = X.tocsr()
-        zeta = int(S.indptr[1] - S.indptr[0]) if S.shape[1] else 0
-        counts = np.diff(X.indptr)
-        # band-major order: all of band 1's additions, then band 2's, ..., so the part of the
-        # result being written (d / zeta rows) stays in cache
-        rows = np.repeat(S.indices.reshape(-1, zeta).T, counts, axis=1)  # (zeta, nnz(X))
-        values = np.repeat(S.data.reshape(-1, zeta).T, counts, axis=1) * X.data[None, :]
-        cols = np.broadcast_to(X.indices[None, :], rows.shape)
-        scattered = sp.coo_matrix((values.ravel(), (rows.ravel(), cols.ravel())), shape=(S.shape[0], X.shape[1]))
-        return scattered.toarray()
+        zeta = int(S.indptr[1] - S.indptr[0])
+        out = np.zeros((S.shape[0], X.shape[1]))
+        # pieces of rows with about _SCATTER_NNZ nonzeros bound the temporaries (zeta * 16 bytes each)
+        cuts = np.searchsorted(X.indptr, np.arange(_SCATTER_NNZ, X.nnz, _SCATTER_NNZ))
+        bounds = np.unique(np.r_[0, cuts, X.shape[0]])
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            piece = X[lo:hi]
+            counts = np.diff(piece.indptr)
+            # band-major order: all of band 1's additions, then band 2's, ..., so the part of the
+            # result being written (d / zeta rows) stays in cache
+            rows = np.repeat(S.indices[lo * zeta:hi * zeta].reshape(-1, zeta).T, counts, axis=1)  # (zeta, nnz)
+            values = np.repeat(S.data[lo * zeta:hi * zeta].reshape(-1, zeta).T, counts, axis=1) * piece.data[None, :]
+            cols = np.broadcast_to(piece.indices[None, :], rows.shape)
+            out += sp.coo_matrix((values.ravel(), (rows.ravel(), cols.ravel())), shape=out.shape).toarray()
+        return out
 
     @property
     def matrix(self) -> sp.csc_matrix:

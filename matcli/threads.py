@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -46,6 +48,14 @@ def thread_limit(threads: int | None) -> Iterator[int]:
 def worker_count() -> int:
     """Threads :func:`parallel_map` uses at this point (1 outside :func:`thread_limit`)."""
     return _workers
+
+
+def worker_ranges(length: int, min_size: int = 1) -> list[tuple[int, int]]:
+    """Split ``range(length)`` into contiguous ``(start, stop)`` ranges, one per worker thread
+    (:func:`worker_count`) but none shorter than ``min_size`` (so at least one range)."""
+    parts = max(1, min(worker_count(), length // max(min_size, 1)))
+    edges = np.linspace(0, length, parts + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:

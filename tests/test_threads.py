@@ -8,7 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from matcli.methods.factorize.metrics import adjoint_matmul, matmul
-from matcli.threads import blas_on_all_threads, own_threads_only, parallel_map, thread_limit, worker_count
+from matcli.threads import (blas_on_all_threads, own_threads_only, parallel_map, thread_limit, worker_count,
+                            worker_ranges)
 
 
 def test_parallel_map_keeps_order_and_runs_serially_outside_a_limit():
@@ -75,6 +76,15 @@ def test_blas_on_all_threads_lifts_own_threads_only_for_one_block():
         with blas_on_all_threads():
             assert blas_threads() == {2}
         assert blas_threads() == {1}
+
+
+def test_worker_ranges_tile_the_range_one_per_thread_above_a_minimum_size():
+    assert worker_ranges(10) == [(0, 10)]  # outside a limit: one thread
+    with thread_limit(3):
+        assert worker_ranges(10) == [(0, 3), (3, 6), (6, 10)]
+        assert worker_ranges(10, min_size=4) == [(0, 5), (5, 10)]
+        assert worker_ranges(3, min_size=4) == [(0, 3)]
+        assert worker_ranges(0) == [(0, 0)]
 
 
 def test_threaded_sparse_products_match_serial():

@@ -39,7 +39,7 @@ import scipy.sparse as sp
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.factorize.metrics import adjoint_matmul, svd_metrics
-from matcli.threads import own_threads_only, parallel_map, worker_count
+from matcli.threads import own_threads_only, parallel_map, worker_count, worker_ranges
 
 #: DGKS criterion: orthogonalise again when a vector kept less than this fraction of its norm.
 _REORTH_RATIO = 1.0 / math.sqrt(2.0)
@@ -96,9 +96,7 @@ class _Products:
 
 def _row_ranges(length: int) -> list[tuple[int, int]]:
     """Contiguous row ranges, one per worker thread, for the vector operations of the recurrence."""
-    parts = max(1, min(worker_count(), length // 50_000))
-    edges = np.linspace(0, length, parts + 1).astype(int)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    return worker_ranges(length, 50_000)
 
 
 def _orthogonalize(w: np.ndarray, basis: np.ndarray, ranges: list[tuple[int, int]]) -> tuple[np.ndarray, float]:

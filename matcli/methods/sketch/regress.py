@@ -46,7 +46,7 @@ import scipy.sparse as sp
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.sketch.ridge import choose_lambda
 from matcli.methods.sketch.sketches import SKETCH_KINDS, STREAMABLE_KINDS, make_sketch
-from matcli.threads import blas_on_all_threads, own_threads_only, parallel_map, worker_count
+from matcli.threads import blas_on_all_threads, own_threads_only, parallel_map, worker_ranges
 
 MODES = ("sketch-and-solve", "precondition", "refine")
 EPS = np.finfo(np.float64).eps
@@ -105,20 +105,13 @@ class InMemoryProblem:
                 g += tb @ block
             return g
 
-        parts = parallel_map(part, _row_spans(m, rows))
+        parts = parallel_map(part, worker_ranges(m, rows))
         return t, sum(parts[1:], parts[0])
 
     def row_norms2(self, M: np.ndarray) -> np.ndarray:
         """Squared row norms of ``A @ M`` (shape (m,)) for a small dense n x k matrix M."""
         AM = np.asarray(self.A @ M)
         return np.einsum("ij,ij->i", AM, AM)
-
-
-def _row_spans(m: int, rows: int) -> list[tuple[int, int]]:
-    """Split range(m) into one contiguous span per worker thread, cut at multiples of ``rows``."""
-    blocks = -(-m // rows)
-    cuts = [min(m, rows * (blocks * i // worker_count())) for i in range(worker_count() + 1)]
-    return [(a, z) for a, z in zip(cuts[:-1], cuts[1:]) if z > a] or [(0, m)]
 
 
 def as_problem(A, b):

@@ -37,6 +37,8 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from matcli.threads import parallel_map, worker_ranges
+
 SKETCH_KINDS = ("countsketch", "sparse-sign", "srht", "gaussian", "leverage")
 STREAMABLE_KINDS = ("countsketch", "sparse-sign", "gaussian", "leverage")
 
@@ -143,28 +145,25 @@ class _ChunkedSketch(_Sketch):
 
     def _apply_blocks(self, blocks: tuple, start: int) -> list[np.ndarray]:
         """``S[:, start:start+r] @ X`` for every X in ``blocks`` (all with the same r rows)."""
-        from matcli.threads import parallel_map, worker_count
-
         stop = start + blocks[0].shape[0]
         if stop <= start:
             return [np.zeros((self.d,) + X.shape[1:]) for X in blocks]
         C = self.chunk_columns
         first, last = start // C, (stop - 1) // C
-        groups = np.array_split(np.arange(first, last + 1), min(worker_count(), last - first + 1))
 
-        def accumulate(indices: np.ndarray) -> list[np.ndarray]:
+        def accumulate(span: tuple[int, int]) -> list[np.ndarray]:
             outs = [np.zeros((self.d,) + X.shape[1:]) for X in blocks]
-            for index in indices:
-                c0 = int(index) * C
+            for index in range(first + span[0], first + span[1]):
+                c0 = index * C
                 lo, hi = max(start, c0), min(stop, c0 + C)
-                S = self._chunk(int(index))
+                S = self._chunk(index)
                 if lo > c0 or hi < c0 + S.shape[1]:
                     S = S[:, lo - c0:hi - c0]
                 for out, X in zip(outs, blocks):
                     out += self._product(S, X[lo - start:hi - start])
             return outs
 
-        parts = parallel_map(accumulate, groups)
+        parts = parallel_map(accumulate, worker_ranges(last - first + 1))
         return [sum(outs[1:], outs[0]) for outs in zip(*parts)]
 
     @staticmethod

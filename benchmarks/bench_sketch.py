@@ -90,7 +90,7 @@ def read_x(path: Path) -> np.ndarray:
 
 def matcli(path: Path, out: Path, *extra: str) -> tuple[float, dict, np.ndarray]:
     seconds, rep = run_matcli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", str(out), "--force",
-                               "--seed", "0", *extra], 
+                               "--seed", "0", *extra],
                               env_extra=THREADS if extra[-2:] == ("--threads", "1") else None)
     return seconds, rep, read_x(out)
 

@@ -247,11 +247,16 @@ def _norm2_triangular(R: np.ndarray, steps: int = 30) -> float:
 _VET_ITERATION = 3
 
 
+def embedding_distortion(d: int, n: int) -> float:
+    """Distortion delta ~ sqrt(n/d) of a Gaussian-like embedding with d rows of an n-dimensional
+    range (capped at 0.9): the singular values of A P lie in about [1/(1+delta), 1/(1-delta)]."""
+    return min(math.sqrt(n / d), 0.9) if d > 0 else 0.9
+
+
 def expected_condition(d: int, n: int) -> float:
-    """cond(A P) to expect from a Gaussian-like embedding with d rows of an n-dimensional range:
-    ``(1 + sqrt(n/d)) / (1 - sqrt(n/d))`` (sqrt(n/d) capped at 0.9)."""
-    ratio = min(math.sqrt(n / d), 0.9) if d > 0 else 0.9
-    return (1.0 + ratio) / (1.0 - ratio)
+    """cond(A P) to expect from such an embedding: ``(1 + delta) / (1 - delta)``."""
+    delta = embedding_distortion(d, n)
+    return (1.0 + delta) / (1.0 - delta)
 
 
 #: Above this many columns the O(n^3) SVD of R is skipped when it is not needed.
@@ -549,16 +554,22 @@ def _solve_sketched(A, b, *, mode: str, sketch: str, sketch_size: int | None, ep
     if built is None:
         return not_finite
     d, factor = built
-    info: dict[str, Any] = {"mode": mode, "sketch": kind, "sketch_size": d, "sketch_rank": factor.rank,
-                            "streaming": bool(problem.streaming)}
-    if kind == "sparse-sign":
-        info["nnz_per_column"] = min(nnz_per_column, d)
+    info: dict[str, Any] = {"mode": mode, "streaming": bool(problem.streaming)}
+
+    def record_sketch() -> None:
+        """The sketch in use (kind, d, factor) in ``info``."""
+        info.update(sketch=kind, sketch_size=d, sketch_rank=factor.rank)
+        if kind == "sparse-sign":
+            info["nnz_per_column"] = min(nnz_per_column, d)
+        info.pop("rank_deficient", None)
+        if 0 < factor.rank < n:  # rank 0 ends the solve as x = 0 (A numerically zero)
+            info["rank_deficient"] = True
+
+    record_sketch()
     if factor.rank == 0:
         x = np.zeros(n)
         return _finish(problem, factor, x, 0.0, Status.CONVERGED_ZERO_RHS, 0, None, d, info,
                        "A is numerically zero; x = 0")
-    if factor.rank < n:
-        info["rank_deficient"] = True
 
     if ridge == "auto":
         lam, gcv = choose_lambda(*factor.gcv_inputs(), d)
@@ -605,11 +616,7 @@ def _solve_sketched(A, b, *, mode: str, sketch: str, sketch_size: int | None, ep
                 if built is None:
                     return not_finite
                 d, factor = built
-                info.update(sketch=kind, sketch_size=d, sketch_rank=factor.rank,
-                            nnz_per_column=min(nnz_per_column, d))
-                info.pop("rank_deficient", None)
-                if factor.rank < n:
-                    info["rank_deficient"] = True
+                record_sketch()
                 op = _PreconditionedOperator(problem, factor.precond(lam), lam)
                 continue
             vetted = out.singular_range
@@ -662,8 +669,7 @@ def _finish(problem, factor: SketchFactor, x: np.ndarray, lam: float, status: St
         # M = [A; sqrt(lam) I] P: ||M(y - y*)||^2 = f(x) - f(x*) <= ||P^T grad||^2 / sigma_min(M)^2,
         # with sigma_min(M) >= 1/(1 + delta) for an embedding of distortion delta ~ sqrt(n/d).
         pgrad = float(np.linalg.norm(factor.precond(lam).tdot(grad)))
-        delta = min(math.sqrt(factor.rank / d), 0.9)
-        smin = 1.0 / (1.0 + delta)
+        smin = 1.0 / (1.0 + embedding_distortion(d, factor.rank))
         if ritz is not None:
             smin = min(smin, ritz[1])
         excess = (pgrad / smin) ** 2

@@ -80,6 +80,19 @@ def test_auto_sketch_is_sparse_sign_for_sketch_and_solve(cli, tmp_path, regressi
     assert ratio <= 1 + 0.1
 
 
+def test_eps_with_precondition_mode_is_the_stopping_target(cli, tmp_path, regression):
+    result, out, report = run(cli, tmp_path, regression, "--mode", "precondition", "--eps", "1e-9",
+                              "--sketch-size", "300")
+    assert result.exit_code == 0, result.stderr
+    assert report["method"] == "precondition" and report["params"]["sketch_size"] == 300
+    assert report["params"]["eps"] == 1e-9 and report["iterations"] > 0
+    ratio = np.linalg.norm(regression[1]["b"] - regression[1]["A"] @ read_x(out)) / float(
+        regression[1]["optimal_residual"])
+    # rounding of ||b - Ax||: ~1e-10 relative here (see test_default_precondition_reaches_the_optimum)
+    assert ratio <= 1 + 1e-9 + 1e-10
+    assert report["metrics"]["residual_ratio_estimate"] <= 1 + 1e-9
+
+
 @pytest.mark.parametrize("sketch", ["countsketch", "gaussian", "leverage"])
 def test_refine_mode_with_each_sketch_and_params(cli, tmp_path, regression, sketch):
     result, out, report = run(cli, tmp_path, regression, "--mode", "refine", "--sketch", sketch,

@@ -38,11 +38,15 @@ def command(
                                                "sparse-sign if rows of high leverage collided); sparse-sign for "
                                                "sketch-and-solve.")] = SketchKind.auto,
     sketch_size: Annotated[Optional[int], typer.Option("--sketch-size", min=1, help="Rows of the sketch (n <= d <= m).")] = None,
-    eps: Annotated[Optional[float], typer.Option("--eps", help="Target residual ratio 1+eps; sets the sketch size (0 < eps < 1).")] = None,
+    eps: Annotated[Optional[float], typer.Option(
+        "--eps", help="Target residual ratio 1+eps (0 < eps < 1). sketch-and-solve: sets the sketch size. "
+                      "precondition, refine: iterate until the a-posteriori bound on the residual ratio is within "
+                      "1+eps (replaces --rtol's optimality test).")] = None,
     ridge: Annotated[str, typer.Option("--ridge", help="Ridge parameter lambda >= 0, or 'auto' (GCV on the sketch).")] = "0",
     rtol: Annotated[float, typer.Option(
         "--rtol", min=0.0,
-        help="Stopping tolerance of the preconditioned CGLS (LSQR's criteria; precondition, refine).")] = 1e-10,
+        help="Stopping tolerance of the preconditioned CGLS (LSQR's criteria; precondition, refine; "
+             "with --eps only its test for consistent systems, ||r|| <= rtol ||b||).")] = 1e-10,
     maxiter: MaxiterOpt = None,
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Stream a dense HDF5 matrix in row blocks "
                                                       "when it is larger than this (e.g. 500M, 2G).")] = None,

@@ -4,7 +4,9 @@ Inputs: ``request.inputs = (A_spec, b_spec)``. Options (``request.options``):
 
 ``sketch``        auto | countsketch | sparse-sign | srht | gaussian | leverage
 ``sketch_size``   int or None (rows of the sketch)
-``eps``           float or None (target residual ratio 1 + eps; sets the sketch size)
+``eps``           float or None: target residual ratio 1 + eps. sketch-and-solve: sets the sketch
+                  size. precondition / refine: CGLS stops once the a-posteriori bound on the
+                  residual ratio is within 1 + eps (instead of ``rtol``'s optimality test).
 ``ridge``         str: a non-negative number or ``auto`` (GCV on the sketched problem)
 ``rtol``          float, CGLS tolerance (LSQR's stopping criteria)
 ``maxiter``       int or None
@@ -210,8 +212,6 @@ class Job(FamilyJob):
         eps = options.get("eps")
         sketch = options.get("sketch", "auto")
         size = options.get("sketch_size")
-        if eps is not None and size is not None:
-            raise UsageError("give either --sketch-size or --eps, not both")
         if eps is not None and not 0.0 < eps < 1.0:
             raise UsageError(f"--eps {eps}: must lie in (0, 1)")
         method = self.request.method
@@ -228,6 +228,9 @@ class Job(FamilyJob):
         else:
             self.choice_reason = "requested with --mode"
         self.method = method
+        if method == "sketch-and-solve" and eps is not None and size is not None:
+            raise UsageError("sketch-and-solve: give either --sketch-size or --eps (which sets the sketch size), "
+                             "not both")
         spec = get_spec("sketch", method)
         params = spec.resolve_params(list(self.request.params))
         if size is not None and not n <= size <= m:
@@ -250,7 +253,7 @@ class Job(FamilyJob):
             "sketch": sketch,
             "sketch_size": int(size) if size is not None else default_sketch_size(
                 method, m, n, eps_value, sparse=self.A is not None and hasattr(self.A, "nnz")),
-            "eps": eps_value,
+            "eps": None if eps is None else float(eps),
             "ridge": ridge,
             "rtol": float(options.get("rtol", 1e-10)),
             "maxiter": options.get("maxiter") or 200 + n // 10,

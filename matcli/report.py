@@ -112,8 +112,11 @@ def emit_report(destination: str | None, report: dict[str, Any]) -> None:
             raise OutputError(destination, f"cannot write report ({exc.strerror})") from None
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, key: str = "") -> str:
+    """A metric for the summary table; ratios close to 1 as ``1 + 2.3e-11`` (4 digits would show 1)."""
     if isinstance(value, float):
+        if "ratio" in key and value != 1.0 and abs(value - 1.0) < 1e-3:
+            return f"1 {'+' if value > 1.0 else '-'} {abs(value - 1.0):.2g}"
         return f"{value:.4g}"
     return str(value)
 
@@ -140,7 +143,7 @@ def print_summary(report: dict[str, Any]) -> None:
         table.add_row("message", status["message"])
     table.add_row("iterations", str(report["iterations"]))
     for key, value in report["metrics"].items():
-        table.add_row(key, _fmt(value))
+        table.add_row(key, _fmt(value, key))
     for phase, times in report["phases"].items():
         table.add_row(f"{phase} time", f"{times['wall_s']:.3f} s wall, {times['cpu_s']:.3f} s cpu")
     backend = report["backend"]

@@ -117,3 +117,13 @@ def test_mtx_output_writes_first_array(tmp_path, echo_family):
     from matcli.io.mtx import read_mtx
 
     np.testing.assert_array_equal(read_mtx(str(tmp_path / "x.mtx")).ravel(), np.arange(3.0))
+
+
+def test_summary_shows_ratios_near_one_by_their_distance_from_one():
+    from matcli.report import _fmt
+
+    assert _fmt(1.0000000000228, "residual_ratio_estimate") == "1 + 2.3e-11"
+    assert _fmt(0.9999995, "residual_ratio") == "1 - 5e-07"
+    assert _fmt(1.0, "residual_ratio_estimate") == "1"
+    assert _fmt(1.076, "residual_ratio_estimate") == "1.076"
+    assert _fmt(1.0000000000228, "optimality") == "1"

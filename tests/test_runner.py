@@ -127,3 +127,21 @@ def test_summary_shows_ratios_near_one_by_their_distance_from_one():
     assert _fmt(1.0, "residual_ratio_estimate") == "1"
     assert _fmt(1.076, "residual_ratio_estimate") == "1.076"
     assert _fmt(1.0000000000228, "optimality") == "1"
+
+
+def test_peak_memory_is_the_process_own_not_its_parents(tmp_path):
+    """A process started by a large one (a benchmark holding its matrix, pytest) reports its own peak:
+    Linux carries the parent's resident size into getrusage's ru_maxrss across fork + exec."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from matcli.core.timing import peak_memory_bytes, resident_memory_bytes
+
+    ballast = np.ones(300 * 2**20 // 8)  # 300 MiB resident in this process
+    assert resident_memory_bytes() > 300 * 2**20
+    code = "from matcli.core.timing import peak_memory_bytes as p; print(p())"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(child.stdout) < 200 * 2**20 < peak_memory_bytes()
+    del ballast

@@ -32,6 +32,14 @@ def run(cli, tmp_path, regression, *extra, name="x.h5"):
     return result, out, data
 
 
+def budget_above_now(mib: int) -> str:
+    """A --max-memory value ``mib`` MiB above what this process holds now: the budget bounds the
+    whole process, and these tests run matcli inside pytest's."""
+    from matcli.core.timing import resident_memory_bytes
+
+    return f"{resident_memory_bytes() // 2**20 + mib}M"
+
+
 def read_x(out):
     with h5py.File(out) as fh:
         return fh["x"][()]
@@ -127,7 +135,7 @@ def test_ridge_fixed_and_auto(cli, tmp_path, regression):
         (["--param", "zeta=3"], 2, "no parameter"),
         (["--mode", "precondition", "--param", "refine_steps=2"], 2, "no parameter"),
         (["--max-memory", "lots"], 2, "max-memory"),
-        (["--max-memory", "100K", "--sketch", "srht"], 2, "srht"),
+        (["--max-memory", "1M", "--sketch", "srht"], 2, "srht"),
         (["--eps", "1.5"], 2, "eps"),
     ],
 )
@@ -136,6 +144,36 @@ def test_usage_errors(cli, tmp_path, regression, extra, code, words):
     assert result.exit_code == code, result.stderr
     assert words in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_auto_with_a_tight_eps_iterates_instead_of_sketching_more_rows_than_sketch_and_solve_allows(
+        cli, tmp_path, regression):
+    """--eps 1e-10 would need a sketch of all 4000 rows for sketch-and-solve: auto preconditions with a
+    small sketch and stops once the residual is provably within 1 + eps."""
+    result, out, report = run(cli, tmp_path, regression, "--eps", "1e-10")
+    assert result.exit_code == 0, result.stderr
+    assert report["method"] == "precondition" and "needs a sketch of" in report["method_reason"]
+    assert report["metrics"]["sketch_size"] < 4000 and report["iterations"] > 0
+    r = np.linalg.norm(regression[1]["b"] - regression[1]["A"] @ read_x(out))
+    assert r <= float(regression[1]["optimal_residual"]) * (1 + 1e-10)
+    assert report["metrics"]["residual_ratio_estimate"] <= 1 + 1e-10
+
+
+def test_sketches_beyond_the_memory_budget_are_usage_errors(cli, tmp_path, regression):
+    budget = budget_above_now(12)  # A, the vectors and a small sketch fit; a 4000-row one does not
+    result, out, _ = run(cli, tmp_path, regression, "--mode", "sketch-and-solve", "--eps", "0.001",
+                         "--max-memory", budget)
+    assert result.exit_code == 2 and "--mode precondition --eps 0.001" in result.stderr
+    assert f"--max-memory {budget}" in result.stderr and not out.exists()
+    result, out, _ = run(cli, tmp_path, regression, "--sketch-size", "4000", "--max-memory", budget)
+    assert result.exit_code == 2 and "a sketch of 4000 rows" in result.stderr and not out.exists()
+    # the iterative modes' default sketch (30 n + 8 rows) fits
+    result, out, report = run(cli, tmp_path, regression, "--max-memory", budget)
+    assert result.exit_code == 0, result.stderr
+    memory = report["problem"]["memory"]
+    assert report["metrics"]["sketch_size"] == 908 and not report["problem"]["streaming"]
+    assert memory["budget_bytes"] >= memory["baseline_bytes"] + memory["slack_bytes"] + memory["vectors_bytes"] \
+        + memory["matrix_bytes"] + memory["sketch_bytes"]
 
 
 def test_input_errors_name_the_file(cli, tmp_path):
@@ -173,20 +211,26 @@ def test_sparse_mtx_input(cli, tmp_path, shared_data):
 
 
 def test_streaming_from_hdf5_matches_in_memory(cli, tmp_path):
-    """A 20 MB dense file read in row blocks under a 2 MB budget gives the in-memory answer."""
+    """A 20 MB dense file read in row blocks under a 16 MB budget gives the in-memory answer."""
     m, n = 52000, 48
     arrays = regression_problem(m, n, 1e3, 2, 1e-2, np.random.default_rng(3))
     path = tmp_path / "big.h5"
     write_arrays(str(path), {"A": arrays["A"], "b": arrays["b"]})
     outs = {}
-    for label, extra in (("memory", []), ("stream", ["--max-memory", "2M"])):
+    budget = budget_above_now(24)
+    for label, extra in (("memory", []), ("stream", ["--max-memory", budget])):
         out, report = tmp_path / f"{label}.h5", tmp_path / f"{label}.json"
         result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", out, "--seed", "4", "--quiet",
                       "--report", report, "--sketch", "countsketch", *extra])
         assert result.exit_code == 0, result.stderr
         outs[label] = (read_x(out), json.loads(report.read_text()))
     x_stream, rep = outs["stream"]
-    assert rep["problem"]["streaming"] and rep["problem"]["rows_per_block"] * n * 8 <= 2**20
+    memory = rep["problem"]["memory"]
+    assert rep["problem"]["streaming"] and rep["problem"]["rows_per_block"] * n * 8 <= memory["block_bytes"]
+    assert (memory["baseline_bytes"] + memory["slack_bytes"] + memory["vectors_bytes"] + memory["sketch_bytes"]
+            + memory["block_bytes"] <= memory["budget_bytes"] == int(budget[:-1]) * 2**20)
+    assert memory["matrix_bytes"] == 0 and "sketch_capped" in memory
+    assert rep["metrics"]["sketch_size"] < 100 * n  # the streaming default, capped by the budget
     assert rep["info"]["passes_over_file"] == rep["iterations"] + 3  # one fused pass per CGLS iteration
     np.testing.assert_allclose(x_stream, outs["memory"][0], rtol=1e3 * 1e-10)
     r = np.linalg.norm(arrays["b"] - arrays["A"] @ x_stream)
@@ -200,7 +244,8 @@ def test_streaming_reports_nan_rows_as_input_error(cli, tmp_path):
     with h5py.File(path, "w") as fh:
         fh["A"] = A
         fh["b"] = np.ones(3000)
-    result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", tmp_path / "x.h5", "--max-memory", "64K"])
+    result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", tmp_path / "x.h5",
+                  "--max-memory", budget_above_now(40)])
     assert result.exit_code == 4 and "NaN" in result.stderr and str(path) in result.stderr
 
 

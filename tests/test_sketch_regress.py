@@ -427,9 +427,10 @@ def test_auto_sketch_re_sketches_when_heavy_rows_collide():
     assert np.linalg.norm(b - A @ res.outputs["x"]) <= r_ref * (1 + residual_slack(A, b, x_ref, s))
     # the condition estimate reported is the sparse-sign preconditioner's, not the rejected one's
     assert res.metrics["preconditioned_condition_estimate"] < 10
-    # streamed in row blocks: the same choice and answer, one more pass for the second sketch
+    # streamed in row blocks with the in-memory sketch size (streaming's default is 100 n): the same
+    # choice and answer, one more pass for the second sketch
     problem = RowStreamProblem(lambda: (A[i:i + 5000] for i in range(0, A.shape[0], 5000)), A.shape, b)
-    streamed = solve_sketched(problem, rtol=1e-12, rng=np.random.default_rng(44))
+    streamed = solve_sketched(problem, rtol=1e-12, sketch_size=6008, rng=np.random.default_rng(44))
     assert streamed.info["sketch"] == "sparse-sign" and streamed.iterations == res.iterations
     assert problem.passes == streamed.iterations + 3 + 2  # + the rejected sketch and its warm start
     np.testing.assert_allclose(streamed.outputs["x"], res.outputs["x"], rtol=1e-8, atol=1e-8 * np.abs(x_ref).max())

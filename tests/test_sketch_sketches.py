@@ -80,12 +80,12 @@ def test_threaded_sketch_equals_the_serial_one(kind):
     np.testing.assert_allclose(threaded_b, serial[:, 0], rtol=0, atol=1e-12 * np.abs(serial).max() * np.sqrt(m))
 
 
-@pytest.mark.parametrize("scatter_nnz", [2**21, 1000])  # one piece per chunk, or many
+@pytest.mark.parametrize("scatter_bytes", [2**25, 16 * 4 * 1000])  # one piece per chunk, or many
 @pytest.mark.parametrize("zeta", [1, 4])
-def test_sparse_sign_of_sparse_rows_equals_the_explicit_product(zeta, scatter_nnz, monkeypatch):
+def test_sparse_sign_of_sparse_rows_equals_the_explicit_product(zeta, scatter_bytes, monkeypatch):
     from matcli.methods.sketch import sketches
 
-    monkeypatch.setattr(sketches, "_SCATTER_NNZ", scatter_nnz)
+    monkeypatch.setattr(sketches, "SCATTER_BYTES", scatter_bytes)
     rng = np.random.default_rng(22)
     m, n = 140_000, 6  # three generation chunks
     A = sp.diags((np.arange(m) % 7 != 0).astype(float)) @ sp.random(m, n, density=0.3, format="csr",
@@ -162,14 +162,20 @@ def test_leverage_sampling_keeps_certain_rows_and_is_unbiased():
     assert abs(np.mean(sizes) - expected) < 4 * np.sqrt(expected / 50)
 
 
-def test_gaussian_sketch_does_not_depend_on_blocking_and_has_unit_variance():
-    S = make_sketch("gaussian", 10000, 64, np.random.default_rng(11))
+@pytest.mark.parametrize("d", [64, 3000])  # one seed per 8192 columns of S, or per 699 (16 MiB)
+def test_gaussian_sketch_does_not_depend_on_blocking_and_has_unit_variance(d):
+    S = make_sketch("gaussian", 10000, d, np.random.default_rng(11))
+    assert S.chunk_columns * d * 8 <= 2**24 or S.chunk_columns == 8192
     e = np.zeros(10000)
     e[9000] = 1.0
     np.testing.assert_array_equal(S.apply_rows(e[8000:], 8000), S.apply(e))
+    A = np.random.default_rng(12).standard_normal((10000, 3))
+    cuts = [0, 700, 5000, 8191, 10000]
+    total = sum(S.apply_rows(A[a:b], a) for a, b in zip(cuts[:-1], cuts[1:]))
+    np.testing.assert_allclose(total, S.apply(A), rtol=1e-12, atol=1e-12 * np.abs(total).max())
     I = np.eye(10000)[:, :2000]
     var = (S.apply(I) ** 2).sum(axis=0)  # each column has d entries of variance 1/d
-    assert abs(var.mean() - 1.0) < 4 * np.sqrt(2 / 64 / 2000)
+    assert abs(var.mean() - 1.0) < 4 * np.sqrt(2 / d / 2000)
 
 
 def test_unknown_sketch_and_srht_streaming_are_rejected():

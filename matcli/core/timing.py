@@ -11,9 +11,31 @@ from typing import Iterator
 
 
 def peak_memory_bytes() -> int:
-    """Peak resident set size of this process so far, in bytes."""
+    """Peak resident set size of this process so far, in bytes.
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this program's own memory.
+    ``getrusage``'s ru_maxrss is only the fallback: Linux carries the parent's resident size over
+    into it when a process is started by fork/vfork + exec, so a small matcli started from a large
+    process (a benchmark holding its matrix, a test runner) would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def resident_memory_bytes() -> int:
+    """Resident set size of this process now, in bytes (the peak so far where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * resource.getpagesize()
+    except (OSError, IndexError, ValueError):
+        return peak_memory_bytes()
 
 
 @dataclass

@@ -10,15 +10,22 @@ Inputs: ``request.inputs = (A_spec, b_spec)``. Options (``request.options``):
 ``ridge``         str: a non-negative number or ``auto`` (GCV on the sketched problem)
 ``rtol``          float, CGLS tolerance (LSQR's stopping criteria)
 ``maxiter``       int or None
-``max_memory``    str or None, e.g. ``500M``: a dense HDF5 matrix larger than this is streamed in
-                  row blocks from the file instead of being loaded.
+``max_memory``    str or None, e.g. ``500M``: the peak resident memory of the whole process
+                  (default: half of the available memory). A dense HDF5 matrix that does not fit
+                  beside the solve's vectors and sketch is streamed in row blocks from the file
+                  instead of being loaded; the sketch size is capped to fit (:class:`MemoryPlan`).
+
+The budget is shared out from what the process holds when the job starts (interpreter, libraries,
+``baseline`` in the report): A or its row blocks, the vectors of length m, the sketch and its
+working memory (:mod:`matcli.methods.sketch.memory`).
 
 A dense, contiguous float64 HDF5 matrix within the budget is memory-mapped rather than copied;
 its NaN/Inf check then happens through the sketch (non-finite entries make S A non-finite, and the
 kernel reports it), followed by a scan that names the first offending row.
 
-The method is the mode: ``auto`` (``sketch-and-solve`` when ``--eps`` is given, else
-``precondition``), ``precondition``, ``sketch-and-solve`` or ``refine``.
+The method is the mode: ``auto`` (``sketch-and-solve`` when ``--eps`` is given and its sketch is
+small, see :func:`choose_mode`, else ``precondition``), ``precondition``, ``sketch-and-solve`` or
+``refine``.
 """
 
 from __future__ import annotations
@@ -30,12 +37,15 @@ from typing import Any
 import numpy as np
 
 from matcli.core.errors import InputError, UsageError
+from matcli.core.timing import resident_memory_bytes
 from matcli.core.registry import get_spec
 from matcli.core.result import Callback, Result, Status
 from matcli.jobs.base import FamilyJob
+from matcli.threads import worker_count
 # The kernels (and scipy.linalg under them) load with the job, before the timed phases: module
 # imports are start-up, and the setup phase then times only this job's own setup.
-from matcli.methods.sketch.regress import MODES, default_sketch_size
+from matcli.methods.sketch.memory import max_sketch_rows, sketch_bytes, vector_bytes, work_bytes
+from matcli.methods.sketch.regress import MODES, default_sketch_size, smallest_sketch_rows
 from matcli.methods.sketch.sketches import STREAMABLE_KINDS
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -61,6 +71,33 @@ def _available_memory() -> int:
     except OSError:
         pass
     return 8 * 2**30
+
+
+def _mib(nbytes: float) -> str:
+    return f"{nbytes / 2**20:.1f} MiB"
+
+
+#: ``auto`` with ``--eps`` takes sketch-and-solve only while the sketch that eps needs has at most
+#: this many rows per column of A (eps >~ 0.007 for n = 200): beyond it the QR of that sketch costs
+#: more than the few CGLS passes that a small sketch's preconditioner needs to prove 1 + eps.
+SKETCH_AND_SOLVE_MAX_FACTOR = 100
+
+
+def choose_mode(m: int, n: int, eps: float | None, max_rows: int) -> tuple[str, str]:
+    """``(mode, reason)`` for ``--mode auto``; ``max_rows`` is the largest sketch the memory allows."""
+    if eps is None:
+        return "precondition", ("no --eps: solve to --rtol with CGLS preconditioned by the sketch "
+                                "(iterations independent of cond(A))")
+    d = default_sketch_size("sketch-and-solve", m, n, eps)
+    limits = ((SKETCH_AND_SOLVE_MAX_FACTOR * n, f"more than {SKETCH_AND_SOLVE_MAX_FACTOR} n"),
+              (m // 2, "more than half of A's rows"), (max_rows, "more than the memory budget holds"))
+    for limit, why in limits:
+        if d > limit:
+            return "precondition", (f"--eps {eps:g} needs a sketch of {d} rows for sketch-and-solve ({why}); "
+                                    "CGLS preconditioned by a smaller sketch stops once the residual is "
+                                    "provably within 1 + eps")
+    return "sketch-and-solve", (f"--eps asks for a (1+eps)-optimal residual, which sketch-and-solve gives "
+                                f"from one sketch of {d} rows")
 
 
 def _hdf5_dense_dataset(spec_text: str) -> tuple[str, str, tuple[int, ...], np.dtype] | None:
@@ -143,6 +180,49 @@ def hdf5_row_blocks(path: str, dataset: str, rows_per_block: int):
     return blocks
 
 
+class MemoryPlan:
+    """How the memory budget is shared out (bytes; see :mod:`matcli.methods.sketch.memory`).
+
+    ``fixed()`` is what the process held at the start (``baseline``), A in memory (0 when streamed)
+    and the vectors of length m; the sketch takes what is left, but at most half of it when
+    streaming, so that the row blocks get the other half.
+    """
+
+    def __init__(self, budget: int, baseline: int, m: int, n: int, threads: int, matrix_bytes: int,
+                 streaming: bool):
+        self.budget, self.baseline, self.m, self.n, self.threads = budget, baseline, m, n, threads
+        self.matrix_bytes, self.streaming = matrix_bytes, streaming
+
+    def fixed(self) -> int:
+        return self.baseline + self.matrix_bytes + vector_bytes(self.m) + self.slack()
+
+    def slack(self) -> int:
+        """Held back for what the plan does not count (library buffers, small temporaries)."""
+        return 2**21 + self.budget // 50
+
+    def sketch_total(self, d: int, kind: str, zeta: int, sparse: bool) -> int:
+        """Bytes of a d-row sketch of kind ``kind``: sums, factorisation and every thread's working memory."""
+        return sketch_bytes(d, self.n, self.threads) + self.threads * work_bytes(kind, self.m, d, zeta=zeta,
+                                                                                  sparse=sparse)
+
+    def least_budget(self, d: int, kind: str, zeta: int, sparse: bool) -> int:
+        """The smallest budget that holds a d-row sketch (streaming: as half of the free memory)."""
+        return self.fixed() + self.sketch_total(d, kind, zeta, sparse) * (2 if self.streaming else 1)
+
+    def max_rows(self, kind: str, *, zeta: int, sparse: bool) -> int:
+        """The most sketch rows that fit (0 when none do)."""
+        free = self.budget - self.fixed()
+        if self.streaming:
+            free //= 2
+        d = max_sketch_rows(free - self.threads * work_bytes(kind, self.m, 1, zeta=zeta, sparse=sparse),
+                            self.n, self.threads)
+        # a Gaussian sketch's working memory grows with d: step down until it fits
+        while d > 0 and self.sketch_total(d, kind, zeta, sparse) > free:
+            d = max_sketch_rows(free - self.threads * work_bytes(kind, self.m, d, zeta=zeta, sparse=sparse),
+                                self.n, self.threads)
+        return min(d, self.m)
+
+
 class Job(FamilyJob):
     family = "sketch"
 
@@ -155,6 +235,10 @@ class Job(FamilyJob):
         options = self.request.options
         budget_text = options.get("max_memory")
         self.budget = parse_memory(budget_text) if budget_text else _available_memory() // 2
+        self.budget_text = (f"--max-memory {budget_text}" if budget_text else
+                            f"the default memory budget (half the available memory, {_mib(self.budget)})")
+        self.baseline = resident_memory_bytes()
+        self.threads = worker_count()
         self.A = None
         self.stream: tuple[str, str, tuple[int, ...], np.dtype] | None = None
         dense = _hdf5_dense_dataset(a_spec)
@@ -164,7 +248,10 @@ class Job(FamilyJob):
                 raise InputError(path, f"dataset {name} has dtype {dtype}; sketch-regress needs real numbers")
             if len(shape) != 2:
                 raise InputError(path, f"dataset {name} is {len(shape)}-D, expected 2-D")
-            if shape[0] * shape[1] * 8 > self.budget:
+            m, n = shape
+            # in memory only if A fits beside the vectors and the smallest sketch of the solve
+            plan = MemoryPlan(self.budget, self.baseline, m, n, self.threads, 8 * m * n, streaming=False)
+            if plan.max_rows("auto", zeta=4, sparse=False) < min(m, smallest_sketch_rows(n)):
                 self.stream = dense
         self.mapped = False
         if self.stream is None and dense is not None:
@@ -214,15 +301,12 @@ class Job(FamilyJob):
         size = options.get("sketch_size")
         if eps is not None and not 0.0 < eps < 1.0:
             raise UsageError(f"--eps {eps}: must lie in (0, 1)")
+        sparse = self.A is not None and hasattr(self.A, "nnz")
+        plan = MemoryPlan(self.budget, self.baseline, m, n, self.threads, self._matrix_bytes(),
+                          self.stream is not None)
         method = self.request.method
         if method == "auto":
-            if eps is not None:
-                method = "sketch-and-solve"
-                self.choice_reason = "--eps asks for a (1+eps)-optimal residual, which sketch-and-solve gives in one pass"
-            else:
-                method = "precondition"
-                self.choice_reason = ("no --eps: solve to --rtol with CGLS preconditioned by the sketch "
-                                      "(iterations independent of cond(A))")
+            method, self.choice_reason = choose_mode(m, n, eps, plan.max_rows(sketch, zeta=4, sparse=sparse))
         elif method not in MODES:
             raise UsageError(f"unknown mode {method!r}; choose one of auto, {', '.join(MODES)}")
         else:
@@ -236,8 +320,8 @@ class Job(FamilyJob):
         if size is not None and not n <= size <= m:
             raise UsageError(f"--sketch-size {size}: must lie between n = {n} and m = {m}")
         if self.stream is not None and sketch != "auto" and sketch not in STREAMABLE_KINDS:
-            raise UsageError(f"--sketch {sketch} needs the whole matrix in memory; the matrix exceeds "
-                             f"--max-memory, so use one of {', '.join(STREAMABLE_KINDS)}")
+            raise UsageError(f"--sketch {sketch} needs the whole matrix in memory; the matrix does not fit "
+                             f"{self.budget_text}, so use one of {', '.join(STREAMABLE_KINDS)}")
         ridge_text = str(options.get("ridge", "0")).strip().lower()
         if ridge_text == "auto":
             ridge: float | str = "auto"
@@ -249,10 +333,27 @@ class Job(FamilyJob):
             if not ridge >= 0.0 or not np.isfinite(ridge):
                 raise UsageError(f"--ridge {ridge_text!r}: must be a finite number >= 0")
         eps_value = 0.1 if eps is None else float(eps)
+        max_rows = plan.max_rows(sketch, zeta=params["nnz_per_column"], sparse=sparse)
+        wanted = int(size) if size is not None else default_sketch_size(
+            method, m, n, eps_value, sparse=sparse, streaming=self.stream is not None, kind=sketch)
+        d = wanted
+        if wanted > max_rows:
+            smallest = min(m, n + 1 if method == "sketch-and-solve" else smallest_sketch_rows(n))
+            zeta = params["nnz_per_column"]
+            if size is not None or method == "sketch-and-solve" or max_rows < smallest:
+                hint = (f"use --mode precondition{f' --eps {eps:g}' if eps is not None else ''} (a smaller sketch "
+                        "suffices) or " if method == "sketch-and-solve" else "")
+                held = ("the process so far and the vectors of length m" if self.stream is not None else
+                        "the process so far, A and the vectors of length m")
+                raise UsageError(f"a sketch of {wanted} rows needs "
+                                 f"{_mib(plan.sketch_total(wanted, sketch, params['nnz_per_column'], sparse))} beside "
+                                 f"{_mib(plan.fixed())} for {held}, more than {self.budget_text} allows: "
+                                 f"{hint}raise --max-memory (to at least {_mib(plan.least_budget(smallest, sketch, zeta, sparse))} "
+                                 f"for the smallest sketch, {smallest} rows)")
+            d = max_rows
         self.kernel_options: dict[str, Any] = {
             "sketch": sketch,
-            "sketch_size": int(size) if size is not None else default_sketch_size(
-                method, m, n, eps_value, sparse=self.A is not None and hasattr(self.A, "nnz")),
+            "sketch_size": int(d),
             "eps": None if eps is None else float(eps),
             "ridge": ridge,
             "rtol": float(options.get("rtol", 1e-10)),
@@ -262,14 +363,38 @@ class Job(FamilyJob):
         if method != "refine":
             self.kernel_options.pop("refine_steps", None)
         self.resolved_params = dict(self.kernel_options, max_memory_bytes=self.budget)
-        nnz = int(self.A.nnz) if self.A is not None and hasattr(self.A, "nnz") else m * n
+        nnz = int(self.A.nnz) if sparse else m * n
         self.problem_info = {"shape": [m, n], "nnz": nnz,
-                             "format": "streamed hdf5 rows" if self.stream else
-                             ("sparse csr" if hasattr(self.A, "nnz") else "dense"),
+                             "format": "streamed hdf5 rows" if self.stream else ("sparse csr" if sparse else "dense"),
                              "streaming": self.stream is not None}
+        sketch_total = plan.sketch_total(d, sketch, params["nnz_per_column"], sparse)
+        memory = {"budget_bytes": self.budget, "baseline_bytes": self.baseline, "slack_bytes": plan.slack(),
+                  "vectors_bytes": vector_bytes(m), "matrix_bytes": plan.matrix_bytes,
+                  "sketch_bytes": sketch_total}
+        if d < wanted:
+            memory["sketch_capped"] = f"{wanted} rows wanted, {d} fit the budget"
         if self.stream is not None:
-            rows = max(1, self.budget // (4 * 8 * n))
+            # the rest of the budget goes to the row blocks: each row as float64 plus its NaN mask
+            # and (leverage scores) its product with an n x min(n, 32) matrix
+            row_bytes = 8 * n + n + 8 * min(n, 32)
+            rows = (self.budget - plan.fixed() - sketch_total) // row_bytes
+            if rows < 1:
+                raise UsageError(f"{self.budget_text} leaves no room for a row block of A beside the sketch "
+                                 f"({_mib(sketch_total)}), the vectors of length m ({_mib(vector_bytes(m))}) "
+                                 f"and the process so far ({_mib(self.baseline)})")
             self.problem_info["rows_per_block"] = int(min(rows, m))
+            memory["block_bytes"] = int(min(rows, m)) * row_bytes
+        self.problem_info["memory"] = memory
+
+    def _matrix_bytes(self) -> int:
+        """Bytes of A as the kernel holds it (0 when it is streamed; float64 copies counted)."""
+        A = self.A
+        if A is None:
+            return 0
+        if hasattr(A, "nnz"):
+            return int(A.data.nbytes + A.indices.nbytes + A.indptr.nbytes) + (
+                0 if A.dtype == np.float64 else 8 * int(A.nnz))
+        return int(A.nbytes) + (0 if A.dtype == np.float64 else 8 * int(A.size))
 
     def compute(self, callback: Callback) -> Result:
         spec = get_spec("sketch", self.method)

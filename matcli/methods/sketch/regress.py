@@ -65,6 +65,7 @@ class InMemoryProblem:
 
     def __init__(self, A, b: np.ndarray):
         self.A = A.tocsr() if sp.issparse(A) else np.asarray(A, dtype=np.float64)
+        self.sparse = sp.issparse(self.A)
         self.b = np.asarray(b, dtype=np.float64).reshape(-1)
         self.shape = self.A.shape
         self.b_norm = float(np.linalg.norm(self.b))
@@ -125,9 +126,14 @@ def as_problem(A, b):
 #: (streams of n numbers), a sparse A single entries (one cache line each), so for sparse A the
 #: sketch must stay cache-resident (8 MB) or its scattered additions miss the cache.
 _SKETCH_NUMBERS = {False: 4.0e6, True: 1.0e6}
+#: Sketch rows per column of A when the rows are streamed from a file (see default_sketch_size).
+STREAMING_SKETCH_FACTOR = 100
+#: Sketch rows per column of A for a Gaussian sketch in the iterative modes (see default_sketch_size).
+GAUSSIAN_SKETCH_FACTOR = 4
 
 
-def default_sketch_size(mode: str, m: int, n: int, eps: float, *, sparse: bool = False) -> int:
+def default_sketch_size(mode: str, m: int, n: int, eps: float, *, sparse: bool = False,
+                        streaming: bool = False, kind: str = "auto") -> int:
     """Rows d of the sketch.
 
     sketch-and-solve: for a Gaussian sketch the squared residual excess
@@ -138,13 +144,22 @@ def default_sketch_size(mode: str, m: int, n: int, eps: float, *, sparse: bool =
     CountSketch on matrices with heavy rows). For n = 200, eps = 0.1: d = 1461 (median ratio ~1.076).
 
     Iterative modes: a larger sketch costs a larger QR of d x n but lowers the preconditioned
-    condition number (about (1+sqrt(n/d))/(1-sqrt(n/d))), so use up to 30 n while the sketch stays
-    small (d n <= 4e6 numbers; 1e6 for sparse A, see ``_SKETCH_NUMBERS``), and at least 2 n.
+    condition number (about (1+delta)/(1-delta), delta = sqrt(n/d), which is also CGLS's
+    convergence factor per iteration). In memory, where a pass over A is cheap, use up to 30 n while
+    the sketch stays small (d n <= 4e6 numbers; 1e6 for sparse A, see ``_SKETCH_NUMBERS``), and at
+    least 2 n. Streaming from a file, where every iteration reads the whole file again, use
+    ``STREAMING_SKETCH_FACTOR`` n (delta = 0.1): the QR of the larger sketch costs far less than the
+    passes it saves. A Gaussian sketch is the exception: it costs 2 d nnz(A) flops, about d / 10 passes
+    over a dense A, so the iterative modes give it ``GAUSSIAN_SKETCH_FACTOR`` n rows (the sum of that
+    cost and of the iterations' is least near 3 n to 4 n for n = 200). The caller caps d by its memory
+    budget.
     Measured on dense 400000 x 200 (cond 1e6, single thread, median of 8): eps 1e-10 0.69 / 0.64 /
     0.67 s (7 / 6 / 6 iterations) at d = 20 n / 30 n / 40 n; rtol 1e-10 1.13 / 1.04 / 1.00 s (14 / 12 / 11).
     Measured (rtol 1e-10, single thread): sparse 3e5 x 1000 with 3e6 nonzeros 1.87 s at d = 2 n (the
     cap) vs 2.02 s at 4 n (the dense rule) and 2.17 s at 8 n; 5e5 x 350 with 5e6 nonzeros 0.94 s at
     8 n (the cap) vs 0.97 s at 11 n; 1e6 x 500 with 1e7 nonzeros 2.4 s for any d from 4 n to 16 n.
+    Streamed 1.25e6 x 200 (2 GB file, 500M budget, rtol 1e-10): 9.1 s, 15 passes at d = 30 n;
+    7.5 s, 12 passes at 100 n; 5.7 s, 11 passes at 200 n.
     """
     if mode == "sketch-and-solve":
         tau = (1.0 + eps) ** 2 - 1.0
@@ -152,10 +167,19 @@ def default_sketch_size(mode: str, m: int, n: int, eps: float, *, sparse: bool =
         for _ in range(3):  # sigma depends (weakly) on d itself
             sigma = math.sqrt(2.0 / max(n, 1) + 2.0 / max(d - n, 1))
             d = n + 1 + math.ceil(n * (1.0 + _EXCESS_SIGMAS * sigma) / tau)
+    elif kind == "gaussian":
+        d = GAUSSIAN_SKETCH_FACTOR * n + 8
+    elif streaming:
+        d = STREAMING_SKETCH_FACTOR * n + 8
     else:
         factor = min(30.0, max(2.0, _SKETCH_NUMBERS[bool(sparse)] / max(n, 1) ** 2))
         d = math.ceil(factor * n) + 8
     return int(min(m, max(d, n)))
+
+
+def smallest_sketch_rows(n: int) -> int:
+    """The fewest rows an iterative mode's sketch should have (2 n + 8: delta ~ 0.7)."""
+    return 2 * n + 8
 
 
 class SketchFactor:
@@ -537,7 +561,8 @@ def _solve_sketched(A, b, *, mode: str, sketch: str, sketch_size: int | None, ep
     problem = as_problem(A, b)
     m, n = problem.shape
     _check_options(problem, mode, sketch, sketch_size, eps, rtol)
-    d = sketch_size or default_sketch_size(mode, m, n, 0.1 if eps is None else eps, sparse=not problem.streaming and sp.issparse(problem.A))
+    d = sketch_size or default_sketch_size(mode, m, n, 0.1 if eps is None else eps, sparse=problem.sparse,
+                                           streaming=problem.streaming, kind=sketch)
     maxiter = maxiter or 200 + n // 10
 
     def row_scores(pre_sketch) -> np.ndarray:

@@ -42,15 +42,16 @@ from matcli.threads import parallel_map, worker_ranges
 SKETCH_KINDS = ("countsketch", "sparse-sign", "srht", "gaussian", "leverage")
 STREAMABLE_KINDS = ("countsketch", "sparse-sign", "gaussian", "leverage")
 
-#: Rows of a Gaussian sketch generated from one seed; fixing it makes the sketch independent of
-#: how the rows are blocked when streaming.
-_GAUSSIAN_CHUNK = 8192
+#: Numbers of a Gaussian sketch generated from one seed: a chunk holds ``gaussian_chunk_columns(d)``
+#: columns of S, fixed by d alone, so the sketch does not depend on how the rows are blocked when
+#: streaming, and one chunk takes at most 16 MiB whatever d is.
+_GAUSSIAN_CHUNK_NUMBERS = 2**21
 #: Columns of a sparse sign sketch generated from one seed.
-_SPARSE_CHUNK = 65536
-#: Nonzeros of a sparse A scattered into the sketch at a time (temporaries: 16 zeta bytes each).
-_SCATTER_NNZ = 2**21
+SPARSE_CHUNK = 65536
+#: Bytes of the temporaries of scattering a sparse A into the sketch (16 zeta bytes per nonzero).
+SCATTER_BYTES = 2**25
 #: Columns transformed together by the SRHT (bounds its temporary memory to m x 64 numbers).
-_SRHT_COLUMNS = 64
+SRHT_COLUMNS = 64
 
 
 def _as_dense(Y) -> np.ndarray:
@@ -109,8 +110,8 @@ class SRHT(_Sketch):
             X2 = X2.tocsc()
         k = X2.shape[1]
         out = np.empty((self.d, k))
-        for j0 in range(0, k, _SRHT_COLUMNS):
-            j1 = min(k, j0 + _SRHT_COLUMNS)
+        for j0 in range(0, k, SRHT_COLUMNS):
+            j1 = min(k, j0 + SRHT_COLUMNS)
             out[:, j0:j1] = self._transform(_as_dense(X2[:, j0:j1]).astype(np.float64, copy=False))
         return out[:, 0] if vector else out
 
@@ -172,19 +173,24 @@ class _ChunkedSketch(_Sketch):
         return _as_dense(S @ X)
 
 
+def gaussian_chunk_columns(d: int) -> int:
+    """Columns of a d-row Gaussian sketch generated from one seed (at most 8192, at least 64)."""
+    return max(64, min(8192, _GAUSSIAN_CHUNK_NUMBERS // max(d, 1)))
+
+
 class GaussianSketch(_ChunkedSketch):
     """Dense Gaussian sketch with N(0, 1/d) entries, regenerated from per-chunk seeds on demand."""
 
     kind = "gaussian"
-    chunk_columns = _GAUSSIAN_CHUNK
 
     def __init__(self, m: int, d: int, rng: np.random.Generator):
         self.m, self.d = m, d
         self.seed = int(rng.integers(0, 2**63 - 1))
         self.scale = 1.0 / math.sqrt(d)
+        self.chunk_columns = gaussian_chunk_columns(d)
 
     def _chunk(self, index: int) -> np.ndarray:
-        rows = min(_GAUSSIAN_CHUNK, self.m - index * _GAUSSIAN_CHUNK)
+        rows = min(self.chunk_columns, self.m - index * self.chunk_columns)
         return np.random.default_rng([self.seed, index]).standard_normal((self.d, rows)) * self.scale
 
 
@@ -194,7 +200,7 @@ class SparseSign(_ChunkedSketch):
     Only one chunk of S exists at a time per thread (O(chunk_columns zeta) memory instead of O(m zeta)).
     """
 
-    chunk_columns = _SPARSE_CHUNK
+    chunk_columns = SPARSE_CHUNK
 
     def __init__(self, m: int, d: int, zeta: int, rng: np.random.Generator):
         self.m, self.d = m, d
@@ -203,8 +209,8 @@ class SparseSign(_ChunkedSketch):
         self.seed = int(rng.integers(0, 2**63 - 1))
 
     def _chunk(self, index: int) -> sp.csc_matrix:
-        start = index * _SPARSE_CHUNK
-        cols = min(_SPARSE_CHUNK, self.m - start)
+        start = index * SPARSE_CHUNK
+        cols = min(SPARSE_CHUNK, self.m - start)
         zeta, band = self.zeta, self.d // self.zeta
         # one draw per nonzero: its low bit is the sign, the rest the row within its band
         draws = np.random.default_rng([self.seed, index]).integers(0, 2 * band, size=(cols, zeta), dtype=np.int32)
@@ -229,8 +235,9 @@ class SparseSign(_ChunkedSketch):
         X = X.tocsr()
         zeta = int(S.indptr[1] - S.indptr[0])
         out = np.zeros((S.shape[0], X.shape[1]))
-        # pieces of rows with about _SCATTER_NNZ nonzeros bound the temporaries (zeta * 16 bytes each)
-        cuts = np.searchsorted(X.indptr, np.arange(_SCATTER_NNZ, X.nnz, _SCATTER_NNZ))
+        # pieces of rows with about `piece` nonzeros bound the temporaries (zeta * 16 bytes each)
+        piece = max(1, SCATTER_BYTES // (16 * zeta))
+        cuts = np.searchsorted(X.indptr, np.arange(piece, X.nnz, piece))
         bounds = np.unique(np.r_[0, cuts, X.shape[0]])
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             piece = X[lo:hi]
@@ -246,7 +253,7 @@ class SparseSign(_ChunkedSketch):
     @property
     def matrix(self) -> sp.csc_matrix:
         """The whole d x m matrix (for inspection and tests; O(m zeta) memory)."""
-        chunks = [self._chunk(i) for i in range((self.m - 1) // _SPARSE_CHUNK + 1)]
+        chunks = [self._chunk(i) for i in range((self.m - 1) // SPARSE_CHUNK + 1)]
         return sp.hstack(chunks, format="csc")
 
 

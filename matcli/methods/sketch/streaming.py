@@ -29,6 +29,7 @@ class RowStreamProblem:
     """
 
     streaming = True
+    sparse = False
 
     def __init__(self, blocks: BlockSource, shape: tuple[int, int], b: np.ndarray):
         self.blocks = blocks

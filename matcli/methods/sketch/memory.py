@@ -1,0 +1,50 @@
+"""Memory a sketched solve allocates besides A, so that a budget (``--max-memory``) can bound it.
+
+Sizes in bytes, counted from what :mod:`matcli.methods.sketch.regress` keeps alive at its peak:
+
+* float64 vectors of length m (:data:`VECTORS_OF_M` of them): b, the CGLS residual, the product
+  being formed and the previous one, the right-hand side of the current solve, a temporary, and
+  for leverage sampling the row scores, probabilities and draws;
+* the sketch (:func:`sketch_bytes`): the d x n sum ``S A``, per worker thread a d x n partial sum
+  and a d x n product, and the d x (n + 1) copy that the QR factorises;
+* per worker thread, the working memory of applying the sketch (:func:`work_bytes`): a generated
+  chunk of S, the scatter temporaries of a sparse A, or the SRHT's transformed column block.
+"""
+
+from __future__ import annotations
+
+from matcli.methods.sketch import sketches
+
+VECTORS_OF_M = 9
+
+
+def vector_bytes(m: int) -> int:
+    """Bytes of the length-m vectors a solve keeps (see the module docstring)."""
+    return 8 * VECTORS_OF_M * int(m)
+
+
+def work_bytes(kind: str, m: int, d: int, *, zeta: int = 4, sparse: bool = False) -> int:
+    """Working memory of one thread applying a sketch of kind ``kind`` (``auto``: the larger of
+    CountSketch and sparse sign) with d rows to an m-row matrix (``sparse``: a scipy.sparse one)."""
+    if kind == "gaussian":
+        return 8 * d * min(m, sketches.gaussian_chunk_columns(d))
+    if kind == "srht":
+        return 3 * 8 * m * sketches.SRHT_COLUMNS  # the signed block, its DCT and the sampled rows
+    # sparse sign (also auto, countsketch, and the pre-sketch of leverage sampling): one generated
+    # chunk (an int32 draw, a float64 value and an index per nonzero), plus the scatter of sparse rows
+    if kind == "countsketch":
+        zeta = 1
+    work = 24 * zeta * min(m, sketches.SPARSE_CHUNK)
+    if sparse:
+        work += sketches.SCATTER_BYTES
+    return work
+
+
+def sketch_bytes(d: int, n: int, threads: int) -> int:
+    """Peak bytes of the d x n sketch's sums and factorisation on ``threads`` worker threads."""
+    return int(d) * 8 * (int(n) + 1) * (2 + 2 * max(1, int(threads)))
+
+
+def max_sketch_rows(free: int, n: int, threads: int) -> int:
+    """Most sketch rows d with ``sketch_bytes(d, n, threads) <= free`` (0 when none fit)."""
+    return max(0, int(free) // sketch_bytes(1, n, threads))

@@ -32,12 +32,22 @@ def run(cli, tmp_path, regression, *extra, name="x.h5"):
     return result, out, data
 
 
-def budget_above_now(mib: int) -> str:
-    """A --max-memory value ``mib`` MiB above what this process holds now: the budget bounds the
-    whole process, and these tests run matcli inside pytest's."""
-    from matcli.core.timing import resident_memory_bytes
+#: What the process holds before the job, as the memory plan sees it in these tests (see fixture)
+BASELINE_MIB = 50
 
-    return f"{resident_memory_bytes() // 2**20 + mib}M"
+
+@pytest.fixture
+def fixed_baseline(monkeypatch):
+    """The memory plan charges --max-memory with what the process held when the job started; inside
+    pytest that is pytest's own (large, varying) footprint, so these tests pin it."""
+    from matcli.jobs import sketch
+
+    monkeypatch.setattr(sketch, "resident_memory_bytes", lambda: BASELINE_MIB * 2**20)
+
+
+def budget_above_baseline(mib: int) -> str:
+    """A --max-memory value ``mib`` MiB above the pinned baseline."""
+    return f"{BASELINE_MIB + mib}M"
 
 
 def read_x(out):
@@ -159,8 +169,8 @@ def test_auto_with_a_tight_eps_iterates_instead_of_sketching_more_rows_than_sket
     assert report["metrics"]["residual_ratio_estimate"] <= 1 + 1e-10
 
 
-def test_sketches_beyond_the_memory_budget_are_usage_errors(cli, tmp_path, regression):
-    budget = budget_above_now(12)  # A, the vectors and a small sketch fit; a 4000-row one does not
+def test_sketches_beyond_the_memory_budget_are_usage_errors(cli, tmp_path, regression, fixed_baseline):
+    budget = budget_above_baseline(8)  # A, the vectors and a 908-row sketch fit; a 4000-row one does not
     result, out, _ = run(cli, tmp_path, regression, "--mode", "sketch-and-solve", "--eps", "0.001",
                          "--max-memory", budget)
     assert result.exit_code == 2 and "--mode precondition --eps 0.001" in result.stderr
@@ -210,14 +220,14 @@ def test_sparse_mtx_input(cli, tmp_path, shared_data):
     assert json.loads((tmp_path / "r.json").read_text())["problem"]["format"] == "sparse csr"
 
 
-def test_streaming_from_hdf5_matches_in_memory(cli, tmp_path):
+def test_streaming_from_hdf5_matches_in_memory(cli, tmp_path, fixed_baseline):
     """A 20 MB dense file read in row blocks under a 16 MB budget gives the in-memory answer."""
     m, n = 52000, 48
     arrays = regression_problem(m, n, 1e3, 2, 1e-2, np.random.default_rng(3))
     path = tmp_path / "big.h5"
     write_arrays(str(path), {"A": arrays["A"], "b": arrays["b"]})
     outs = {}
-    budget = budget_above_now(24)
+    budget = budget_above_baseline(24)
     for label, extra in (("memory", []), ("stream", ["--max-memory", budget])):
         out, report = tmp_path / f"{label}.h5", tmp_path / f"{label}.json"
         result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", out, "--seed", "4", "--quiet",
@@ -237,16 +247,28 @@ def test_streaming_from_hdf5_matches_in_memory(cli, tmp_path):
     assert r <= float(arrays["optimal_residual"]) * (1 + 1e-10)
 
 
-def test_streaming_reports_nan_rows_as_input_error(cli, tmp_path):
-    A = np.random.default_rng(5).standard_normal((3000, 10))
-    A[2500, 3] = np.nan
+@pytest.mark.parametrize("dtype", ["<f8", "<f4"])  # mapped windows, or blocks read through h5py
+def test_streaming_reports_nan_rows_as_input_error(cli, tmp_path, fixed_baseline, dtype):
+    A = np.random.default_rng(5).standard_normal((20000, 100)).astype(dtype)
+    A[15000, 3] = np.nan
     path = tmp_path / "nan.h5"
     with h5py.File(path, "w") as fh:
         fh["A"] = A
-        fh["b"] = np.ones(3000)
-    result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", tmp_path / "x.h5",
-                  "--max-memory", budget_above_now(40)])
-    assert result.exit_code == 4 and "NaN" in result.stderr and str(path) in result.stderr
+        fh["b"] = np.ones(20000)
+    out, report = tmp_path / "x.h5", tmp_path / "r.json"
+    result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", out, "--threads", "1",
+                  "--max-memory", budget_above_baseline(16)])
+    assert result.exit_code == 4 and "row 15001" in result.stderr and str(path) in result.stderr
+    assert not out.exists()
+    A[15000, 3] = 0.0  # the same file without the NaN streams in several blocks
+    with h5py.File(path, "w") as fh:
+        fh["A"] = A
+        fh["b"] = np.ones(20000)
+    result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", out, "--threads", "1", "--quiet",
+                  "--report", report, "--max-memory", budget_above_baseline(16)])
+    assert result.exit_code == 0, result.stderr
+    problem = json.loads(report.read_text())["problem"]
+    assert problem["streaming"] and problem["row_blocks"] > 2
 
 
 @pytest.mark.parametrize("sketch", ["sparse-sign", "leverage", "srht"])
@@ -280,3 +302,91 @@ def test_chunked_and_float32_datasets_are_read_normally(cli, tmp_path):
         assert result.exit_code == 0, result.stderr
         x_ref, *_ = np.linalg.lstsq(ref, b, rcond=None)
         np.testing.assert_allclose(read_x(out), x_ref, rtol=1e-9)
+
+
+def write_sparse_group(path, A, encoding="csr_matrix", **extra):
+    """Write A (scipy.sparse) as an anndata-encoded group /A beside a right-hand side /b."""
+    M = A.tocsr() if encoding == "csr_matrix" else A.tocsc()
+    with h5py.File(path, "w") as fh:
+        g = fh.create_group("A")
+        g.attrs["encoding-type"] = encoding
+        g.attrs["shape"] = M.shape
+        g["data"], g["indices"], g["indptr"] = M.data, M.indices, M.indptr
+        for name, value in extra.items():
+            fh[name] = value
+
+
+@pytest.fixture(scope="module")
+def sparse_regression():
+    """120000 x 40, 10 nonzeros per row (some rows empty, one row full), columns over 3 decades."""
+    rng = np.random.default_rng(9)
+    m, n = 120_000, 40
+    A = sp.random(m, n, density=0.25, format="csr", random_state=rng, data_rvs=rng.standard_normal)
+    A = (A @ sp.diags(np.logspace(0, -3, n))).tolil()
+    A[77] = 0.0
+    A[5] = rng.standard_normal(n)
+    A = A.tocsr()
+    b = A @ rng.standard_normal(n) + 1e-2 * rng.standard_normal(m)
+    return A, b
+
+
+def test_csr_group_streams_in_row_blocks_and_matches_lstsq(cli, tmp_path, fixed_baseline, sparse_regression):
+    A, b = sparse_regression
+    path = tmp_path / "sparse.h5"
+    write_sparse_group(path, A, b=b)
+    out, report = tmp_path / "x.h5", tmp_path / "r.json"
+    budget = budget_above_baseline(24)  # A alone takes ~16 MiB as CSR
+    result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", out, "--threads", "1", "--quiet",
+                  "--report", report, "--max-memory", budget, "--rtol", "1e-12", "--seed", "3"])
+    assert result.exit_code == 0, result.stderr
+    rep = json.loads(report.read_text())
+    problem, memory = rep["problem"], rep["problem"]["memory"]
+    assert problem["format"] == "streamed hdf5 csr rows" and problem["nnz"] == A.nnz
+    assert problem["row_blocks"] > 2 and rep["info"]["passes_over_file"] == rep["iterations"] + 3
+    assert (memory["baseline_bytes"] + memory["slack_bytes"] + memory["vectors_bytes"] + memory["sketch_bytes"]
+            + memory["block_bytes"] <= memory["budget_bytes"])
+    x_ref, *_ = np.linalg.lstsq(A.toarray(), b, rcond=None)
+    r_ref = np.linalg.norm(b - A @ x_ref)
+    # n eps ||A|| ||x|| / ||r|| of rounding in evaluating two accurate residuals, and rtol
+    assert np.linalg.norm(b - A @ read_x(out)) <= r_ref * (1 + 1e-10)
+    # the same file, in memory (default budget): the same answer
+    result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", tmp_path / "m.h5", "--quiet",
+                  "--rtol", "1e-12", "--seed", "3"])
+    assert result.exit_code == 0, result.stderr
+    np.testing.assert_allclose(read_x(out), read_x(tmp_path / "m.h5"), rtol=1e-7, atol=1e-7 * np.abs(x_ref).max())
+
+
+@pytest.mark.parametrize("defect, words", [("nan", "row 100501 contains NaN"),
+                                           ("index", "row 90001 has column index 40 outside 0..39"),
+                                           ("indptr", "indptr is inconsistent")])
+def test_streamed_csr_defects_are_input_errors(cli, tmp_path, fixed_baseline, sparse_regression, defect, words):
+    A, b = sparse_regression
+    A = A.copy()
+    if defect == "nan":
+        A.data[A.indptr[100_500]] = np.nan
+    path = tmp_path / "bad.h5"
+    write_sparse_group(path, A, b=b)
+    with h5py.File(path, "r+") as fh:
+        if defect == "index":
+            indices = fh["A/indices"][()]
+            indices[A.indptr[90_000]] = 40
+            fh["A/indices"][...] = indices
+        if defect == "indptr":
+            indptr = fh["A/indptr"][()]
+            indptr[-1] -= 1
+            fh["A/indptr"][...] = indptr
+    out = tmp_path / "x.h5"
+    result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", out, "--threads", "1",
+                  "--max-memory", budget_above_baseline(24)])
+    assert result.exit_code == 4, result.stderr
+    assert words in result.stderr and str(path) in result.stderr and not out.exists()
+
+
+def test_a_csc_group_beyond_the_budget_is_a_usage_error(cli, tmp_path, fixed_baseline, sparse_regression):
+    A, b = sparse_regression
+    path = tmp_path / "csc.h5"
+    write_sparse_group(path, A, encoding="csc_matrix", b=b)
+    out = tmp_path / "x.h5"
+    result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", out, "--threads", "1",
+                  "--max-memory", budget_above_baseline(24)])
+    assert result.exit_code == 2 and "csr_matrix" in result.stderr and not out.exists()

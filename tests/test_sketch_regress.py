@@ -124,17 +124,36 @@ def test_refine_is_forward_accurate_like_lstsq_on_ill_conditioned_problem():
     assert len(res.info["solves"]) == 3
 
 
-def test_streaming_rows_give_the_in_memory_answer():
+@pytest.mark.parametrize("sparse", [False, True])
+def test_streaming_rows_give_the_in_memory_answer(sparse):
     A, b = tall_problem(6000, 20, 1e4, 2, 1e-2, 9)
+    if sparse:  # half the entries zeroed: CSR blocks, scattered into the sketch
+        A = sp.csr_matrix(A * (np.random.default_rng(10).random(A.shape) < 0.5))
     for sketch in STREAMABLE_KINDS:
-        whole = solve_sketched(A, b, mode="precondition", sketch=sketch, rng=np.random.default_rng(1))
-        problem = RowStreamProblem(lambda: (A[i:i + 700] for i in range(0, 6000, 700)), A.shape, b)
-        streamed = solve_sketched(problem, mode="precondition", sketch=sketch, rng=np.random.default_rng(1))
+        # the same sketch size (streaming's default is larger than in memory)
+        whole = solve_sketched(A, b, mode="precondition", sketch=sketch, sketch_size=608,
+                               rng=np.random.default_rng(1))
+        problem = RowStreamProblem(lambda: (A[i:i + 700] for i in range(0, 6000, 700)), A.shape, b, sparse=sparse)
+        streamed = solve_sketched(problem, mode="precondition", sketch=sketch, sketch_size=608,
+                                  rng=np.random.default_rng(1))
         # same sketch, different summation order: the answers agree to cond(A) * rtol
         np.testing.assert_allclose(streamed.outputs["x"], whole.outputs["x"], rtol=1e4 * 1e-10)
         # passes: sketch, residual-and-gradient before and after CGLS, one per CGLS iteration
         # (A p and A^T A p fused), and two more for leverage scores
         assert streamed.info["streaming"] and problem.passes == streamed.iterations + 3 + (sketch == "leverage") * 2
+
+
+def test_streaming_sketch_is_larger_than_in_memory():
+    """Every streamed iteration reads the file again: the default sketch has 100 n rows instead of 30 n
+    (fewer iterations), except a Gaussian one, which costs d nnz(A) (4 n)."""
+    A, b = tall_problem(30000, 20, 1e4, 2, 1e-2, 11)
+    problem = RowStreamProblem(lambda: (A[i:i + 4000] for i in range(0, 30000, 4000)), A.shape, b)
+    streamed = solve_sketched(problem, rtol=1e-12, rng=np.random.default_rng(2))
+    whole = solve_sketched(A, b, rtol=1e-12, rng=np.random.default_rng(2))
+    assert streamed.metrics["sketch_size"] == 2008 and whole.metrics["sketch_size"] == 608
+    assert streamed.iterations < whole.iterations
+    gaussian = solve_sketched(problem, sketch="gaussian", rtol=1e-12, rng=np.random.default_rng(2))
+    assert gaussian.metrics["sketch_size"] == 88 and gaussian.status.converged
 
 
 def test_streaming_rejects_srht_and_bad_blocks():

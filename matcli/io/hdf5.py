@@ -64,7 +64,7 @@ def read_dense_dataset(path: str, dset: h5py.Dataset, ndims: tuple[int, ...]) ->
     return np.asarray(data)
 
 
-def _group_shape(path: str, group: h5py.Group) -> tuple[int, int]:
+def group_shape(path: str, group: h5py.Group) -> tuple[int, int]:
     shape = group.attrs.get("shape")
     if shape is None and "shape" in group:
         shape = group["shape"][()]
@@ -87,8 +87,8 @@ def is_coo_group(group: h5py.Group) -> bool:
     return all(k in group for k in ("row", "col", "value"))
 
 
-def read_sparse_group(path: str, group: h5py.Group) -> sp.csr_matrix:
-    """Read a CSR/CSC group and return CSR; checks index ranges and indptr consistency."""
+def sparse_encoding(path: str, group: h5py.Group) -> str:
+    """``csr_matrix`` or ``csc_matrix`` from a sparse group's attributes (10x groups: CSC)."""
     encoding = group.attrs.get("encoding-type", group.attrs.get("h5sparse_format"))
     if isinstance(encoding, bytes):
         encoding = encoding.decode()
@@ -97,7 +97,13 @@ def read_sparse_group(path: str, group: h5py.Group) -> sp.csr_matrix:
     encoding = {"csr": "csr_matrix", "csc": "csc_matrix"}.get(encoding, encoding)
     if encoding not in ("csr_matrix", "csc_matrix"):
         raise InputError(path, f"sparse group {group.name} needs attribute encoding-type csr_matrix or csc_matrix")
-    shape = _group_shape(path, group)
+    return encoding
+
+
+def read_sparse_group(path: str, group: h5py.Group) -> sp.csr_matrix:
+    """Read a CSR/CSC group and return CSR; checks index ranges and indptr consistency."""
+    encoding = sparse_encoding(path, group)
+    shape = group_shape(path, group)
     for name in ("data", "indices", "indptr"):
         _check_numeric(path, f"{group.name}/{name}", group[name].dtype)
     data = np.asarray(group["data"][()])
@@ -124,7 +130,7 @@ def read_sparse_group(path: str, group: h5py.Group) -> sp.csr_matrix:
 
 def read_coo_group(path: str, group: h5py.Group) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
     """Observed entries (row, col, value, shape); indices are 0-based and checked against shape."""
-    shape = _group_shape(path, group)
+    shape = group_shape(path, group)
     arrays = []
     for name in ("row", "col", "value"):
         dset = group[name]

@@ -11,17 +11,19 @@ Inputs: ``request.inputs = (A_spec, b_spec)``. Options (``request.options``):
 ``rtol``          float, CGLS tolerance (LSQR's stopping criteria)
 ``maxiter``       int or None
 ``max_memory``    str or None, e.g. ``500M``: the peak resident memory of the whole process
-                  (default: half of the available memory). A dense HDF5 matrix that does not fit
-                  beside the solve's vectors and sketch is streamed in row blocks from the file
-                  instead of being loaded; the sketch size is capped to fit (:class:`MemoryPlan`).
+                  (default: half of the available memory). An HDF5 matrix (dense dataset or CSR
+                  group) that does not fit beside the solve's vectors and sketch is streamed in
+                  row blocks from the file instead of being loaded; the sketch size is capped to
+                  fit (:class:`MemoryPlan`). A CSC group that does not fit is a usage error.
 
 The budget is shared out from what the process holds when the job starts (interpreter, libraries,
 ``baseline`` in the report): A or its row blocks, the vectors of length m, the sketch and its
 working memory (:mod:`matcli.methods.sketch.memory`).
 
-A dense, contiguous float64 HDF5 matrix within the budget is memory-mapped rather than copied;
-its NaN/Inf check then happens through the sketch (non-finite entries make S A non-finite, and the
-kernel reports it), followed by a scan that names the first offending row.
+A dense, contiguous float64 HDF5 matrix is memory-mapped rather than copied (whole when it fits,
+in row windows when streamed); in memory, its NaN/Inf check happens through the sketch (non-finite
+entries make S A non-finite, and the kernel reports it), followed by a scan that names the first
+offending row; streamed, the first pass checks each block (:mod:`matcli.io.hdf5_rows`).
 
 The method is the mode: ``auto`` (``sketch-and-solve`` when ``--eps`` is given and its sketch is
 small, see :func:`choose_mode`, else ``precondition``), ``precondition``, ``sketch-and-solve`` or
@@ -30,7 +32,6 @@ small, see :func:`choose_mode`, else ``precondition``), ``precondition``, ``sket
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -40,6 +41,7 @@ from matcli.core.errors import InputError, UsageError
 from matcli.core.timing import resident_memory_bytes
 from matcli.core.registry import get_spec
 from matcli.core.result import Callback, Result, Status
+from matcli.io import hdf5_rows
 from matcli.jobs.base import FamilyJob
 from matcli.threads import worker_count
 # The kernels (and scipy.linalg under them) load with the job, before the timed phases: module
@@ -100,86 +102,6 @@ def choose_mode(m: int, n: int, eps: float | None, max_rows: int) -> tuple[str, 
                                 f"from one sketch of {d} rows")
 
 
-def _hdf5_dense_dataset(spec_text: str) -> tuple[str, str, tuple[int, ...], np.dtype] | None:
-    """``(path, dataset name, shape, dtype)`` when the spec names a dense HDF5 dataset, else None."""
-    from matcli.io import hdf5
-    from matcli.io.spec import parse_spec
-
-    spec = parse_spec(spec_text)
-    if spec.kind != "hdf5" or not os.path.isfile(spec.path):
-        return None
-    with hdf5.open_file(spec.path) as fh:
-        obj = hdf5.resolve_object(fh, spec.path, spec.internal)
-        if isinstance(obj, hdf5.h5py.Group):
-            return None
-        return spec.path, obj.name, tuple(obj.shape), obj.dtype
-
-
-def hdf5_memmap(path: str, dataset: str) -> np.ndarray | None:
-    """Map a contiguous, uncompressed float64 HDF5 dataset read-only (no copy), else None.
-
-    The pages are read on first touch, i.e. during the sketch pass, so A is not copied into
-    private memory and no separate reading pass is spent.
-    """
-    import h5py
-
-    with h5py.File(path, "r") as fh:
-        dset = fh[dataset]
-        if dset.chunks is not None or dset.compression is not None or dset.dtype != np.dtype("<f8"):
-            return None
-        offset = dset.id.get_offset()
-        if offset is None or dset.size == 0:
-            return None
-        shape = dset.shape
-    import mmap
-
-    populate = getattr(mmap, "MAP_POPULATE", 0)
-    if not populate:
-        return np.memmap(path, dtype="<f8", mode="r", offset=offset, shape=shape)
-    # MAP_POPULATE maps every page up front (far cheaper than one page fault per 4 KiB later)
-    start = offset - offset % mmap.ALLOCATIONGRANULARITY
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        mapped = mmap.mmap(fd, offset - start + dset_bytes(shape), flags=mmap.MAP_SHARED | populate,
-                           prot=mmap.PROT_READ, offset=start)
-    finally:
-        os.close(fd)
-    return np.ndarray(shape, dtype="<f8", buffer=mapped, offset=offset - start)
-
-
-def dset_bytes(shape: tuple[int, ...]) -> int:
-    return int(np.prod(shape)) * 8
-
-
-def _first_nonfinite_row(A: np.ndarray, rows: int = 65536) -> int | None:
-    for start in range(0, A.shape[0], rows):
-        bad = ~np.isfinite(A[start:start + rows]).all(axis=1)
-        if bad.any():
-            return start + int(np.flatnonzero(bad)[0])
-    return None
-
-
-def hdf5_row_blocks(path: str, dataset: str, rows_per_block: int):
-    """A callable returning an iterator over blocks of ``rows_per_block`` rows of an HDF5 dataset.
-
-    Each call opens the file again (one pass); blocks holding NaN/Inf raise InputError.
-    """
-
-    def blocks():
-        import h5py
-
-        with h5py.File(path, "r") as fh:
-            dset = fh[dataset]
-            m = dset.shape[0]
-            for start in range(0, m, rows_per_block):
-                block = dset[start:min(m, start + rows_per_block)]
-                if block.dtype.kind in "fc" and not np.isfinite(block).all():
-                    raise InputError(path, f"matrix rows {start + 1}..{start + block.shape[0]} contain NaN or Inf")
-                yield block
-
-    return blocks
-
-
 class MemoryPlan:
     """How the memory budget is shared out (bytes; see :mod:`matcli.methods.sketch.memory`).
 
@@ -189,9 +111,9 @@ class MemoryPlan:
     """
 
     def __init__(self, budget: int, baseline: int, m: int, n: int, threads: int, matrix_bytes: int,
-                 streaming: bool):
+                 streaming: bool, nnz: int | None = None):
         self.budget, self.baseline, self.m, self.n, self.threads = budget, baseline, m, n, threads
-        self.matrix_bytes, self.streaming = matrix_bytes, streaming
+        self.matrix_bytes, self.streaming, self.nnz = matrix_bytes, streaming, nnz
 
     def fixed(self) -> int:
         return self.baseline + self.matrix_bytes + vector_bytes(self.m) + self.slack()
@@ -200,25 +122,25 @@ class MemoryPlan:
         """Held back for what the plan does not count (library buffers, small temporaries)."""
         return 2**21 + self.budget // 50
 
-    def sketch_total(self, d: int, kind: str, zeta: int, sparse: bool) -> int:
+    def sketch_total(self, d: int, kind: str, zeta: int) -> int:
         """Bytes of a d-row sketch of kind ``kind``: sums, factorisation and every thread's working memory."""
         return sketch_bytes(d, self.n, self.threads) + self.threads * work_bytes(kind, self.m, d, zeta=zeta,
-                                                                                  sparse=sparse)
+                                                                                  nnz=self.nnz)
 
-    def least_budget(self, d: int, kind: str, zeta: int, sparse: bool) -> int:
+    def least_budget(self, d: int, kind: str, zeta: int) -> int:
         """The smallest budget that holds a d-row sketch (streaming: as half of the free memory)."""
-        return self.fixed() + self.sketch_total(d, kind, zeta, sparse) * (2 if self.streaming else 1)
+        return self.fixed() + self.sketch_total(d, kind, zeta) * (2 if self.streaming else 1)
 
-    def max_rows(self, kind: str, *, zeta: int, sparse: bool) -> int:
+    def max_rows(self, kind: str, *, zeta: int) -> int:
         """The most sketch rows that fit (0 when none do)."""
         free = self.budget - self.fixed()
         if self.streaming:
             free //= 2
-        d = max_sketch_rows(free - self.threads * work_bytes(kind, self.m, 1, zeta=zeta, sparse=sparse),
+        d = max_sketch_rows(free - self.threads * work_bytes(kind, self.m, 1, zeta=zeta, nnz=self.nnz),
                             self.n, self.threads)
         # a Gaussian sketch's working memory grows with d: step down until it fits
-        while d > 0 and self.sketch_total(d, kind, zeta, sparse) > free:
-            d = max_sketch_rows(free - self.threads * work_bytes(kind, self.m, d, zeta=zeta, sparse=sparse),
+        while d > 0 and self.sketch_total(d, kind, zeta) > free:
+            d = max_sketch_rows(free - self.threads * work_bytes(kind, self.m, d, zeta=zeta, nnz=self.nnz),
                                 self.n, self.threads)
         return min(d, self.m)
 
@@ -240,33 +162,48 @@ class Job(FamilyJob):
         self.baseline = resident_memory_bytes()
         self.threads = worker_count()
         self.A = None
-        self.stream: tuple[str, str, tuple[int, ...], np.dtype] | None = None
-        dense = _hdf5_dense_dataset(a_spec)
-        if dense is not None:
-            path, name, shape, dtype = dense
-            if dtype.kind not in "biuf":
-                raise InputError(path, f"dataset {name} has dtype {dtype}; sketch-regress needs real numbers")
-            if len(shape) != 2:
-                raise InputError(path, f"dataset {name} is {len(shape)}-D, expected 2-D")
-            m, n = shape
-            # in memory only if A fits beside the vectors and the smallest sketch of the solve
-            plan = MemoryPlan(self.budget, self.baseline, m, n, self.threads, 8 * m * n, streaming=False)
-            if plan.max_rows("auto", zeta=4, sparse=False) < min(m, smallest_sketch_rows(n)):
-                self.stream = dense
         self.mapped = False
-        if self.stream is None and dense is not None:
-            self.A = hdf5_memmap(dense[0], dense[1])
-            self.mapped = self.A is not None
+        self.stream: hdf5_rows.DenseDataset | hdf5_rows.SparseGroup | None = None
+        located = hdf5_rows.locate(a_spec)
+        self.a_file = located.path if located is not None else a_spec
+        if isinstance(located, hdf5_rows.DenseDataset):
+            if located.dtype.kind not in "biuf":
+                raise InputError(located.path, f"dataset {located.name} has dtype {located.dtype}; "
+                                               "sketch-regress needs real numbers")
+            if len(located.shape) != 2:
+                raise InputError(located.path, f"dataset {located.name} is {len(located.shape)}-D, expected 2-D")
+            if not self._fits(located.shape, located.nbytes_float64, nnz=None):
+                self.stream = located
+            elif located.offset is not None:
+                self.A = hdf5_rows.map_dense(located)
+                self.mapped = True
+        elif isinstance(located, hdf5_rows.SparseGroup):
+            m = located.shape[0]
+            # data as float64, indices, the row pointer, and the index conversion while reading
+            in_memory = located.nnz * (8 + 4 + located.index_itemsize) + 16 * (m + 1)
+            if not self._fits(located.shape, in_memory, nnz=located.nnz):
+                if located.encoding != "csr_matrix":
+                    raise UsageError(f"{located.path}: {located.encoding} group {located.name} needs about "
+                                     f"{_mib(in_memory)} in memory, more than {self.budget_text} leaves; only "
+                                     "dense datasets and csr_matrix groups can be streamed by rows (store A as "
+                                     "csr_matrix) or raise --max-memory")
+                self.stream = located
+                self.indptr = hdf5_rows.csr_indptr(located)
         if self.stream is None and self.A is None:
             self.A = read_matrix(a_spec)
         self.b = read_dense(b_spec)
         self.a_path = a_spec
         self.b_path = b_spec
-        self.a_file = dense[0] if dense is not None else a_spec
+
+    def _fits(self, shape: tuple[int, ...], matrix_bytes: int, *, nnz: int | None) -> bool:
+        """Whether A can be held in memory beside the vectors and the smallest sketch of the solve."""
+        m, n = int(shape[0]), int(shape[1])
+        plan = MemoryPlan(self.budget, self.baseline, m, n, self.threads, matrix_bytes, streaming=False, nnz=nnz)
+        return plan.max_rows("auto", zeta=4) >= min(m, smallest_sketch_rows(n))
 
     def _shape(self) -> tuple[int, int]:
         if self.stream is not None:
-            return int(self.stream[2][0]), int(self.stream[2][1])
+            return int(self.stream.shape[0]), int(self.stream.shape[1])
         return self.A.shape
 
     def validate(self) -> None:
@@ -301,12 +238,15 @@ class Job(FamilyJob):
         size = options.get("sketch_size")
         if eps is not None and not 0.0 < eps < 1.0:
             raise UsageError(f"--eps {eps}: must lie in (0, 1)")
-        sparse = self.A is not None and hasattr(self.A, "nnz")
+        sparse = isinstance(self.stream, hdf5_rows.SparseGroup) or hasattr(self.A, "nnz")
+        # a sparse A in memory is scattered into the sketch in pieces of bounded size; a streamed one
+        # block by block, which the blocks' cost counts (see _plan_blocks)
+        nnz = int(self.A.nnz) if hasattr(self.A, "nnz") else None
         plan = MemoryPlan(self.budget, self.baseline, m, n, self.threads, self._matrix_bytes(),
-                          self.stream is not None)
+                          self.stream is not None, nnz=nnz)
         method = self.request.method
         if method == "auto":
-            method, self.choice_reason = choose_mode(m, n, eps, plan.max_rows(sketch, zeta=4, sparse=sparse))
+            method, self.choice_reason = choose_mode(m, n, eps, plan.max_rows(sketch, zeta=4))
         elif method not in MODES:
             raise UsageError(f"unknown mode {method!r}; choose one of auto, {', '.join(MODES)}")
         else:
@@ -333,7 +273,7 @@ class Job(FamilyJob):
             if not ridge >= 0.0 or not np.isfinite(ridge):
                 raise UsageError(f"--ridge {ridge_text!r}: must be a finite number >= 0")
         eps_value = 0.1 if eps is None else float(eps)
-        max_rows = plan.max_rows(sketch, zeta=params["nnz_per_column"], sparse=sparse)
+        max_rows = plan.max_rows(sketch, zeta=params["nnz_per_column"])
         wanted = int(size) if size is not None else default_sketch_size(
             method, m, n, eps_value, sparse=sparse, streaming=self.stream is not None, kind=sketch)
         d = wanted
@@ -346,9 +286,9 @@ class Job(FamilyJob):
                 held = ("the process so far and the vectors of length m" if self.stream is not None else
                         "the process so far, A and the vectors of length m")
                 raise UsageError(f"a sketch of {wanted} rows needs "
-                                 f"{_mib(plan.sketch_total(wanted, sketch, params['nnz_per_column'], sparse))} beside "
+                                 f"{_mib(plan.sketch_total(wanted, sketch, params['nnz_per_column']))} beside "
                                  f"{_mib(plan.fixed())} for {held}, more than {self.budget_text} allows: "
-                                 f"{hint}raise --max-memory (to at least {_mib(plan.least_budget(smallest, sketch, zeta, sparse))} "
+                                 f"{hint}raise --max-memory (to at least {_mib(plan.least_budget(smallest, sketch, zeta))} "
                                  f"for the smallest sketch, {smallest} rows)")
             d = max_rows
         self.kernel_options: dict[str, Any] = {
@@ -363,28 +303,49 @@ class Job(FamilyJob):
         if method != "refine":
             self.kernel_options.pop("refine_steps", None)
         self.resolved_params = dict(self.kernel_options, max_memory_bytes=self.budget)
-        nnz = int(self.A.nnz) if sparse else m * n
-        self.problem_info = {"shape": [m, n], "nnz": nnz,
-                             "format": "streamed hdf5 rows" if self.stream else ("sparse csr" if sparse else "dense"),
-                             "streaming": self.stream is not None}
-        sketch_total = plan.sketch_total(d, sketch, params["nnz_per_column"], sparse)
+        if isinstance(self.stream, hdf5_rows.SparseGroup):
+            nnz, layout = self.stream.nnz, "streamed hdf5 csr rows"
+        elif self.stream is not None:
+            nnz, layout = m * n, "streamed hdf5 rows"
+        else:
+            nnz, layout = (int(self.A.nnz), "sparse csr") if sparse else (m * n, "dense")
+        self.problem_info = {"shape": [m, n], "nnz": nnz, "format": layout, "streaming": self.stream is not None}
+        sketch_total = plan.sketch_total(d, sketch, params["nnz_per_column"])
         memory = {"budget_bytes": self.budget, "baseline_bytes": self.baseline, "slack_bytes": plan.slack(),
                   "vectors_bytes": vector_bytes(m), "matrix_bytes": plan.matrix_bytes,
                   "sketch_bytes": sketch_total}
         if d < wanted:
             memory["sketch_capped"] = f"{wanted} rows wanted, {d} fit the budget"
         if self.stream is not None:
-            # the rest of the budget goes to the row blocks: each row as float64 plus its NaN mask
-            # and (leverage scores) its product with an n x min(n, 32) matrix
-            row_bytes = 8 * n + n + 8 * min(n, 32)
-            rows = (self.budget - plan.fixed() - sketch_total) // row_bytes
-            if rows < 1:
-                raise UsageError(f"{self.budget_text} leaves no room for a row block of A beside the sketch "
-                                 f"({_mib(sketch_total)}), the vectors of length m ({_mib(vector_bytes(m))}) "
-                                 f"and the process so far ({_mib(self.baseline)})")
-            self.problem_info["rows_per_block"] = int(min(rows, m))
-            memory["block_bytes"] = int(min(rows, m)) * row_bytes
+            scatter = 0 if sketch == "gaussian" else 16 * (1 if sketch == "countsketch" else params["nnz_per_column"])
+            memory["block_bytes"] = self._plan_blocks(self.budget - plan.fixed() - sketch_total, sketch_total, scatter)
         self.problem_info["memory"] = memory
+
+    def _plan_blocks(self, free: int, sketch_total: int, scatter: int) -> int:
+        """Cut the streamed rows into blocks of at most ``free`` bytes; returns the largest block's bytes.
+
+        A row costs its values as float64 plus what the passes make of it: the NaN mask (dense) or
+        the indices and the sketch's scatter temporaries, ``scatter`` bytes per nonzero (CSR), and
+        (leverage scores) its product with an n x min(n, 32) matrix.
+        """
+        m, n = self._shape()
+        per_row = 8 * min(n, 32) + 8
+        if isinstance(self.stream, hdf5_rows.SparseGroup):
+            per_nonzero = 8 + 1 + self.stream.index_itemsize + scatter
+            cost = self.indptr * per_nonzero + np.arange(m + 1, dtype=np.int64) * per_row
+        else:
+            # a block read through h5py in another dtype is converted to float64: both exist at once
+            read_as = 0 if self.stream.dtype == np.float64 else self.stream.dtype.itemsize
+            cost = np.arange(m + 1, dtype=np.int64) * ((9 + read_as) * n + per_row)
+        widest = int(np.diff(cost).max())
+        if widest > free:
+            raise UsageError(f"{self.budget_text} leaves {_mib(max(free, 0))} for row blocks of A beside the "
+                             f"sketch ({_mib(sketch_total)}), the vectors of length m ({_mib(vector_bytes(m))}) "
+                             f"and the process so far ({_mib(self.baseline)}); the widest row needs {_mib(widest)}")
+        self.cuts = hdf5_rows.row_cuts(cost, free)
+        self.problem_info["row_blocks"] = int(self.cuts.size - 1)
+        self.problem_info["rows_per_block"] = int(np.diff(self.cuts).max())
+        return int(np.max(cost[self.cuts[1:]] - cost[self.cuts[:-1]]))
 
     def _matrix_bytes(self) -> int:
         """Bytes of A as the kernel holds it (0 when it is streamed; float64 copies counted)."""
@@ -402,16 +363,19 @@ class Job(FamilyJob):
         if self.stream is not None:
             from matcli.methods.sketch.streaming import RowStreamProblem
 
-            path, name, shape, _ = self.stream
-            blocks = hdf5_row_blocks(path, name, self.problem_info["rows_per_block"])
-            problem = RowStreamProblem(blocks, (shape[0], shape[1]), self.b)
+            if isinstance(self.stream, hdf5_rows.SparseGroup):
+                blocks = hdf5_rows.CsrRows(self.stream, self.indptr, self.cuts)
+            else:
+                blocks = hdf5_rows.DenseRows(self.stream, int(np.diff(self.cuts).max()))
+            problem = RowStreamProblem(blocks, self._shape(), self.b,
+                                       sparse=isinstance(self.stream, hdf5_rows.SparseGroup))
             result = kernel(problem, rng=self.rng, callback=callback, **self.kernel_options)
             result.info["passes_over_file"] = problem.passes
             return result
         result = kernel(self.A, self.b, rng=self.rng, callback=callback, **self.kernel_options)
         if self.mapped and result.status == Status.DIVERGED_NAN:
             # a mapped matrix was not scanned when read: find out whether the input is at fault
-            row = _first_nonfinite_row(self.A)
+            row = hdf5_rows.first_nonfinite_row(self.A)
             if row is not None:
                 raise InputError(self.a_file, f"matrix row {row + 1} contains NaN or Inf values")
         return result

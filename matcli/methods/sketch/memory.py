@@ -5,8 +5,9 @@ Sizes in bytes, counted from what :mod:`matcli.methods.sketch.regress` keeps ali
 * float64 vectors of length m (:data:`VECTORS_OF_M` of them): b, the CGLS residual, the product
   being formed and the previous one, the right-hand side of the current solve, a temporary, and
   for leverage sampling the row scores, probabilities and draws;
-* the sketch (:func:`sketch_bytes`): the d x n sum ``S A``, per worker thread a d x n partial sum
-  and a d x n product, and the d x (n + 1) copy that the QR factorises;
+* the sketch (:func:`sketch_bytes`): the d x n sum ``S A``, per worker thread a d x n partial sum,
+  a d x n product and (sparse A) the dense d x n piece being scattered, and the d x (n + 1) copy
+  that the QR factorises;
 * per worker thread, the working memory of applying the sketch (:func:`work_bytes`): a generated
   chunk of S, the scatter temporaries of a sparse A, or the SRHT's transformed column block.
 """
@@ -23,9 +24,9 @@ def vector_bytes(m: int) -> int:
     return 8 * VECTORS_OF_M * int(m)
 
 
-def work_bytes(kind: str, m: int, d: int, *, zeta: int = 4, sparse: bool = False) -> int:
+def work_bytes(kind: str, m: int, d: int, *, zeta: int = 4, nnz: int | None = None) -> int:
     """Working memory of one thread applying a sketch of kind ``kind`` (``auto``: the larger of
-    CountSketch and sparse sign) with d rows to an m-row matrix (``sparse``: a scipy.sparse one)."""
+    CountSketch and sparse sign) with d rows to an m-row matrix (``nnz``: a sparse one's nonzeros)."""
     if kind == "gaussian":
         return 8 * d * min(m, sketches.gaussian_chunk_columns(d))
     if kind == "srht":
@@ -35,14 +36,14 @@ def work_bytes(kind: str, m: int, d: int, *, zeta: int = 4, sparse: bool = False
     if kind == "countsketch":
         zeta = 1
     work = 24 * zeta * min(m, sketches.SPARSE_CHUNK)
-    if sparse:
-        work += sketches.SCATTER_BYTES
+    if nnz is not None:
+        work += 16 * zeta * min(int(nnz), sketches.SCATTER_BYTES // (16 * zeta))
     return work
 
 
 def sketch_bytes(d: int, n: int, threads: int) -> int:
     """Peak bytes of the d x n sketch's sums and factorisation on ``threads`` worker threads."""
-    return int(d) * 8 * (int(n) + 1) * (2 + 2 * max(1, int(threads)))
+    return int(d) * 8 * (int(n) + 1) * (2 + 3 * max(1, int(threads)))
 
 
 def max_sketch_rows(free: int, n: int, threads: int) -> int:

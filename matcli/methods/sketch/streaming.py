@@ -1,11 +1,11 @@
-"""Least-squares problems whose matrix is read in row blocks, one pass per operation.
+"""Least-squares problems whose matrix is read in row blocks (dense or CSR), one pass per operation.
 
 :class:`RowStreamProblem` offers the operations of
 :class:`matcli.methods.sketch.regress.InMemoryProblem` (sketch, A v, (A v, A^T A v), residual, row norms of
 A M) by iterating over consecutive row blocks of A that a callable produces afresh for every
 pass. The kernel never knows where blocks come from; the adapter opens the file.
 
-Memory: one block of A plus O(m + d n) numbers (b, one CGLS vector of length m, the sketch S A).
+Memory: one block of A plus O(m + d n) numbers (b, the CGLS vectors of length m, the sketch S A).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 import numpy as np
+import scipy.sparse as sp
 
 BlockSource = Callable[[], Iterable[np.ndarray]]
 
@@ -22,17 +23,18 @@ class RowStreamProblem:
 
     Parameters
     ----------
-    blocks : callable returning an iterable of 2-D arrays (r_i, n) whose rows, concatenated in
-        order, are the rows of A. It is called once per pass.
+    blocks : callable returning an iterable of 2-D arrays or scipy.sparse matrices (r_i, n) whose
+        rows, concatenated in order, are the rows of A. It is called once per pass.
     shape : (m, n) of A.
     b : (m,) right-hand side, held in memory.
+    sparse : whether the blocks are sparse (sets the sketch defaults; products work either way).
     """
 
     streaming = True
-    sparse = False
 
-    def __init__(self, blocks: BlockSource, shape: tuple[int, int], b: np.ndarray):
+    def __init__(self, blocks: BlockSource, shape: tuple[int, int], b: np.ndarray, *, sparse: bool = False):
         self.blocks = blocks
+        self.sparse = sparse
         self.shape = (int(shape[0]), int(shape[1]))
         self.b = np.asarray(b, dtype=np.float64).reshape(-1)
         self.b_norm = float(np.linalg.norm(self.b))
@@ -44,7 +46,10 @@ class RowStreamProblem:
         start = 0
         m, n = self.shape
         for block in self.blocks():
-            block = np.asarray(block, dtype=np.float64)
+            if sp.issparse(block):
+                block = block.tocsr().astype(np.float64, copy=False)
+            else:
+                block = np.asarray(block, dtype=np.float64)
             if block.ndim != 2 or block.shape[1] != n or start + block.shape[0] > m:
                 raise ValueError(f"row block of shape {block.shape} at row {start} does not fit {m} x {n}")
             yield start, block

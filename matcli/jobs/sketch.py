@@ -111,12 +111,15 @@ class MemoryPlan:
     """
 
     def __init__(self, budget: int, baseline: int, m: int, n: int, threads: int, matrix_bytes: int,
-                 streaming: bool, nnz: int | None = None):
+                 streaming: bool, *, kind: str, nnz: int | None = None):
         self.budget, self.baseline, self.m, self.n, self.threads = budget, baseline, m, n, threads
-        self.matrix_bytes, self.streaming, self.nnz = matrix_bytes, streaming, nnz
+        self.matrix_bytes, self.streaming, self.kind, self.nnz = matrix_bytes, streaming, kind, nnz
+
+    def vectors(self) -> int:
+        return vector_bytes(self.m, self.kind)
 
     def fixed(self) -> int:
-        return self.baseline + self.matrix_bytes + vector_bytes(self.m) + self.slack()
+        return self.baseline + self.matrix_bytes + self.vectors() + self.slack()
 
     def slack(self) -> int:
         """Held back for what the plan does not count (library buffers, small temporaries)."""
@@ -198,7 +201,8 @@ class Job(FamilyJob):
     def _fits(self, shape: tuple[int, ...], matrix_bytes: int, *, nnz: int | None) -> bool:
         """Whether A can be held in memory beside the vectors and the smallest sketch of the solve."""
         m, n = int(shape[0]), int(shape[1])
-        plan = MemoryPlan(self.budget, self.baseline, m, n, self.threads, matrix_bytes, streaming=False, nnz=nnz)
+        plan = MemoryPlan(self.budget, self.baseline, m, n, self.threads, matrix_bytes, streaming=False,
+                          kind=self.request.options.get("sketch", "auto"), nnz=nnz)
         return plan.max_rows("auto", zeta=4) >= min(m, smallest_sketch_rows(n))
 
     def _shape(self) -> tuple[int, int]:
@@ -243,7 +247,7 @@ class Job(FamilyJob):
         # block by block, which the blocks' cost counts (see _plan_blocks)
         nnz = int(self.A.nnz) if hasattr(self.A, "nnz") else None
         plan = MemoryPlan(self.budget, self.baseline, m, n, self.threads, self._matrix_bytes(),
-                          self.stream is not None, nnz=nnz)
+                          self.stream is not None, kind=sketch, nnz=nnz)
         method = self.request.method
         if method == "auto":
             method, self.choice_reason = choose_mode(m, n, eps, plan.max_rows(sketch, zeta=4))
@@ -312,23 +316,25 @@ class Job(FamilyJob):
         self.problem_info = {"shape": [m, n], "nnz": nnz, "format": layout, "streaming": self.stream is not None}
         sketch_total = plan.sketch_total(d, sketch, params["nnz_per_column"])
         memory = {"budget_bytes": self.budget, "baseline_bytes": self.baseline, "slack_bytes": plan.slack(),
-                  "vectors_bytes": vector_bytes(m), "matrix_bytes": plan.matrix_bytes,
+                  "vectors_bytes": plan.vectors(), "matrix_bytes": plan.matrix_bytes,
                   "sketch_bytes": sketch_total}
         if d < wanted:
             memory["sketch_capped"] = f"{wanted} rows wanted, {d} fit the budget"
         if self.stream is not None:
             scatter = 0 if sketch == "gaussian" else 16 * (1 if sketch == "countsketch" else params["nnz_per_column"])
-            memory["block_bytes"] = self._plan_blocks(self.budget - plan.fixed() - sketch_total, sketch_total, scatter)
+            memory["block_bytes"] = self._plan_blocks(plan, sketch_total, scatter)
         self.problem_info["memory"] = memory
 
-    def _plan_blocks(self, free: int, sketch_total: int, scatter: int) -> int:
-        """Cut the streamed rows into blocks of at most ``free`` bytes; returns the largest block's bytes.
+    def _plan_blocks(self, plan: MemoryPlan, sketch_total: int, scatter: int) -> int:
+        """Cut the streamed rows into blocks that fit what the plan leaves beside a sketch of
+        ``sketch_total`` bytes; returns the largest block's bytes.
 
         A row costs its values as float64 plus what the passes make of it: the NaN mask (dense) or
         the indices and the sketch's scatter temporaries, ``scatter`` bytes per nonzero (CSR), and
         (leverage scores) its product with an n x min(n, 32) matrix.
         """
         m, n = self._shape()
+        free = self.budget - plan.fixed() - sketch_total
         per_row = 8 * min(n, 32) + 8
         if isinstance(self.stream, hdf5_rows.SparseGroup):
             per_nonzero = 8 + 1 + self.stream.index_itemsize + scatter
@@ -337,10 +343,14 @@ class Job(FamilyJob):
             # a block read through h5py in another dtype is converted to float64: both exist at once
             read_as = 0 if self.stream.dtype == np.float64 else self.stream.dtype.itemsize
             cost = np.arange(m + 1, dtype=np.int64) * ((9 + read_as) * n + per_row)
+        if not (isinstance(self.stream, hdf5_rows.DenseDataset) and self.stream.offset is not None):
+            # blocks read into memory (not mapped windows): the consumer still holds the last one
+            # while the next is read
+            free //= 2
         widest = int(np.diff(cost).max())
         if widest > free:
             raise UsageError(f"{self.budget_text} leaves {_mib(max(free, 0))} for row blocks of A beside the "
-                             f"sketch ({_mib(sketch_total)}), the vectors of length m ({_mib(vector_bytes(m))}) "
+                             f"sketch ({_mib(sketch_total)}), the vectors of length m ({_mib(plan.vectors())}) "
                              f"and the process so far ({_mib(self.baseline)}); the widest row needs {_mib(widest)}")
         self.cuts = hdf5_rows.row_cuts(cost, free)
         self.problem_info["row_blocks"] = int(self.cuts.size - 1)

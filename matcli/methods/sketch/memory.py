@@ -2,9 +2,9 @@
 
 Sizes in bytes, counted from what :mod:`matcli.methods.sketch.regress` keeps alive at its peak:
 
-* float64 vectors of length m (:data:`VECTORS_OF_M` of them): b, the CGLS residual, the product
-  being formed and the previous one, the right-hand side of the current solve, a temporary, and
-  for leverage sampling the row scores, probabilities and draws;
+* float64 vectors of length m (:func:`vector_bytes`): b, the right-hand side of the current solve,
+  the CGLS residual, and the product being formed beside the previous one; for leverage sampling,
+  b and the row scores, their normalisations, probabilities and draws;
 * the sketch (:func:`sketch_bytes`): the d x n sum ``S A``, per worker thread a d x n partial sum,
   a d x n product and (sparse A) the dense d x n piece being scattered, and the d x (n + 1) copy
   that the QR factorises;
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from matcli.methods.sketch import sketches
 
-VECTORS_OF_M = 9
+#: Length-m float64 vectors alive at once: in CGLS, and while sampling rows by leverage.
+VECTORS_OF_M = {"cgls": 5, "leverage": 8}
 
 
-def vector_bytes(m: int) -> int:
-    """Bytes of the length-m vectors a solve keeps (see the module docstring)."""
-    return 8 * VECTORS_OF_M * int(m)
+def vector_bytes(m: int, kind: str = "auto") -> int:
+    """Bytes of the length-m vectors a solve with a sketch of kind ``kind`` keeps (see above)."""
+    return 8 * VECTORS_OF_M["leverage" if kind == "leverage" else "cgls"] * int(m)
 
 
 def work_bytes(kind: str, m: int, d: int, *, zeta: int = 4, nnz: int | None = None) -> int:

@@ -16,7 +16,13 @@ Workloads (generated deterministically here with numpy, seed 0, written to HDF5)
    with 1e7 nonzeros), columns scaled over 3 decades (cond ~ 1e3). Peers: scipy.sparse.linalg
    lsqr and lsmr with atol = btol = 1e-10 (unpreconditioned). matcli: precondition mode, rtol 1e-10.
 
-``--dense-only`` skips workload 2 (its unpreconditioned peers take minutes at full size).
+3. Streaming (``--full``: a 2.0 GB dense file, 1.25e6 x 200, with ``--max-memory 500M``, and a 0.5 GB
+   CSR file, 4e6 x 200 with 4e7 nonzeros, with ``--max-memory 400M``; ``--quick``: 0.4 GB and 0.12 GB
+   files): matcli reads the files in row blocks, one pass per CGLS iteration. Target: the process's
+   peak resident memory (the report's, from VmHWM) within the budget. Peers: numpy lstsq on the dense
+   matrix in memory; matcli itself in memory (default budget) on the sparse one.
+
+``--dense-only`` skips workloads 2 and 3 (minutes at full size).
 
 Accuracy column: residual ratio ||Ax-b|| / min over all answers - 1, recomputed here.
 Each dense ``matcli`` row is followed by an ``in memory both`` row: the same run's setup + compute
@@ -187,12 +193,80 @@ def sparse_rows(size: str, directory: Path) -> list[Row]:
             for name, (seconds, _, its) in peers.items()]
 
 
+def csr_problem(path: Path, m: int, n: int, per_row: int) -> None:
+    """CSR A with ``per_row`` random columns in every row (duplicates summed), Gaussian values, columns
+    scaled by logspace(0, -3); b = A x + 1e-2 noise. Written as an anndata csr_matrix group."""
+    if path.exists():
+        return
+    rng = np.random.default_rng(1)
+    indices = np.sort(rng.integers(0, n, size=(m, per_row), dtype=np.int32), axis=1).ravel()
+    data = rng.standard_normal(m * per_row) * np.logspace(0, -3, n)[indices]
+    indptr = np.arange(0, m * per_row + 1, per_row, dtype=np.int64)
+    A = sp.csr_matrix((data, indices, indptr), shape=(m, n))
+    b = A @ rng.standard_normal(n) + 1e-2 * rng.standard_normal(m)
+    tmp = path.with_suffix(".tmp")
+    with h5py.File(tmp, "w") as fh:
+        g = fh.create_group("A")
+        g.attrs["encoding-type"] = "csr_matrix"
+        g.attrs["encoding-version"] = "0.1.0"
+        g.attrs["shape"] = A.shape
+        g["data"], g["indices"], g["indptr"] = data, indices, indptr
+        fh["b"] = b
+    tmp.rename(path)
+
+
+def streaming_rows(size: str, directory: Path) -> list[Row]:
+    dense_m, dense_budget = (1_250_000, "500M") if size == "full" else (250_000, "200M")
+    (sp_m, sp_n, sp_per_row), sp_budget = ((4_000_000, 200, 10), "400M") if size == "full" else \
+        ((500_000, 100, 20), "150M")
+    rows = []
+    path = directory / f"dense_{dense_m}x200.h5"
+    dense_problem(path, dense_m, 200)
+    seconds, rep, x = matcli(path, directory / "x_stream.h5", "--max-memory", dense_budget)
+    A, b = load(path)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(2):
+        t0 = time.perf_counter()
+        x_ref = np.linalg.lstsq(A, b, rcond=None)[0]
+        t_lstsq = time.perf_counter() - t0
+    res, res_ref = float(np.linalg.norm(b - A @ x)), float(np.linalg.norm(b - A @ x_ref))
+    del A
+    rows.append(stream_row(f"dense {dense_m}x200 streamed ({path.stat().st_size / 1e9:.2f} GB file)", dense_budget,
+                           "numpy lstsq (gelsd), in memory, 2 threads", t_lstsq, seconds, rep, res, res_ref))
+    path = directory / f"csr_{sp_m}x{sp_n}_{sp_per_row}.h5"
+    csr_problem(path, sp_m, sp_n, sp_per_row)
+    seconds, rep, x = matcli(path, directory / "x_stream_csr.h5", "--max-memory", sp_budget)
+    t_memory, _, x_memory = matcli(path, directory / "x_memory_csr.h5")
+    A, b = load(path)
+    res, res_ref = float(np.linalg.norm(b - A @ x)), float(np.linalg.norm(b - A @ x_memory))
+    rows.append(stream_row(f"csr {sp_m}x{sp_n} nnz{A.nnz:.0e} streamed ({path.stat().st_size / 1e9:.2f} GB file)",
+                           sp_budget, "matcli in memory (default budget)", t_memory, seconds, rep, res, res_ref))
+    return rows
+
+
+def stream_row(work: str, budget: str, peer: str, peer_seconds: float, seconds: float, rep: dict, res: float,
+               res_ref: float) -> Row:
+    from matcli.jobs.sketch import parse_memory
+
+    peak = rep["peak_memory_bytes"]
+    best = min(res, res_ref)
+    verdict = "<=" if peak <= parse_memory(budget) else "> (MISSED)"
+    return Row(f"{work} --max-memory {budget}", peer, peer_seconds, seconds, fmt_ratio(res_ref, best),
+               f"{fmt_ratio(res, best)}; peak {peak / 2**20:.0f} MiB {verdict} {budget}",
+               "peak memory <= --max-memory",
+               extra={"peak_mib": peak / 2**20, "passes": rep["info"]["passes_over_file"],
+                      "iterations": rep["iterations"], "row_blocks": rep["problem"]["row_blocks"],
+                      "sketch_size": rep["metrics"]["sketch_size"], "memory": rep["problem"]["memory"]})
+
+
 def main() -> int:
     size = size_from_argv()
     directory = work_dir("sketch")
     rows = dense_rows(size, directory)
     if "--dense-only" not in sys.argv:
         rows += sparse_rows(size, directory)
+        rows += streaming_rows(size, directory)
     report("sketch", rows, size)
     return 0
 

@@ -48,8 +48,12 @@ def command(
         help="Stopping tolerance of the preconditioned CGLS (LSQR's criteria; precondition, refine; "
              "with --eps only its test for consistent systems, ||r|| <= rtol ||b||).")] = 1e-10,
     maxiter: MaxiterOpt = None,
-    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Stream a dense HDF5 matrix in row blocks "
-                                                      "when it is larger than this (e.g. 500M, 2G).")] = None,
+    max_memory: Annotated[Optional[str], typer.Option(
+        "--max-memory", help="Peak memory of the whole process (e.g. 500M, 2G; default: half the available "
+                             "memory). An HDF5 matrix (dense dataset or csr_matrix group) that does not fit "
+                             "beside the solve is streamed in row blocks, one pass over the file per "
+                             "iteration; the sketch is capped to fit. The report's problem.memory gives "
+                             "the plan.")] = None,
     param: ParamOpt = None,
     seed: SeedOpt = None,
     report: ReportOpt = None,

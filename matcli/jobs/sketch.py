@@ -46,7 +46,7 @@ from matcli.jobs.base import FamilyJob
 from matcli.threads import worker_count
 # The kernels (and scipy.linalg under them) load with the job, before the timed phases: module
 # imports are start-up, and the setup phase then times only this job's own setup.
-from matcli.methods.sketch.memory import max_sketch_rows, sketch_bytes, vector_bytes, work_bytes
+from matcli.methods.sketch.memory import MemoryPlan
 from matcli.methods.sketch.regress import MODES, default_sketch_size, smallest_sketch_rows
 from matcli.methods.sketch.sketches import STREAMABLE_KINDS
 
@@ -100,52 +100,6 @@ def choose_mode(m: int, n: int, eps: float | None, max_rows: int) -> tuple[str, 
                                     "provably within 1 + eps")
     return "sketch-and-solve", (f"--eps asks for a (1+eps)-optimal residual, which sketch-and-solve gives "
                                 f"from one sketch of {d} rows")
-
-
-class MemoryPlan:
-    """How the memory budget is shared out (bytes; see :mod:`matcli.methods.sketch.memory`).
-
-    ``fixed()`` is what the process held at the start (``baseline``), A in memory (0 when streamed)
-    and the vectors of length m; the sketch takes what is left, but at most half of it when
-    streaming, so that the row blocks get the other half.
-    """
-
-    def __init__(self, budget: int, baseline: int, m: int, n: int, threads: int, matrix_bytes: int,
-                 streaming: bool, *, kind: str, nnz: int | None = None):
-        self.budget, self.baseline, self.m, self.n, self.threads = budget, baseline, m, n, threads
-        self.matrix_bytes, self.streaming, self.kind, self.nnz = matrix_bytes, streaming, kind, nnz
-
-    def vectors(self) -> int:
-        return vector_bytes(self.m, self.kind)
-
-    def fixed(self) -> int:
-        return self.baseline + self.matrix_bytes + self.vectors() + self.slack()
-
-    def slack(self) -> int:
-        """Held back for what the plan does not count (library buffers, small temporaries)."""
-        return 2**21 + self.budget // 50
-
-    def sketch_total(self, d: int, kind: str, zeta: int) -> int:
-        """Bytes of a d-row sketch of kind ``kind``: sums, factorisation and every thread's working memory."""
-        return sketch_bytes(d, self.n, self.threads) + self.threads * work_bytes(kind, self.m, d, zeta=zeta,
-                                                                                  nnz=self.nnz)
-
-    def least_budget(self, d: int, kind: str, zeta: int) -> int:
-        """The smallest budget that holds a d-row sketch (streaming: as half of the free memory)."""
-        return self.fixed() + self.sketch_total(d, kind, zeta) * (2 if self.streaming else 1)
-
-    def max_rows(self, kind: str, *, zeta: int) -> int:
-        """The most sketch rows that fit (0 when none do)."""
-        free = self.budget - self.fixed()
-        if self.streaming:
-            free //= 2
-        d = max_sketch_rows(free - self.threads * work_bytes(kind, self.m, 1, zeta=zeta, nnz=self.nnz),
-                            self.n, self.threads)
-        # a Gaussian sketch's working memory grows with d: step down until it fits
-        while d > 0 and self.sketch_total(d, kind, zeta) > free:
-            d = max_sketch_rows(free - self.threads * work_bytes(kind, self.m, d, zeta=zeta, nnz=self.nnz),
-                                self.n, self.threads)
-        return min(d, self.m)
 
 
 class Job(FamilyJob):
@@ -203,7 +157,7 @@ class Job(FamilyJob):
         m, n = int(shape[0]), int(shape[1])
         plan = MemoryPlan(self.budget, self.baseline, m, n, self.threads, matrix_bytes, streaming=False,
                           kind=self.request.options.get("sketch", "auto"), nnz=nnz)
-        return plan.max_rows("auto", zeta=4) >= min(m, smallest_sketch_rows(n))
+        return plan.max_rows(zeta=4) >= min(m, smallest_sketch_rows(n))
 
     def _shape(self) -> tuple[int, int]:
         if self.stream is not None:
@@ -250,7 +204,7 @@ class Job(FamilyJob):
                           self.stream is not None, kind=sketch, nnz=nnz)
         method = self.request.method
         if method == "auto":
-            method, self.choice_reason = choose_mode(m, n, eps, plan.max_rows(sketch, zeta=4))
+            method, self.choice_reason = choose_mode(m, n, eps, plan.max_rows(zeta=4))
         elif method not in MODES:
             raise UsageError(f"unknown mode {method!r}; choose one of auto, {', '.join(MODES)}")
         else:
@@ -277,7 +231,7 @@ class Job(FamilyJob):
             if not ridge >= 0.0 or not np.isfinite(ridge):
                 raise UsageError(f"--ridge {ridge_text!r}: must be a finite number >= 0")
         eps_value = 0.1 if eps is None else float(eps)
-        max_rows = plan.max_rows(sketch, zeta=params["nnz_per_column"])
+        max_rows = plan.max_rows(zeta=params["nnz_per_column"])
         wanted = int(size) if size is not None else default_sketch_size(
             method, m, n, eps_value, sparse=sparse, streaming=self.stream is not None, kind=sketch)
         d = wanted
@@ -290,9 +244,9 @@ class Job(FamilyJob):
                 held = ("the process so far and the vectors of length m" if self.stream is not None else
                         "the process so far, A and the vectors of length m")
                 raise UsageError(f"a sketch of {wanted} rows needs "
-                                 f"{_mib(plan.sketch_total(wanted, sketch, params['nnz_per_column']))} beside "
+                                 f"{_mib(plan.sketch_total(wanted, params['nnz_per_column']))} beside "
                                  f"{_mib(plan.fixed())} for {held}, more than {self.budget_text} allows: "
-                                 f"{hint}raise --max-memory (to at least {_mib(plan.least_budget(smallest, sketch, zeta))} "
+                                 f"{hint}raise --max-memory (to at least {_mib(plan.least_budget(smallest, zeta))} "
                                  f"for the smallest sketch, {smallest} rows)")
             d = max_rows
         self.kernel_options: dict[str, Any] = {
@@ -314,7 +268,7 @@ class Job(FamilyJob):
         else:
             nnz, layout = (int(self.A.nnz), "sparse csr") if sparse else (m * n, "dense")
         self.problem_info = {"shape": [m, n], "nnz": nnz, "format": layout, "streaming": self.stream is not None}
-        sketch_total = plan.sketch_total(d, sketch, params["nnz_per_column"])
+        sketch_total = plan.sketch_total(d, params["nnz_per_column"])
         memory = {"budget_bytes": self.budget, "baseline_bytes": self.baseline, "slack_bytes": plan.slack(),
                   "vectors_bytes": plan.vectors(), "matrix_bytes": plan.matrix_bytes,
                   "sketch_bytes": sketch_total}

@@ -50,3 +50,54 @@ def sketch_bytes(d: int, n: int, threads: int) -> int:
 def max_sketch_rows(free: int, n: int, threads: int) -> int:
     """Most sketch rows d with ``sketch_bytes(d, n, threads) <= free`` (0 when none fit)."""
     return max(0, int(free) // sketch_bytes(1, n, threads))
+
+
+class MemoryPlan:
+    """How a memory budget (bytes) is shared out for a solve with a sketch of kind ``kind``.
+
+    ``fixed()`` is what the process held at the start (``baseline``), A in memory (``matrix_bytes``,
+    0 when streamed), the vectors of length m and a slack; the sketch takes what is left, but at
+    most half of it when streaming, so that the row blocks get the other half. ``nnz``: the
+    nonzeros of a sparse A held in memory (their scatter into the sketch needs working memory).
+    """
+
+    def __init__(self, budget: int, baseline: int, m: int, n: int, threads: int, matrix_bytes: int,
+                 streaming: bool, *, kind: str, nnz: int | None = None):
+        self.budget, self.baseline, self.m, self.n, self.threads = budget, baseline, m, n, threads
+        self.matrix_bytes, self.streaming, self.kind, self.nnz = matrix_bytes, streaming, kind, nnz
+
+    def vectors(self) -> int:
+        return vector_bytes(self.m, self.kind)
+
+    def fixed(self) -> int:
+        return self.baseline + self.matrix_bytes + self.vectors() + self.slack()
+
+    def slack(self) -> int:
+        """Held back for what the plan does not count (library buffers, small temporaries)."""
+        return 2**21 + self.budget // 50
+
+    def sketch_total(self, d: int, zeta: int) -> int:
+        """Bytes of a d-row sketch: sums, factorisation and every thread's working memory."""
+        # the SRHT transforms its column blocks one after the other; the other sketches per thread
+        workers = 1 if self.kind == "srht" else self.threads
+        return sketch_bytes(d, self.n, self.threads) + workers * work_bytes(self.kind, self.m, d, zeta=zeta,
+                                                                            nnz=self.nnz)
+
+    def least_budget(self, d: int, zeta: int) -> int:
+        """The smallest budget that holds a d-row sketch (streaming: as half of the free memory)."""
+        return self.fixed() + self.sketch_total(d, zeta) * (2 if self.streaming else 1)
+
+    def max_rows(self, *, zeta: int) -> int:
+        """The most sketch rows that fit (0 when none do)."""
+        free = self.budget - self.fixed()
+        if self.streaming:
+            free //= 2
+        # the working memory depends on d (a Gaussian sketch's chunks): bisect on what fits
+        low, high = 0, min(self.m, max_sketch_rows(free, self.n, self.threads))
+        while low < high:
+            mid = (low + high + 1) // 2
+            if self.sketch_total(mid, zeta) <= free:
+                low = mid
+            else:
+                high = mid - 1
+        return low

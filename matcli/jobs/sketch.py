@@ -236,18 +236,18 @@ class Job(FamilyJob):
             method, m, n, eps_value, sparse=sparse, streaming=self.stream is not None, kind=sketch)
         d = wanted
         if wanted > max_rows:
-            smallest = min(m, n + 1 if method == "sketch-and-solve" else smallest_sketch_rows(n))
             zeta = params["nnz_per_column"]
-            if size is not None or method == "sketch-and-solve" or max_rows < smallest:
+            # a requested size (or sketch-and-solve's, set by eps) must fit; a default one is capped
+            needed = wanted if size is not None or method == "sketch-and-solve" else min(m, smallest_sketch_rows(n))
+            if max_rows < needed:
                 hint = (f"use --mode precondition{f' --eps {eps:g}' if eps is not None else ''} (a smaller sketch "
                         "suffices) or " if method == "sketch-and-solve" else "")
-                held = ("the process so far and the vectors of length m" if self.stream is not None else
-                        "the process so far, A and the vectors of length m")
-                raise UsageError(f"a sketch of {wanted} rows needs "
-                                 f"{_mib(plan.sketch_total(wanted, params['nnz_per_column']))} beside "
-                                 f"{_mib(plan.fixed())} for {held}, more than {self.budget_text} allows: "
-                                 f"{hint}raise --max-memory (to at least {_mib(plan.least_budget(smallest, zeta))} "
-                                 f"for the smallest sketch, {smallest} rows)")
+                held = "the process so far and the vectors of length m" if self.stream is not None else \
+                    "the process so far, A and the vectors of length m"
+                rest = " and the row blocks half of the rest" if self.stream is not None else ""
+                raise UsageError(f"a sketch of {needed} rows needs {_mib(plan.sketch_total(needed, zeta))}, but under "
+                                 f"{self.budget_text} {held} take {_mib(plan.fixed())}{rest}: {hint}raise "
+                                 f"--max-memory to at least {_mib(plan.least_budget(needed, zeta))}")
             d = max_rows
         self.kernel_options: dict[str, Any] = {
             "sketch": sketch,

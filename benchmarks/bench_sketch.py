@@ -72,7 +72,11 @@ def sparse_problem(path: Path, m: int, n: int, nnz: int) -> None:
     rng = np.random.default_rng(0)
     A = sp.random(m, n, density=nnz / (m * n), format="csr", random_state=rng, data_rvs=rng.standard_normal)
     A = (A @ sp.diags(np.logspace(0, -3, n))).tocsr()
-    b = A @ rng.standard_normal(n) + 1e-2 * rng.standard_normal(m)
+    write_csr_problem(path, A, A @ rng.standard_normal(n) + 1e-2 * rng.standard_normal(m))
+
+
+def write_csr_problem(path: Path, A: sp.csr_matrix, b: np.ndarray) -> None:
+    """A as an anndata csr_matrix group /A and b as /b, written to a temporary file renamed to ``path``."""
     tmp = path.with_suffix(".tmp")
     with h5py.File(tmp, "w") as fh:
         g = fh.create_group("A")
@@ -195,24 +199,15 @@ def sparse_rows(size: str, directory: Path) -> list[Row]:
 
 def csr_problem(path: Path, m: int, n: int, per_row: int) -> None:
     """CSR A with ``per_row`` random columns in every row (duplicates summed), Gaussian values, columns
-    scaled by logspace(0, -3); b = A x + 1e-2 noise. Written as an anndata csr_matrix group."""
+    scaled by logspace(0, -3); b = A x + 1e-2 noise."""
     if path.exists():
         return
     rng = np.random.default_rng(1)
     indices = np.sort(rng.integers(0, n, size=(m, per_row), dtype=np.int32), axis=1).ravel()
     data = rng.standard_normal(m * per_row) * np.logspace(0, -3, n)[indices]
-    indptr = np.arange(0, m * per_row + 1, per_row, dtype=np.int64)
+    indptr = np.arange(0, m * per_row + 1, per_row, dtype=np.int32)  # < 2^31 nonzeros here
     A = sp.csr_matrix((data, indices, indptr), shape=(m, n))
-    b = A @ rng.standard_normal(n) + 1e-2 * rng.standard_normal(m)
-    tmp = path.with_suffix(".tmp")
-    with h5py.File(tmp, "w") as fh:
-        g = fh.create_group("A")
-        g.attrs["encoding-type"] = "csr_matrix"
-        g.attrs["encoding-version"] = "0.1.0"
-        g.attrs["shape"] = A.shape
-        g["data"], g["indices"], g["indptr"] = data, indices, indptr
-        fh["b"] = b
-    tmp.rename(path)
+    write_csr_problem(path, A, A @ rng.standard_normal(n) + 1e-2 * rng.standard_normal(m))
 
 
 def streaming_rows(size: str, directory: Path) -> list[Row]:

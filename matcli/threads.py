@@ -82,6 +82,19 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
 
 
 @contextmanager
+def serial() -> Iterator[None]:
+    """:func:`parallel_map` runs in the calling thread inside the block: for work whose per-thread
+    partial results would multiply its memory and whose speed is bound by reading its input."""
+    global _workers
+    previous = _workers
+    _workers = 1
+    try:
+        yield
+    finally:
+        _workers = previous
+
+
+@contextmanager
 def own_threads_only() -> Iterator[None]:
     """BLAS single-threaded inside the block when :func:`parallel_map` has several threads.
 

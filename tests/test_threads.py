@@ -97,3 +97,16 @@ def test_threaded_sparse_products_match_serial():
     for a, b in zip(serial, threaded):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13 * np.abs(a).max())
     np.testing.assert_allclose(serial[0], A @ X, rtol=1e-13, atol=1e-12)
+
+
+def test_serial_runs_parallel_map_in_the_caller_and_restores_the_count():
+    import threading
+
+    from matcli.threads import parallel_map, serial, thread_limit, worker_count
+
+    with thread_limit(2):
+        with serial():
+            assert worker_count() == 1
+            names = parallel_map(lambda _: threading.current_thread().name, range(4))
+            assert set(names) == {threading.current_thread().name}
+        assert worker_count() == 2

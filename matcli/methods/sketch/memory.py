@@ -78,10 +78,11 @@ class MemoryPlan:
 
     def sketch_total(self, d: int, zeta: int) -> int:
         """Bytes of a d-row sketch: sums, factorisation and every thread's working memory."""
-        # the SRHT transforms its column blocks one after the other; the other sketches per thread
-        workers = 1 if self.kind == "srht" else self.threads
-        return sketch_bytes(d, self.n, self.threads) + workers * work_bytes(self.kind, self.m, d, zeta=zeta,
-                                                                            nnz=self.nnz)
+        # the SRHT transforms its column blocks one after the other, a streamed sketch runs on one
+        # thread (RowStreamProblem.sketch); the others keep per-thread sums and working memory
+        workers = 1 if self.kind == "srht" or self.streaming else self.threads
+        return sketch_bytes(d, self.n, workers) + workers * work_bytes(self.kind, self.m, d, zeta=zeta,
+                                                                       nnz=self.nnz)
 
     def least_budget(self, d: int, zeta: int) -> int:
         """The smallest budget that holds a d-row sketch (streaming: as half of the free memory)."""
@@ -93,7 +94,7 @@ class MemoryPlan:
         if self.streaming:
             free //= 2
         # the working memory depends on d (a Gaussian sketch's chunks): bisect on what fits
-        low, high = 0, min(self.m, max_sketch_rows(free, self.n, self.threads))
+        low, high = 0, min(self.m, max_sketch_rows(free, self.n, 1))
         while low < high:
             mid = (low + high + 1) // 2
             if self.sketch_total(mid, zeta) <= free:

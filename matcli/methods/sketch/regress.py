@@ -36,7 +36,7 @@ The kernels accept a dense array, a scipy.sparse matrix, or a row-streaming prob
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

@@ -274,14 +274,14 @@ class Job(FamilyJob):
                   "sketch_bytes": sketch_total}
         if d < wanted:
             memory["sketch_capped"] = f"{wanted} rows wanted, {d} fit the budget"
+        self.problem_info["memory"] = memory
         if self.stream is not None:
             scatter = 0 if sketch == "gaussian" else 16 * (1 if sketch == "countsketch" else params["nnz_per_column"])
             memory["block_bytes"] = self._plan_blocks(plan, sketch_total, scatter)
-        self.problem_info["memory"] = memory
 
     def _plan_blocks(self, plan: MemoryPlan, sketch_total: int, scatter: int) -> int:
         """Cut the streamed rows into blocks that fit what the plan leaves beside a sketch of
-        ``sketch_total`` bytes; returns the largest block's bytes.
+        ``sketch_total`` bytes (``blocks_held`` of them at a time); returns the largest block's bytes.
 
         A row costs its values as float64 plus what the passes make of it: the NaN mask (dense) or
         the indices and the sketch's scatter temporaries, ``scatter`` bytes per nonzero (CSR), and
@@ -297,10 +297,11 @@ class Job(FamilyJob):
             # a block read through h5py in another dtype is converted to float64: both exist at once
             read_as = 0 if self.stream.dtype == np.float64 else self.stream.dtype.itemsize
             cost = np.arange(m + 1, dtype=np.int64) * ((9 + read_as) * n + per_row)
-        if not (isinstance(self.stream, hdf5_rows.DenseDataset) and self.stream.offset is not None):
-            # blocks read into memory (not mapped windows): the consumer still holds the last one
-            # while the next is read
-            free //= 2
+        # blocks read into memory (not mapped windows): the consumer still holds the last one while
+        # the next is read
+        held = 1 if isinstance(self.stream, hdf5_rows.DenseDataset) and self.stream.offset is not None else 2
+        free //= held
+        self.problem_info["memory"]["blocks_held"] = held
         widest = int(np.diff(cost).max())
         if widest > free:
             raise UsageError(f"{self.budget_text} leaves {_mib(max(free, 0))} for row blocks of A beside the "

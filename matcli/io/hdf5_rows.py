@@ -85,11 +85,14 @@ class MappedRows:
         self.row_bytes = 8 * int(np.prod(dataset.shape[1:]))
         aligned = dataset.offset - dataset.offset % mmap.ALLOCATIONGRANULARITY
         self.lead = dataset.offset - aligned
-        flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
+        length = self.lead + dataset.shape[0] * self.row_bytes
         fd = os.open(dataset.path, os.O_RDONLY)
         try:
-            self.mapping = mmap.mmap(fd, self.lead + dataset.shape[0] * self.row_bytes, flags=flags,
-                                     prot=mmap.PROT_READ, offset=aligned)
+            if hasattr(mmap, "MAP_SHARED"):
+                flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
+                self.mapping = mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ, offset=aligned)
+            else:  # Windows
+                self.mapping = mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=aligned)
         finally:
             os.close(fd)
         self.array = np.ndarray(dataset.shape, dtype="<f8", buffer=self.mapping, offset=self.lead)

@@ -477,3 +477,15 @@ def test_cgls_check_stops_on_an_outlying_singular_value():
     clean = cgls(normal, rhs, M.T @ rhs, 20, rtol=1e-12, maxiter=100, bnorm=np.linalg.norm(rhs),
                  callback=lambda *a, **k: None, check=(3, 200.0))
     assert clean.poor_conditioning is None and clean.status.converged
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_row_norms_of_a_times_m_in_row_blocks(sparse):
+    """Leverage-score estimates: squared row norms of A M, formed 65536 rows at a time (no m x k product)."""
+    rng = np.random.default_rng(12)
+    A = rng.standard_normal((70_000, 6))
+    if sparse:
+        A = sp.csr_matrix(A * (rng.random(A.shape) < 0.4))
+    M = rng.standard_normal((6, 3))
+    AM = A @ M
+    np.testing.assert_allclose(InMemoryProblem(A, np.ones(70_000)).row_norms2(M), (AM**2).sum(axis=1), rtol=1e-12)

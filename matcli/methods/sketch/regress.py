@@ -54,6 +54,8 @@ EPS = np.finfo(np.float64).eps
 _EXCESS_SIGMAS = 3.0
 #: Row block of a fused residual-and-gradient pass over dense A (fits in L2 cache).
 _FUSED_BLOCK_BYTES = 2**20
+#: Rows of A whose product with the leverage-score test matrix is formed at a time.
+_ROW_NORM_BLOCK = 65536
 #: Recomputed ||A^T r|| / (||A|| ||r||) above which a "converged" CGLS result is reported as failed.
 UNREACHABLE_OPTIMALITY = 1e-4
 
@@ -110,9 +112,14 @@ class InMemoryProblem:
         return t, sum(parts[1:], parts[0])
 
     def row_norms2(self, M: np.ndarray) -> np.ndarray:
-        """Squared row norms of ``A @ M`` (shape (m,)) for a small dense n x k matrix M."""
-        AM = np.asarray(self.A @ M)
-        return np.einsum("ij,ij->i", AM, AM)
+        """Squared row norms of ``A @ M`` (shape (m,)) for a small dense n x k matrix M, in row blocks
+        of ``_ROW_NORM_BLOCK`` so that no m x k product is held."""
+        m = self.shape[0]
+        out = np.empty(m)
+        for start in range(0, m, _ROW_NORM_BLOCK):
+            AM = np.asarray(self.A[start:start + _ROW_NORM_BLOCK] @ M)
+            out[start:start + AM.shape[0]] = np.einsum("ij,ij->i", AM, AM)
+        return out
 
 
 def as_problem(A, b):

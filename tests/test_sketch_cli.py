@@ -177,8 +177,8 @@ def test_sketches_beyond_the_memory_budget_are_usage_errors(cli, tmp_path, regre
     assert f"--max-memory {budget}" in result.stderr and not out.exists()
     result, out, _ = run(cli, tmp_path, regression, "--sketch-size", "4000", "--max-memory", budget)
     assert result.exit_code == 2 and "a sketch of 4000 rows" in result.stderr and not out.exists()
-    # the iterative modes' default sketch (30 n + 8 rows) fits
-    result, out, report = run(cli, tmp_path, regression, "--max-memory", budget)
+    # the iterative modes' default sketch (30 n + 8 rows) fits beside per-thread sums on 2 threads
+    result, out, report = run(cli, tmp_path, regression, "--max-memory", budget, "--threads", "2")
     assert result.exit_code == 0, result.stderr
     memory = report["problem"]["memory"]
     assert report["metrics"]["sketch_size"] == 908 and not report["problem"]["streaming"]

@@ -24,16 +24,25 @@ _pool: ThreadPoolExecutor | None = None
 
 
 @contextmanager
+def _workers_at(count: int) -> Iterator[None]:
+    """:func:`parallel_map` uses ``count`` threads inside the block; the previous count after it."""
+    global _workers
+    previous = _workers
+    _workers = max(1, count)
+    try:
+        yield
+    finally:
+        _workers = previous
+
+
+@contextmanager
 def thread_limit(threads: int | None) -> Iterator[int]:
     """Within the block, native thread pools and :func:`parallel_map` use at most ``threads`` threads.
 
     Yields the thread count in effect (the machine's core count when ``threads`` is None).
     """
-    global _workers
     effective = threads if threads is not None else (os.cpu_count() or 1)
-    previous = _workers
-    _workers = max(1, effective)
-    try:
+    with _workers_at(effective):
         if threads is None:
             yield effective
             return
@@ -41,8 +50,6 @@ def thread_limit(threads: int | None) -> Iterator[int]:
 
         with threadpool_limits(limits=threads):
             yield threads
-    finally:
-        _workers = previous
 
 
 def worker_count() -> int:
@@ -85,13 +92,8 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
 def serial() -> Iterator[None]:
     """:func:`parallel_map` runs in the calling thread inside the block: for work whose per-thread
     partial results would multiply its memory and whose speed is bound by reading its input."""
-    global _workers
-    previous = _workers
-    _workers = 1
-    try:
+    with _workers_at(1):
         yield
-    finally:
-        _workers = previous
 
 
 @contextmanager

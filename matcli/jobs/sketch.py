@@ -46,7 +46,7 @@ from matcli.jobs.base import FamilyJob
 from matcli.threads import worker_count
 # The kernels (and scipy.linalg under them) load with the job, before the timed phases: module
 # imports are start-up, and the setup phase then times only this job's own setup.
-from matcli.methods.sketch.memory import MemoryPlan
+from matcli.methods.sketch.memory import MemoryPlan, scatter_bytes
 from matcli.methods.sketch.regress import MODES, default_sketch_size, smallest_sketch_rows
 from matcli.methods.sketch.sketches import STREAMABLE_KINDS
 
@@ -276,8 +276,7 @@ class Job(FamilyJob):
             memory["sketch_capped"] = f"{wanted} rows wanted, {d} fit the budget"
         self.problem_info["memory"] = memory
         if self.stream is not None:
-            scatter = 0 if sketch == "gaussian" else 16 * (1 if sketch == "countsketch" else params["nnz_per_column"])
-            memory["block_bytes"] = self._plan_blocks(plan, sketch_total, scatter)
+            memory["block_bytes"] = self._plan_blocks(plan, sketch_total, scatter_bytes(sketch, params["nnz_per_column"]))
 
     def _plan_blocks(self, plan: MemoryPlan, sketch_total: int, scatter: int) -> int:
         """Cut the streamed rows into blocks that fit what the plan leaves beside a sketch of

@@ -25,6 +25,16 @@ def vector_bytes(m: int, kind: str = "auto") -> int:
     return 8 * VECTORS_OF_M["leverage" if kind == "leverage" else "cgls"] * int(m)
 
 
+def _nonzeros_per_column(kind: str, zeta: int) -> int:
+    """Nonzeros per column of a sparse sign sketch of kind ``kind`` (auto: sparse sign's, the larger)."""
+    return 1 if kind == "countsketch" else zeta
+
+
+def scatter_bytes(kind: str, zeta: int = 4) -> int:
+    """Bytes of temporaries per nonzero of a sparse A scattered into the sketch (0: no scatter)."""
+    return 0 if kind in ("gaussian", "srht") else 16 * _nonzeros_per_column(kind, zeta)
+
+
 def work_bytes(kind: str, m: int, d: int, *, zeta: int = 4, nnz: int | None = None) -> int:
     """Working memory of one thread applying a sketch of kind ``kind`` (``auto``: the larger of
     CountSketch and sparse sign) with d rows to an m-row matrix (``nnz``: a sparse one's nonzeros)."""
@@ -34,11 +44,10 @@ def work_bytes(kind: str, m: int, d: int, *, zeta: int = 4, nnz: int | None = No
         return 3 * 8 * m * sketches.SRHT_COLUMNS  # the signed block, its DCT and the sampled rows
     # sparse sign (also auto, countsketch, and the pre-sketch of leverage sampling): one generated
     # chunk (an int32 draw, a float64 value and an index per nonzero), plus the scatter of sparse rows
-    if kind == "countsketch":
-        zeta = 1
-    work = 24 * zeta * min(m, sketches.SPARSE_CHUNK)
+    work = 24 * _nonzeros_per_column(kind, zeta) * min(m, sketches.SPARSE_CHUNK)
     if nnz is not None:
-        work += 16 * zeta * min(int(nnz), sketches.SCATTER_BYTES // (16 * zeta))
+        per_nonzero = scatter_bytes(kind, zeta)
+        work += per_nonzero * min(int(nnz), sketches.SCATTER_BYTES // per_nonzero)
     return work
 
 

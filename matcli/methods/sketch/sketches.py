@@ -237,9 +237,9 @@ class SparseSign(_ChunkedSketch):
         X = X.tocsr()
         zeta = int(S.indptr[1] - S.indptr[0])
         out = np.zeros((S.shape[0], X.shape[1]))
-        # pieces of rows with about `piece` nonzeros bound the temporaries (zeta * 16 bytes each)
-        piece = max(1, SCATTER_BYTES // (16 * zeta))
-        cuts = np.searchsorted(X.indptr, np.arange(piece, X.nnz, piece))
+        # pieces of rows with about `piece_nnz` nonzeros bound the temporaries (zeta * 16 bytes each)
+        piece_nnz = max(1, SCATTER_BYTES // (16 * zeta))
+        cuts = np.searchsorted(X.indptr, np.arange(piece_nnz, X.nnz, piece_nnz))
         bounds = np.unique(np.r_[0, cuts, X.shape[0]])
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             piece = X[lo:hi]

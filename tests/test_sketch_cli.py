@@ -359,7 +359,8 @@ def test_csr_group_streams_in_row_blocks_and_matches_lstsq(cli, tmp_path, fixed_
 
 @pytest.mark.parametrize("defect, words", [("nan", "row 100501 contains NaN"),
                                            ("index", "row 90001 has column index 40 outside 0..39"),
-                                           ("indptr", "indptr is inconsistent")])
+                                           ("indptr", "indptr is inconsistent"),
+                                           ("short indices", "indptr is inconsistent with data/indices")])
 def test_streamed_csr_defects_are_input_errors(cli, tmp_path, fixed_baseline, sparse_regression, defect, words):
     A, b = sparse_regression
     A = A.copy()
@@ -376,6 +377,10 @@ def test_streamed_csr_defects_are_input_errors(cli, tmp_path, fixed_baseline, sp
             indptr = fh["A/indptr"][()]
             indptr[-1] -= 1
             fh["A/indptr"][...] = indptr
+        if defect == "short indices":  # one index fewer than values: caught before any block is read
+            indices = fh["A/indices"][:-1]
+            del fh["A/indices"]
+            fh["A/indices"] = indices
     out = tmp_path / "x.h5"
     result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", out, "--threads", "1",
                   "--max-memory", budget_above_baseline(24)])

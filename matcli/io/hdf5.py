@@ -100,22 +100,34 @@ def sparse_encoding(path: str, group: h5py.Group) -> str:
     return encoding
 
 
+def check_compressed_arrays(path: str, group: h5py.Group) -> None:
+    """InputError unless ``data`` is numeric and ``indices``/``indptr`` are integers (dtypes only)."""
+    for name in ("data", "indices", "indptr"):
+        _check_numeric(path, f"{group.name}/{name}", group[name].dtype)
+    if group["indices"].dtype.kind not in "iu" or group["indptr"].dtype.kind not in "iu":
+        raise InputError(path, f"sparse group {group.name}: indices/indptr must be integers")
+
+
+def check_indptr(path: str, group: h5py.Group, indptr: np.ndarray, major: int) -> None:
+    """InputError unless ``indptr`` has ``major + 1`` entries, starts at 0, never decreases and ends at
+    the length of ``data``, which ``indices`` shares (the lengths are read from the datasets' shapes)."""
+    nnz, n_indices = group["data"].size, group["indices"].size
+    if indptr.shape != (major + 1,):
+        raise InputError(path, f"sparse group {group.name}: indptr has length {indptr.size}, expected {major + 1}")
+    if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != nnz or nnz != n_indices:
+        raise InputError(path, f"sparse group {group.name}: indptr is inconsistent with data/indices")
+
+
 def read_sparse_group(path: str, group: h5py.Group) -> sp.csr_matrix:
     """Read a CSR/CSC group and return CSR; checks index ranges and indptr consistency."""
     encoding = sparse_encoding(path, group)
     shape = group_shape(path, group)
-    for name in ("data", "indices", "indptr"):
-        _check_numeric(path, f"{group.name}/{name}", group[name].dtype)
+    major, minor = (shape[0], shape[1]) if encoding == "csr_matrix" else (shape[1], shape[0])
+    check_compressed_arrays(path, group)
+    indptr = np.asarray(group["indptr"][()])
+    check_indptr(path, group, indptr, major)
     data = np.asarray(group["data"][()])
     indices = np.asarray(group["indices"][()])
-    indptr = np.asarray(group["indptr"][()])
-    if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
-        raise InputError(path, f"sparse group {group.name}: indices/indptr must be integers")
-    major, minor = (shape[0], shape[1]) if encoding == "csr_matrix" else (shape[1], shape[0])
-    if indptr.shape != (major + 1,):
-        raise InputError(path, f"sparse group {group.name}: indptr has length {indptr.size}, expected {major + 1}")
-    if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != data.size or data.size != indices.size:
-        raise InputError(path, f"sparse group {group.name}: indptr is inconsistent with data/indices")
     if indices.size and (indices.min() < 0 or indices.max() >= minor):
         raise InputError(path, f"sparse group {group.name}: index out of range 0..{minor - 1}")
     if data.dtype.kind in "biu":

@@ -202,17 +202,13 @@ class CsrRows:
 
 
 def csr_indptr(group: SparseGroup) -> np.ndarray:
-    """The row pointer of a CSR group (int64, length m + 1), checked against the group's sizes."""
-    m = group.shape[0]
+    """The row pointer of a CSR group (int64, length m + 1), checked against the group's sizes and
+    dtypes as :func:`matcli.io.hdf5.read_sparse_group` checks them."""
     with h5py.File(group.path, "r") as fh:
-        dset = fh[group.name]["indptr"]
-        if dset.dtype.kind not in "iu":
-            raise InputError(group.path, f"sparse group {group.name}: indptr must be integers")
-        indptr = np.asarray(dset[()], dtype=np.int64)
-    if indptr.shape != (m + 1,):
-        raise InputError(group.path, f"sparse group {group.name}: indptr has length {indptr.size}, expected {m + 1}")
-    if indptr[0] != 0 or indptr[-1] != group.nnz or np.any(np.diff(indptr) < 0):
-        raise InputError(group.path, f"sparse group {group.name}: indptr is inconsistent with data/indices")
+        g = fh[group.name]
+        hdf5.check_compressed_arrays(group.path, g)
+        indptr = np.asarray(g["indptr"][()], dtype=np.int64)
+        hdf5.check_indptr(group.path, g, indptr, group.shape[0])
     return indptr
 
 

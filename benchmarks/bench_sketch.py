@@ -79,14 +79,10 @@ def sparse_problem(path: Path, m: int, n: int, nnz: int) -> None:
 
 def write_csr_problem(path: Path, A: sp.csr_matrix, b: np.ndarray) -> None:
     """A as an anndata csr_matrix group /A and b as /b, written to a temporary file renamed to ``path``."""
+    from matcli.io.hdf5 import write_arrays
+
     tmp = path.with_suffix(".tmp")
-    with h5py.File(tmp, "w") as fh:
-        g = fh.create_group("A")
-        g.attrs["encoding-type"] = "csr_matrix"
-        g.attrs["encoding-version"] = "0.1.0"
-        g.attrs["shape"] = A.shape
-        g["data"], g["indices"], g["indptr"] = A.data, A.indices, A.indptr
-        fh["b"] = b
+    write_arrays(str(tmp), {"A": A, "b": b})
     tmp.rename(path)
 
 

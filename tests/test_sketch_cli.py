@@ -304,18 +304,6 @@ def test_chunked_and_float32_datasets_are_read_normally(cli, tmp_path):
         np.testing.assert_allclose(read_x(out), x_ref, rtol=1e-9)
 
 
-def write_sparse_group(path, A, encoding="csr_matrix", **extra):
-    """Write A (scipy.sparse) as an anndata-encoded group /A beside a right-hand side /b."""
-    M = A.tocsr() if encoding == "csr_matrix" else A.tocsc()
-    with h5py.File(path, "w") as fh:
-        g = fh.create_group("A")
-        g.attrs["encoding-type"] = encoding
-        g.attrs["shape"] = M.shape
-        g["data"], g["indices"], g["indptr"] = M.data, M.indices, M.indptr
-        for name, value in extra.items():
-            fh[name] = value
-
-
 @pytest.fixture(scope="module")
 def sparse_regression():
     """120000 x 40, 10 nonzeros per row (some rows empty, one row full), columns over 3 decades."""
@@ -333,7 +321,7 @@ def sparse_regression():
 def test_csr_group_streams_in_row_blocks_and_matches_lstsq(cli, tmp_path, fixed_baseline, sparse_regression):
     A, b = sparse_regression
     path = tmp_path / "sparse.h5"
-    write_sparse_group(path, A, b=b)
+    write_arrays(str(path), {"A": A, "b": b})  # A: an anndata csr_matrix group
     out, report = tmp_path / "x.h5", tmp_path / "r.json"
     budget = budget_above_baseline(24)  # A alone takes ~16 MiB as CSR
     result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", out, "--threads", "1", "--quiet",
@@ -367,7 +355,7 @@ def test_streamed_csr_defects_are_input_errors(cli, tmp_path, fixed_baseline, sp
     if defect == "nan":
         A.data[A.indptr[100_500]] = np.nan
     path = tmp_path / "bad.h5"
-    write_sparse_group(path, A, b=b)
+    write_arrays(str(path), {"A": A, "b": b})  # A: an anndata csr_matrix group
     with h5py.File(path, "r+") as fh:
         if defect == "index":
             indices = fh["A/indices"][()]
@@ -391,7 +379,7 @@ def test_streamed_csr_defects_are_input_errors(cli, tmp_path, fixed_baseline, sp
 def test_a_csc_group_beyond_the_budget_is_a_usage_error(cli, tmp_path, fixed_baseline, sparse_regression):
     A, b = sparse_regression
     path = tmp_path / "csc.h5"
-    write_sparse_group(path, A, encoding="csc_matrix", b=b)
+    write_arrays(str(path), {"A": A.tocsc(), "b": b})  # a csc_matrix group
     out = tmp_path / "x.h5"
     result = cli(["sketch-regress", f"{path}:/A", f"{path}:/b", "-o", out, "--threads", "1",
                   "--max-memory", budget_above_baseline(24)])

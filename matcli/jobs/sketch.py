@@ -199,9 +199,9 @@ class Job(FamilyJob):
         sparse = isinstance(self.stream, hdf5_rows.SparseGroup) or hasattr(self.A, "nnz")
         # a sparse A in memory is scattered into the sketch in pieces of bounded size; a streamed one
         # block by block, which the blocks' cost counts (see _plan_blocks)
-        nnz = int(self.A.nnz) if hasattr(self.A, "nnz") else None
+        scattered_nnz = int(self.A.nnz) if hasattr(self.A, "nnz") else None
         plan = MemoryPlan(self.budget, self.baseline, m, n, self.threads, self._matrix_bytes(),
-                          self.stream is not None, kind=sketch, nnz=nnz)
+                          self.stream is not None, kind=sketch, nnz=scattered_nnz)
         method = self.request.method
         if method == "auto":
             method, self.choice_reason = choose_mode(m, n, eps, plan.max_rows(zeta=4))
@@ -231,12 +231,12 @@ class Job(FamilyJob):
             if not ridge >= 0.0 or not np.isfinite(ridge):
                 raise UsageError(f"--ridge {ridge_text!r}: must be a finite number >= 0")
         eps_value = 0.1 if eps is None else float(eps)
-        max_rows = plan.max_rows(zeta=params["nnz_per_column"])
+        zeta = params["nnz_per_column"]
+        max_rows = plan.max_rows(zeta=zeta)
         wanted = int(size) if size is not None else default_sketch_size(
             method, m, n, eps_value, sparse=sparse, streaming=self.stream is not None, kind=sketch)
         d = wanted
         if wanted > max_rows:
-            zeta = params["nnz_per_column"]
             # a requested size (or sketch-and-solve's, set by eps) must fit; a default one is capped
             needed = wanted if size is not None or method == "sketch-and-solve" else min(m, smallest_sketch_rows(n))
             if max_rows < needed:
@@ -268,7 +268,7 @@ class Job(FamilyJob):
         else:
             nnz, layout = (int(self.A.nnz), "sparse csr") if sparse else (m * n, "dense")
         self.problem_info = {"shape": [m, n], "nnz": nnz, "format": layout, "streaming": self.stream is not None}
-        sketch_total = plan.sketch_total(d, params["nnz_per_column"])
+        sketch_total = plan.sketch_total(d, zeta)
         memory = {"budget_bytes": self.budget, "baseline_bytes": self.baseline, "slack_bytes": plan.slack(),
                   "vectors_bytes": plan.vectors(), "matrix_bytes": plan.matrix_bytes,
                   "sketch_bytes": sketch_total}
@@ -276,7 +276,7 @@ class Job(FamilyJob):
             memory["sketch_capped"] = f"{wanted} rows wanted, {d} fit the budget"
         self.problem_info["memory"] = memory
         if self.stream is not None:
-            memory["block_bytes"] = self._plan_blocks(plan, sketch_total, scatter_bytes(sketch, params["nnz_per_column"]))
+            memory["block_bytes"] = self._plan_blocks(plan, sketch_total, scatter_bytes(sketch, zeta))
 
     def _plan_blocks(self, plan: MemoryPlan, sketch_total: int, scatter: int) -> int:
         """Cut the streamed rows into blocks that fit what the plan leaves beside a sketch of

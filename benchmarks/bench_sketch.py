@@ -267,7 +267,7 @@ def streaming_rows(size: str, directory: Path) -> list[Row]:
 
 def stream_row(work: str, budget: str, peer: str, peer_seconds: float, seconds: float, rep: dict, res: float,
                res_ref: float) -> Row:
-    from matcli.jobs.sketch import parse_memory
+    from matcli.core.memory import parse_memory
 
     peak = rep["peak_memory_bytes"]
     best = min(res, res_ref)

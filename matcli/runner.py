@@ -65,7 +65,9 @@ def run_job(request: JobRequest) -> JobOutcome:
     Raises the :mod:`matcli.core.errors` exceptions; under ``--strict`` a negative status raises
     :class:`NotConvergedError` after the output and report are written.
     """
+    from matcli.core.memory import resolve_budget
     from matcli.io.atomic import atomic_write, check_output_path
+    from matcli.io.guard import InputPolicy, input_policy
     from matcli.report import build_report, emit_report, print_summary
     from matcli.threads import thread_limit
 
@@ -77,7 +79,9 @@ def run_job(request: JobRequest) -> JobOutcome:
     timer = PhaseTimer()
     history: dict[str, list[float]] = {}
     callback, progress = _make_callback(request, history)
-    with thread_limit(request.threads) as threads, contextlib.ExitStack() as resources:
+    policy = InputPolicy(max_memory=resolve_budget(request.max_memory),
+                         allow_external=request.allow_external_links)
+    with thread_limit(request.threads) as threads, contextlib.ExitStack() as resources, input_policy(policy):
         with timer.phase("read"):
             job.read()
         with timer.phase("validate"):

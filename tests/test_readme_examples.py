@@ -85,7 +85,7 @@ def test_readme_example_runs(command, tmp_path, monkeypatch):
         # the streaming example's file (100 MB) is streamed; the measured peak stays within the budget
         import json
 
-        from matcli.jobs.sketch import parse_memory
+        from matcli.core.memory import parse_memory
 
         report = json.loads((tmp_path / args[args.index("--report") + 1]).read_text())
         assert report["problem"]["streaming"] and report["info"]["passes_over_file"] > 2

@@ -12,7 +12,8 @@ from matcli.jobs.base import JobRequest
 def build_request(family: str, method: str, inputs: list[str], output: str | None, *,
                   options: dict[str, Any], params: list[str] | None, seed: int | None,
                   report: str | None, force: bool, strict: bool, quiet: bool, monitor: bool,
-                  threads: int | None, backend: str = "local", scheduler: str | None = None) -> JobRequest:
+                  threads: int | None, backend: str = "local", scheduler: str | None = None,
+                  max_memory: str | None = None, allow_external_links: bool = False) -> JobRequest:
     """Freeze what a subcommand parsed into a :class:`JobRequest`, recording the command line."""
     if scheduler and backend != "dask":
         raise UsageError(f"--scheduler {scheduler} needs --backend dask")
@@ -20,7 +21,7 @@ def build_request(family: str, method: str, inputs: list[str], output: str | Non
         family=family, method=method, inputs=tuple(inputs), output=output, options=dict(options),
         params=tuple(params or ()), seed=seed, report=report, force=force, strict=strict,
         quiet=quiet, monitor=monitor, threads=threads, backend=backend, scheduler=scheduler or None,
-        command_line=tuple(sys.argv),
+        max_memory=max_memory, allow_external_links=allow_external_links, command_line=tuple(sys.argv),
     )
 
 

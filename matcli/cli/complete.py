@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from matcli.cli.options import (
-    Backend, BackendOpt, ForceOpt, MaxiterOpt, MonitorOpt, OutOpt, ParamOpt, QuietOpt, ReportOpt, SchedulerOpt, SeedOpt,
+    AllowExternalOpt, Backend, BackendOpt, ForceOpt, MaxMemoryOpt, MaxiterOpt, MonitorOpt, OutOpt, ParamOpt, QuietOpt, ReportOpt, SchedulerOpt, SeedOpt,
     StrictOpt, ThreadsOpt,
 )
 
@@ -82,6 +82,8 @@ def command(
                          "posterior mean) by less than this, relatively.")] = 1e-4,
     backend: BackendOpt = Backend.local,
     scheduler: SchedulerOpt = None,
+    max_memory: MaxMemoryOpt = None,
+    allow_external_links: AllowExternalOpt = False,
     param: ParamOpt = None,
     seed: SeedOpt = None,
     report: ReportOpt = None,
@@ -106,5 +108,6 @@ def command(
     }
     request = build_request("complete", method.value, [observed], out, options=options, params=param, seed=seed,
                             report=report, force=force, strict=strict, quiet=quiet, monitor=monitor,
-                            threads=threads, backend=backend.value, scheduler=scheduler)
+                            threads=threads, backend=backend.value, scheduler=scheduler,
+                            max_memory=max_memory, allow_external_links=allow_external_links)
     execute(request)

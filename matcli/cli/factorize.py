@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from matcli.cli.options import (
+    AllowExternalOpt,
     ForceOpt,
+    MaxMemoryOpt,
     MaxiterOpt,
     MonitorOpt,
     OutOpt,
@@ -74,6 +76,8 @@ def command(
         "--append-rows", help="With --update: rows R appended below MATRIX (spec like R.h5:/R).")] = None,
     append_cols: Annotated[Optional[str], typer.Option(
         "--append-cols", help="With --update: columns C appended right of MATRIX.")] = None,
+    max_memory: MaxMemoryOpt = None,
+    allow_external_links: AllowExternalOpt = False,
     param: ParamOpt = None,
     seed: SeedOpt = None,
     report: ReportOpt = None,

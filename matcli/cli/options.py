@@ -44,3 +44,14 @@ SchedulerOpt = Annotated[
     Optional[str],
     typer.Option("--scheduler", help="--backend dask: address of a running Dask scheduler, e.g. tcp://host:8786."),
 ]
+MaxMemoryOpt = Annotated[
+    Optional[str],
+    typer.Option("--max-memory", help="Memory budget of the run (e.g. 500M, 2G; default: $MATCLI_MAX_MEMORY, else "
+                                      "half the available memory). An input whose declared sizes need more is "
+                                      "refused before it is read (exit 7)."),
+]
+AllowExternalOpt = Annotated[
+    bool,
+    typer.Option("--allow-external-links", help="Follow HDF5 external links, virtual datasets and soft links that "
+                                               "leave the input file (refused by default: exit 4)."),
+]

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from matcli.cli.options import (ForceOpt, MaxiterOpt, MonitorOpt, OutOpt, ParamOpt, QuietOpt, ReportOpt,
+from matcli.cli.options import (AllowExternalOpt, ForceOpt, MaxiterOpt, MonitorOpt, OutOpt, ParamOpt, QuietOpt, ReportOpt,
                                 SeedOpt, StrictOpt, ThreadsOpt)
 
 
@@ -49,11 +49,12 @@ def command(
              "with --eps only its test for consistent systems, ||r|| <= rtol ||b||).")] = 1e-10,
     maxiter: MaxiterOpt = None,
     max_memory: Annotated[Optional[str], typer.Option(
-        "--max-memory", help="Peak memory of the whole process (e.g. 500M, 2G; default: half the available "
-                             "memory). An HDF5 matrix (dense dataset or csr_matrix group) that does not fit "
+        "--max-memory", help="Peak memory of the whole process (e.g. 500M, 2G; default: $MATCLI_MAX_MEMORY, "
+                             "else half the available memory). An HDF5 matrix (dense dataset or csr_matrix group) that does not fit "
                              "beside the solve is streamed in row blocks, one pass over the file per "
                              "iteration; the sketch is capped to fit. The report's problem.memory gives "
                              "the plan.")] = None,
+    allow_external_links: AllowExternalOpt = False,
     param: ParamOpt = None,
     seed: SeedOpt = None,
     report: ReportOpt = None,
@@ -67,8 +68,9 @@ def command(
     from matcli.cli.common import build_request, execute
 
     options = {"sketch": sketch.value, "sketch_size": sketch_size, "eps": eps, "ridge": ridge,
-               "rtol": rtol, "maxiter": maxiter, "max_memory": max_memory}
+               "rtol": rtol, "maxiter": maxiter}
     request = build_request("sketch", mode.value, [matrix, rhs], out, options=options, params=param,
                             seed=seed, report=report, force=force, strict=strict, quiet=quiet,
-                            monitor=monitor, threads=threads)
+                            monitor=monitor, threads=threads,
+                            max_memory=max_memory, allow_external_links=allow_external_links)
     execute(request)

@@ -10,7 +10,9 @@ import typer
 from matcli.cli.options import (
     Backend,
     BackendOpt,
+    AllowExternalOpt,
     ForceOpt,
+    MaxMemoryOpt,
     MaxiterOpt,
     MonitorOpt,
     OutOpt,
@@ -63,6 +65,8 @@ def command(
         "--plot", help="Write a convergence plot (PNG; needs matplotlib).")] = None,
     backend: BackendOpt = Backend.local,
     scheduler: SchedulerOpt = None,
+    max_memory: MaxMemoryOpt = None,
+    allow_external_links: AllowExternalOpt = False,
     param: ParamOpt = None,
     seed: SeedOpt = None,
     report: ReportOpt = None,
@@ -79,5 +83,6 @@ def command(
                "batch": batch, "recycle": recycle, "reorder": reorder, "plot": plot}
     request = build_request("solve", method.value, matrices, out, options=options, params=param, seed=seed,
                             report=report, force=force, strict=strict, quiet=quiet, monitor=monitor,
-                            threads=threads, backend=backend.value, scheduler=scheduler)
+                            threads=threads, backend=backend.value, scheduler=scheduler,
+                            max_memory=max_memory, allow_external_links=allow_external_links)
     execute(request)

@@ -56,6 +56,21 @@ class BackendError(MatcliError):
     exit_code = 6
 
 
+class ResourceError(MatcliError):
+    """The run would need more memory than the budget allows, or the machine ran out (exit code 7).
+
+    Raised before allocating when an input's declared sizes do not fit ``--max-memory``, and by the
+    CLI for a :class:`MemoryError` during the work. The message names the file when one is to blame.
+    """
+
+    exit_code = 7
+
+    def __init__(self, path: object | None, defect: str):
+        self.path = None if path is None else str(path)
+        self.defect = defect
+        super().__init__(f"{self.path}: {defect}" if self.path else defect)
+
+
 class NotSPDError(MatcliError):
     """A method that needs a symmetric positive definite matrix was given one that is not.
 

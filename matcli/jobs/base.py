@@ -43,6 +43,8 @@ class JobRequest:
     backend: str = "local"
     scheduler: str | None = None
     output_format: str | None = None
+    max_memory: str | None = None
+    allow_external_links: bool = False
     command_line: tuple[str, ...] = ()
 
 

@@ -10,8 +10,8 @@ Inputs: ``request.inputs = (A_spec, b_spec)``. Options (``request.options``):
 ``ridge``         str: a non-negative number or ``auto`` (GCV on the sketched problem)
 ``rtol``          float, CGLS tolerance (LSQR's stopping criteria)
 ``maxiter``       int or None
-``max_memory``    str or None, e.g. ``500M``: the peak resident memory of the whole process
-                  (default: half of the available memory). An HDF5 matrix (dense dataset or CSR
+``request.max_memory`` (``--max-memory``, shared by every family), e.g. ``500M``: the peak resident
+                  memory of the whole process (default: half of the available memory). An HDF5 matrix (dense dataset or CSR
                   group) that does not fit beside the solve's vectors and sketch is streamed in
                   row blocks from the file instead of being loaded; the sketch size is capped to
                   fit (:class:`MemoryPlan`). A CSC group that does not fit is a usage error.
@@ -32,12 +32,14 @@ small, see :func:`choose_mode`, else ``precondition``), ``precondition``, ``sket
 
 from __future__ import annotations
 
-import re
 from typing import Any
+
+import os
 
 import numpy as np
 
 from matcli.core.errors import InputError, UsageError
+from matcli.core.memory import mib, resolve_budget
 from matcli.core.timing import resident_memory_bytes
 from matcli.core.registry import get_spec
 from matcli.core.result import Callback, Result, Status
@@ -49,34 +51,6 @@ from matcli.threads import worker_count
 from matcli.methods.sketch.memory import MemoryPlan, scatter_bytes
 from matcli.methods.sketch.regress import MODES, default_sketch_size, smallest_sketch_rows
 from matcli.methods.sketch.sketches import STREAMABLE_KINDS
-
-_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
-def parse_memory(text: str) -> int:
-    """Bytes from ``500M``, ``2G``, ``1.5G``, ``800K``, ``123456`` (binary units); UsageError otherwise."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
-    if not match:
-        raise UsageError(f"--max-memory {text!r}: expected a size such as 500M or 2G")
-    value = float(match.group(1)) * _UNITS[match.group(2)]
-    if value < 1024:
-        raise UsageError(f"--max-memory {text!r}: must be at least 1K")
-    return int(value)
-
-
-def _available_memory() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 * 2**30
-
-
-def _mib(nbytes: float) -> str:
-    return f"{nbytes / 2**20:.1f} MiB"
 
 
 #: ``auto`` with ``--eps`` takes sketch-and-solve only while the sketch that eps needs has at most
@@ -112,10 +86,10 @@ class Job(FamilyJob):
             raise UsageError("sketch-regress needs two inputs: the matrix A and the right-hand side b")
         a_spec, b_spec = self.request.inputs
         options = self.request.options
-        budget_text = options.get("max_memory")
-        self.budget = parse_memory(budget_text) if budget_text else _available_memory() // 2
+        budget_text = self.request.max_memory or os.environ.get("MATCLI_MAX_MEMORY")
+        self.budget = resolve_budget(budget_text)
         self.budget_text = (f"--max-memory {budget_text}" if budget_text else
-                            f"the default memory budget (half the available memory, {_mib(self.budget)})")
+                            f"the default memory budget (half the available memory, {mib(self.budget)})")
         self.baseline = resident_memory_bytes()
         self.threads = worker_count()
         self.A = None
@@ -141,7 +115,7 @@ class Job(FamilyJob):
             if not self._fits(located.shape, in_memory, nnz=located.nnz):
                 if located.encoding != "csr_matrix":
                     raise UsageError(f"{located.path}: {located.encoding} group {located.name} needs about "
-                                     f"{_mib(in_memory)} in memory, more than {self.budget_text} leaves; only "
+                                     f"{mib(in_memory)} in memory, more than {self.budget_text} leaves; only "
                                      "dense datasets and csr_matrix groups can be streamed by rows (store A as "
                                      "csr_matrix) or raise --max-memory")
                 self.stream = located
@@ -245,9 +219,9 @@ class Job(FamilyJob):
                 held = "the process so far and the vectors of length m" if self.stream is not None else \
                     "the process so far, A and the vectors of length m"
                 rest = " and the row blocks half of the rest" if self.stream is not None else ""
-                raise UsageError(f"a sketch of {needed} rows needs {_mib(plan.sketch_total(needed, zeta))}, but under "
-                                 f"{self.budget_text} {held} take {_mib(plan.fixed())}{rest}: {hint}raise "
-                                 f"--max-memory to at least {_mib(plan.least_budget(needed, zeta))}")
+                raise UsageError(f"a sketch of {needed} rows needs {mib(plan.sketch_total(needed, zeta))}, but under "
+                                 f"{self.budget_text} {held} take {mib(plan.fixed())}{rest}: {hint}raise "
+                                 f"--max-memory to at least {mib(plan.least_budget(needed, zeta))}")
             d = max_rows
         self.kernel_options: dict[str, Any] = {
             "sketch": sketch,
@@ -303,9 +277,9 @@ class Job(FamilyJob):
         self.problem_info["memory"]["blocks_held"] = held
         widest = int(np.diff(cost).max())
         if widest > free:
-            raise UsageError(f"{self.budget_text} leaves {_mib(max(free, 0))} for row blocks of A beside the "
-                             f"sketch ({_mib(sketch_total)}), the vectors of length m ({_mib(plan.vectors())}) "
-                             f"and the process so far ({_mib(self.baseline)}); the widest row needs {_mib(widest)}")
+            raise UsageError(f"{self.budget_text} leaves {mib(max(free, 0))} for row blocks of A beside the "
+                             f"sketch ({mib(sketch_total)}), the vectors of length m ({mib(plan.vectors())}) "
+                             f"and the process so far ({mib(self.baseline)}); the widest row needs {mib(widest)}")
         self.cuts = hdf5_rows.row_cuts(cost, free)
         self.problem_info["row_blocks"] = int(self.cuts.size - 1)
         self.problem_info["rows_per_block"] = int(np.diff(self.cuts).max())

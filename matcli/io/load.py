@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,10 +40,9 @@ def check_finite(array, path: str, what: str) -> None:
 
 
 def _require_file(spec: Spec) -> None:
-    if not os.path.exists(spec.path):
-        raise InputError(spec.path, "file not found")
-    if os.path.isdir(spec.path):
-        raise InputError(spec.path, "is a directory, expected a file")
+    from matcli.io.guard import regular_file
+
+    regular_file(spec.path)
 
 
 def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:

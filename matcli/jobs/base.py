@@ -74,6 +74,13 @@ class FamilyJob(abc.ABC):
 
         return [parse_spec(s).path for s in self.request.inputs]
 
+    def side_outputs(self) -> dict[str, str]:
+        """Files written beside the main output, ``{flag: path}`` (``--plot``, ``--predictions-out``).
+
+        The runner checks them with ``-o`` and ``--report`` under one output policy before any work.
+        """
+        return {}
+
     @abc.abstractmethod
     def read(self) -> None:
         """Phase `read` (timed by the runner)."""

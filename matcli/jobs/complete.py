@@ -53,6 +53,10 @@ class Job(FamilyJob):
         specs = list(self.request.inputs) + [s for s in (opts.get("test"), opts.get("predict")) if s]
         return [parse_spec(s).path for s in specs]
 
+    def side_outputs(self) -> dict[str, str]:
+        path = self.request.options.get("predictions_out")
+        return {"--predictions-out": path} if path else {}
+
     # ---------------------------------------------------------------- read
     def read(self) -> None:
         from matcli.io.load import read_observed
@@ -111,14 +115,6 @@ class Job(FamilyJob):
             raise UsageError("--predict needs --predictions-out FILE")
         if opts.get("predictions_out") and self.pairs is None:
             raise UsageError("--predictions-out needs --predict PAIRS")
-        if opts.get("predictions_out"):
-            from pathlib import Path
-
-            from matcli.io.atomic import check_output_path
-
-            if self.request.output and Path(opts["predictions_out"]).resolve() == Path(self.request.output).resolve():
-                raise UsageError("--predictions-out must differ from the model output -o")
-            check_output_path(opts["predictions_out"], self.input_paths(), self.request.force)
 
     # ---------------------------------------------------------------- setup
     def setup(self, rng: np.random.Generator) -> None:
@@ -290,7 +286,7 @@ class Job(FamilyJob):
         from matcli.io.triplets import write_triplets
 
         path = self.request.options["predictions_out"]
-        with atomic_write(path) as tmp:
+        with atomic_write(path, force=self.request.force) as tmp:
             write_triplets(tmp, self.pairs[:, 0], self.pairs[:, 1], self.predictions)
         return {"predictions": path}
 

@@ -347,6 +347,9 @@ class Job(FamilyJob):
             sequences = self.backend.map(solve_chunk, chunks, plan=plan)
         return batch_result(sequences, self.solver.info, callback)
 
+    def side_outputs(self) -> dict[str, str]:
+        return {"--plot": self.plot} if self.plot else {}
+
     # ---------------------------------------------------------- write_extra
     def write_extra(self, result: Result) -> dict[str, str]:
         if not self.plot:
@@ -370,7 +373,7 @@ class Job(FamilyJob):
         ax.legend()
         fig.tight_layout()
         try:
-            with atomic_write(self.plot) as tmp:
+            with atomic_write(self.plot, force=self.request.force) as tmp:
                 fig.savefig(tmp, format="png", dpi=100)
         except OSError as exc:
             raise OutputError(self.plot, f"cannot write plot ({exc})") from None

@@ -1,5 +1,5 @@
 """``python -m matcli``."""
 
-from matcli.cli.app import console_main
+from matcli.cli.entry import console_main
 
 console_main()

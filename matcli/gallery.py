@@ -119,3 +119,28 @@ def poisson_batch(shape: tuple[int, ...], count: int, variation: float,
         out[f"systems/s{t:03d}/b"] = A @ x
         out[f"systems/s{t:03d}/x_true"] = x
     return out
+
+
+def problem_bytes(kind: str, *, n: int, rows: int, cols: int, rank: int, rate: float, count: int) -> float:
+    """An upper estimate of the memory ``matcli generate KIND`` needs, from its options alone.
+
+    Counts the arrays written and the temporaries of their construction (about three times the
+    stored sparse matrices, twice the dense ones), so that the budget check comes before any of them.
+    """
+    def sparse(dim: int) -> float:
+        unknowns = float(n) ** dim
+        return 3 * (2 * dim + 1) * unknowns * 16 + 3 * unknowns * 8
+
+    if kind == "poisson2d":
+        return sparse(2)
+    if kind == "poisson3d":
+        return sparse(3)
+    if kind == "spd":
+        return 4.0 * n * n * 8
+    if kind in ("lowrank", "regression"):
+        return 2.0 * rows * cols * 8 + 2.0 * (rows + cols) * max(rank, 1) * 8
+    if kind == "completion":
+        return 6 * rate * rows * cols * 8 + 2.0 * (rows + cols) * rank * 8
+    if kind == "batch":
+        return count * sparse(2) / 3 * 2
+    raise ValueError(f"unknown problem kind {kind!r}")

@@ -92,8 +92,9 @@ def build_report(request: JobRequest, job: FamilyJob, result: Result, seed: int,
     return _jsonable(report)
 
 
-def emit_report(destination: str | None, report: dict[str, Any]) -> None:
-    """Write the report to ``destination`` atomically, or to stdout when it is ``-``."""
+def emit_report(destination: str | None, report: dict[str, Any], *, force: bool) -> None:
+    """Write the report to ``destination`` atomically (replacing a file only with ``force``), or to
+    stdout when it is ``-``."""
     if destination is None:
         return
     text = json.dumps(report, indent=2, sort_keys=False) + "\n"
@@ -104,7 +105,7 @@ def emit_report(destination: str | None, report: dict[str, Any]) -> None:
     from matcli.core.errors import OutputError
     from matcli.io.atomic import atomic_write
 
-    with atomic_write(destination) as tmp:
+    with atomic_write(destination, force=force) as tmp:
         try:
             with open(tmp, "w") as fh:
                 fh.write(text)

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from matcli.backends import get_backend
-from matcli.core.errors import NotConvergedError, OutputError, UsageError
+from matcli.core.errors import NotConvergedError, UsageError
 from matcli.core.result import Callback, Result
 from matcli.core.rng import make_rng, resolve_seed
 from matcli.core.timing import PhaseTimer, peak_memory_bytes
+from matcli.io.output_policy import STDOUT, Target, check_targets
 from matcli.jobs.base import FamilyJob, JobRequest
 
 JOB_MODULES = {
@@ -66,14 +67,12 @@ def run_job(request: JobRequest) -> JobOutcome:
     :class:`NotConvergedError` after the output and report are written.
     """
     from matcli.core.memory import resolve_budget
-    from matcli.io.atomic import atomic_write, check_output_path
     from matcli.io.guard import InputPolicy, input_policy
     from matcli.report import build_report, emit_report, print_summary
     from matcli.threads import thread_limit
 
     job = load_job(request)
-    if request.output:
-        check_output_path(request.output, job.input_paths(), request.force)
+    check_targets(output_targets(request, job), job.input_paths(), request.force)
     seed = resolve_seed(request.seed)
     rng = make_rng(seed)
     timer = PhaseTimer()
@@ -97,12 +96,11 @@ def run_job(request: JobRequest) -> JobOutcome:
     extra_files: dict[str, str] = {}
     with timer.phase("write"):
         if request.output:
-            attrs = _output_attrs(request, job, result, seed)
-            with atomic_write(request.output) as tmp:
-                write_output(tmp, request.output, result.outputs, attrs)
+            write_output(request, result.outputs, _output_attrs(request, job, result, seed),
+                         f"{request.family} {job.method}")
         extra_files = job.write_extra(result)
     report = build_report(request, job, result, seed, timer, peak_memory_bytes(), threads, extra_files)
-    emit_report(request.report, report)
+    emit_report(request.report, report, force=request.force)
     if not request.quiet:
         print_summary(report)
     if request.strict and not result.status.converged:
@@ -126,18 +124,20 @@ def _output_attrs(request: JobRequest, job: FamilyJob, result: Result, seed: int
     }
 
 
-def write_output(tmp: str, final: str, outputs: dict[str, Any], attrs: dict[str, Any]) -> None:
-    """Write ``outputs`` to ``tmp`` in the format implied by the final name (.mtx or HDF5)."""
-    lowered = final.lower()
-    if lowered.endswith((".mtx", ".mtx.gz")):
-        if not outputs:
-            raise OutputError(final, "this job produced no matrix to write")
-        from matcli.io.mtx import write_mtx
+def output_targets(request: JobRequest, job: FamilyJob) -> list[Target]:
+    """Every file the run will write: ``-o``, ``--report`` and the job's side outputs."""
+    targets = [Target("-o", request.output, "MatrixMarket"), Target("--report", request.report, "JSON")]
+    targets += [Target(flag, path) for flag, path in job.side_outputs().items()]
+    return [t for t in targets if t.path]
 
-        name, value = next(iter(outputs.items()))
-        comment = f"matcli {attrs['family']} {attrs['method']} output '{name}' status {attrs['status']}"
-        write_mtx(tmp, value, comment=comment)
+
+def write_output(request: JobRequest, outputs: dict[str, Any], attrs: dict[str, Any], what: str) -> None:
+    """Write the result's arrays to ``-o``: atomically to a file, or MatrixMarket to standard output."""
+    from matcli.io.atomic import atomic_write
+    from matcli.io.writers import write_result
+
+    if request.output == STDOUT:
+        write_result(STDOUT, STDOUT, outputs, attrs, what)
         return
-    from matcli.io.hdf5 import write_arrays
-
-    write_arrays(tmp, outputs, attrs)
+    with atomic_write(request.output, force=request.force) as tmp:
+        write_result(tmp, request.output, outputs, attrs, what)

@@ -145,15 +145,14 @@ def test_generate_kinds(cli, tmp_path, args, datasets):
         assert fh.attrs["seed"] == 3
 
 
-def test_generate_is_deterministic_and_mtx_output(cli, tmp_path):
+def test_generate_is_deterministic_and_refuses_mtx_for_several_arrays(cli, tmp_path):
     for name in ("a.h5", "b.h5"):
         assert cli(["generate", "spd", "--n", "10", "-o", str(tmp_path / name)]).exit_code == 0
     with h5py.File(tmp_path / "a.h5") as fa, h5py.File(tmp_path / "b.h5") as fb:
         np.testing.assert_array_equal(fa["A"][()], fb["A"][()])
-    assert cli(["generate", "poisson2d", "--n", "5", "-o", str(tmp_path / "p.mtx")]).exit_code == 0
-    from matcli.io.mtx import read_mtx
-
-    assert read_mtx(str(tmp_path / "p.mtx")).shape == (25, 25)
+    # generate writes A, b and x_true: a .mtx output (one matrix) would drop two of them
+    refused = cli(["generate", "poisson2d", "--n", "5", "-o", str(tmp_path / "p.mtx")])
+    assert refused.exit_code == 2 and "A, b, x_true" in refused.stderr and not (tmp_path / "p.mtx").exists()
     assert cli(["generate", "batch", "-o", str(tmp_path / "b.mtx")]).exit_code == 2
 
 

@@ -187,7 +187,7 @@ def test_mtx_and_tsv_inputs(cli, tmp_path):
 
 @pytest.mark.parametrize("args, code, text", [
     (["--predict", "{test}"], 2, "--predictions-out"),
-    (["--predict", "{test}", "--predictions-out", "{out}"], 2, "must differ"),
+    (["--predict", "{test}", "--predictions-out", "{out}"], 5, "name the same file"),
     (["--clip", "5,1"], 2, "lo < hi"),
     (["--clip", "a"], 2, "--clip"),
     (["--rank", "0"], 2, "--rank"),

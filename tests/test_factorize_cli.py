@@ -158,17 +158,16 @@ def test_nmf_and_cur_through_the_cli(cli, tmp_path, shared_data):
         assert fh["col_indices"].shape == (10,) and fh["U"].shape == (10, 10)
 
 
-def test_mtx_output_holds_the_first_factor(cli, tmp_path):
-    from matcli.io.load import read_matrix
-
+def test_mtx_output_of_several_factors_is_refused_naming_them(cli, tmp_path):
+    """LU writes L, U and the permutations: a .mtx output (one matrix) is an error, not L alone."""
     A = np.random.default_rng(1).standard_normal((20, 20))
     path = tmp_path / "A.h5"
     write_arrays(str(path), {"A": A})
     out = tmp_path / "L.mtx"
     result, _ = run(cli, [path, "--kind", "lu", "-o", out], tmp_path)
-    assert result.exit_code == 0, result.stderr
-    L = read_matrix(str(out))
-    assert L.shape == (20, 20) and np.allclose(np.diag(L), 1)
+    assert result.exit_code == 2, result.stderr
+    assert "a MatrixMarket file holds one matrix" in result.stderr and "L, U" in result.stderr
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["A.h5"]
 
 
 @pytest.mark.parametrize("args, code, needle", [

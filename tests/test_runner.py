@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from matcli import runner
-from matcli.core.errors import InputError, NotConvergedError, OutputError
+from matcli.core.errors import InputError, NotConvergedError, OutputError, UsageError
 from matcli.core.result import Result, Status
 from matcli.jobs.base import FamilyJob, JobRequest
 
@@ -78,10 +78,10 @@ def test_phases_output_and_report(tmp_path, echo_family):
 
 
 def test_recorded_seed_reproduces_the_run(tmp_path, echo_family):
-    first = runner.run_job(request(tmp_path, seed=None, output=str(tmp_path / "a.h5")))
+    first = runner.run_job(request(tmp_path, seed=None, output=str(tmp_path / "a.h5"), report=None))
     seed = first.report["seed"]
-    again = runner.run_job(request(tmp_path, seed=seed, output=str(tmp_path / "b.h5")))
-    other = runner.run_job(request(tmp_path, seed=seed + 1, output=str(tmp_path / "c.h5")))
+    again = runner.run_job(request(tmp_path, seed=seed, output=str(tmp_path / "b.h5"), report=None))
+    other = runner.run_job(request(tmp_path, seed=seed + 1, output=str(tmp_path / "c.h5"), report=None))
     assert first.report["info"]["draw"] == again.report["info"]["draw"]
     assert first.report["info"]["draw"] != other.report["info"]["draw"]
 
@@ -112,11 +112,11 @@ def test_existing_output_needs_force_and_input_is_never_overwritten(tmp_path, ec
         runner.run_job(request(tmp_path, output=str(tmp_path / "in.mtx"), force=True))
 
 
-def test_mtx_output_writes_first_array(tmp_path, echo_family):
-    runner.run_job(request(tmp_path, output=str(tmp_path / "x.mtx")))
-    from matcli.io.mtx import read_mtx
-
-    np.testing.assert_array_equal(read_mtx(str(tmp_path / "x.mtx")).ravel(), np.arange(3.0))
+def test_mtx_output_of_several_arrays_is_refused_naming_them(tmp_path, echo_family):
+    """A MatrixMarket file holds one matrix: a result of two is an error, never its first array alone."""
+    with pytest.raises(UsageError, match=r"2 arrays \(x, factors/L\)"):
+        runner.run_job(request(tmp_path, output=str(tmp_path / "x.mtx"), report=None))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_summary_shows_ratios_near_one_by_their_distance_from_one():

@@ -1,7 +1,8 @@
 """Assemble the Typer app and map exceptions to exit codes (the only place that does).
 
 Exit codes: 0 ok; 1 internal bug; 2 usage error; 3 not converged (--strict); 4 input error;
-5 output error; 6 backend error.
+5 output error; 6 backend error; 7 resource limit; 129/130/143 stopped by SIGHUP/SIGINT/SIGTERM;
+141 standard output closed (broken pipe).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ app = typer.Typer(
     name="matcli",
     help="Batch solvers for matrix problems: linear systems, matrix completion, sketched least "
     "squares, factorizations. Exit codes: 0 ok, 1 internal error, 2 usage, 3 not converged "
-    "(--strict), 4 input error, 5 output error, 6 backend error.",
+    "(--strict), 4 input error, 5 output error, 6 backend error, 7 resource limit, "
+    "130/143/129 stopped by SIGINT/SIGTERM/SIGHUP, 141 broken pipe.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -31,34 +33,83 @@ app.command("generate", help="Write test problems (Poisson, SPD, low-rank, regre
 app.command("methods", help="List registered methods and their --param keys.")(methods.command)
 
 
+def _usage_line(exc: Exception) -> str:
+    """One line for a click/typer parsing error: the command, the message, where help is."""
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "matcli"
+    message = " ".join(exc.format_message().split())
+    return f"{where}: usage error: {message} (see {where} --help)"
+
+
+def _say(line: str) -> None:
+    """Print one line on stderr; a closed stderr is not an error worth a traceback."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _is_broken_pipe(exc: BaseException | None) -> bool:
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno == errno.EPIPE
+
+
+def _silence_closed_streams() -> None:
+    """After EPIPE, point stdout/stderr at /dev/null so the interpreter's final flush stays silent."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.__stdout__, sys.__stderr__):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code. Errors print one line on stderr, never a traceback."""
+    """Run the CLI; return the exit code. Errors print one line on stderr, never a traceback.
+
+    Exit codes: 0 ok, 1 internal error (a bug), 2 usage, 3 not converged (``--strict``), 4 input,
+    5 output, 6 backend, 7 resource (memory budget or out of memory), 130 interrupted (SIGINT,
+    in-process; the console script exits 130/143/129 from :mod:`matcli.cli.signals`), 141 a closed
+    standard output or error (broken pipe), as a shell reports a process ended by SIGPIPE.
+    """
     from matcli.core.errors import MatcliError
 
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="matcli", standalone_mode=False)
+        code = command.main(args=argv, prog_name="matcli", standalone_mode=False)
     except MatcliError as exc:
-        print(f"matcli: error: {exc}", file=sys.stderr)
+        _say(f"matcli: error: {exc}")
         return exc.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        print("matcli: interrupted", file=sys.stderr)
+        _say("matcli: interrupted")
         return 130
     except MemoryError:
-        print("matcli: error: out of memory (try a smaller problem or a streaming/iterative method)",
-              file=sys.stderr)
-        return 1
+        _say("matcli: error: out of memory (lower the problem size, set --max-memory to have inputs checked "
+             "against a budget first, or use a streaming/iterative method)")
+        return 7
+    except SystemExit as exc:
+        # typer turns EPIPE into sys.exit(1) with the OSError as context.
+        if _is_broken_pipe(exc.__context__):
+            _silence_closed_streams()
+            return 141
+        return exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:  # noqa: BLE001 - the one place that turns failures into exit codes
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
-            exc.show()  # click-style usage error (typer vendors click in recent releases)
+        if _is_broken_pipe(exc):
+            _silence_closed_streams()
+            return 141
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            _say(exc.format_message())  # `matcli` alone: the help text, as no_args_is_help promises
+            return 2
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            _say(_usage_line(exc))  # click's usage errors (typer vendors click in recent releases)
             return int(exc.exit_code)
-        print(f"matcli: internal error: {type(exc).__name__}: {exc} (please report this bug)", file=sys.stderr)
+        _say(f"matcli: internal error: {type(exc).__name__}: {exc} (please report this bug)")
         return 1
-    return 0
-
-
-def console_main() -> None:
-    """Entry point of the ``matcli`` console script."""
-    sys.exit(main())
+    if code == 130:
+        _say("matcli: interrupted")
+    return code if isinstance(code, int) else 0

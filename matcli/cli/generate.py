@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from matcli.cli.options import ForceOpt, OutOpt, SeedOpt
+from matcli.cli.options import ForceOpt, MaxMemoryOpt, OutOpt, SeedOpt
 
 
 class Kind(str, enum.Enum):
@@ -36,15 +36,24 @@ def command(
     count: Annotated[int, typer.Option("--count", min=1, help="Number of systems (batch).")] = 8,
     variation: Annotated[float, typer.Option("--variation", min=0.0, help="Shift change between systems (batch).")] = 0.05,
     seed: SeedOpt = 0,
+    max_memory: MaxMemoryOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Write a deterministic test problem (given --seed) to HDF5, or its matrix alone to .mtx."""
     from matcli import gallery
     from matcli.core.errors import UsageError
+    from matcli.core.memory import resolve_budget
     from matcli.core.rng import make_rng, resolve_seed
-    from matcli.io.atomic import atomic_write, check_output_path
+    from matcli.io.atomic import atomic_write
+    from matcli.io.guard import InputPolicy, check_allocation, input_policy
+    from matcli.io.output_policy import STDOUT, Target, check_targets
+    from matcli.io.writers import output_format, single_matrix, write_mtx_file, write_mtx_stream
 
-    check_output_path(out, [], force)
+    check_targets([Target("-o", out, "MatrixMarket")], [], force)
+    with input_policy(InputPolicy(max_memory=resolve_budget(max_memory))):
+        check_allocation(f"generate {kind.value}",
+                         gallery.problem_bytes(kind.value, n=n, rows=rows, cols=cols, rank=rank, rate=rate,
+                                               count=count), "the problem")
     rng = make_rng(resolve_seed(seed))
     group_attrs: dict[str, dict[str, object]] = {}
     if kind is Kind.poisson2d:
@@ -64,16 +73,19 @@ def command(
         group_attrs = {g: {"shape": [rows, cols]} for g in ("observed", "test") if f"{g}/row" in arrays}
     else:
         arrays = gallery.poisson_batch((n, n), count, variation, rng)
-    with atomic_write(out) as tmp:
-        if out.lower().endswith((".mtx", ".mtx.gz")):
-            from matcli.io.mtx import write_mtx
+    fmt = output_format(out)
+    comment = f"matcli generate {kind.value} seed {seed}"
+    if fmt == "hdf5":
+        from matcli.io.hdf5 import write_arrays
 
-            if "A" not in arrays:
-                raise UsageError(f"{kind.value} has no single matrix to write as .mtx; use .h5")
-            write_mtx(tmp, arrays["A"], comment=f"matcli generate {kind.value} seed {seed}")
-        else:
-            from matcli.io.hdf5 import write_arrays
-
+        with atomic_write(out, force=force) as tmp:
             write_arrays(tmp, arrays, {"generator": kind.value, "seed": seed}, group_attrs)
+    else:
+        _, matrix = single_matrix(out, arrays, f"generate {kind.value}")
+        if out == STDOUT:
+            write_mtx_stream(typer.get_binary_stream("stdout"), matrix, comment)
+        else:
+            with atomic_write(out, force=force) as tmp:
+                write_mtx_file(tmp, fmt, matrix, comment, display=out)
     names = sorted({key.split("/")[0] for key in arrays})
     typer.echo(f"wrote {out}: {kind.value} ({', '.join(names)})", err=True)

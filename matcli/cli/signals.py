@@ -1,0 +1,65 @@
+"""Ending a run on SIGINT, SIGTERM or SIGHUP: at once, with one line, and no file left behind.
+
+Python runs signal handlers in the main thread between bytecodes, so a handler alone would wait
+for a long LAPACK or HDF5 call to return. Instead, Python's C-level handler writes the signal
+number to a wakeup pipe (:func:`signal.set_wakeup_fd`) as soon as the signal arrives, and a watcher
+thread blocked on that pipe removes this process's temporary files
+(:data:`matcli.io.atomic.LIVE_TEMPS`), prints one line and ends the process with ``128 + signal``
+(130, 143, 129), the code a shell reports for a process killed by that signal.
+
+The watcher takes :data:`matcli.io.atomic.TEMP_LOCK`, which publishing an output also holds, so an
+output is either published whole before the process ends or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from matcli.io.atomic import LIVE_TEMPS, TEMP_LOCK
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """The Python-level handler: nothing to do, the watcher thread acts on the wakeup byte."""
+
+
+def _watch(read_fd: int) -> None:
+    while True:
+        try:
+            data = os.read(read_fd, 1)
+        except InterruptedError:
+            continue
+        if not data:
+            return
+        signum = data[0]
+        if signum in SIGNALS:
+            stop(signum)
+
+
+def stop(signum: int) -> None:
+    """Remove live temporary files, print one line, and end the process with ``128 + signum``."""
+    with TEMP_LOCK:
+        for path in list(LIVE_TEMPS):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        name = signal.Signals(signum).name
+        try:
+            os.write(2, f"matcli: stopped by {name}; no output was published\n".encode())
+        except OSError:
+            pass
+        os._exit(128 + signum)
+
+
+def install() -> None:
+    """Route SIGINT, SIGTERM and SIGHUP to the watcher thread (main thread of the CLI process only)."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    for signum in SIGNALS:
+        signal.signal(signum, _ignore)
+    threading.Thread(target=_watch, args=(read_fd,), name="matcli-signals", daemon=True).start()

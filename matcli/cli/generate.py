@@ -47,9 +47,11 @@ def command(
     from matcli.io.atomic import atomic_write
     from matcli.io.guard import InputPolicy, check_allocation, input_policy
     from matcli.io.output_policy import STDOUT, Target, check_targets
-    from matcli.io.writers import output_format, single_matrix, write_mtx_file, write_mtx_stream
+    from matcli.io.writers import output_format, single_matrix, write_mtx_file, write_mtx_stdout
 
     check_targets([Target("-o", out, "MatrixMarket")], [], force)
+    if kind in (Kind.lowrank, Kind.completion) and rank > min(rows, cols):
+        raise UsageError(f"--rank {rank}: a {kind.value} problem of {rows} x {cols} has rank at most {min(rows, cols)}")
     with input_policy(InputPolicy(max_memory=resolve_budget(max_memory))):
         check_allocation(f"generate {kind.value}",
                          gallery.problem_bytes(kind.value, n=n, rows=rows, cols=cols, rank=rank, rate=rate,
@@ -83,7 +85,7 @@ def command(
     else:
         _, matrix = single_matrix(out, arrays, f"generate {kind.value}")
         if out == STDOUT:
-            write_mtx_stream(typer.get_binary_stream("stdout"), matrix, comment)
+            write_mtx_stdout(matrix, comment)
         else:
             with atomic_write(out, force=force) as tmp:
                 write_mtx_file(tmp, fmt, matrix, comment, display=out)

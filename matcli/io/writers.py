@@ -8,6 +8,7 @@ matrix; a result of several arrays is refused with their names rather than writt
 from __future__ import annotations
 
 import gzip
+import io
 import sys
 from typing import Any, BinaryIO, Mapping
 
@@ -56,6 +57,19 @@ def write_mtx_stream(stream: BinaryIO, matrix: Any, comment: str = "") -> None:
     scipy.io.mmwrite(stream, _matrix(matrix), comment=comment)
 
 
+def write_mtx_stdout(matrix: Any, comment: str = "") -> None:
+    """Write one matrix to standard output (its binary buffer, or as text where it has none)."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        staged = io.BytesIO()
+        write_mtx_stream(staged, matrix, comment)
+        sys.stdout.write(staged.getvalue().decode("ascii"))
+    else:
+        sys.stdout.flush()
+        write_mtx_stream(buffer, matrix, comment)
+        buffer.flush()
+
+
 def write_mtx_file(path: str, fmt: str, matrix: Any, comment: str = "", *, display: str | None = None) -> None:
     """Write one matrix to ``path`` as ``mtx`` or gzip-compressed ``mtx.gz`` (``display``: name in errors)."""
     try:
@@ -88,7 +102,6 @@ def write_result(path: str, name: str, outputs: Mapping[str, Any], attrs: Mappin
     array_name, value = single_matrix(name, outputs, what)
     comment = f"matcli {what} output '{array_name}' status {attrs.get('status', '')}"
     if name == "-":
-        write_mtx_stream(sys.stdout.buffer, value, comment)
-        sys.stdout.flush()
+        write_mtx_stdout(value, comment)
         return
     write_mtx_file(path, fmt, value, comment, display=name)

@@ -49,7 +49,8 @@ def test_exact_recovery_end_to_end(cli, problem, tmp_path):
     M = truth["U_true"] @ truth["V_true"].T
     err = np.linalg.norm(model["U"] @ model["V"].T - M) / np.linalg.norm(M)
     assert err < 1e-6
-    assert set(model) == {"U", "V"}
+    assert set(model) == {"U", "V", "row_ids", "col_ids"}
+    np.testing.assert_array_equal(model["row_ids"], np.arange(1, 301))
     rep = json.loads(report.read_text())
     assert rep["family"] == "complete" and rep["method"] == "als-exact" and rep["method_requested"] == "auto"
     assert rep["method_reason"]

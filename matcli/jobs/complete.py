@@ -5,6 +5,13 @@ Options (``request.options``): ``rank`` (int or "auto"), ``reg`` (float, "auto" 
 method default), ``bias`` (bool), ``validate`` (held-out fraction, 0 = none), ``test`` (spec or
 None), ``predict`` (spec or None), ``predictions_out`` (path or None), ``clip`` ((lo, hi) or
 None), ``maxiter`` (int or None), ``rtol`` (float), ``shape`` ((m, n) or None).
+
+Ids: the model has one factor row per row id the training file keeps (:mod:`matcli.io.ids`: the
+whole id space when that costs at most twice the observed ids, e.g. 943 x 1682 for MovieLens,
+otherwise only the observed ids) and stores their ids as ``row_ids`` / ``col_ids`` (uint64,
+1-based: the ratings file's ids, MatrixMarket row numbers, HDF5 index + 1). Test and predict
+entries are mapped through these ids; an id without a factor row is predicted from the biases
+alone. Predictions are written with the ids as given.
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ import numpy as np
 from matcli.core.errors import InputError, UsageError
 from matcli.core.registry import get_spec
 from matcli.core.result import Callback, Result, no_callback
+from matcli.io.guard import check_allocation
 from matcli.jobs.base import FamilyJob
 from matcli.methods.complete.specs import DEFAULT_MAXITER, DEFAULT_REG
 
 if TYPE_CHECKING:
-    from matcli.methods.complete.common import Heldout
+    from matcli.io.load import Observed
+    from matcli.methods.complete.common import FactorModel, Heldout
 
 #: Candidate ranks and ridge weights tried by ``--rank auto`` / ``--reg auto``.
 RANK_GRID = (1, 2, 3, 5, 8, 12, 16, 24)
@@ -33,6 +42,8 @@ EXACT_RANK_LIMIT = 24
 INTERPOLATION_TOL = 1e-10
 #: Validation fraction used by ``auto`` selection when ``--validate`` is not given.
 AUTO_VALIDATE = 0.1
+#: Arrays of ``rank + 8`` floats per factor row a fit holds at once (see :func:`factor_bytes`).
+WORK_COLUMNS = 8
 
 
 class Job(FamilyJob):
@@ -42,7 +53,7 @@ class Job(FamilyJob):
         super().__init__(request)
         self.observed = None
         self.test = None
-        self.pairs: np.ndarray | None = None
+        self.pairs = None
         self.predictions: np.ndarray | None = None
         self.split: dict[str, Any] = {}
 
@@ -60,30 +71,15 @@ class Job(FamilyJob):
     # ---------------------------------------------------------------- read
     def read(self) -> None:
         from matcli.io.load import read_observed
-        from matcli.io.spec import parse_spec
 
         opts = self.request.options
         if len(self.request.inputs) != 1:
             raise UsageError("complete takes exactly one observed-entries input")
-        spec = self.request.inputs[0]
-        shape = opts.get("shape")
-        self.observed = read_observed(spec, shape)
+        self.observed = read_observed(self.request.inputs[0], opts.get("shape"))
         if opts.get("test"):
-            self.test = read_observed(opts["test"])
+            self.test = read_observed(opts["test"], training=self.observed)
         if opts.get("predict"):
-            self.pairs = _read_pairs(opts["predict"])
-        # Triplet files carry no shape: grow it to cover ids seen only in the test/predict files
-        # (those rows/columns get zero factors: the prediction falls back to the biases).
-        if shape is None and parse_spec(spec).kind == "triplets":
-            from dataclasses import replace
-
-            m, n = self.observed.shape
-            coords = [(self.test.rows, self.test.cols)] if self.test is not None else []
-            if self.pairs is not None:
-                coords.append((self.pairs[:, 0], self.pairs[:, 1]))
-            for rows, cols in coords:
-                m, n = max(m, int(rows.max()) + 1), max(n, int(cols.max()) + 1)
-            self.observed = replace(self.observed, shape=(m, n))
+            self.pairs = _read_pairs(opts["predict"], self.observed)
 
     # ---------------------------------------------------------------- validate
     def validate(self) -> None:
@@ -92,10 +88,6 @@ class Job(FamilyJob):
         m, n = obs.shape
         if obs.nnz == 0:
             raise InputError(obs.path, "no observed entries")
-        if self.test is not None:
-            _check_inside(self.test.rows, self.test.cols, obs.shape, self.test.path)
-        if self.pairs is not None:
-            _check_inside(self.pairs[:, 0], self.pairs[:, 1], obs.shape, opts["predict"])
         rank = opts.get("rank", 10)
         if rank != "auto" and not 1 <= int(rank) <= min(m, n):
             raise UsageError(f"--rank {rank}: must be between 1 and min(m, n) = {min(m, n)}")
@@ -141,6 +133,9 @@ class Job(FamilyJob):
                                       "half-step keeps a sweep at O(|Omega| k)")
         if DEFAULT_REG[self.method] is None and reg_opt is not None:
             raise UsageError(f"--reg does not apply to method {self.method} (it learns its regularisation)")
+        largest = min(max(RANK_GRID) if rank_opt == "auto" else int(rank_opt), m, n)
+        check_allocation(obs.path, factor_bytes(m, n, largest, self.method),
+                         f"{self.method} factors of {m} x {n} factor rows at rank {largest}")
         self.spec = get_spec("complete", self.method)
         self.params = self.spec.resolve_params(list(self.request.params))
         self.resolved_params = {
@@ -151,14 +146,18 @@ class Job(FamilyJob):
         }
         self.atol = INTERPOLATION_TOL * float(np.sqrt(np.mean(obs.values**2)))
         self.problem_info = {
-            "shape": [m, n], "observed": obs.nnz, "sampling_rate": obs.nnz / (float(m) * n),
+            "shape": [m, n], "id_space": list(obs.id_space),
+            "compacted": {"rows": obs.row_ids.compacted, "cols": obs.col_ids.compacted},
+            "observed": obs.nnz, "sampling_rate": obs.nnz / (float(m) * n),
             "value_range": [float(obs.values.min()), float(obs.values.max())],
             "train_entries": obs.nnz - int(self.split["val"].size), "validation_entries": int(self.split["val"].size),
         }
         if self.test is not None:
             self.problem_info["test_entries"] = self.test.nnz
+            self.problem_info["test_entries_bias_only"] = _bias_only(self.test.rows, self.test.cols)
         if self.pairs is not None:
-            self.problem_info["prediction_pairs"] = int(self.pairs.shape[0])
+            self.problem_info["prediction_pairs"] = int(self.pairs.rows.size)
+            self.problem_info["prediction_pairs_bias_only"] = _bias_only(self.pairs.rows, self.pairs.cols)
 
     # ---------------------------------------------------------------- compute
     def compute(self, callback: Callback) -> Result:
@@ -199,12 +198,14 @@ class Job(FamilyJob):
             result.metrics["val_rmse"] = best["val_rmse"]
             result.info["selection"] = selection
             result.info["selected"] = {"rank": rank, "reg": reg, "refit_on_all_entries": True}
+        result.outputs["row_ids"] = obs.row_ids.ids()
+        result.outputs["col_ids"] = obs.col_ids.ids()
         if self.test is not None:
-            err = model.predict(self.test.rows, self.test.cols, clip) - self.test.values
+            err = _predict(model, self.test.rows, self.test.cols, clip) - self.test.values
             result.metrics["test_rmse"] = rmse(err)
             result.metrics["test_mae"] = float(np.mean(np.abs(err)))
         if self.pairs is not None:
-            self.predictions = model.predict(self.pairs[:, 0], self.pairs[:, 1], clip)
+            self.predictions = _predict(model, self.pairs.rows, self.pairs.cols, clip)
         rows_seen = np.bincount(_subset(obs.rows, fit_idx), minlength=obs.shape[0]) > 0
         cols_seen = np.bincount(_subset(obs.cols, fit_idx), minlength=obs.shape[1]) > 0
         result.info["rows_without_observations"] = int(np.sum(~rows_seen))
@@ -287,7 +288,7 @@ class Job(FamilyJob):
 
         path = self.request.options["predictions_out"]
         with atomic_write(path, force=self.request.force) as tmp:
-            write_triplets(tmp, self.pairs[:, 0], self.pairs[:, 1], self.predictions)
+            write_triplets(tmp, self.pairs.row_ids, self.pairs.col_ids, self.predictions)
         return {"predictions": path}
 
 
@@ -354,43 +355,69 @@ def _split(count: int, fraction: float, rng: np.random.Generator) -> dict[str, n
     return {"train": np.sort(perm[n_val:]), "val": np.sort(perm[:n_val])}
 
 
-def _check_inside(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], path: str) -> None:
-    if rows.size and (rows.max() >= shape[0] or cols.max() >= shape[1]):
-        raise InputError(path, f"entry ({int(rows.max()) + 1}, {int(cols.max()) + 1}) lies outside the "
-                               f"{shape[0]}x{shape[1]} training matrix")
+@dataclass(frozen=True)
+class Pairs:
+    """Entries to predict: factor ``rows``/``cols`` (P,) int64 (-1: the id has no factor row) and
+    the ``row_ids``/``col_ids`` (P,) uint64 they were given as (1-based), for the predictions file."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    row_ids: np.ndarray
+    col_ids: np.ndarray
 
 
-def _read_pairs(spec: str) -> np.ndarray:
-    """(row, col) pairs, 0-based int64 (P, 2), from a text file of 1-based ids (extra columns
-    ignored) or an HDF5 COO group (``row``/``col``, 0-based)."""
+def factor_bytes(m: int, n: int, rank: int, method: str) -> float:
+    """Bytes a fit holds per factor row, times the m + n rows: about ``WORK_COLUMNS`` arrays of
+    ``rank + 8`` columns (factors, the spectral initialisation's blocks, a CG half-step's vectors),
+    plus a k x k precision matrix per row for bpmf."""
+    per_row = WORK_COLUMNS * (rank + 8) + (rank * rank if method == "bpmf" else 0)
+    return 8.0 * (m + n) * per_row
+
+
+def _bias_only(rows: np.ndarray, cols: np.ndarray) -> int:
+    return int(np.count_nonzero((rows < 0) | (cols < 0)))
+
+
+def _predict(model: FactorModel, rows: np.ndarray, cols: np.ndarray, clip: tuple[float, float] | None) -> np.ndarray:
+    """Predictions at factor ``rows``/``cols`` (N,) int64. Where one of them is -1 (an id without a
+    factor row) the entry gets the bias-only prediction: mu plus the bias of the side that is known."""
+    known = (rows >= 0) & (cols >= 0)
+    if known.all():
+        return model.predict(rows, cols, clip)
+    pred = np.zeros(rows.size)
+    pred[known] = model.predict(rows[known], cols[known])
+    if model.has_bias:
+        pred[~known] = model.mu
+        for side, bias in ((rows, model.row_bias), (cols, model.col_bias)):
+            only = (side >= 0) & ~known
+            pred[only] += bias[side[only]]
+    if clip is not None:
+        np.clip(pred, clip[0], clip[1], out=pred)
+    return pred
+
+
+def _read_pairs(spec: str, training: Observed) -> Pairs:
+    """Pairs to predict, mapped through the training file's ids: a text file of ``user item``
+    lines (:func:`matcli.io.triplets.read_pairs`; ids outside a declared training shape are an
+    InputError naming the line) or an HDF5 COO group / coordinate ``.mtx``."""
+    from matcli.io.ids import check_extent
     from matcli.io.spec import parse_spec
 
     parsed = parse_spec(spec)
+    line_of = None
     if parsed.kind in ("hdf5", "mtx"):
         from matcli.io.load import read_observed
 
-        obs = read_observed(spec)
-        return np.column_stack([obs.rows, obs.cols]).astype(np.int64)
-    import os
+        own = read_observed(spec)
+        users, items = own.row_ids.ids()[own.rows], own.col_ids.ids()[own.cols]
+    else:
+        from functools import partial
 
-    if not os.path.isfile(parsed.path):
-        raise InputError(parsed.path, "file not found")
-    with open(parsed.path, encoding="utf-8", errors="replace") as fh:
-        first = fh.readline()
-    delimiter = "," if parsed.path.lower().endswith(".csv") or ("," in first and "\t" not in first) else None
-    fields = first.replace(",", " ").split()
-    skip = 0
-    try:
-        float(fields[0]) if fields else None
-    except ValueError:
-        skip = 1
-    try:
-        table = np.loadtxt(parsed.path, delimiter=delimiter, skiprows=skip, usecols=(0, 1), dtype=np.float64,
-                           ndmin=2, comments="#")
-    except (ValueError, IndexError) as exc:
-        raise InputError(parsed.path, f"malformed pairs: {str(exc).splitlines()[0] if str(exc) else 'bad line'}") from None
-    if table.shape[0] == 0:
-        raise InputError(parsed.path, "no pairs in file")
-    if not np.isfinite(table).all() or np.any(table != np.round(table)) or table.min() < 1:
-        raise InputError(parsed.path, "row/column ids must be positive integers (1-based)")
-    return table.astype(np.int64) - 1
+        from matcli.io.triplets import line_of_entry, read_pairs
+
+        users, items = read_pairs(parsed.path)
+        line_of = partial(line_of_entry, parsed.path, min_columns=2)
+    row_keys, col_keys = users - np.uint64(1), items - np.uint64(1)
+    if training.row_ids.declared:
+        check_extent(parsed.path, row_keys, col_keys, training.id_space, "training matrix", line_of)
+    return Pairs(training.row_ids.rows_of(row_keys), training.col_ids.rows_of(col_keys), users, items)

@@ -88,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         _say("matcli: interrupted")
         return 130
-    except MemoryError:
-        _say("matcli: error: out of memory (lower the problem size, set --max-memory to have inputs checked "
+    except MemoryError as exc:
+        what = f"out of memory: {exc}" if str(exc) else "out of memory"
+        _say(f"matcli: error: {what} (lower the problem size, set --max-memory to have inputs checked "
              "against a budget first, or use a streaming/iterative method)")
         return 7
     except SystemExit as exc:

@@ -79,7 +79,9 @@ def condition_estimate(A) -> tuple[float | None, str]:
         s = np.linalg.svd(dense, compute_uv=False)
         return (float(s[0] / s[-1]) if s[-1] > 0 else float("inf")), "2-norm, exact (SVD)"
     if m == n and sp.issparse(A) and A.nnz <= 2_000_000:
-        from scipy.sparse.linalg import LinearOperator, onenormest, splu
+        from scipy.sparse.linalg import LinearOperator, onenormest
+
+        from matcli.core.superlu import splu
 
         try:
             lu = splu(sp.csc_matrix(A))

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import ArpackNoConvergence, eigs, eigsh, splu
+from scipy.sparse.linalg import ArpackNoConvergence, eigs, eigsh
 
 from matcli.core.result import Callback, Result, Status, no_callback
+from matcli.core.superlu import splu
 from matcli.methods.factorize.metrics import frobenius_norm, orthogonality_loss
 
 

@@ -44,7 +44,7 @@ def _splu(A, *, kind: str, perm_c: np.ndarray | None = None):
     """SuperLU of sparse ``A``. ``cholesky`` uses a symmetric ordering of A + A^T and diagonal
     pivots only (an LDL^T-like factorization without pivoting, which exists iff the leading
     minors are nonzero; its pivots are all positive iff A is positive definite)."""
-    from scipy.sparse.linalg import splu
+    from matcli.core.superlu import splu
 
     A_csc = sp.csc_matrix(A)
     if perm_c is not None:

@@ -73,6 +73,7 @@ def run_job(request: JobRequest) -> JobOutcome:
 
     job = load_job(request)
     check_targets(output_targets(request, job), job.input_paths(), request.force)
+    _check_single_matrix(request, job)
     seed = resolve_seed(request.seed)
     rng = make_rng(seed)
     timer = PhaseTimer()
@@ -129,6 +130,15 @@ def output_targets(request: JobRequest, job: FamilyJob) -> list[Target]:
     targets = [Target("-o", request.output, "MatrixMarket"), Target("--report", request.report, "JSON")]
     targets += [Target(flag, path) for flag, path in job.side_outputs().items()]
     return [t for t in targets if t.path]
+
+
+def _check_single_matrix(request: JobRequest, job: FamilyJob) -> None:
+    """Refuse a MatrixMarket ``-o`` before any work when the job already knows it writes several arrays."""
+    from matcli.io.writers import output_format, single_matrix
+
+    names = job.output_arrays()
+    if request.output and names is not None and output_format(request.output) != "hdf5":
+        single_matrix(request.output, dict.fromkeys(names), f"{request.family} {job.method}")
 
 
 def write_output(request: JobRequest, outputs: dict[str, Any], attrs: dict[str, Any], what: str) -> None:

@@ -119,6 +119,13 @@ def test_mtx_output_of_several_arrays_is_refused_naming_them(tmp_path, echo_fami
     assert list(tmp_path.iterdir()) == []
 
 
+def test_mtx_output_of_known_several_arrays_is_refused_before_reading(tmp_path, echo_family, monkeypatch):
+    monkeypatch.setattr(EchoJob, "output_arrays", lambda self: ("x", "factors/L"), raising=False)
+    with pytest.raises(UsageError, match="x, factors/L"):  # not the InputError that reading raises
+        runner.run_job(request(tmp_path, output=str(tmp_path / "x.mtx"), report=None, options={"fail_read": True}))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_summary_shows_ratios_near_one_by_their_distance_from_one():
     from matcli.report import _fmt
 

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from matcli.cli.options import (
-    AllowExternalOpt, Backend, BackendOpt, ForceOpt, MaxMemoryOpt, MaxiterOpt, MonitorOpt, OutOpt, ParamOpt, QuietOpt, ReportOpt, SchedulerOpt, SeedOpt,
-    StrictOpt, ThreadsOpt,
+    AllowExternalOpt, Backend, BackendOpt, ForceOpt, MaxMemoryOpt, MaxiterOpt, MonitorOpt, Number, OutOpt, Pair,
+    ParamOpt, QuietOpt, ReportOpt, SchedulerOpt, SeedOpt, StrictOpt, ThreadsOpt,
 )
 
 
@@ -33,40 +33,18 @@ def _reg_help() -> str:
             "; use 0 for exact low-rank data. Not accepted by bpmf.")
 
 
-def _auto_or(kind, text: str, option: str):
-    from matcli.core.errors import UsageError
-
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return kind(text)
-    except ValueError:
-        raise UsageError(f"{option} {text!r}: expected a {kind.__name__} or 'auto'") from None
-
-
-def _pair(kind, text: str, option: str) -> tuple:
-    from matcli.core.errors import UsageError
-
-    parts = text.replace("x", ",").split(",")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        return kind(parts[0]), kind(parts[1])
-    except ValueError:
-        raise UsageError(f"{option} {text!r}: expected two {kind.__name__}s like 'a,b'") from None
-
-
 def command(
     observed: Annotated[str, typer.Argument(
         help="Observed entries: ratings.tsv|.csv|u1.base (user item value, 1-based), obs.mtx, file.h5:/obs "
              "(row, col, value, 0-based).")],
     out: OutOpt,
-    rank: Annotated[str, typer.Option("--rank", "-k", help="Rank k, or 'auto' (chosen by validation RMSE).")] = "10",
-    reg: Annotated[Optional[str], typer.Option("--reg", help=_reg_help())] = None,
+    rank: Annotated[str, typer.Option("--rank", "-k", parser=Number(int, 1, auto=True),
+                                      help="Rank k, or 'auto' (chosen by validation RMSE).")] = "10",
+    reg: Annotated[Optional[str], typer.Option("--reg", parser=Number(float, 0.0, auto=True), help=_reg_help())] = None,
     method: Annotated[Method, typer.Option("--method", "-m", help="Completion method.")] = Method.auto,
     bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Fit global mean, row and column biases.")] = True,
     validate: Annotated[float, typer.Option(
-        "--validate", min=0.0, max=0.9,
+        "--validate", parser=Number(float, 0.0, 0.9),
         help="Hold out this fraction of the observed entries; report validation RMSE per sweep.")] = 0.0,
     test: Annotated[Optional[str], typer.Option("--test", help="Test entries: report test_rmse and test_mae.")] = None,
     predict: Annotated[Optional[str], typer.Option(
@@ -74,11 +52,13 @@ def command(
                          "file.h5:/group (row, col 0-based).")] = None,
     predictions_out: Annotated[Optional[str], typer.Option(
         "--predictions-out", help="Write predictions here as 'row col value' lines (1-based).")] = None,
-    clip: Annotated[Optional[str], typer.Option("--clip", help="Clip predictions to 'lo,hi', e.g. 1,5.")] = None,
-    shape: Annotated[Optional[str], typer.Option("--shape", help="Matrix shape 'm,n' (default: from the input).")] = None,
+    clip: Annotated[Optional[str], typer.Option("--clip", parser=Pair(Number(float)),
+                                                help="Clip predictions to 'lo,hi', e.g. 1,5.")] = None,
+    shape: Annotated[Optional[str], typer.Option("--shape", parser=Pair(Number(int, 1)),
+                                                 help="Matrix shape 'm,n' (default: from the input).")] = None,
     maxiter: MaxiterOpt = None,
     rtol: Annotated[float, typer.Option(
-        "--rtol", min=0.0, help="Stop when a sweep changes the objective (softimpute: the estimate; bpmf: the "
+        "--rtol", parser=Number(float, 0.0, 1.0, high_open=True), help="Stop when a sweep changes the objective (softimpute: the estimate; bpmf: the "
                          "posterior mean) by less than this, relatively.")] = 1e-4,
     backend: BackendOpt = Backend.local,
     scheduler: SchedulerOpt = None,
@@ -98,12 +78,8 @@ def command(
     from matcli.cli.common import build_request, execute
 
     options = {
-        "rank": _auto_or(int, rank, "--rank"),
-        "reg": None if reg is None else _auto_or(float, reg, "--reg"),
-        "bias": bias, "validate": validate, "test": test, "predict": predict,
-        "predictions_out": predictions_out,
-        "clip": None if clip is None else _pair(float, clip, "--clip"),
-        "shape": None if shape is None else _pair(int, shape, "--shape"),
+        "rank": rank, "reg": reg, "bias": bias, "validate": validate, "test": test, "predict": predict,
+        "predictions_out": predictions_out, "clip": clip, "shape": shape,
         "maxiter": maxiter, "rtol": rtol,
     }
     request = build_request("complete", method.value, [observed], out, options=options, params=param, seed=seed,

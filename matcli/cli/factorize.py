@@ -13,6 +13,7 @@ from matcli.cli.options import (
     MaxMemoryOpt,
     MaxiterOpt,
     MonitorOpt,
+    Number,
     OutOpt,
     ParamOpt,
     QuietOpt,
@@ -61,9 +62,9 @@ def command(
              "nmf: hals|mu|robust; cur: leverage|pivoted-qr; qr/ldl: dense; lu/cholesky: dense|sparse; "
              "eig: dense|arpack. auto picks from the matrix (the report says why).")] = Method.auto,
     rank: Annotated[Optional[str], typer.Option(
-        "--rank", "-r", help="Target rank k, or 'auto' (svd, cur) for the smallest rank meeting --tol.")] = None,
+        "--rank", "-r", parser=Number(int, 1, auto=True), help="Target rank k, or 'auto' (svd, cur) for the smallest rank meeting --tol.")] = None,
     tol: Annotated[Optional[float], typer.Option(
-        "--tol", min=0.0, help="svd/cur --rank auto: relative Frobenius error target (default 1e-2); "
+        "--tol", parser=Number(float, 0.0, 1.0, high_open=True), help="svd/cur --rank auto: relative Frobenius error target (default 1e-2); "
                                "svd lanczos: relative residual of every triplet (default 1e-8); svd arpack/propack: svds tolerance; nmf: relative decrease of the loss to stop.")] = None,
     power_iters: Annotated[Optional[int], typer.Option(
         "--power-iters", min=0, help="Randomized SVD power iterations / block Krylov depth (default 4; 1 per block with --rank auto).")] = None,
@@ -98,5 +99,6 @@ def command(
     request = build_request(
         "factorize", method.value, inputs, out, options=options, params=param, seed=seed, report=report,
         force=force, strict=strict, quiet=quiet, monitor=monitor, threads=threads,
+        max_memory=max_memory, allow_external_links=allow_external_links,
     )
     execute(request)

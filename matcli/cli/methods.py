@@ -22,5 +22,4 @@ def command(
         constraints = f" [{', '.join(spec.constraints)}]" if spec.constraints else ""
         typer.echo(f"{spec.family:10s} {spec.name:22s} {spec.summary}{constraints}")
         for param in spec.params:
-            choices = f" ({'|'.join(param.choices)})" if param.choices else ""
-            typer.echo(f"{'':33s}--param {param.name}={param.default!r}{choices}: {param.help}")
+            typer.echo(f"{'':33s}--param {param.name}={param.default!r} ({param.allowed()}): {param.help}")

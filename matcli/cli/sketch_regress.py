@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from matcli.cli.options import (AllowExternalOpt, ForceOpt, MaxiterOpt, MonitorOpt, OutOpt, ParamOpt, QuietOpt, ReportOpt,
-                                SeedOpt, StrictOpt, ThreadsOpt)
+from matcli.cli.options import (AllowExternalOpt, ForceOpt, MaxiterOpt, MonitorOpt, Number, OutOpt, ParamOpt, QuietOpt,
+                                ReportOpt, SeedOpt, StrictOpt, ThreadsOpt)
 
 
 class Mode(str, enum.Enum):
@@ -39,12 +39,13 @@ def command(
                                                "sketch-and-solve.")] = SketchKind.auto,
     sketch_size: Annotated[Optional[int], typer.Option("--sketch-size", min=1, help="Rows of the sketch (n <= d <= m).")] = None,
     eps: Annotated[Optional[float], typer.Option(
-        "--eps", help="Target residual ratio 1+eps (0 < eps < 1). sketch-and-solve: sets the sketch size. "
+        "--eps", parser=Number(float, 0.0, 1.0, low_open=True, high_open=True), help="Target residual ratio 1+eps (0 < eps < 1). sketch-and-solve: sets the sketch size. "
                       "precondition, refine: iterate until the a-posteriori bound on the residual ratio is within "
                       "1+eps (replaces --rtol's optimality test).")] = None,
-    ridge: Annotated[str, typer.Option("--ridge", help="Ridge parameter lambda >= 0, or 'auto' (GCV on the sketch).")] = "0",
+    ridge: Annotated[str, typer.Option("--ridge", parser=Number(float, 0.0, auto=True),
+                                       help="Ridge parameter lambda >= 0, or 'auto' (GCV on the sketch).")] = "0",
     rtol: Annotated[float, typer.Option(
-        "--rtol", min=0.0,
+        "--rtol", parser=Number(float, 0.0, 1.0, high_open=True),
         help="Stopping tolerance of the preconditioned CGLS (LSQR's criteria; precondition, refine; "
              "with --eps only its test for consistent systems, ||r|| <= rtol ||b||).")] = 1e-10,
     maxiter: MaxiterOpt = None,

@@ -8,18 +8,18 @@ from typing import Annotated, Optional
 import typer
 
 from matcli.cli.options import (
+    AllowExternalOpt,
     Backend,
     BackendOpt,
-    AllowExternalOpt,
     ForceOpt,
     MaxMemoryOpt,
     MaxiterOpt,
     MonitorOpt,
+    Number,
     OutOpt,
     ParamOpt,
     QuietOpt,
     ReportOpt,
-    RtolOpt,
     SchedulerOpt,
     SeedOpt,
     StrictOpt,
@@ -48,7 +48,9 @@ def command(
                                "(see `matcli methods solve`).")] = Method.auto,
     precond: Annotated[Precond, typer.Option(
         "--precond", "-P", help="Preconditioner for cg/minres/gmres/bicgstab (auto: from the matrix).")] = Precond.auto,
-    rtol: RtolOpt = 1e-8,
+    rtol: Annotated[float, typer.Option(
+        "--rtol", parser=Number(float, 0.0, 1.0, low_open=True, high_open=True),
+        help="Relative tolerance: stop when ||b - A x|| <= rtol ||b||.")] = 1e-8,
     maxiter: MaxiterOpt = None,
     batch: Annotated[bool, typer.Option(
         "--batch", help="Solve a sequence of related systems, reusing setup (ordering, preconditioner) "

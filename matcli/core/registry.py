@@ -7,6 +7,7 @@ never imports numpy/scipy; :meth:`MethodSpec.load` imports the kernel when a job
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -35,7 +36,7 @@ class ParamSpec:
     """A method-specific parameter accepted as ``--param name=value``.
 
     ``kind`` is one of ``int``, ``float``, ``str``, ``bool``; ``choices`` restricts ``str`` values;
-    ``low``/``high`` bound numeric values (inclusive).
+    ``low``/``high`` bound numeric values (inclusive). Every float must be finite, bounded or not.
     """
 
     name: str
@@ -46,17 +47,33 @@ class ParamSpec:
     low: float | None = None
     high: float | None = None
 
+    def allowed(self) -> str:
+        """The allowed values, to follow "must be": ``in [0, 1]``, ``>= 1``, ``one of V, W, F``."""
+        if self.choices is not None:
+            return f"one of {', '.join(self.choices)}"
+        if self.low is not None and self.high is not None:
+            return f"in [{self.low:g}, {self.high:g}]"
+        if self.low is not None:
+            return f">= {self.low:g}"
+        if self.high is not None:
+            return f"<= {self.high:g}"
+        return {"float": "a finite number", "int": "an integer", "bool": "true or false"}.get(self.kind, "a string")
+
     def parse(self, text: str) -> Any:
+        """The value of ``--param name=text``; :class:`UsageError` naming the parameter and its range."""
         try:
             value = _parse_bool(text) if self.kind == "bool" else _CASTS[self.kind](text)
         except ValueError:
-            raise UsageError(f"--param {self.name}={text}: expected a {self.kind}") from None
-        if self.choices is not None and value not in self.choices:
-            raise UsageError(f"--param {self.name}={text}: choose one of {', '.join(self.choices)}")
-        if self.low is not None and value < self.low:
-            raise UsageError(f"--param {self.name}={text}: must be >= {self.low}")
-        if self.high is not None and value > self.high:
-            raise UsageError(f"--param {self.name}={text}: must be <= {self.high}")
+            raise UsageError(f"--param {self.name}={text}: expected {'an' if self.kind == 'int' else 'a'} "
+                             f"{self.kind} ({self.allowed()})") from None
+        outside = (
+            (self.choices is not None and value not in self.choices)
+            or (self.kind == "float" and not math.isfinite(value))
+            or (self.low is not None and value < self.low)
+            or (self.high is not None and value > self.high)
+        )
+        if outside:
+            raise UsageError(f"--param {self.name}={text}: must be {self.allowed()}")
         return value
 
 

@@ -1,8 +1,8 @@
 """Adapter of ``matcli factorize``: read the matrix (and the previous SVD for updates), check it
 fits the chosen kind, resolve ``auto``, and call the kernel.
 
-Options (``request.options``): ``kind`` (svd|nmf|cur|qr|lu|cholesky|ldl|eig), ``rank`` (str: an
-integer or ``auto``, or None), ``tol``, ``power_iters``, ``oversample``, ``maxiter`` (None = default),
+Options (``request.options``): ``kind`` (svd|nmf|cur|qr|lu|cholesky|ldl|eig), ``rank`` (an
+integer, ``auto``, or None), ``tol``, ``power_iters``, ``oversample``, ``maxiter`` (None = default),
 ``update`` (previous factors), ``append_rows`` / ``append_cols`` (matrix specs).
 """
 
@@ -205,20 +205,20 @@ class Job(FamilyJob):
                 if k not in ("update", "append_rows", "append_cols")}
 
     def _rank(self, *, allow_auto: bool, required: bool = True) -> int | str | None:
-        text = self.request.options.get("rank")
+        value = self.request.options.get("rank")
         m, n = self.A.shape
-        if text is None:
+        if value is None:
             if required:
                 raise UsageError(f"--kind {self.kind} needs --rank k" + (" or --rank auto" if allow_auto else ""))
             return None
-        if text.strip().lower() == "auto":
+        if str(value).strip().lower() == "auto":
             if not allow_auto:
                 raise UsageError(f"--rank auto is not available for {self.method}; give an integer rank")
             return "auto"
         try:
-            k = int(text)
+            k = int(value)
         except ValueError:
-            raise UsageError(f"--rank {text}: expected a positive integer or 'auto'") from None
+            raise UsageError(f"--rank {value}: expected a positive integer or 'auto'") from None
         if not 1 <= k <= min(m, n):
             raise UsageError(f"--rank {k} must be between 1 and min(m, n) = {min(m, n)}")
         return k
@@ -236,7 +236,11 @@ class Job(FamilyJob):
 
     def _tol(self, default: float) -> float:
         tol = self.request.options.get("tol")
-        return default if tol is None else float(tol)
+        if tol is None:
+            return default
+        if not 0.0 <= float(tol) < 1.0:
+            raise UsageError(f"--tol {tol}: must be a finite number in [0, 1)")
+        return float(tol)
 
     def _setup_svd(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         opts = self.request.options

@@ -170,6 +170,8 @@ class Job(FamilyJob):
         size = options.get("sketch_size")
         if eps is not None and not 0.0 < eps < 1.0:
             raise UsageError(f"--eps {eps}: must lie in (0, 1)")
+        if not 0.0 <= options.get("rtol", 1e-10) < 1.0:
+            raise UsageError(f"--rtol {options['rtol']}: must be a finite number in [0, 1)")
         sparse = isinstance(self.stream, hdf5_rows.SparseGroup) or hasattr(self.A, "nnz")
         # a sparse A in memory is scattered into the sketch in pieces of bounded size; a streamed one
         # block by block, which the blocks' cost counts (see _plan_blocks)
@@ -234,7 +236,9 @@ class Job(FamilyJob):
         }
         if method != "refine":
             self.kernel_options.pop("refine_steps", None)
-        self.resolved_params = dict(self.kernel_options, max_memory_bytes=self.budget)
+        # the budget is a fact of the machine (its default comes from the free memory): the report's
+        # problem.memory records it, the output's params hold only what fixes the answer
+        self.resolved_params = dict(self.kernel_options)
         if isinstance(self.stream, hdf5_rows.SparseGroup):
             nnz, layout = self.stream.nnz, "streamed hdf5 csr rows"
         elif self.stream is not None:

@@ -114,6 +114,8 @@ class Job(FamilyJob):
         shared = None
         if self.rhs_spec and self.rhs_spec not in GENERATED_RHS:
             shared = read_dense(self.rhs_spec)
+        else:
+            self._check_generated_rhs()
         for system in self.systems:
             if system.B is not None and self.rhs_spec is None:
                 continue
@@ -122,6 +124,16 @@ class Job(FamilyJob):
             elif (self.rhs_spec or "ones") == "ones":
                 m = system.A.shape[0]
                 system.B = np.ones(m) if self.nrhs == 1 else np.ones((m, self.nrhs))
+
+    def _check_generated_rhs(self) -> None:
+        """Refuse ``--nrhs`` columns of ones/random whose right-hand sides and solutions (same shape)
+        would exceed the memory budget, before generating them (exit 7)."""
+        from matcli.io.guard import check_allocation
+
+        generated = [s for s in self.systems if s.B is None or self.rhs_spec is not None]
+        entries = self.nrhs * sum(s.A.shape[0] for s in generated)
+        itemsize = 16 if any(np.iscomplexobj(s.A) for s in generated) else 8
+        check_allocation(None, 2 * itemsize * entries, f"--nrhs {self.nrhs}: the right-hand sides and solutions")
 
     def _read_batch(self, inputs: list[str]) -> list[System]:
         from matcli.io.load import list_hdf5_members, read_dense, read_matrix
@@ -166,16 +178,21 @@ class Job(FamilyJob):
         if self.precond == "ilu" and method in ("cg", "minres"):
             raise UsageError(f"--method {method} needs a symmetric preconditioner and ILU is not; use --precond ic "
                              "(incomplete Cholesky), amg-sa, amg-rs, chebyshev or jacobi")
-        if self.rtol <= 0 or self.rtol >= 1:
-            raise UsageError(f"--rtol must lie in (0, 1), got {self.rtol}")
-        if self.rhs_spec in GENERATED_RHS and self.nrhs < 1:
-            raise UsageError("--nrhs must be >= 1")
+        if not 0 < self.rtol < 1:
+            raise UsageError(f"--rtol {self.rtol}: must be a finite number in (0, 1)")
+        if self.nrhs < 1:
+            raise UsageError(f"--nrhs {self.nrhs}: must be >= 1")
+        if self.recycle < 0:
+            raise UsageError(f"--recycle {self.recycle}: must be >= 0")
         first_shape = self.systems[0].A.shape
         for system in self.systems:
             A, B = system.A, system.B
             m, n = A.shape
             if min(m, n) == 0:
                 raise InputError(system.source, f"matrix is empty ({m}x{n})")
+            if self.batch and self.recycle > n:
+                raise UsageError(f"--recycle {self.recycle}: a recycled subspace of {system.source} has at most "
+                                 f"n = {n} dimensions")
             if m != n and method not in ("auto", *LEAST_SQUARES):
                 raise UsageError(f"{system.source}: matrix is {m}x{n} (not square); --method {method} needs a "
                                  "square matrix; use --method lsqr or lsmr (or auto)")
@@ -328,7 +345,7 @@ class Job(FamilyJob):
             self.choice_reason += "; CG met negative curvature (indefinite), so GMRES with ILU instead"
             self.method = "gmres"
             self.params = self._resolve_params("auto", "gmres")
-            self.solver = self._prepare("gmres", "ilu", system.A, np.random.default_rng(0))
+            self.solver = self._prepare("gmres", "ilu", system.A, self.rng)
             self.resolved_params.update(self.params, precond="ilu")
             result = self.solver.solve(system.A, system.B, rtol=self.rtol, maxiter=self.maxiter, callback=callback)
         result.info.setdefault("setup", self.solver.info)

@@ -12,7 +12,7 @@ KINDS = ("svd", "nmf", "cur", "qr", "lu", "cholesky", "ldl", "eig")
 
 _STOP_TOL = ParamSpec("stop_tol", "float", 0.0,
                       "stop early when the top-k Ritz values change by less than this (relative); 0 = run all iterations",
-                      low=0.0)
+                      low=0.0, high=1.0)
 _PRECISION = ParamSpec("precision", "str", "float64",
                        "arithmetic of the iteration: float32 moves half the bytes per product with A "
                        "(singular values to ~1e-6 relative; fixed --rank only); outputs are float64",

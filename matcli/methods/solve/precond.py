@@ -102,25 +102,29 @@ def incomplete_cholesky(A, drop_tol: float = 1e-4, fill_factor: float = 10.0) ->
     return Preconditioner("ic", apply, True, info)
 
 
-def amg(A, kind: str, symmetric_matrix: bool, cycle: str = "V") -> Preconditioner:
+def amg(A, kind: str, symmetric_matrix: bool, rng: np.random.Generator, cycle: str = "V") -> Preconditioner:
     """pyamg hierarchy (smoothed aggregation ``sa`` or Ruge-Stuben ``rs``) as one cycle per apply.
 
     Gauss-Seidel forward before and backward after the coarse correction, so the cycle is a
     symmetric operator (SPD for SPD ``A``) and serves CG. For nonsymmetric ``A`` smoothed
-    aggregation is built in its nonsymmetric mode.
+    aggregation is built in its nonsymmetric mode. The setup's random draws (pyamg's spectral
+    radius estimates use numpy's global generator) come from ``rng``.
     """
     import pyamg
+
+    from matcli.core.rng import seeded_global_state
 
     smoothers = {"presmoother": ("gauss_seidel", {"sweep": "forward"}),
                  "postsmoother": ("gauss_seidel", {"sweep": "backward"})}
     A_csr = sp.csr_matrix(A)
-    if kind == "sa":
-        symmetry = "hermitian" if symmetric_matrix else "nonsymmetric"
-        if symmetric_matrix and not np.iscomplexobj(A_csr):
-            symmetry = "symmetric"
-        ml = pyamg.smoothed_aggregation_solver(A_csr, symmetry=symmetry, **smoothers)
-    else:
-        ml = pyamg.ruge_stuben_solver(A_csr, interpolation="direct", **smoothers)
+    with seeded_global_state(rng):
+        if kind == "sa":
+            symmetry = "hermitian" if symmetric_matrix else "nonsymmetric"
+            if symmetric_matrix and not np.iscomplexobj(A_csr):
+                symmetry = "symmetric"
+            ml = pyamg.smoothed_aggregation_solver(A_csr, symmetry=symmetry, **smoothers)
+        else:
+            ml = pyamg.ruge_stuben_solver(A_csr, interpolation="direct", **smoothers)
     one_cycle = _v_cycle(ml) if cycle == "V" else ml.aspreconditioner(cycle=cycle).matvec
 
     def apply(R: np.ndarray) -> np.ndarray:
@@ -216,7 +220,7 @@ def build(A, name: str, *, symmetric_matrix: bool, params: dict[str, Any],
     if name == "ic":
         return incomplete_cholesky(A, params.get("ilu_drop_tol", 1e-4), params.get("ilu_fill_factor", 10.0))
     if name in ("amg-sa", "amg-rs"):
-        return amg(A, name[4:], symmetric_matrix, params.get("amg_cycle", "V"))
+        return amg(A, name[4:], symmetric_matrix, rng, params.get("amg_cycle", "V"))
     if name == "chebyshev":
         return chebyshev(A, int(params.get("cheb_degree", 4)), rng)
     raise UsageError(f"unknown preconditioner {name!r}; choose one of {', '.join(PRECONDITIONERS)}")

@@ -10,14 +10,14 @@ from matcli.core.registry import MethodSpec, ParamSpec
 _SOLVERS = "matcli.methods.solve.solvers"
 
 PRECOND_PARAMS = (
-    ParamSpec("ilu_drop_tol", "float", 1e-4, "drop tolerance (--precond ilu|ic)", low=0.0),
+    ParamSpec("ilu_drop_tol", "float", 1e-4, "drop tolerance (--precond ilu|ic)", low=0.0, high=1.0),
     ParamSpec("ilu_fill_factor", "float", 10.0, "fill limit relative to nnz(A) (--precond ilu|ic)", low=1.0),
     ParamSpec("amg_cycle", "str", "V", "multigrid cycle (--precond amg-sa|amg-rs)", choices=("V", "W", "F")),
     ParamSpec("cheb_degree", "int", 4, "Chebyshev polynomial degree (--precond chebyshev)", low=1, high=64),
 )
 REFINE = ParamSpec("refine", "int", 0, "steps of iterative refinement after the triangular solves", low=0, high=10)
 ATOL = ParamSpec("atol", "float", 1e-8,
-                 "least-squares stop: ||A^H r|| <= atol ||A|| ||r||", low=0.0)
+                 "least-squares stop: ||A^H r|| <= atol ||A|| ||r||", low=0.0, high=1.0)
 OMEGA = ParamSpec("omega", "float", 0.0,
                   "relaxation factor in (0, 2); 0 = estimate (Young's formula, or learned online in --batch)",
                   low=0.0, high=1.999)

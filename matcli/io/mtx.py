@@ -1,16 +1,18 @@
 """MatrixMarket reader and writer.
 
-The fast path is :func:`scipy.io.mmread` (fast_matrix_market inside). Files it rejects but the
-format allows (vectors, blank or comment lines between data lines) go through a tolerant
-parser that enforces the same rules: counts, 1-based indices in range, parseable values.
-Every failure becomes an :class:`InputError` that names the file and the defect.
+Reading never trusts the file: the banner and size line are checked first (a symmetric ``array``
+must be square, sizes must be integers below 2^63), then the declared sizes are checked against
+the file's length (a plain file too short to hold them) and the memory budget
+(:func:`matcli.io.guard.check_allocation`) before anything is allocated. The data lines are read
+strictly, in bounded pieces (:mod:`matcli.io.mtx_source`, :mod:`matcli.io.mtx_body`), and what they
+mean is checked vectorized (:mod:`matcli.io.mtx_build`). Every failure is an :class:`InputError`
+(exit 4) naming the file and, where one is to blame, the 1-based line, or a
+:class:`~matcli.core.errors.ResourceError` (exit 7) when the declared sizes exceed the budget.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,11 +20,21 @@ import scipy.io
 import scipy.sparse as sp
 
 from matcli.core.errors import InputError, OutputError
+from matcli.io import mtx_build
+from matcli.io.guard import check_allocation, regular_file
+from matcli.io.mtx_body import locate_entry, read_entries
+from matcli.io.mtx_grammar import SEPARATOR, Layout, integer_defect, is_comment_or_blank
+from matcli.io.mtx_source import LineSource
 
 OBJECTS = ("matrix", "vector")
 FORMATS = ("coordinate", "array")
 FIELDS = ("real", "double", "integer", "complex", "pattern")
 SYMMETRIES = ("general", "symmetric", "skew-symmetric", "hermitian")
+#: ``%%MatrixMarket``; one ``%`` and leading blanks are tolerated (files in the wild have them).
+BANNER = re.compile(rb"[ \t]*%+matrixmarket", re.IGNORECASE)
+#: Text a file may hold beyond its data lines (comments, blank lines), plus this much per entry.
+SLACK_BYTES = 64 * 2**20
+BYTES_PER_ENTRY = 1024
 
 
 @dataclass(frozen=True)
@@ -35,35 +47,116 @@ class Header:
     symmetry: str
 
 
-def _open_text(path: str) -> io.TextIOBase:
-    if path.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
+@dataclass(frozen=True)
+class Declared:
+    """What the banner and size line promise: the shape, the data lines and what each holds."""
+
+    header: Header
+    shape: tuple[int, int]
+    count: int
+    layout: Layout
+    size_line: int
 
 
-def read_header(path: str) -> Header:
-    """Parse and check the banner line; raise InputError on a missing or malformed banner."""
-    try:
-        with _open_text(path) as fh:
-            first = fh.readline()
-    except (OSError, EOFError) as exc:
-        raise InputError(path, f"cannot read file ({getattr(exc, 'strerror', None) or exc})") from None
-    line = first.strip()
-    if not line.startswith("%") or "matrixmarket" not in line.split()[0].lower():
-        raise InputError(path, "not a MatrixMarket file (missing '%%MatrixMarket' banner on line 1)")
-    tokens = [t.lower() for t in line.split()[1:]]
+def parse_banner(path: str, line: bytes | None) -> Header:
+    """Check the banner line (``None``: empty file); raise InputError when it is missing or malformed."""
+    if line is None or not BANNER.match(line):
+        raise InputError(path, "line 1: not a MatrixMarket file (missing '%%MatrixMarket' banner)")
+    text = line.decode("latin-1").strip()
+    tokens = [t.lower() for t in text.split()[1:]]
     if len(tokens) != 4:
-        raise InputError(path, f"malformed MatrixMarket banner {line!r}: expected object format field symmetry")
+        raise InputError(path, f"line 1: malformed MatrixMarket banner {text[:80]!r}: expected "
+                               "'%%MatrixMarket object format field symmetry'")
     obj, fmt, field, sym = tokens
     for value, allowed, what in ((obj, OBJECTS, "object"), (fmt, FORMATS, "format"),
                                  (field, FIELDS, "field"), (sym, SYMMETRIES, "symmetry")):
         if value not in allowed:
-            raise InputError(path, f"invalid MatrixMarket {what} {value!r} (allowed: {', '.join(allowed)})")
+            raise InputError(path, f"line 1: invalid MatrixMarket {what} {value[:40]!r} "
+                                   f"(allowed: {', '.join(allowed)})")
     if obj == "vector" and sym != "general":
-        raise InputError(path, f"a MatrixMarket vector cannot be {sym}")
+        raise InputError(path, f"line 1: a MatrixMarket vector cannot be {sym}")
     if field == "pattern" and fmt == "array":
-        raise InputError(path, "pattern field is not allowed with array format")
+        raise InputError(path, "line 1: pattern field is not allowed with array format")
     return Header(obj, fmt, "real" if field == "double" else field, sym)
+
+
+def read_header(path: str) -> Header:
+    """Parse and check the banner line; raise InputError on a missing or malformed banner."""
+    regular_file(path)
+    with LineSource(path) as source:
+        first = source.next_line()
+        return parse_banner(path, None if first is None else first[1])
+
+
+def read_declared(path: str, source: LineSource) -> Declared:
+    """Banner, comments and size line of ``source``; checks the sizes are consistent."""
+    first = source.next_line()
+    header = parse_banner(path, None if first is None else first[1])
+    while True:
+        numbered = source.next_line()
+        if numbered is None:
+            raise InputError(path, f"file ends after line {source.line} without the size line")
+        number, line = numbered
+        if not is_comment_or_blank(line):
+            break
+    coordinate = header.format == "coordinate"
+    vector = header.object == "vector"
+    names = {(False, True): ["rows", "columns", "entries"], (False, False): ["rows", "columns"],
+             (True, True): ["length", "entries"], (True, False): ["length"]}[(vector, coordinate)]
+    tokens = SEPARATOR.split(line.rstrip(b"\r").strip(b" \t"))
+    if len(tokens) != len(names):
+        raise InputError(path, f"line {number}: size line needs {len(names)} integers "
+                               f"({' '.join(names)}), found {len(tokens)}")
+    dims = []
+    for token, name in zip(tokens, names):
+        defect = integer_defect(token, name)
+        if defect:
+            raise InputError(path, f"line {number}: {defect}")
+        if int(token) < 0:
+            raise InputError(path, f"line {number}: negative {name} {int(token)}")
+        dims.append(int(token))
+    shape = (dims[0], 1) if vector else (dims[0], dims[1])
+    if header.symmetry != "general" and shape[0] != shape[1]:
+        raise InputError(path, f"line {number}: a {header.symmetry} matrix must be square, "
+                               f"the size line declares {shape[0]} x {shape[1]}")
+    if coordinate:
+        count = dims[-1]
+    elif header.symmetry == "general":
+        count = shape[0] * shape[1]
+    else:
+        n = shape[0]
+        count = n * (n - 1) // 2 if header.symmetry == "skew-symmetric" else n * (n + 1) // 2
+    layout = Layout(indices=(1 if vector else 2) if coordinate else 0, field=header.field)
+    return Declared(header, shape, count, layout, number)
+
+
+def needed_bytes(declared: Declared) -> int:
+    """Peak bytes the read takes for what the file declares: parsed lines plus the result."""
+    parsed = declared.count * declared.layout.dtype.itemsize
+    item = 16 if declared.header.field == "complex" else 8
+    rows, cols = declared.shape
+    if declared.header.format == "array" or declared.header.object == "vector":
+        return parsed + rows * cols * item
+    entries = declared.count * (1 if declared.header.symmetry == "general" else 2)
+    coo = entries * (8 + 8 + item)
+    csr = (rows + 1) * 8 + entries * (8 + item)
+    return parsed + coo + csr
+
+
+def check_declared(path: str, declared: Declared, remaining: int | None) -> None:
+    """The declared entries fit in the ``remaining`` bytes of a plain file and in the memory budget.
+
+    A data line of w fields takes at least 2w - 1 bytes (a digit per field, a separator or the
+    newline after each but the last line).
+    """
+    if remaining is not None:
+        most = (remaining + 1) // (2 * declared.layout.width) if declared.layout.width else 0
+        if declared.count > most:
+            raise InputError(path, f"line {declared.size_line}: declares {declared.count} entries but the "
+                                   f"{remaining} bytes after it hold at most {most}")
+    rows, cols = declared.shape
+    check_allocation(path, needed_bytes(declared),
+                     f"the {rows} x {cols} {declared.header.format} matrix with {declared.count} entries it declares")
 
 
 def read_mtx(path: str, *, finite: bool = True) -> np.ndarray | sp.csr_matrix:
@@ -73,209 +166,39 @@ def read_mtx(path: str, *, finite: bool = True) -> np.ndarray | sp.csr_matrix:
     -------
     numpy.ndarray or scipy.sparse.csr_matrix
         ``array`` files give a dense 2-D array, ``coordinate`` files a CSR matrix with duplicates
-        summed; vectors give an (n, 1) array. Symmetric, skew-symmetric and hermitian storage is
-        expanded. dtype float64 (integer and pattern fields) or complex128.
+        summed and sorted indices; vectors give an (n, 1) array. Symmetric, skew-symmetric and
+        hermitian storage is expanded. dtype float64 (integer and pattern fields) or complex128.
 
     With ``finite`` (default) values that are NaN/Inf, or overflow float64, are an input error;
     ``finite=False`` reads them as they are (the format allows ``nan`` and ``inf``).
+
+    Raises
+    ------
+    InputError
+        The file is not a regular file, is malformed (the message names the line), or does not
+        hold what its size line declares.
+    ResourceError
+        The declared sizes need more memory than the budget of the current input policy.
     """
-    if not os.path.exists(path):
-        raise InputError(path, "file not found")
-    if os.path.isdir(path):
-        raise InputError(path, "is a directory, expected a MatrixMarket file")
-    header = read_header(path)
-    if header.object == "vector":
-        matrix = _read_tolerant(path, header)
-    else:
-        try:
-            matrix = scipy.io.mmread(path)
-        except (ValueError, OverflowError):
-            matrix = _read_tolerant(path, header)
-        except (OSError, EOFError) as exc:
-            raise InputError(path, f"cannot read file ({exc})") from None
-    return _finish(path, matrix, finite)
+    info = regular_file(path)
+    with LineSource(path) as source:
+        declared = read_declared(path, source)
+        compressed = path.lower().endswith(".gz")
+        check_declared(path, declared, None if compressed else info.st_size - source.offset)
+        source.limit(SLACK_BYTES + BYTES_PER_ENTRY * declared.count)
+        entries = read_entries(source, declared.layout, declared.count)
+    first_data_line = declared.size_line + 1
 
+    def locate(k: int) -> tuple[int, bytes]:
+        return locate_entry(path, first_data_line, k)
 
-def _finish(path: str, matrix, finite: bool) -> np.ndarray | sp.csr_matrix:
-    if sp.issparse(matrix):
-        matrix = sp.csr_matrix(matrix)
-        matrix.sum_duplicates()
-        values = matrix.data
-    else:
-        matrix = np.asarray(matrix)
-        values = matrix
-    if values.dtype.kind in "iub":
-        if values.size and np.abs(values).max() > 2**53:
-            raise InputError(path, "integer values exceed the exactly representable float64 range")
-        values = values.astype(np.float64)
-    elif values.dtype.kind == "f" and values.dtype != np.float64:
-        values = values.astype(np.float64)
-    if finite and values.size and not np.isfinite(values).all():
-        raise InputError(path, "values are NaN/Inf or overflow float64")
-    if sp.issparse(matrix):
-        matrix.data = values
-        return matrix
-    return values
-
-
-def _data_lines(path: str) -> tuple[list[str], list[int]]:
-    """Non-comment, non-blank lines after the banner, with their 1-based line numbers."""
-    lines, numbers = [], []
-    with _open_text(path) as fh:
-        for number, raw in enumerate(fh, start=1):
-            if number == 1:
-                continue
-            text = raw.strip()
-            if not text or text.startswith("%"):
-                continue
-            lines.append(text)
-            numbers.append(number)
-    return lines, numbers
-
-
-def _parse_int(path: str, token: str, line: int, what: str) -> int:
-    try:
-        value = int(token)
-    except ValueError:
-        raise InputError(path, f"line {line}: {what} {token!r} is not an integer") from None
-    if abs(value) >= 2**63:
-        raise InputError(path, f"line {line}: {what} {token} overflows a 64-bit integer")
-    return value
-
-
-def _parse_values(path: str, tokens: list[list[str]], numbers: list[int], field: str) -> np.ndarray:
-    width = 2 if field == "complex" else 1
-    for toks, line in zip(tokens, numbers):
-        if len(toks) != width:
-            raise InputError(path, f"line {line}: expected {width} value(s), found {len(toks)}")
-    try:
-        if field == "integer":
-            for toks, line in zip(tokens, numbers):
-                _parse_int(path, toks[0], line, "value")
-            return np.array([float(int(t[0])) for t in tokens], dtype=np.float64)
-        if field == "complex":
-            return np.array([complex(float(a), float(b)) for a, b in tokens], dtype=np.complex128)
-        return np.array([float(t[0]) for t in tokens], dtype=np.float64)
-    except ValueError:
-        for toks, line in zip(tokens, numbers):
-            for tok in toks:
-                try:
-                    float(tok)
-                except ValueError:
-                    raise InputError(path, f"line {line}: invalid {field} value {tok!r}") from None
-        raise
-
-
-def _read_tolerant(path: str, header: Header):
-    lines, numbers = _data_lines(path)
-    if not lines:
-        raise InputError(path, "missing size line after the banner")
-    size = lines[0].split()
-    size_line = numbers[0]
-    expected = {("matrix", "coordinate"): 3, ("matrix", "array"): 2,
-                ("vector", "coordinate"): 2, ("vector", "array"): 1}[(header.object, header.format)]
-    if len(size) != expected:
-        raise InputError(path, f"line {size_line}: size line needs {expected} integers, found {len(size)}")
-    dims = [_parse_int(path, tok, size_line, "size") for tok in size]
-    if any(d < 0 for d in dims):
-        raise InputError(path, f"line {size_line}: negative size {' '.join(size)}")
-    body, body_numbers = lines[1:], numbers[1:]
-    if header.object == "vector":
-        nrows, ncols = dims[0], 1
-        count = dims[1] if header.format == "coordinate" else nrows
-    elif header.format == "coordinate":
-        nrows, ncols, count = dims
-    else:
-        nrows, ncols = dims
-        if header.symmetry != "general" and nrows != ncols:
-            raise InputError(path, f"{header.symmetry} array storage needs a square matrix, got {nrows}x{ncols}")
-        count = _array_count(nrows, ncols, header.symmetry)
-    if len(body) < count:
-        raise InputError(path, f"file truncated: expected {count} data lines, found {len(body)}")
-    if len(body) > count:
-        raise InputError(path, f"line {body_numbers[count]}: more data lines than the {count} declared")
-    tokens = [line.split() for line in body]
-    if header.format == "array":
-        values = _parse_values(path, tokens, body_numbers, header.field)
-        return _expand_array(values, nrows, ncols, header.symmetry)
-    nidx = 1 if header.object == "vector" else 2
-    rows = np.zeros(count, dtype=np.int64)
-    cols = np.zeros(count, dtype=np.int64)
-    value_tokens = []
-    for k, (toks, line) in enumerate(zip(tokens, body_numbers)):
-        if len(toks) < nidx:
-            raise InputError(path, f"line {line}: truncated entry")
-        rows[k] = _parse_int(path, toks[0], line, "row index")
-        if nidx == 2:
-            cols[k] = _parse_int(path, toks[1], line, "column index")
-        else:
-            cols[k] = 1
-        if not 1 <= rows[k] <= nrows:
-            raise InputError(path, f"line {line}: row index {rows[k]} outside 1..{nrows}")
-        if not 1 <= cols[k] <= ncols:
-            raise InputError(path, f"line {line}: column index {cols[k]} outside 1..{ncols}")
-        value_tokens.append(toks[nidx:])
-    if header.field == "pattern":
-        for toks, line in zip(value_tokens, body_numbers):
-            if toks:
-                raise InputError(path, f"line {line}: pattern entries carry no value")
-        values = np.ones(count, dtype=np.float64)
-    else:
-        values = _parse_values(path, value_tokens, body_numbers, header.field)
-    rows -= 1
-    cols -= 1
-    rows, cols, values = _expand_symmetry(rows, cols, values, header.symmetry)
-    matrix = sp.coo_matrix((values, (rows, cols)), shape=(nrows, ncols))
-    if header.object == "vector":
-        return matrix.toarray()
-    return matrix
-
-
-def _array_count(nrows: int, ncols: int, symmetry: str) -> int:
-    if symmetry == "general":
-        return nrows * ncols
-    n = nrows
-    return n * (n - 1) // 2 if symmetry == "skew-symmetric" else n * (n + 1) // 2
-
-
-def _expand_array(values: np.ndarray, nrows: int, ncols: int, symmetry: str) -> np.ndarray:
-    """Column-major array entries to a dense matrix; symmetric kinds store the lower triangle."""
-    if symmetry == "general":
-        return values.reshape((ncols, nrows)).T.copy()
-    n = nrows
-    out = np.zeros((n, n), dtype=values.dtype)
-    offset = -1 if symmetry == "skew-symmetric" else 0
-    cols, rows = _lower_colmajor(n, offset)
-    out[rows, cols] = values
-    mirror = rows != cols
-    if symmetry == "symmetric":
-        out[cols[mirror], rows[mirror]] = values[mirror]
-    elif symmetry == "skew-symmetric":
-        out[cols[mirror], rows[mirror]] = -values[mirror]
-    else:
-        out[cols[mirror], rows[mirror]] = np.conj(values[mirror])
-    return out
-
-
-def _lower_colmajor(n: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """(cols, rows) of the lower triangle (strict when ``offset`` is -1) in column-major order."""
-    rows, cols = np.tril_indices(n, k=offset)
-    order = np.lexsort((rows, cols))
-    return cols[order], rows[order]
-
-
-def _expand_symmetry(rows, cols, values, symmetry):
-    if symmetry == "general":
-        return rows, cols, values
-    off = rows != cols
-    if symmetry == "symmetric":
-        mirrored = values[off]
-    elif symmetry == "skew-symmetric":
-        mirrored = -values[off]
-    else:
-        mirrored = np.conj(values[off])
-    return (np.concatenate([rows, cols[off]]), np.concatenate([cols, rows[off]]),
-            np.concatenate([values, mirrored]))
+    header = declared.header
+    if header.object == "vector" and header.format == "coordinate":
+        return mtx_build.coordinate_vector(path, entries, declared.shape[0], header.field, finite, locate)
+    if header.format == "coordinate":
+        return mtx_build.coordinate_matrix(path, entries, declared.shape, header.field, header.symmetry,
+                                           finite, locate)
+    return mtx_build.array_matrix(path, entries, declared.shape, header.field, header.symmetry, finite, locate)
 
 
 def write_mtx(path: str, matrix, comment: str = "") -> None:

@@ -1,0 +1,91 @@
+"""The data lines of a MatrixMarket file, read strictly into one structured array.
+
+Each piece of whole lines (:class:`~matcli.io.mtx_source.Piece`) loses its ``%`` comment lines,
+is checked for bytes outside its field's alphabet (NUL, ``,``, ``_``, letters other than those of
+``nan``/``inf``...), then goes to ``numpy.loadtxt`` (C), which converts every field in full or fails:
+no token is read by prefix and a line with a field too many or too few is an error. When loadtxt
+fails, the piece is rescanned line by line with :func:`~matcli.io.mtx_grammar.line_defect` so that
+the error names the first bad line and its defect.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from matcli.core.errors import InputError
+from matcli.io.mtx_grammar import Layout, is_comment_or_blank, line_defect
+from matcli.io.mtx_source import LineSource, Piece
+
+
+def read_entries(source: LineSource, layout: Layout, count: int) -> np.ndarray:
+    """The next ``count`` data lines of ``source`` as a structured array of ``layout.dtype``.
+
+    Raises :class:`InputError` naming the line for a malformed line, for data lines beyond
+    ``count`` and (without a line) for fewer than ``count``. Blank and ``%`` lines are skipped.
+    """
+    parts = []
+    got = 0
+    for piece in source.pieces():
+        data = piece.data
+        if b"%" in data:
+            data = b"".join(line + b"\n" for _, line in piece.lines() if not is_comment_or_blank(line))
+        if data.translate(None, layout.allowed):
+            raise piece_defect(source.path, piece, layout, "invalid character")
+        if data.isspace() or not data:
+            continue
+        try:
+            rows = np.loadtxt(io.BytesIO(data), dtype=layout.dtype, comments=None, ndmin=1)
+        except ValueError as exc:
+            raise piece_defect(source.path, piece, layout, str(exc).splitlines()[0]) from None
+        if got + rows.size > count:
+            number, _ = nth_data_line(piece, count - got)
+            raise InputError(source.path, f"line {number}: more data lines than the {count} declared")
+        got += rows.size
+        parts.append(rows)
+    if got < count:
+        raise InputError(source.path, f"file truncated: declares {count} entries, found {got}")
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=layout.dtype)
+
+
+def piece_defect(path: str, piece: Piece, layout: Layout, fallback: str) -> InputError:
+    """The error for the first line of ``piece`` that breaks ``layout``."""
+    for number, line in piece.lines():
+        if is_comment_or_blank(line):
+            continue
+        defect = line_defect(line, layout)
+        if defect:
+            return InputError(path, f"line {number}: {defect}")
+    last = piece.first_line + piece.data.count(b"\n") - 1
+    return InputError(path, f"lines {piece.first_line}-{last}: {fallback}")
+
+
+def nth_data_line(piece: Piece, k: int) -> tuple[int, bytes]:
+    """(number, text) of the ``k``-th (0-based) data line of ``piece``."""
+    for number, line in piece.lines():
+        if is_comment_or_blank(line):
+            continue
+        if k == 0:
+            return number, line
+        k -= 1
+    raise IndexError(k)
+
+
+def locate_entry(path: str, first_line: int, k: int) -> tuple[int, bytes]:
+    """(number, text) of the ``k``-th (0-based) data line at or after line ``first_line``.
+
+    Reads the file again from the start: called only to word an error about an entry's value
+    or position, never on the way to a successful read.
+    """
+    with LineSource(path) as source:
+        while source.line < first_line - 1:
+            source.next_line()
+        for piece in source.pieces():
+            data_lines = sum(1 for _, line in piece.lines() if not is_comment_or_blank(line))
+            if k < data_lines:
+                return nth_data_line(piece, k)
+            k -= data_lines
+    raise IndexError(k)

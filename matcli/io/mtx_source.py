@@ -1,0 +1,152 @@
+"""The bytes of a MatrixMarket file (plain or gzip) in bounded pieces of whole lines.
+
+Nothing here holds more than one piece (:data:`PIECE_BYTES`) plus one line at a time, whatever the
+file claims: a line longer than :data:`MAX_LINE_BYTES` is refused as soon as that many bytes have
+arrived without a newline, so a gzip bomb of one endless line stops after a few MiB. A corrupt gzip
+stream (bad header, bad CRC, cut short) becomes an :class:`InputError` naming the last line read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from matcli.core.errors import InputError
+from matcli.core.memory import mib
+
+#: Bytes read per piece; loadtxt runs once per piece.
+PIECE_BYTES = 16 * 2**20
+#: No MatrixMarket line (banner, comment, size or data line) may be longer.
+MAX_LINE_BYTES = 2**20
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Whole lines of the file: ``data`` ends with a newline, its first line is ``first_line`` (1-based)."""
+
+    first_line: int
+    data: bytes
+
+    def lines(self) -> Iterator[tuple[int, bytes]]:
+        """(line number, line without its newline) of every line in the piece."""
+        for offset, line in enumerate(self.data[:-1].split(b"\n")):
+            yield self.first_line + offset, line
+
+
+class LineSource:
+    """Sequential reader of a file's lines: header lines one by one, then the rest in pieces.
+
+    ``max_body`` (set by :meth:`limit`) bounds the bytes that may follow the current line; more
+    is an :class:`InputError` (the declared sizes cannot need them).
+    """
+
+    def __init__(self, path: str, piece_bytes: int = PIECE_BYTES, max_line: int = MAX_LINE_BYTES):
+        self.path = path
+        self._piece_bytes = piece_bytes
+        self._max_line = max_line
+        self._raw = self._open()
+        self._buf = b""
+        self._line = 0
+        self._eof = False
+        self._read_total = 0
+        self._body_limit: int | None = None
+
+    def __enter__(self) -> "LineSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._raw.close()
+
+    @property
+    def line(self) -> int:
+        """Number of lines consumed so far."""
+        return self._line
+
+    @property
+    def offset(self) -> int:
+        """Bytes consumed so far (of the decompressed stream for gzip)."""
+        return self._read_total - len(self._buf)
+
+    def _open(self) -> BinaryIO:
+        try:
+            raw = open(self.path, "rb")
+        except OSError as exc:
+            raise InputError(self.path, f"cannot read file ({exc.strerror})") from None
+        if self.path.lower().endswith(".gz"):
+            return gzip.GzipFile(fileobj=raw, mode="rb")
+        return raw
+
+    def _fill(self) -> bool:
+        """Read one more piece into the buffer; False at end of file."""
+        if self._eof:
+            return False
+        try:
+            chunk = self._raw.read(self._piece_bytes)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise InputError(self.path, f"corrupt gzip stream after line {self._line} ({exc})") from None
+        except OSError as exc:
+            raise InputError(self.path, f"cannot read file after line {self._line} ({exc})") from None
+        if not chunk:
+            self._eof = True
+            return False
+        self._read_total += len(chunk)
+        if self._body_limit is not None and self._read_total > self._body_limit:
+            raise InputError(self.path, f"more than {mib(self._body_limit - self._body_start)} of text after "
+                                        f"line {self._body_line}, more than its declared entries can need")
+        self._buf += chunk
+        return True
+
+    def limit(self, max_body: int) -> None:
+        """Refuse more than ``max_body`` bytes after the lines consumed so far."""
+        self._body_start = self.offset
+        self._body_line = self._line
+        self._body_limit = self._body_start + max_body
+
+    def _line_too_long(self) -> InputError:
+        return InputError(self.path, f"line {self._line + 1} is longer than {mib(self._max_line)} "
+                                     "(no MatrixMarket line needs that much)")
+
+    def next_line(self) -> tuple[int, bytes] | None:
+        """(1-based number, bytes without the newline) of the next line; None at end of file."""
+        while True:
+            end = self._buf.find(b"\n", 0, self._max_line + 1)
+            if end >= 0:
+                line, self._buf = self._buf[:end], self._buf[end + 1:]
+                break
+            if len(self._buf) > self._max_line:
+                raise self._line_too_long()
+            if not self._fill():
+                if not self._buf:
+                    return None
+                line, self._buf = self._buf, b""
+                break
+        self._line += 1
+        return self._line, line
+
+    def pieces(self) -> Iterator[Piece]:
+        """The rest of the file as pieces of whole lines (the last one gets a final newline)."""
+        while True:
+            end = self._buf.rfind(b"\n") + 1
+            if end == 0 and len(self._buf) > self._max_line:
+                raise self._line_too_long()
+            if end and (len(self._buf) >= self._piece_bytes or self._eof):
+                yield self._take(end)
+                continue
+            if not self._fill():
+                if not self._buf:
+                    return
+                if not self._buf.endswith(b"\n"):
+                    self._buf += b"\n"
+                continue
+            tail = len(self._buf) - self._buf.rfind(b"\n") - 1
+            if tail > self._max_line:
+                self._line += self._buf.count(b"\n", 0, len(self._buf) - tail)
+                raise self._line_too_long()
+
+    def _take(self, end: int) -> Piece:
+        data, self._buf = self._buf[:end], self._buf[end:]
+        piece = Piece(self._line + 1, data)
+        self._line += data.count(b"\n")
+        return piece

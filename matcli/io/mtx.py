@@ -33,7 +33,7 @@ SYMMETRIES = ("general", "symmetric", "skew-symmetric", "hermitian")
 #: ``%%MatrixMarket``; one ``%`` and leading blanks are tolerated (files in the wild have them).
 BANNER = re.compile(rb"[ \t]*%+matrixmarket", re.IGNORECASE)
 #: Text a file may hold beyond its data lines (comments, blank lines), plus this much per entry.
-SLACK_BYTES = 64 * 2**20
+SLACK_BYTES = 16 * 2**20
 BYTES_PER_ENTRY = 1024
 
 

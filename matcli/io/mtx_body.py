@@ -31,6 +31,8 @@ def read_entries(source: LineSource, layout: Layout, count: int) -> np.ndarray:
         data = piece.data
         if b"%" in data:
             data = b"".join(line + b"\n" for _, line in piece.lines() if not is_comment_or_blank(line))
+        while b"\n\n" in data:  # loadtxt takes ~150 ns per empty line; a file may hold millions
+            data = data.replace(b"\n\n", b"\n")
         if data.translate(None, layout.allowed):
             raise piece_defect(source.path, piece, layout, "invalid character")
         if data.isspace() or not data:

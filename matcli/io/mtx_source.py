@@ -1,8 +1,9 @@
 """The bytes of a MatrixMarket file (plain or gzip) in bounded pieces of whole lines.
 
 Nothing here holds more than one piece (:data:`PIECE_BYTES`) plus one line at a time, whatever the
-file claims: a line longer than :data:`MAX_LINE_BYTES` is refused as soon as that many bytes have
-arrived without a newline, so a gzip bomb of one endless line stops after a few MiB. A corrupt gzip
+file claims: :data:`MAX_LINE_BYTES` bytes without a newline (at the end of what has been read, or in
+any aligned window of a piece) are refused as a line too long, so a gzip bomb of one endless line
+stops after a few MiB. Lines up to that length are always accepted, lines of twice it never. A corrupt gzip
 stream (bad header, bad CRC, cut short) becomes an :class:`InputError` naming the last line read.
 """
 
@@ -85,9 +86,9 @@ class LineSource:
         try:
             chunk = self._raw.read(self._piece_bytes)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise InputError(self.path, f"corrupt gzip stream after line {self._line} ({exc})") from None
+            raise InputError(self.path, f"corrupt gzip stream{self._where()} ({exc})") from None
         except OSError as exc:
-            raise InputError(self.path, f"cannot read file after line {self._line} ({exc})") from None
+            raise InputError(self.path, f"cannot read file{self._where()} ({exc})") from None
         if not chunk:
             self._eof = True
             return False
@@ -97,6 +98,9 @@ class LineSource:
                                         f"line {self._body_line}, more than its declared entries can need")
         self._buf += chunk
         return True
+
+    def _where(self) -> str:
+        return f" after line {self._line}" if self._line else ""
 
     def limit(self, max_body: int) -> None:
         """Refuse more than ``max_body`` bytes after the lines consumed so far."""
@@ -147,6 +151,10 @@ class LineSource:
 
     def _take(self, end: int) -> Piece:
         data, self._buf = self._buf[:end], self._buf[end:]
+        for start in range(0, end, self._max_line):
+            if data.find(b"\n", start, start + self._max_line) < 0 and start + self._max_line <= end:
+                self._line += data.count(b"\n", 0, start)
+                raise self._line_too_long()
         piece = Piece(self._line + 1, data)
         self._line += data.count(b"\n")
         return piece

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from matcli.core.errors import InputError
+from matcli.io.mtx_grammar import show
 
 #: ``locate(k)`` gives (line number, line text) of the ``k``-th (0-based) data line.
 Locate = Callable[[int], tuple[int, bytes]]
@@ -46,8 +47,8 @@ def entry_values(path: str, entries: np.ndarray, field: str, finite: bool, locat
         values = np.ascontiguousarray(entries["v0"])
     if finite and values.size and not np.isfinite(values).all():
         _fail(path, locate, ~np.isfinite(values),
-              lambda k: f"value {locate(k)[1].split()[-1].decode('latin-1')!r} is NaN, Inf or overflows "
-                        "float64 (matcli needs finite values)")
+              lambda k: f"value {show(locate(k)[1].split()[-1])} is NaN, Inf or overflows float64 "
+                        "(matcli needs finite values)")
     return values
 
 

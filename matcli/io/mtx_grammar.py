@@ -81,9 +81,9 @@ def is_comment_or_blank(line: bytes) -> bool:
 def integer_defect(token: bytes, what: str) -> str | None:
     """Why ``token`` is not a 64-bit integer (None when it is)."""
     if not INTEGER.fullmatch(token):
-        return f"{what} {_show(token)} is not an integer"
+        return f"{what} {show(token)} is not an integer"
     if abs(int(token)) >= INT64_LIMIT:
-        return f"{what} {_show(token)} overflows a 64-bit integer"
+        return f"{what} {show(token)} overflows a 64-bit integer"
     return None
 
 
@@ -106,11 +106,11 @@ def line_defect(line: bytes, layout: Layout) -> str | None:
             if defect:
                 return defect + " (the file's field is integer)"
         elif not (REAL.fullmatch(token) or NONFINITE.fullmatch(token)):
-            return f"{name} {_show(token)} is not a real number"
+            return f"{name} {show(token)} is not a real number"
     return None
 
 
-def _show(token: bytes) -> str:
+def show(token: bytes) -> str:
     """A token for a one-line message: quoted, non-printable bytes escaped, long ones shortened."""
     text = repr(token[:40].decode("latin-1"))
     return text + "..." if len(token) > 40 else text

@@ -313,3 +313,16 @@ def test_out_of_memory_is_exit_7_not_a_bug(cli, problem, tmp_path, monkeypatch):
 
     monkeypatch.setattr("matcli.runner.run_job", exhausted)
     assert_refused(cli(solve_args(problem, "-o", tmp_path / "x.h5")), 7, "out of memory")
+
+
+def test_closed_standard_streams(problem, tmp_path):
+    """A closed descriptor 2 must not be reused by an output file; a closed stdout refuses '-'."""
+    base = f"'{sys.executable}' -m matcli solve '{problem}:/A' --rhs '{problem}:/b' --quiet"
+    ran = subprocess.run(["bash", "-c", f"{base} -o x.h5 2>&-; echo $?"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert ran.stdout.strip() == "0"
+    with h5py.File(tmp_path / "x.h5") as fh:
+        assert fh["x"].shape == (100,)
+    ran = subprocess.run(["bash", "-c", f"{base} -o - >&-; echo $? >&2"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert ran.stderr.splitlines() == ["matcli: error: -: -o -: standard output is closed", "5"]

@@ -6,13 +6,39 @@ when matcli is its own process, never when the CLI runs inside another program (
 
 from __future__ import annotations
 
+import os
 import sys
+
+
+def _reopen_closed_standard_streams() -> None:
+    """Give a closed descriptor 0, 1 or 2 ``/dev/null``, and Python a stream for it.
+
+    Otherwise the next file opened (an output's temporary file) would get that number, and whatever a
+    C library prints to "stderr" would land inside the output. A closed standard output is remembered:
+    the output policy refuses ``-`` then, instead of writing a result into /dev/null.
+    """
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        setattr(sys, name, open(fd, mode, closefd=False))
+        if fd == 1:
+            from matcli.io import output_policy
+
+            output_policy.stdout_closed = True
 
 
 def console_main() -> None:
     """Entry point of the ``matcli`` console script and of ``python -m matcli``."""
     from matcli.cli import signals
 
+    _reopen_closed_standard_streams()
     signals.install()
     from matcli.cli.app import main
 

@@ -27,6 +27,8 @@ from matcli.core.errors import OutputError, UsageError
 from matcli.io.guard import file_kind
 
 STDOUT = "-"
+#: Set by the console script when descriptor 1 was closed at start (it now points at /dev/null).
+stdout_closed = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ def _check_stdout(targets: list[Target]) -> None:
     for target in to_stdout:
         if target.stdout_format is None:
             raise UsageError(f"{target.flag} -: this output cannot go to standard output (give a file name)")
+    if to_stdout and stdout_closed:
+        raise OutputError(STDOUT, f"{to_stdout[0].flag} -: standard output is closed")
     if len(to_stdout) > 1:
         flags = " and ".join(t.flag for t in to_stdout)
         raise UsageError(f"{flags} both name standard output ('-'); give one of them a file name")

@@ -3,27 +3,44 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
 
 from matcli.core.errors import InputError
+from matcli.io.ids import IdAxis, check_extent
+from matcli.io.npy import read_npy
 from matcli.io.spec import Spec, parse_spec
 
 
 @dataclass(frozen=True)
 class Observed:
-    """Observed entries of an m x n matrix: 0-based ``rows``/``cols`` (int64), ``values`` (float64)."""
+    """Observed entries of a matrix, addressed by factor row and column.
+
+    ``rows``/``cols`` (N,) int64 are factor rows/columns (``0..m-1``, ``0..n-1``; -1 for an id that
+    has no factor row, possible only in entries mapped through another file's ids), ``values``
+    (N,) float64 finite, ``shape`` = (m, n) the number of factor rows and columns. ``row_ids`` /
+    ``col_ids`` say which ids those rows stand for (dense: the whole id space; compacted: the
+    observed ids only, see :mod:`matcli.io.ids`).
+    """
 
     rows: np.ndarray
     cols: np.ndarray
     values: np.ndarray
     shape: tuple[int, int]
     path: str
+    row_ids: IdAxis
+    col_ids: IdAxis
 
     @property
     def nnz(self) -> int:
         return int(self.values.size)
+
+    @property
+    def id_space(self) -> tuple[int, int]:
+        """Extent of the ids: the declared shape, or the largest ids of a ratings file."""
+        return self.row_ids.extent, self.col_ids.extent
 
 
 def check_finite(array, path: str, what: str) -> None:
@@ -70,22 +87,12 @@ def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
         check_finite(matrix, spec.path, "matrix")
         return matrix
     if spec.kind == "npy":
-        matrix = _read_npy(spec.path)
+        matrix = read_npy(spec.path)
         if matrix.ndim != 2:
             raise InputError(spec.path, f"array is {matrix.ndim}-D, expected 2-D")
         check_finite(matrix, spec.path, "matrix")
         return matrix
     raise InputError(spec.path, "unknown matrix format (use .mtx, .mtx.gz, .npy or file.h5:/dataset)")
-
-
-def _read_npy(path: str) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(path, f"not a readable .npy file ({exc})") from None
-    if array.dtype.kind not in "biufc":
-        raise InputError(path, f"non-numeric dtype {array.dtype}")
-    return array.astype(np.float64) if array.dtype.kind in "biu" else array
 
 
 def read_dense(spec_text: str) -> np.ndarray:
@@ -109,28 +116,37 @@ def read_dense(spec_text: str) -> np.ndarray:
         matrix = read_mtx(spec.path)
         array = matrix.toarray() if sp.issparse(matrix) else matrix
     elif spec.kind == "npy":
-        array = _read_npy(spec.path)
+        array = read_npy(spec.path)
         if array.ndim not in (1, 2):
             raise InputError(spec.path, f"array is {array.ndim}-D, expected 1-D or 2-D")
     elif spec.path.lower().endswith((".txt", ".csv", ".tsv", ".dat")):
-        delimiter = "," if spec.path.lower().endswith(".csv") else None
-        try:
-            array = np.loadtxt(spec.path, delimiter=delimiter, dtype=np.float64, comments=("#", "%"))
-        except ValueError as exc:
-            raise InputError(spec.path, f"malformed numeric text ({str(exc).splitlines()[0]})") from None
+        from matcli.io.text import read_text_array
+
+        array = read_text_array(spec.path)
     else:
         raise InputError(spec.path, "unknown array format (use .h5:/dataset, .mtx, .npy, .txt or .csv)")
     check_finite(array, spec.path, "array")
     return array
 
 
-def read_observed(spec_text: str, shape: tuple[int, int] | None = None) -> Observed:
+def read_observed(spec_text: str, shape: tuple[int, int] | None = None, *,
+                  training: Observed | None = None) -> Observed:
     """Observed entries from triplets, an HDF5 COO group, or a coordinate ``.mtx``.
 
-    ``shape`` overrides the inferred shape (max id) of triplet files; every index must fit in it.
+    Ids: a ratings file's ids are its own (1 .. 2**64-1, any sparsity); a MatrixMarket file's are
+    its 1-based row and column numbers; an HDF5 group's 0-based indices are ids minus one.
+    ``shape`` (``--shape``) declares the id space of any input (every id must fit in it); HDF5 and
+    MatrixMarket files declare their own. Each axis keeps the whole id space when it costs at most
+    twice its observed ids, else only the observed ids (:class:`matcli.io.ids.IdAxis`), so a few
+    entries with ids near 1e12 or a 1e7 x 1e7 declared shape take memory for the entries only.
+
+    ``training``: map the entries through the id maps of this (training) file instead of building
+    new ones; ids it has no factor row for get row/column -1, ids outside its declared id space
+    are an InputError.
     """
     spec = parse_spec(spec_text)
     _require_file(spec)
+    line_of = None
     if spec.kind == "hdf5":
         from matcli.io import hdf5
 
@@ -138,7 +154,8 @@ def read_observed(spec_text: str, shape: tuple[int, int] | None = None) -> Obser
             obj = hdf5.resolve_object(fh, spec.path, spec.internal)
             if not isinstance(obj, hdf5.h5py.Group) or not hdf5.is_coo_group(obj):
                 raise InputError(spec.path, f"{obj.name} is not an observed-entries group (needs row, col, value)")
-            rows, cols, values, file_shape = hdf5.read_coo_group(spec.path, obj)
+            rows, cols, values, extent = hdf5.read_coo_group(spec.path, obj)
+        row_keys, col_keys = rows.astype(np.uint64), cols.astype(np.uint64)
     elif spec.kind == "mtx":
         from matcli.io.mtx import read_mtx
 
@@ -146,20 +163,29 @@ def read_observed(spec_text: str, shape: tuple[int, int] | None = None) -> Obser
         if not sp.issparse(matrix):
             raise InputError(spec.path, "observed entries need a coordinate MatrixMarket file, got array format")
         coo = matrix.tocoo()
-        rows, cols, values, file_shape = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data, coo.shape
+        row_keys, col_keys, values, extent = coo.row.astype(np.uint64), coo.col.astype(np.uint64), coo.data, coo.shape
         if np.iscomplexobj(values):
             raise InputError(spec.path, "observed entries must be real")
     else:
-        from matcli.io.triplets import read_triplets
+        from matcli.io.triplets import line_of_entry, read_triplets
 
-        rows, cols, values = read_triplets(spec.path)
-        file_shape = (int(rows.max()) + 1, int(cols.max()) + 1)
+        users, items, values = read_triplets(spec.path)
+        row_keys, col_keys, extent = users - np.uint64(1), items - np.uint64(1), (None, None)
+        line_of = partial(line_of_entry, spec.path)
     if not np.isfinite(values).all():
         raise InputError(spec.path, "observed values contain NaN or Inf")
-    final = tuple(int(v) for v in (shape or file_shape))
-    if rows.size and (rows.max() >= final[0] or cols.max() >= final[1]):
-        raise InputError(spec.path, f"entry ({rows.max() + 1}, {cols.max() + 1}) lies outside the {final[0]}x{final[1]} matrix")
-    return Observed(rows, cols, values.astype(np.float64), (final[0], final[1]), spec.path)
+    values = values.astype(np.float64)
+    if shape is not None:
+        extent = tuple(int(v) for v in shape)
+        check_extent(spec.path, row_keys, col_keys, extent, "matrix", line_of)
+    if training is None:
+        row_ids, rows = IdAxis.build(row_keys, extent[0])
+        col_ids, cols = IdAxis.build(col_keys, extent[1])
+        return Observed(rows, cols, values, (row_ids.size, col_ids.size), spec.path, row_ids, col_ids)
+    if training.row_ids.declared or training.col_ids.declared:
+        check_extent(spec.path, row_keys, col_keys, training.id_space, "training matrix", line_of)
+    return Observed(training.row_ids.rows_of(row_keys), training.col_ids.rows_of(col_keys), values, training.shape,
+                    spec.path, training.row_ids, training.col_ids)
 
 
 def list_hdf5_members(spec_text: str) -> list[str]:

@@ -95,3 +95,50 @@ def test_csr_indptr_inconsistent_with_the_data_is_an_input_error(tmp_path):
         fh["A/indptr"][...] = np.r_[A.indptr[:50], A.indptr[50:] - 1]
     with pytest.raises(InputError, match="indptr"):
         hdf5_rows.csr_indptr(hdf5_rows.locate(f"{path}:/A"))
+
+
+def test_a_dataset_reaching_beyond_the_end_of_the_file_is_not_mapped(tmp_path, monkeypatch):
+    """Mapping bytes past the end of a file kills the process (SIGBUS) when they are touched. HDF5
+    itself refuses such a file on opening when the end it records is past the real end; the check
+    before mapping covers a file that shrinks after it is opened (simulated here)."""
+    path = tmp_path / "d.h5"
+    with h5py.File(path, "w") as fh:
+        fh["A"] = np.ones((100, 4))
+    real_size = path.stat().st_size
+    monkeypatch.setattr(hdf5_rows.os.path, "getsize", lambda p: real_size - 8)
+    with pytest.raises(InputError, match="beyond the end of the file"):
+        hdf5_rows.locate(f"{path}:/A")
+
+
+def test_streamed_sources_refuse_what_the_readers_refuse(tmp_path):
+    """locate reaches the object as the readers do: no external link, no virtual dataset, no
+    extended-precision values, and a CSR group's sizes checked before anything is read."""
+    with h5py.File(tmp_path / "secret.h5", "w") as fh:
+        fh["S"] = np.eye(3)
+    with h5py.File(tmp_path / "f.h5", "w") as fh:
+        fh["E"] = h5py.ExternalLink(str(tmp_path / "secret.h5"), "/S")
+        fh["L"] = np.eye(3, dtype=np.longdouble)
+        group = fh.create_group("C")
+        group.attrs["encoding-type"] = "csr_matrix"
+        group.attrs["shape"] = (3, 3)
+        group["data"], group["indices"] = [1.0], [0]
+        group["indptr"] = [0, 1]
+    for name, defect in (("E", "external link"), ("L", "float128"), ("C", "indptr has length 2, expected 4")):
+        with pytest.raises(InputError, match=defect):
+            hdf5_rows.locate(f"{tmp_path / 'f.h5'}:/{name}")
+
+
+def test_csr_indptr_is_checked_against_the_budget_before_it_is_read(tmp_path):
+    from matcli.core.errors import ResourceError
+    from matcli.io.guard import InputPolicy, input_policy
+
+    path = tmp_path / "s.h5"
+    with h5py.File(path, "w") as fh:
+        g = fh.create_group("A")
+        g.attrs["encoding-type"], g.attrs["shape"] = "csr_matrix", (2**28, 4)
+        g["data"], g["indices"] = np.zeros(0), np.zeros(0, np.int32)
+        g.create_dataset("indptr", shape=(2**28 + 1,), dtype="i8", chunks=(2**16,))
+    with input_policy(InputPolicy(max_memory=2**26)):
+        group = hdf5_rows.locate(f"{path}:/A")
+        with pytest.raises(ResourceError, match="row pointer"):
+            hdf5_rows.csr_indptr(group)

@@ -14,85 +14,133 @@ COO observed entries: group with ``row``, ``col``, ``value`` datasets (0-based) 
 from __future__ import annotations
 
 import json
-import os
-from typing import Any, Mapping
+import traceback
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, NamedTuple
 
 import h5py
 import numpy as np
 import scipy.sparse as sp
 
 from matcli.core.errors import InputError, OutputError
+from matcli.io import hdf5_values
+from matcli.io.guard import check_allocation, regular_file
+from matcli.io.hdf5_links import has_member, lookup, member
+from matcli.io.hdf5_strings import string_attribute
+
+#: largest dimension a group's ``shape`` may declare (index arithmetic stays within int64)
+MAX_DIMENSION = 2**62
 
 
-def open_file(path: str) -> h5py.File:
-    """Open ``path`` read-only; InputError when missing or not HDF5."""
-    if not os.path.exists(path):
-        raise InputError(path, "file not found")
+@contextmanager
+def open_file(path: str) -> Iterator[h5py.File]:
+    """``path`` opened read-only for a ``with`` block; InputError when missing, not a regular file
+    or not HDF5. Inside the block, an error the HDF5 library raises on the file's structure (a
+    corrupt header, heap or B-tree: h5py raises OSError, RuntimeError, KeyError, ValueError or TypeError for
+    them) becomes an InputError naming the file; the same exceptions raised elsewhere propagate."""
+    regular_file(path)
     try:
-        return h5py.File(path, "r")
-    except OSError:
-        raise InputError(path, "not a readable HDF5 file") from None
+        fh = h5py.File(path, "r")
+    except _H5PY_ERRORS as exc:
+        raise InputError(path, f"not a readable HDF5 file ({hdf5_values.h5_error(exc)})") from None
+    with fh:
+        try:
+            yield fh
+        except _H5PY_ERRORS as exc:
+            if not _raised_in_h5py(exc):
+                raise
+            raise InputError(path, f"corrupt HDF5 file ({hdf5_values.h5_error(exc)})") from None
+
+
+_H5PY_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+
+
+def _raised_in_h5py(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc``'s traceback is h5py's (its Cython frames included)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and "h5py" in frames[-1].filename.replace("\\", "/").split("/")
+
+
+def internal_path(path: str, fh: h5py.File, internal: str | None) -> str:
+    """``internal``, or when None the path of the file's only top-level member."""
+    if internal is not None:
+        return internal
+    members = list(fh.keys())
+    if len(members) != 1:
+        listing = ", ".join("/" + m for m in members[:10]) or "nothing"
+        raise InputError(path, f"name the dataset as {path}:/name (file holds {listing})")
+    return "/" + members[0]
 
 
 def resolve_object(fh: h5py.File, path: str, internal: str | None) -> h5py.Dataset | h5py.Group:
-    """The object at ``internal``; when None, the file's only top-level member."""
-    if internal is None:
-        members = list(fh.keys())
-        if len(members) != 1:
-            listing = ", ".join("/" + m for m in members[:10]) or "nothing"
-            raise InputError(path, f"name the dataset as {path}:/name (file holds {listing})")
-        internal = "/" + members[0]
-    if internal not in fh:
-        raise InputError(path, f"no dataset or group {internal!r} in the file")
-    return fh[internal]
-
-
-def _check_numeric(path: str, name: str, dtype: np.dtype) -> None:
-    if dtype.kind not in "biufc":
-        raise InputError(path, f"{name} has non-numeric dtype {dtype}")
+    """The object at ``internal`` (when None, the file's only top-level member), reached inside the
+    file (:func:`matcli.io.hdf5_links.lookup`)."""
+    return lookup(path, fh, internal_path(path, fh, internal))
 
 
 def read_dense_dataset(path: str, dset: h5py.Dataset, ndims: tuple[int, ...]) -> np.ndarray:
-    """Read a numeric dataset whose rank is one of ``ndims``."""
-    _check_numeric(path, dset.name, dset.dtype)
+    """A numeric dataset whose rank is one of ``ndims``, as float64 (complex128 when complex).
+
+    Raises InputError for other ranks and types (:func:`matcli.io.hdf5_values.value_dtype`),
+    ResourceError when it would not fit the memory budget.
+    """
+    dtype = hdf5_values.value_dtype(path, f"dataset {dset.name}", dset.dtype)
     if dset.ndim not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
         raise InputError(path, f"dataset {dset.name} is {dset.ndim}-D, expected {want}")
-    data = dset[()]
-    if data.dtype.kind in "biu":
-        data = data.astype(np.float64)
-    return np.asarray(data)
+    check_allocation(path, float(dset.size) * dtype.itemsize,
+                     f"dataset {dset.name} ({' x '.join(map(str, dset.shape))} {dtype})")
+    return hdf5_values.read(path, dset, dtype)
 
 
 def group_shape(path: str, group: h5py.Group) -> tuple[int, int]:
-    shape = group.attrs.get("shape")
-    if shape is None and "shape" in group:
-        shape = group["shape"][()]
-    if shape is None:
-        raise InputError(path, f"sparse group {group.name} has no 'shape' attribute")
+    """A sparse or COO group's ``(m, n)`` from its ``shape`` attribute (or, 10x style, dataset).
+
+    InputError unless it holds exactly two integers in ``0..MAX_DIMENSION`` (integral floats pass).
+    """
+    if "shape" in group.attrs:
+        declared = group.attrs.get_id("shape")
+        read = lambda: group.attrs["shape"]  # noqa: E731 - read only after the checks below
+    else:
+        declared = member(path, group, "shape")
+        if not isinstance(declared, h5py.Dataset):
+            raise InputError(path, f"sparse group {group.name} has no 'shape' attribute")
+        read = lambda: declared[()]  # noqa: E731
+    if int(np.prod(declared.shape or (1,))) != 2 or declared.dtype.kind not in "iuf":
+        raise InputError(path, f"group {group.name}: 'shape' must hold two integers, "
+                               f"has {hdf5_values.describe(declared.dtype)} {tuple(declared.shape)}")
     try:
-        shape = tuple(int(v) for v in np.asarray(shape).ravel())
-    except (TypeError, ValueError):
-        raise InputError(path, f"group {group.name} has a non-integer 'shape' {shape!r}") from None
-    if len(shape) != 2 or min(shape) < 0:
-        raise InputError(path, f"sparse group {group.name} has invalid shape {shape}")
-    return shape
+        values = np.asarray(read(), dtype=np.float64 if declared.dtype.kind == "f" else object).ravel()
+    except (OSError, RuntimeError) as exc:
+        raise InputError(path, f"group {group.name}: cannot read 'shape' ({hdf5_values.h5_error(exc)})") from None
+    shape = []
+    for value in values.tolist():
+        if not (isinstance(value, int) or float(value).is_integer()) or not 0 <= value <= MAX_DIMENSION:
+            raise InputError(path, f"group {group.name} has invalid shape {values.tolist()} "
+                                   f"(dimensions must be integers in 0..2**62)")
+        shape.append(int(value))
+    return shape[0], shape[1]
 
 
 def is_sparse_group(group: h5py.Group) -> bool:
-    return all(k in group for k in ("data", "indices", "indptr"))
+    return all(has_member(group, k) for k in ("data", "indices", "indptr"))
 
 
 def is_coo_group(group: h5py.Group) -> bool:
-    return all(k in group for k in ("row", "col", "value"))
+    return all(has_member(group, k) for k in ("row", "col", "value"))
 
 
 def sparse_encoding(path: str, group: h5py.Group) -> str:
     """``csr_matrix`` or ``csc_matrix`` from a sparse group's attributes (10x groups: CSC)."""
-    encoding = group.attrs.get("encoding-type", group.attrs.get("h5sparse_format"))
-    if isinstance(encoding, bytes):
-        encoding = encoding.decode()
-    if encoding is None and "barcodes" in group:
+    encoding = None
+    for key in ("encoding-type", "h5sparse_format"):
+        if key in group.attrs:
+            attr = group.attrs.get_id(key)
+            if attr.shape != () or h5py.check_string_dtype(attr.dtype) is None:
+                raise InputError(path, f"sparse group {group.name}: attribute {key} must be a single string")
+            encoding = string_attribute(path, group, key)
+            break
+    if encoding is None and has_member(group, "barcodes"):
         encoding = "csc_matrix"
     encoding = {"csr": "csr_matrix", "csc": "csc_matrix"}.get(encoding, encoding)
     if encoding not in ("csr_matrix", "csc_matrix"):
@@ -100,38 +148,72 @@ def sparse_encoding(path: str, group: h5py.Group) -> str:
     return encoding
 
 
-def check_compressed_arrays(path: str, group: h5py.Group) -> None:
-    """InputError unless ``data`` is numeric and ``indices``/``indptr`` are integers (dtypes only)."""
+class Compressed(NamedTuple):
+    """The datasets of a CSR/CSC group, checked (see :func:`compressed_members`), nothing read."""
+
+    data: h5py.Dataset
+    indices: h5py.Dataset
+    indptr: h5py.Dataset
+    dtype: np.dtype  #: what ``data`` is read as (float64 or complex128)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.data.shape[0])
+
+    def nbytes(self) -> int:
+        """Bytes of the three arrays once read."""
+        return self.nnz * (self.dtype.itemsize + self.indices.dtype.itemsize) + \
+            self.indptr.shape[0] * self.indptr.dtype.itemsize
+
+
+def compressed_members(path: str, group: h5py.Group, major: int) -> Compressed:
+    """``data``, ``indices`` and ``indptr`` of a CSR/CSC group whose major dimension is ``major``.
+
+    Checks everything the datasets declare before a value is read: each is reached inside the file
+    and is a 1-D dataset, ``data`` numeric, the indices integers, ``data`` and ``indices`` of one
+    length, ``indptr`` of ``major + 1`` entries. Raises InputError naming the file.
+    """
+    found = {}
     for name in ("data", "indices", "indptr"):
-        _check_numeric(path, f"{group.name}/{name}", group[name].dtype)
-    if group["indices"].dtype.kind not in "iu" or group["indptr"].dtype.kind not in "iu":
-        raise InputError(path, f"sparse group {group.name}: indices/indptr must be integers")
+        dset = member(path, group, name)
+        if not isinstance(dset, h5py.Dataset) or dset.ndim != 1:
+            what = "missing" if dset is None else "a group" if isinstance(dset, h5py.Group) else f"{dset.ndim}-D"
+            raise InputError(path, f"sparse group {group.name}: {name} must be a 1-D dataset, is {what}")
+        found[name] = dset
+    dtype = hdf5_values.value_dtype(path, f"{group.name}/data", found["data"].dtype)
+    for name in ("indices", "indptr"):
+        hdf5_values.index_dtype(path, f"sparse group {group.name}: {name}", found[name].dtype)
+    if found["indices"].shape != found["data"].shape:
+        raise InputError(path, f"sparse group {group.name}: indices has {found['indices'].shape[0]} entries, "
+                               f"data {found['data'].shape[0]}")
+    if found["indptr"].shape[0] != major + 1:
+        raise InputError(path, f"sparse group {group.name}: indptr has length {found['indptr'].shape[0]}, "
+                               f"expected {major + 1}")
+    return Compressed(found["data"], found["indices"], found["indptr"], dtype)
 
 
-def check_indptr(path: str, group: h5py.Group, indptr: np.ndarray, major: int) -> None:
-    """InputError unless ``indptr`` has ``major + 1`` entries, starts at 0, never decreases and ends at
-    the length of ``data``, which ``indices`` shares (the lengths are read from the datasets' shapes)."""
-    nnz, n_indices = group["data"].size, group["indices"].size
-    if indptr.shape != (major + 1,):
-        raise InputError(path, f"sparse group {group.name}: indptr has length {indptr.size}, expected {major + 1}")
-    if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != nnz or nnz != n_indices:
-        raise InputError(path, f"sparse group {group.name}: indptr is inconsistent with data/indices")
+def check_indptr(path: str, group_name: str, indptr: np.ndarray, nnz: int) -> None:
+    """InputError unless ``indptr`` (read from a group checked by :func:`compressed_members`) starts
+    at 0, never decreases and ends at ``nnz``, the length of ``data`` and ``indices``."""
+    if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != nnz:
+        raise InputError(path, f"sparse group {group_name}: indptr is inconsistent with data/indices")
 
 
 def read_sparse_group(path: str, group: h5py.Group) -> sp.csr_matrix:
-    """Read a CSR/CSC group and return CSR; checks index ranges and indptr consistency."""
+    """Read a CSR/CSC group and return CSR; checks sizes against the budget before reading, then
+    index ranges and indptr consistency."""
     encoding = sparse_encoding(path, group)
     shape = group_shape(path, group)
     major, minor = (shape[0], shape[1]) if encoding == "csr_matrix" else (shape[1], shape[0])
-    check_compressed_arrays(path, group)
-    indptr = np.asarray(group["indptr"][()])
-    check_indptr(path, group, indptr, major)
-    data = np.asarray(group["data"][()])
-    indices = np.asarray(group["indices"][()])
+    arrays = compressed_members(path, group, major)
+    check_allocation(path, arrays.nbytes(), f"sparse group {group.name} ({shape[0]} x {shape[1]}, "
+                                            f"{arrays.nnz} nonzeros)")
+    indptr = hdf5_values.read(path, arrays.indptr, arrays.indptr.dtype)
+    check_indptr(path, group.name, indptr, arrays.nnz)
+    data = hdf5_values.read(path, arrays.data, arrays.dtype)
+    indices = hdf5_values.read(path, arrays.indices, arrays.indices.dtype)
     if indices.size and (indices.min() < 0 or indices.max() >= minor):
         raise InputError(path, f"sparse group {group.name}: index out of range 0..{minor - 1}")
-    if data.dtype.kind in "biu":
-        data = data.astype(np.float64)
     index_dtype = np.int32 if max(major, minor, data.size) < np.iinfo(np.int32).max else np.int64
     # scipy keeps int32/int64 index arrays as given; anything else (or int64 that fits int32) it would
     # scan and convert, which costs more than the read itself on large matrices.
@@ -143,16 +225,22 @@ def read_sparse_group(path: str, group: h5py.Group) -> sp.csr_matrix:
 def read_coo_group(path: str, group: h5py.Group) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
     """Observed entries (row, col, value, shape); indices are 0-based and checked against shape."""
     shape = group_shape(path, group)
-    arrays = []
+    dsets = []
     for name in ("row", "col", "value"):
-        dset = group[name]
-        _check_numeric(path, f"{group.name}/{name}", dset.dtype)
+        dset = member(path, group, name)
+        if not isinstance(dset, h5py.Dataset):
+            raise InputError(path, f"{group.name}/{name} must be a dataset")
+        if dset.dtype.kind not in "biufc":
+            raise InputError(path, f"{group.name}/{name} has non-numeric dtype {hdf5_values.describe(dset.dtype)}")
         if dset.ndim != 1:
             raise InputError(path, f"{group.name}/{name} must be 1-D")
-        arrays.append(np.asarray(dset[()]))
-    rows, cols, values = arrays
-    if not (rows.size == cols.size == values.size):
+        dsets.append(dset)
+    if not (dsets[0].size == dsets[1].size == dsets[2].size):
         raise InputError(path, f"{group.name}: row, col and value have different lengths")
+    # each array as stored, then as int64/int64/float64
+    check_allocation(path, sum(d.size * (d.dtype.itemsize + 8) for d in dsets),
+                     f"observed-entries group {group.name} ({dsets[0].size} entries)")
+    rows, cols, values = (hdf5_values.read(path, d, d.dtype) for d in dsets)
     for name, idx, bound in (("row", rows, shape[0]), ("col", cols, shape[1])):
         if idx.dtype.kind not in "iu" and not np.all(np.mod(idx, 1) == 0):
             raise InputError(path, f"{group.name}/{name} holds non-integer indices")
@@ -216,9 +304,7 @@ def write_array(fh: h5py.File | h5py.Group, name: str, value: Any) -> None:
 def list_members(path: str, internal: str | None) -> list[str]:
     """Names of the members directly under a group (root when ``internal`` is None), sorted."""
     with open_file(path) as fh:
-        if internal and internal not in fh:
-            raise InputError(path, f"no group {internal!r} in the file")
-        group = fh[internal] if internal else fh
+        group = lookup(path, fh, internal) if internal else fh
         if not isinstance(group, h5py.Group):
             raise InputError(path, f"{internal} is a dataset, expected a group")
         return sorted(group.keys())

@@ -19,7 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from matcli.core.errors import InputError
-from matcli.io import hdf5
+from matcli.io import hdf5, hdf5_values
+from matcli.io.guard import check_allocation
 from matcli.io.spec import parse_spec
 
 
@@ -53,22 +54,45 @@ class SparseGroup:
 
 def locate(spec_text: str) -> DenseDataset | SparseGroup | None:
     """What an HDF5 spec names when it is a dense 2-D-or-other dataset or a CSR/CSC group, else None
-    (not HDF5, missing file, or another kind of group: the ordinary readers then report it)."""
+    (not HDF5, missing file, or another kind of group: the ordinary readers then report it).
+
+    The object is reached as the ordinary readers reach it (:func:`matcli.io.hdf5.resolve_object`:
+    nothing outside the file without the opt-in), a dataset's type is checked, a group's members
+    are checked as :func:`matcli.io.hdf5.compressed_members` checks them; nothing is read.
+    """
     spec = parse_spec(spec_text)
     if spec.kind != "hdf5" or not os.path.isfile(spec.path):
         return None
     with hdf5.open_file(spec.path) as fh:
-        obj = hdf5.resolve_object(fh, spec.path, spec.internal)
+        name = hdf5.internal_path(spec.path, fh, spec.internal)
+        obj = hdf5.lookup(spec.path, fh, name)
         if isinstance(obj, h5py.Dataset):
-            offset = None
-            if obj.chunks is None and obj.compression is None and obj.dtype == np.dtype("<f8") and obj.size:
-                offset = obj.id.get_offset()
-            return DenseDataset(spec.path, obj.name, tuple(obj.shape), obj.dtype, offset)
+            hdf5_values.value_dtype(spec.path, f"dataset {obj.name}", obj.dtype)
+            return DenseDataset(spec.path, name, tuple(obj.shape), obj.dtype, _mappable_offset(spec.path, fh, obj))
         if not hdf5.is_sparse_group(obj):
             return None
         encoding = hdf5.sparse_encoding(spec.path, obj)
-        return SparseGroup(spec.path, obj.name, hdf5.group_shape(spec.path, obj), encoding,
-                           int(obj["data"].shape[0]), int(obj["indices"].dtype.itemsize))
+        shape = hdf5.group_shape(spec.path, obj)
+        arrays = hdf5.compressed_members(spec.path, obj, shape[0] if encoding == "csr_matrix" else shape[1])
+        return SparseGroup(spec.path, name, shape, encoding, arrays.nnz, int(arrays.indices.dtype.itemsize))
+
+
+def _mappable_offset(path: str, fh: h5py.File, dset: h5py.Dataset) -> int | None:
+    """Byte offset of ``dset``'s values in the file at ``path`` when they can be mapped: one
+    contiguous, uncompressed block of little-endian float64 stored in this file (not reached
+    through an allowed external link, not virtual or external raw storage). InputError when the
+    block would reach beyond the end of the file: mapping it would kill the process (SIGBUS)."""
+    if (dset.chunks is not None or dset.compression is not None or dset.dtype != np.dtype("<f8")
+            or not dset.size or dset.is_virtual or dset.external or dset.file.id != fh.id):
+        return None
+    offset = dset.id.get_offset()
+    if offset is None:  # no storage allocated: the values are the fill value
+        return None
+    size = os.path.getsize(path)
+    if offset + 8 * dset.size > size:
+        raise InputError(path, f"dataset {dset.name} declares {8 * dset.size} bytes at offset {offset}, "
+                               f"beyond the end of the file ({size} bytes)")
+    return offset
 
 
 class MappedRows:
@@ -148,10 +172,12 @@ class DenseRows:
                 yield self._checked(mapped.array[start:stop], start)
                 mapped.release(start, stop)
         else:
-            with h5py.File(self.dataset.path, "r") as fh:
-                dset = fh[self.dataset.name]
+            path = self.dataset.path
+            with hdf5.open_file(path) as fh:
+                dset = hdf5.lookup(path, fh, self.dataset.name)
+                dtype = hdf5_values.value_dtype(path, f"dataset {dset.name}", dset.dtype)
                 for start, stop in spans:
-                    yield self._checked(np.asarray(dset[start:stop], dtype=np.float64), start)
+                    yield self._checked(hdf5_values.read(path, dset, dtype, np.s_[start:stop]), start)
         self.checked = True
 
     def _checked(self, block: np.ndarray, start: int) -> np.ndarray:
@@ -171,13 +197,12 @@ class CsrRows:
 
     def __call__(self) -> Iterator[sp.csr_matrix]:
         m, n = self.group.shape
-        with h5py.File(self.group.path, "r") as fh:
-            g = fh[self.group.name]
-            data, indices = g["data"], g["indices"]
+        with hdf5.open_file(self.group.path) as fh:
+            arrays = _compressed(fh, self.group)
             for r0, r1 in zip(self.cuts[:-1].tolist(), self.cuts[1:].tolist()):
                 lo, hi = int(self.indptr[r0]), int(self.indptr[r1])
-                values = np.asarray(data[lo:hi], dtype=np.float64)
-                cols = np.asarray(indices[lo:hi])
+                values = hdf5_values.read(self.group.path, arrays.data, arrays.dtype, np.s_[lo:hi])
+                cols = hdf5_values.read(self.group.path, arrays.indices, arrays.indices.dtype, np.s_[lo:hi])
                 if cols.dtype not in (np.int32, np.int64):
                     cols = cols.astype(np.int64)
                 local = (self.indptr[r0:r1 + 1] - lo).astype(cols.dtype)
@@ -202,14 +227,19 @@ class CsrRows:
 
 
 def csr_indptr(group: SparseGroup) -> np.ndarray:
-    """The row pointer of a CSR group (int64, length m + 1), checked against the group's sizes and
-    dtypes as :func:`matcli.io.hdf5.read_sparse_group` checks them."""
-    with h5py.File(group.path, "r") as fh:
-        g = fh[group.name]
-        hdf5.check_compressed_arrays(group.path, g)
-        indptr = np.asarray(g["indptr"][()], dtype=np.int64)
-        hdf5.check_indptr(group.path, g, indptr, group.shape[0])
+    """The row pointer of a CSR group (int64, length m + 1), checked against the memory budget and
+    then the group's sizes as :func:`matcli.io.hdf5.read_sparse_group` checks them."""
+    check_allocation(group.path, 8 * (group.shape[0] + 1), f"the row pointer of {group.name} ({group.shape[0]} rows)")
+    with hdf5.open_file(group.path) as fh:
+        arrays = _compressed(fh, group)
+        indptr = hdf5_values.read(group.path, arrays.indptr, np.int64)
+        hdf5.check_indptr(group.path, group.name, indptr, arrays.nnz)
     return indptr
+
+
+def _compressed(fh: h5py.File, group: SparseGroup) -> hdf5.Compressed:
+    """The checked datasets of ``group``, reached again in the reopened file ``fh``."""
+    return hdf5.compressed_members(group.path, hdf5.lookup(group.path, fh, group.name), group.shape[0])
 
 
 def row_cuts(cost: np.ndarray, budget: float) -> np.ndarray:

@@ -216,8 +216,21 @@ def test_complete_rank_beyond_the_matrix(tmp_path):
     assert result.exit_code == 2 and "--rank" in result.stderr
 
 
+def test_integers_beyond_any_float_are_compared_exactly():
+    huge = "1" + "0" * 400
+    assert Number(int, 1, auto=True)(huge) == 10**400
+    with pytest.raises(typer.BadParameter, match="not an integer in"):
+        Number(int, 1, 10)(huge)
+
+
 def test_finite_numbers_inside_the_range_pass():
     assert Number(float, 0.0, 1.0, low_open=True, high_open=True)("1e-8") == 1e-8
     assert Number(int, 1, auto=True)(" AUTO ") == "auto"
     assert Pair(Number(int, 1))("3x4") == (3, 4)
     assert np.isclose(Number(float, 0.0)("1e300"), 1e300)
+
+
+def test_methods_lists_each_params_range():
+    listing = run_cli(["methods", "solve"]).stdout
+    assert "--param ilu_drop_tol=0.0001 (in [0, 1])" in listing
+    assert "--param amg_cycle='V' (one of V, W, F)" in listing

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from matcli.cli.options import (
-    AllowExternalOpt, Backend, BackendOpt, ForceOpt, MaxMemoryOpt, MaxiterOpt, MonitorOpt, Number, OutOpt, Pair,
+    MAX_DIMENSION, AllowExternalOpt, Backend, BackendOpt, ForceOpt, MaxMemoryOpt, MaxiterOpt, MonitorOpt, Number, OutOpt, Pair,
     ParamOpt, QuietOpt, ReportOpt, SchedulerOpt, SeedOpt, StrictOpt, ThreadsOpt,
 )
 
@@ -54,7 +54,7 @@ def command(
         "--predictions-out", help="Write predictions here as 'row col value' lines (1-based).")] = None,
     clip: Annotated[Optional[str], typer.Option("--clip", parser=Pair(Number(float)),
                                                 help="Clip predictions to 'lo,hi', e.g. 1,5.")] = None,
-    shape: Annotated[Optional[str], typer.Option("--shape", parser=Pair(Number(int, 1)),
+    shape: Annotated[Optional[str], typer.Option("--shape", parser=Pair(Number(int, 1, MAX_DIMENSION)),
                                                  help="Matrix shape 'm,n' (default: from the input).")] = None,
     maxiter: MaxiterOpt = None,
     rtol: Annotated[float, typer.Option(

@@ -24,6 +24,8 @@ MAX_ITERATIONS = 2**31 - 1
 MAX_THREADS = 1024
 #: Seeds are unsigned 64-bit integers (the output file's ``seed`` attribute).
 MAX_SEED = 2**64 - 1
+#: Largest matrix dimension: shapes and indices are int64.
+MAX_DIMENSION = 2**63 - 1
 
 
 class Number:
@@ -31,8 +33,9 @@ class Number:
 
     ``kind`` is ``int`` or ``float``; ``low`` / ``high`` bound the value (None = unbounded),
     ``low_open`` / ``high_open`` exclude the bound itself; ``auto`` also accepts the word ``auto``
-    (returned as the string ``"auto"``). Raises :class:`typer.BadParameter`, which Typer reports
-    with the option's name.
+    (returned as the string ``"auto"``; Typer accepts no Union annotation, so such an option keeps
+    ``str`` as its annotation). Raises :class:`typer.BadParameter`, which Typer reports with the
+    option's name.
     """
 
     def __init__(self, kind: type = float, low: float | None = None, high: float | None = None, *,
@@ -47,12 +50,13 @@ class Number:
 
     def interval(self) -> str:
         """The range: ``(0, 1)``, ``[0, 1)``, ``>= 1``, or empty when unbounded."""
-        if self.low is not None and self.high is not None:
-            return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
-        if self.low is not None:
-            return f">{'' if self.low_open else '='} {self.low:g}"
-        if self.high is not None:
-            return f"<{'' if self.high_open else '='} {self.high:g}"
+        low, high = (None if b is None else str(b) if self.kind is int else f"{b:g}" for b in (self.low, self.high))
+        if low is not None and high is not None:
+            return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        if low is not None:
+            return f">{'' if self.low_open else '='} {low}"
+        if high is not None:
+            return f"<{'' if self.high_open else '='} {high}"
         return ""
 
     def phrase(self) -> str:
@@ -61,7 +65,7 @@ class Number:
         return f"in {interval}" if interval[:1] in "([" and interval else interval
 
     def contains(self, value: float) -> bool:
-        if not math.isfinite(value):
+        if self.kind is float and not math.isfinite(value):
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False

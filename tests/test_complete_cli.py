@@ -227,3 +227,98 @@ def test_existing_output_needs_force(cli, problem, tmp_path):
     res = cli(["complete", f"{path}:/observed", "--rank", "2", "-o", out, "--quiet"])
     assert res.exit_code == 5
     assert out.read_text() == "keep"
+
+
+def _write_ratings(path, users, items, values):
+    from matcli.io.triplets import write_triplets
+
+    write_triplets(str(path), np.asarray(users, dtype=np.uint64), np.asarray(items, dtype=np.uint64), values)
+
+
+def test_hashed_64_bit_ids_give_the_model_of_compact_ids(cli, tmp_path):
+    """The same ratings under 1..m ids and under increasing random 64-bit (hashed) ids: the hashed
+    file is compacted to the same factor rows, so the fit is the same computation, and predictions
+    are written with the hashed ids (an unseen id gets mu + the known bias)."""
+    rng = np.random.default_rng(4)
+    m, n = 60, 40
+    users, items = np.divmod(rng.choice(m * n, 1200, replace=False), n)
+    values = np.round(np.clip(3 + rng.standard_normal(1200), 1, 5))
+    row_hash = np.unique(rng.integers(2**63, 2**64 - 1, m, dtype=np.uint64))
+    col_hash = np.sort(rng.choice(10**12, n, replace=False).astype(np.uint64) + np.uint64(10**8))
+    row_hash[-1] = np.uint64(2**64 - 1)
+    compact, hashed = tmp_path / "compact.tsv", tmp_path / "hashed.tsv"
+    _write_ratings(compact, users + 1, items + 1, values)
+    _write_ratings(hashed, row_hash[users], col_hash[items], values)
+    pairs_c, pairs_h = tmp_path / "pc.tsv", tmp_path / "ph.tsv"
+    pairs_c.write_text("1\t1\n60\t40\n")
+    pairs_h.write_text(f"{row_hash[0]}\t{col_hash[0]}\n{row_hash[59]}\t{col_hash[39]}\n12345\t{col_hash[3]}\n")
+    models, preds = {}, {}
+    for name, ratings, pairs in (("c", compact, pairs_c), ("h", hashed, pairs_h)):
+        out, pred, report = tmp_path / f"{name}.h5", tmp_path / f"{name}.pred", tmp_path / f"{name}.json"
+        res = cli(["complete", ratings, "--rank", "3", "--seed", "7", "--predict", pairs, "--predictions-out", pred,
+                   "-o", out, "--report", report, "--quiet", "--max-memory", "200M"])
+        assert res.exit_code == 0, res.stderr
+        models[name], _ = read_model(out)
+        preds[name] = pred.read_text().splitlines()
+    c, h = models["c"], models["h"]
+    np.testing.assert_array_equal(h["row_ids"], row_hash)
+    np.testing.assert_array_equal(h["col_ids"], col_hash)
+    np.testing.assert_array_equal(c["row_ids"], np.arange(1, m + 1))
+    for key in ("U", "V", "mu", "row_bias", "col_bias"):
+        np.testing.assert_array_equal(h[key], c[key])
+    assert json.loads((tmp_path / "h.json").read_text())["problem"]["compacted"] == {"rows": True, "cols": True}
+    assert [line.split("\t")[2] for line in preds["h"][:2]] == [line.split("\t")[2] for line in preds["c"]]
+    assert preds["h"][0].split("\t")[:2] == [str(row_hash[0]), str(col_hash[0])]
+    assert preds["h"][1].startswith(f"{2**64 - 1}\t")
+    unseen = float(preds["h"][2].split("\t")[2])
+    assert unseen == pytest.approx(h["mu"] + h["col_bias"][3], rel=1e-9)
+
+
+def test_sparse_huge_ids_finish_fast_with_the_model_of_compact_ids(cli, tmp_path):
+    rng = np.random.default_rng(5)
+    users, items = np.divmod(rng.choice(30 * 20, 300, replace=False), 20)
+    values = rng.standard_normal(300)
+    compact, huge = tmp_path / "compact.tsv", tmp_path / "huge.tsv"
+    _write_ratings(compact, users + 1, items + 1, values)
+    spread = np.arange(1, 31, dtype=np.uint64) * np.uint64(10**8)
+    _write_ratings(huge, spread[users], items + 1, values)
+    models = {}
+    for name, path in (("c", compact), ("h", huge)):
+        import time
+
+        start = time.perf_counter()
+        res = cli(["complete", path, "--rank", "2", "--seed", "1", "-o", tmp_path / f"{name}.h5", "--quiet",
+                   "--max-memory", "200M"])
+        assert res.exit_code == 0, res.stderr
+        assert time.perf_counter() - start < 10
+        models[name], _ = read_model(tmp_path / f"{name}.h5")
+    np.testing.assert_array_equal(models["h"]["row_ids"], spread)
+    np.testing.assert_array_equal(models["h"]["U"], models["c"]["U"])
+
+
+@pytest.mark.parametrize("kind", ["h5", "mtx"])
+def test_huge_declared_shape_with_few_entries_is_fast(cli, tmp_path, kind):
+    import time
+
+    from matcli.io.hdf5 import write_arrays
+
+    rows, cols, vals = np.array([0, 5, 9_999_999, 5]), np.array([3, 9_999_999, 7, 3]), np.array([1.0, 2.0, 3.0, 2.5])
+    if kind == "h5":
+        path = tmp_path / "obs.h5"
+        write_arrays(str(path), {"obs/row": rows, "obs/col": cols, "obs/value": vals},
+                     group_attrs={"obs": {"shape": [10**7, 10**7]}})
+        spec = f"{path}:/obs"
+    else:
+        spec = tmp_path / "obs.mtx"
+        spec.write_text("%%MatrixMarket matrix coordinate real general\n10000000 10000000 4\n"
+                        + "".join(f"{r + 1} {c + 1} {v}\n" for r, c, v in zip(rows, cols, vals)))
+    report = tmp_path / "r.json"
+    start = time.perf_counter()
+    res = cli(["complete", spec, "--rank", "1", "-o", tmp_path / "m.h5", "--report", report, "--quiet",
+               "--max-memory", "200M"])
+    assert res.exit_code == 0, res.stderr
+    assert time.perf_counter() - start < 10
+    problem = json.loads(report.read_text())["problem"]
+    assert problem["shape"] == [3, 3] and problem["id_space"] == [10**7, 10**7]
+    model, _ = read_model(tmp_path / "m.h5")
+    np.testing.assert_array_equal(model["row_ids"], [1, 6, 10**7])

@@ -211,7 +211,8 @@ def _fast(path: str, chunk: bytes, layout: Layout) -> tuple | None:
     checks it): loadtxt refuses every malformed number the grammar refuses once the chunk holds
     only digits, signs, points, exponents, blanks and the separator.
     """
-    if chunk.translate(None, _FAST_BYTES[layout.separator]) or chunk.count(b"\r") != chunk.count(b"\r\n"):
+    if (chunk.translate(None, _FAST_BYTES[layout.separator]) or not chunk.strip()
+            or (b"\r" in chunk and chunk.count(b"\r") != chunk.count(b"\r\n"))):
         return None
     try:
         rows = np.loadtxt(io.StringIO(chunk.decode("ascii")), dtype=_DTYPES[layout.columns],

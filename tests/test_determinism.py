@@ -40,6 +40,7 @@ def problems(tmp_path_factory):
         "regression": ["regression", "--rows", "600", "--cols", "12", "--noise", "0.01", "--heavy-rows", "3"],
         "completion": ["completion", "--rows", "50", "--cols", "40", "--rank", "3", "--rate", "0.4",
                        "--noise", "0.01", "--test-fraction", "0.1"],
+        "tall": ["regression", "--rows", "40000", "--cols", "20"],
     }.items():
         paths[name] = root / f"{name}.h5"
         assert run_cli(["generate", *args, "-o", paths[name], "--seed", "1"]).exit_code == 0
@@ -180,5 +181,21 @@ def test_fresh_processes_with_two_threads(problems, tmp_path, case):
         env = {**os.environ, "PYTHONHASHSEED": str(run)}
         subprocess.run([sys.executable, "-m", "matcli", *map(str, args), "-o", str(out), "--seed", "7",
                         "--threads", "2", "--quiet"], cwd=REPO, env=env, check=True, timeout=120)
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+@pytest.mark.xfail(strict=True, reason="streamed sketch-regress cuts A into row blocks sized from the memory left "
+                                       "after the process's measured resident memory; the sums over blocks then "
+                                       "differ in their last bits (see the report of #16)")
+def test_streamed_sketch_regress_ignores_the_resident_memory(problems, tmp_path, monkeypatch):
+    p = problems["tall"]
+    outputs = []
+    for run in range(2):
+        monkeypatch.setattr("matcli.jobs.sketch.resident_memory_bytes", lambda run=run: (50 + run) * 2**20)
+        out = tmp_path / f"out{run}.h5"
+        result = run_cli(["sketch-regress", f"{p}:/A", f"{p}:/b", "--max-memory", "64M", "--sketch-size", "400",
+                          "--seed", "7", "--threads", "1", "-o", out, "--quiet"])
+        assert result.exit_code == 0, result.stderr
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]

@@ -234,3 +234,10 @@ def test_methods_lists_each_params_range():
     listing = run_cli(["methods", "solve"]).stdout
     assert "--param ilu_drop_tol=0.0001 (in [0, 1])" in listing
     assert "--param amg_cycle='V' (one of V, W, F)" in listing
+
+
+def test_factorize_honours_max_memory(tmp_path, poisson):
+    """factorize parsed --max-memory but did not pass it on: the budget was silently the default."""
+    result = run_cli(["factorize", f"{poisson}:/A", "--kind", "svd", "--rank", "2", "--max-memory", "4K",
+                      "-o", tmp_path / "f.h5", "--quiet"])
+    assert result.exit_code == 7, result.stderr

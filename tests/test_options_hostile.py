@@ -238,6 +238,6 @@ def test_methods_lists_each_params_range():
 
 def test_factorize_honours_max_memory(tmp_path, poisson):
     """factorize parsed --max-memory but did not pass it on: the budget was silently the default."""
-    result = run_cli(["factorize", f"{poisson}:/A", "--kind", "svd", "--rank", "2", "--max-memory", "4K",
+    result = run_cli(["factorize", f"{poisson}:/A", "--kind", "svd", "--rank", "2", "--max-memory", "1K",
                       "-o", tmp_path / "f.h5", "--quiet"])
     assert result.exit_code == 7, result.stderr

@@ -24,8 +24,6 @@ from tests.conftest import run_cli
 #: Positional arguments that let each subcommand reach option parsing (never read: parsing fails first).
 POSITIONAL = {"solve": ["A.h5:/A"], "complete": ["obs.h5:/observed"], "sketch-regress": ["A.h5:/A", "A.h5:/b"],
               "factorize": ["A.h5:/A"], "info": ["A.h5:/A"], "generate": ["poisson2d"]}
-#: The lead's generate still declares float ranges through typer's min/max, which let NaN through.
-PENDING = {"generate"}
 
 
 def _numeric_options():
@@ -70,10 +68,10 @@ def test_every_numeric_option_declares_a_range():
         bounded = getattr(kind, "min", None) is not None or getattr(kind, "max", None) is not None
         if kind.name.startswith("float") or not bounded:
             undeclared.append(f"{command} {option}")
-    assert [entry for entry in undeclared if entry.split()[0] not in PENDING] == []
+    assert undeclared == []
 
 
-@pytest.mark.parametrize("command, option, value", [c for c in CASES if c[0] not in PENDING],
+@pytest.mark.parametrize("command, option, value", CASES,
                          ids=lambda v: str(v))
 def test_out_of_range_option_is_a_usage_error(tmp_path, command, option, value):
     result = run_cli([command, *POSITIONAL[command], option, value, *([] if command in ("info",) else
@@ -83,7 +81,6 @@ def test_out_of_range_option_is_a_usage_error(tmp_path, command, option, value):
     assert not (tmp_path / "out.h5").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="generate's float options need FiniteFloat parsers (the lead's file)")
 def test_generate_refuses_nan(tmp_path):
     assert run_cli(["generate", "spd", "--cond", "nan", "-o", tmp_path / "spd.h5"]).exit_code == 2
 
@@ -94,7 +91,7 @@ def test_the_catalogue_covers_the_options_of_the_issue():
         assert (command, "--rtol") in covered and (command, "--maxiter") in covered
     assert {("complete", "--reg"), ("complete", "--rank"), ("factorize", "--tol"), ("factorize", "--rank"),
             ("solve", "--nrhs"), ("sketch-regress", "--eps"), ("sketch-regress", "--ridge")} <= covered
-    assert {(command, "--seed") for command in POSITIONAL if command not in PENDING} <= covered
+    assert {(command, "--seed") for command in POSITIONAL} <= covered
 
 
 @pytest.mark.parametrize("seed, accepted", [(2**64, False), (2**64 - 1, True), (-1, False), (0, True)])

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from matcli.cli.options import ForceOpt, MaxMemoryOpt, OutOpt, SeedOpt
+from matcli.cli.options import ForceOpt, MaxMemoryOpt, Number, OutOpt, SeedOpt
 
 
 class Kind(str, enum.Enum):
@@ -27,14 +27,14 @@ def command(
     rows: Annotated[int, typer.Option("--rows", min=1, help="Rows (lowrank, regression, completion).")] = 1000,
     cols: Annotated[int, typer.Option("--cols", min=1, help="Columns (lowrank, regression, completion).")] = 50,
     rank: Annotated[int, typer.Option("--rank", min=1, help="Rank (lowrank, completion).")] = 5,
-    cond: Annotated[float, typer.Option("--cond", min=1.0, help="Condition number (spd, regression).")] = 1e3,
-    rate: Annotated[float, typer.Option("--rate", min=0.0, max=1.0, help="Sampling rate (completion).")] = 0.1,
-    noise: Annotated[float, typer.Option("--noise", min=0.0, help="Noise level (lowrank, regression, completion).")] = 0.0,
-    decay: Annotated[float, typer.Option("--decay", min=0.0, max=1.0, help="Singular value ratio s_(i+1)/s_i (lowrank).")] = 0.8,
+    cond: Annotated[float, typer.Option("--cond", parser=Number(float, 1.0), help="Condition number (spd, regression).")] = 1e3,
+    rate: Annotated[float, typer.Option("--rate", parser=Number(float, 0.0, 1.0), help="Sampling rate (completion).")] = 0.1,
+    noise: Annotated[float, typer.Option("--noise", parser=Number(float, 0.0), help="Noise level (lowrank, regression, completion).")] = 0.0,
+    decay: Annotated[float, typer.Option("--decay", parser=Number(float, 0.0, 1.0), help="Singular value ratio s_(i+1)/s_i (lowrank).")] = 0.8,
     heavy_rows: Annotated[int, typer.Option("--heavy-rows", min=0, help="Rows scaled by 1e3 for coherence (regression).")] = 0,
-    test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.0, max=0.9, help="Held-out share (completion).")] = 0.0,
+    test_fraction: Annotated[float, typer.Option("--test-fraction", parser=Number(float, 0.0, 0.9), help="Held-out share (completion).")] = 0.0,
     count: Annotated[int, typer.Option("--count", min=1, help="Number of systems (batch).")] = 8,
-    variation: Annotated[float, typer.Option("--variation", min=0.0, help="Shift change between systems (batch).")] = 0.05,
+    variation: Annotated[float, typer.Option("--variation", parser=Number(float, 0.0), help="Shift change between systems (batch).")] = 0.05,
     seed: SeedOpt = 0,
     max_memory: MaxMemoryOpt = None,
     force: ForceOpt = False,

@@ -88,11 +88,12 @@ def regular_file(path: str) -> os.stat_result:
     return info
 
 
-def check_allocation(path: str, nbytes: float, what: str) -> None:
+def check_allocation(path: str | None, nbytes: float, what: str) -> None:
     """Raise :class:`ResourceError` (exit 7) when ``what`` would take more than the memory budget.
 
     Call it with the size a file *declares* before allocating for it, so that a tiny file declaring
-    a huge matrix fails at once instead of after minutes of swapping.
+    a huge matrix fails at once instead of after minutes of swapping. ``path`` names the file to
+    blame, or is None for sizes an option asked for.
     """
     budget = current_policy().budget
     if nbytes > budget:

@@ -322,3 +322,27 @@ def test_huge_declared_shape_with_few_entries_is_fast(cli, tmp_path, kind):
     assert problem["shape"] == [3, 3] and problem["id_space"] == [10**7, 10**7]
     model, _ = read_model(tmp_path / "m.h5")
     np.testing.assert_array_equal(model["row_ids"], [1, 6, 10**7])
+
+
+def test_bpmf_kept_samples_count_against_the_budget(cli, tmp_path):
+    """100000 kept draws of rank-10 factors for 2625 rows are ~21 GB: refused before the first sweep."""
+    base = data_file("ml-100k/u1.base")
+    result = cli(["complete", base, "-m", "bpmf", "--rank", "10", "-p", "samples=100000", "--max-memory", "2G",
+                  "-o", tmp_path / "m.h5", "--quiet"])
+    assert result.exit_code == 7, result.stderr
+    assert "bpmf factors" in result.stderr and not (tmp_path / "m.h5").exists()
+
+
+@pytest.mark.parametrize("options, needle", [({"reg": float("nan")}, "--reg nan"), ({"rtol": float("nan")}, "--rtol nan"),
+                                             ({"rtol": 1.5}, "--rtol 1.5")])
+def test_library_callers_get_the_option_checks_too(problem, tmp_path, options, needle):
+    from matcli.core.errors import UsageError
+    from matcli.jobs.base import JobRequest
+    from matcli.runner import run_job
+
+    path, _, _ = problem
+    request = JobRequest(family="complete", method="auto", inputs=(f"{path}:/observed",),
+                         output=str(tmp_path / "m.h5"), options={"rank": 2, **options}, quiet=True)
+    with pytest.raises(UsageError, match=needle):
+        run_job(request)
+    assert not (tmp_path / "m.h5").exists()

@@ -16,6 +16,7 @@ alone. Predictions are written with the ids as given.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -92,8 +93,11 @@ class Job(FamilyJob):
         if rank != "auto" and not 1 <= int(rank) <= min(m, n):
             raise UsageError(f"--rank {rank}: must be between 1 and min(m, n) = {min(m, n)}")
         reg = opts.get("reg")
-        if reg not in (None, "auto") and float(reg) < 0:
-            raise UsageError("--reg must be >= 0")
+        if reg not in (None, "auto") and not 0.0 <= float(reg) < math.inf:
+            raise UsageError(f"--reg {reg}: must be a finite number >= 0")
+        rtol = float(opts.get("rtol", 1e-4))
+        if not 0.0 <= rtol < 1.0:
+            raise UsageError(f"--rtol {rtol}: must be a number in [0, 1)")
         fraction = float(opts.get("validate") or 0.0)
         if not 0.0 <= fraction < 1.0:
             raise UsageError("--validate must be in [0, 1)")
@@ -134,10 +138,10 @@ class Job(FamilyJob):
         if DEFAULT_REG[self.method] is None and reg_opt is not None:
             raise UsageError(f"--reg does not apply to method {self.method} (it learns its regularisation)")
         largest = min(max(RANK_GRID) if rank_opt == "auto" else int(rank_opt), m, n)
-        check_allocation(obs.path, factor_bytes(m, n, largest, self.method),
-                         f"{self.method} factors of {m} x {n} factor rows at rank {largest}")
         self.spec = get_spec("complete", self.method)
         self.params = self.spec.resolve_params(list(self.request.params))
+        check_allocation(obs.path, factor_bytes(m, n, largest, self.method, self.params.get("samples", 0)),
+                         f"{self.method} factors of {m} x {n} factor rows at rank {largest}")
         self.resolved_params = {
             "rank": rank_opt, "reg": DEFAULT_REG[self.method] if reg_opt is None else reg_opt,
             "bias": bool(opts.get("bias", True)), "validate": fraction,
@@ -366,11 +370,11 @@ class Pairs:
     col_ids: np.ndarray
 
 
-def factor_bytes(m: int, n: int, rank: int, method: str) -> float:
+def factor_bytes(m: int, n: int, rank: int, method: str, samples: int = 0) -> float:
     """Bytes a fit holds per factor row, times the m + n rows: about ``WORK_COLUMNS`` arrays of
     ``rank + 8`` columns (factors, the spectral initialisation's blocks, a CG half-step's vectors),
-    plus a k x k precision matrix per row for bpmf."""
-    per_row = WORK_COLUMNS * (rank + 8) + (rank * rank if method == "bpmf" else 0)
+    plus, for bpmf, a k x k precision matrix per row and the ``samples`` kept factor draws."""
+    per_row = WORK_COLUMNS * (rank + 8) + (rank * rank + rank * samples if method == "bpmf" else 0)
     return 8.0 * (m + n) * per_row
 
 

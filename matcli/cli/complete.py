@@ -48,14 +48,17 @@ def command(
         help="Hold out this fraction of the observed entries; report validation RMSE per sweep.")] = 0.0,
     test: Annotated[Optional[str], typer.Option("--test", help="Test entries: report test_rmse and test_mae.")] = None,
     predict: Annotated[Optional[str], typer.Option(
-        "--predict", help="(row, col) pairs to predict: text lines 'row col' (1-based, extra columns ignored) or "
-                         "file.h5:/group (row, col 0-based).")] = None,
+        "--predict", help="(row, col) pairs to predict: text lines 'row col' (1-based ids as in the training "
+                         "file), optionally followed by a value and an integer timestamp (a ratings file works; more "
+                         "columns are refused), or file.h5:/group (row, col 0-based).")] = None,
     predictions_out: Annotated[Optional[str], typer.Option(
         "--predictions-out", help="Write predictions here as 'row col value' lines (1-based).")] = None,
     clip: Annotated[Optional[str], typer.Option("--clip", parser=Pair(Number(float)),
                                                 help="Clip predictions to 'lo,hi', e.g. 1,5.")] = None,
     shape: Annotated[Optional[str], typer.Option("--shape", parser=Pair(Number(int, 1, MAX_DIMENSION)),
-                                                 help="Matrix shape 'm,n' (default: from the input).")] = None,
+                                                 help="Declares the id space 'm,n': every id must fit in it (default: from the input; "
+                                    "ratings files: the largest ids). Sparse or huge ids are compacted to the "
+                                    "observed ones; the model keeps row_ids/col_ids.")] = None,
     maxiter: MaxiterOpt = None,
     rtol: Annotated[float, typer.Option(
         "--rtol", parser=Number(float, 0.0, 1.0, high_open=True), help="Stop when a sweep changes the objective (softimpute: the estimate; bpmf: the "

@@ -26,8 +26,10 @@ def command(
     if parsed.kind == "triplets":
         observed = read_observed(spec)
         m, n = observed.shape
-        facts = {"shape": [m, n], "format": "ratings triplets", "observed": observed.nnz,
-                 "sampling_rate": observed.nnz / (m * n),
+        facts = {"shape": [m, n], "id_space": list(observed.id_space),
+                 "compacted": [observed.row_ids.compacted, observed.col_ids.compacted],
+                 "format": "ratings triplets", "observed": observed.nnz,
+                 "sampling_rate": observed.nnz / (float(m) * n),
                  "value_range": [float(observed.values.min()), float(observed.values.max())]}
     else:
         facts = {"format": parsed.kind, **describe(read_matrix(spec), make_rng(resolve_seed(seed)))}

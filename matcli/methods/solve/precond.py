@@ -48,7 +48,7 @@ def jacobi(A) -> Preconditioner:
 
 def ilu(A, drop_tol: float = 1e-4, fill_factor: float = 10.0) -> Preconditioner:
     """Threshold incomplete LU (SuperLU ``spilu``) with ``drop_tol`` and ``fill_factor``."""
-    from scipy.sparse.linalg import spilu
+    from matcli.core.superlu import spilu
 
     A_csc = sp.csc_matrix(A)
     try:
@@ -70,7 +70,9 @@ def incomplete_cholesky(A, drop_tol: float = 1e-4, fill_factor: float = 10.0) ->
     ``D = diag(U)`` defines ``M = P^T L D L^H P``, which is Hermitian, and positive definite iff
     every pivot is positive (checked).
     """
-    from scipy.sparse.linalg import spilu, spsolve_triangular
+    from scipy.sparse.linalg import spsolve_triangular
+
+    from matcli.core.superlu import spilu
 
     A_csc = sp.csc_matrix(A)
     try:

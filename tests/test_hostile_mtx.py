@@ -215,7 +215,7 @@ def test_gzip_bomb_cases_are_small_on_disk_and_large_decompressed():
 def test_former_segfaults_exit_4_in_a_separate_process(name, content, tmp_path):
     path = tmp_path / f"{name}.mtx"
     path.write_bytes(content)
-    out = tmp_path / "factors.mtx"
+    out = tmp_path / "factors.h5"
     proc = subprocess.run([sys.executable, "-m", "matcli", "factorize", str(path), "-o", str(out), "-k", "lu"],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 4, proc.stderr

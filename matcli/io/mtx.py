@@ -136,7 +136,9 @@ def needed_bytes(declared: Declared) -> int:
     item = 16 if declared.header.field == "complex" else 8
     rows, cols = declared.shape
     if declared.header.format == "array" or declared.header.object == "vector":
-        return parsed + rows * cols * item
+        # symmetric kinds place their triangle through index arrays: rows, cols, sort order, mirror
+        triangle = 0 if declared.header.symmetry == "general" else 4 * 8 * declared.count
+        return parsed + rows * cols * item + triangle
     entries = declared.count * (1 if declared.header.symmetry == "general" else 2)
     coo = entries * (8 + 8 + item)
     csr = (rows + 1) * 8 + entries * (8 + item)

@@ -29,6 +29,7 @@ class Piece:
 
     first_line: int
     data: bytes
+    count: int
 
     def lines(self) -> Iterator[tuple[int, bytes]]:
         """(line number, line without its newline) of every line in the piece."""
@@ -155,6 +156,6 @@ class LineSource:
             if data.find(b"\n", start, start + self._max_line) < 0 and start + self._max_line <= end:
                 self._line += data.count(b"\n", 0, start)
                 raise self._line_too_long()
-        piece = Piece(self._line + 1, data)
-        self._line += data.count(b"\n")
+        piece = Piece(self._line + 1, data, data.count(b"\n"))
+        self._line += piece.count
         return piece

@@ -117,3 +117,32 @@ def test_invalid_file_is_refused_with_file_name(path):
     assert message.startswith(str(path))
     assert "\n" not in message
     assert len(err.value.defect) > 10
+
+
+def test_small_pieces_give_the_same_entries_and_line_numbers(tmp_path):
+    """Piece boundaries fall inside lines, comments and blank runs; entries and lines do not change."""
+    from matcli.io.mtx import read_declared
+    from matcli.io.mtx_body import read_entries
+    from matcli.io.mtx_source import LineSource
+
+    lines = [b"%%MatrixMarket matrix coordinate real general", b"% c", b"40 40 60"]
+    for k in range(60):
+        lines += [b"%d %d %d.5" % (k % 40 + 1, k // 2 + 1, k)] + ([b"", b"% note"] if k % 7 == 0 else [])
+    path = tmp_path / "pieces.mtx"
+    path.write_bytes(b"\n".join(lines))
+
+    def entries(piece_bytes):
+        with LineSource(str(path), piece_bytes=piece_bytes, max_line=64) as source:
+            declared = read_declared(str(path), source)
+            return read_entries(source, declared.layout, declared.count)
+
+    whole = entries(2**20)
+    for piece_bytes in (1, 7, 64, 300):
+        np.testing.assert_array_equal(entries(piece_bytes), whole)
+    assert whole["v0"][-1] == 59.5
+    bad = lines.copy()
+    bad[-1] = b"1 1 1e5e3"
+    path.write_bytes(b"\n".join(bad))
+    for piece_bytes in (1, 7, 64):
+        with pytest.raises(InputError, match=f"line {len(bad)}: value '1e5e3' is not a real number"):
+            entries(piece_bytes)

@@ -133,12 +133,13 @@ def output_targets(request: JobRequest, job: FamilyJob) -> list[Target]:
 
 
 def _check_single_matrix(request: JobRequest, job: FamilyJob) -> None:
-    """Refuse a MatrixMarket ``-o`` before any work when the job already knows it writes several arrays."""
-    from matcli.io.writers import output_format, single_matrix
+    """Refuse a MatrixMarket ``-o`` before any work when the job knows it writes several arrays."""
+    from matcli.io.writers import output_format
 
     names = job.output_arrays()
-    if request.output and names is not None and output_format(request.output) != "hdf5":
-        single_matrix(request.output, dict.fromkeys(names), f"{request.family} {job.method}")
+    if request.output and names and len(names) > 1 and output_format(request.output) != "hdf5":
+        raise UsageError(f"{request.output}: a MatrixMarket file holds one matrix, but {request.family} writes "
+                         f"{', '.join(names)}; use an .h5 output")
 
 
 def write_output(request: JobRequest, outputs: dict[str, Any], attrs: dict[str, Any], what: str) -> None:

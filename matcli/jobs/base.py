@@ -82,7 +82,7 @@ class FamilyJob(abc.ABC):
         return {}
 
     def output_arrays(self) -> tuple[str, ...] | None:
-        """Names of the arrays ``-o`` will hold, when the options alone decide them (None otherwise).
+        """Arrays ``-o`` will hold (at least), when the options alone decide them (None otherwise).
 
         The runner uses them to refuse, before any work, a MatrixMarket output (one matrix) for a
         result of several arrays; where they are unknown, the writer refuses at the end instead.

@@ -69,6 +69,10 @@ class Job(FamilyJob):
         path = self.request.options.get("predictions_out")
         return {"--predictions-out": path} if path else {}
 
+    def output_arrays(self) -> tuple[str, ...] | None:
+        biases = ("mu", "row_bias", "col_bias") if self.request.options.get("bias", True) else ()
+        return ("U", "V", *biases, "row_ids", "col_ids")
+
     # ---------------------------------------------------------------- read
     def read(self) -> None:
         from matcli.io.load import read_observed

@@ -19,6 +19,11 @@ from matcli.core.result import Callback, Result
 from matcli.jobs.base import FamilyJob
 from matcli.methods.factorize.specs import KINDS, METHODS
 
+#: Arrays every method of a kind writes (some write more: NMF's weights, sparse LU's Q). Cholesky
+#: is missing: its dense method writes L alone, which a MatrixMarket file can hold.
+FIRST_ARRAYS = {"svd": ("U", "s", "Vt"), "nmf": ("W", "H"), "cur": ("C", "U", "R", "col_indices", "row_indices"),
+                "qr": ("Q", "R", "P"), "lu": ("L", "U", "P"), "ldl": ("L", "D", "P"), "eig": ("w", "V")}
+
 #: Sparse inputs with at most this many entries (m * n) may be densified by dense-by-nature methods.
 DENSE_LIMIT = 25_000_000
 #: ``auto`` picks the dense SVD when the matrix has at most this many entries and min(m, n) <= 1500.
@@ -69,6 +74,9 @@ class Job(FamilyJob):
         self._hermitian: bool | None = None
 
     # ----------------------------------------------------------------- read
+    def output_arrays(self) -> tuple[str, ...] | None:
+        return FIRST_ARRAYS.get(self.kind)
+
     def read(self) -> None:
         from matcli.io.load import read_dense, read_matrix
         from matcli.io.spec import parse_spec

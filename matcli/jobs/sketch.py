@@ -79,6 +79,9 @@ def choose_mode(m: int, n: int, eps: float | None, max_rows: int) -> tuple[str, 
 class Job(FamilyJob):
     family = "sketch"
 
+    def output_arrays(self) -> tuple[str, ...] | None:
+        return ("x",)
+
     def read(self) -> None:
         from matcli.io.load import read_dense, read_matrix
 

@@ -97,6 +97,9 @@ class Job(FamilyJob):
             paths.append(parse_spec(self.rhs_spec).path)
         return paths
 
+    def output_arrays(self) -> tuple[str, ...] | None:
+        return None if self.batch else ("x",)
+
     def read(self) -> None:
         from matcli.io.load import read_dense, read_matrix
 

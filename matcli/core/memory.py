@@ -28,16 +28,23 @@ def parse_memory(text: str, flag: str = "--max-memory") -> int:
     return int(value)
 
 
-def available_memory() -> int:
-    """Bytes the kernel reports as available to new allocations (``MemAvailable``)."""
+def proc_kib(path: str, key: str) -> int | None:
+    """Bytes of the ``key:  N kB`` line of a /proc file (``/proc/meminfo``, ``/proc/self/status``);
+    None where the file or the line is missing (not Linux)."""
     try:
-        with open("/proc/meminfo") as fh:
+        with open(path) as fh:
             for line in fh:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except (OSError, IndexError, ValueError):
         pass
-    return FALLBACK_AVAILABLE
+    return None
+
+
+def available_memory() -> int:
+    """Bytes the kernel reports as available to new allocations (``MemAvailable``)."""
+    available = proc_kib("/proc/meminfo", "MemAvailable")
+    return FALLBACK_AVAILABLE if available is None else available
 
 
 def default_budget() -> int:

@@ -18,13 +18,11 @@ def peak_memory_bytes() -> int:
     into it when a process is started by fork/vfork + exec, so a small matcli started from a large
     process (a benchmark holding its matrix, a test runner) would report the parent's peak.
     """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, IndexError, ValueError):
-        pass
+    from matcli.core.memory import proc_kib
+
+    high_water = proc_kib("/proc/self/status", "VmHWM")
+    if high_water is not None:
+        return high_water
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 

@@ -181,3 +181,40 @@ def test_mutated_text_array_is_read_or_refused_as_input_error(content, suffix):
 def test_extreme_but_valid_tokens_read_exactly(text):
     content = b"%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 " + text + b"\n"
     assert read_bytes(content)[0, 0] == float(text)
+
+
+@st.composite
+def simple_pieces(draw):
+    """Lines over the simple alphabet, often valid (3 numbers), often one byte off."""
+    lines = []
+    for _ in range(draw(st.integers(1, 6))):
+        fields = [str(draw(st.integers(0, 5))), str(draw(st.integers(0, 5))),
+                  draw(st.sampled_from(["1", "-2.5", "1e5", "1.e-3", ".5", "7E+1", "1e999"]))]
+        line = draw(st.sampled_from([" ", "\t", "  "])).join(fields)
+        if draw(st.booleans()):
+            position = draw(st.integers(0, len(line)))
+            line = line[:position] + draw(st.sampled_from(list("0123456789 +-.eE"))) + line[position:]
+        lines.append(line)
+    return ("\n".join(lines) + "\n").encode()
+
+
+@settings(max_examples=400, deadline=None)
+@given(simple_pieces(), st.sampled_from(["real", "integer", "pattern"]))
+def test_fast_reader_agrees_with_the_strict_reader_or_declines(data, field):
+    """read_simple is exact: it returns what loadtxt under the reference grammar reads, or None."""
+    from matcli.io.mtx_body import _read_strict
+    from matcli.io.mtx_fast import read_simple
+    from matcli.io.mtx_source import Piece
+
+    layout = Layout(indices=2, field=field)
+    if field == "pattern":
+        data = b"\n".join(line.rsplit(None, 1)[0] if len(line.split()) > 2 else line
+                          for line in data.split(b"\n"))
+    lines = data.count(b"\n")
+    fast = read_simple(data, lines, layout, (5, 5))
+    if fast is None:
+        return
+    strict = _read_strict("piece", Piece(1, data, lines), data, layout)
+    assert all(line_defect(line, layout) is None for line in data.split(b"\n")[:-1])
+    for name in layout.dtype.names:
+        np.testing.assert_array_equal(fast[name], strict[name])

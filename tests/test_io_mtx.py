@@ -134,12 +134,14 @@ def test_small_pieces_give_the_same_entries_and_line_numbers(tmp_path):
     def entries(piece_bytes):
         with LineSource(str(path), piece_bytes=piece_bytes, max_line=64) as source:
             declared = read_declared(str(path), source)
-            return read_entries(source, declared.layout, declared.count)
+            return read_entries(source, declared.layout, declared.count, declared.shape)
 
     whole = entries(2**20)
     for piece_bytes in (1, 7, 64, 300):
-        np.testing.assert_array_equal(entries(piece_bytes), whole)
-    assert whole["v0"][-1] == 59.5
+        pieces = entries(piece_bytes)
+        for name in ("i0", "i1", "v0"):
+            np.testing.assert_array_equal(pieces[name], whole[name])
+    assert whole["v0"][-1] == 59.5 and whole["i1"][-1] == 29
     bad = lines.copy()
     bad[-1] = b"1 1 1e5e3"
     path.write_bytes(b"\n".join(bad))

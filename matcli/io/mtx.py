@@ -188,7 +188,7 @@ def read_mtx(path: str, *, finite: bool = True) -> np.ndarray | sp.csr_matrix:
         compressed = path.lower().endswith(".gz")
         check_declared(path, declared, None if compressed else info.st_size - source.offset)
         source.limit(SLACK_BYTES + BYTES_PER_ENTRY * declared.count)
-        entries = read_entries(source, declared.layout, declared.count)
+        entries = read_entries(source, declared.layout, declared.count, declared.shape)
     first_data_line = declared.size_line + 1
 
     def locate(k: int) -> tuple[int, bytes]:

@@ -1,4 +1,4 @@
-"""The data lines of a MatrixMarket file, read strictly into one structured array.
+"""The data lines of a MatrixMarket file, read strictly into columns.
 
 Each piece of whole lines (:class:`~matcli.io.mtx_source.Piece`) loses its ``%`` comment lines,
 is checked for bytes outside its field's alphabet (NUL, ``,``, ``_``, letters other than those of
@@ -15,13 +15,21 @@ import io
 import numpy as np
 
 from matcli.core.errors import InputError
+from matcli.io.mtx_fast import read_simple
 from matcli.io.mtx_grammar import Layout, is_comment_or_blank, line_defect
 from matcli.io.mtx_source import LineSource, Piece
 
 
-def read_entries(source: LineSource, layout: Layout, count: int) -> np.ndarray:
-    """The next ``count`` data lines of ``source`` as a structured array of ``layout.dtype``.
+#: The fields of the data lines, one array per field of :attr:`Layout.dtype` (``i0``, ``i1``: 0-based
+#: indices, ``v0``, ``v1``: values), each of the same length.
+Columns = dict[str, np.ndarray]
 
+
+def read_entries(source: LineSource, layout: Layout, count: int, shape: tuple[int, int]) -> Columns:
+    """The next ``count`` data lines of ``source`` as columns (indices made 0-based, not yet checked).
+
+    Pieces without comments or blank lines first go to :func:`~matcli.io.mtx_fast.read_simple`
+    (indices checked against ``shape`` there); the others, and those it turns down, to loadtxt.
     Raises :class:`InputError` naming the line for a malformed line, for data lines beyond
     ``count`` and (without a line) for fewer than ``count``. Blank and ``%`` lines are skipped.
     """
@@ -34,24 +42,35 @@ def read_entries(source: LineSource, layout: Layout, count: int) -> np.ndarray:
         if piece.count > len(data) // 3:  # loadtxt takes ~150 ns per empty line; a file may hold millions
             while b"\n\n" in data:
                 data = data.replace(b"\n\n", b"\n")
-        if data.translate(None, layout.allowed):
-            raise piece_defect(source.path, piece, layout, "invalid character")
         if data.isspace() or not data:
             continue
-        try:
-            rows = np.loadtxt(io.BytesIO(data), dtype=layout.dtype, comments=None, ndmin=1)
-        except ValueError as exc:
-            raise piece_defect(source.path, piece, layout, str(exc).splitlines()[0]) from None
-        if got + rows.size > count:
+        columns = read_simple(data, piece.count, layout, shape) if data is piece.data else None
+        if columns is None:
+            columns = _read_strict(source.path, piece, data, layout)
+        size = len(next(iter(columns.values())))
+        if got + size > count:
             number, _ = nth_data_line(piece, count - got)
             raise InputError(source.path, f"line {number}: more data lines than the {count} declared")
-        got += rows.size
-        parts.append(rows)
+        got += size
+        parts.append(columns)
     if got < count:
         raise InputError(source.path, f"file truncated: declares {count} entries, found {got}")
     if len(parts) == 1:
         return parts[0]
-    return np.concatenate(parts) if parts else np.empty(0, dtype=layout.dtype)
+    empty = np.empty(0, dtype=layout.dtype)
+    return {name: np.concatenate([part[name] for part in parts]) if parts else empty[name]
+            for name in layout.dtype.names}
+
+
+def _read_strict(path: str, piece: Piece, data: bytes, layout: Layout) -> Columns:
+    """The data lines ``data`` of ``piece`` (comments removed) through loadtxt."""
+    if data.translate(None, layout.allowed):
+        raise piece_defect(path, piece, layout, "invalid character")
+    try:
+        rows = np.loadtxt(io.BytesIO(data), dtype=layout.dtype, comments=None, ndmin=1)
+    except ValueError as exc:
+        raise piece_defect(path, piece, layout, str(exc).splitlines()[0]) from None
+    return {name: rows[name] - 1 if name.startswith("i") else rows[name] for name in layout.dtype.names}
 
 
 def piece_defect(path: str, piece: Piece, layout: Layout, fallback: str) -> InputError:

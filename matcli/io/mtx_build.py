@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from matcli.core.errors import InputError
+from matcli.io.mtx_body import Columns
 from matcli.io.mtx_grammar import show
 
 #: ``locate(k)`` gives (line number, line text) of the ``k``-th (0-based) data line.
@@ -31,17 +32,17 @@ def _fail(path: str, locate: Locate, bad: np.ndarray, defect: Callable[[int], st
         raise InputError(path, f"line {number}: {defect(k)}")
 
 
-def entry_values(path: str, entries: np.ndarray, field: str, finite: bool, locate: Locate) -> np.ndarray:
+def entry_values(path: str, entries: Columns, field: str, finite: bool, locate: Locate) -> np.ndarray:
     """The values of the entries as float64 (pattern: ones) or complex128."""
     if field == "pattern":
-        return np.ones(entries.size)
+        return np.ones(len(entries["i0"]))
     if field == "integer":
         raw = entries["v0"]
         _fail(path, locate, np.abs(raw) > EXACT_INTEGER,
               lambda k: f"integer value {raw[k]} is not exactly representable in float64 (|v| > 2^53)")
         return raw.astype(np.float64)
     if field == "complex":
-        values = np.empty(entries.size, dtype=np.complex128)
+        values = np.empty(len(entries["v0"]), dtype=np.complex128)
         values.real, values.imag = entries["v0"], entries["v1"]
     else:
         values = np.ascontiguousarray(entries["v0"])
@@ -53,9 +54,10 @@ def entry_values(path: str, entries: np.ndarray, field: str, finite: bool, locat
 
 
 def check_indices(path: str, index: np.ndarray, size: int, what: str, locate: Locate) -> np.ndarray:
-    """0-based copy of 1-based ``index`` after checking every one lies in 1..size."""
-    _fail(path, locate, (index < 1) | (index > size), lambda k: f"{what} {index[k]} outside 1..{size}")
-    return index - 1
+    """``index`` (0-based) after checking every one lies in 0..size-1; messages say 1-based."""
+    if index.size and (index.min() < 0 or index.max() >= size):
+        _fail(path, locate, (index < 0) | (index >= size), lambda k: f"{what} {index[k] + 1} outside 1..{size}")
+    return index
 
 
 def check_triangle(path: str, rows: np.ndarray, cols: np.ndarray, values: np.ndarray, symmetry: str,
@@ -87,7 +89,7 @@ def expand_symmetry(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, symm
             np.concatenate([values, mirrored]))
 
 
-def coordinate_matrix(path: str, entries: np.ndarray, shape: tuple[int, int], field: str, symmetry: str,
+def coordinate_matrix(path: str, entries: Columns, shape: tuple[int, int], field: str, symmetry: str,
                       finite: bool, locate: Locate) -> sp.csr_matrix:
     """CSR matrix (duplicates summed, indices sorted) of a ``matrix coordinate`` file's entries."""
     rows = check_indices(path, entries["i0"], shape[0], "row index", locate)
@@ -100,7 +102,7 @@ def coordinate_matrix(path: str, entries: np.ndarray, shape: tuple[int, int], fi
     return matrix
 
 
-def coordinate_vector(path: str, entries: np.ndarray, length: int, field: str, finite: bool,
+def coordinate_vector(path: str, entries: Columns, length: int, field: str, finite: bool,
                       locate: Locate) -> np.ndarray:
     """(length, 1) array of a ``vector coordinate`` file (duplicates summed)."""
     index = check_indices(path, entries["i0"], length, "index", locate)
@@ -111,7 +113,7 @@ def coordinate_vector(path: str, entries: np.ndarray, length: int, field: str, f
     return out[:, None]
 
 
-def array_matrix(path: str, entries: np.ndarray, shape: tuple[int, int], field: str, symmetry: str,
+def array_matrix(path: str, entries: Columns, shape: tuple[int, int], field: str, symmetry: str,
                  finite: bool, locate: Locate) -> np.ndarray:
     """Dense matrix of an ``array`` file: column-major values, the lower triangle for symmetric kinds."""
     values = entry_values(path, entries, field, finite, locate)

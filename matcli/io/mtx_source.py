@@ -50,6 +50,7 @@ class LineSource:
         self._max_line = max_line
         self._raw = self._open()
         self._buf = b""
+        self._pos = 0  # start of the unconsumed bytes of _buf while header lines are taken
         self._line = 0
         self._eof = False
         self._read_total = 0
@@ -69,7 +70,7 @@ class LineSource:
     @property
     def offset(self) -> int:
         """Bytes consumed so far (of the decompressed stream for gzip)."""
-        return self._read_total - len(self._buf)
+        return self._read_total - len(self._buf) + self._pos
 
     def _open(self) -> BinaryIO:
         try:
@@ -97,7 +98,8 @@ class LineSource:
         if self._body_limit is not None and self._read_total > self._body_limit:
             raise InputError(self.path, f"more than {mib(self._body_limit - self._body_start)} of text after "
                                         f"line {self._body_line}, more than its declared entries can need")
-        self._buf += chunk
+        self._buf = self._buf[self._pos:] + chunk
+        self._pos = 0
         return True
 
     def _where(self) -> str:
@@ -116,22 +118,23 @@ class LineSource:
     def next_line(self) -> tuple[int, bytes] | None:
         """(1-based number, bytes without the newline) of the next line; None at end of file."""
         while True:
-            end = self._buf.find(b"\n", 0, self._max_line + 1)
+            end = self._buf.find(b"\n", self._pos, self._pos + self._max_line + 1)
             if end >= 0:
-                line, self._buf = self._buf[:end], self._buf[end + 1:]
+                line, self._pos = self._buf[self._pos:end], end + 1
                 break
-            if len(self._buf) > self._max_line:
+            if len(self._buf) - self._pos > self._max_line:
                 raise self._line_too_long()
             if not self._fill():
-                if not self._buf:
+                if self._pos == len(self._buf):
                     return None
-                line, self._buf = self._buf, b""
+                line, self._buf, self._pos = self._buf[self._pos:], b"", 0
                 break
         self._line += 1
         return self._line, line
 
     def pieces(self) -> Iterator[Piece]:
         """The rest of the file as pieces of whole lines (the last one gets a final newline)."""
+        self._buf, self._pos = self._buf[self._pos:], 0
         while True:
             end = self._buf.rfind(b"\n") + 1
             if end == 0 and len(self._buf) > self._max_line:

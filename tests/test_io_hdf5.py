@@ -128,3 +128,54 @@ def test_finite_check_finds_a_single_nan_in_a_sparse_matrix(tmp_path):
     write_arrays(str(path), {"A": A})
     with pytest.raises(InputError, match="NaN or Inf"):
         read_matrix(f"{path}:/A")
+
+
+def test_numeric_types_are_read_exactly_as_float64(tmp_path):
+    """float16, float32, integers, booleans and big-endian floats become float64 (complex64: complex128)
+    with the same values; HDF5 reads float16 and booleans only as themselves, so they convert after."""
+    values = np.array([[1.5, 2.25], [-0.125, 6.0e4]])
+    path = tmp_path / "t.h5"
+    with h5py.File(path, "w") as fh:
+        for dtype in ("<f2", "<f4", ">f8", "<i4", "<u8"):
+            fh[dtype.replace("<", "le").replace(">", "be")] = np.abs(values).astype(dtype) if "u" in dtype else values.astype(dtype)
+        fh["bool"] = np.eye(2, dtype=bool)
+        fh["c64"] = (values * (1 + 2j)).astype(np.complex64)
+    for name in ("lef2", "lef4", "bef8"):
+        got = read_matrix(f"{path}:/{name}")
+        assert got.dtype == np.float64 and np.array_equal(got, values), name
+    assert np.array_equal(read_matrix(f"{path}:/lei4"), values.astype(np.int32).astype(np.float64))
+    assert np.array_equal(read_matrix(f"{path}:/leu8"), np.abs(values).astype(np.uint64).astype(np.float64))
+    assert np.array_equal(read_matrix(f"{path}:/bool"), np.eye(2)) and read_matrix(f"{path}:/bool").dtype == np.float64
+    assert np.array_equal(read_matrix(f"{path}:/c64"), values * (1 + 2j))
+
+
+def test_float16_sparse_data_reads_exactly(tmp_path):
+    path = tmp_path / "s.h5"
+    A = sp.csr_matrix(np.array([[0.0, 1.5], [2.25, 0.0]]))
+    A.data = A.data.astype(np.float16)
+    write_arrays(str(path), {"A": A})
+    got = read_matrix(f"{path}:/A")
+    assert got.dtype == np.float64 and np.array_equal(got.toarray(), [[0.0, 1.5], [2.25, 0.0]])
+
+
+def test_a_sparse_group_read_as_a_dense_array_is_checked_against_the_budget(tmp_path):
+    from matcli.core.errors import ResourceError
+    from matcli.io.guard import InputPolicy, input_policy
+
+    path = tmp_path / "s.h5"
+    write_arrays(str(path), {"b": sp.csr_matrix((1, 2**24))})  # 128 MiB dense, a few bytes sparse
+    with input_policy(InputPolicy(max_memory=2**26)), pytest.raises(ResourceError, match="as a dense"):
+        read_dense(f"{path}:/b")
+
+
+def test_only_errors_raised_inside_h5py_become_input_errors(tmp_path):
+    """open_file turns the HDF5 library's errors on a corrupt file into InputError; the same
+    exception types raised by matcli's own code are bugs and must surface as they are."""
+    from matcli.io.hdf5 import open_file
+
+    path = tmp_path / "d.h5"
+    _write(path, A=np.eye(2))
+    with pytest.raises(KeyError, match="ours"), open_file(str(path)):
+        raise KeyError("ours")
+    with pytest.raises(InputError, match="corrupt HDF5 file"), open_file(str(path)) as fh:
+        fh.id.links.get_info(b"missing")

@@ -184,8 +184,8 @@ def compressed_members(path: str, group: h5py.Group, major: int) -> Compressed:
     for name in ("indices", "indptr"):
         hdf5_values.index_dtype(path, f"sparse group {group.name}: {name}", found[name].dtype)
     if found["indices"].shape != found["data"].shape:
-        raise InputError(path, f"sparse group {group.name}: indices has {found['indices'].shape[0]} entries, "
-                               f"data {found['data'].shape[0]}")
+        raise InputError(path, f"sparse group {group.name}: indptr is inconsistent with data/indices (indices "
+                               f"has {found['indices'].shape[0]} entries, data {found['data'].shape[0]})")
     if found["indptr"].shape[0] != major + 1:
         raise InputError(path, f"sparse group {group.name}: indptr has length {found['indptr'].shape[0]}, "
                                f"expected {major + 1}")

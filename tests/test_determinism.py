@@ -12,6 +12,8 @@ byte: datasets, attributes (``params``, ``metrics``, ``status``, ``seed``) and l
 
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 import sys
@@ -185,17 +187,16 @@ def test_fresh_processes_with_two_threads(problems, tmp_path, case):
     assert outputs[0] == outputs[1]
 
 
-@pytest.mark.xfail(strict=True, reason="streamed sketch-regress cuts A into row blocks sized from the memory left "
-                                       "after the process's measured resident memory; the sums over blocks then "
-                                       "differ in their last bits (see the report of #16)")
 def test_streamed_sketch_regress_ignores_the_resident_memory(problems, tmp_path, monkeypatch):
     p = problems["tall"]
     outputs = []
     for run in range(2):
-        monkeypatch.setattr("matcli.jobs.sketch.resident_memory_bytes", lambda run=run: (50 + run) * 2**20)
-        out = tmp_path / f"out{run}.h5"
-        result = run_cli(["sketch-regress", f"{p}:/A", f"{p}:/b", "--max-memory", "64M", "--sketch-size", "400",
-                          "--seed", "7", "--threads", "1", "-o", out, "--quiet"])
+        # two resident sizes within one of the plan's 8 MiB steps
+        monkeypatch.setattr("matcli.jobs.sketch.resident_memory_bytes", lambda run=run: (49 + 5 * run) * 2**20)
+        out, report = tmp_path / f"out{run}.h5", tmp_path / f"r{run}.json"
+        result = run_cli(["sketch-regress", f"{p}:/A", f"{p}:/b", "--max-memory", "70M", "--sketch-size", "400",
+                          "--seed", "7", "--threads", "1", "-o", out, "--report", report, "--quiet"])
         assert result.exit_code == 0, result.stderr
+        assert json.loads(report.read_text())["problem"]["row_blocks"] > 1  # streamed, in several blocks
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]

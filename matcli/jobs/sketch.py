@@ -53,6 +53,12 @@ from matcli.methods.sketch.regress import MODES, default_sketch_size, smallest_s
 from matcli.methods.sketch.sketches import STREAMABLE_KINDS
 
 
+#: The process's resident memory at the start is rounded up to a multiple of this before the plan
+#: shares out the budget: the row blocks (whose sums end in different last bits when cut elsewhere)
+#: and a capped sketch size then stay the same from run to run unless the resident memory crosses
+#: a step.
+BASELINE_STEP = 8 * 2**20
+
 #: ``auto`` with ``--eps`` takes sketch-and-solve only while the sketch that eps needs has at most
 #: this many rows per column of A (eps >~ 0.007 for n = 200): beyond it the QR of that sketch costs
 #: more than the few CGLS passes that a small sketch's preconditioner needs to prove 1 + eps.
@@ -93,7 +99,7 @@ class Job(FamilyJob):
         self.budget = resolve_budget(budget_text)
         self.budget_text = (f"--max-memory {budget_text}" if budget_text else
                             f"the default memory budget (half the available memory, {mib(self.budget)})")
-        self.baseline = resident_memory_bytes()
+        self.baseline = -(-resident_memory_bytes() // BASELINE_STEP) * BASELINE_STEP
         self.threads = worker_count()
         self.A = None
         self.mapped = False

@@ -373,6 +373,7 @@ CASES = [
     (_group_shape([2**62 + 1, 2]), FACTORIZE, 4, "invalid shape"),
     (_group_shape([2, 2, 2]), FACTORIZE, 4, "must hold two integers"),
     (_group_shape("2x2"), FACTORIZE, 4, "must hold two integers"),
+    (_group_shape(h5py.Empty("f8")), FACTORIZE, 4, "must hold two integers"),
     (encoding_array, FACTORIZE, 4, "must be a single string"),
     (_sparse(data=np.ones((2, 1))), FACTORIZE, 4, "data must be a 1-D dataset, is 2-D"),
     (data_is_a_group, FACTORIZE, 4, "data must be a 1-D dataset, is a group"),

@@ -106,9 +106,10 @@ def group_shape(path: str, group: h5py.Group) -> tuple[int, int]:
         if not isinstance(declared, h5py.Dataset):
             raise InputError(path, f"sparse group {group.name} has no 'shape' attribute")
         read = lambda: declared[()]  # noqa: E731
-    if int(np.prod(declared.shape or (1,))) != 2 or declared.dtype.kind not in "iuf":
+    dims = tuple(declared.shape or ())  # None: an attribute with a null dataspace
+    if int(np.prod(dims)) != 2 or declared.dtype.kind not in "iuf":
         raise InputError(path, f"group {group.name}: 'shape' must hold two integers, "
-                               f"has {hdf5_values.describe(declared.dtype)} {tuple(declared.shape)}")
+                               f"has {hdf5_values.describe(declared.dtype)} {dims}")
     try:
         values = np.asarray(read(), dtype=np.float64 if declared.dtype.kind == "f" else object).ravel()
     except (OSError, RuntimeError) as exc:

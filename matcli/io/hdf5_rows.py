@@ -29,6 +29,7 @@ class DenseDataset:
     """A 2-D dataset: where it is and what it holds (nothing read yet)."""
 
     path: str
+    #: the path looked up in the file (each pass looks it up again, with the same checks)
     name: str
     shape: tuple[int, ...]
     dtype: np.dtype

@@ -101,13 +101,17 @@ def read_dense(spec_text: str) -> np.ndarray:
     _require_file(spec)
     if spec.kind == "hdf5":
         from matcli.io import hdf5
+        from matcli.io.guard import check_allocation
 
         with hdf5.open_file(spec.path) as fh:
             obj = hdf5.resolve_object(fh, spec.path, spec.internal)
             if isinstance(obj, hdf5.h5py.Group):
                 if not hdf5.is_sparse_group(obj):
                     raise InputError(spec.path, f"{obj.name} is a group, expected a dataset")
-                array = hdf5.read_sparse_group(spec.path, obj).toarray()
+                matrix = hdf5.read_sparse_group(spec.path, obj)
+                check_allocation(spec.path, float(matrix.shape[0]) * matrix.shape[1] * matrix.dtype.itemsize,
+                                 f"sparse group {obj.name} as a dense {matrix.shape[0]} x {matrix.shape[1]} array")
+                array = matrix.toarray()
             else:
                 array = hdf5.read_dense_dataset(spec.path, obj, (1, 2))
     elif spec.kind == "mtx":

@@ -161,3 +161,11 @@ def test_methods_lists_every_family(cli):
     assert result.exit_code == 0
     families = {line.split()[0] for line in result.stdout.splitlines() if line and not line.startswith(" ")}
     assert families == {"solve", "complete", "sketch", "factorize"}
+
+
+def test_info_reads_under_the_memory_budget(cli, tmp_path):
+    """A 100-byte file declaring a 1e8 x 1e8 matrix: refused at once under --max-memory, not read."""
+    path = tmp_path / "huge.mtx"
+    path.write_text("%%MatrixMarket matrix coordinate real general\n100000000 100000000 3\n1 1 1\n2 2 2\n3 3 3\n")
+    result = cli(["info", path, "--max-memory", "500M"])
+    assert result.exit_code == 7 and "more than the memory budget of 500.0 MiB" in result.stderr

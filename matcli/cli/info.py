@@ -6,33 +6,39 @@ from typing import Annotated
 
 import typer
 
-from matcli.cli.options import SeedOpt
+from matcli.cli.options import AllowExternalOpt, MaxMemoryOpt, SeedOpt
 
 
 def command(
     spec: Annotated[str, typer.Argument(help="Matrix file: A.mtx, A.mtx.gz, A.npy, file.h5:/A, ratings.tsv.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     seed: SeedOpt = 0,
+    max_memory: MaxMemoryOpt = None,
+    allow_external_links: AllowExternalOpt = False,
 ) -> None:
     """Shape, dtype, nnz, format, symmetry, a definiteness hint and a cheap condition estimate."""
     import json
 
+    from matcli.core.memory import resolve_budget
     from matcli.core.properties import describe
     from matcli.core.rng import make_rng, resolve_seed
+    from matcli.io.guard import InputPolicy, input_policy
     from matcli.io.load import read_matrix, read_observed
     from matcli.io.spec import parse_spec
 
     parsed = parse_spec(spec)
-    if parsed.kind == "triplets":
-        observed = read_observed(spec)
-        m, n = observed.shape
-        facts = {"shape": [m, n], "id_space": list(observed.id_space),
-                 "compacted": [observed.row_ids.compacted, observed.col_ids.compacted],
-                 "format": "ratings triplets", "observed": observed.nnz,
-                 "sampling_rate": observed.nnz / (float(m) * n),
-                 "value_range": [float(observed.values.min()), float(observed.values.max())]}
-    else:
-        facts = {"format": parsed.kind, **describe(read_matrix(spec), make_rng(resolve_seed(seed)))}
+    policy = InputPolicy(max_memory=resolve_budget(max_memory), allow_external=allow_external_links)
+    with input_policy(policy):
+        if parsed.kind == "triplets":
+            observed = read_observed(spec)
+            m, n = observed.shape
+            facts = {"shape": [m, n], "id_space": list(observed.id_space),
+                     "compacted": [observed.row_ids.compacted, observed.col_ids.compacted],
+                     "format": "ratings triplets", "observed": observed.nnz,
+                     "sampling_rate": observed.nnz / (float(m) * n),
+                     "value_range": [float(observed.values.min()), float(observed.values.max())]}
+        else:
+            facts = {"format": parsed.kind, **describe(read_matrix(spec), make_rng(resolve_seed(seed)))}
     facts = {"file": spec, **facts}
     if as_json:
         typer.echo(json.dumps(facts, indent=2))

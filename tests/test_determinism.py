@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from matcli.core.registry import all_specs
 from matcli.io.hdf5 import write_arrays
-from matcli.io.mtx import write_mtx
+from matcli.io.writers import write_mtx_file
 from tests.conftest import REPO, run_cli
 
 KRYLOV_PRECONDS = ("none", "jacobi", "ic", "amg-sa", "amg-rs", "chebyshev")
@@ -54,7 +54,7 @@ def problems(tmp_path_factory):
                                         "S": (indefinite + indefinite.T).tocsr(),
                                         "N": sp.csr_matrix(full[:40, :30])})
     paths["nonsymmetric"] = root / "west.mtx"
-    write_mtx(str(paths["nonsymmetric"]), sp.random(40, 40, 0.15, random_state=4) + 4 * sp.eye(40))
+    write_mtx_file(str(paths["nonsymmetric"]), "mtx", sp.random(40, 40, 0.15, random_state=4) + 4 * sp.eye(40))
     return paths
 
 

@@ -14,7 +14,8 @@ import scipy.sparse as sp
 from matcli.core.errors import InputError
 from matcli.io.hdf5 import write_arrays
 from matcli.io.load import read_matrix
-from matcli.io.mtx import read_mtx, write_mtx
+from matcli.io.mtx import read_mtx
+from matcli.io.writers import write_mtx_file
 from tests.conftest import shared_data_dir
 
 VARIANTS = shared_data_dir() / "format-variants"
@@ -37,7 +38,7 @@ def test_valid_variant_round_trips_through_mtx_and_hdf5(path, tmp_path):
     original = read_mtx(str(path), finite=False)
     assert original.ndim == 2
     out_mtx = tmp_path / "copy.mtx"
-    write_mtx(str(out_mtx), original)
+    write_mtx_file(str(out_mtx), "mtx", original)
     np.testing.assert_array_equal(dense(read_mtx(str(out_mtx), finite=False)), dense(original))
     if np.isfinite(dense(original)).all():
         out_h5 = tmp_path / "copy.h5"

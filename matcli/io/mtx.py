@@ -1,4 +1,4 @@
-"""MatrixMarket reader and writer.
+"""MatrixMarket reader (writing is :mod:`matcli.io.writers`).
 
 Reading never trusts the file: the banner and size line are checked first (a symmetric ``array``
 must be square, sizes must be integers below 2^63), then the declared sizes are checked against
@@ -16,10 +16,9 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.io
 import scipy.sparse as sp
 
-from matcli.core.errors import InputError, OutputError
+from matcli.core.errors import InputError
 from matcli.io import mtx_build
 from matcli.io.guard import check_allocation, regular_file
 from matcli.io.mtx_body import locate_entry, read_entries
@@ -201,16 +200,3 @@ def read_mtx(path: str, *, finite: bool = True) -> np.ndarray | sp.csr_matrix:
         return mtx_build.coordinate_matrix(path, entries, declared.shape, header.field, header.symmetry,
                                            finite, locate)
     return mtx_build.array_matrix(path, entries, declared.shape, header.field, header.symmetry, finite, locate)
-
-
-def write_mtx(path: str, matrix, comment: str = "") -> None:
-    """Write a dense or sparse matrix (1-D arrays become one column) in MatrixMarket format."""
-    data = matrix
-    if not sp.issparse(data):
-        data = np.asarray(data)
-        if data.ndim == 1:
-            data = data[:, None]
-    try:
-        scipy.io.mmwrite(path, data, comment=comment)
-    except OSError as exc:
-        raise OutputError(path, f"cannot write ({exc.strerror})") from None

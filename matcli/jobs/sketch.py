@@ -94,7 +94,6 @@ class Job(FamilyJob):
         if len(self.request.inputs) != 2:
             raise UsageError("sketch-regress needs two inputs: the matrix A and the right-hand side b")
         a_spec, b_spec = self.request.inputs
-        options = self.request.options
         budget_text = self.request.max_memory or os.environ.get("MATCLI_MAX_MEMORY")
         self.budget = resolve_budget(budget_text)
         self.budget_text = (f"--max-memory {budget_text}" if budget_text else

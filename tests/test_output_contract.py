@@ -339,3 +339,35 @@ def test_closed_standard_streams(problem, tmp_path):
     ran = subprocess.run(["bash", "-c", f"{base} -o - >&-; echo $? >&2"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=120)
     assert ran.stderr.splitlines() == ["matcli: error: -: -o -: standard output is closed", "5"]
+
+
+def _children(pid: int) -> list[int]:
+    listed = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in listed.stdout.split()]
+
+
+def test_a_signal_during_a_local_dask_run_is_one_line_and_leaves_no_worker(tmp_path):
+    """The local cluster's worker processes go with matcli, and multiprocessing's resource tracker
+    does not add its warnings about the cluster's semaphores to the one line."""
+    pytest.importorskip("distributed")
+    from matcli import gallery
+
+    write_arrays(str(tmp_path / "b.h5"), gallery.poisson_batch((200, 200), 24, 0.05, np.random.default_rng(3)))
+    args = [sys.executable, "-m", "matcli", "solve", "b.h5:/systems", "--batch", "-m", "cg", "--precond", "none",
+            "--backend", "dask", "-o", "x.h5", "--quiet"]
+    run = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline, children = time.time() + 60, []
+    while time.time() < deadline and run.poll() is None and len(children) < 3:  # tracker + 2 workers
+        time.sleep(0.1)
+        children = _children(run.pid)
+    run.send_signal(signal.SIGTERM)
+    code = run.wait(timeout=60)
+    stderr = run.stderr.read()
+    if code == 0:
+        pytest.skip("the batch finished before the cluster was seen")
+    assert code == 143 and stderr.splitlines() == ["matcli: stopped by SIGTERM; no output was published"], stderr
+    deadline = time.time() + 30
+    while time.time() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in children):
+        time.sleep(0.2)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in children)
+    assert listing(tmp_path) == ["b.h5"]

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 from concurrent.futures import CancelledError
 from typing import Any, Callable
@@ -66,6 +67,9 @@ class DaskBackend(Backend):
 
     def __init__(self, address: str | None = None):
         super().__init__()
+        address = address or os.environ.get("MATCLI_DASK_SCHEDULER") or None
+        if not address:
+            _start_resource_tracker_quietly()  # before distributed's import, which may start it
         try:
             import distributed
         except ImportError:
@@ -73,7 +77,6 @@ class DaskBackend(Backend):
                 from None
         started = time.perf_counter()
         self._cluster = None
-        address = address or os.environ.get("MATCLI_DASK_SCHEDULER") or None
         if address:
             _probe(address)
             try:
@@ -127,3 +130,24 @@ class DaskBackend(Backend):
             self._client.close()
             if self._cluster is not None:
                 self._cluster.close()
+
+
+def _start_resource_tracker_quietly() -> None:
+    """Start multiprocessing's resource tracker with /dev/null as its stderr (descriptor 2).
+
+    The tracker inherits descriptor 2 of the process that starts it; when matcli is stopped by a
+    signal (:mod:`matcli.cli.signals` ends the process at once) it removes the local cluster's
+    semaphores and warns about each there, after matcli's one line.
+    """
+    from multiprocessing import resource_tracker
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        resource_tracker.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)

@@ -4,6 +4,12 @@ fits the chosen kind, resolve ``auto``, and call the kernel.
 Options (``request.options``): ``kind`` (svd|nmf|cur|qr|lu|cholesky|ldl|eig), ``rank`` (an
 integer, ``auto``, or None), ``tol``, ``power_iters``, ``oversample``, ``maxiter`` (None = default),
 ``update`` (previous factors), ``append_rows`` / ``append_cols`` (matrix specs).
+
+Every kind computes in double precision: the matrix (and appended rows/columns) is converted once,
+after reading, to float64, or complex128 when complex (:func:`matcli.methods.solve.system.as_matrix`,
+the solve family's normaliser); the report gives ``problem.dtype`` (as read) and
+``problem.compute_dtype``. Only ``--param precision=float32`` of the randomized SVDs iterates in
+single precision, and says so.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from matcli.core.registry import get_spec
 from matcli.core.result import Callback, Result
 from matcli.jobs.base import FamilyJob
 from matcli.methods.factorize.specs import KINDS, METHODS
+from matcli.methods.solve.system import as_matrix
 
 #: Arrays every method of a kind writes (some write more: NMF's weights, sparse LU's Q). Cholesky
 #: is missing: its dense method writes L alone, which a MatrixMarket file can hold.
@@ -72,6 +79,7 @@ class Job(FamilyJob):
         self._kernel: Callable[..., Result] | None = None
         self._kwargs: dict[str, Any] = {}
         self._hermitian: bool | None = None
+        self.input_dtype: str | None = None
 
     # ----------------------------------------------------------------- read
     def output_arrays(self) -> tuple[str, ...] | None:
@@ -98,6 +106,13 @@ class Job(FamilyJob):
         extra = opts.get("append_rows") or opts.get("append_cols")
         if extra:
             self.appended = read_matrix(extra)
+        self.input_dtype = str(self.A.dtype)
+        for name, spec_text in (("A", self.request.inputs[0]), ("appended", extra)):
+            try:
+                if getattr(self, name) is not None:
+                    setattr(self, name, as_matrix(getattr(self, name)))
+            except ValueError as exc:
+                raise InputError(spec_text, str(exc)) from None
 
     # ------------------------------------------------------------- validate
     def validate(self) -> None:
@@ -109,7 +124,8 @@ class Job(FamilyJob):
             raise InputError(path, f"matrix is empty ({m}x{n})")
         if self.kind not in KINDS:
             raise UsageError(f"unknown --kind {self.kind!r}; choose one of {', '.join(KINDS)}")
-        self.problem_info = {"shape": [m, n], "dtype": str(A.dtype),
+        self.problem_info = {"shape": [m, n], "dtype": self.input_dtype or str(A.dtype),
+                             "compute_dtype": str(A.dtype),
                              "storage": "sparse" if sp.issparse(A) else "dense",
                              "nnz": int(A.nnz) if sp.issparse(A) else int(np.count_nonzero(A))}
         if self.kind in ("cholesky", "ldl", "eig") and m != n:
@@ -276,6 +292,9 @@ class Job(FamilyJob):
             rank = self._rank(allow_auto=False)
             if rank >= min(m, n):
                 raise UsageError(f"svds needs --rank < min(m, n) = {min(m, n)}; use --method dense")
+            if method == "arpack" and np.iscomplexobj(self.A) and rank >= min(m, n) - 1:
+                raise UsageError(f"svds (ARPACK) on a complex matrix needs --rank <= {min(m, n) - 2} "
+                                 "(min(m, n) - 2); use --method propack or dense")
             kwargs = {"rank": rank, "solver": method, "tol": self._tol(0.0)}
             if method == "arpack":
                 kwargs["maxiter"] = opts.get("maxiter")
@@ -367,7 +386,9 @@ class Job(FamilyJob):
             return {"hermitian": hermitian}
         n = self.A.shape[0]
         rank = self._rank(allow_auto=False)
-        limit = n - 1 if hermitian else n - 2
+        from matcli.methods.factorize.sparse import eig_arpack_max_rank
+
+        limit = eig_arpack_max_rank(n, hermitian=hermitian, complex_values=np.iscomplexobj(self.A))
         if rank > limit:
             raise UsageError(f"ARPACK needs --rank <= {limit} for this {n}x{n} matrix; use --method dense")
         which = params["which"]

@@ -16,6 +16,11 @@ Options (``request.options``):
 ``reorder``  batch: solve similar matrices consecutively (greedy nearest neighbour).
 ``plot``     PNG path for a convergence plot (needs matplotlib).
 
+Every method computes in double precision: the matrices and right-hand sides are converted once,
+here after reading (:func:`matcli.methods.solve.system.as_matrix`), to float64, or complex128 when
+the matrix or the right-hand side is complex; the report says which as ``problem.compute_dtype``
+beside ``problem.dtype`` (the dtype the matrix was read as).
+
 With ``--backend dask`` a batch is solved in contiguous chunks of the order, one per worker
 (:mod:`matcli.jobs.solve_batch`).
 
@@ -37,6 +42,7 @@ from matcli.core.result import Callback, Result, Status
 from matcli.jobs.base import FamilyJob
 from matcli.methods.solve import auto
 from matcli.methods.solve.precond import PRECONDITIONERS
+from matcli.methods.solve.system import as_matrix, compute_dtype
 
 GENERATED_RHS = ("ones", "random")
 DIRECT = ("lu", "cholesky", "ldl")
@@ -87,6 +93,7 @@ class Job(FamilyJob):
         self.rng: np.random.Generator | None = None
         self.unused_params: list[str] = []
         self.rhs_label = "ones"
+        self.input_dtypes: list[str] = []
 
     # ----------------------------------------------------------------- read
     def input_paths(self) -> list[str]:
@@ -127,6 +134,20 @@ class Job(FamilyJob):
             elif (self.rhs_spec or "ones") == "ones":
                 m = system.A.shape[0]
                 system.B = np.ones(m) if self.nrhs == 1 else np.ones((m, self.nrhs))
+        self._normalise_dtypes()
+
+    def _normalise_dtypes(self) -> None:
+        """Convert every matrix and right-hand side to the compute dtype, once, remembering the dtype
+        each matrix was read as (a one-line InputError for values double precision cannot hold)."""
+        self.input_dtypes = sorted({str(s.A.dtype) for s in self.systems})
+        for system in self.systems:
+            try:
+                dtype = compute_dtype(system.A, system.B)
+                system.A = as_matrix(system.A)
+            except ValueError as exc:
+                raise InputError(system.source, str(exc)) from None
+            if system.B is not None:
+                system.B = np.asarray(system.B, dtype=dtype)
 
     def _check_generated_rhs(self) -> None:
         """Refuse ``--nrhs`` columns of ones/random whose right-hand sides and solutions (same shape)
@@ -282,7 +303,9 @@ class Job(FamilyJob):
                                 "rhs": self.rhs_label, "nrhs": nrhs}
         if self.batch:
             self.resolved_params.update({"recycle": self.recycle, "reorder": self.reorder})
-        self.problem_info = {**facts.as_dict(), "nrhs": nrhs, "systems": len(self.systems)}
+        self.problem_info = {**facts.as_dict(), "nrhs": nrhs, "systems": len(self.systems),
+                             "dtype": ", ".join(self.input_dtypes),
+                             "compute_dtype": ", ".join(sorted({str(compute_dtype(s.A, s.B)) for s in self.systems}))}
         if self.solver is not None:
             self.problem_info["setup"] = self.solver.info
         self.learn_omega = self.batch and self.method in STATIONARY and float(self.params.get("omega", 0.0)) == 0.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import ArpackNoConvergence, eigs, eigsh
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigs, eigsh
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.core.superlu import splu
@@ -107,6 +107,12 @@ def cholesky_sparse(A, *, ordering: str = "MMD_AT_PLUS_A", rng: np.random.Genera
                   message=f"sparse Cholesky (SuperLU symmetric mode, {ordering} ordering)")
 
 
+def eig_arpack_max_rank(n: int, *, hermitian: bool, complex_values: bool) -> int:
+    """Most eigenpairs ARPACK returns for an n x n matrix: ``n - 1`` with the real symmetric
+    driver, ``n - 2`` with the non-Hermitian one (also used by scipy for complex Hermitian input)."""
+    return n - 1 if hermitian and not complex_values else n - 2
+
+
 def eig_arpack(A, *, rank: int, hermitian: bool, which: str = "LM", tol: float = 0.0,
                maxiter: int | None = None, rng: np.random.Generator,
                callback: Callback = no_callback) -> Result:
@@ -115,7 +121,9 @@ def eig_arpack(A, *, rank: int, hermitian: bool, which: str = "LM", tol: float =
     Parameters
     ----------
     rank : int
-        Number of eigenpairs, ``1 <= rank < n`` (``< n - 1`` for non-Hermitian).
+        Number of eigenpairs, ``1 <= rank < n`` for real symmetric ``A``, ``rank < n - 1``
+        otherwise (non-Hermitian, and complex Hermitian, which scipy hands to the non-Hermitian
+        driver); ValueError outside.
     hermitian : bool
         Use the symmetric Lanczos solver ``eigsh`` (real ``w``) instead of ``eigs``.
     which : {"LM", "SM", "LA", "SA", "LR", "SR"}
@@ -126,11 +134,25 @@ def eig_arpack(A, *, rank: int, hermitian: bool, which: str = "LM", tol: float =
     Result
         outputs ``w`` (rank), ``V`` (n x rank); metrics ``residual`` =
         ``max_i ||A v_i - w_i v_i|| / ||A||_F``, ``orthogonality_loss`` (Hermitian);
-        status ``DIVERGED_MAX_IT`` (no outputs) when ARPACK did not converge.
+        status ``CONVERGED_HAPPY_BREAKDOWN`` for a zero matrix (``w = 0``, ``V`` the first columns
+        of the identity: every vector is an eigenvector of A = 0, and ARPACK stops with error -9 as
+        its first product is zero); ``DIVERGED_MAX_IT`` / ``DIVERGED_BREAKDOWN`` (no outputs) when
+        ARPACK did not converge or reported an error.
     """
     n = A.shape[0]
     if A.shape[0] != A.shape[1]:
         raise ValueError(f"needs a square matrix, got {A.shape[0]}x{A.shape[1]}")
+    limit = eig_arpack_max_rank(n, hermitian=hermitian, complex_values=np.iscomplexobj(A))
+    if not 1 <= rank <= limit:
+        raise ValueError(f"ARPACK needs 1 <= rank <= {limit} for this {n}x{n} matrix, got {rank}; "
+                         "use --method dense")
+    if frobenius_norm(A) == 0.0:
+        w = np.zeros(rank) if hermitian else np.zeros(rank, dtype=complex)
+        V = np.eye(n, rank, dtype=np.result_type(A.dtype, w.dtype))
+        return Result(status=Status.CONVERGED_HAPPY_BREAKDOWN, outputs={"w": w, "V": V},
+                      metrics={"residual": 0.0, **({"orthogonality_loss": 0.0} if hermitian else {})},
+                      info={"which": which, "hermitian": hermitian, "zero_matrix": True},
+                      message="the matrix is zero: its eigenvalues are 0 and every vector is an eigenvector")
     v0 = rng.standard_normal(n)
     try:
         if hermitian:
@@ -139,6 +161,8 @@ def eig_arpack(A, *, rank: int, hermitian: bool, which: str = "LM", tol: float =
             w, V = eigs(A, k=rank, which=which, tol=tol, maxiter=maxiter, v0=v0)
     except ArpackNoConvergence as exc:
         return Result(status=Status.DIVERGED_MAX_IT, message=f"ARPACK did not converge: {exc}")
+    except ArpackError as exc:
+        return Result(status=Status.DIVERGED_BREAKDOWN, message=f"ARPACK failed: {exc}")
     key = {"LM": -np.abs(w), "SM": np.abs(w), "LA": -np.real(w), "SA": np.real(w),
            "LR": -np.real(w), "SR": np.real(w)}[which]
     order = np.argsort(key, kind="stable")

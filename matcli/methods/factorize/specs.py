@@ -2,6 +2,9 @@
 
 A method is named ``<kind>-<method>`` (``svd-randomized``, ``lu-sparse`` ...): ``--kind`` picks
 the factorization, ``--method`` the algorithm within it; ``matcli methods factorize`` lists them.
+Through ``matcli factorize`` every method sees the matrix in float64, or complex128 when complex
+(the job converts float32, complex64, integer and bool input once; ``problem.compute_dtype``);
+only ``--param precision=float32`` of the randomized SVDs iterates in single precision.
 """
 
 from matcli.core.registry import MethodSpec, ParamSpec

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, svds
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, svds
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.factorize.metrics import adjoint_matmul, frobenius_norm, svd_metrics
@@ -59,7 +59,9 @@ def lanczos_svd(A, *, rank: int, solver: str = "arpack", tol: float = 0.0, maxit
     ----------
     A : (m, n) ndarray or sparse matrix
     rank : int
-        ``1 <= rank < min(m, n)`` (an svds restriction).
+        ``1 <= rank < min(m, n)`` (an svds restriction); for complex ``A`` with ARPACK
+        ``rank < min(m, n) - 1`` (svds then runs the non-Hermitian ARPACK driver, which cannot
+        return more than ``N - 2`` eigenpairs). ValueError otherwise.
     solver : {"arpack", "propack"}
     tol : float
         svds tolerance on the singular values (0 = machine precision). PROPACK cannot reach 0, so
@@ -72,12 +74,21 @@ def lanczos_svd(A, *, rank: int, solver: str = "arpack", tol: float = 0.0, maxit
     -------
     Result
         outputs ``U`` (m x rank), ``s`` (rank, descending), ``Vt`` (rank x n); status
-        ``CONVERGED_RTOL`` or ``DIVERGED_MAX_IT`` (no outputs) when the solver did not converge.
+        ``CONVERGED_RTOL``, ``CONVERGED_HAPPY_BREAKDOWN`` for a zero matrix (``s = 0``, ``U`` and
+        ``Vt`` the first columns/rows of the identity: for A = 0 any orthonormal vectors are
+        singular vectors, and ARPACK stops with error -9 as its first product is zero), or
+        ``DIVERGED_MAX_IT`` / ``DIVERGED_BREAKDOWN`` (no outputs) when the solver did not converge
+        or ARPACK reported an error.
         ``callback(products, products=...)`` reports the running number of vector products.
     """
     m, n = A.shape
     if not 1 <= rank < min(m, n):
         raise ValueError(f"svds needs 1 <= rank < min(m, n) = {min(m, n)}, got {rank}")
+    if solver == "arpack" and np.iscomplexobj(A) and rank >= min(m, n) - 1:
+        raise ValueError(f"ARPACK on a complex matrix needs rank <= min(m, n) - 2 = {min(m, n) - 2}, got {rank}; "
+                         "use --method propack or dense")
+    if frobenius_norm(A) == 0.0:
+        return _zero_svd(A, rank, solver, rng)
     op = _CountingOperator(A, callback)
     v0 = rng.standard_normal(min(m, n))
     info = {"solver": solver}
@@ -90,12 +101,27 @@ def lanczos_svd(A, *, rank: int, solver: str = "arpack", tol: float = 0.0, maxit
         return Result(status=Status.DIVERGED_MAX_IT, iterations=op.products,
                       info={**info, "vector_products": op.products},
                       message=f"{solver} did not converge: {exc}")
+    except ArpackError as exc:
+        return Result(status=Status.DIVERGED_BREAKDOWN, iterations=op.products,
+                      info={**info, "vector_products": op.products}, message=f"{solver} failed: {exc}")
     U, s, Vt = _sorted_triplets(U, s, Vt)
     metrics, how = svd_metrics(A, U, s, Vt, rng)
     info.update(how, vector_products=op.products, rank=rank, tol=tol)
     return Result(status=Status.CONVERGED_RTOL, outputs={"U": U, "s": s, "Vt": Vt}, metrics=metrics,
                   iterations=op.products, info=info,
                   message=f"{solver} converged with {op.products} vector products")
+
+
+def _zero_svd(A, rank: int, solver: str, rng: np.random.Generator) -> Result:
+    """The exact rank-``rank`` SVD of a zero ``A``: zero singular values, identity singular vectors."""
+    m, n = A.shape
+    dtype = np.result_type(A.dtype, np.float64)
+    U, s, Vt = np.eye(m, rank, dtype=dtype), np.zeros(rank), np.eye(rank, n, dtype=dtype)
+    metrics, how = svd_metrics(A, U, s, Vt, rng, 0.0)
+    return Result(status=Status.CONVERGED_HAPPY_BREAKDOWN, outputs={"U": U, "s": s, "Vt": Vt}, metrics=metrics,
+                  info={**how, "solver": solver, "vector_products": 0, "rank": rank, "zero_matrix": True},
+                  message="the matrix is zero: its singular values are 0 and any orthonormal vectors are "
+                          "singular vectors")
 
 
 def _propack(op, rank: int, tol: float, rng: np.random.Generator, limit: int, info: dict):

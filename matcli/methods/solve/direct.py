@@ -110,8 +110,13 @@ def factorize(A, kind: str, *, perm_c: np.ndarray | None = None) -> Factorizatio
     order = perm_c
 
     def solve(B: np.ndarray) -> np.ndarray:
-        dtype = np.result_type(lu.L.dtype, B.dtype)
-        B = B.astype(dtype, copy=False)
+        if np.iscomplexobj(B) and not np.iscomplexobj(lu.L):
+            # SuperLU solves only in its factors' dtype: real factors take the real and imaginary
+            # parts as one real block of twice the columns.
+            k = B.shape[1]
+            parts = solve(np.ascontiguousarray(np.hstack([B.real, B.imag])))
+            return parts[:, :k] + 1j * parts[:, k:]
+        B = B.astype(lu.L.dtype, copy=False)
         if order is None:
             return lu.solve(B)
         # The factored matrix was A[:, p] (and A[p][:, p] for cholesky); undo the permutations.

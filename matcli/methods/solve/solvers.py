@@ -2,6 +2,10 @@
 once-only work (factorization, AMG hierarchy, ILU, spectrum estimates) and returns a
 :class:`Solver` whose ``solve`` runs the cheap part for any right-hand side block.
 
+Every factory and every ``Solver.solve`` / ``update`` first passes the matrix through
+:func:`matcli.methods.solve.system.as_matrix`, so all methods accept float32, float64, complex64,
+complex128, integer and bool matrices and compute in float64 (complex128 for complex input).
+
 Separating the two is what lets the runner time ``setup`` and ``compute`` as phases, lets many
 right-hand sides share one setup, and lets a batch of related matrices reuse it (``update``).
 """
@@ -16,6 +20,7 @@ import numpy as np
 
 from matcli.core.result import Callback, Result, no_callback
 from matcli.methods.solve import direct, krylov, precond, stationary
+from matcli.methods.solve.system import as_matrix
 
 
 @dataclass
@@ -23,20 +28,30 @@ class Solver(abc.ABC):
     """A prepared solver for matrices like the one it was set up with.
 
     ``solve(A, B, x0=, rtol=, maxiter=, callback=)`` returns a :class:`Result`; ``A`` may be a
-    different matrix with the same pattern after :meth:`update`.
+    different matrix with the same pattern after :meth:`update`. Both convert ``A`` to float64 /
+    complex128 (:func:`~matcli.methods.solve.system.as_matrix`) before the subclass sees it.
     """
 
     method: str
     info: dict[str, Any] = field(default_factory=dict)
 
-    @abc.abstractmethod
     def solve(self, A, B, *, x0=None, rtol: float = 1e-8, maxiter: int | None = None,
               callback: Callback = no_callback) -> Result:
-        """Solve ``A X = B`` for (n,) or (n, k) ``B`` with the prepared setup."""
+        """Solve ``A X = B`` for (n,) or (n, k) ``B`` with the prepared setup; ``x`` is float64, or
+        complex128 when ``A`` or ``B`` is complex."""
+        return self._solve(as_matrix(A), B, x0=x0, rtol=rtol, maxiter=maxiter, callback=callback)
 
-    @abc.abstractmethod
     def update(self, A, *, rebuild: bool = False) -> str:
         """Adapt to a new matrix of the same pattern; return what was done (for the report)."""
+        return self._update(as_matrix(A), rebuild=rebuild)
+
+    @abc.abstractmethod
+    def _solve(self, A, B, *, x0, rtol: float, maxiter: int | None, callback: Callback) -> Result:
+        """:meth:`solve` for ``A`` already in the compute dtype."""
+
+    @abc.abstractmethod
+    def _update(self, A, *, rebuild: bool) -> str:
+        """:meth:`update` for ``A`` already in the compute dtype."""
 
 
 @dataclass
@@ -45,10 +60,10 @@ class DirectSolver(Solver):
     factorization: direct.Factorization | None = None
     refine: int = 0
 
-    def solve(self, A, B, *, x0=None, rtol=1e-8, maxiter=None, callback=no_callback) -> Result:
+    def _solve(self, A, B, *, x0, rtol, maxiter, callback) -> Result:
         return direct.solve_factored(A, self.factorization, B, callback=callback, refine=self.refine)
 
-    def update(self, A, *, rebuild: bool = False) -> str:
+    def _update(self, A, *, rebuild: bool) -> str:
         old = self.factorization
         reuse = None if rebuild or old is None or old.perm_c is None else old.perm_c
         self.factorization = direct.factorize(A, self.kind, perm_c=reuse)
@@ -68,13 +83,13 @@ class KrylovSolver(Solver):
     symmetric: bool = False
     rng: np.random.Generator | None = None
 
-    def solve(self, A, B, *, x0=None, rtol=1e-8, maxiter=None, callback=no_callback) -> Result:
+    def _solve(self, A, B, *, x0, rtol, maxiter, callback) -> Result:
         extra = dict(self.options)
         if self.preconditioner is not None:
             extra["M"] = self.preconditioner
         return self.kernel(A, B, x0=x0, rtol=rtol, maxiter=maxiter, callback=callback, **extra)
 
-    def update(self, A, *, rebuild: bool = False) -> str:
+    def _update(self, A, *, rebuild: bool) -> str:
         if self.preconditioner is None or self.precond_name == "none":
             return "nothing to set up"
         if not rebuild:
@@ -89,11 +104,11 @@ class SORSolver(Solver):
     omega: float = 1.0
     symmetric_sweep: bool = False
 
-    def solve(self, A, B, *, x0=None, rtol=1e-8, maxiter=None, callback=no_callback) -> Result:
+    def _solve(self, A, B, *, x0, rtol, maxiter, callback) -> Result:
         return stationary.sor(A, B, omega=self.omega, symmetric=self.symmetric_sweep, x0=x0, rtol=rtol,
                               maxiter=maxiter, callback=callback)
 
-    def update(self, A, *, rebuild: bool = False) -> str:
+    def _update(self, A, *, rebuild: bool) -> str:
         stationary.check_sor_matrix(A)
         return "nothing to set up"
 
@@ -101,6 +116,7 @@ class SORSolver(Solver):
 def _direct(kind: str):
     def prepare(A, *, params: dict[str, Any], precond_name: str = "none", symmetric: bool = False,
                 rng: np.random.Generator | None = None) -> DirectSolver:
+        A = as_matrix(A)
         fact = direct.factorize(A, kind)
         return DirectSolver(kind, dict(fact.info), kind=kind, factorization=fact, refine=int(params.get("refine", 0)))
 
@@ -118,6 +134,7 @@ _PRECOND_KEYS = ("ilu_drop_tol", "ilu_fill_factor", "amg_cycle", "cheb_degree")
 def _krylov(name: str, kernel, uses_precond: bool, option_keys: tuple[str, ...] = ()):
     def prepare(A, *, params: dict[str, Any], precond_name: str = "none", symmetric: bool = False,
                 rng: np.random.Generator | None = None) -> KrylovSolver:
+        A = as_matrix(A)
         rng = rng if rng is not None else np.random.default_rng(0)
         pparams = {k: params[k] for k in _PRECOND_KEYS if k in params}
         M = precond.build(A, precond_name, symmetric_matrix=symmetric, params=pparams, rng=rng) if uses_precond else None
@@ -145,6 +162,7 @@ prepare_lsmr = _krylov("lsmr", krylov.lsmr, False, ("atol",))
 def _sor(symmetric_sweep: bool):
     def prepare(A, *, params: dict[str, Any], precond_name: str = "none", symmetric: bool = False,
                 rng: np.random.Generator | None = None) -> SORSolver:
+        A = as_matrix(A)
         stationary.check_sor_matrix(A)
         omega = float(params.get("omega", 0.0))
         how = "given"

@@ -2,7 +2,9 @@
 
 Each ``function`` is a setup factory in :mod:`matcli.methods.solve.solvers`:
 ``prepare(A, *, params, precond_name, symmetric, rng) -> Solver``; the solver's ``solve`` is the
-compute phase.
+compute phase. Every method accepts float32, float64, complex64, complex128, integer and bool
+matrices and computes in float64, or complex128 when the matrix or the right-hand side is complex
+(:func:`matcli.methods.solve.system.as_matrix`); the report's ``problem.compute_dtype`` says which.
 """
 
 from matcli.core.registry import MethodSpec, ParamSpec

@@ -1,8 +1,10 @@
-"""The normaliser every solve kernel starts from, and the residual metrics every solve reports.
+"""The normalisers every solve starts from, and the residual metrics every solve reports.
 
-Like scipy's ``make_system``: kernels call :func:`as_block` so they can assume a 2-D right-hand
-side block of a compatible dtype, and :func:`solution_metrics` so every method reports the same
-evidence of correctness.
+Like scipy's ``make_system``: the setup factories and solvers call :func:`as_matrix` (every solve
+method computes in double precision: float64, or complex128 for complex input, whatever the input
+dtype: float32, float64, complex64, complex128, integer or bool), kernels call :func:`as_block` so
+they can assume a 2-D right-hand side block of that dtype, and :func:`solution_metrics` so every
+method reports the same evidence of correctness.
 """
 
 from __future__ import annotations
@@ -13,6 +15,34 @@ import numpy as np
 import scipy.sparse as sp
 
 from matcli.core.result import Result, Status
+
+
+def compute_dtype(*arrays) -> np.dtype:
+    """The precision every solve method computes in for these inputs: complex128 when any of them is
+    complex, else float64. Raises ValueError for dtypes double precision cannot hold (extended
+    precision, objects, strings)."""
+    kinds = [np.dtype(a.dtype) for a in arrays if a is not None]
+    for dtype in kinds:
+        if dtype.kind not in "biufc" or (dtype.kind in "fc" and dtype.itemsize > (16 if dtype.kind == "c" else 8)):
+            raise ValueError(f"values of dtype {dtype} cannot be solved in double precision; "
+                             "convert them to float64 or complex128")
+    return np.dtype(np.complex128 if any(d.kind == "c" for d in kinds) else np.float64)
+
+
+def as_matrix(A):
+    """``A`` (dense array or ``scipy.sparse`` matrix, any shape) with values of :func:`compute_dtype`.
+
+    The same object when it already has that dtype (no copy), else a converted copy of the same
+    storage. SuperLU (sparse LU, ILU) and LAPACK work in their input's precision and SuperLU
+    refuses a right-hand side of another dtype, so a float32 or complex64 matrix reaching them
+    unconverted either raised on a cast (sparse) or silently solved in single precision (dense).
+    """
+    if not sp.issparse(A):
+        A = np.asarray(A)
+    dtype = compute_dtype(A)
+    if A.dtype == dtype:
+        return A
+    return A.astype(dtype) if sp.issparse(A) else np.asarray(A, dtype=dtype)
 
 
 def as_block(A, B, x0=None) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -27,7 +57,7 @@ def as_block(A, B, x0=None) -> tuple[np.ndarray, np.ndarray, bool]:
     B2 = B.reshape(-1, 1) if was_vector else B
     if B2.ndim != 2 or B2.shape[0] != m:
         raise ValueError(f"right-hand side has shape {B.shape}, expected ({m},) or ({m}, k)")
-    dtype = np.result_type(A.dtype, B2.dtype, np.float64)
+    dtype = compute_dtype(A, B2)
     B2 = np.ascontiguousarray(B2, dtype=dtype)
     if x0 is None:
         X0 = np.zeros((n, B2.shape[1]), dtype=dtype)

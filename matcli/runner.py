@@ -43,17 +43,27 @@ def load_job(request: JobRequest) -> FamilyJob:
 
 
 def _make_callback(request: JobRequest, history: dict[str, list[float]]) -> tuple[Callback, Any]:
-    """Callback recording history, printing it under --monitor, and driving a progress display."""
+    """Callback recording history, printing it under --monitor, and driving a progress display.
+
+    Kernels call ``callback(iteration, name=value, ...)``; numeric values go to ``history[name]``.
+    A solver also passes ``residual_kind`` (e.g. ``true_rel_residual``, ``precond_rel_residual``):
+    the --monitor line prints its ``residual`` under that name, so the reader knows which residual
+    it sees. Its iteration-0 call carries ``initial_residual`` (kept apart in the history, whose
+    ``residual`` entry i stays the value after iteration i + 1) and is the first line printed.
+    """
     from matcli.report import Progress
 
     progress = Progress(enabled=not request.quiet and not request.monitor,
                         label=f"{request.family} {request.method}")
 
-    def callback(iteration: int, **values: float) -> None:
+    def callback(iteration: int, **values: Any) -> None:
+        kind = values.pop("residual_kind", None)
         for key, value in values.items():
             history.setdefault(key, []).append(float(value))
         if request.monitor:
-            shown = "  ".join(f"{k}={v:.6e}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+            named = {(kind if kind and key in ("residual", "initial_residual") else key): value
+                     for key, value in values.items()}
+            shown = "  ".join(f"{k}={v:.6e}" if isinstance(v, float) else f"{k}={v}" for k, v in named.items())
             print(f"iter {iteration:6d}  {shown}", file=sys.stderr, flush=True)
         progress.update(iteration, values)
 

@@ -1,4 +1,9 @@
-"""Every command in the README's examples block runs and writes its output (golden CLI test)."""
+"""Every command in the README's examples block runs, writes its output and converges (golden CLI test).
+
+Exit code 0 alone proves little: a solve that stagnates still exits 0 without --strict. So every
+output that carries a status (the HDF5 ``status`` / ``status_code`` attributes) and every report
+must say converged, and a --monitor example must print iteration 0 with the residual named.
+"""
 
 from __future__ import annotations
 
@@ -81,6 +86,9 @@ def test_readme_example_runs(command, tmp_path, monkeypatch):
     for flag in ("-o", "--report", "--predictions-out"):
         if flag in args:
             assert (tmp_path / args[args.index(flag) + 1]).is_file()
+    assert_converged(args, tmp_path)
+    if "--monitor" in args:
+        assert_monitor_lines(result.stderr)
     if "--max-memory" in args:
         # the streaming example's file (100 MB) is streamed; the measured peak stays within the budget
         import json
@@ -90,3 +98,32 @@ def test_readme_example_runs(command, tmp_path, monkeypatch):
         report = json.loads((tmp_path / args[args.index("--report") + 1]).read_text())
         assert report["problem"]["streaming"] and report["info"]["passes_over_file"] > 2
         assert report["peak_memory_bytes"] <= parse_memory(args[args.index("--max-memory") + 1])
+
+
+#: Subcommands whose outputs are results of a method and carry its status.
+SOLVING = ("solve", "complete", "sketch-regress", "factorize")
+
+
+def assert_converged(args: list[str], folder) -> None:
+    """The status written with the output (HDF5 attributes) and in the report is a converged one."""
+    import json
+
+    import h5py
+
+    if args[0] not in SOLVING:
+        return
+    if "-o" in args and args[args.index("-o") + 1].endswith(".h5"):
+        with h5py.File(folder / args[args.index("-o") + 1]) as fh:
+            status, code = fh.attrs["status"], int(fh.attrs["status_code"])
+        assert code > 0, f"{' '.join(args)} wrote status {status} ({code})"
+    if "--report" in args:
+        status = json.loads((folder / args[args.index("--report") + 1]).read_text())["status"]
+        assert status["converged"] and status["code"] > 0, status
+
+
+def assert_monitor_lines(stderr: str) -> None:
+    """--monitor's first line is iteration 0 (the initial residual) and every line names its residual."""
+    lines = [line for line in stderr.splitlines() if line.startswith("iter ")]
+    assert lines and lines[0].split()[:2] == ["iter", "0"], lines[:2]
+    for line in lines:
+        assert "true_rel_residual=" in line or "precond_rel_residual=" in line, line

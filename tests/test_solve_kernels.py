@@ -522,3 +522,26 @@ def test_m_matrix_test_sums_duplicate_entries_first():
     bad = sp.csr_matrix((vals2, (rows, cols)), shape=L.shape)
     bad.has_canonical_format = False
     assert auto.inspect(bad).hermitian and not auto.inspect(bad).m_matrix_like
+
+
+@pytest.mark.parametrize("kernel,kind", [(krylov.cg, krylov.TRUE_RESIDUAL), (krylov.minres, krylov.PRECOND_RESIDUAL),
+                                         (krylov.gmres, krylov.TRUE_RESIDUAL), (krylov.bicgstab, krylov.TRUE_RESIDUAL),
+                                         (krylov.lsqr, krylov.TRUE_RESIDUAL), (krylov.lsmr, krylov.TRUE_RESIDUAL)])
+def test_callback_starts_at_iteration_zero_and_names_its_residual(kernel, kind):
+    A = poisson((10, 10))
+    B = np.random.default_rng(14).standard_normal((100, 2))
+    x0 = np.full((100, 2), 0.5)
+    calls = []
+    result = kernel(A, B, x0=x0, rtol=1e-6, callback=lambda it, **v: calls.append((it, v)))
+    assert result.status.converged
+    (first_it, first), rest = calls[0], calls[1:]
+    assert first_it == 0 and set(first) == {"initial_residual", "residual_kind"} and first["residual_kind"] == kind
+    if kind == krylov.TRUE_RESIDUAL:  # ||b - A x0|| / ||b||, the largest over the columns for CG's block
+        initial = np.linalg.norm(B - A @ x0, axis=0) / np.linalg.norm(B, axis=0)
+        assert first["initial_residual"] == pytest.approx(initial.max() if kernel is krylov.cg else initial[0],
+                                                          rel=1e-12)
+    else:
+        assert first["initial_residual"] == 1.0  # MINRES measures relative to its own initial M^-1 norm
+    # exactly one iteration 0 (not one per column or restart), then iterations 1, 2, ...
+    assert all(it > 0 and "initial_residual" not in v and v["residual_kind"] == kind for it, v in rest)
+    assert rest[0][0] == 1

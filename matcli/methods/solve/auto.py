@@ -11,6 +11,10 @@ Decision order (first match wins):
    smoothed aggregation otherwise); otherwise -> ``gmres`` + ILU. CG is never chosen for a matrix
    shown to be indefinite or nonsymmetric.
 4. large sparse nonsymmetric -> ``gmres`` + ILU.
+
+The ILU chosen here adapts (:func:`matcli.methods.solve.precond.ilu`): a factorization that fails
+or a solve that stagnates is retried with 10x less dropping and 2x more fill, a few times at most,
+each attempt recorded in the report; if none works the status is negative, never a usage error.
 """
 
 from __future__ import annotations

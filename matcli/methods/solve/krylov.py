@@ -7,9 +7,18 @@ Shared contract (after :func:`matcli.methods.solve.system.as_block`):
   residual before reporting convergence (a recursively updated residual that drifted is replaced
   by the true one and the iteration continues).
 * ``maxiter`` bounds the iterations per column (GMRES: inner steps). Without it: ``10 n``.
-* ``callback(it, residual=...)`` is called once per iteration with the relative residual.
+* ``callback(it, residual=..., residual_kind=...)`` is called once per iteration with a relative
+  residual, and once before the first iteration as ``callback(0, initial_residual=...,
+  residual_kind=...)``. ``residual_kind`` names what is measured: :data:`TRUE_RESIDUAL`
+  (``||b - A x|| / ||b||`` of the unpreconditioned system, as the method's recurrence tracks it;
+  CG, GMRES, BiCGSTAB, LSQR, LSMR) or :data:`PRECOND_RESIDUAL` (MINRES:
+  ``||r||_{M^-1} / ||r_0||_{M^-1}``, the preconditioned norm it minimises).
 * A column that does not converge returns its best iterate (smallest residual seen); the status
   is negative and the message says why and what to try.
+* GMRES and BiCGSTAB with an ILU preconditioner adapt it: a failed solve is repeated with the
+  preconditioner's ``refine()`` (less dropping, more fill) while the iteration budget lasts, each
+  attempt recorded in ``info["precond_attempts"]``; an ILU that could not be built at all gives a
+  negative status (``DIVERGED_BREAKDOWN``) without iterating.
 """
 
 from __future__ import annotations
@@ -24,6 +33,11 @@ from matcli.methods.solve.system import as_block, col_dots, col_norms, finish
 BLOCK_MEMORY_BYTES = 2 * 2**30
 _TINY = np.finfo(float).tiny
 _EPS = np.finfo(float).eps
+
+#: ``residual_kind`` of ``||b - A x|| / ||b||`` (the unpreconditioned system).
+TRUE_RESIDUAL = "true_rel_residual"
+#: ``residual_kind`` of MINRES's ``||r||_{M^-1} / ||r_0||_{M^-1}``.
+PRECOND_RESIDUAL = "precond_rel_residual"
 
 _ADVICE = {
     Status.DIVERGED_NOT_SPD: "CG needs a Hermitian positive definite matrix and preconditioner: "
@@ -191,6 +205,8 @@ def _cg(A, B, M, x0, rtol, maxiter, callback, log: LanczosLog | None = None) -> 
     for j in np.flatnonzero(bnorm == 0):
         if best_r[j] == 0:
             status[j] = Status.CONVERGED_ZERO_RHS
+    safe_bnorm = np.where(bnorm > 0, bnorm, 1.0)
+    callback(0, initial_residual=float((best_r / safe_bnorm).max(initial=0.0)), residual_kind=TRUE_RESIDUAL)
     active = np.flatnonzero(best_r > target)
 
     Xa, Ra = X[:, active], R[:, active]
@@ -222,8 +238,8 @@ def _cg(A, B, M, x0, rtol, maxiter, callback, log: LanczosLog | None = None) -> 
         if improved.any():
             best_r[active[improved]] = rnorm[improved]
             best_X[:, active[improved]] = Xa[:, improved]
-        rel = rnorm / np.where(bnorm[active] > 0, bnorm[active], 1.0)
-        callback(it, residual=float(rel.max()))
+        rel = rnorm / safe_bnorm[active]
+        callback(it, residual=float(rel.max()), residual_kind=TRUE_RESIDUAL)
         done = bad | (rnorm <= target[active]) | ~np.isfinite(rnorm)
         if done.any():
             # Verify apparent convergence on the true residual; replace a drifted one and go on.
@@ -283,7 +299,7 @@ def _per_column(kernel, A, B, M, x0, rtol, maxiter, callback, info_name: str) ->
         offset = int(col_its[:j].max(initial=0)) if k > 1 else 0
         for attempt in range(4):
             x, status, its = kernel(A, b, x, M, inner_rtol * bnorm, maxiter - used, bnorm,
-                                    lambda i, **v: callback(offset + used + i, **v))
+                                    _first_initial(callback, offset + used, first=j == 0 and used == 0))
             used += its
             true_norm = float(np.linalg.norm(b - A @ x))
             if true_norm <= target or not status.converged or used >= maxiter:
@@ -301,6 +317,17 @@ def _per_column(kernel, A, B, M, x0, rtol, maxiter, callback, info_name: str) ->
                   status_message(overall, k, failed), {f"{info_name}_restarts": restarts}, col_its)
 
 
+def _first_initial(callback: Callback, offset: int, first: bool) -> Callback:
+    """``callback`` with iterations shifted by ``offset``; the initial residual passes only when ``first``
+    (a restart or a later column would otherwise print a second iteration 0 mid-run)."""
+    def shifted(i: int, **values) -> None:
+        if "initial_residual" in values and not first:
+            return
+        callback(offset + i, **values)
+
+    return shifted
+
+
 def _vec_apply(M: Preconditioner):
     return lambda v: M.apply(v.reshape(-1, 1))[:, 0]
 
@@ -315,6 +342,7 @@ def _minres1(A, b, x, M, tol, maxiter, bnorm, callback):
     if beta1 < 0:
         return x, Status.DIVERGED_NOT_SPD, 0
     beta1 = np.sqrt(beta1)
+    callback(0, initial_residual=1.0 if beta1 > 0 else 0.0, residual_kind=PRECOND_RESIDUAL)
     if beta1 == 0:
         return x, Status.CONVERGED_RTOL, 0
     rel_target = tol / bnorm
@@ -354,7 +382,7 @@ def _minres1(A, b, x, M, tol, maxiter, bnorm, callback):
             return best_x, Status.DIVERGED_NAN, it
         if phibar < best_phi:
             best_x, best_phi = x, phibar
-        callback(it, residual=float(phibar / beta1))
+        callback(it, residual=float(phibar / beta1), residual_kind=PRECOND_RESIDUAL)
         if phibar <= rel_target * beta1:
             return x, Status.CONVERGED_RTOL, it
         if beta <= _EPS * beta1:
@@ -394,6 +422,7 @@ def _make_gmres1(restart: int):
         its = 0
         r = b - A @ x
         beta = float(np.linalg.norm(r))
+        callback(0, initial_residual=beta / bnorm, residual_kind=TRUE_RESIDUAL)
         while True:
             if beta <= tol:
                 return x, Status.CONVERGED_RTOL, its
@@ -431,7 +460,7 @@ def _make_gmres1(restart: int):
                 res = float(abs(g[j + 1]))
                 if not np.isfinite(res):
                     return x, Status.DIVERGED_NAN, its
-                callback(its, residual=res / bnorm)
+                callback(its, residual=res / bnorm, residual_kind=TRUE_RESIDUAL)
                 if hn <= _EPS * beta:
                     happy = True
                 if happy or res <= tol or its >= maxiter:
@@ -459,14 +488,66 @@ def gmres(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8,
           restart: int = 50, callback: Callback = no_callback) -> Result:
     """Restarted GMRES(``restart``) with right preconditioning, any square nonsingular ``A``.
 
-    ``maxiter`` counts inner (Arnoldi) steps. The residual is non-increasing, so the final iterate
-    is the best one; stagnation across a whole restart cycle stops with ``DIVERGED_STAGNATION``.
+    ``maxiter`` counts inner (Arnoldi) steps, over all preconditioner attempts. The residual is
+    non-increasing, so the final iterate is the best one; stagnation across a whole restart cycle
+    stops with ``DIVERGED_STAGNATION``, after which an adaptable preconditioner (ILU) is
+    strengthened and the solve repeated (see the module notes).
     """
-    result = _per_column(_make_gmres1(restart), A, B, M or identity(), x0, rtol, maxiter, callback, "gmres")
+    def run(M_try, budget, cb):
+        return _per_column(_make_gmres1(restart), A, B, M_try, x0, rtol, budget, cb, "gmres")
+
+    result = _adapting(run, A, B, M or identity(), x0, maxiter, callback, "GMRES")
     result.info["restart"] = restart
     if result.status == Status.DIVERGED_STAGNATION:
+        if len(result.info.get("precond_attempts", [])) > 1:
+            advice = "ILU did not help at any drop tolerance tried; use a direct method (--method lu)"
+        elif M is None or M.name == "none":
+            advice = "use --precond ilu, raise --param restart, or a direct method"
+        else:
+            advice = f"raise --param restart, try another --precond than {M.name}, or a direct method"
         result.message = (f"GMRES({restart}) stagnated: a whole restart cycle did not reduce the residual; "
-                          "raise --param restart, use --precond ilu, or a direct method")
+                          + advice)
+    return result
+
+
+def _adapting(run, A, B, M: Preconditioner, x0, maxiter: int | None, callback: Callback, name: str) -> Result:
+    """``run(M, maxiter, callback) -> Result`` with ``M``, then with ``M.refine()`` after each failure.
+
+    Stops at the first converged attempt, when ``M`` has nothing stronger to offer, or when the
+    ``maxiter`` budget (shared by all attempts) is spent. The returned result is the last
+    attempt's, with ``iterations`` summed over attempts and, for ILU, ``info["precond_attempts"]``
+    (each attempt's drop tolerance and fill factor, status, iterations and relative residual) and
+    ``info["preconditioner_info"]`` (the last ILU's facts). An ``M`` whose construction failed gives
+    ``DIVERGED_BREAKDOWN`` at the initial guess without iterating.
+    """
+    if M.failure is not None:
+        Bb, X, was_vector = as_block(A, B, x0)
+        return finish(A, X, Bb, was_vector, Status.DIVERGED_BREAKDOWN, 0,
+                      f"{M.failure}; {name} was not run. Use --method lsmr (least squares / minimum norm) "
+                      "or lu", {"preconditioner_failure": M.failure, "preconditioner_info": M.info})
+    budget = default_maxiter(as_block(A, B, x0)[1].shape[0], maxiter)
+    used, attempts = 0, []
+    while True:
+        result = run(M, budget - used, _first_initial(callback, used, first=used == 0))
+        used += result.iterations
+        attempts.append({**{k: M.info[k] for k in ("drop_tol", "fill_factor") if k in M.info},
+                         "status": result.status.reason, "iterations": result.iterations,
+                         "relative_residual": result.metrics["relative_residual"]})
+        if result.status.converged or M.refine is None or used >= budget:
+            break
+        stronger = M.refine()
+        if stronger is None:
+            break
+        M = stronger
+    result.iterations = used
+    result.metrics["iterations"] = float(used)
+    if M.name == "ilu":
+        result.info["precond_attempts"] = attempts
+        result.info["preconditioner_info"] = M.info
+        if result.status == Status.DIVERGED_MAX_IT:
+            tried = ", ".join(f"{a['drop_tol']:g}" for a in M.info.get("attempts", attempts))
+            result.message = (f"maximum iterations reached with ILU (drop tolerances tried: {tried}); the best "
+                              "iterate is kept (raise --maxiter, or use a direct method: --method lu)")
     return result
 
 
@@ -476,6 +557,7 @@ def _bicgstab1(A, b, x, M, tol, maxiter, bnorm, callback):
     prec = _vec_apply(M)
     r = b - A @ x
     rnorm = float(np.linalg.norm(r))
+    callback(0, initial_residual=rnorm / bnorm, residual_kind=TRUE_RESIDUAL)
     if rnorm <= tol:
         return x, Status.CONVERGED_RTOL, 0
     rhat = r.copy()
@@ -508,7 +590,7 @@ def _bicgstab1(A, b, x, M, tol, maxiter, bnorm, callback):
         snorm = float(np.linalg.norm(s))
         if snorm <= tol:
             x = x + alpha * phat
-            callback(it, residual=snorm / bnorm)
+            callback(it, residual=snorm / bnorm, residual_kind=TRUE_RESIDUAL)
             return x, Status.CONVERGED_RTOL, it
         shat = prec(s)
         t = A @ shat
@@ -523,7 +605,7 @@ def _bicgstab1(A, b, x, M, tol, maxiter, bnorm, callback):
             return best_x, Status.DIVERGED_NAN, it
         if rnorm < best_r:
             best_x, best_r = x, rnorm
-        callback(it, residual=rnorm / bnorm)
+        callback(it, residual=rnorm / bnorm, residual_kind=TRUE_RESIDUAL)
         if rnorm <= tol:
             return x, Status.CONVERGED_RTOL, it
         if omega == 0:
@@ -533,8 +615,15 @@ def _bicgstab1(A, b, x, M, tol, maxiter, bnorm, callback):
 
 def bicgstab(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8,
              maxiter: int | None = None, callback: Callback = no_callback) -> Result:
-    """BiCGSTAB for square nonsymmetric ``A`` (two products with A per iteration); best iterate kept."""
-    return _per_column(_bicgstab1, A, B, M or identity(), x0, rtol, maxiter, callback, "bicgstab")
+    """BiCGSTAB for square nonsymmetric ``A`` (two products with A per iteration); best iterate kept.
+
+    ``maxiter`` counts iterations over all preconditioner attempts; a failed solve with an ILU
+    preconditioner is repeated with a stronger one (see the module notes).
+    """
+    def run(M_try, budget, cb):
+        return _per_column(_bicgstab1, A, B, M_try, x0, rtol, budget, cb, "bicgstab")
+
+    return _adapting(run, A, B, M or identity(), x0, maxiter, callback, "BiCGSTAB")
 
 
 def _adjoint(A):
@@ -557,6 +646,7 @@ def _lsqr1(A, b, x, atol, btol, maxiter, callback):
     bnorm = float(np.linalg.norm(b))
     u = b - A @ x
     beta = float(np.linalg.norm(u))
+    callback(0, initial_residual=beta / max(bnorm, _TINY) if bnorm else beta, residual_kind=TRUE_RESIDUAL)
     if beta == 0:
         return x, Status.CONVERGED_RTOL, 0
     u = u / beta
@@ -588,7 +678,8 @@ def _lsqr1(A, b, x, atol, btol, maxiter, callback):
         rnorm = phibar
         arnorm = alpha * abs(c) * phibar
         anorm = np.sqrt(anorm_sq)
-        callback(it, residual=rnorm / bnorm, normal_residual=arnorm / max(anorm * rnorm, _TINY))
+        callback(it, residual=rnorm / bnorm, normal_residual=arnorm / max(anorm * rnorm, _TINY),
+                 residual_kind=TRUE_RESIDUAL)
         if not np.isfinite(rnorm):
             return x, Status.DIVERGED_NAN, it
         if rnorm <= btol * bnorm:
@@ -606,6 +697,7 @@ def _lsmr1(A, b, x, atol, btol, maxiter, callback):
     x0 = x
     u = b - A @ x
     beta = float(np.linalg.norm(u))
+    callback(0, initial_residual=beta / max(bnorm, _TINY) if bnorm else beta, residual_kind=TRUE_RESIDUAL)
     if beta == 0:
         return x, Status.CONVERGED_RTOL, 0
     u = u / beta
@@ -659,7 +751,8 @@ def _lsmr1(A, b, x, atol, btol, maxiter, callback):
         norm_a2 += alpha ** 2
         normar = abs(zetabar)
         x = x0 + dx
-        callback(it, residual=normr / bnorm, normal_residual=normar / max(norm_a * normr, _TINY))
+        callback(it, residual=normr / bnorm, normal_residual=normar / max(norm_a * normr, _TINY),
+                 residual_kind=TRUE_RESIDUAL)
         if not np.isfinite(normr):
             return x, Status.DIVERGED_NAN, it
         if normr <= btol * bnorm:
@@ -681,7 +774,7 @@ def _least_squares(kernel, name, A, B, x0, rtol, atol, maxiter, callback) -> Res
             continue
         offset = int(col_its[:j].max(initial=0))
         X[:, j], status, col_its[j] = kernel(A, Bb[:, j], X[:, j].copy(), atol, rtol, maxiter,
-                                             lambda i, **v: callback(offset + i, **v))
+                                             _first_initial(callback, offset, first=j == 0))
         statuses.append(status)
     overall = combine_status(statuses)
     failed = sum(not s.converged for s in statuses)

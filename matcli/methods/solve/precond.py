@@ -29,6 +29,12 @@ class Preconditioner:
     info: dict[str, Any] = field(default_factory=dict)
     #: ``R = M Z`` when M itself is cheap to apply (identity, diagonal), else None.
     forward: Callable[[np.ndarray], np.ndarray] | None = None
+    #: A stronger preconditioner of the same kind (ILU with less dropping), built on demand; None
+    #: when there is none left to try. Krylov kernels call it when a solve fails with this one.
+    refine: Callable[[], "Preconditioner | None"] | None = None
+    #: Why the preconditioner could not be built (``apply`` is then the identity and a kernel
+    #: given it reports a negative status instead of iterating); None when it was built.
+    failure: str | None = None
 
 
 def identity() -> Preconditioner:
@@ -46,20 +52,73 @@ def jacobi(A) -> Preconditioner:
                           forward=lambda Z: d[:, None] * Z)
 
 
-def ilu(A, drop_tol: float = 1e-4, fill_factor: float = 10.0) -> Preconditioner:
-    """Threshold incomplete LU (SuperLU ``spilu``) with ``drop_tol`` and ``fill_factor``."""
+#: How many threshold-ILU factorizations one preconditioner may try: the requested parameters,
+#: then each step 10x less dropping and 2x more fill (e.g. 1e-4/10, 1e-5/20, 1e-6/40, 1e-7/80).
+ILU_ATTEMPTS = 4
+
+
+def ilu_schedule(drop_tol: float, fill_factor: float, attempts: int = ILU_ATTEMPTS) -> list[tuple[float, float]]:
+    """The (drop_tol, fill_factor) pairs tried in order, starting from the requested ones."""
+    return [(drop_tol / 10.0 ** i, fill_factor * 2.0 ** i) for i in range(attempts)]
+
+
+def ilu(A, drop_tol: float = 1e-4, fill_factor: float = 10.0, *, attempts: int = ILU_ATTEMPTS) -> Preconditioner:
+    """Threshold incomplete LU (SuperLU ``spilu``) that adapts its parameters.
+
+    Parameters
+    ----------
+    A : (n, n) sparse or dense matrix.
+    drop_tol, fill_factor : the first attempt's parameters; later attempts follow
+        :func:`ilu_schedule` (less dropping, more fill).
+    attempts : at most this many factorizations are tried, here and through ``refine``.
+
+    Returns
+    -------
+    Preconditioner named ``ilu``. ``info`` holds the parameters in use and ``info["attempts"]``
+    every factorization tried so far, each ``{"drop_tol", "fill_factor", "outcome"}``.
+    A factorization that fails (a singular pivot: singular ``A``, a zero row, or dropping that
+    destroyed a pivot) is retried with the next parameters. When every attempt fails, the result
+    has ``failure`` set and ``apply`` is the identity: this never raises for a singular matrix,
+    and the Krylov kernels report a negative status for it. ``refine()`` builds the next stronger
+    ILU of the schedule (None when it is exhausted) for a solve that failed with this one.
+    """
+    A_csc = sp.csc_matrix(A)
+    schedule = ilu_schedule(drop_tol, fill_factor, attempts)
+    tried: list[dict[str, Any]] = []
+    M = _first_ilu(A_csc, schedule, tried)
+    if M is not None:
+        return M
+    last = tried[-1]["outcome"].removeprefix("factorization failed: ")
+    failure = (f"ILU failed at every drop tolerance tried ({', '.join(f'{dt:g}' for dt, _ in schedule)}; "
+               f"last: {last}): the matrix is singular or nearly so")
+    return Preconditioner("ilu", lambda R: R.copy(), False, {"attempts": tried}, failure=failure)
+
+
+def _first_ilu(A_csc, schedule: list[tuple[float, float]], tried: list[dict[str, Any]]) -> Preconditioner | None:
+    """The first ILU of ``schedule`` that factors, with every attempt appended to ``tried``; None if none does."""
     from matcli.core.superlu import spilu
 
-    A_csc = sp.csc_matrix(A)
-    try:
-        factor = spilu(A_csc, drop_tol=drop_tol, fill_factor=fill_factor)
-    except RuntimeError as exc:
-        raise UsageError(f"ilu preconditioner failed ({exc}); try a smaller --param ilu_drop_tol, "
-                         "--precond jacobi, or a direct method") from None
-    nnz = int(factor.L.nnz + factor.U.nnz)
-    info = {"drop_tol": drop_tol, "fill_factor": fill_factor, "factor_nnz": nnz,
-            "fill_ratio": nnz / max(A_csc.nnz, 1)}
-    return Preconditioner("ilu", factor.solve, False, info)
+    for step, (dt, ff) in enumerate(schedule):
+        try:
+            factor = spilu(A_csc, drop_tol=dt, fill_factor=ff)
+        except RuntimeError as exc:
+            reason = str(exc).split(" at line ")[0].strip()  # SuperLU appends its C source location
+            tried.append({"drop_tol": dt, "fill_factor": ff, "outcome": f"factorization failed: {reason}"})
+            continue
+        except MemoryError as exc:
+            if not tried:  # the requested parameters themselves do not fit: a resource error (exit 7)
+                raise
+            # more fill only needs more memory: stop strengthening, keep what was built before
+            tried.append({"drop_tol": dt, "fill_factor": ff, "outcome": f"out of memory: {exc}"})
+            break
+        nnz = int(factor.L.nnz + factor.U.nnz)
+        tried.append({"drop_tol": dt, "fill_factor": ff, "outcome": "built"})
+        info = {"drop_tol": dt, "fill_factor": ff, "factor_nnz": nnz, "fill_ratio": nnz / max(A_csc.nnz, 1),
+                "attempts": list(tried)}
+        rest = schedule[step + 1:]
+        refine = (lambda: _first_ilu(A_csc, rest, list(tried))) if rest else None
+        return Preconditioner("ilu", factor.solve, False, info, refine=refine)
+    return None
 
 
 def incomplete_cholesky(A, drop_tol: float = 1e-4, fill_factor: float = 10.0) -> Preconditioner:
@@ -209,7 +268,8 @@ def build(A, name: str, *, symmetric_matrix: bool, params: dict[str, Any],
           rng: np.random.Generator) -> Preconditioner:
     """Build the preconditioner ``name`` (one of :data:`PRECONDITIONERS`) for square ``A``.
 
-    ``params`` may hold ``ilu_drop_tol``, ``ilu_fill_factor``, ``amg_cycle``, ``cheb_degree``.
+    ``params`` may hold ``ilu_drop_tol``, ``ilu_fill_factor``, ``amg_cycle``, ``cheb_degree``
+    (for ``ilu``, the first of the parameters :func:`ilu` tries).
     """
     if name == "none":
         return identity()

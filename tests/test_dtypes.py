@@ -66,16 +66,21 @@ def test_every_solve_method_solves_every_dtype_in_double(method, dtype, storage)
     assert solution_ratio(A, x, b) < RATIO
 
 
-@pytest.mark.parametrize("method", ["lu", "cholesky", "ldl"])
-def test_direct_solve_of_real_sparse_matrix_with_complex_rhs(method):
-    # SuperLU's real factors refused a complex right-hand side (TypeError, exit 1 through the CLI).
+@pytest.mark.parametrize("method,precond", [("lu", "none"), ("cholesky", "none"), ("ldl", "none"),
+                                            ("minres", "amg-rs"), ("cg", "amg-sa"), ("gmres", "ilu"),
+                                            ("bicgstab", "ilu"), ("lsmr", "none"), ("ssor", "none")])
+def test_real_sparse_matrix_with_complex_rhs(method, precond):
+    # SuperLU's real factors (lu, cholesky) and pyamg's real smoothers (minres + amg-rs) refused a
+    # complex right-hand side: TypeError, exit 1 through the CLI.
     A = sp.csr_matrix(hpd_matrix("float64"))
     b = np.arange(N) + 1j * np.ones(N)
     spec = next(s for s in SOLVE_SPECS if s.name == method)
-    solver = spec.load()(A, params={"refine": 0}, precond_name="none", symmetric=True)
-    result = solver.solve(A, b)
+    solver = spec.load()(A, params={p.name: p.default for p in spec.params}, precond_name=precond, symmetric=True,
+                         rng=np.random.default_rng(0))
+    result = solver.solve(A, b, rtol=10 * N * EPS, maxiter=1000)
     assert result.status.converged and result.outputs["x"].dtype == np.complex128
     assert solution_ratio(A, result.outputs["x"], b) < RATIO
+    assert result.metrics["relative_residual"] <= 10 * N * EPS
 
 
 def _write(path, dtype, storage, kind="hpd"):
@@ -113,6 +118,35 @@ def test_solve_cli_complex_rhs_for_real_sparse_matrix(cli, tmp_path):
     assert json.loads(rep.read_text())["problem"]["compute_dtype"] == "complex128"
     with h5py.File(out, "r") as fh:
         assert solution_ratio(hpd_matrix("float64"), fh["x"][()], np.ones(N) + 1j) < RATIO
+
+
+@pytest.mark.parametrize("method", ["gmres", "minres", "cg"])
+def test_solve_cli_batch_of_real_and_complex_systems(cli, tmp_path, method):
+    # the setup made for the first (real) system met the complex ones: TypeError, exit 1
+    path = tmp_path / "batch.h5"
+    arrays = {}
+    for i, dtype in enumerate(("float32", "complex64", "int32")):
+        arrays[f"s{i}/A"] = sp.csr_matrix(hpd_matrix(dtype))
+        arrays[f"s{i}/b"] = np.ones(N, dtype=dtype)
+    write_arrays(str(path), arrays)
+    out, rep = tmp_path / "x.h5", tmp_path / "r.json"
+    result = cli(["solve", f"{path}:/", "--batch", "-m", method, "--precond", "amg-sa", "--rtol", "1e-13",
+                  "-o", out, "--report", rep, "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(rep.read_text())["problem"]["compute_dtype"] == "complex128"
+    with h5py.File(out, "r") as fh:
+        for i, dtype in enumerate(("float32", "complex64", "int32")):
+            assert solution_ratio(hpd_matrix(dtype), fh[f"x/s{i}"][()], np.ones(N)) < RATIO
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_solve_cli_refuses_ruge_stuben_amg_for_complex_matrices(cli, tmp_path, batch):
+    # pyamg's Ruge-Stuben setup has no complex kernels: TypeError, exit 1
+    path = tmp_path / "c.h5"
+    write_arrays(str(path), {"s0/A": sp.csr_matrix(hpd_matrix("float64")), "s1/A": sp.csr_matrix(hpd_matrix("complex64"))})
+    spec = [f"{path}:/", "--batch"] if batch else [f"{path}:/s1/A"]
+    result = cli(["solve", *spec, "-m", "gmres", "--precond", "amg-rs", "-o", tmp_path / "x.h5", "--quiet"])
+    assert result.exit_code == 2 and "amg-rs" in result.stderr and "internal" not in result.stderr
 
 
 def _factorize_args(name: str) -> list[str]:

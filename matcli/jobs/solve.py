@@ -138,14 +138,25 @@ class Job(FamilyJob):
 
     def _normalise_dtypes(self) -> None:
         """Convert every matrix and right-hand side to the compute dtype, once, remembering the dtype
-        each matrix was read as (a one-line InputError for values double precision cannot hold)."""
+        each matrix was read as (a one-line InputError for values double precision cannot hold).
+
+        A batch shares one compute dtype: its setup (a real ILU, say) and its recycled vectors serve
+        every later system, so one complex matrix or right-hand side makes every matrix of the batch
+        complex128. A single real matrix stays real for a complex right-hand side
+        (:meth:`~matcli.methods.solve.solvers.Solver.solve` solves its real and imaginary parts)."""
         self.input_dtypes = sorted({str(s.A.dtype) for s in self.systems})
+        dtypes = []
         for system in self.systems:
             try:
-                dtype = compute_dtype(system.A, system.B)
-                system.A = as_matrix(system.A)
+                dtypes.append(compute_dtype(system.A, system.B))
             except ValueError as exc:
                 raise InputError(system.source, str(exc)) from None
+        if self.batch:
+            dtypes = [compute_dtype(*[np.empty(0, d) for d in dtypes])] * len(dtypes)
+        for system, dtype in zip(self.systems, dtypes):
+            system.A = as_matrix(system.A)
+            if self.batch and system.A.dtype != dtype:
+                system.A = system.A.astype(dtype)
             if system.B is not None:
                 system.B = np.asarray(system.B, dtype=dtype)
 

@@ -45,11 +45,13 @@ def load_job(request: JobRequest) -> FamilyJob:
 def _make_callback(request: JobRequest, history: dict[str, list[float]]) -> tuple[Callback, Any]:
     """Callback recording history, printing it under --monitor, and driving a progress display.
 
-    Kernels call ``callback(iteration, name=value, ...)``; numeric values go to ``history[name]``.
-    A solver also passes ``residual_kind`` (e.g. ``true_rel_residual``, ``precond_rel_residual``):
-    the --monitor line prints its ``residual`` under that name, so the reader knows which residual
-    it sees. Its iteration-0 call carries ``initial_residual`` (kept apart in the history, whose
-    ``residual`` entry i stays the value after iteration i + 1) and is the first line printed.
+    Kernels call ``callback(iteration, name=value, ...)``; numeric values go to ``history[name]``,
+    text values (labels) are only printed. A solver also passes ``residual_kind`` (e.g.
+    ``true_rel_residual``, ``precond_rel_residual``): the --monitor line prints its ``residual``
+    under that name, so the reader knows which residual it sees. A solve's iteration-0 call carries
+    ``initial_residual`` (kept apart in the history, whose ``residual`` entry i stays the value after
+    iteration i + 1) and is the first line printed, marked ``(initial guess)``; a solver that starts
+    again (a stronger preconditioner, the next system of a batch) prints such a line again.
     """
     from matcli.report import Progress
 
@@ -59,12 +61,14 @@ def _make_callback(request: JobRequest, history: dict[str, list[float]]) -> tupl
     def callback(iteration: int, **values: Any) -> None:
         kind = values.pop("residual_kind", None)
         for key, value in values.items():
-            history.setdefault(key, []).append(float(value))
+            if not isinstance(value, str):
+                history.setdefault(key, []).append(float(value))
         if request.monitor:
             named = {(kind if kind and key in ("residual", "initial_residual") else key): value
                      for key, value in values.items()}
             shown = "  ".join(f"{k}={v:.6e}" if isinstance(v, float) else f"{k}={v}" for k, v in named.items())
-            print(f"iter {iteration:6d}  {shown}", file=sys.stderr, flush=True)
+            start = "  (initial guess)" if "initial_residual" in values else ""
+            print(f"iter {iteration:6d}  {shown}{start}", file=sys.stderr, flush=True)
         progress.update(iteration, values)
 
     return callback, progress

@@ -42,7 +42,8 @@ def test_stagnating_gmres_on_west0479_retries_with_a_stronger_ilu():
     # the README example: with drop_tol 1e-4 GMRES(50) stagnates at relative residual ~1.003
     A = load("west0479.mtx")
     b = np.ones(A.shape[0])
-    result = krylov.gmres(A, b, M=precond.ilu(A), rtol=1e-8)
+    calls = []
+    result = krylov.gmres(A, b, M=precond.ilu(A), rtol=1e-8, callback=lambda it, **v: calls.append((it, v)))
     assert result.status.converged, result.message
     assert result.metrics["relative_residual"] <= 1e-8
     first, *rest = result.info["precond_attempts"]
@@ -50,6 +51,10 @@ def test_stagnating_gmres_on_west0479_retries_with_a_stronger_ilu():
     assert rest and rest[-1]["status"] == "converged_rtol" and rest[-1]["drop_tol"] < 1e-4
     assert result.iterations == sum(a["iterations"] for a in result.info["precond_attempts"])
     assert result.info["preconditioner_info"]["drop_tol"] == rest[-1]["drop_tol"]
+    # the callback (--monitor) shows each start: iteration 0, then where the stronger ILU starts again
+    starts = [(it, v.get("preconditioner")) for it, v in calls if "initial_residual" in v]
+    assert starts[0] == (0, None) and starts[1] == (first["iterations"], "ilu(drop_tol=1e-05, fill_factor=20)")
+    assert len(starts) == len(result.info["precond_attempts"])
 
 
 def test_iteration_budget_is_shared_by_the_attempts():

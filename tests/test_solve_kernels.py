@@ -545,3 +545,13 @@ def test_callback_starts_at_iteration_zero_and_names_its_residual(kernel, kind):
     # exactly one iteration 0 (not one per column or restart), then iterations 1, 2, ...
     assert all(it > 0 and "initial_residual" not in v and v["residual_kind"] == kind for it, v in rest)
     assert rest[0][0] == 1
+
+
+def test_cg_in_column_chunks_reports_one_initial_residual(monkeypatch):
+    A = poisson((12, 12))
+    B = np.random.default_rng(18).standard_normal((144, 5))
+    monkeypatch.setattr(krylov, "BLOCK_MEMORY_BYTES", 8 * 8 * 144 * 2)  # two columns per chunk
+    calls = []
+    result = krylov.cg(A, B, rtol=1e-10, callback=lambda it, **v: calls.append((it, v)))
+    assert result.info["column_chunks"] == 3
+    assert [it for it, v in calls if "initial_residual" in v] == [0]

@@ -107,7 +107,7 @@ def cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8, ma
     for start in range(0, k, chunk):
         cols = slice(start, min(start + chunk, k))
         part = _cg(A, Bb[:, cols], M, X0[:, cols] if x0 is not None else None, rtol, maxiter,
-                   lambda it, **v: callback(offset + it, **v))
+                   _first_initial(callback, offset, first=start == 0))
         X[:, cols] = part.outputs["x"]
         statuses.append(part.status)
         its = part.info.get("column_iterations", [part.iterations])
@@ -517,7 +517,9 @@ def _adapting(run, A, B, M: Preconditioner, x0, maxiter: int | None, callback: C
     ``maxiter`` budget (shared by all attempts) is spent. The returned result is the last
     attempt's, with ``iterations`` summed over attempts and, for ILU, ``info["precond_attempts"]``
     (each attempt's drop tolerance and fill factor, status, iterations and relative residual) and
-    ``info["preconditioner_info"]`` (the last ILU's facts). An ``M`` whose construction failed gives
+    ``info["preconditioner_info"]`` (the last ILU's facts). Each later attempt starts again from
+    ``x0``: the callback gets ``initial_residual`` again, with ``preconditioner`` naming the new
+    ILU, at the iteration count reached so far. An ``M`` whose construction failed gives
     ``DIVERGED_BREAKDOWN`` at the initial guess without iterating.
     """
     if M.failure is not None:
@@ -526,9 +528,18 @@ def _adapting(run, A, B, M: Preconditioner, x0, maxiter: int | None, callback: C
                       f"{M.failure}; {name} was not run. Use --method lsmr (least squares / minimum norm) "
                       "or lu", {"preconditioner_failure": M.failure, "preconditioner_info": M.info})
     budget = default_maxiter(as_block(A, B, x0)[1].shape[0], maxiter)
-    used, attempts = 0, []
+    used, attempts, initial = 0, [], {}
+
+    def first_attempt(i: int, **values) -> None:
+        if "initial_residual" in values:
+            initial.setdefault("value", values["initial_residual"])
+        callback(i, **values)
+
     while True:
-        result = run(M, budget - used, _first_initial(callback, used, first=used == 0))
+        if used and "value" in initial:  # the monitor shows that the iteration starts again, and with what
+            callback(used, initial_residual=initial["value"], residual_kind=TRUE_RESIDUAL,
+                     preconditioner=f"ilu(drop_tol={M.info['drop_tol']:g}, fill_factor={M.info['fill_factor']:g})")
+        result = run(M, budget - used, first_attempt if not used else _first_initial(callback, used, first=False))
         used += result.iterations
         attempts.append({**{k: M.info[k] for k in ("drop_tol", "fill_factor") if k in M.info},
                          "status": result.status.reason, "iterations": result.iterations,

@@ -153,6 +153,21 @@ def test_singular_with_auto_falls_back_to_least_squares(cli, tmp_path):
     np.testing.assert_allclose(read_x(tmp_path / "x.h5"), [1.0, 1.0, 1.0], atol=1e-8)
 
 
+def test_singular_inconsistent_system_with_auto_is_not_reported_solved(cli, tmp_path):
+    """b outside the range of A: the least-squares answer has its own negative status (exit 3 with --strict)."""
+    A = sp.csr_matrix(np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 2.0]]))
+    path = tmp_path / "s.h5"
+    write_arrays(str(path), {"A": A, "b": np.array([1.0, 3.0, 2.0])})
+    rep = tmp_path / "r.json"
+    result = cli(["solve", f"{path}:/A", "--rhs", f"{path}:/b", "-o", tmp_path / "x.h5", "--report", rep,
+                  "--quiet", "--strict"])
+    assert result.exit_code == 3, result.stderr
+    report = report_of(rep)
+    assert report["status"]["reason"] == "least_squares_only" and not report["status"]["converged"]
+    # the minimum-norm least-squares solution, as pinv gives it
+    np.testing.assert_allclose(read_x(tmp_path / "x.h5"), [1.0, 1.0, 1.0], atol=1e-8)
+
+
 def test_batch_from_hdf5_groups(cli, tmp_path):
     path = tmp_path / "batch.h5"
     data = gallery.poisson_batch((12, 12), 5, 0.1, np.random.default_rng(1))

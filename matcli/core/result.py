@@ -33,6 +33,7 @@ class Status(enum.IntEnum):
     DIVERGED_NAN = -7           # NaN or Inf appeared
     DIVERGED_STAGNATION = -8    # no progress over many iterations
     DIVERGED_TOLERANCE_UNREACHABLE = -9  # achieved accuracy limited by conditioning
+    LEAST_SQUARES_ONLY = -10    # A x = b has no solution; x is a least-squares one (auto's fallback)
 
     @property
     def converged(self) -> bool:

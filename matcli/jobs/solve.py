@@ -80,6 +80,8 @@ class Job(FamilyJob):
         self.nrhs = int(opts.get("nrhs", 1))
         self.precond = str(opts.get("precond", "auto"))
         self.batch = bool(opts.get("batch", False))
+        #: auto fell back to LSMR because the factorization found A singular
+        self.least_squares_fallback = False
         self.recycle = int(opts.get("recycle", 0))
         self.reorder = bool(opts.get("reorder", True))
         self.plot = opts.get("plot")
@@ -362,6 +364,7 @@ class Job(FamilyJob):
         if fact is not None and fact.failure == Status.DIVERGED_SINGULAR:
             reasons.append("the factorization found the matrix singular, so LSMR for a least-squares / "
                            "minimum-norm solution")
+            self.least_squares_fallback = True
             self.method = "lsmr"
             self.params = self._resolve_params("auto", "lsmr")
             self.solver = self._prepare("lsmr", "none", A, rng)
@@ -385,6 +388,13 @@ class Job(FamilyJob):
             self.solver = self._prepare("gmres", "ilu", system.A, self.rng)
             self.resolved_params.update(self.params, precond="ilu")
             result = self.solver.solve(system.A, system.B, rtol=self.rtol, maxiter=self.maxiter, callback=callback)
+        if self.least_squares_fallback and result.status == Status.CONVERGED_ATOL:
+            # LSMR met its least-squares test, not ||b - A x|| <= rtol ||b||: the system asked for has
+            # no solution, which a caller reading only "converged" must be able to tell (--strict: exit 3)
+            result.status = Status.LEAST_SQUARES_ONLY
+            result.message = (f"A is singular and A x = b has no solution: x is the minimum-norm least-squares "
+                              f"solution (relative residual {result.metrics['relative_residual']:.3g}, "
+                              f"||A^H r|| test met)")
         result.info.setdefault("setup", self.solver.info)
         return result
 

@@ -555,3 +555,17 @@ def test_cg_in_column_chunks_reports_one_initial_residual(monkeypatch):
     result = krylov.cg(A, B, rtol=1e-10, callback=lambda it, **v: calls.append((it, v)))
     assert result.info["column_chunks"] == 3
     assert [it for it, v in calls if "initial_residual" in v] == [0]
+
+
+@pytest.mark.parametrize("method", ["minres", "gmres", "bicgstab"])
+def test_singular_inconsistent_system_never_reports_convergence(method):
+    """b has a component outside the range of a singular A: no x reaches rtol, so no positive status.
+
+    MINRES met an invariant Krylov space and said converged_happy_breakdown at true relative residual
+    0.577 (its restarts ran out with the status unchanged)."""
+    A = sp.csr_matrix(np.diag([1.0, 1.0, 0.0]))
+    b = np.ones(3)
+    result = getattr(krylov, method)(A, b, rtol=1e-8)
+    assert not result.status.converged, result.status
+    # no x does better than the least-squares residual ||(0, 0, 1)|| / ||b||: the metric is the true one
+    assert result.metrics["relative_residual"] >= (1 - 1e-9) / np.sqrt(3)

@@ -157,3 +157,16 @@ def test_cur_rank_auto_uses_tolerance():
     res = cur_pivoted_qr(A, rank=None, tol=1e-3, rng=rng)
     assert res.metrics["svd_error"] <= 1e-3
     assert res.metrics["reconstruction_error"] <= 1e-1
+
+
+def test_zero_matrix_error_is_the_absolute_residual_not_inf():
+    """Relative to ||A|| = 0 the error is undefined; the metric was "inf" (||W|| ||H|| > 0) for factors
+    whose product is ~1e-32. It is now ||W H||_F, exact by the Gram expansion."""
+    from matcli.methods.factorize.metrics import low_rank_error
+
+    W = np.array([[1.0, 0.0], [0.0, 0.0]])
+    H = np.array([[0.0, 0.0], [0.0, 3.0]])  # W H = 0 although both factors are nonzero
+    error, how = low_rank_error(np.zeros((2, 2)), W, H, np.random.default_rng(0))
+    assert error == 0.0 and "A = 0" in how
+    error, _ = low_rank_error(np.zeros((2, 2)), W, np.eye(2), np.random.default_rng(0))
+    assert error == pytest.approx(1.0)

@@ -51,13 +51,15 @@ def low_rank_error(A, X: np.ndarray, Y: np.ndarray, rng: np.random.Generator,
         ``||A||^2 - 2 Re tr(X^H A Y^H) + tr((X^H X)(Y Y^H))`` (exact in exact arithmetic, one product
         with ``A``; accurate while the relative error is above ~1e-7), else
         ``"randomized estimate (16 Gaussian probes)"`` (unbiased for the squared error, relative
-        spread about sqrt(2/16)).
+        spread about sqrt(2/16)). For ``A = 0`` the absolute ``||X Y||_F`` (how says so).
     """
     m, n = A.shape
     norm_A = frobenius_norm(A) if norm_A is None else norm_A
     if norm_A == 0.0:
-        residual = float(np.linalg.norm(X) * np.linalg.norm(Y))
-        return (0.0 if residual == 0.0 else float("inf")), "exact"
+        # relative to ||A|| = 0 the error is undefined: report ||X Y||_F itself, from
+        # ||X Y||_F^2 = tr((X^H X)(Y Y^H)) (||X|| ||Y|| overstates it, e.g. for disjoint supports)
+        product = float(np.real(np.trace((X.conj().T @ X) @ (Y @ Y.conj().T))))
+        return float(np.sqrt(max(product, 0.0))), "absolute ||X Y||_F (A = 0)"
     if m * n <= EXACT_ENTRIES:
         dense = A.toarray() if sp.issparse(A) else np.asarray(A)
         return float(np.linalg.norm(dense - X @ Y) / norm_A), "exact"

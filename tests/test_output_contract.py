@@ -268,12 +268,45 @@ def test_signals_end_the_run_with_their_code_and_leave_nothing(slow_problem, tmp
             assert names == ["r.json", "x.h5"] and json.loads((folder / "r.json").read_text())
             continue
         assert code == 128 + signum, stderr
-        assert stderr.strip().splitlines() == [f"matcli: stopped by {signal.Signals(signum).name}; "
-                                               "no output was published"]
+        name = signal.Signals(signum).name
         assert all(not n.startswith(".matcli-") for n in names)
-        if "x.h5" in names:  # the signal came after publishing: whole output
+        if "x.h5" in names:  # the signal came after publishing: a whole output, and the line says so
             with h5py.File(folder / "x.h5") as fh:
                 assert fh["x"].shape == (1200 * 1200,)
+            assert stderr.strip().splitlines() == [f"matcli: stopped by {name}; after writing x.h5 (whole); "
+                                                   "nothing else was published"]
+        else:
+            assert names == [] and stderr.strip().splitlines() == [f"matcli: stopped by {name}; "
+                                                                   "no output was published"]
+
+
+def test_a_signal_between_output_and_report_names_what_was_written(slow_problem, tmp_path):
+    """-o is published, --report not yet: the old report is kept, the one line names x.h5 only
+    (it said "no output was published" although x.h5 had been replaced)."""
+    args = [sys.executable, "-m", "matcli", "solve", f"{slow_problem}:/A", "--rhs", f"{slow_problem}:/b", "-m", "cg",
+            "--precond", "jacobi", "--rtol", "1e-1", "-o", "x.h5", "--report", "r.json", "--force", "--quiet"]
+    for _ in range(6):  # the window between the two writes is a few ms: try until a signal lands in it
+        (tmp_path / "x.h5").write_bytes(b"old output")
+        (tmp_path / "r.json").write_text("old report")
+        run = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and run.poll() is None:
+            if (tmp_path / "x.h5").read_bytes()[:10] != b"old output":
+                run.send_signal(signal.SIGTERM)
+                break
+            time.sleep(0.0005)
+        code, stderr = run.wait(timeout=120), run.stderr.read()
+        if code != 0:
+            break
+    else:
+        pytest.skip("every report was written between two looks at the folder")
+    assert code == 143 and listing(tmp_path) == ["r.json", "x.h5"]
+    with h5py.File(tmp_path / "x.h5") as fh:
+        assert fh["x"].shape == (1200 * 1200,)
+    report = (tmp_path / "r.json").read_text()
+    written = "x.h5, r.json" if report != "old report" else "x.h5"
+    assert stderr.splitlines() == [f"matcli: stopped by SIGTERM; after writing {written} (whole); "
+                                   "nothing else was published"]
 
 
 def test_signal_during_the_write_removes_the_temporary_file(slow_problem, tmp_path):

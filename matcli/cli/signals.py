@@ -8,7 +8,8 @@ thread blocked on that pipe removes this process's temporary files
 (130, 143, 129), the code a shell reports for a process killed by that signal.
 
 The watcher takes :data:`matcli.io.atomic.TEMP_LOCK`, which publishing an output also holds, so an
-output is either published whole before the process ends or not at all.
+output is either published whole before the process ends or not at all; the one line names the
+outputs published before the signal (``-o`` may be written while ``--report`` is not yet).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import signal
 import threading
 
-from matcli.io.atomic import LIVE_TEMPS, TEMP_LOCK
+from matcli.io.atomic import LIVE_TEMPS, PUBLISHED, TEMP_LOCK
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -48,8 +49,10 @@ def stop(signum: int) -> None:
             except OSError:
                 pass
         name = signal.Signals(signum).name
+        done = (f"after writing {', '.join(PUBLISHED)} (whole); nothing else was published" if PUBLISHED
+                else "no output was published")
         try:
-            os.write(2, f"matcli: stopped by {name}; no output was published\n".encode())
+            os.write(2, f"matcli: stopped by {name}; {done}\n".encode())
         except OSError:
             pass
         os._exit(128 + signum)

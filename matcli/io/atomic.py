@@ -33,6 +33,8 @@ TEMP_SUFFIX = ".tmp"
 TEMP_LOCK = threading.Lock()
 #: Temporary files this process has open, removed by the signal watcher before it exits.
 LIVE_TEMPS: set[str] = set()
+#: Outputs this process has published, in order (the signal watcher names them in its one line).
+PUBLISHED: list[str] = []
 
 
 def _digest(name: str) -> str:
@@ -156,6 +158,7 @@ def publish(tmp: str, target: str, *, force: bool) -> None:
                 _publish_replacing(tmp, target)
             else:
                 _publish_exclusive(tmp, target)
+            PUBLISHED.append(target)
         except FileExistsError:
             raise OutputError(target, "was created by someone else while matcli ran; kept it "
                                       "(pass --force to overwrite)") from None

@@ -118,12 +118,21 @@ def test_threaded_products_agree_with_serial():
     assert explicit_residuals(A, threaded.outputs["U"], s2, threaded.outputs["Vt"]) <= 2e-10
 
 
-@pytest.mark.parametrize("kwargs, needle", [({"rank": 0}, "rank"), ({"rank": 80}, "rank"),
+@pytest.mark.parametrize("kwargs, needle", [({"rank": 0}, "rank"), ({"rank": 81}, "rank"),
                                             ({"rank": 3, "tol": 0.0}, "tol")])
 def test_invalid_arguments(kwargs, needle):
     A = np.random.default_rng(0).standard_normal((100, 80))
     with pytest.raises(ValueError, match=needle):
         lanczos_svd(A, rng=np.random.default_rng(0), **kwargs)
+
+
+def test_full_rank_request_is_the_dense_svd():
+    # rank = min(m, n) leaves no room for a restart vector: the full SVD comes from gesdd, said in info
+    A = np.random.default_rng(0).standard_normal((100, 80))
+    result = lanczos_svd(A, rank=80, rng=np.random.default_rng(0))
+    assert result.status == Status.CONVERGED_DIRECT and "dense_fallback" in result.info
+    np.testing.assert_allclose(result.outputs["s"], np.linalg.svd(A, compute_uv=False), rtol=1e-13)
+    assert result.metrics["orthogonality_loss"] < 1e-12 and result.metrics["max_triplet_residual"] < 1e-13
 
 
 def test_repeated_singular_values_are_all_found():

@@ -228,7 +228,9 @@ class Job(FamilyJob):
         return {k: self.request.options.get(k) for k in sorted(_ACCEPTS[name])
                 if k not in ("update", "append_rows", "append_cols")}
 
-    def _rank(self, *, allow_auto: bool, required: bool = True) -> int | str | None:
+    def _rank(self, *, allow_auto: bool, required: bool = True, bounded: bool = True) -> int | str | None:
+        """``--rank`` as an integer (or ``auto``); ``bounded``: at most min(m, n) (NMF is not bounded:
+        a nonnegative factorization can need more components than the rank, as scikit-learn allows)."""
         value = self.request.options.get("rank")
         m, n = self.A.shape
         if value is None:
@@ -243,7 +245,7 @@ class Job(FamilyJob):
             k = int(value)
         except ValueError:
             raise UsageError(f"--rank {value}: expected a positive integer or 'auto'") from None
-        if not 1 <= k <= min(m, n):
+        if k < 1 or (bounded and k > min(m, n)):
             raise UsageError(f"--rank {k} must be between 1 and min(m, n) = {min(m, n)}")
         return k
 
@@ -252,6 +254,14 @@ class Job(FamilyJob):
         if sp.issparse(self.A) and m * n > DENSE_LIMIT:
             raise UsageError(f"{self.method} densifies the {m}x{n} sparse matrix ({m * n:.2e} entries > "
                              f"{DENSE_LIMIT:.1e}); use a sparse or randomized method")
+
+    def _full_svd_check(self, rank: int) -> None:
+        """A Lanczos method asked for more triplets than it computes falls back to the dense SVD
+        (its ``U`` and ``Vt`` hold as many numbers as the dense matrix); refuse when that is too big."""
+        m, n = self.A.shape
+        if sp.issparse(self.A) and m * n > DENSE_LIMIT:
+            raise UsageError(f"--rank {rank} of the {m}x{n} matrix is beyond {self.method}'s limit and needs the "
+                             f"dense SVD ({m * n:.2e} entries > {DENSE_LIMIT:.1e}); ask for fewer triplets")
 
     def _forbid_params(self, names: set[str], scope: str) -> None:
         given = {pair.partition("=")[0].strip() for pair in self.request.params}
@@ -283,18 +293,22 @@ class Job(FamilyJob):
         if method == "lanczos":
             rank = self._rank(allow_auto=False)
             if rank >= min(m, n):
-                raise UsageError(f"--method lanczos needs --rank < min(m, n) = {min(m, n)}; use --method dense")
+                self._full_svd_check(rank)
             tol = self._tol(1e-8)
             if not 1e-14 <= tol < 1:
                 raise UsageError(f"--tol {tol:g}: --method lanczos needs 1e-14 <= tol < 1 (a relative residual)")
             return {"rank": rank, "tol": tol, "basis": params["basis"] or None, "maxiter": opts.get("maxiter")}
         if method in ("arpack", "propack"):
             rank = self._rank(allow_auto=False)
-            if rank >= min(m, n):
-                raise UsageError(f"svds needs --rank < min(m, n) = {min(m, n)}; use --method dense")
-            if method == "arpack" and np.iscomplexobj(self.A) and rank >= min(m, n) - 1:
-                raise UsageError(f"svds (ARPACK) on a complex matrix needs --rank <= {min(m, n) - 2} "
-                                 "(min(m, n) - 2); use --method propack or dense")
+            from matcli.methods.factorize.tsvd import max_solver_rank
+
+            # what svds itself accepts: ARPACK k < min(m, n) (complex: k <= min(m, n) - 2, the
+            # non-Hermitian driver's N - 2), PROPACK k <= min(m, n)
+            limit = max_solver_rank(m, n, method, np.iscomplexobj(self.A))
+            if rank > limit:
+                kind = "a complex" if np.iscomplexobj(self.A) else "this"
+                raise UsageError(f"svds ({method.upper()}) on {kind} {m}x{n} matrix needs --rank <= {limit}; "
+                                 "use --method propack or dense")
             kwargs = {"rank": rank, "solver": method, "tol": self._tol(0.0)}
             if method == "arpack":
                 kwargs["maxiter"] = opts.get("maxiter")
@@ -331,9 +345,15 @@ class Job(FamilyJob):
                 "rank": k_prev if rank is None else rank, "complement_rank": params["complement_rank"]}
 
     def _setup_nmf(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        rank = self._rank(allow_auto=False)
+        from matcli.methods.factorize.nmf import resolve_init
+
+        rank = self._rank(allow_auto=False, bounded=False)
         maxiter = self.request.options.get("maxiter")
-        kwargs = {"rank": rank, "init": params["init"], "tol": self._tol(1e-4),
+        try:
+            init = resolve_init(params["init"], rank, self.A.shape)
+        except ValueError as exc:
+            raise UsageError(f"--param {exc}") from None
+        kwargs = {"rank": rank, "init": init, "tol": self._tol(1e-4),
                   "maxiter": 500 if maxiter is None else maxiter}
         if method == "robust":
             kwargs.update(level=params["level"], sigma_scale=params["sigma_scale"])

@@ -143,7 +143,8 @@ def lanczos_svd(A, *, rank: int, tol: float = 1e-8, basis: int | None = None, ma
     ----------
     A : (m, n) ndarray or scipy.sparse matrix (never densified)
     rank : int
-        Triplets returned, ``1 <= rank < min(m, n)``.
+        Triplets returned, ``1 <= rank <= min(m, n)``; ``rank = min(m, n)`` is the full SVD, computed
+        by the dense SVD (``info["dense_fallback"]``; the caller checks that A fits densely).
     tol : float
         Stop when every one of the top ``rank`` Ritz triplets has
         ``||A^H u_i - theta_i v_i|| <= tol * theta_i`` (``A v_i = theta_i u_i`` holds exactly), so
@@ -174,8 +175,15 @@ def lanczos_svd(A, *, rank: int, tol: float = 1e-8, basis: int | None = None, ma
 def _lanczos_svd(A, rank: int, tol: float, basis: int | None, maxiter: int | None,
                  rng: np.random.Generator, callback: Callback) -> Result:
     m, n = A.shape
-    if not 1 <= rank < min(m, n):
-        raise ValueError(f"rank must be in 1..{min(m, n) - 1}, got {rank}")
+    if not 1 <= rank <= min(m, n):
+        raise ValueError(f"rank must be in 1..{min(m, n)}, got {rank}")
+    if rank == min(m, n):
+        from matcli.methods.factorize.tsvd import dense_svd
+
+        result = dense_svd(A, rank=rank, rng=rng)
+        result.info["dense_fallback"] = (f"--rank {rank} = min(m, n) is the full SVD, which the bidiagonalization "
+                                         "cannot restart from: computed by gesdd")
+        return result
     eps = np.finfo(np.float64).eps
     if not tol >= 8 * eps:
         raise ValueError(f"tol must be at least {8 * eps:.1e}, got {tol}")

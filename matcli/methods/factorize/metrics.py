@@ -80,8 +80,10 @@ def svd_metrics(A, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rng: np.random.
 
     ``reconstruction_error`` (relative Frobenius, see :func:`low_rank_error`),
     ``orthogonality_loss`` (max over U and V of ``||Q^H Q - I||_F``), ``max_triplet_residual``
-    (``max_i max(||A v_i - s_i u_i||, ||A^H u_i - s_i v_i||) / s_1``) and ``frobenius_norm``;
-    returns (metrics, info) where info names how the reconstruction error was obtained.
+    (``max_i max(||A v_i - s_i u_i||, ||A^H u_i - s_i v_i||) / s_1``; over ``||A||_F`` when every
+    ``s_i`` is 0, absolute for ``A = 0``; present whenever there is a triplet) and ``frobenius_norm``;
+    returns (metrics, info) where info names how the reconstruction error was obtained and the
+    residuals' denominator (``triplet_residual_scale``).
     One product ``A V`` serves both the error and the residuals (``AV`` when the caller computed it);
     ``AhU`` (``A^H U``) saves the other.
     """
@@ -93,12 +95,65 @@ def svd_metrics(A, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rng: np.random.
         "reconstruction_error": err,
         "orthogonality_loss": max(orthogonality_loss(U), orthogonality_loss(V)),
     }
-    if s.size and s[0] > 0:
+    info = {"reconstruction_error_method": how}
+    if s.size:
         right = np.linalg.norm(AV - U * s, axis=0)
         left = np.linalg.norm((adjoint_matmul(A, U) if AhU is None else AhU) - V * s, axis=0)
-        metrics["max_triplet_residual"] = float(np.max(np.maximum(right, left)) / s[0])
+        scale, info["triplet_residual_scale"] = _residual_scale(float(np.max(s)), norm_A)
+        metrics["max_triplet_residual"] = float(np.max(np.maximum(right, left)) / scale)
     metrics["frobenius_norm"] = norm_A
-    return metrics, {"reconstruction_error_method": how}
+    return metrics, info
+
+
+def _residual_scale(largest: float, norm_A: float) -> tuple[float, str]:
+    """Denominator of the relative residuals: the largest computed value, else ``||A||_F``, else 1.
+
+    A zero largest value with ``A != 0`` is a failed computation, measured against ``||A||_F`` so that
+    the residual stays scale-free; for ``A = 0`` the residuals are absolute (and exactly 0).
+    """
+    if largest > 0:
+        return largest, "largest computed value"
+    if norm_A > 0:
+        return norm_A, "||A||_F (every computed value is 0)"
+    return 1.0, "absolute (A = 0)"
+
+
+def eigen_metrics(A, w: np.ndarray, V: np.ndarray, *, hermitian: bool,
+                  norm_A: float | None = None) -> tuple[dict[str, float], dict[str, str]]:
+    """Metrics of eigenpairs ``A V ~ V diag(w)`` (``V`` n x k, ``w`` k).
+
+    ``max_eigen_residual`` = ``max_i ||A v_i - w_i v_i|| / max_i |w_i|`` (``||A||_F`` when every
+    ``w_i`` is 0, absolute for ``A = 0``; ``v_i`` of unit norm, which both LAPACK and ARPACK return),
+    ``residual`` = the same maximum over ``||A||_F`` (scale of the whole matrix), ``orthogonality_loss``
+    (``||V^H V - I||_F``, Hermitian only: eigenvectors of a non-normal matrix are not orthogonal) and
+    ``eigenvector_norm_loss`` = ``max_i | ||v_i|| - 1 |``. Returns (metrics, info).
+    """
+    norm_A = frobenius_norm(A) if norm_A is None else norm_A
+    metrics: dict[str, float] = {}
+    info: dict[str, str] = {}
+    if w.size:
+        residual = float(np.max(np.linalg.norm(matmul(A, V) - V * w, axis=0)))
+        scale, info["eigen_residual_scale"] = _residual_scale(float(np.max(np.abs(w))), norm_A)
+        metrics["max_eigen_residual"] = residual / scale
+        metrics["residual"] = residual / norm_A if norm_A else residual
+        metrics["eigenvector_norm_loss"] = float(np.max(np.abs(np.linalg.norm(V, axis=0) - 1.0)))
+    else:
+        metrics.update(max_eigen_residual=0.0, residual=0.0, eigenvector_norm_loss=0.0)
+    if hermitian:
+        metrics["orthogonality_loss"] = orthogonality_loss(V)
+    return metrics, info
+
+
+def factorization_residual(difference, A) -> tuple[float, str]:
+    """``||A - product||_F / ||A||_F`` from the formed difference (dense or sparse), and how.
+
+    For ``A = 0`` the absolute ``||difference||_F`` (how says so).
+    """
+    norm_A = frobenius_norm(A)
+    err = frobenius_norm(difference)
+    if norm_A == 0.0:
+        return err, "exact, absolute (A = 0)"
+    return err / norm_A, "exact"
 
 
 #: Largest row of a column chunk in sparse x dense products, in bytes (4 float64 columns).

@@ -27,6 +27,21 @@ def _AT(A, X: np.ndarray) -> np.ndarray:
     return A.T @ X
 
 
+def resolve_init(init: str, rank: int, shape: tuple[int, int]) -> str:
+    """The initialisation actually used: ``auto`` is ``nndsvda`` when ``rank <= min(m, n)``, else
+    ``random`` (scikit-learn's rule: the SVD has only ``min(m, n)`` triplets to split).
+
+    ``nndsvd``/``nndsvda`` with ``rank > min(m, n)`` raise ValueError, as in scikit-learn.
+    """
+    m, n = shape
+    if init == "auto":
+        return "nndsvda" if rank <= min(m, n) else "random"
+    if init in ("nndsvd", "nndsvda") and rank > min(m, n):
+        raise ValueError(f"init={init} needs rank <= min(m, n) = {min(m, n)} (one singular triplet per "
+                         f"component), got {rank}; use init=random or auto")
+    return init
+
+
 def initial_factors(A, rank: int, init: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Initial ``W`` (m x rank) and ``H`` (rank x n).
 
@@ -96,7 +111,7 @@ def _converged_status(change: float, tol: float) -> Status:
     return Status.CONVERGED_STEP if change <= tol else Status.DIVERGED_MAX_IT
 
 
-def nmf_hals(A, *, rank: int, init: str = "nndsvda", tol: float = 1e-4, maxiter: int = 500,
+def nmf_hals(A, *, rank: int, init: str = "auto", tol: float = 1e-4, maxiter: int = 500,
              rng: np.random.Generator, callback: Callback = no_callback) -> Result:
     """NMF by hierarchical alternating least squares.
 
@@ -107,7 +122,9 @@ def nmf_hals(A, *, rank: int, init: str = "nndsvda", tol: float = 1e-4, maxiter:
     ----------
     A : (m, n) nonnegative ndarray or sparse matrix
     rank : int
-    init : {"nndsvda", "nndsvd", "random"}
+        Number of components, any positive integer (``rank > min(m, n)`` is allowed, as in
+        scikit-learn; it starts from ``random`` factors, see :func:`resolve_init`).
+    init : {"auto", "nndsvda", "nndsvd", "random"}
     tol : float
         Stop when the relative error decreases by less than ``tol`` (relative) in a sweep.
     maxiter : int
@@ -121,6 +138,7 @@ def nmf_hals(A, *, rank: int, init: str = "nndsvda", tol: float = 1e-4, maxiter:
     """
     norm_A = frobenius_norm(A)
     norm_A2 = norm_A**2
+    init = resolve_init(init, rank, A.shape)
     W, H = initial_factors(A, rank, init, rng)
     previous, change, it = np.inf, np.inf, 0
     for it in range(1, maxiter + 1):
@@ -139,7 +157,7 @@ def nmf_hals(A, *, rank: int, init: str = "nndsvda", tol: float = 1e-4, maxiter:
                    info={"init": init, "tol": tol}, message=f"HALS: {it} sweeps", norm_A=norm_A)
 
 
-def nmf_mu(A, *, rank: int, init: str = "nndsvda", tol: float = 1e-4, maxiter: int = 500,
+def nmf_mu(A, *, rank: int, init: str = "auto", tol: float = 1e-4, maxiter: int = 500,
            rng: np.random.Generator, callback: Callback = no_callback) -> Result:
     """NMF by Lee-Seung multiplicative updates for the Frobenius loss.
 
@@ -149,6 +167,7 @@ def nmf_mu(A, *, rank: int, init: str = "nndsvda", tol: float = 1e-4, maxiter: i
     """
     norm_A = frobenius_norm(A)
     norm_A2 = norm_A**2
+    init = resolve_init(init, rank, A.shape)
     W, H = initial_factors(A, rank, init, rng)
     eps = np.finfo(float).eps * max(norm_A, 1.0)
     previous, change, it = np.inf, np.inf, 0
@@ -169,7 +188,7 @@ def nmf_mu(A, *, rank: int, init: str = "nndsvda", tol: float = 1e-4, maxiter: i
                    info={"init": init, "tol": tol}, message=f"multiplicative updates: {it} sweeps", norm_A=norm_A)
 
 
-def nmf_robust(A, *, rank: int, init: str = "nndsvda", tol: float = 1e-4, maxiter: int = 500,
+def nmf_robust(A, *, rank: int, init: str = "auto", tol: float = 1e-4, maxiter: int = 500,
                level: str = "column", sigma_scale: float = 1.0, rng: np.random.Generator,
                callback: Callback = no_callback) -> Result:
     """Robust NMF with the correntropy (Welsch) loss ``sum 1 - exp(-r^2 / (2 sigma^2))``.
@@ -198,6 +217,7 @@ def nmf_robust(A, *, rank: int, init: str = "nndsvda", tol: float = 1e-4, maxite
     norm_A = frobenius_norm(A)
     col_norm2 = (np.asarray(A.multiply(A).sum(axis=0)).ravel() if sp.issparse(A)
                  else np.einsum("ij,ij->j", A, A))
+    init = resolve_init(init, rank, A.shape)
     W, H = initial_factors(A, rank, init, rng)
     d = np.ones(A.shape[1])
     previous, change, it = np.inf, np.inf, 0
@@ -221,7 +241,7 @@ def nmf_robust(A, *, rank: int, init: str = "nndsvda", tol: float = 1e-4, maxite
     AtW = _AT(A, W)
     residual2 = np.maximum(col_norm2 - 2.0 * np.einsum("jk,kj->j", AtW, H)
                            + np.einsum("kj,kj->j", H, (W.T @ W) @ H), 0.0)
-    weighted = float(np.sqrt(np.sum(d * residual2) / max(np.sum(d * col_norm2), _TINY)))
+    weighted = _weighted_relative(float(np.sum(d * residual2)), float(np.sum(d * col_norm2)))
     result = _finish(A, W, H, rng, status=_converged_status(abs(change), tol), it=it,
                      history_err=float(abs(change)), info={"init": init, "tol": tol, "level": level},
                      message=f"robust (correntropy, column weights) NMF: {it} sweeps", norm_A=norm_A)
@@ -233,6 +253,7 @@ def nmf_robust(A, *, rank: int, init: str = "nndsvda", tol: float = 1e-4, maxite
 def _robust_entry(A, *, rank, init, tol, maxiter, sigma_scale, rng, callback) -> Result:
     dense = A.toarray() if sp.issparse(A) else np.asarray(A, dtype=float)
     norm_A = float(np.linalg.norm(dense))
+    init = resolve_init(init, rank, dense.shape)
     W, H = initial_factors(dense, rank, init, rng)
     eps = np.finfo(float).eps * max(norm_A, 1.0)
     weights = np.ones_like(dense)
@@ -252,13 +273,19 @@ def _robust_entry(A, *, rank, init, tol, maxiter, sigma_scale, rng, callback) ->
             break
     W, H = _balance(W, H)
     R = dense - W @ H
-    weighted = float(np.linalg.norm(R * np.sqrt(weights)) / max(np.linalg.norm(dense * np.sqrt(weights)), _TINY))
+    weighted = _weighted_relative(float(np.sum(weights * R * R)), float(np.sum(weights * dense * dense)))
     result = _finish(dense, W, H, rng, status=_converged_status(abs(change), tol), it=it,
                      history_err=float(abs(change)), info={"init": init, "tol": tol, "level": "entry"},
                      message=f"robust (correntropy, entry weights) NMF: {it} sweeps", norm_A=norm_A)
     result.outputs["weights"] = weights
     result.metrics.update(weighted_error=weighted, outliers=float(np.sum(weights < 0.5)))
     return result
+
+
+def _weighted_relative(residual2: float, norm2: float) -> float:
+    """``sqrt(residual2 / norm2)``; the absolute ``sqrt(residual2)`` when the weighted ``A`` is 0
+    (as :func:`~matcli.methods.factorize.metrics.low_rank_error` does for ``A = 0``)."""
+    return float(np.sqrt(max(residual2, 0.0) / norm2)) if norm2 > 0 else float(np.sqrt(max(residual2, 0.0)))
 
 
 def _balance(W: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

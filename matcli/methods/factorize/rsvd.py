@@ -96,6 +96,44 @@ def orth_against(Y: np.ndarray, Q: np.ndarray | None, *, passes: int = 2,
     return _orth(_project_out(P[:, keep], Q))
 
 
+def random_complement(Q: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` orthonormal columns orthogonal to the orthonormal columns of ``Q`` (m x c).
+
+    Gaussian directions orthogonalised against ``Q`` (two Gram-Schmidt passes and a QR): with
+    probability 1 none of them lies in range(Q). Needs ``c + count <= m``.
+    """
+    m, c = Q.shape
+    if c + count > m:
+        raise ValueError(f"cannot add {count} orthonormal columns to {c} in dimension {m}")
+    block = Q[:, :0]
+    for _ in range(3):
+        if block.shape[1] == count:
+            break
+        Y = rng.standard_normal((m, count - block.shape[1])).astype(Q.dtype, copy=False)
+        new = orth_against(Y, np.hstack([Q, block]))
+        block = np.hstack([block, new])
+    if block.shape[1] != count:
+        raise ArithmeticError("random directions stayed in the span of the basis three times")
+    return block
+
+
+def ritz_completed(A, Q: np.ndarray, W: np.ndarray | None, rank: int, rng: np.random.Generator):
+    """Rayleigh-Ritz on range(Q) completed by random orthonormal directions to ``rank`` columns.
+
+    ``Q`` (m x c, orthonormal, ``c <= rank <= min(m, n)``), ``W = A^H Q`` (computed when None).
+    When range(Q) holds the whole range of ``A`` (a rank-deficient ``A``, or ``A = 0`` with
+    ``c = 0``), the added directions satisfy ``A^H q = 0`` and the Ritz step turns them into exact
+    zero singular triplets whose ``U`` and ``V`` complete the others orthonormally, as a full SVD
+    would. Returns ``U, s, Vt, A^H U`` of :func:`_ritz` (``rank`` triplets).
+    """
+    W = adjoint_matmul(A, Q) if W is None else W
+    if Q.shape[1] < rank:
+        extra = random_complement(Q, rank - Q.shape[1], rng)
+        Q = np.hstack([Q, extra])
+        W = np.hstack([W, adjoint_matmul(A, extra)])
+    return _ritz(Q, W, rank)
+
+
 def _ritz(Q: np.ndarray, W: np.ndarray, rank: int):
     """Rank-``rank`` SVD of ``Q Q^H A`` given ``W = A^H Q`` (Q orthonormal, m x l; W n x l).
 
@@ -311,9 +349,16 @@ def block_krylov_svd(A, *, rank: int, oversample: int = 10, power_iters: int = 2
         last, c = c, c + block.shape[1]
         Q[:, last:c] = block
         W[:, last:c] = image
-    U, s, Vt, AhU = _ritz_gram(Q[:, :c], W[:, :c], gram, rank)
     info = {"block_size": l, "krylov_depth": it, "basis_columns": int(c),
             "passes_over_A": 2 * it + 2, "precision": precision}
+    if c < rank:
+        # the blocks deflated: range(Q) is invariant under A A^H and holds A's whole range (the
+        # first block is A times a random l >= rank columns), so A has rank c < rank and the
+        # missing triplets are zero singular values with any orthonormal completion
+        U, s, Vt, AhU = ritz_completed(A, Q[:, :c], W[:, :c], rank, rng)
+        info["zero_triplets_completed"] = int(rank - c)
+    else:
+        U, s, Vt, AhU = _ritz_gram(Q[:, :c], W[:, :c], gram, rank)
     return _finish(original, U, s, Vt, rng, status=status, iterations=it, info=info, AhU=AhU,
                    message=f"block Krylov SVD of depth {it} ({c} basis vectors)")
 

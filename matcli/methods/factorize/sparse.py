@@ -12,12 +12,14 @@ from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigs, eigsh
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.core.superlu import splu
-from matcli.methods.factorize.metrics import frobenius_norm, orthogonality_loss
+from matcli.methods.factorize.metrics import eigen_metrics, factorization_residual, frobenius_norm
 
 
-def _relative_sparse(diff, norm_A: float) -> float:
-    err = frobenius_norm(sp.csr_matrix(diff))
-    return err / norm_A if norm_A else (0.0 if err == 0.0 else float("inf"))
+def _residual_metrics(diff, A) -> tuple[dict[str, float], dict[str, str]]:
+    """``factorization_residual`` = ``||A - product||_F / ||A||_F`` from the sparse difference (exact),
+    also under its older name ``reconstruction_error``; info says how it was obtained."""
+    err, how = factorization_residual(sp.csr_matrix(diff), A)
+    return {"factorization_residual": err, "reconstruction_error": err}, {"reconstruction_error_method": how}
 
 
 def _square_csc(A) -> sp.csc_matrix:
@@ -43,7 +45,7 @@ def lu_sparse(A, *, ordering: str = "COLAMD", pivot_threshold: float = 1.0,
     Result
         outputs ``L`` (unit lower triangular, CSC), ``U`` (upper triangular, CSC), ``P`` (row
         indices), ``Q`` (column indices); status ``DIVERGED_SINGULAR`` and no outputs when SuperLU
-        finds an exactly singular matrix; metrics ``reconstruction_error`` (exact, sparse),
+        finds an exactly singular matrix; metrics ``factorization_residual`` (exact, sparse),
         ``fill_ratio`` = ``(nnz(L) + nnz(U)) / nnz(A)``.
     """
     M = _square_csc(A)
@@ -55,13 +57,11 @@ def lu_sparse(A, *, ordering: str = "COLAMD", pivot_threshold: float = 1.0,
     Q = np.argsort(factor.perm_c)
     L, U = factor.L.tocsc(), factor.U.tocsc()
     csr = sp.csr_matrix(M)
-    norm_A = frobenius_norm(csr)
-    metrics = {"reconstruction_error": _relative_sparse(csr[P][:, Q] - L @ U, norm_A),
-               "fill_ratio": float((L.nnz + U.nnz) / max(M.nnz, 1))}
+    metrics, how = _residual_metrics(csr[P][:, Q] - L @ U, csr)
+    metrics["fill_ratio"] = float((L.nnz + U.nnz) / max(M.nnz, 1))
     return Result(status=Status.CONVERGED_DIRECT,
                   outputs={"L": L, "U": U, "P": P.astype(np.int64), "Q": Q.astype(np.int64)},
-                  metrics=metrics, info={"ordering": ordering, "pivot_threshold": pivot_threshold,
-                                         "reconstruction_error_method": "exact"},
+                  metrics=metrics, info={"ordering": ordering, "pivot_threshold": pivot_threshold, **how},
                   message=f"SuperLU with {ordering} ordering")
 
 
@@ -79,7 +79,7 @@ def cholesky_sparse(A, *, ordering: str = "MMD_AT_PLUS_A", rng: np.random.Genera
     Result
         outputs ``L`` (lower triangular CSC, positive diagonal), ``P`` (symmetric permutation);
         status ``DIVERGED_NOT_SPD`` and no outputs when a pivot is not positive (or SuperLU had to
-        leave the diagonal); metrics ``reconstruction_error`` (exact, sparse, against the full A),
+        leave the diagonal); metrics ``factorization_residual`` (exact, sparse, against the full A),
         ``fill_ratio`` = ``nnz(L) / nnz(tril(A))``.
     """
     M = _square_csc(A)
@@ -98,12 +98,11 @@ def cholesky_sparse(A, *, ordering: str = "MMD_AT_PLUS_A", rng: np.random.Genera
     L = (factor.L @ sp.diags(np.sqrt(np.real(d)))).tocsc()
     P = np.argsort(factor.perm_c)
     csr = sp.csr_matrix(M)
-    norm_A = frobenius_norm(csr)
-    metrics = {"reconstruction_error": _relative_sparse(csr[P][:, P] - L @ L.conj().T, norm_A),
-               "fill_ratio": float(L.nnz / max(sp.tril(M).nnz, 1)),
-               "pivot_ratio": float(np.real(d).min() / np.real(d).max())}
+    metrics, how = _residual_metrics(csr[P][:, P] - L @ L.conj().T, csr)
+    metrics.update(fill_ratio=float(L.nnz / max(sp.tril(M).nnz, 1)),
+                   pivot_ratio=float(np.real(d).min() / np.real(d).max()))
     return Result(status=Status.CONVERGED_DIRECT, outputs={"L": L, "P": P.astype(np.int64)}, metrics=metrics,
-                  info={"ordering": ordering, "reconstruction_error_method": "exact"},
+                  info={"ordering": ordering, **how},
                   message=f"sparse Cholesky (SuperLU symmetric mode, {ordering} ordering)")
 
 
@@ -132,8 +131,9 @@ def eig_arpack(A, *, rank: int, hermitian: bool, which: str = "LM", tol: float =
     Returns
     -------
     Result
-        outputs ``w`` (rank), ``V`` (n x rank); metrics ``residual`` =
-        ``max_i ||A v_i - w_i v_i|| / ||A||_F``, ``orthogonality_loss`` (Hermitian);
+        outputs ``w`` (rank), ``V`` (n x rank); metrics of
+        :func:`~matcli.methods.factorize.metrics.eigen_metrics` (``max_eigen_residual`` relative to
+        ``max |w|``, ``residual`` relative to ``||A||_F``, ``orthogonality_loss`` for Hermitian);
         status ``CONVERGED_HAPPY_BREAKDOWN`` for a zero matrix (``w = 0``, ``V`` the first columns
         of the identity: every vector is an eigenvector of A = 0, and ARPACK stops with error -9 as
         its first product is zero); ``DIVERGED_MAX_IT`` / ``DIVERGED_BREAKDOWN`` (no outputs) when
@@ -149,9 +149,9 @@ def eig_arpack(A, *, rank: int, hermitian: bool, which: str = "LM", tol: float =
     if frobenius_norm(A) == 0.0:
         w = np.zeros(rank) if hermitian else np.zeros(rank, dtype=complex)
         V = np.eye(n, rank, dtype=np.result_type(A.dtype, w.dtype))
-        return Result(status=Status.CONVERGED_HAPPY_BREAKDOWN, outputs={"w": w, "V": V},
-                      metrics={"residual": 0.0, **({"orthogonality_loss": 0.0} if hermitian else {})},
-                      info={"which": which, "hermitian": hermitian, "zero_matrix": True},
+        metrics, how = eigen_metrics(A, w, V, hermitian=hermitian, norm_A=0.0)
+        return Result(status=Status.CONVERGED_HAPPY_BREAKDOWN, outputs={"w": w, "V": V}, metrics=metrics,
+                      info={"which": which, "hermitian": hermitian, "zero_matrix": True, **how},
                       message="the matrix is zero: its eigenvalues are 0 and every vector is an eigenvector")
     v0 = rng.standard_normal(n)
     try:
@@ -167,11 +167,7 @@ def eig_arpack(A, *, rank: int, hermitian: bool, which: str = "LM", tol: float =
            "LR": -np.real(w), "SR": np.real(w)}[which]
     order = np.argsort(key, kind="stable")
     w, V = w[order], V[:, order]
-    norm_A = frobenius_norm(A)
-    residual = np.linalg.norm(A @ V - V * w, axis=0)
-    metrics = {"residual": float(residual.max() / norm_A) if norm_A else 0.0}
-    if hermitian:
-        metrics["orthogonality_loss"] = orthogonality_loss(V)
+    metrics, how = eigen_metrics(A, w, V, hermitian=hermitian)
     return Result(status=Status.CONVERGED_RTOL, outputs={"w": w, "V": V}, metrics=metrics,
-                  info={"which": which, "hermitian": hermitian},
+                  info={"which": which, "hermitian": hermitian, **how},
                   message=f"ARPACK ({'eigsh' if hermitian else 'eigs'}) found {rank} eigenpairs ({which})")

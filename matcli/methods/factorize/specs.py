@@ -20,7 +20,9 @@ _PRECISION = ParamSpec("precision", "str", "float64",
                        "arithmetic of the iteration: float32 moves half the bytes per product with A "
                        "(singular values to ~1e-6 relative; fixed --rank only); outputs are float64",
                        choices=("float64", "float32"))
-_NMF_INIT = ParamSpec("init", "str", "nndsvda", "initial factors", choices=("nndsvda", "nndsvd", "random"))
+_NMF_INIT = ParamSpec("init", "str", "auto",
+                      "initial factors (auto: nndsvda when --rank <= min(m, n), else random, as scikit-learn)",
+                      choices=("auto", "nndsvda", "nndsvd", "random"))
 _ORDERING = ("COLAMD", "MMD_AT_PLUS_A", "MMD_ATA", "NATURAL")
 _HERMITIAN = ParamSpec("hermitian", "str", "auto",
                        "use the symmetric/Hermitian solver: auto detects symmetry (max|A-A^H| <= 1e-12 max|A|)",
@@ -46,14 +48,16 @@ SPECS: list[MethodSpec] = [
         "(Baglama-Reichel); stops when every Ritz triplet's residual is <= --tol (default 1e-8) times its "
         "singular value; sparse products on row blocks in parallel",
         params=(ParamSpec("basis", "int", 0, "basis vectors before a thick restart (0 = max(3k, k + 30))", low=0),),
-        constraints=("rank < min(m, n)",),
+        constraints=("rank = min(m, n): dense SVD",),
     ),
     MethodSpec("factorize", "svd-arpack", f"{_M}.tsvd:lanczos_svd",
-               "truncated SVD by implicitly restarted Lanczos (scipy svds, ARPACK); --tol is svds' tol",
-               constraints=("rank < min(m, n)",)),
+               "truncated SVD by implicitly restarted Lanczos (scipy svds, ARPACK); --tol is svds' tol; "
+               "triplets checked, a rank-deficient remainder completed",
+               constraints=("rank < min(m, n) (complex: rank <= min(m, n) - 2)",)),
     MethodSpec("factorize", "svd-propack", f"{_M}.tsvd:lanczos_svd",
-               "truncated SVD by Lanczos bidiagonalisation (scipy svds, PROPACK); --tol is svds' tol",
-               constraints=("rank < min(m, n)",)),
+               "truncated SVD by Lanczos bidiagonalisation (scipy svds, PROPACK); --tol is svds' tol; "
+               "triplets checked, a rank-deficient remainder completed",
+               constraints=("rank <= min(m, n)",)),
     MethodSpec("factorize", "svd-dense", f"{_M}.tsvd:dense_svd",
                "dense SVD (LAPACK gesdd), truncated to --rank k or optimally to --tol; sparse input must be small",
                constraints=("small",)),

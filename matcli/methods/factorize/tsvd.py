@@ -51,17 +51,41 @@ def _sorted_triplets(U, s, Vt):
     return np.ascontiguousarray(U[:, order]), s[order], np.ascontiguousarray(Vt[order])
 
 
+#: Relative triplet residual and elementwise loss of orthonormality up to which a triplet returned
+#: by svds is accepted as computed; half the digits of double precision (the certificate's floor).
+CERTIFY_FLOOR = float(np.sqrt(np.finfo(np.float64).eps))
+
+
+def max_solver_rank(m: int, n: int, solver: str, complex_values: bool) -> int:
+    """Most triplets ``svds`` computes itself: PROPACK ``min(m, n)``; ARPACK ``min(m, n) - 1``
+    (``min(m, n) - 2`` for complex input: the non-Hermitian driver returns at most ``N - 2``)."""
+    if solver == "propack":
+        return min(m, n)
+    return min(m, n) - (2 if complex_values else 1)
+
+
 def lanczos_svd(A, *, rank: int, solver: str = "arpack", tol: float = 0.0, maxiter: int | None = None,
                 rng: np.random.Generator, callback: Callback = no_callback) -> Result:
-    """Top ``rank`` singular triplets by ``scipy.sparse.linalg.svds`` (ARPACK or PROPACK).
+    """Top ``rank`` singular triplets by ``scipy.sparse.linalg.svds`` (ARPACK or PROPACK), certified.
+
+    Every returned set has exactly ``rank`` triplets with orthonormal ``U`` and ``V``:
+
+    * ``A = 0``: zero singular values and identity vectors (ARPACK stops with error -9 on it).
+    * The triplets svds returns are checked: the leading ones whose relative residual
+      ``max(||A v - s u||, ||A^H u - s v||) / s_1`` and orthonormality are within
+      ``max(tol, CERTIFY_FLOOR)`` are kept; when fewer than ``rank`` pass (PROPACK returns
+      non-orthonormal vectors, and spurious values such as 1.04 for the 6x5 ones matrix, once ``A``'s
+      rank is below ``rank``), the kept left vectors are completed by random orthonormal directions
+      and the Rayleigh-Ritz step on that space gives the ``rank`` triplets: exact when range(U_kept)
+      is A's whole range (zero singular values beyond A's rank). ``info["certified_by_solver"]``
+      and ``info["completed"]`` count both parts.
 
     Parameters
     ----------
     A : (m, n) ndarray or sparse matrix
     rank : int
-        ``1 <= rank < min(m, n)`` (an svds restriction); for complex ``A`` with ARPACK
-        ``rank < min(m, n) - 1`` (svds then runs the non-Hermitian ARPACK driver, which cannot
-        return more than ``N - 2`` eigenpairs). ValueError otherwise.
+        ``1 <= rank <=`` :func:`max_solver_rank` (as svds: ARPACK ``min(m, n) - 1``, ``min(m, n) - 2``
+        for complex ``A``; PROPACK ``min(m, n)``, the full SVD); ValueError otherwise.
     solver : {"arpack", "propack"}
     tol : float
         svds tolerance on the singular values (0 = machine precision). PROPACK cannot reach 0, so
@@ -74,19 +98,20 @@ def lanczos_svd(A, *, rank: int, solver: str = "arpack", tol: float = 0.0, maxit
     -------
     Result
         outputs ``U`` (m x rank), ``s`` (rank, descending), ``Vt`` (rank x n); status
-        ``CONVERGED_RTOL``, ``CONVERGED_HAPPY_BREAKDOWN`` for a zero matrix (``s = 0``, ``U`` and
-        ``Vt`` the first columns/rows of the identity: for A = 0 any orthonormal vectors are
-        singular vectors, and ARPACK stops with error -9 as its first product is zero), or
-        ``DIVERGED_MAX_IT`` / ``DIVERGED_BREAKDOWN`` (no outputs) when the solver did not converge
-        or ARPACK reported an error.
-        ``callback(products, products=...)`` reports the running number of vector products.
+        ``CONVERGED_RTOL``; ``CONVERGED_HAPPY_BREAKDOWN`` for a
+        zero matrix; ``DIVERGED_BREAKDOWN`` with the best ``rank`` triplets when the completed ones
+        still miss the residual bound (A's range was not found), ``DIVERGED_MAX_IT`` /
+        ``DIVERGED_BREAKDOWN`` (no outputs) when the solver did not converge or ARPACK reported an
+        error. ``callback(products, products=...)`` reports the running number of vector products.
     """
     m, n = A.shape
-    if not 1 <= rank < min(m, n):
-        raise ValueError(f"svds needs 1 <= rank < min(m, n) = {min(m, n)}, got {rank}")
-    if solver == "arpack" and np.iscomplexobj(A) and rank >= min(m, n) - 1:
-        raise ValueError(f"ARPACK on a complex matrix needs rank <= min(m, n) - 2 = {min(m, n) - 2}, got {rank}; "
-                         "use --method propack or dense")
+    if not 1 <= rank <= min(m, n):
+        raise ValueError(f"rank must be in 1..min(m, n) = {min(m, n)}, got {rank}")
+    limit = max_solver_rank(m, n, solver, np.iscomplexobj(A))
+    if rank > limit:
+        raise ValueError(f"svds ({solver}) computes at most {limit} triplets of this "
+                         f"{'complex ' if np.iscomplexobj(A) else ''}{m}x{n} matrix (--rank <= {limit}), "
+                         f"got {rank}; use --method propack or dense")
     if frobenius_norm(A) == 0.0:
         return _zero_svd(A, rank, solver, rng)
     op = _CountingOperator(A, callback)
@@ -105,11 +130,48 @@ def lanczos_svd(A, *, rank: int, solver: str = "arpack", tol: float = 0.0, maxit
         return Result(status=Status.DIVERGED_BREAKDOWN, iterations=op.products,
                       info={**info, "vector_products": op.products}, message=f"{solver} failed: {exc}")
     U, s, Vt = _sorted_triplets(U, s, Vt)
+    bound = max(tol, CERTIFY_FLOOR)
+    kept = certified_prefix(A, U, s, Vt, bound)
+    status = Status.CONVERGED_RTOL
+    message = f"{solver} converged with {op.products} vector products"
+    if kept < rank:
+        from matcli.methods.factorize.rsvd import ritz_completed
+
+        U, s, Vt, _ = ritz_completed(A, U[:, :kept], None, rank, rng)
+        info.update(certified_by_solver=kept, completed=rank - kept)
+        message = (f"{solver} returned {kept} certified triplets of {rank} (the others had residuals or "
+                   f"orthogonality beyond {bound:.1e}); completed by Rayleigh-Ritz on their span plus "
+                   f"{rank - kept} random orthonormal directions")
     metrics, how = svd_metrics(A, U, s, Vt, rng)
-    info.update(how, vector_products=op.products, rank=rank, tol=tol)
-    return Result(status=Status.CONVERGED_RTOL, outputs={"U": U, "s": s, "Vt": Vt}, metrics=metrics,
-                  iterations=op.products, info=info,
-                  message=f"{solver} converged with {op.products} vector products")
+    if kept < rank and not metrics["max_triplet_residual"] <= bound:
+        status = Status.DIVERGED_BREAKDOWN
+        message += (f", which misses the bound (max relative triplet residual "
+                    f"{metrics['max_triplet_residual']:.2e}): A's range was not found; use --method lanczos")
+    info.update(how, vector_products=op.products, rank=rank, tol=tol, certify_bound=bound)
+    return Result(status=status, outputs={"U": U, "s": s, "Vt": Vt}, metrics=metrics,
+                  iterations=op.products, info=info, message=message)
+
+
+def certified_prefix(A, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, bound: float) -> int:
+    """Length of the leading run of triplets (descending ``s``) that are singular triplets to ``bound``.
+
+    Triplet ``i`` passes when ``max(||A v_i - s_i u_i||, ||A^H u_i - s_i v_i||) <= bound * s_1`` and
+    every entry of ``U_i^H U_i - I`` and ``V_i^H V_i - I`` (``U_i`` the first ``i + 1`` columns) is
+    within ``bound``; the run stops at the first failure (later triplets are not trusted either).
+    """
+    k = s.size
+    if k == 0 or not s[0] > 0:
+        return 0
+    V = Vt.conj().T
+    right = np.linalg.norm(A @ V - U * s, axis=0)
+    left = np.linalg.norm(adjoint_matmul(A, U) - V * s, axis=0)
+    gram_u = np.abs(U.conj().T @ U - np.eye(k))
+    gram_v = np.abs(Vt @ V - np.eye(k))
+    for i in range(k):
+        worst = max(gram_u[i, :i + 1].max(), gram_v[i, :i + 1].max())
+        if not (max(right[i], left[i]) <= bound * s[0] and worst <= bound):
+            return i
+    return k
 
 
 def _zero_svd(A, rank: int, solver: str, rng: np.random.Generator) -> Result:
@@ -125,18 +187,28 @@ def _zero_svd(A, rank: int, solver: str, rng: np.random.Generator) -> Result:
 
 
 def _propack(op, rank: int, tol: float, rng: np.random.Generator, limit: int, info: dict):
-    """svds(solver='propack'), retrying with a larger subspace when it runs out of Lanczos steps."""
-    k = rank
-    for attempt in range(4):
+    """svds(solver='propack') for up to ``rank`` triplets, retrying when it does not converge.
+
+    First with a larger subspace (``2 rank``, for clustered values), then with ever fewer triplets
+    (``rank // 2``, ``rank // 4``, ..., 1): PROPACK does not converge on the zero singular values of
+    a matrix whose rank is below ``rank``, while the nonzero ones converge alone; the caller certifies
+    what comes back and completes the rest. ``info["propack_k"]`` is the k that converged.
+    """
+    tries = [rank] + ([min(2 * rank, limit)] if min(2 * rank, limit) > rank else [])
+    k = rank // 2
+    while k >= 1:
+        tries.append(k)
+        k //= 2
+    for attempt, k in enumerate(tries):
         try:
             U, s, Vt = svds(op, k=k, tol=tol, solver="propack", rng=rng)
-            info["propack_k"] = k
-            U, s, Vt = _sorted_triplets(U, s, Vt)
-            return U[:, :rank], s[:rank], Vt[:rank]
         except np.linalg.LinAlgError:
-            if k >= limit - 1 or attempt == 3:
+            if attempt == len(tries) - 1:
                 raise
-            k = min(2 * k, limit - 1)
+            continue
+        info["propack_k"] = k
+        U, s, Vt = _sorted_triplets(U, s, Vt)
+        return U[:, :rank], s[:rank], Vt[:rank]
     raise AssertionError("unreachable")
 
 

@@ -144,7 +144,7 @@ def test_reg_auto_prefers_little_shrinkage_on_noiseless_data(cli, problem, tmp_p
 def test_validation_history_is_reported_per_sweep(cli, problem, tmp_path):
     path, _, _ = problem
     report = tmp_path / "r.json"
-    res = cli(["complete", f"{path}:/observed", "--rank", "3", "--validate", "0.2", "--seed", "3",
+    res = cli(["complete", f"{path}:/observed", "--rank", "3", "--reg", "0.12", "--validate", "0.2", "--seed", "3",
                "-o", tmp_path / "m.h5", "--report", report, "--quiet"])
     assert res.exit_code == 0, res.stderr
     rep = json.loads(report.read_text())

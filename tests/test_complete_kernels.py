@@ -135,7 +135,8 @@ def test_robust_ignores_sparse_outliers_that_break_least_squares():
                        rtol=0.0, rng=np.random.default_rng(0))
     assert rel_err(dense_of(ls), M) > 1e-2
     assert rel_err(dense_of(l1), M) < 1e-5
-    assert l1.info["outlier_fraction"] == pytest.approx(0.05, abs=0.01)
+    assert l1.metrics["outlier_fraction"] == pytest.approx(0.05, abs=0.01)
+    assert l1.status.converged and l1.metrics["inlier_relative_residual"] <= l1.info["inlier_tolerance"]
 
 
 def dense_softimpute(M_obs, mask, lam, iters=3000):

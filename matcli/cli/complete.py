@@ -26,11 +26,12 @@ Method = _method_enum()
 def _reg_help() -> str:
     from matcli.methods.complete.specs import DEFAULT_REG
 
-    defaults = ", ".join(f"{name} {value}" for name, value in DEFAULT_REG.items() if value is not None)
-    return ("Regularisation, or 'auto' (chosen by validation RMSE). als/als-exact/robust: ridge weight "
+    defaults = ", ".join(f"{name} {value}" for name, value in DEFAULT_REG.items() if value)
+    return ("Regularisation, or 'auto' (the default): chosen by validation RMSE among multiples 4 .. 1/4096 "
+            "of the method's base value and 0, after the rank. als/als-exact/robust: ridge weight "
             "times each row's/column's number of observations; softimpute: nuclear-norm threshold "
-            "relative to the top singular value; scaledgd: ridge weight. Defaults: " + defaults +
-            "; use 0 for exact low-rank data. Not accepted by bpmf.")
+            "relative to the top singular value; scaledgd: ridge weight. Base values: " + defaults +
+            "; scaledgd and robust default to 0 (an exact model). Not accepted by bpmf.")
 
 
 def command(
@@ -39,9 +40,13 @@ def command(
              "(row, col, value, 0-based).")],
     out: OutOpt,
     rank: Annotated[str, typer.Option("--rank", "-k", parser=Number(int, 1, auto=True),
-                                      help="Rank k, or 'auto' (chosen by validation RMSE).")] = "10",
+                                      help="Rank k, or 'auto' (the default): chosen by validation RMSE (robust: median absolute "
+                                           "error); bpmf uses min(8, m, n), its posterior averaging keeps a larger "
+                                           "rank from overfitting.")] = "auto",
     reg: Annotated[Optional[str], typer.Option("--reg", parser=Number(float, 0.0, auto=True), help=_reg_help())] = None,
-    method: Annotated[Method, typer.Option("--method", "-m", help="Completion method.")] = Method.auto,
+    method: Annotated[Method, typer.Option(
+        "--method", "-m", help="Completion method. auto: bpmf for ratings (values on at most 10 levels, 100 "
+                               "entries per level), otherwise als-exact (als above rank 24).")] = Method.auto,
     bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Fit global mean, row and column biases.")] = True,
     validate: Annotated[float, typer.Option(
         "--validate", parser=Number(float, 0.0, 0.9),

@@ -107,45 +107,15 @@ def _lambdas(counts: np.ndarray, reg: float, reg_scaling: str, features: np.ndar
 
 def alternate(entries: Entries, model: FactorModel, *, reg: float, reg_scaling: str, inner: str,
               cg_iters: int, maxiter: int, rtol: float, atol: float, heldout: Heldout | None,
-              clip: tuple[float, float] | None, callback: Callback,
-              weights_fn=None) -> tuple[Status, int, SweepMonitor]:
-    """Run ALS sweeps on ``model`` in place until the monitor stops it or ``maxiter`` sweeps.
-
-    ``weights_fn(residual) -> (N,) weights`` (IRLS, robust mode) is called before every sweep
-    with the current training residual; ``None`` means unit weights.
-    """
+              clip: tuple[float, float] | None, callback: Callback) -> tuple[Status, int, SweepMonitor]:
+    """Run ALS sweeps on ``model`` in place until the monitor stops it or ``maxiter`` sweeps."""
     monitor = SweepMonitor(callback, rtol=rtol, atol=atol, heldout=heldout, clip=clip)
-    exact = inner == "exact"
-    values = entries.values
-    ones_m, ones_n = np.ones((entries.shape[0], 1)), np.ones((entries.shape[1], 1))
-    residual = values - model.predict(entries.rows, entries.cols)
     status = Status.DIVERGED_MAX_IT
     sweep = 0
     for sweep in range(1, maxiter + 1):
-        weights = None if weights_fn is None else weights_fn(residual)
-        for axis in (0, 1):
-            own_bias, other_bias = (model.row_bias, model.col_bias) if axis == 0 else (model.col_bias, model.row_bias)
-            fixed = model.V if axis == 0 else model.U
-            own, other, counts = entries.side(axis)
-            if model.has_bias:
-                features = np.hstack([fixed, ones_n if axis == 0 else ones_m])
-                target = values - model.mu - other_bias[other]
-                x0 = np.hstack([model.U if axis == 0 else model.V, own_bias[:, None]])
-            else:
-                features, target = fixed, values
-                x0 = model.U if axis == 0 else model.V
-            lam = _lambdas(counts, reg, reg_scaling, features)
-            x = ridge_half_step(entries, axis, features, target, lam, weights=weights, exact=exact,
-                                x0=x0, cg_iters=cg_iters)
-            k = fixed.shape[1]
-            if axis == 0:
-                model.U = np.ascontiguousarray(x[:, :k])
-            else:
-                model.V = np.ascontiguousarray(x[:, :k])
-            if model.has_bias:
-                own_bias[:] = x[:, k]
-        residual = values - model.predict(entries.rows, entries.cols)
-        objective = _objective(entries, model, residual, reg, reg_scaling, weights)
+        als_sweep(entries, model, reg=reg, reg_scaling=reg_scaling, exact=inner == "exact", cg_iters=cg_iters)
+        residual = entries.values - model.predict(entries.rows, entries.cols)
+        objective = _objective(entries, model, residual, reg, reg_scaling)
         stop = monitor.step(sweep, model, residual, objective)
         if stop is not None:
             status = stop
@@ -153,9 +123,41 @@ def alternate(entries: Entries, model: FactorModel, *, reg: float, reg_scaling: 
     return status, sweep, monitor
 
 
-def _objective(entries: Entries, model: FactorModel, residual: np.ndarray, reg: float, reg_scaling: str,
-               weights: np.ndarray | None) -> float:
-    fit = float(np.sum(residual**2 if weights is None else weights * residual**2))
+def als_sweep(entries: Entries, model: FactorModel, *, reg: float, reg_scaling: str, exact: bool = True,
+              cg_iters: int = 3, weights: np.ndarray | None = None) -> None:
+    """One ALS sweep on ``model`` in place: the row factors (and row biases) by ridge regression
+    on the fixed column side, then the column factors (and column biases) on the new rows.
+
+    ``weights`` (N,) >= 0 weight each observed entry's squared residual (None: 1); a weight 0
+    removes the entry from both half-steps.
+    """
+    values = entries.values
+    ones_m, ones_n = np.ones((entries.shape[0], 1)), np.ones((entries.shape[1], 1))
+    for axis in (0, 1):
+        own_bias, other_bias = (model.row_bias, model.col_bias) if axis == 0 else (model.col_bias, model.row_bias)
+        fixed = model.V if axis == 0 else model.U
+        own, other, counts = entries.side(axis)
+        if model.has_bias:
+            features = np.hstack([fixed, ones_n if axis == 0 else ones_m])
+            target = values - model.mu - other_bias[other]
+            x0 = np.hstack([model.U if axis == 0 else model.V, own_bias[:, None]])
+        else:
+            features, target = fixed, values
+            x0 = model.U if axis == 0 else model.V
+        lam = _lambdas(counts, reg, reg_scaling, features)
+        x = ridge_half_step(entries, axis, features, target, lam, weights=weights, exact=exact,
+                            x0=x0, cg_iters=cg_iters)
+        k = fixed.shape[1]
+        if axis == 0:
+            model.U = np.ascontiguousarray(x[:, :k])
+        else:
+            model.V = np.ascontiguousarray(x[:, :k])
+        if model.has_bias:
+            own_bias[:] = x[:, k]
+
+
+def _objective(entries: Entries, model: FactorModel, residual: np.ndarray, reg: float, reg_scaling: str) -> float:
+    fit = float(residual @ residual)
     rs = entries.row_counts if reg_scaling == "count" else np.ones(entries.shape[0])
     cs = entries.col_counts if reg_scaling == "count" else np.ones(entries.shape[1])
     penalty = float(rs @ np.einsum("ij,ij->i", model.U, model.U) + cs @ np.einsum("ij,ij->i", model.V, model.V))

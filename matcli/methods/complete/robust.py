@@ -1,9 +1,31 @@
-"""Robust (l1) matrix completion by iteratively reweighted alternating least squares.
+"""Robust matrix completion: a low-rank matrix plus sparse gross outliers, by trimmed alternating
+least squares with decreasing hard thresholds.
 
-Minimises ``sum_Omega |M_ij - mu - b_i - c_j - U_i . V_j| + reg * (ridge terms as in ALS)`` so a
-few grossly corrupted entries do not pull the fit. Each sweep replaces ``|r|`` by the quadratic
-majoriser ``r^2 / (2 max(|r_old|, eps)) + const`` (IRLS) and runs one weighted exact ALS sweep;
-``eps`` shrinks geometrically from the median absolute residual to ``delta * rms(values)``.
+Model: every observed value is ``M_e = L_e + S_e`` with ``L = mu + b_i + c_j + U_i . V_j`` of rank
+``k`` (biases optional) and ``S`` sparse: few entries, of any size. Each iteration
+
+1. runs one exact ALS sweep that fits ``L`` on the entries currently kept as inliers (weight 1;
+   outliers weight 0, as if unobserved);
+2. computes the residual ``r = M - L`` on every observed entry and its robust scale
+   ``s = 1.4826 median |r|`` (the MAD estimate of the inliers' residual spread, unaffected while
+   fewer than half of the entries are outliers);
+3. flags as outliers the entries with ``|r| > max(THRESHOLD s, floor)`` that are also among the
+   ``max_outliers`` share of largest residuals of their row and of their column (``floor = tol``
+   times the robust scale of the values); flags are
+   recomputed from scratch, so an entry flagged early returns once the fit explains it.
+
+As ``L`` improves the residuals of the inliers shrink and the threshold follows them down, while an
+outlier keeps a residual of about ``|S_e|``: the hard-thresholding alternating projections of
+AltProj (Netrapalli et al., "Non-convex robust PCA", NeurIPS 2014) and of robust completion by
+hard thresholding (Cherapanamjeri, Gupta, Jain, "Nearly optimal robust matrix completion", ICML
+2017), with ALS in place of their projections. The start flags the values more than ``THRESHOLD``
+robust scales from their median and takes the spectral initialisation of the rest.
+
+Certificate: ``inlier_relative_residual = ||r_in|| / ||M_in||`` over the entries kept as inliers
+and ``outlier_fraction``, the share flagged. The status is positive (``converged_atol``) only when
+the inlier set did not change in the last sweep, the inlier residual is at most ``tol`` and the
+outlier fraction at most ``max_outliers``; a fit whose inlier residual stops decreasing above
+``tol`` ends ``diverged_tolerance_unreachable`` (noisy data: raise ``tol`` to the noise level).
 """
 
 from __future__ import annotations
@@ -11,56 +33,160 @@ from __future__ import annotations
 import numpy as np
 
 from matcli.core.result import Callback, Result, Status, no_callback
-from matcli.methods.complete.als import alternate, initial_model
-from matcli.methods.complete.common import Entries, Heldout, finish
+from matcli.methods.complete.als import als_sweep
+from matcli.methods.complete.common import (
+    BASELINE_DAMPING, Entries, FactorModel, Heldout, finish, fit_biases, rmse, spectral_init,
+)
 
-#: Factor by which the IRLS smoothing eps shrinks per sweep.
-EPS_DECAY = 0.5
+#: Inliers are the entries whose residual is within this many robust scales (MAD) of zero: 5 keeps
+#: all but 6e-7 of Gaussian residuals and flags any error much larger than the inliers' spread.
+THRESHOLD = 5.0
+#: MAD to standard deviation of a Gaussian.
+MAD_SCALE = 1.4826
 
 
 def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int], *, rank: int,
-           reg: float = 0.12, bias: bool = True, delta: float = 1e-6, reg_scaling: str = "count",
-           init: str = "svd", maxiter: int = 50, rtol: float = 1e-5, atol: float = 0.0,
-           heldout: Heldout | None = None, clip: tuple[float, float] | None = None,
-           rng: np.random.Generator, callback: Callback = no_callback) -> Result:
-    """Fit a rank-``rank`` (biased) factor model under the l1 loss.
+           reg: float = 0.0, bias: bool = True, tol: float = 1e-6, max_outliers: float = 0.25,
+           reg_scaling: str = "count", init: str = "svd", maxiter: int = 200,
+           rtol: float = 1e-4, atol: float = 0.0, heldout: Heldout | None = None,
+           clip: tuple[float, float] | None = None, rng: np.random.Generator,
+           callback: Callback = no_callback) -> Result:
+    """Split the observed entries into a rank-``rank`` (biased) model and sparse outliers.
 
-    Parameters are those of :func:`matcli.methods.complete.als.als` plus ``delta``, the final
-    IRLS smoothing relative to the root mean square of the observed values. The spectral start
-    uses the observed values as given (outliers included); IRLS then down-weights entries with
-    large residuals.
+    Parameters
+    ----------
+    rows, cols : (N,) int arrays, 0-based observed coordinates of an ``shape = (m, n)`` matrix.
+    values : (N,) float array of observed values, outliers included.
+    rank : k >= 1.
+    reg : ALS ridge weight (see :mod:`matcli.methods.complete.als`); 0 fits the inliers exactly.
+    bias : fit ``mu``, row and column biases as part of ``L``.
+    tol : inlier relative residual required for a positive status; also the threshold floor:
+        a residual below ``tol * 1.4826 MAD(values)`` never makes an entry an outlier (the fit
+        explains it to the accuracy asked for).
+    max_outliers : largest share of the entries of any row or column that may be flagged (the
+        sparsity the split assumes); a larger overall outlier fraction fails the status.
+    reg_scaling, init : as in :func:`matcli.methods.complete.als.als`.
+    maxiter : maximum sweeps.
+    rtol : stop (stagnation) when the inlier set is unchanged and the inlier relative residual
+        decreased by less than this fraction over the last sweep.
+    atol : unused by the robust split (the training error includes the outliers); accepted for the
+        shared kernel signature.
+    heldout : validation entries (outliers included); ``val_rmse`` over all of them and
+        ``val_median_abs_error`` (the robust score ``--rank auto`` uses).
+    clip : (lo, hi) applied to validation predictions.
 
     Returns
     -------
-    Result with ``U``, ``V`` (and biases); metrics ``train_rmse``, ``train_mae`` (l1 loss per
-    entry), ``val_rmse``; ``info["outlier_fraction"]`` = share of entries whose final residual
-    exceeds 10 times the median absolute residual.
+    Result with ``U`` (m, k), ``V`` (n, k) (and biases); metrics ``train_rmse`` (over the inliers),
+    ``train_rmse_all`` (every observed entry), ``inlier_relative_residual``, ``outlier_fraction``,
+    ``val_rmse`` and ``val_median_abs_error`` with ``heldout``; ``info["inlier_tolerance"]`` = ``tol``.
     """
+    del atol
     entries = Entries(rows, cols, values, shape)
-    model = initial_model(entries, rank=rank, reg=reg, bias=bias, init=init, rng=rng)
-    scale = float(np.sqrt(np.mean(entries.values**2))) if entries.nnz else 1.0
-    floor = delta * max(scale, 1e-300)
-    state = {"eps": None}
-
-    def weights_fn(residual: np.ndarray) -> np.ndarray:
+    v = entries.values
+    centre = float(np.median(v)) if v.size else 0.0
+    value_scale = MAD_SCALE * float(np.median(np.abs(v - centre))) if v.size else 0.0
+    if value_scale == 0.0:
+        value_scale = float(np.sqrt(np.mean(v**2))) if v.size else 0.0
+    floor = tol * max(value_scale, 1e-300)
+    inlier = np.abs(v - centre) <= max(THRESHOLD * value_scale, floor)
+    model = _initial_model(entries, inlier, rank, bias, init, rng)
+    status = Status.DIVERGED_MAX_IT
+    previous = np.inf
+    relative = np.inf
+    sweep = 0
+    for sweep in range(1, maxiter + 1):
+        als_sweep(entries, model, reg=reg, reg_scaling=reg_scaling, exact=True, weights=inlier.astype(np.float64))
+        residual = v - model.predict(entries.rows, entries.cols)
         magnitude = np.abs(residual)
-        eps = float(np.median(magnitude)) if state["eps"] is None else state["eps"] * EPS_DECAY
-        eps = max(eps, floor)
-        state["eps"] = eps
-        return 1.0 / np.maximum(magnitude, eps)
+        if not np.isfinite(magnitude).all():
+            status = Status.DIVERGED_NAN
+            break
+        threshold = max(THRESHOLD * MAD_SCALE * float(np.median(magnitude)), floor)
+        new_inlier = (magnitude <= threshold) | ~_largest_share(entries, magnitude, max_outliers)
+        unchanged = bool(np.array_equal(new_inlier, inlier))
+        inlier = new_inlier
+        relative = _relative(residual, v, inlier)
+        values_now = {"train_rmse": rmse(residual[inlier]), "inlier_relative_residual": relative,
+                      "outlier_fraction": 1.0 - float(np.mean(inlier)) if inlier.size else 0.0}
+        if heldout is not None and heldout.values.size:
+            values_now["val_rmse"] = rmse(model.predict(heldout.rows, heldout.cols, clip) - heldout.values)
+        callback(sweep, **values_now)
+        if unchanged and relative <= tol:
+            status = Status.CONVERGED_ATOL
+            break
+        if unchanged and relative > (1.0 - rtol) * previous:
+            status = Status.DIVERGED_TOLERANCE_UNREACHABLE
+            break
+        previous = relative
+    outlier_fraction = 1.0 - float(np.mean(inlier)) if inlier.size else 0.0
+    if status == Status.CONVERGED_ATOL and outlier_fraction > max_outliers:
+        status = Status.DIVERGED_TOLERANCE_UNREACHABLE
+    residual = v - model.predict(entries.rows, entries.cols)
+    metrics = {"train_rmse": rmse(residual[inlier]), "train_rmse_all": rmse(residual),
+               "inlier_relative_residual": _relative(residual, v, inlier), "outlier_fraction": outlier_fraction}
+    if heldout is not None and heldout.values.size:
+        error = model.predict(heldout.rows, heldout.cols, clip) - heldout.values
+        metrics["val_rmse"] = rmse(error)
+        metrics["val_median_abs_error"] = float(np.median(np.abs(error)))
+    info = {"inlier_tolerance": tol, "max_outliers": max_outliers, "outlier_threshold_floor": floor,
+            "outliers": int(np.sum(~inlier)), "observed": entries.nnz}
+    return finish(status, model, sweep, metrics, info, _message(status, sweep, metrics, tol, max_outliers))
 
-    status, sweeps, monitor = alternate(
-        entries, model, reg=reg, reg_scaling=reg_scaling, inner="exact", cg_iters=0, maxiter=maxiter,
-        rtol=rtol, atol=atol, heldout=heldout, clip=clip, callback=callback, weights_fn=weights_fn)
-    residual = entries.values - model.predict(entries.rows, entries.cols)
-    magnitude = np.abs(residual)
-    med = float(np.median(magnitude)) if magnitude.size else 0.0
-    metrics = monitor.metrics()
-    metrics["train_mae"] = float(np.mean(magnitude)) if magnitude.size else float("nan")
-    if status == Status.DIVERGED_MAX_IT and state["eps"] is not None and state["eps"] <= floor:
-        # IRLS reached its final smoothing: the l1 fit is as accurate as delta allows.
-        status = Status.CONVERGED_ITS
-    info = {"irls_final_eps": state["eps"], "median_abs_residual": med,
-            "outlier_fraction": float(np.mean(magnitude > 10 * max(med, floor))) if magnitude.size else 0.0,
-            "observed": entries.nnz}
-    return finish(status, model, sweeps, metrics, info, f"{status.reason} after {sweeps} IRLS sweeps")
+
+def _initial_model(entries: Entries, inlier: np.ndarray, rank: int, bias: bool, init: str,
+                   rng: np.random.Generator) -> FactorModel:
+    """Biases (damped means over the inliers) and spectral or random factors of the inliers' residual."""
+    m, n = entries.shape
+    weights = inlier.astype(np.float64)
+    if bias:
+        mu, b, c = fit_biases(entries, entries.values, reg=BASELINE_DAMPING, weights=weights)
+        residual = (entries.values - mu - b[entries.rows] - c[entries.cols]) * weights
+    else:
+        mu, b, c = 0.0, None, None
+        residual = entries.values * weights
+    if init == "svd":
+        U, V = spectral_init(entries, residual, rank, rng)
+    else:
+        scale = float(np.sqrt(np.mean(residual**2))) if residual.size else 1.0
+        U = rng.standard_normal((m, rank)) * np.sqrt(scale / rank)
+        V = rng.standard_normal((n, rank)) * np.sqrt(scale / rank)
+    return FactorModel(U, V, mu, b, c)
+
+
+def _largest_share(entries: Entries, magnitude: np.ndarray, share: float) -> np.ndarray:
+    """(N,) bool: the entry is among the ``floor(share * count)`` largest ``magnitude`` of its row
+    and among those of its column (the sparsity projection of Yi, Park, Chen, Caramanis, "Fast
+    algorithms for robust PCA via gradient descent", NeurIPS 2016). Capping the outliers of every row
+    and column keeps each of them determined by its inliers, so a row fitted badly early is refitted
+    instead of being flagged whole."""
+    keep = np.ones(entries.nnz, dtype=bool)
+    for own, counts in ((entries.rows, entries.row_counts), (entries.cols, entries.col_counts)):
+        order = np.lexsort((-magnitude, own))
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        position = np.empty(entries.nnz, dtype=np.int64)
+        position[order] = np.arange(entries.nnz) - np.repeat(starts, counts)
+        keep &= position < np.floor(share * counts[own])
+    return keep
+
+
+def _relative(residual: np.ndarray, values: np.ndarray, inlier: np.ndarray) -> float:
+    """``||r_in|| / ||M_in||`` (0 when nothing is an inlier and nothing is left to explain)."""
+    top = float(np.linalg.norm(residual[inlier]))
+    bottom = float(np.linalg.norm(values[inlier]))
+    return top / bottom if bottom > 0 else (0.0 if top == 0 else np.inf)
+
+
+def _message(status: Status, sweeps: int, metrics: dict[str, float], tol: float, max_outliers: float) -> str:
+    said = (f"inlier relative residual {metrics['inlier_relative_residual']:.2e} (tol {tol:g}), "
+            f"{100 * metrics['outlier_fraction']:.2f}% of the entries flagged as outliers")
+    if status == Status.CONVERGED_ATOL:
+        return f"split into low rank plus sparse outliers after {sweeps} sweeps: {said}"
+    if status == Status.DIVERGED_TOLERANCE_UNREACHABLE:
+        if metrics["outlier_fraction"] > max_outliers:
+            return (f"more than {100 * max_outliers:g}% of the entries are outliers of this fit, not a sparse "
+                    f"corruption: {said}")
+        return f"the inlier residual stopped decreasing above tol after {sweeps} sweeps: {said}; noisy data: raise -p tol"
+    if status == Status.DIVERGED_MAX_IT:
+        return f"no stable split after {sweeps} sweeps: {said}; raise --maxiter"
+    return f"{status.reason} after {sweeps} sweeps"

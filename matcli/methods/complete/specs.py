@@ -49,16 +49,20 @@ SPECS: list[MethodSpec] = [
     ),
     MethodSpec(
         "complete", "robust", "matcli.methods.complete.robust:robust",
-        "Robust l1 completion by iteratively reweighted ALS: tolerates sparse gross outliers.",
-        params=(ParamSpec("delta", "float", 1e-6,
-                          "IRLS smoothing: residuals below delta * rms(values) get weight 1/delta", low=1e-12, high=1.0),
+        "Robust completion: low rank plus sparse gross outliers, by trimmed ALS with decreasing hard thresholds.",
+        params=(ParamSpec("tol", "float", 1e-6,
+                          "inlier relative residual ||r_in|| / ||M_in|| required for a positive status; residuals "
+                          "below tol * robust scale of the values are never outliers",
+                          low=0.0, high=1.0),
+                ParamSpec("max_outliers", "float", 0.25,
+                          "largest share of any row's or column's entries that may be outliers", low=0.0, high=0.5),
                 _REG_SCALING, _INIT),
     ),
 ]
 
 #: ``--reg`` default of each method (its meaning is in each kernel's docstring); None = no --reg.
-DEFAULT_REG = {"als": 0.12, "als-exact": 0.12, "softimpute": 0.3, "scaledgd": 0.0, "robust": 0.12,
+DEFAULT_REG = {"als": 0.12, "als-exact": 0.12, "softimpute": 0.3, "scaledgd": 0.0, "robust": 0.0,
                "bpmf": None}
 
 #: ``--maxiter`` default of each method (sweeps or steps).
-DEFAULT_MAXITER = {"als": 50, "als-exact": 50, "softimpute": 100, "scaledgd": 200, "robust": 50, "bpmf": 1000}
+DEFAULT_MAXITER = {"als": 50, "als-exact": 50, "softimpute": 100, "scaledgd": 200, "robust": 200, "bpmf": 1000}

@@ -30,6 +30,7 @@ solves in :meth:`Job.compute`, so the report times them separately.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from matcli.core.errors import InputError, UsageError
-from matcli.core.registry import get_spec
+from matcli.core.registry import get_spec, method_names
 from matcli.core.result import Callback, Result, Status
 from matcli.jobs.base import FamilyJob
 from matcli.methods.solve import auto
@@ -46,7 +47,7 @@ from matcli.methods.solve.system import as_matrix, compute_dtype
 
 GENERATED_RHS = ("ones", "random")
 DIRECT = ("lu", "cholesky", "ldl")
-LEAST_SQUARES = ("lsqr", "lsmr")
+LEAST_SQUARES = ("lsqr", "lsmr", "lstsq")
 STATIONARY = ("sor", "ssor")
 KRYLOV = ("cg", "minres", "gmres", "bicgstab")
 
@@ -80,8 +81,12 @@ class Job(FamilyJob):
         self.nrhs = int(opts.get("nrhs", 1))
         self.precond = str(opts.get("precond", "auto"))
         self.batch = bool(opts.get("batch", False))
-        #: auto fell back to LSMR because the factorization found A singular
+        #: auto fell back to least squares because the direct method found A singular
         self.least_squares_fallback = False
+        #: iteration cap of an LSMR fallback (bounded by the direct attempt's cost)
+        self.fallback_maxiter: int | None = None
+        #: what auto tried, in order: method, timings, flops, outcome
+        self.attempts: list[dict[str, Any]] = []
         self.recycle = int(opts.get("recycle", 0))
         self.reorder = bool(opts.get("reorder", True))
         self.plot = opts.get("plot")
@@ -295,15 +300,10 @@ class Job(FamilyJob):
         self._precheck(method, facts)
         self.solver = None
         if self.precheck is None:
-            try:
-                self.solver = self._prepare(method, precond, A, rng)
-            except UsageError as exc:
-                if self.precond != "auto" or precond != "ic":
-                    raise
-                fallback = "jacobi" if facts.positive_diagonal else "none"
-                reasons.append(f"incomplete Cholesky broke down ({exc}), so {fallback}")
-                precond = fallback
-                self.solver = self._prepare(method, precond, A, rng)
+            self.solver = self._prepare(method, precond, A, rng)
+            if "preconditioner_fallback" in self.solver.info:
+                # a preconditioner the matrix does not admit is replaced by a weaker one (never exit 2)
+                reasons.append(self.solver.info["preconditioner_fallback"])
             if requested == "auto":
                 self._auto_fallbacks(A, rng, reasons)
         self.choice_reason = "; ".join(reasons)
@@ -324,14 +324,15 @@ class Job(FamilyJob):
         self.learn_omega = self.batch and self.method in STATIONARY and float(self.params.get("omega", 0.0)) == 0.0
 
     def _resolve_params(self, requested: str, method: str) -> dict[str, Any]:
-        spec = get_spec("solve", method)
+        # auto's dense LAPACK least squares takes no parameters (and needs no registry entry to be chosen)
+        spec_params = get_spec("solve", method).params if method in method_names("solve") else ()
         if requested != "auto":
-            return spec.resolve_params(list(self.request.params))
+            return get_spec("solve", method).resolve_params(list(self.request.params))
         given = get_spec("solve", "auto").resolve_params(list(self.request.params))
         explicit = {p.partition("=")[0].strip() for p in self.request.params}
-        known = {p.name for p in spec.params}
+        known = {p.name for p in spec_params}
         self.unused_params = sorted(explicit - known)
-        values = {p.name: p.default for p in spec.params}
+        values = {p.name: p.default for p in spec_params}
         values.update({k: v for k, v in given.items() if k in known and k in explicit})
         return values
 
@@ -349,25 +350,101 @@ class Job(FamilyJob):
                              "use gmres, bicgstab or lu")
 
     def _prepare(self, method: str, precond: str, A, rng):
-        return prepare_solver(method, A, params=self.params, precond=precond, symmetric=self.facts.hermitian,
-                              rng=rng)
+        """The setup of ``method``, timed and recorded as an attempt (``info.attempts`` when auto tried
+        more than one method)."""
+        start = time.perf_counter()
+        if method == "lstsq":
+            from matcli.methods.solve.dense_lstsq import prepare_lstsq
+
+            solver = prepare_lstsq(A, params=self.params)
+        else:
+            solver = prepare_solver(method, A, params=self.params, precond=precond, symmetric=self.facts.hermitian,
+                                    rng=rng)
+        attempt: dict[str, Any] = {"method": method, "setup_wall_s": time.perf_counter() - start}
+        if "factor_flops" in solver.info:
+            attempt["factor_flops"] = solver.info["factor_flops"]
+        self.attempts.append(attempt)
+        return solver
 
     def _auto_fallbacks(self, A, rng, reasons: list[str]) -> None:
-        """Auto's safety nets, decided inside setup so their cost is timed there."""
+        """Auto's safety nets for a factorization that failed, decided inside setup so their cost is
+        timed there: Cholesky that fails (a non-positive or zero pivot) -> LU; LU with an exactly zero
+        pivot -> least squares (:meth:`_switch_to_least_squares`). Small pivots are not failures: the
+        solve judges its refined solution (:func:`matcli.methods.solve.direct.solve_factored`)."""
         fact = getattr(self.solver, "factorization", None)
-        if fact is not None and fact.failure == Status.DIVERGED_NOT_SPD:
-            reasons.append("Cholesky met a non-positive pivot (not positive definite), so LU instead")
+        if fact is not None and self.method == "cholesky" and fact.failure is not None:
+            self._record_outcome(fact.failure.reason, fact.message)
+            what = ("a non-positive pivot (not positive definite)" if fact.failure == Status.DIVERGED_NOT_SPD
+                    else "a zero pivot")
+            reasons.append(f"Cholesky met {what}, so LU instead")
             self.method = "lu"
             self.params = self._resolve_params("auto", "lu")
             self.solver = self._prepare("lu", "none", A, rng)
             fact = self.solver.factorization
         if fact is not None and fact.failure == Status.DIVERGED_SINGULAR:
-            reasons.append("the factorization found the matrix singular, so LSMR for a least-squares / "
-                           "minimum-norm solution")
-            self.least_squares_fallback = True
-            self.method = "lsmr"
-            self.params = self._resolve_params("auto", "lsmr")
-            self.solver = self._prepare("lsmr", "none", A, rng)
+            self._record_outcome(fact.failure.reason, fact.message)
+            reasons.append("LU met an exactly zero pivot (the matrix is singular), so "
+                           + self._switch_to_least_squares(A, rng))
+
+    def _switch_to_least_squares(self, A, rng) -> str:
+        """Replace the direct solver by auto's least-squares fallback; return the reason (what and how
+        it is bounded). LSMR's iteration cap is proportional to the flops the direct attempts spent."""
+        method, why = auto.least_squares_fallback(A)
+        self.least_squares_fallback = True
+        old_params = self.params
+        self.method = method
+        self.params = self._resolve_params("auto", method)
+        for key in old_params:
+            self.resolved_params.pop(key, None)
+        self.resolved_params.update(self.params)
+        if method == "lsmr":
+            flops = float(sum(a.get("factor_flops", 0.0) for a in self.attempts))
+            self.fallback_maxiter, bound = auto.fallback_maxiter(A, flops, self.maxiter)
+            why += f" (at most {self.fallback_maxiter} iterations: {bound})"
+        self.solver = self._prepare(method, "none", A, rng)
+        return why
+
+    def _record_outcome(self, outcome: str, message: str = "", **facts: Any) -> None:
+        """Note how the latest attempt of ``auto`` ended (``info.attempts`` in the report)."""
+        if self.attempts:
+            self.attempts[-1].update({"outcome": outcome, **({"message": message} if message else {}), **facts})
+
+    def _judge_least_squares(self, result: Result, A, B) -> Result:
+        """Status of auto's least-squares fallback on a singular square system: a solution of A x = b
+        (consistent b) keeps its positive status; a least-squares answer that is not one is
+        ``least_squares_only`` (exit 3 under --strict)."""
+        if self.method == "lstsq" and result.status == Status.CONVERGED_DIRECT:
+            from matcli.methods.solve.direct import RATIO_THRESHOLD, lapack_ratio
+
+            X = np.asarray(result.outputs["x"]).reshape(A.shape[1], -1)
+            ratio = float(lapack_ratio(A, X, np.asarray(B).reshape(A.shape[0], -1)).max(initial=0.0))
+            result.metrics["lapack_ratio"] = ratio
+            if ratio < RATIO_THRESHOLD:
+                result.message = ("A is singular and b is in its range: x is the minimum-norm solution "
+                                  f"(LAPACK ratio {ratio:.3g} < {RATIO_THRESHOLD:g})")
+                return result
+        elif result.status != Status.CONVERGED_ATOL:
+            return result
+        # LSMR met its least-squares test, or the LAPACK least-squares solution leaves a residual no
+        # rounding explains, not ||b - A x|| <= rtol ||b||: the system asked for has no solution, which
+        # a caller reading only "converged" must be able to tell (--strict: exit 3)
+        test = "LAPACK least squares" if self.method == "lstsq" else "||A^H r|| test met"
+        result.status = Status.LEAST_SQUARES_ONLY
+        result.message = (f"A is singular and A x = b has no solution: x is the minimum-norm least-squares "
+                          f"solution (relative residual {result.metrics['relative_residual']:.3g}, {test})")
+        return result
+
+    def _timed_solve(self, system: System, callback: Callback) -> Result:
+        maxiter = self.fallback_maxiter if self.least_squares_fallback and self.fallback_maxiter else self.maxiter
+        start = time.perf_counter()
+        result = self.solver.solve(system.A, system.B, rtol=self.rtol, maxiter=maxiter, callback=callback)
+        facts = {"solve_wall_s": time.perf_counter() - start}
+        if self.method not in DIRECT and self.method != "lstsq":
+            facts["iterations"] = result.iterations
+            if maxiter is not None:
+                facts["maxiter"] = int(maxiter)
+        self._record_outcome(result.status.reason, result.message, **facts)
+        return result
 
     # -------------------------------------------------------------- compute
     def compute(self, callback: Callback) -> Result:
@@ -378,7 +455,7 @@ class Job(FamilyJob):
         if self.batch:
             return self._compute_batch(callback)
         system = self.systems[0]
-        result = self.solver.solve(system.A, system.B, rtol=self.rtol, maxiter=self.maxiter, callback=callback)
+        result = self._timed_solve(system, callback)
         if (self.request.method == "auto" and self.method == "cg"
                 and result.status == Status.DIVERGED_NOT_SPD):
             # The Lanczos test can miss indefiniteness; CG's curvature check cannot.
@@ -387,14 +464,20 @@ class Job(FamilyJob):
             self.params = self._resolve_params("auto", "gmres")
             self.solver = self._prepare("gmres", "ilu", system.A, self.rng)
             self.resolved_params.update(self.params, precond="ilu")
-            result = self.solver.solve(system.A, system.B, rtol=self.rtol, maxiter=self.maxiter, callback=callback)
-        if self.least_squares_fallback and result.status == Status.CONVERGED_ATOL:
-            # LSMR met its least-squares test, not ||b - A x|| <= rtol ||b||: the system asked for has
-            # no solution, which a caller reading only "converged" must be able to tell (--strict: exit 3)
-            result.status = Status.LEAST_SQUARES_ONLY
-            result.message = (f"A is singular and A x = b has no solution: x is the minimum-norm least-squares "
-                              f"solution (relative residual {result.metrics['relative_residual']:.3g}, "
-                              f"||A^H r|| test met)")
+            result = self._timed_solve(system, callback)
+        if (self.request.method == "auto" and self.method in DIRECT
+                and result.status == Status.DIVERGED_SINGULAR):
+            # the factors exist but the refined solution is no solution of A x = b (not backward stable,
+            # or dominated by near-null directions): A is singular to working precision for this b
+            direct_method = self.method
+            why = self._switch_to_least_squares(system.A, self.rng)
+            self.choice_reason += (f"; {direct_method.upper() if direct_method == 'lu' else direct_method.title()} "
+                                   f"found A singular to working precision for this right-hand side, so {why}")
+            result = self._timed_solve(system, callback)
+        if self.least_squares_fallback:
+            result = self._judge_least_squares(result, system.A, system.B)
+        if self.request.method == "auto" and len(self.attempts) > 1:
+            result.info["attempts"] = self.attempts
         result.info.setdefault("setup", self.solver.info)
         return result
 

@@ -2,7 +2,9 @@
 
 Decision order (first match wins):
 
-1. rectangular -> ``lsmr`` (least squares / minimum norm).
+1. rectangular -> ``lstsq`` (LAPACK, QR with column pivoting) when the dense form is small
+   (:func:`dense_lstsq_fits`: at most ``DENSE_LSTSQ_ENTRIES`` entries and ``DENSE_LSTSQ_WORK``
+   flops), else ``lsmr`` (least squares / minimum norm).
 2. dense, or sparse of order <= ``DIRECT_LIMIT`` (x4 with 8 or more right-hand sides, which
    amortise one factorization): Hermitian with positive diagonal -> ``cholesky`` (the adapter
    falls back to ``lu`` when a pivot is not positive), else ``lu``.
@@ -11,6 +13,11 @@ Decision order (first match wins):
    smoothed aggregation otherwise); otherwise -> ``gmres`` + ILU. CG is never chosen for a matrix
    shown to be indefinite or nonsymmetric.
 4. large sparse nonsymmetric -> ``gmres`` + ILU.
+
+A direct method that finds the matrix singular (an exactly zero pivot, or a refined solution that
+is not backward stable or is dominated by near-null directions, :mod:`matcli.methods.solve.direct`)
+hands over to a least-squares solve (:func:`least_squares_fallback`): ``lstsq`` when it fits, else
+LSMR with an iteration cap proportional to the direct attempt's flops (:func:`fallback_maxiter`).
 
 The ILU chosen here adapts (:func:`matcli.methods.solve.precond.ilu`): a factorization that fails
 or a solve that stagnates is retried with 10x less dropping and 2x more fill, a few times at most,
@@ -28,6 +35,14 @@ import scipy.sparse as sp
 from matcli.methods.solve.spectrum import diagonal, gershgorin_positive, lanczos_extremes, symmetry_error
 
 DIRECT_LIMIT = 50_000
+#: Least-squares problems whose dense form has at most this many entries (32 MB of float64) ...
+DENSE_LSTSQ_ENTRIES = 4_000_000
+#: ... and m n min(m, n) at most this (the order of the QR's flops: a second or two) go to LAPACK.
+DENSE_LSTSQ_WORK = 2e9
+#: The LSMR fallback may spend this many times the flops of the direct attempt it replaces ...
+FALLBACK_WORK_FACTOR = 10.0
+#: ... but at least this many iterations (an exactly singular factorization reports no flops).
+FALLBACK_MIN_ITERATIONS = 100
 DENSE_JACOBI_LIMIT = 5_000
 SYMMETRY_TOL = 1e-12
 
@@ -97,8 +112,13 @@ def choose_method(A, facts: Facts, nrhs: int, rng: np.random.Generator) -> tuple
     """(method, preconditioner, reason sentence) for ``--method auto``."""
     m, n = facts.shape
     if m != n:
-        return "lsmr", "none", (f"rectangular {m}x{n} matrix: LSMR gives the least-squares solution "
-                                "(minimum norm if rank deficient)")
+        if dense_lstsq_fits((m, n)):
+            return "lstsq", "none", (f"rectangular {m}x{n} matrix, small enough to hold densely "
+                                     f"({m * n} entries): LAPACK's QR with column pivoting (gelsy) gives the "
+                                     "least-squares solution (minimum norm if rank deficient) to rounding error, "
+                                     "where LSQR/LSMR stop at their tolerance")
+        return "lsmr", "none", (f"rectangular {m}x{n} matrix, too large to hold densely: LSMR gives the "
+                                "least-squares solution (minimum norm if rank deficient)")
     limit = DIRECT_LIMIT * (4 if nrhs >= 8 else 1)
     if not facts.sparse or n <= limit:
         what = "dense" if not facts.sparse else f"sparse of order {n} <= {limit}"
@@ -120,11 +140,47 @@ def choose_method(A, facts: Facts, nrhs: int, rng: np.random.Generator) -> tuple
     return "gmres", "ilu", f"large sparse nonsymmetric ({n} unknowns): GMRES with ILU preconditioning"
 
 
+def dense_lstsq_fits(shape: tuple[int, int]) -> bool:
+    """Whether an (m, n) least-squares problem is solved densely with LAPACK: at most
+    ``DENSE_LSTSQ_ENTRIES`` entries and ``m n min(m, n) <= DENSE_LSTSQ_WORK``."""
+    m, n = shape
+    return m * n <= DENSE_LSTSQ_ENTRIES and m * n * min(m, n) <= DENSE_LSTSQ_WORK
+
+
+def fallback_maxiter(A, direct_flops: float, requested: int | None) -> tuple[int, str]:
+    """Iteration cap of the LSMR fallback and why: ``FALLBACK_WORK_FACTOR`` times the direct
+    attempt's flops at ``4 nnz + 12 (m + n)`` flops per LSMR iteration (two products with A and the
+    vector updates), at least ``FALLBACK_MIN_ITERATIONS``, at most ``--maxiter`` when given."""
+    m, n = A.shape
+    nnz = A.nnz if sp.issparse(A) else m * n
+    per_iteration = 4.0 * nnz + 12.0 * (m + n)
+    cap = max(FALLBACK_MIN_ITERATIONS, int(np.ceil(FALLBACK_WORK_FACTOR * direct_flops / per_iteration)))
+    if direct_flops > 0:
+        why = (f"{FALLBACK_WORK_FACTOR:g}x the direct attempt's {direct_flops:.3g} flops at {per_iteration:.3g} "
+               f"flops per iteration, at least {FALLBACK_MIN_ITERATIONS}")
+    else:
+        why = f"the factorization stopped before counting its flops, so the minimum of {FALLBACK_MIN_ITERATIONS}"
+    if requested is not None and int(requested) < cap:
+        return int(requested), f"--maxiter {int(requested)} (below the bound of {cap}: {why})"
+    return cap, why
+
+
+def least_squares_fallback(A) -> tuple[str, str]:
+    """(method, reason) for the least-squares solve that replaces a direct method on a singular
+    square ``A``: ``lstsq`` when its dense form fits :func:`dense_lstsq_fits`, else ``lsmr``."""
+    n = A.shape[0]
+    if dense_lstsq_fits(A.shape):
+        return "lstsq", (f"LAPACK gelsy for the minimum-norm least-squares solution (order {n} is small enough "
+                         "to hold densely)")
+    return "lsmr", (f"LSMR for the minimum-norm least-squares solution (order {n} is too large to hold "
+                    "densely), its iterations bounded by the cost of the direct attempt")
+
+
 def choose_precond(method: str, A, facts: Facts) -> str:
     """The preconditioner for ``--precond auto`` given the method: AMG for large sparse SPD (Ruge-Stuben
     for M-matrices), incomplete Cholesky for smaller sparse SPD, ILU for nonsymmetric sparse, Jacobi
     for the rest when the diagonal allows it. The adapter falls back to Jacobi when IC breaks down."""
-    if method in ("lu", "cholesky", "ldl", "lsqr", "lsmr", "sor", "ssor"):
+    if method in ("lu", "cholesky", "ldl", "lsqr", "lsmr", "lstsq", "sor", "ssor"):
         return "none"
     n = facts.shape[0]
     if method == "cg":

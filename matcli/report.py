@@ -3,10 +3,15 @@
 Report schema (``schema_version`` 1)::
 
     schema_version, matcli_version, command_line, family, method, method_reason, params, seed,
-    status {code, reason, converged, message}, iterations, metrics {...}, problem {...},
+    status {code, reason, converged, message}, certificate {passed, checks: [{check, value, limit,
+    passed, meaning}]}, iterations, metrics {...}, problem {...},
     phases {read|validate|setup|compute|write: {wall_s, cpu_s}}, total_wall_s, peak_memory_bytes,
     threads, backend {name, workers, tasks, ...}, versions {python, numpy, scipy, ...},
     outputs {main, extra...}, history {...}, info {...}
+
+``certificate`` lists the a-posteriori checks that decided the status
+(:mod:`matcli.jobs.certificate`); a positive kernel status whose certificate fails becomes the
+negative ``certificate_*`` status of the first failed check.
 
 ``backend`` describes where independent tasks ran (see :mod:`matcli.backends`): ``local``, or
 ``dask`` with ``cluster`` (local | scheduler), ``address``, ``workers``, ``threads`` and ``startup_s``
@@ -76,6 +81,7 @@ def build_report(request: JobRequest, job: FamilyJob, result: Result, seed: int,
         "seed": seed,
         "status": {"code": int(result.status), "reason": result.status.reason,
                    "converged": result.status.converged, "message": result.message},
+        "certificate": result.info.get("certificate", {"passed": None, "checks": []}),
         "iterations": result.iterations,
         "metrics": result.metrics,
         "problem": job.problem_info,
@@ -87,7 +93,7 @@ def build_report(request: JobRequest, job: FamilyJob, result: Result, seed: int,
         "versions": _versions(),
         "outputs": {"main": request.output, **extra_files},
         "history": history,
-        "info": result.info,
+        "info": {k: v for k, v in result.info.items() if k != "certificate"},
     }
     return _jsonable(report)
 

@@ -15,6 +15,7 @@ from matcli.core.rng import make_rng, resolve_seed
 from matcli.core.timing import PhaseTimer, peak_memory_bytes
 from matcli.io.output_policy import STDOUT, Target, check_targets
 from matcli.jobs.base import FamilyJob, JobRequest
+from matcli.jobs.certificate import certify
 
 JOB_MODULES = {
     "solve": "matcli.jobs.solve",
@@ -77,7 +78,9 @@ def _make_callback(request: JobRequest, history: dict[str, list[float]]) -> tupl
 def run_job(request: JobRequest) -> JobOutcome:
     """Run a job through its timed phases, write its output atomically and its report.
 
-    Raises the :mod:`matcli.core.errors` exceptions; under ``--strict`` a negative status raises
+    The status written and reported is the one :func:`matcli.jobs.certificate.certify` leaves: the
+    kernel's own, unless its a-posteriori certificate misses what was asked. Raises the
+    :mod:`matcli.core.errors` exceptions; under ``--strict`` a negative status raises
     :class:`NotConvergedError` after the output and report are written.
     """
     from matcli.core.memory import resolve_budget
@@ -105,7 +108,7 @@ def run_job(request: JobRequest) -> JobOutcome:
             job.backend = resources.enter_context(get_backend(request.backend, request.scheduler))
             job.setup(rng)
         with timer.phase("compute"), progress:
-            result = job.compute(callback)
+            result = certify(job, job.compute(callback))
     for key, series in history.items():
         result.history.setdefault(key, series)
     extra_files: dict[str, str] = {}

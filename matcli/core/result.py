@@ -34,6 +34,13 @@ class Status(enum.IntEnum):
     DIVERGED_STAGNATION = -8    # no progress over many iterations
     DIVERGED_TOLERANCE_UNREACHABLE = -9  # achieved accuracy limited by conditioning
     LEAST_SQUARES_ONLY = -10    # A x = b has no solution; x is a least-squares one (auto's fallback)
+    # The kernel said it converged, but the a-posteriori certificate (matcli.jobs.certificate) misses
+    # what was asked; the name says which check failed.
+    CERTIFICATE_RESIDUAL = -11      # residual / backward error / least-squares optimality of the answer
+    CERTIFICATE_TRIPLETS = -12      # singular-triplet or eigenpair residuals
+    CERTIFICATE_ORTHOGONALITY = -13  # computed bases (U, V, Q) are not orthonormal
+    CERTIFICATE_COUNT = -14         # fewer triplets / eigenpairs / components than requested
+    CERTIFICATE_ERROR = -15         # reconstruction, training or held-out error misses its target
 
     @property
     def converged(self) -> bool:

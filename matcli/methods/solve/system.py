@@ -99,14 +99,18 @@ def inf_norm(A) -> float:
     return float(abs_row_sums(A).max()) if A.shape[0] else 0.0
 
 
-def solution_metrics(A, X: np.ndarray, B: np.ndarray, norm_A: float | None = None) -> dict[str, float]:
+def solution_metrics(A, X: np.ndarray, B: np.ndarray, norm_A: float | None = None,
+                     least_squares: bool = False) -> dict[str, float]:
     """Evidence of correctness of ``X`` for ``A X = B`` (2-D blocks), maxima over the columns.
 
     ``relative_residual``: max_j ||b_j - A x_j||_2 / ||b_j||_2 (the absolute residual for b_j = 0).
     ``backward_error``: max_j ||r_j||_inf / (||A||_inf ||x_j||_inf + ||b_j||_inf), the normwise
     (Rigal-Gaches) backward error: the smallest relative perturbation of A and b for which x_j is
-    exact. For rectangular A also ``normal_residual``: max_j ||A^H r_j|| / (||A||_inf ||r_j||), the
-    least-squares optimality test (0 at the least-squares solution).
+    exact. For rectangular A (or ``least_squares``) also ``normal_residual``: max_j ||A^H r_j|| / (||A||_F (||A||_F ||x_j|| +
+    ||b_j||)), the least-squares optimality test (0 at the least-squares solution). It is scaled like a
+    backward error, so a backward-stable least-squares solver reaches a small multiple of eps whatever
+    the size of the optimal residual, and LSQR/LSMR's stop ``||A^H r|| <= atol ||A|| ||r||`` (with their
+    estimate ||A|| <= ||A||_F and ||r|| <= ||b||) implies ``normal_residual <= atol``.
     """
     R = B - A @ X
     rnorm = col_norms(R)
@@ -120,20 +124,28 @@ def solution_metrics(A, X: np.ndarray, B: np.ndarray, norm_A: float | None = Non
         "relative_residual": float(rel.max(initial=0.0)),
         "backward_error": float(back.max(initial=0.0)),
     }
-    if A.shape[0] != A.shape[1]:
-        AhR = A.conj().T @ R if np.iscomplexobj(A) else A.T @ R
-        scale = norm_A * rnorm
-        normal = np.where(scale > 0, col_norms(AhR) / np.where(scale > 0, scale, 1.0), 0.0)
-        metrics["normal_residual"] = float(normal.max(initial=0.0))
+    if least_squares or A.shape[0] != A.shape[1]:
+        metrics["normal_residual"] = normal_residual(A, X, B, R, bnorm)
     return metrics
+
+
+def normal_residual(A, X: np.ndarray, B: np.ndarray, R: np.ndarray, bnorm: np.ndarray) -> float:
+    """max_j ||A^H r_j|| / (||A||_F (||A||_F ||x_j|| + ||b_j||)) for residuals ``R = B - A X`` (see
+    :func:`solution_metrics`); 0 where the denominator is 0 (A = 0, or x = b = 0)."""
+    AhR = A.conj().T @ R if np.iscomplexobj(A) else A.T @ R
+    norm_F = float(np.sqrt(np.vdot(A.data, A.data).real)) if sp.issparse(A) else float(np.linalg.norm(A))
+    scale = norm_F * (norm_F * col_norms(X) + bnorm)
+    normal = np.where(scale > 0, col_norms(AhR) / np.where(scale > 0, scale, 1.0), 0.0)
+    return float(normal.max(initial=0.0))
 
 
 def finish(A, X: np.ndarray, B: np.ndarray, was_vector: bool, status: Status, iterations: int,
            message: str = "", info: dict[str, Any] | None = None,
            column_iterations: np.ndarray | None = None) -> Result:
     """Build the :class:`Result` of a solve: output ``x`` ((n,) for a vector right-hand side, else
-    (n, k)), metrics from :func:`solution_metrics` plus ``iterations``."""
-    metrics = solution_metrics(A, X, B)
+    (n, k)), metrics from :func:`solution_metrics` plus ``iterations``; ``normal_residual`` also for a
+    square system when the method stopped on its least-squares test (``converged_atol``)."""
+    metrics = solution_metrics(A, X, B, least_squares=status == Status.CONVERGED_ATOL)
     metrics["iterations"] = float(iterations)
     info = dict(info or {})
     if column_iterations is not None and column_iterations.size > 1:

@@ -52,6 +52,9 @@ RATING_ENTRIES_PER_LEVEL = 100
 #: overfitting, so the rank is a cost choice: on MovieLens 100k u1..u5 rank 8 and rank 10 both
 #: reach mean test RMSE 0.901, rank 8 in half the time.
 BPMF_RANK = 8
+#: A candidate whose held-out mean squared error exceeds the best one's by at most this many
+#: standard errors of the paired differences is not significantly worse (one-sided, about 98%).
+TIE_STANDARD_ERRORS = 2.0
 #: Validation score each method is selected by (robust: the median absolute error, which the
 #: outliers among the held-out entries do not move; others: the RMSE).
 SCORE_METRIC = {"robust": "val_median_abs_error"}
@@ -73,6 +76,7 @@ class Job(FamilyJob):
         super().__init__(request)
         self.observed = None
         self.rank_rule = None
+        self.reg_scored_entries: int | None = None
         self.test = None
         self.pairs = None
         self.predictions: np.ndarray | None = None
@@ -232,6 +236,8 @@ class Job(FamilyJob):
             result.metrics["baseline_val_rmse"] = _baseline_rmse(obs, train, heldout, clip)
         if self.rank_rule:
             result.info["rank_rule"] = self.rank_rule
+        if self.reg_scored_entries is not None:
+            result.info["selected"]["reg_scored_entries"] = self.reg_scored_entries
         result.outputs["row_ids"] = obs.row_ids.ids()
         result.outputs["col_ids"] = obs.col_ids.ids()
         if self.test is not None:
@@ -276,16 +282,38 @@ class Job(FamilyJob):
         reg = default_reg if p["reg"] == "auto" else p["reg"]
         rank = p["rank"]
         task = self._task(train, heldout, clip)
+        # One-standard-error rule: the RMSE estimated from N held-out entries has a relative
+        # standard error of about 1 / sqrt(2 N); scores within it of the best are ties.
+        tolerance = 1.0 + 1.0 / np.sqrt(2.0 * max(heldout.values.size, 1))
         metric = SCORE_METRIC.get(self.method, "val_rmse")
         table: list[dict[str, Any]] = []
+        errors: dict[tuple[int, float], np.ndarray] = {}
 
         def score(candidates: list[tuple[int, float]]) -> list[dict[str, Any]]:
             seeded = [(k, lam, g) for (k, lam), g in zip(candidates, self.rng.spawn(len(candidates)))]
-            rows = [{"rank": k, "reg": lam, "score": sc, "val_rmse": val, "sweeps": sweeps, "after_stop": False}
-                    for (k, lam), (sc, val, sweeps) in zip(candidates, self.backend.map(_score, seeded, task=task,
-                                                                                         metric=metric))]
+            rows = []
+            for (k, lam), (sc, val, sweeps, ok, err) in zip(candidates, self.backend.map(_score, seeded, task=task,
+                                                                                         metric=metric)):
+                rows.append({"rank": k, "reg": lam, "score": sc, "val_rmse": val, "sweeps": sweeps, "converged": ok,
+                             "after_stop": False})
+                errors[(k, lam)] = err
             table.extend(rows)
             return rows
+
+        def determined_score(row: dict[str, Any], keep: np.ndarray) -> float:
+            err = errors[(row["rank"], row["reg"])][keep]
+            return float(np.sqrt(np.mean(err * err))) if np.isfinite(err).all() else np.inf
+
+        def tied(row: dict[str, Any], best: dict[str, Any], keep: np.ndarray) -> bool:
+            """``row`` is not significantly worse than ``best`` on the held-out entries ``keep``: its
+            mean squared error exceeds best's by at most ``TIE_STANDARD_ERRORS`` standard errors of
+            the paired differences, or, for a score other than the RMSE, is within ``tolerance``."""
+            if metric != "val_rmse":
+                return row["score"] <= tolerance * best["score"]
+            diff = errors[(row["rank"], row["reg"])][keep] ** 2 - errors[(best["rank"], best["reg"])][keep] ** 2
+            if diff.size < 2 or not np.isfinite(diff).all():
+                return row["score"] <= tolerance * best["score"]
+            return float(np.mean(diff)) <= TIE_STANDARD_ERRORS * float(np.std(diff, ddof=1)) / np.sqrt(diff.size)
 
         if rank == "auto":
             ranks = [k for k in RANK_GRID if k <= min(m, n)]
@@ -304,16 +332,37 @@ class Job(FamilyJob):
                         worse += 1
                 if worse >= 2:
                     break
-            # One-standard-error rule: the RMSE estimated from N held-out entries has a relative
-            # standard error of about 1 / sqrt(2 N); keep the smallest rank within it of the best.
-            tolerance = 1.0 + 1.0 / np.sqrt(2.0 * max(heldout.values.size, 1))
             best = min(scores.values())
             rank = min(k for k, val in scores.items() if val <= tolerance * best)
         if p["reg"] == "auto" and default_reg:
             done = {row["reg"]: row for row in table if row["rank"] == rank}
-            rows = score([(rank, default_reg * f) for f in REG_FACTORS if default_reg * f not in done])
-            reg = min([*done.values(), *rows], key=lambda row: row["score"])["reg"]
+            rows = [*done.values(), *score([(rank, default_reg * f) for f in REG_FACTORS if default_reg * f not in done])]
+            # The ridge weight is compared on the held-out entries whose row and column keep more
+            # training entries than a rank-k row has unknowns: elsewhere no fit is determined by the
+            # training split (an exact model's reg 0 interpolates a square, possibly
+            # ill-conditioned system there), while the refit on every entry may be.
+            keep = self._determined(train, heldout, rank + int(p["bias"]))
+            if np.count_nonzero(keep) < 2:
+                keep = np.ones(heldout.values.size, dtype=bool)
+            self.reg_scored_entries = int(np.count_nonzero(keep))
+            if metric == "val_rmse":
+                for row in rows:
+                    row["score"] = determined_score(row, keep)
+            best = min(rows, key=lambda row: row["score"])
+            # Among ties, a fit that converged within --maxiter beats one still moving: its score
+            # is final and so will be the refit's status (small ridge weights above an exact model's
+            # 0 converge sublinearly).
+            settled = [row for row in rows if row["converged"] and tied(row, best, keep)]
+            reg = min(settled, key=lambda row: row["score"])["reg"] if settled else best["reg"]
         return int(rank), float(reg), table
+
+    def _determined(self, train: np.ndarray | None, heldout, unknowns: int) -> np.ndarray:
+        """(V,) bool: the held-out entry's row and column each have more than ``unknowns``
+        training entries."""
+        m, n = self.observed.shape
+        rows = np.bincount(_subset(self.observed.rows, train), minlength=m)
+        cols = np.bincount(_subset(self.observed.cols, train), minlength=n)
+        return (rows[heldout.rows] > unknowns) & (cols[heldout.cols] > unknowns)
 
     # ---------------------------------------------------------------- write
     def write_extra(self, result: Result) -> dict[str, str]:
@@ -352,13 +401,19 @@ class FitTask:
 
 
 def _score(candidate: tuple[int, float, np.random.Generator], task: FitTask,
-           metric: str = "val_rmse") -> tuple[float, float, int]:
-    """Backend task: (validation ``metric``, validation RMSE, sweeps) of the fit at ``candidate`` =
-    (rank, reg, generator). A fit without the metric (non-finite values) scores +inf."""
+           metric: str = "val_rmse") -> tuple[float, float, int, bool, np.ndarray]:
+    """Backend task: (validation ``metric``, validation RMSE, sweeps, positive status, (V,) errors
+    prediction - value on the held-out entries) of the fit at ``candidate`` = (rank, reg,
+    generator). A fit without the metric (non-finite values) scores +inf."""
+    from matcli.methods.complete.common import FactorModel
+
     rank, reg, rng = candidate
     result = task.run(rank, reg, rng)
     value = float(result.metrics.get(metric, np.inf))
-    return (value if np.isfinite(value) else np.inf), float(result.metrics.get("val_rmse", np.nan)), result.iterations
+    held = task.heldout
+    errors = FactorModel.from_outputs(result.outputs).predict(held.rows, held.cols, task.clip) - held.values
+    return ((value if np.isfinite(value) else np.inf), float(result.metrics.get("val_rmse", np.nan)),
+            result.iterations, bool(result.status.converged), errors)
 
 
 def looks_like_ratings(values: np.ndarray) -> bool:

@@ -37,8 +37,8 @@ from matcli.methods.solve.spectrum import diagonal, gershgorin_positive, lanczos
 DIRECT_LIMIT = 50_000
 #: Least-squares problems whose dense form has at most this many entries (32 MB of float64) ...
 DENSE_LSTSQ_ENTRIES = 4_000_000
-#: ... and m n min(m, n) at most this (the order of the QR's flops: a second or two) go to LAPACK.
-DENSE_LSTSQ_WORK = 2e9
+#: ... and m n min(m, n) at most this (the order of the QR's flops: about a second) go to LAPACK.
+DENSE_LSTSQ_WORK = 1e9
 #: The LSMR fallback may spend this many times the flops of the direct attempt it replaces ...
 FALLBACK_WORK_FACTOR = 10.0
 #: ... but at least this many iterations (an exactly singular factorization reports no flops).

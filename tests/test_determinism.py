@@ -81,7 +81,7 @@ COMPLETE += [["--method", "bpmf", "--maxiter", "10", "--param", "samples=4", "--
              ["--method", "softimpute", "--reg", "auto", "--maxiter", "8"]]
 SKETCH = [["--mode", mode, "--sketch", kind] for mode in ("precondition", "refine") for kind in SKETCH_KINDS]
 SKETCH += [["--mode", "sketch-and-solve", "--eps", "0.5", "--sketch", kind] for kind in SKETCH_KINDS]
-SKETCH += [["--mode", "auto"], ["--mode", "auto", "--eps", "0.3", "--ridge", "auto"]]
+SKETCH += [["--mode", "auto"], ["--mode", "auto", "--eps", "0.3", "--ridge", "auto"], ["--mode", "lapack"]]
 FACTORIZE = [
     ["A", "svd", m, "--rank", "4"] for m in ("randomized", "block-krylov", "lanczos", "arpack", "propack", "dense")
 ] + [

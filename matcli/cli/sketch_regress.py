@@ -16,6 +16,7 @@ class Mode(str, enum.Enum):
     precondition = "precondition"
     sketch_and_solve = "sketch-and-solve"
     refine = "refine"
+    lapack = "lapack"
 
 
 class SketchKind(str, enum.Enum):
@@ -28,11 +29,13 @@ class SketchKind(str, enum.Enum):
 
 
 def command(
-    matrix: Annotated[str, typer.Argument(help="Tall matrix A: A.mtx, A.npy, file.h5:/A (dense dataset or sparse group).")],
-    rhs: Annotated[str, typer.Argument(help="Right-hand side b (length m): b.h5:/b, b.npy, b.txt, b.mtx.")],
+    matrix: Annotated[str, typer.Argument(help="Matrix A (tall for the sketched modes): A.mtx, A.npy, file.h5:/A (dense dataset or sparse group).")],
+    rhs: Annotated[str, typer.Argument(help="Right-hand side b (m,), or (m, k) for --mode lapack: b.h5:/b, b.npy, b.txt, b.mtx.")],
     out: OutOpt,
-    mode: Annotated[Mode, typer.Option("--mode", "--method", help="auto: sketch-and-solve if --eps is given, "
-                                       "else precondition. refine adds iterative refinement (backward stable).")] = Mode.auto,
+    mode: Annotated[Mode, typer.Option("--mode", "--method", help="auto: lapack (exact, no sketch) for a matrix of at "
+                                       "most 2**21 entries, a complex or wide A or several right-hand sides; else "
+                                       "sketch-and-solve if --eps is given, else precondition. refine adds "
+                                       "iterative refinement (backward stable).")] = Mode.auto,
     sketch: Annotated[SketchKind, typer.Option("--sketch", help="Sketching operator. auto: CountSketch for the "
                                                "iterative modes, vetted by CGLS's Ritz values (re-sketched with "
                                                "sparse-sign if rows of high leverage collided); sparse-sign for "
@@ -65,7 +68,7 @@ def command(
     force: ForceOpt = False,
     monitor: MonitorOpt = False,
 ) -> None:
-    """Solve min ||Ax - b||^2 + lambda ||x||^2 for tall A by randomized sketching; writes x (n,)."""
+    """Solve min ||Ax - b||^2 + lambda ||x||^2 by randomized sketching (tall A), or exactly; writes x (n,)."""
     from matcli.cli.common import build_request, execute
 
     options = {"sketch": sketch.value, "sketch_size": sketch_size, "eps": eps, "ridge": ridge,

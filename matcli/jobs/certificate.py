@@ -27,7 +27,7 @@ The limits, with ``eps`` the unit roundoff of float64 (every method computes in 
   ``--tol`` for CUR's ``--rank auto``.
 * complete: finite training error; held-out error no worse than the baseline predictor on the same
   entries; robust completion's inlier residual within its tolerance.
-* sketch-regress: sketch-and-solve (one sketch, a probabilistic promise) a finite residual; with
+* sketch-regress: the exact (LAPACK) mode as a direct least-squares solve; sketch-and-solve (one sketch, a probabilistic promise) a finite residual; with
   ``--eps``, the residual provably within ``1 + eps`` of the optimum (or the system
   consistent to ``rtol``); otherwise least-squares optimality within ``max(100 rtol, 1e-6)``.
 """
@@ -253,6 +253,11 @@ def _sketch_checks(job, result: Result) -> list[Check]:
     if relative is not None and relative <= rtol * SLACK:
         return [Check("relative_residual", relative, rtol * SLACK, Status.CERTIFICATE_RESIDUAL,
                       "||b - A x|| / ||b|| <= --rtol: the system is consistent")]
+    if job.method == "lapack":
+        m, n = job.problem_info.get("shape", (0, 0))
+        return [Check("normal_residual", _metric(result, "normal_residual"), LAPACK_RATIO * max(m, n, 1) * EPS,
+                      Status.CERTIFICATE_RESIDUAL,
+                      "exact solve: ||A^H r - lam x|| / (||A||_F (||A||_F ||x|| + ||b||)) <= 30 max(m, n) eps")]
     if job.method == "sketch-and-solve":
         # one sketch, no iterations: 1 + eps holds with high probability by the sketch size; the
         # a-posteriori bound (metrics.residual_ratio_estimate) is often far looser than the truth

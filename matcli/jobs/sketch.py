@@ -64,6 +64,13 @@ BASELINE_STEP = 8 * 2**20
 #: more than the few CGLS passes that a small sketch's preconditioner needs to prove 1 + eps.
 SKETCH_AND_SOLVE_MAX_FACTOR = 100
 
+#: ``auto`` solves a matrix held in memory with at most this many entries exactly by LAPACK (the thin
+#: SVD of 2**21 entries, e.g. 20000 x 100, takes ~0.2 s here): full accuracy where a sketch saves nothing.
+EXACT_MAX_ENTRIES = 2**21
+
+#: Bytes per entry of A the exact solve holds at once: A densified, its copy inside gesdd and U.
+EXACT_BYTES_PER_ENTRY = 3
+
 
 def choose_mode(m: int, n: int, eps: float | None, max_rows: int) -> tuple[str, str]:
     """``(mode, reason)`` for ``--mode auto``; ``max_rows`` is the largest sketch the memory allows."""
@@ -106,12 +113,14 @@ class Job(FamilyJob):
         located = hdf5_rows.locate(a_spec)
         self.a_file = located.path if located is not None else a_spec
         if isinstance(located, hdf5_rows.DenseDataset):
-            if located.dtype.kind not in "biuf":
+            if located.dtype.kind not in "biufc":
                 raise InputError(located.path, f"dataset {located.name} has dtype {located.dtype}; "
-                                               "sketch-regress needs real numbers")
+                                               "sketch-regress needs numbers")
             if len(located.shape) != 2:
                 raise InputError(located.path, f"dataset {located.name} is {len(located.shape)}-D, expected 2-D")
-            if not self._fits(located.shape, located.nbytes_float64, nnz=None):
+            if located.dtype.kind == "c":
+                pass  # complex: solved exactly (--mode lapack), read whole below under the budget
+            elif not self._fits(located.shape, located.nbytes_float64, nnz=None):
                 self.stream = located
             elif located.offset is not None:
                 self.A = hdf5_rows.map_dense(located)
@@ -151,23 +160,27 @@ class Job(FamilyJob):
 
         a_path, b_path = parse_spec(self.a_path).path, parse_spec(self.b_path).path
         m, n = self._shape()
-        if self.A is not None and np.iscomplexobj(self.A):
-            raise InputError(a_path, "complex matrices are not supported by sketch-regress")
-        if np.iscomplexobj(self.b):
-            raise InputError(b_path, "complex right-hand sides are not supported by sketch-regress")
-        if m == 0 or n == 0:
-            raise InputError(a_path, f"matrix is empty ({m} x {n})")
-        if m < n:
-            raise InputError(a_path, f"matrix is {m} x {n}; sketch-regress needs a tall matrix (m >= n), "
-                                     "transpose a wide one")
         b = self.b
-        if b.ndim == 2 and 1 in b.shape:
+        if b.ndim == 2 and b.shape[1] == 1 or b.ndim == 2 and b.shape[0] == 1 and m != 1:
             b = b.reshape(-1)
-        if b.ndim != 1:
-            raise InputError(b_path, f"right-hand side has shape {self.b.shape}; expected a vector of length {m}")
-        if b.size != m:
-            raise InputError(b_path, f"right-hand side has length {b.size}, but A has {m} rows")
-        self.b = b.astype(np.float64)
+        if b.ndim not in (1, 2):
+            raise InputError(b_path, f"right-hand side has shape {self.b.shape}; expected ({m},) or ({m}, k)")
+        if b.shape[0] != m:
+            raise InputError(b_path, f"right-hand side has {b.shape[0]} rows, but A has {m}")
+        if b.dtype.kind not in "biufc":
+            raise InputError(b_path, f"right-hand side has dtype {b.dtype}; expected numbers")
+        #: why only the exact solve applies (the sketched modes take a real, tall, non-empty A and one b)
+        self.exact_only = next((why for bad, why in (
+            (self.A is not None and np.iscomplexobj(self.A), "A is complex"),
+            (np.iscomplexobj(b), "b is complex"),
+            (b.ndim == 2, f"b has {b.shape[1] if b.ndim == 2 else 1} columns"),
+            (m == 0 or n == 0, f"A is empty ({m} x {n})"),
+            (m < n, f"A is wide ({m} x {n}): the minimum-norm solution"),
+        ) if bad), None)
+        if self.exact_only and self.stream is not None:
+            raise UsageError(f"{a_path}: {self.exact_only}, which only --mode lapack solves, and it needs A in "
+                             f"memory, more than {self.budget_text} leaves; raise --max-memory")
+        self.b = b if np.iscomplexobj(b) else b.astype(np.float64)
 
     def setup(self, rng: np.random.Generator) -> None:
         self.rng = rng
@@ -187,13 +200,28 @@ class Job(FamilyJob):
         plan = MemoryPlan(self.budget, self.baseline, m, n, self.threads, self._matrix_bytes(),
                           self.stream is not None, kind=sketch, nnz=scattered_nnz)
         method = self.request.method
-        if method == "auto":
+        if method == "auto" and self.exact_only:
+            method, self.choice_reason = "lapack", f"{self.exact_only}: exact least squares by LAPACK"
+        elif (method == "auto" and self.stream is None and sketch == "auto" and size is None
+              and m * n <= EXACT_MAX_ENTRIES):
+            method, self.choice_reason = "lapack", (f"the {m}x{n} matrix is small: an exact LAPACK solve is "
+                                                    "fast and accurate to the backward-error level")
+        elif method == "auto":
             method, self.choice_reason = choose_mode(m, n, eps, plan.max_rows(zeta=4))
+        elif method == "lapack":
+            self.choice_reason = "requested with --mode"
+        elif self.exact_only:
+            raise UsageError(f"--mode {method} sketches a real tall A against one right-hand side, but "
+                             f"{self.exact_only}; use --mode lapack (or auto)")
         elif method not in MODES:
-            raise UsageError(f"unknown mode {method!r}; choose one of auto, {', '.join(MODES)}")
+            raise UsageError(f"unknown mode {method!r}; choose one of auto, lapack, {', '.join(MODES)}")
         else:
             self.choice_reason = "requested with --mode"
         self.method = method
+        ridge = self._ridge(options)
+        if method == "lapack":
+            self._setup_exact(m, n, ridge, options)
+            return
         if method == "sketch-and-solve" and eps is not None and size is not None:
             raise UsageError("sketch-and-solve: give either --sketch-size or --eps (which sets the sketch size), "
                              "not both")
@@ -204,16 +232,6 @@ class Job(FamilyJob):
         if self.stream is not None and sketch != "auto" and sketch not in STREAMABLE_KINDS:
             raise UsageError(f"--sketch {sketch} needs the whole matrix in memory; the matrix does not fit "
                              f"{self.budget_text}, so use one of {', '.join(STREAMABLE_KINDS)}")
-        ridge_text = str(options.get("ridge", "0")).strip().lower()
-        if ridge_text == "auto":
-            ridge: float | str = "auto"
-        else:
-            try:
-                ridge = float(ridge_text)
-            except ValueError:
-                raise UsageError(f"--ridge {ridge_text!r}: expected a non-negative number or 'auto'") from None
-            if not ridge >= 0.0 or not np.isfinite(ridge):
-                raise UsageError(f"--ridge {ridge_text!r}: must be a finite number >= 0")
         eps_value = 0.1 if eps is None else float(eps)
         zeta = params["nnz_per_column"]
         max_rows = plan.max_rows(zeta=zeta)
@@ -263,6 +281,40 @@ class Job(FamilyJob):
         self.problem_info["memory"] = memory
         if self.stream is not None:
             memory["block_bytes"] = self._plan_blocks(plan, sketch_total, scatter_bytes(sketch, zeta))
+
+    @staticmethod
+    def _ridge(options) -> float | str:
+        ridge_text = str(options.get("ridge", "0")).strip().lower()
+        if ridge_text == "auto":
+            return "auto"
+        try:
+            ridge = float(ridge_text)
+        except ValueError:
+            raise UsageError(f"--ridge {ridge_text!r}: expected a non-negative number or 'auto'") from None
+        if not ridge >= 0.0 or not np.isfinite(ridge):
+            raise UsageError(f"--ridge {ridge_text!r}: must be a finite number >= 0")
+        return ridge
+
+    def _setup_exact(self, m: int, n: int, ridge: float | str, options) -> None:
+        """``--mode lapack``: A in memory and its dense SVD within the memory budget."""
+        from matcli.io.guard import check_allocation
+
+        if self.stream is not None:
+            raise UsageError(f"--mode lapack needs A in memory, more than {self.budget_text} leaves; use a "
+                             "sketched mode (they stream A)")
+        for flag, value in (("--sketch", options.get("sketch", "auto") != "auto"),
+                            ("--sketch-size", options.get("sketch_size") is not None)):
+            if value:
+                raise UsageError(f"{flag} does not apply to --mode lapack (no sketch)")
+        get_spec("sketch", "lapack").resolve_params(list(self.request.params))  # it has none: refuse any
+        itemsize = 16 if np.iscomplexobj(self.A) or np.iscomplexobj(self.b) else 8
+        check_allocation(None, EXACT_BYTES_PER_ENTRY * itemsize * m * n, f"the exact SVD of the {m}x{n} A")
+        self.kernel_options = {"ridge": ridge}
+        self.resolved_params = {"ridge": ridge, "rtol": float(options.get("rtol", 1e-10)),
+                                "eps": options.get("eps")}
+        self.problem_info = {"shape": [m, n], "format": "sparse csr" if hasattr(self.A, "nnz") else "dense",
+                             "streaming": False, "right_hand_sides": 1 if self.b.ndim == 1 else int(self.b.shape[1]),
+                             "dtype": str(np.result_type(self.A.dtype, self.b.dtype, np.float64))}
 
     def _plan_blocks(self, plan: MemoryPlan, sketch_total: int, scatter: int) -> int:
         """Cut the streamed rows into blocks that fit what the plan leaves beside a sketch of

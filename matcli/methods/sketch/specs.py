@@ -13,6 +13,13 @@ _REFINE = ParamSpec("refine_steps", "int", 2, "Refinement solves after the warm-
 SPECS: list[MethodSpec] = [
     MethodSpec(
         family="sketch",
+        name="lapack",
+        function="matcli.methods.sketch.exact:lapack_lstsq",
+        summary="No sketch: exact least squares by LAPACK's SVD (minimum norm, ridge, GCV); any shape, complex, "
+                "several right-hand sides; auto's choice for small or such problems.",
+    ),
+    MethodSpec(
+        family="sketch",
         name="precondition",
         function="matcli.methods.sketch.regress:precondition",
         summary="Sketch -> QR -> CGLS (LSQR's iterates, one fused pass over A each) preconditioned by "

@@ -9,13 +9,23 @@ from typing import Any
 
 import h5py
 import numpy as np
+import pytest
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from conftest import run_cli
 from matcli.io.hdf5 import write_arrays
 from matcli.io.load import read_matrix
 
 EPS = float(np.finfo(np.float64).eps)
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """Reference computations in the test process on one BLAS thread too (see :func:`factorize`);
+    import this fixture into a test module to apply it there."""
+    with threadpool_limits(1):
+        yield
 
 
 @dataclass
@@ -48,7 +58,10 @@ def factorize(tmp_path: Path, A, *args, seed: int = 0, strict: bool = False) -> 
     for stale in (path, out, rep):
         stale.unlink(missing_ok=True)
     write_arrays(str(path), {"A": A})
-    cmd = ["factorize", f"{path}:/A", *map(str, args), "-o", out, "--report", rep, "--quiet", "--seed", seed]
+    # one BLAS thread: the contract is about answers, and small products on a loaded machine are
+    # tens of times slower with threads waiting for cores
+    cmd = ["factorize", f"{path}:/A", *map(str, args), "-o", out, "--report", rep, "--quiet", "--seed", seed,
+           "--threads", 1]
     result = run_cli(cmd + (["--strict"] if strict else []))
     report = json.loads(rep.read_text()) if rep.exists() else None
     arrays: dict[str, Any] = {}

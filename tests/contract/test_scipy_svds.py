@@ -32,6 +32,7 @@ import scipy.sparse as sp
 from matcli.core.result import Status
 from matcli.methods.factorize.tsvd import lanczos_svd
 
+from .factorize_cli import one_blas_thread  # noqa: F401  (autouse fixture: one BLAS thread)
 from .factorize_cli import EPS, dense, factorize, orthonormality_error
 
 METHODS = ("randomized", "block-krylov", "lanczos", "arpack", "propack", "dense")

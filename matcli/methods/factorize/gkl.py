@@ -39,6 +39,7 @@ import scipy.sparse as sp
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.factorize.metrics import adjoint_matmul, svd_metrics
+from matcli.methods.factorize.signs import canonical_phases
 from matcli.threads import own_threads_only, parallel_map, worker_count, worker_ranges
 
 #: DGKS criterion: orthogonalise again when a vector kept less than this fraction of its norm.
@@ -275,12 +276,13 @@ def _lanczos_svd(A, rank: int, tol: float, basis: int | None, maxiter: int | Non
     AV = None
     if sp.issparse(A) and k:
         AV = np.column_stack([ops.forward(np.ascontiguousarray(V[:, i])) for i in range(k)])
-    metrics, how = svd_metrics(A, U, s, V.conj().T, rng, AhU=AhU, AV=AV)
+    U, Vt, AhU, AV = canonical_phases(U, V.conj().T, AhU, AV)
+    metrics, how = svd_metrics(A, U, s, Vt, rng, AhU=AhU, AV=AV)
     metrics["max_ritz_residual"] = worst
     info = {**how, "rank": k, "basis": ell, "kept_at_restart": keep, "restarts": restarts,
             "lanczos_steps": steps, "vector_products": 2 * steps, "tol": tol,
             "product_threads": len(ops.blocks) if ops.blocks else 1}
     message = (f"Lanczos bidiagonalization: {steps} steps, {restarts} restarts, "
                f"max relative Ritz residual {worst:.2e} ({status.reason})")
-    return Result(status=status, outputs={"U": U, "s": s, "Vt": V.conj().T}, metrics=metrics,
+    return Result(status=status, outputs={"U": U, "s": s, "Vt": Vt}, metrics=metrics,
                   iterations=steps, info=info, message=message)

@@ -17,6 +17,7 @@ import scipy.linalg as sla
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.factorize.metrics import adjoint_matmul, frobenius_norm, matmul, svd_metrics
+from matcli.methods.factorize.signs import canonical_phases
 
 
 def _orth(Y: np.ndarray) -> np.ndarray:
@@ -206,6 +207,7 @@ def _finish(A, U, s, Vt, rng, *, status: Status, iterations: int, info: dict, me
     if U.dtype != np.result_type(A.dtype, np.float64):
         dtype = np.result_type(A.dtype, np.float64)
         U, s, Vt, AhU = U.astype(dtype), s.astype(np.float64), Vt.astype(dtype), None
+    U, Vt, AhU = canonical_phases(U, Vt, AhU)
     metrics, how = svd_metrics(A, U, s, Vt, rng, norm_A, AhU=AhU)
     info = {**info, **how, "rank": int(s.size)}
     return Result(status=status, outputs={"U": U, "s": s, "Vt": Vt}, metrics=metrics,

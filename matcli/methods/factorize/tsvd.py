@@ -9,6 +9,7 @@ from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.factorize.metrics import adjoint_matmul, frobenius_norm, svd_metrics
+from matcli.methods.factorize.signs import canonical_phases
 
 
 class _CountingOperator(LinearOperator):
@@ -142,6 +143,7 @@ def lanczos_svd(A, *, rank: int, solver: str = "arpack", tol: float = 0.0, maxit
         message = (f"{solver} returned {kept} certified triplets of {rank} (the others had residuals or "
                    f"orthogonality beyond {bound:.1e}); completed by Rayleigh-Ritz on their span plus "
                    f"{rank - kept} random orthonormal directions")
+    U, Vt = canonical_phases(U, Vt)
     metrics, how = svd_metrics(A, U, s, Vt, rng)
     if kept < rank and not metrics["max_triplet_residual"] <= bound:
         status = Status.DIVERGED_BREAKDOWN
@@ -241,7 +243,8 @@ def dense_svd(A, *, rank: int | None = None, tol: float | None = None,
         r = int(meets[0]) + 1 if meets.size else s.size
     else:
         r = s.size
-    U, s_r, Vt = U[:, :r], s[:r], Vt[:r]
+    U, Vt = canonical_phases(U[:, :r], Vt[:r])
+    s_r = s[:r]
     metrics, how = svd_metrics(dense, U, s_r, Vt, rng, frobenius_norm(dense))
     metrics["optimal_error"] = float(np.sqrt(np.sum(s[r:] ** 2)) / norm_A) if norm_A else 0.0
     return Result(status=Status.CONVERGED_DIRECT, outputs={"U": U, "s": s_r, "Vt": Vt}, metrics=metrics,

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.factorize.metrics import adjoint_matmul, low_rank_error, svd_metrics
 from matcli.methods.factorize.rsvd import orth_against
+from matcli.methods.factorize.signs import canonical_phases
 
 
 #: The exact complement forms the dense n x p matrix ``(I - V V^H) E^H``; above this many entries
@@ -115,6 +116,7 @@ def update_svd(A, *, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rows=None, co
         padded = (U, np.hstack([Vt, np.zeros((Vt.shape[0], cols.shape[1]))]))
         appended = {"appended_cols": int(cols.shape[1])}
     callback(1, rank=float(s_new.size))
+    U_new, Vt_new = canonical_phases(U_new, Vt_new)
     metrics, how = svd_metrics(new, U_new, s_new, Vt_new, rng)
     metrics["previous_error"] = low_rank_error(new, padded[0] * s, padded[1], rng, metrics["frobenius_norm"])[0]
     info = {**how, **appended, "previous_rank": int(s.size), "rank": int(s_new.size),

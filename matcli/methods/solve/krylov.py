@@ -48,6 +48,9 @@ _ADVICE = {
     Status.DIVERGED_BREAKDOWN: "the method broke down (division by a vanishing scalar); the best iterate "
                                "is kept (try gmres or a direct method)",
     Status.DIVERGED_NAN: "NaN or Inf appeared in the iteration; the best iterate is kept",
+    Status.DIVERGED_SINGULAR: "the matrix (or the preconditioner) is singular on the Krylov space and b is not "
+                              "reached from it; x is the minimal residual iterate found (use --method lsmr for "
+                              "the least-squares / minimum-norm solution)",
     Status.DIVERGED_TOLERANCE_UNREACHABLE: "the true residual stalls above the tolerance (the problem is "
                                            "too ill-conditioned for this rtol); the best iterate is kept",
 }
@@ -61,7 +64,7 @@ def combine_status(statuses: list[Status]) -> Status:
     """The status of a block: the first failure by severity, else the (common) success reason."""
     failures = [s for s in statuses if not s.converged]
     if failures:
-        order = [Status.DIVERGED_NOT_SPD, Status.DIVERGED_NAN, Status.DIVERGED_BREAKDOWN,
+        order = [Status.DIVERGED_NOT_SPD, Status.DIVERGED_NAN, Status.DIVERGED_SINGULAR, Status.DIVERGED_BREAKDOWN,
                  Status.DIVERGED_TOLERANCE_UNREACHABLE, Status.DIVERGED_STAGNATION, Status.DIVERGED_MAX_IT]
         return min(failures, key=lambda s: order.index(s) if s in order else len(order))
     if not statuses:
@@ -188,6 +191,7 @@ class LanczosLog:
         return theta, U, MU
 
 
+@np.errstate(over="ignore", invalid="ignore")  # a diverging column is detected (NaN/Inf) and reported
 def _cg(A, B, M, x0, rtol, maxiter, callback, log: LanczosLog | None = None) -> Result:
     """CG engine behind :func:`cg`; records the Lanczos data of the first right-hand side in ``log``."""
     M = M or identity()
@@ -196,6 +200,7 @@ def _cg(A, B, M, x0, rtol, maxiter, callback, log: LanczosLog | None = None) -> 
     maxiter = default_maxiter(n, maxiter)
     bnorm = col_norms(Bb)
     target = rtol * bnorm
+    X[:, bnorm == 0] = 0  # b = 0: x = 0 is the exact solution, whatever the initial guess
     R = Bb - A @ X if x0 is not None else Bb.copy()
     status = np.full(k, Status.CONVERGED_RTOL, dtype=object)
     col_its = np.zeros(k, dtype=np.int64)
@@ -290,16 +295,20 @@ def _per_column(kernel, A, B, M, x0, rtol, maxiter, callback, info_name: str) ->
     for j in range(k):
         b = Bb[:, j]
         bnorm = float(np.linalg.norm(b))
-        x = X[:, j].copy()
-        if bnorm == 0 and not x.any():
+        if bnorm == 0:  # x = 0 is the exact solution, whatever the initial guess
+            X[:, j] = 0
             statuses.append(Status.CONVERGED_ZERO_RHS)
             continue
+        x = X[:, j].copy()
+        start_x, start_norm = x.copy(), float(np.linalg.norm(b - A @ x))
         target = rtol * bnorm
         used, inner_rtol, status = 0, rtol, Status.DIVERGED_MAX_IT
         offset = int(col_its[:j].max(initial=0)) if k > 1 else 0
         for attempt in range(4):
-            x, status, its = kernel(A, b, x, M, inner_rtol * bnorm, maxiter - used, bnorm,
-                                    _first_initial(callback, offset + used, first=j == 0 and used == 0))
+            # a breakdown may produce Inf/NaN; the kernels detect it and report DIVERGED_NAN
+            with np.errstate(all="ignore"):
+                x, status, its = kernel(A, b, x, M, inner_rtol * bnorm, maxiter - used, bnorm,
+                                        _first_initial(callback, offset + used, first=j == 0 and used == 0))
             used += its
             true_norm = float(np.linalg.norm(b - A @ x))
             if true_norm <= target or not status.converged or used >= maxiter:
@@ -310,6 +319,10 @@ def _per_column(kernel, A, B, M, x0, rtol, maxiter, callback, info_name: str) ->
             # the kernel's own test passed (its recurrence, or an invariant Krylov space of a singular
             # A), the true residual does not: a positive status is earned by the latter only
             status = Status.DIVERGED_TOLERANCE_UNREACHABLE
+        if not true_norm <= start_norm:
+            # a failed solve never hands back more than it was given (e.g. GMRES with a singular
+            # preconditioner ending far from b): the initial guess is the better answer
+            x = start_x
         X[:, j] = x
         col_its[j] = used
         statuses.append(status)
@@ -398,7 +411,13 @@ def minres(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e-8
 
     ``B`` (n,) or (n, k); columns are solved one after another. Returns the best iterate.
     """
-    return _per_column(_minres1, A, B, M or identity(), x0, rtol, maxiter, callback, "minres")
+    M = M or identity()
+    result = _per_column(_minres1, A, B, M, x0, rtol, maxiter, callback, "minres")
+    if result.status == Status.DIVERGED_NOT_SPD:
+        result.message = (f"MINRES needs a Hermitian positive definite preconditioner, and r^H M^-1 r < 0 was met: "
+                          f"--precond {M.name} is indefinite on this matrix; use --precond jacobi (scaling by "
+                          "|diag(A)|) or none")
+    return result
 
 
 def _givens(a: complex, b: complex) -> tuple[float, complex, complex]:
@@ -471,12 +490,33 @@ def _make_gmres1(restart: int):
             size = j + 1
             from scipy.linalg import solve_triangular
 
-            if np.any(np.diag(H[:size, :size]) == 0):
+            # A singular A (or M) can make the Krylov space invariant before it holds a solution:
+            # a diagonal entry of the triangular factor vanishes and the residual estimate after it
+            # (often 0) is false, the update through it garbage. The leading block before that
+            # entry still gives the minimal residual iterate of the smaller space (later Givens
+            # rotations leave R[:k, :k] and g[:k] untouched): the better of the two, by true
+            # residual, is kept. (A merely badly scaled A also has tiny diagonal entries, and its
+            # full update is the better one.)
+            diag = np.abs(np.diag(H[:size, :size]))
+            vanished = np.flatnonzero(diag <= _EPS * size * max(float(diag.max()), _TINY)) if happy else []
+            sizes = [size] + ([int(vanished[0])] if len(vanished) else [])
+            best = None
+            for k in sizes:
+                if np.any(diag[:k] == 0):
+                    continue
+                x_k = x + prec(V[:, :k] @ solve_triangular(H[:k, :k], g[:k])) if k else x
+                r_k = b - A @ x_k
+                norm_k = float(np.linalg.norm(r_k))
+                if np.isfinite(norm_k) and (best is None or norm_k < best[2]):
+                    best = (x_k, r_k, norm_k)
+                if norm_k <= tol:
+                    break
+            if best is None:
                 return x, Status.DIVERGED_BREAKDOWN, its
-            y = solve_triangular(H[:size, :size], g[:size])
-            x = x + prec(V[:, :size] @ y)
-            r = b - A @ x
-            new_beta = float(np.linalg.norm(r))
+            x, r, new_beta = best
+            if len(vanished) and new_beta > tol:
+                # the space is invariant and the operator singular on it: restarting cannot help
+                return x, Status.DIVERGED_SINGULAR, its
             if happy and new_beta > tol:
                 return x, Status.DIVERGED_TOLERANCE_UNREACHABLE, its
             if new_beta >= beta * (1 - 1e-12) and size == m and new_beta > tol:
@@ -782,7 +822,8 @@ def _least_squares(kernel, name, A, B, x0, rtol, atol, maxiter, callback) -> Res
     atol = rtol if atol is None else atol
     statuses, col_its = [], np.zeros(X.shape[1], dtype=np.int64)
     for j in range(X.shape[1]):
-        if not Bb[:, j].any() and not X[:, j].any():
+        if not Bb[:, j].any():  # x = 0 is the exact (and minimum-norm) solution, whatever the initial guess
+            X[:, j] = 0
             statuses.append(Status.CONVERGED_ZERO_RHS)
             continue
         offset = int(col_its[:j].max(initial=0))

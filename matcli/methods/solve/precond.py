@@ -3,6 +3,11 @@
 Every preconditioner maps an (n, k) block ``R`` to an (n, k) block ``Z ~= A^{-1} R`` and records
 facts about itself in ``info``. ``symmetric`` says whether the operator is Hermitian positive
 definite whenever ``A`` is (required by CG and MINRES).
+
+A preconditioner that cannot be built for the matrix at hand (incomplete Cholesky on an indefinite
+or singular matrix, Chebyshev without a positive diagonal, AMG with zeros on the diagonal) is a
+property of the data, not a mistake on the command line: :func:`build_with_fallback` (what the
+solvers use) then builds the next weaker one of :data:`FALLBACK` and says so in ``info``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,14 @@ from matcli.core.errors import UsageError
 from matcli.methods.solve.spectrum import diagonal, lanczos_extremes
 
 PRECONDITIONERS = ("none", "jacobi", "ilu", "ic", "amg-sa", "amg-rs", "chebyshev")
+
+
+class PreconditionerError(UsageError):
+    """The preconditioner cannot be built for this matrix (its values, not the request, are the cause).
+
+    A UsageError when :func:`build` is called directly; :func:`build_with_fallback` catches it and
+    falls back to a weaker preconditioner.
+    """
 
 
 @dataclass
@@ -41,15 +54,22 @@ def identity() -> Preconditioner:
     return Preconditioner("none", lambda R: R.copy(), True, forward=lambda Z: Z.copy())
 
 
-def jacobi(A) -> Preconditioner:
-    """``M = diag(A)``; needs a zero-free diagonal."""
+def jacobi(A, *, absolute: bool = False) -> Preconditioner:
+    """``M = diag(A)``, or ``|diag(A)|`` when ``absolute`` (always Hermitian positive definite, the
+    diagonal scaling MINRES can use on an indefinite matrix).
+
+    Zero diagonal entries are replaced by 1 (as PETSc's PCJACOBI does), so this never fails;
+    ``info["zero_diagonal_entries"]`` counts them.
+    """
     d = diagonal(A)
-    if np.any(d == 0):
-        raise UsageError(f"jacobi preconditioner: the diagonal has {int(np.sum(d == 0))} zero entries; "
-                         "use --precond ilu or none")
+    if absolute:
+        d = np.abs(d).astype(np.result_type(d.dtype, np.float64))
+    zeros = d == 0
+    d = np.where(zeros, 1.0, d)
     inv = (1.0 / d)[:, None]
-    return Preconditioner("jacobi", lambda R: inv * R, bool(np.all(np.real(d) > 0)),
-                          forward=lambda Z: d[:, None] * Z)
+    info = {"scaling": "|diag(A)|" if absolute else "diag(A)", "zero_diagonal_entries": int(zeros.sum())}
+    return Preconditioner("jacobi", lambda R: inv * R, bool(np.all(np.real(d) > 0) and np.all(np.imag(d) == 0)),
+                          info, forward=lambda Z: d[:, None] * Z)
 
 
 #: How many threshold-ILU factorizations one preconditioner may try: the requested parameters,
@@ -138,13 +158,15 @@ def incomplete_cholesky(A, drop_tol: float = 1e-4, fill_factor: float = 10.0) ->
         factor = spilu(A_csc, drop_tol=drop_tol, fill_factor=fill_factor, permc_spec="MMD_AT_PLUS_A",
                        diag_pivot_thresh=0.0, options={"SymmetricMode": True})
     except RuntimeError as exc:
-        raise UsageError(f"ic preconditioner failed ({exc}); try --precond amg-sa or jacobi") from None
+        reason = str(exc).split(" at line ")[0].strip()  # SuperLU appends its C source location
+        raise PreconditionerError(f"ic preconditioner failed ({reason}): the matrix is singular or nearly so; "
+                                  "try --precond amg-sa or jacobi") from None
     d = factor.U.diagonal()
     if not np.array_equal(factor.perm_r, factor.perm_c) or np.any(np.real(d) <= 0) or (
             np.iscomplexobj(d) and np.any(np.abs(d.imag) > 1e-8 * np.abs(d))):
-        raise UsageError("ic preconditioner: a non-positive pivot (the matrix is not positive definite, or "
-                         "the drop tolerance is too coarse); try a smaller --param ilu_drop_tol, "
-                         "--precond amg-sa, or jacobi")
+        raise PreconditionerError("ic preconditioner: a non-positive pivot (the matrix is not positive definite, "
+                                  "or the drop tolerance is too coarse); try a smaller --param ilu_drop_tol, "
+                                  "--precond amg-sa, or jacobi")
     L = sp.csr_matrix(factor.L)
     LH = sp.csr_matrix(L.conj().T)
     order = np.argsort(factor.perm_c)
@@ -170,7 +192,12 @@ def amg(A, kind: str, symmetric_matrix: bool, rng: np.random.Generator, cycle: s
     symmetric operator (SPD for SPD ``A``) and serves CG. For nonsymmetric ``A`` smoothed
     aggregation is built in its nonsymmetric mode. The setup's random draws (pyamg's spectral
     radius estimates use numpy's global generator) come from ``rng``.
+
+    Raises :class:`PreconditionerError` for a zero on the diagonal (Gauss-Seidel divides by it)
+    and when the setup breaks down (non-finite values in the hierarchy).
     """
+    import warnings
+
     import pyamg
 
     from matcli.core.rng import seeded_global_state
@@ -178,14 +205,24 @@ def amg(A, kind: str, symmetric_matrix: bool, rng: np.random.Generator, cycle: s
     smoothers = {"presmoother": ("gauss_seidel", {"sweep": "forward"}),
                  "postsmoother": ("gauss_seidel", {"sweep": "backward"})}
     A_csr = sp.csr_matrix(A)
-    with seeded_global_state(rng):
-        if kind == "sa":
-            symmetry = "hermitian" if symmetric_matrix else "nonsymmetric"
-            if symmetric_matrix and not np.iscomplexobj(A_csr):
-                symmetry = "symmetric"
-            ml = pyamg.smoothed_aggregation_solver(A_csr, symmetry=symmetry, **smoothers)
-        else:
-            ml = pyamg.ruge_stuben_solver(A_csr, interpolation="direct", **smoothers)
+    zero_diagonal = int(np.sum(diagonal(A_csr) == 0))
+    if zero_diagonal:
+        raise PreconditionerError(f"amg-{kind} preconditioner: the diagonal has {zero_diagonal} zero entries "
+                                  "(its Gauss-Seidel smoother divides by them)")
+    try:
+        with seeded_global_state(rng), warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if kind == "sa":
+                symmetry = "hermitian" if symmetric_matrix else "nonsymmetric"
+                if symmetric_matrix and not np.iscomplexobj(A_csr):
+                    symmetry = "symmetric"
+                ml = pyamg.smoothed_aggregation_solver(A_csr, symmetry=symmetry, **smoothers)
+            else:
+                ml = pyamg.ruge_stuben_solver(A_csr, interpolation="direct", **smoothers)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        raise PreconditionerError(f"amg-{kind} setup broke down on this matrix ({exc})") from None
+    if not all(np.all(np.isfinite(level.A.data)) for level in ml.levels):
+        raise PreconditionerError(f"amg-{kind} setup broke down on this matrix (non-finite coarse operators)")
     one_cycle = _v_cycle(ml) if cycle == "V" else ml.aspreconditioner(cycle=cycle).matvec
 
     def apply(R: np.ndarray) -> np.ndarray:
@@ -233,13 +270,13 @@ def chebyshev(A, degree: int, rng: np.random.Generator, lanczos_steps: int = 20)
     """
     d = np.real(diagonal(A))
     if np.any(d <= 0):
-        raise UsageError("chebyshev preconditioner needs a positive diagonal (an SPD-like matrix); "
-                         "use --precond ilu or jacobi")
+        raise PreconditionerError("chebyshev preconditioner needs a positive diagonal (an SPD-like matrix); "
+                                  "use --precond ilu or jacobi")
     inv_sqrt = 1.0 / np.sqrt(d)
     n = A.shape[0]
     lo, hi = lanczos_extremes(lambda v: inv_sqrt * (A @ (inv_sqrt * v)), n, A.dtype, lanczos_steps, rng)
-    if hi <= 0:
-        raise UsageError("chebyshev preconditioner: the scaled matrix has no positive spectrum")
+    if not hi > 0:
+        raise PreconditionerError("chebyshev preconditioner: the scaled matrix has no positive spectrum")
     b = 1.1 * hi
     a = min(max(lo, b / 1e4), b / 2)
     theta, delta = (b + a) / 2, (b - a) / 2
@@ -265,16 +302,18 @@ def chebyshev(A, degree: int, rng: np.random.Generator, lanczos_steps: int = 20)
 
 
 def build(A, name: str, *, symmetric_matrix: bool, params: dict[str, Any],
-          rng: np.random.Generator) -> Preconditioner:
+          rng: np.random.Generator, spd: bool = False) -> Preconditioner:
     """Build the preconditioner ``name`` (one of :data:`PRECONDITIONERS`) for square ``A``.
 
     ``params`` may hold ``ilu_drop_tol``, ``ilu_fill_factor``, ``amg_cycle``, ``cheb_degree``
-    (for ``ilu``, the first of the parameters :func:`ilu` tries).
+    (for ``ilu``, the first of the parameters :func:`ilu` tries). ``spd``: the method needs a
+    Hermitian positive definite preconditioner (CG, MINRES), so Jacobi scales by ``|diag(A)|``.
+    Raises :class:`PreconditionerError` when ``A`` does not admit it (see :func:`build_with_fallback`).
     """
     if name == "none":
         return identity()
     if name == "jacobi":
-        return jacobi(A)
+        return jacobi(A, absolute=spd)
     if not sp.issparse(A) and name in ("ilu", "ic", "amg-sa", "amg-rs"):
         A = sp.csr_matrix(A)
     if name == "ilu":
@@ -286,3 +325,35 @@ def build(A, name: str, *, symmetric_matrix: bool, params: dict[str, Any],
     if name == "chebyshev":
         return chebyshev(A, int(params.get("cheb_degree", 4)), rng)
     raise UsageError(f"unknown preconditioner {name!r}; choose one of {', '.join(PRECONDITIONERS)}")
+
+
+def fallback_for(name: str, spd: bool) -> str:
+    """The weaker preconditioner tried when ``name`` cannot be built: ILU for incomplete Cholesky
+    when the method takes a nonsymmetric one (GMRES, BiCGSTAB), else Jacobi (which always builds)."""
+    if name == "ic" and not spd:
+        return "ilu"
+    return "jacobi"
+
+
+def build_with_fallback(A, name: str, *, symmetric_matrix: bool, params: dict[str, Any],
+                        rng: np.random.Generator, spd: bool = False) -> Preconditioner:
+    """:func:`build`, falling back to :func:`fallback_for` when ``A`` does not admit ``name``.
+
+    The preconditioner returned is the one in use (its ``name``); after a fallback its ``info``
+    holds ``requested`` (the name asked for) and ``fallback`` (why, and what is used instead).
+    ILU does not fall back: an ILU that no drop tolerance can factor is returned with ``failure``
+    set and the Krylov kernels end with a negative status (see :func:`ilu`).
+    """
+    try:
+        return build(A, name, symmetric_matrix=symmetric_matrix, params=params, rng=rng, spd=spd)
+    except PreconditionerError as exc:
+        weaker = fallback_for(name, spd)
+        M = build(A, weaker, symmetric_matrix=symmetric_matrix, params=params, rng=rng, spd=spd)
+        reason = str(exc).split("; try")[0].split("; use")[0]
+        M.info = {**M.info, "requested": name,
+                  "fallback": f"{_LONG_NAMES.get(name, name)} broke down ({reason}), so {weaker}"}
+        return M
+
+
+_LONG_NAMES = {"ic": "incomplete Cholesky", "chebyshev": "the Chebyshev preconditioner",
+               "amg-sa": "smoothed-aggregation AMG", "amg-rs": "Ruge-Stuben AMG"}

@@ -115,9 +115,12 @@ class KrylovSolver(Solver):
             return "nothing to set up"
         if not rebuild:
             return "preconditioner reused"
-        self.preconditioner = precond.build(A, self.precond_name, symmetric_matrix=self.symmetric,
-                                            params=self.precond_params, rng=self.rng)
-        return "preconditioner rebuilt"
+        self.preconditioner = precond.build_with_fallback(
+            A, self.info.get("preconditioner_requested", self.precond_name), symmetric_matrix=self.symmetric,
+            params=self.precond_params, rng=self.rng, spd=self.method in SPD_PRECOND_METHODS)
+        self.precond_name = self.preconditioner.name
+        return "preconditioner rebuilt" + (f" ({self.preconditioner.info['fallback']})"
+                                           if "fallback" in self.preconditioner.info else "")
 
 
 @dataclass
@@ -150,6 +153,8 @@ prepare_cholesky = _direct("cholesky")
 prepare_ldl = _direct("ldl")
 
 _PRECOND_KEYS = ("ilu_drop_tol", "ilu_fill_factor", "amg_cycle", "cheb_degree")
+#: Methods whose preconditioner must be Hermitian positive definite.
+SPD_PRECOND_METHODS = ("cg", "minres")
 
 
 def _krylov(name: str, kernel, uses_precond: bool, option_keys: tuple[str, ...] = ()):
@@ -161,12 +166,16 @@ def _krylov(name: str, kernel, uses_precond: bool, option_keys: tuple[str, ...] 
                              "use amg-sa, ilu, ic, chebyshev or jacobi for complex ones")
         rng = rng if rng is not None else np.random.default_rng(0)
         pparams = {k: params[k] for k in _PRECOND_KEYS if k in params}
-        M = precond.build(A, precond_name, symmetric_matrix=symmetric, params=pparams, rng=rng) if uses_precond else None
+        M = precond.build_with_fallback(A, precond_name, symmetric_matrix=symmetric, params=pparams, rng=rng,
+                                        spd=name in SPD_PRECOND_METHODS) if uses_precond else None
         options = {k: params[k] for k in option_keys if k in params}
-        info = {"preconditioner": precond_name if uses_precond else "none"}
+        info = {"preconditioner": M.name if M is not None else "none"}
         if M is not None:
             info["preconditioner_info"] = M.info
-        solver = KrylovSolver(name, info, kernel=kernel, precond_name=precond_name if uses_precond else "none",
+            if "fallback" in M.info:
+                info["preconditioner_requested"] = precond_name
+                info["preconditioner_fallback"] = M.info["fallback"]
+        solver = KrylovSolver(name, info, kernel=kernel, precond_name=M.name if M is not None else "none",
                               preconditioner=M, options=options, precond_params=pparams, symmetric=symmetric,
                               rng=rng)
         return solver
@@ -195,6 +204,9 @@ def _sor(symmetric_sweep: bool):
                 if symmetric else 1.0
             how = "Young's formula from a Lanczos estimate of the Jacobi spectral radius" if symmetric \
                 else "Gauss-Seidel (omega = 1) since the matrix is not symmetric"
+            if symmetric and omega == 1.0:
+                how = ("Gauss-Seidel (omega = 1): the diagonal is not positive or the Jacobi spectral radius "
+                       "estimate is >= 1, where Young's formula does not apply")
         name = "ssor" if symmetric_sweep else "sor"
         return SORSolver(name, {"omega": omega, "omega_source": how}, omega=omega, symmetric_sweep=symmetric_sweep)
 

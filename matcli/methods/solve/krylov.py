@@ -24,10 +24,11 @@ Shared contract (after :func:`matcli.methods.solve.system.as_block`):
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.solve.precond import Preconditioner, identity
-from matcli.methods.solve.system import as_block, col_dots, col_norms, finish
+from matcli.methods.solve.system import as_block, col_dots, col_norms, finish, normal_residual
 
 #: Memory budget for the blocks CG keeps per solve (columns beyond it are solved in chunks).
 BLOCK_MEMORY_BYTES = 2 * 2**30
@@ -815,11 +816,25 @@ def _lsmr1(A, b, x, atol, btol, maxiter, callback):
     return x, Status.DIVERGED_MAX_IT, maxiter
 
 
-def _least_squares(kernel, name, A, B, x0, rtol, atol, maxiter, callback) -> Result:
+def damped_system(A, B: np.ndarray, damp: float):
+    """``([A; damp I], [B; 0])``: min ||b - A x||^2 + damp^2 ||x||^2 is the least-squares problem of
+    this stacked system, so LSQR/LSMR run on it give the damped (ridge) solution."""
+    n = A.shape[1]
+    if sp.issparse(A):
+        stacked = sp.vstack([A, damp * sp.identity(n, dtype=A.dtype, format="csr")], format="csr")
+    else:
+        stacked = np.vstack([np.asarray(A), damp * np.eye(n, dtype=A.dtype)])
+    return stacked, np.vstack([B, np.zeros((n, B.shape[1]), dtype=B.dtype)])
+
+
+def _least_squares(kernel, name, A, B, x0, rtol, atol, maxiter, callback, damp: float = 0.0) -> Result:
     Bb, X, was_vector = as_block(A, B, x0)
     m, n = A.shape
     maxiter = int(maxiter) if maxiter is not None else max(4 * min(m, n), 100)
     atol = rtol if atol is None else atol
+    if damp < 0 or not np.isfinite(damp):
+        raise ValueError(f"damp must be a finite number >= 0, got {damp}")
+    op, rhs = damped_system(A, Bb, damp) if damp > 0 else (A, Bb)
     statuses, col_its = [], np.zeros(X.shape[1], dtype=np.int64)
     for j in range(X.shape[1]):
         if not Bb[:, j].any():  # x = 0 is the exact (and minimum-norm) solution, whatever the initial guess
@@ -827,32 +842,45 @@ def _least_squares(kernel, name, A, B, x0, rtol, atol, maxiter, callback) -> Res
             statuses.append(Status.CONVERGED_ZERO_RHS)
             continue
         offset = int(col_its[:j].max(initial=0))
-        X[:, j], status, col_its[j] = kernel(A, Bb[:, j], X[:, j].copy(), atol, rtol, maxiter,
+        X[:, j], status, col_its[j] = kernel(op, rhs[:, j], X[:, j].copy(), atol, rtol, maxiter,
                                              _first_initial(callback, offset, first=j == 0))
         statuses.append(status)
     overall = combine_status(statuses)
     failed = sum(not s.converged for s in statuses)
     message = status_message(overall, X.shape[1], failed)
+    info = {"atol": atol, "btol": rtol}
     if overall == Status.CONVERGED_ATOL:
         message = (f"least-squares solution: ||A^H r|| <= {atol:g} ||A|| ||r|| (the system is inconsistent "
                    "or singular; from a zero start this is the minimum-norm solution)")
-    return finish(A, X, Bb, was_vector, overall, int(col_its.max(initial=0)), message,
-                  {"atol": atol, "btol": rtol}, col_its)
+    if damp > 0:
+        info["damp"] = damp
+        if overall == Status.CONVERGED_ATOL:
+            message = (f"damped least-squares solution of min ||b - A x||^2 + {damp:g}^2 ||x||^2 (the normal "
+                       f"residual is that of [A; {damp:g} I] x = [b; 0])")
+    result = finish(A, X, Bb, was_vector, overall, int(col_its.max(initial=0)), message, info, col_its)
+    if damp > 0:
+        # the answer is the least-squares solution of the stacked system, so its optimality test is
+        # ||[A; damp I]^H [b - A x; -damp x]|| = ||A^H r - damp^2 x||, not ||A^H r||
+        R = rhs - op @ X
+        result.metrics["normal_residual"] = normal_residual(op, X, rhs, R, col_norms(rhs))
+    return result
 
 
 def lsqr(A, B, *, x0=None, rtol: float = 1e-8, atol: float | None = None, maxiter: int | None = None,
-         callback: Callback = no_callback) -> Result:
+         damp: float = 0.0, callback: Callback = no_callback) -> Result:
     """LSQR: least-squares / minimum-norm solution of any (m, n) ``A``; ``B`` (m,) or (m, k).
 
     Status ``CONVERGED_RTOL`` when ``||r|| <= rtol ||b||`` (compatible system),
     ``CONVERGED_ATOL`` when ``||A^H r|| <= atol ||A|| ||r||`` (least-squares solution). From a zero
-    start the iterates stay in range(A^H), so the limit is the minimum-norm solution.
+    start the iterates stay in range(A^H), so the limit is the minimum-norm solution. With
+    ``damp > 0`` the problem is min ||b - A x||^2 + damp^2 ||x||^2 (solved as the stacked system of
+    :func:`damped_system`; ``normal_residual`` is that system's).
     """
-    return _least_squares(_lsqr1, "lsqr", A, B, x0, rtol, atol, maxiter, callback)
+    return _least_squares(_lsqr1, "lsqr", A, B, x0, rtol, atol, maxiter, callback, damp)
 
 
 def lsmr(A, B, *, x0=None, rtol: float = 1e-8, atol: float | None = None, maxiter: int | None = None,
-         callback: Callback = no_callback) -> Result:
-    """LSMR: like :func:`lsqr` (same stopping rules and guarantees) but ``||A^H r||`` decreases
-    monotonically, so it is safer to stop early on inconsistent systems."""
-    return _least_squares(_lsmr1, "lsmr", A, B, x0, rtol, atol, maxiter, callback)
+         damp: float = 0.0, callback: Callback = no_callback) -> Result:
+    """LSMR: like :func:`lsqr` (same stopping rules, damping and guarantees) but ``||A^H r||``
+    decreases monotonically, so it is safer to stop early on inconsistent systems."""
+    return _least_squares(_lsmr1, "lsmr", A, B, x0, rtol, atol, maxiter, callback, damp)

@@ -188,8 +188,8 @@ prepare_cg = _krylov("cg", krylov.cg, True)
 prepare_minres = _krylov("minres", krylov.minres, True)
 prepare_gmres = _krylov("gmres", krylov.gmres, True, ("restart",))
 prepare_bicgstab = _krylov("bicgstab", krylov.bicgstab, True)
-prepare_lsqr = _krylov("lsqr", krylov.lsqr, False, ("atol",))
-prepare_lsmr = _krylov("lsmr", krylov.lsmr, False, ("atol",))
+prepare_lsqr = _krylov("lsqr", krylov.lsqr, False, ("atol", "damp"))
+prepare_lsmr = _krylov("lsmr", krylov.lsmr, False, ("atol", "damp"))
 
 
 def _sor(symmetric_sweep: bool):

@@ -20,6 +20,8 @@ PRECOND_PARAMS = (
 REFINE = ParamSpec("refine", "int", 0, "steps of iterative refinement after the triangular solves", low=0, high=10)
 ATOL = ParamSpec("atol", "float", 1e-8,
                  "least-squares stop: ||A^H r|| <= atol ||A|| ||r||", low=0.0, high=1.0)
+DAMP = ParamSpec("damp", "float", 0.0,
+                 "damping: minimise ||b - A x||^2 + damp^2 ||x||^2 (0 = plain least squares)", low=0.0)
 OMEGA = ParamSpec("omega", "float", 0.0,
                   "relaxation factor in (0, 2); 0 = estimate (Young's formula, or learned online in --batch)",
                   low=0.0, high=1.999)
@@ -53,10 +55,10 @@ SPECS: list[MethodSpec] = [
                params=PRECOND_PARAMS, constraints=("square",)),
     MethodSpec("solve", "lsqr", f"{_SOLVERS}:prepare_lsqr",
                "LSQR least squares / minimum-norm solution, any shape or rank",
-               params=(ATOL,)),
+               params=(ATOL, DAMP)),
     MethodSpec("solve", "lsmr", f"{_SOLVERS}:prepare_lsmr",
                "LSMR least squares / minimum-norm solution (monotone ||A^H r||), any shape or rank",
-               params=(ATOL,)),
+               params=(ATOL, DAMP)),
     MethodSpec("solve", "sor", f"{_SOLVERS}:prepare_sor",
                "successive over-relaxation sweeps; omega estimated, or learned online across a --batch",
                params=(OMEGA,), constraints=("square", "zero-free diagonal")),

@@ -392,3 +392,26 @@ def test_auto_singular_small_system_gets_the_lapack_minimum_norm_solution(cli, t
         assert result.exit_code == 0, result.stderr
         assert report["method"] == "lstsq" and report["status"]["reason"] == reason
         np.testing.assert_allclose(x, np.linalg.pinv(A) @ np.array(b), rtol=10 * EPS, atol=10 * EPS)
+
+
+def test_refinement_callback_starts_at_zero_and_reports_the_kept_iterate():
+    A, _ = badly_scaled(20)
+    b = A @ x_true_for(A)
+    calls = []
+    result = direct.solve_factored(A, direct.factorize(A, "lu"), b,
+                                   callback=lambda it, **values: calls.append((it, values)))
+    assert [it for it, _ in calls] == list(range(len(calls))) and len(calls) >= 1
+    # the last line printed is the residual of the x returned
+    assert calls[-1][1]["residual"] == pytest.approx(result.metrics["relative_residual"], rel=1e-6, abs=1e-300)
+
+
+def test_fallback_iteration_bound_is_proportional_to_the_direct_work():
+    from matcli.methods.solve import auto
+
+    A = sp.random(1000, 1000, density=0.005, random_state=1, format="csr")
+    per_iteration = 4.0 * A.nnz + 12.0 * 2000
+    cap, why = auto.fallback_maxiter(A, 1e9, None)
+    assert cap == int(np.ceil(auto.FALLBACK_WORK_FACTOR * 1e9 / per_iteration)) and "flops" in why
+    assert auto.fallback_maxiter(A, 0.0, None)[0] == auto.FALLBACK_MIN_ITERATIONS
+    capped, why = auto.fallback_maxiter(A, 1e9, 50)
+    assert capped == 50 and "--maxiter 50" in why

@@ -48,6 +48,8 @@ class Solver(abc.ABC):
         """
         A = as_matrix(A)
         B = np.asarray(B)
+        if x0 is not None and np.iscomplexobj(x0) and not np.iscomplexobj(B):
+            B = B.astype(np.complex128)  # a complex start makes the iterates complex: keep its imaginary part
         if not np.iscomplexobj(B) or np.iscomplexobj(A):
             return self._solve(A, B, x0=x0, rtol=rtol, maxiter=maxiter, callback=callback)
         B2, X0, was_vector = as_block(A, B, x0)

@@ -208,6 +208,7 @@ def _cg(A, B, M, x0, rtol, maxiter, callback, log: LanczosLog | None = None) -> 
     replacements = np.zeros(k, dtype=np.int64)
     best_X = X.copy()
     best_r = col_norms(R)
+    start_r = best_r.copy()
     for j in np.flatnonzero(bnorm == 0):
         if best_r[j] == 0:
             status[j] = Status.CONVERGED_ZERO_RHS
@@ -278,6 +279,13 @@ def _cg(A, B, M, x0, rtol, maxiter, callback, log: LanczosLog | None = None) -> 
         rz = rz_new
         Pa = Za + beta * Pa
     status[active] = Status.DIVERGED_MAX_IT
+    failed_cols = np.flatnonzero([not Status(int(s)).converged for s in status])
+    if failed_cols.size:
+        # "best" was judged by the recursive residual, which on a singular or indefinite A can fall
+        # while the true one grows: a failed column never hands back more than it was given
+        true_r = col_norms(Bb[:, failed_cols] - A @ best_X[:, failed_cols])
+        worse = failed_cols[~(true_r <= start_r[failed_cols])]
+        best_X[:, worse] = X[:, worse]
     statuses = [Status(int(s)) for s in status]
     overall = combine_status(statuses)
     failed = sum(not s.converged for s in statuses)

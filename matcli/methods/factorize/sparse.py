@@ -7,6 +7,7 @@ permutations as 0-based index vectors.
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigs, eigsh
 
@@ -72,7 +73,9 @@ def cholesky_sparse(A, *, ordering: str = "MMD_AT_PLUS_A", rng: np.random.Genera
     SuperLU runs in symmetric mode (symmetric ordering of ``A + A^H``, diagonal pivots only, no
     threshold pivoting), which for a Hermitian matrix gives ``U = D L^H`` with ``D = diag(U)``.
     The matrix is positive definite exactly when every pivot of ``D`` is real and positive, and
-    then ``L diag(sqrt(D))`` is the Cholesky factor.
+    then ``L diag(sqrt(D))`` is the Cholesky factor. When that factor misses LAPACK's backward-error
+    ratio ``||A - L L^H||_1 / (n ||A||_1 eps) <= 30`` (xPOT01) and ``n <=`` :data:`DENSE_REFACTOR_ORDER`,
+    the permuted matrix is refactored by dense potrf (``info["refactored"]``).
 
     Returns
     -------
@@ -92,18 +95,53 @@ def cholesky_sparse(A, *, ordering: str = "MMD_AT_PLUS_A", rng: np.random.Genera
     if not np.array_equal(factor.perm_r, factor.perm_c):
         return Result(status=Status.DIVERGED_NOT_SPD, message=f"{not_spd} (a diagonal pivot was rejected)")
     d = factor.U.diagonal()
-    if np.any(np.abs(np.imag(d)) > 0) or not np.all(np.real(d) > 0):
+    n = M.shape[0]
+    # a Hermitian matrix's pivots are real in exact arithmetic; rounding leaves imaginary parts of
+    # at most ~n eps |a_jj| (the eliminated terms are bounded by a_jj for a definite matrix)
+    diag = np.abs(M.diagonal())[factor.perm_c.argsort()] if np.iscomplexobj(d) else None
+    complex_pivots = 0 if diag is None else int(np.sum(np.abs(d.imag) > 10 * n * np.finfo(np.float64).eps * diag))
+    if complex_pivots or not np.all(np.real(d) > 0):
         negative = int(np.sum(np.real(d) <= 0))
-        return Result(status=Status.DIVERGED_NOT_SPD, message=f"{not_spd} ({negative} non-positive pivots)")
+        return Result(status=Status.DIVERGED_NOT_SPD,
+                      message=f"{not_spd} ({negative} non-positive pivots, {complex_pivots} not real)")
     L = (factor.L @ sp.diags(np.sqrt(np.real(d)))).tocsc()
     P = np.argsort(factor.perm_c)
-    csr = sp.csr_matrix(M)
-    metrics, how = _residual_metrics(csr[P][:, P] - L @ L.conj().T, csr)
+    permuted = sp.csr_matrix(M)[P][:, P]
+    diff = permuted - L @ L.conj().T
+    info = {"ordering": ordering}
+    message = f"sparse Cholesky (SuperLU symmetric mode, {ordering} ordering)"
+    if _ratio_1norm(diff, permuted) > POTRF_RATIO and n <= DENSE_REFACTOR_ORDER:
+        # SuperLU forms L and U = D L^H by different operation orders; with tiny pivots their mismatch
+        # can exceed LAPACK's xPOT01 bound (plat362: ||A - L L^T||_1 = 98 n eps ||A||_1). potrf on
+        # the same permuted matrix is backward stable and keeps the symbolic fill: the entries outside
+        # it are sums of exact zero products.
+        dense_L = sla.cholesky(permuted.toarray(), lower=True, check_finite=False)
+        L = sp.csc_matrix(dense_L)
+        diff = permuted - L @ L.conj().T
+        info["refactored"] = (f"SuperLU's L D L^H missed LAPACK's xPOT01 ratio {POTRF_RATIO:g}; refactored by "
+                              "dense potrf on the same ordering")
+        message += "; refactored by dense potrf on that ordering (SuperLU's factor was not backward stable)"
+    metrics, how = _residual_metrics(diff, permuted)
     metrics.update(fill_ratio=float(L.nnz / max(sp.tril(M).nnz, 1)),
                    pivot_ratio=float(np.real(d).min() / np.real(d).max()))
     return Result(status=Status.CONVERGED_DIRECT, outputs={"L": L, "P": P.astype(np.int64)}, metrics=metrics,
-                  info={"ordering": ordering, **how},
-                  message=f"sparse Cholesky (SuperLU symmetric mode, {ordering} ordering)")
+                  info={**info, **how}, message=message)
+
+
+#: LAPACK TESTING's bound on ``||A - L L^H||_1 / (n ||A||_1 eps)`` (xPOT01, threshold of dtest.in).
+POTRF_RATIO = 30.0
+#: Largest order refactored densely when SuperLU's Cholesky factor misses :data:`POTRF_RATIO`
+#: (a dense 3000 x 3000 array is 72 MB).
+DENSE_REFACTOR_ORDER = 3000
+
+
+def _ratio_1norm(diff, A) -> float:
+    """``||diff||_1 / (n ||A||_1 eps)`` for sparse ``diff`` and ``A`` (n x n); inf when ``A = 0 != diff``."""
+    norm_A = float(abs(A).sum(axis=0).max()) if A.nnz else 0.0
+    err = float(abs(diff).sum(axis=0).max()) if diff.nnz else 0.0
+    if norm_A == 0.0:
+        return 0.0 if err == 0.0 else float("inf")
+    return err / (A.shape[0] * norm_A * np.finfo(np.float64).eps)
 
 
 def eig_arpack_max_rank(n: int, *, hermitian: bool, complex_values: bool) -> int:

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, svds
 
 from matcli.core.result import Callback, Result, Status, no_callback
-from matcli.methods.factorize.metrics import adjoint_matmul, frobenius_norm, svd_metrics
+from matcli.methods.factorize.metrics import adjoint_matmul, column_norms, frobenius_norm, safe_norm, svd_metrics
 from matcli.methods.factorize.signs import canonical_phases
 
 
@@ -165,8 +165,8 @@ def certified_prefix(A, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, bound: flo
     if k == 0 or not s[0] > 0:
         return 0
     V = Vt.conj().T
-    right = np.linalg.norm(A @ V - U * s, axis=0)
-    left = np.linalg.norm(adjoint_matmul(A, U) - V * s, axis=0)
+    right = column_norms(A @ V - U * s)
+    left = column_norms(adjoint_matmul(A, U) - V * s)
     gram_u = np.abs(U.conj().T @ U - np.eye(k))
     gram_v = np.abs(Vt @ V - np.eye(k))
     for i in range(k):
@@ -234,19 +234,21 @@ def dense_svd(A, *, rank: int | None = None, tol: float | None = None,
     """
     dense = A.toarray() if sp.issparse(A) else np.asarray(A)
     U, s, Vt = sla.svd(dense, full_matrices=False, lapack_driver="gesdd", check_finite=False)
-    norm_A = float(np.sqrt(np.sum(s**2)))
+    norm_A = safe_norm(s)
     if rank is not None:
         r = min(rank, s.size)
     elif tol is not None:
-        tail = np.sqrt(np.maximum(norm_A**2 - np.cumsum(s**2), 0.0))
-        meets = np.flatnonzero(tail <= tol * norm_A)
+        # relative tails ||A - A_r||_F / ||A||_F, in units of ||A||_F (no over/underflow)
+        unit = s / norm_A if norm_A else s
+        tail = np.sqrt(np.maximum(1.0 - np.cumsum(unit**2), 0.0)) if norm_A else np.zeros_like(s)
+        meets = np.flatnonzero(tail <= tol)
         r = int(meets[0]) + 1 if meets.size else s.size
     else:
         r = s.size
     U, Vt = canonical_phases(U[:, :r], Vt[:r])
     s_r = s[:r]
     metrics, how = svd_metrics(dense, U, s_r, Vt, rng, frobenius_norm(dense))
-    metrics["optimal_error"] = float(np.sqrt(np.sum(s[r:] ** 2)) / norm_A) if norm_A else 0.0
+    metrics["optimal_error"] = safe_norm(s[r:]) / norm_A if norm_A else 0.0
     return Result(status=Status.CONVERGED_DIRECT, outputs={"U": U, "s": s_r, "Vt": Vt}, metrics=metrics,
                   info={**how, "rank": int(r), "full_rank_singular_values": int(s.size)},
                   message=f"dense SVD (gesdd), kept {r} of {s.size} singular triplets")

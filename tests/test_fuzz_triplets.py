@@ -35,7 +35,7 @@ def read_bytes(content: bytes, suffix: str = ".tsv"):
 
 
 @SETTINGS
-@given(rows=rows, separator=st.sampled_from(["\t", ",", " ", "  "]), timestamps=st.booleans(),
+@given(rows=rows, separator=st.sampled_from(["\t", ",", " ", "  ", "::"]), timestamps=st.booleans(),
        header=st.booleans(), crlf=st.booleans(), bom=st.booleans(), blank_every=st.integers(0, 5))
 def test_valid_tables_read_back_exactly(rows, separator, timestamps, header, crlf, bom, blank_every):
     end = "\r\n" if crlf else "\n"
@@ -78,8 +78,8 @@ def test_mutated_files_read_or_fail_cleanly(rows, data):
 
 @SETTINGS
 @given(chunk=st.lists(st.sampled_from(["1", "0", "9", "+", "-", ".", "e", "E", " ", "\t", ",", "\r\n", "\n", "12",
-                                       "\t3\t", "\t.5e-3"]), min_size=1, max_size=40).map("".join),
-       separator=st.sampled_from([b"\t", b",", None]), columns=st.integers(2, 4))
+                                       "\t3\t", "\t.5e-3", ":", "::", "::4::"]), min_size=1, max_size=40).map("".join),
+       separator=st.sampled_from([b"\t", b",", b"::", None]), columns=st.integers(2, 4))
 def test_fast_path_accepts_only_what_the_grammar_accepts(chunk, separator, columns):
     data = (chunk + "\n").encode()
     layout = triplets.Layout(separator, columns, 1)

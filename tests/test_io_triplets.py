@@ -161,3 +161,18 @@ def test_bad_triplets(tmp_path, text, defect):
     with pytest.raises(InputError, match=defect) as err:
         read_observed(str(path))
     assert str(err.value).startswith(str(path))
+
+
+def test_movielens_double_colon_files_read_like_tab_files(tmp_path):
+    """ml-1m / ml-10m ``ratings.dat``: ``user::item::rating::timestamp``; the same entries as the
+    tab-separated ml-100k layout; a single ':' is a malformed line."""
+    rows = ["1::1193::5::978300760", "1::661::3::978302109", "6040::1097::4::956715648", "2::3::4.5::1"]
+    (tmp_path / "ratings.dat").write_text("\n".join(rows) + "\n")
+    (tmp_path / "ratings.tsv").write_text("\n".join(r.replace("::", "\t") for r in rows) + "\n")
+    colon = read_triplets(str(tmp_path / "ratings.dat"))
+    tab = read_triplets(str(tmp_path / "ratings.tsv"))
+    for a, b in zip(colon, tab):
+        np.testing.assert_array_equal(a, b)
+    (tmp_path / "bad.dat").write_text("1::2::3\n4:5::6\n")
+    with pytest.raises(InputError, match="line 2"):
+        read_triplets(str(tmp_path / "bad.dat"))

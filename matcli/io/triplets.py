@@ -3,8 +3,9 @@
 What a ratings file may hold; anything else is an :class:`InputError` naming the file and the
 1-based line:
 
-- Separator: comma for ``.csv`` files or when the first data line holds a comma, else tab when it
-  holds a tab, else runs of blanks. Blanks around fields are ignored.
+- Separator: ``::`` when the first data line holds it (MovieLens ml-1m / ml-10m ``ratings.dat``), comma
+  for ``.csv`` files or when the first data line holds a comma, else tab when it holds a tab, else
+  runs of blanks. Blanks around fields are ignored.
 - Columns: user id, item id, value, and an optional integer timestamp (checked, then dropped).
   Every data line has as many columns as the first one. Pair files (``--predict``) may stop after
   the two ids.
@@ -52,13 +53,15 @@ _NUMBER_START = b"0123456789+-."
 #: Bytes a chunk may hold for the fast reader (numpy.loadtxt) per separator; a chunk with any
 #: other byte (comments, a header, NUL, non-ASCII, lone CR) goes through the line-by-line reader.
 _FAST_BYTES = {sep: b"0123456789+-.eE \t\n\r" + (sep or b"") for sep in (b",", b"\t", None)}
+# '::' files are parsed with '::' turned into tabs, so a tab of their own must not reach loadtxt
+_FAST_BYTES[b"::"] = b"0123456789+-.eE \n\r:"
 _DTYPES = {2: [("u", "u8"), ("i", "u8")], 3: [("u", "u8"), ("i", "u8"), ("v", "f8")],
            4: [("u", "u8"), ("i", "u8"), ("v", "f8"), ("t", "i8")]}
 
 
 @dataclass(frozen=True)
 class Layout:
-    """How the data lines of one file are written: ``separator`` (b',', b'\\t' or None for runs
+    """How the data lines of one file are written: ``separator`` (b',', b'\\t', b'::' or None for runs
     of blanks) and the number of ``columns`` (2 to 4), as in the first data ``line``."""
 
     separator: bytes | None
@@ -190,7 +193,9 @@ def _detect(path: str, chunk: bytes, first_line: int, min_columns: int) -> Layou
             continue
         _check_bytes(path, number, line)
         text = line.strip(b" \t\r")
-        if path.lower().endswith(".csv") or (b"," in text and b"\t" not in text):
+        if b"::" in text:  # MovieLens ml-1m / ml-10m: user::item::rating::timestamp
+            separator = b"::"
+        elif path.lower().endswith(".csv") or (b"," in text and b"\t" not in text):
             separator = b","
         else:
             separator = b"\t" if b"\t" in text else None
@@ -214,9 +219,13 @@ def _fast(path: str, chunk: bytes, layout: Layout) -> tuple | None:
     if (chunk.translate(None, _FAST_BYTES[layout.separator]) or not chunk.strip()
             or (b"\r" in chunk and chunk.count(b"\r") != chunk.count(b"\r\n"))):
         return None
+    separator = layout.separator
+    if separator == b"::":
+        # loadtxt takes one-character delimiters; a ':' left after this fails it (strict reader then)
+        chunk, separator = chunk.replace(b"::", b"\t"), b"\t"
     try:
         rows = np.loadtxt(io.StringIO(chunk.decode("ascii")), dtype=_DTYPES[layout.columns],
-                          delimiter=None if layout.separator is None else layout.separator.decode(),
+                          delimiter=None if separator is None else separator.decode(),
                           comments=None, ndmin=1)
     except ValueError:
         return None

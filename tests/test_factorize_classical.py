@@ -137,3 +137,74 @@ def test_arpack_eig_symmetric_and_general(shared_data):
     ref = ref[np.argsort(-np.abs(ref))][:3]
     np.testing.assert_allclose(np.abs(res.outputs["w"]), np.abs(ref), rtol=1e-8)
     assert res.metrics["residual"] <= 1e-10
+
+
+# ------------------------------------------------------------------------------ #17: certificates
+def test_factorizations_report_factorization_residual():
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((30, 30))
+    S = spd(30, 1e3, rng)
+    for result, product in ((dense.qr(A), None), (dense.lu(A), None), (dense.cholesky(S), None), (dense.ldl(S), None),
+                            (sparse.lu_sparse(sp.csc_matrix(A)), None), (sparse.cholesky_sparse(sp.csc_matrix(S)), None)):
+        assert 0 <= result.metrics["factorization_residual"] <= 60 * 30 * EPS
+        assert result.metrics["factorization_residual"] == result.metrics["reconstruction_error"]
+
+
+def test_factorization_residual_of_a_zero_matrix_is_absolute():
+    result = dense.qr(np.zeros((4, 3)))
+    assert result.metrics["factorization_residual"] == 0.0
+    assert result.info["reconstruction_error_method"] == "exact, absolute (A = 0)"
+
+
+def test_eigen_residual_relative_to_the_largest_eigenvalue():
+    rng = np.random.default_rng(4)
+    A = spd(40, 1e6, rng) * 1e-8
+    for result in (dense.eig(A, hermitian=True), dense.eig(A, hermitian=False),
+                   sparse.eig_arpack(sp.csr_matrix(A), rank=4, hermitian=True, rng=rng)):
+        assert result.metrics["max_eigen_residual"] < 100 * 40 * EPS
+    # the definition on pairs with known residuals |delta_i|: max |delta| / max |w|, scale-free
+    from matcli.methods.factorize.metrics import eigen_metrics
+
+    d = np.array([4.0, -2.0, 1.0]) * 1e-8
+    delta = np.array([1e-12, -3e-12, 2e-12])
+    metrics, info = eigen_metrics(np.diag(d), d + delta, np.eye(3), hermitian=True)
+    assert metrics["max_eigen_residual"] == pytest.approx(3e-12 / np.max(np.abs(d + delta)), rel=1e-12)
+    assert metrics["orthogonality_loss"] == 0.0 and info["eigen_residual_scale"] == "largest computed value"
+
+
+def test_hermitian_eigenvectors_are_orthonormal_to_lapack_accuracy():
+    # scipy's default MRRR driver (syevr) reached ||I - V V^T||_1 = 88 n eps (LAPACK's sep threshold:
+    # 60) on this 10x10 matrix with condition 1/sqrt(eps); divide and conquer stays near 2
+    rng = np.random.default_rng([10, 1, 0])
+    Q, _ = np.linalg.qr(rng.standard_normal((10, 10)))
+    w = np.sqrt(0.1 / EPS) ** (-np.arange(10) / 9) * np.where(np.arange(10) % 2, -1.0, 1.0)
+    A = (Q * w) @ Q.T
+    A = (A + A.T) / 2
+    V = dense.eig(A, hermitian=True).outputs["V"]
+    assert np.linalg.norm(np.eye(10) - V @ V.T, 1) / (10 * EPS / 2) < 60
+
+
+def test_sparse_cholesky_is_backward_stable_on_plat362():
+    # SuperLU's L D L^T of plat362 (pivots down to 6e-9 of the largest) gave ||A - L L^T||_1 =
+    # 98.6 n eps ||A||_1 > LAPACK's 30: refactored densely on the same ordering, same fill
+    A = sp.csr_matrix(read("matrices/plat362.mtx"))
+    result = sparse.cholesky_sparse(A)
+    assert result.status == Status.CONVERGED_DIRECT and "refactored" in result.info
+    L, P = result.outputs["L"], result.outputs["P"]
+    n = A.shape[0]
+    ratio = abs(A[P][:, P] - L @ L.T).sum(axis=0).max() / (n * abs(A).sum(axis=0).max() * EPS / 2)
+    assert ratio < 30
+    assert sp.tril(L).nnz == L.nnz
+
+
+def test_sparse_cholesky_of_a_complex_hermitian_matrix():
+    # every complex HPD matrix was refused: SuperLU's pivots carry rounding-size imaginary parts
+    rng = np.random.default_rng(5)
+    G = rng.standard_normal((20, 20)) + 1j * rng.standard_normal((20, 20))
+    A = G @ G.conj().T + 20 * np.eye(20)
+    result = sparse.cholesky_sparse(sp.csc_matrix(A))
+    assert result.status == Status.CONVERGED_DIRECT, result.message
+    L, P = result.outputs["L"], result.outputs["P"]
+    np.testing.assert_allclose((L @ L.conj().T).toarray(), A[P][:, P], atol=1e-12 * np.abs(A).max())
+    indefinite = A - 200 * np.eye(20)
+    assert sparse.cholesky_sparse(sp.csc_matrix(indefinite)).status == Status.DIVERGED_NOT_SPD

@@ -170,3 +170,21 @@ def test_zero_matrix_error_is_the_absolute_residual_not_inf():
     assert error == 0.0 and "A = 0" in how
     error, _ = low_rank_error(np.zeros((2, 2)), W, np.eye(2), np.random.default_rng(0))
     assert error == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------ #17: rank > min(m, n)
+@pytest.mark.parametrize("kernel", [nmf_hals, nmf_mu, nmf_robust])
+def test_rank_above_the_smaller_dimension_starts_from_random_factors(kernel):
+    # nndsvd has only min(m, n) singular triplets: it returned W with 5 columns for rank 7
+    A = np.abs(np.random.default_rng(0).standard_normal((6, 5)))
+    result = kernel(A, rank=7, rng=np.random.default_rng(0))
+    assert result.outputs["W"].shape == (6, 7) and result.outputs["H"].shape == (7, 5)
+    assert result.info["init"] == "random"
+    with pytest.raises(ValueError, match="min"):
+        kernel(A, rank=7, init="nndsvd", rng=np.random.default_rng(0))
+
+
+def test_robust_weighted_error_of_a_zero_matrix_is_absolute():
+    # was 5.7e122 (a tiny product divided by the floor of ||A||)
+    result = nmf_robust(np.zeros((6, 5)), rank=2, rng=np.random.default_rng(0))
+    assert result.metrics["weighted_error"] <= 1e-12

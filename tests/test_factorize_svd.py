@@ -267,3 +267,79 @@ def test_block_krylov_small_singular_values_keep_relative_accuracy():
     A, _, _ = known_spectrum(200, 150, s0, rng)
     result = block_krylov_svd(A, rank=10, oversample=10, power_iters=3, rng=rng)
     np.testing.assert_allclose(result.outputs["s"], s0[:10], rtol=1e-9)
+
+
+# ------------------------------------------------------------------------------ #17: honest triplets
+@pytest.mark.parametrize("solver", ["propack", "arpack"])
+@pytest.mark.parametrize("rank", [2, 3, 4])
+def test_svds_rank_deficient_triplets_are_certified_and_completed(solver, rank):
+    # PROPACK on the 6x5 ones matrix returned s = [5.477, 1.039, 0] with orthogonality loss 1.41 and
+    # said converged (rank 3), and did not converge at all for rank 4
+    A = np.ones((6, 5))
+    result = lanczos_svd(A, rank=rank, solver=solver, rng=np.random.default_rng(0))
+    assert result.status == Status.CONVERGED_RTOL
+    U, s, Vt = result.outputs["U"], result.outputs["s"], result.outputs["Vt"]
+    np.testing.assert_allclose(s, [np.sqrt(30)] + [0] * (rank - 1), atol=1e-14 * np.sqrt(30))
+    assert result.metrics["orthogonality_loss"] < 1e-14 and result.metrics["max_triplet_residual"] < 1e-14
+    np.testing.assert_allclose((U * s) @ Vt, A, atol=1e-13)
+
+
+def test_svds_completion_that_misses_the_range_is_a_negative_status(monkeypatch):
+    # when the kept triplets do not span A's range, the random completion is not a set of singular
+    # triplets: the kernel must say so instead of returning it as converged
+    import matcli.methods.factorize.tsvd as tsvd
+
+    A = np.diag([5.0, 3.0, 2.0, 1.0, 0.5])
+    monkeypatch.setattr(tsvd, "certified_prefix", lambda *args: 1)
+    result = tsvd.lanczos_svd(A, rank=3, solver="arpack", rng=np.random.default_rng(0))
+    assert result.status == Status.DIVERGED_BREAKDOWN
+    assert result.info["certified_by_solver"] == 1 and result.info["completed"] == 2
+    assert result.metrics["max_triplet_residual"] > np.sqrt(EPS)
+
+
+@pytest.mark.parametrize("A", [np.ones((12, 11)), np.zeros((12, 11)), np.outer(np.arange(1, 13), np.arange(1, 12))])
+@pytest.mark.parametrize("rank", [3, 10])
+def test_block_krylov_returns_every_requested_triplet(A, rank):
+    # the blocks deflate to A's rank (1 or 0 here): it returned 1 triplet for rank 3 on the ones matrix
+    # and 0 for rank 10 on a zero matrix
+    result = block_krylov_svd(A, rank=rank, rng=np.random.default_rng(0))
+    U, s, Vt = result.outputs["U"], result.outputs["s"], result.outputs["Vt"]
+    assert s.shape == (rank,) and U.shape == (12, rank) and Vt.shape == (rank, 11)
+    assert result.metrics["orthogonality_loss"] < 1e-13 and result.metrics["max_triplet_residual"] < 1e-13
+    np.testing.assert_allclose(s, np.linalg.svd(A, compute_uv=False)[:rank], atol=1e-13 * max(s[0], 1))
+    assert result.info["zero_triplets_completed"] == rank - np.linalg.matrix_rank(A)
+
+
+def test_triplet_residual_is_reported_for_a_zero_matrix():
+    # the metric was missing when s_1 = 0, so a certificate could not be evaluated
+    for kernel in (randomized_svd, block_krylov_svd):
+        result = kernel(np.zeros((8, 6)), rank=2, rng=np.random.default_rng(0))
+        assert result.metrics["max_triplet_residual"] == 0.0
+        assert result.info["triplet_residual_scale"] == "absolute (A = 0)"
+
+
+def test_metrics_do_not_overflow_near_the_range_limits():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((20, 10))
+    for scale in (1e-290, 1e290):
+        result = dense_svd(A * scale, rank=3, rng=rng)
+        assert np.isfinite(result.metrics["reconstruction_error"]) and result.metrics["max_triplet_residual"] < 1e-14
+        reference = dense_svd(A, rank=3, rng=rng)
+        assert result.metrics["reconstruction_error"] == pytest.approx(reference.metrics["reconstruction_error"],
+                                                                      rel=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["randomized", "block-krylov", "lanczos", "arpack", "propack", "dense"])
+def test_signs_do_not_depend_on_the_seed(kernel):
+    from matcli.methods.factorize import gkl
+
+    run = {"randomized": randomized_svd, "block-krylov": block_krylov_svd, "lanczos": gkl.lanczos_svd,
+           "arpack": lambda A, **kw: lanczos_svd(A, solver="arpack", **kw),
+           "propack": lambda A, **kw: lanczos_svd(A, solver="propack", **kw), "dense": dense_svd}[kernel]
+    A, _, _ = known_spectrum(30, 20, np.geomspace(1, 1e-3, 20), np.random.default_rng(1))
+    first = run(A, rank=3, rng=np.random.default_rng(0))
+    second = run(A, rank=3, rng=np.random.default_rng(99))
+    np.testing.assert_allclose(first.outputs["U"], second.outputs["U"], atol=1e-8)
+    np.testing.assert_allclose(first.outputs["Vt"], second.outputs["Vt"], atol=1e-8)
+    U = first.outputs["U"]
+    assert np.all(U[np.argmax(np.abs(U), axis=0), np.arange(3)] > 0)

@@ -21,9 +21,26 @@ app = typer.Typer(
     "130/143/129 stopped by SIGINT/SIGTERM/SIGHUP, 141 broken pipe.",
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from matcli import __version__
+
+        print(f"matcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                       help="Print matcli's version and exit.")) -> None:
+    """Batch solvers for matrix problems."""
+
+
 app.command("solve", help="Solve linear systems A X = B (direct, Krylov, multigrid; batches).")(solve.command)
 app.command("complete", help="Low-rank matrix completion from observed entries.")(complete.command)
 app.command("sketch-regress", help="Randomized least squares min ||Ax - b|| by sketching.")(sketch_regress.command)

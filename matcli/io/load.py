@@ -63,7 +63,8 @@ def _require_file(spec: Spec) -> None:
 
 
 def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
-    """A 2-D matrix from ``.mtx[.gz]``, ``.npy`` or ``file.h5:/dataset_or_sparse_group``.
+    """A 2-D matrix from ``.mtx[.gz]``, ``.npy``, ``.npz`` (``scipy.sparse.save_npz`` or one array) or
+    ``file.h5:/dataset_or_sparse_group`` (also ``.h5ad``).
 
     Returns a float64/complex128 dense array or CSR matrix with finite values.
     """
@@ -86,13 +87,18 @@ def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
                 matrix = hdf5.read_dense_dataset(spec.path, obj, (2,))
         check_finite(matrix, spec.path, "matrix")
         return matrix
-    if spec.kind == "npy":
-        matrix = read_npy(spec.path)
+    if spec.kind in ("npy", "npz"):
+        if spec.kind == "npz":
+            from matcli.io.npz import read_npz
+
+            matrix = read_npz(spec.path)
+        else:
+            matrix = read_npy(spec.path)
         if matrix.ndim != 2:
             raise InputError(spec.path, f"array is {matrix.ndim}-D, expected 2-D")
         check_finite(matrix, spec.path, "matrix")
         return matrix
-    raise InputError(spec.path, "unknown matrix format (use .mtx, .mtx.gz, .npy or file.h5:/dataset)")
+    raise InputError(spec.path, "unknown matrix format (use .mtx, .mtx.gz, .npy, .npz or file.h5:/dataset)")
 
 
 def read_dense(spec_text: str) -> np.ndarray:

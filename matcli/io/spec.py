@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".h5ad")  # .h5ad: anndata (X as a dense or sparse group)
 MTX_SUFFIXES = (".mtx", ".mtx.gz", ".mm", ".mm.gz")
 TRIPLET_SUFFIXES = (".tsv", ".csv", ".data", ".base", ".test", ".txt", ".dat")
 
@@ -19,7 +19,7 @@ class Spec:
 
     @property
     def kind(self) -> str:
-        """``hdf5``, ``mtx``, ``npy``, ``triplets`` or ``unknown`` from the file name."""
+        """``hdf5``, ``mtx``, ``npy``, ``npz``, ``triplets`` or ``unknown`` from the file name."""
         name = self.path.lower()
         if name.endswith(HDF5_SUFFIXES):
             return "hdf5"
@@ -27,6 +27,8 @@ class Spec:
             return "mtx"
         if name.endswith(".npy"):
             return "npy"
+        if name.endswith(".npz"):
+            return "npz"
         if name.endswith(TRIPLET_SUFFIXES) or Path(name).name.startswith("u.data"):
             return "triplets"
         return "unknown"

@@ -1,0 +1,148 @@
+"""Inputs users have (issue #18): scipy.sparse.save_npz / numpy.savez archives, anndata .h5ad files,
+and the CLI conventions --version / -h."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from matcli.core.errors import InputError, ResourceError
+from matcli.io.guard import InputPolicy, input_policy
+from matcli.io.load import read_matrix
+
+
+@pytest.fixture
+def matrix():
+    A = sp.random(40, 25, density=0.2, format="csr", random_state=np.random.default_rng(0))
+    A.data -= 0.5
+    return A
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_save_npz_formats_read_exactly(tmp_path, matrix, fmt):
+    path = tmp_path / "A.npz"
+    sp.save_npz(path, matrix.asformat(fmt), compressed=fmt != "coo")
+    got = read_matrix(str(path))
+    assert sp.issparse(got) and got.format == "csr" and got.dtype == np.float64
+    assert (got != matrix).nnz == 0
+
+
+def test_complex_and_integer_values_and_a_single_dense_array(tmp_path, matrix):
+    sp.save_npz(tmp_path / "c.npz", (matrix * (1 + 2j)).astype(np.complex64))
+    assert read_matrix(str(tmp_path / "c.npz")).dtype == np.complex128
+    sp.save_npz(tmp_path / "i.npz", (matrix * 10).astype(np.int32))
+    assert np.array_equal(read_matrix(str(tmp_path / "i.npz")).toarray(), (matrix * 10).astype(np.int32).toarray())
+    np.savez(tmp_path / "d.npz", matrix.toarray())
+    assert np.array_equal(read_matrix(str(tmp_path / "d.npz")), matrix.toarray())
+
+
+def _archive(tmp_path, members: dict[str, bytes | np.ndarray], name="bad.npz") -> str:
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, value in members.items():
+            if isinstance(value, np.ndarray):
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, value, allow_pickle=True)
+                value = buffer.getvalue()
+            archive.writestr(key, value)
+    return str(path)
+
+
+def csr_members(matrix, **replace):
+    members = {"format.npy": np.array("csr"), "shape.npy": np.array(matrix.shape), "data.npy": matrix.data,
+               "indices.npy": matrix.indices, "indptr.npy": matrix.indptr}
+    members.update(replace)
+    return members
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"indices.npy": np.full(1, 99, dtype=np.int32)}, "inconsistent|out of range"),
+    ({"indptr.npy": np.zeros(3, dtype=np.int32)}, "indptr"),
+    ({"format.npy": np.array("dia")}, "not supported"),
+    ({"shape.npy": np.array([-1, 5])}, "shape"),
+    ({"data.npy": np.array([object()], dtype=object)}, "pickles are refused"),
+    ({"data.npy": b"\x93NUMPY garbage"}, "not a readable"),
+    ({"notes.txt": b"hello"}, "not a .npy array"),
+])
+def test_malformed_archives_are_input_errors(tmp_path, matrix, change, message):
+    path = _archive(tmp_path, csr_members(matrix, **change))
+    with pytest.raises(InputError, match=message) as info:
+        read_matrix(path)
+    assert str(info.value).startswith(path)
+
+
+def test_missing_member_and_several_dense_arrays(tmp_path, matrix):
+    members = csr_members(matrix)
+    del members["indptr.npy"]
+    with pytest.raises(InputError, match="lacks member"):
+        read_matrix(_archive(tmp_path, members))
+    np.savez(tmp_path / "two.npz", a=np.ones(3), b=np.ones(3))
+    with pytest.raises(InputError, match="holds 2 arrays"):
+        read_matrix(str(tmp_path / "two.npz"))
+    (tmp_path / "zip.npz").write_bytes(b"PK not a zip")
+    with pytest.raises(InputError, match="not a readable .npz"):
+        read_matrix(str(tmp_path / "zip.npz"))
+
+
+def test_declared_sizes_are_checked_before_decompressing(tmp_path):
+    """A member whose header declares 1e10 entries in a tiny archive: refused from the header."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**10,)})
+    path = _archive(tmp_path, {"arr_0.npy": header.getvalue()})
+    with pytest.raises(InputError, match="declares shape"):
+        read_matrix(path)
+    big = np.zeros((2000, 100))
+    np.savez_compressed(tmp_path / "big.npz", big)  # ~1.6 MB of zeros, a few KB compressed
+    with input_policy(InputPolicy(max_memory=2**20)), pytest.raises(ResourceError, match="memory budget"):
+        read_matrix(str(tmp_path / "big.npz"))
+
+
+def write_h5ad(path, matrix):
+    """An anndata-style file: X as a csr_matrix group (float32 values), obs/var dataframes."""
+    with h5py.File(path, "w") as fh:
+        fh.attrs["encoding-type"] = "anndata"
+        group = fh.create_group("X")
+        group.attrs["encoding-type"] = "csr_matrix"
+        group.attrs["encoding-version"] = "0.1.0"
+        group.attrs["shape"] = np.array(matrix.shape)
+        group["data"] = matrix.data.astype(np.float32)
+        group["indices"] = matrix.indices
+        group["indptr"] = matrix.indptr
+        for name in ("obs", "var"):
+            fh.create_group(name).attrs["encoding-type"] = "dataframe"
+
+
+def test_h5ad_x_reads_as_the_sparse_matrix(tmp_path, matrix, cli):
+    path = tmp_path / "cells.h5ad"
+    write_h5ad(path, matrix)
+    got = read_matrix(f"{path}:/X")
+    np.testing.assert_allclose(got.toarray(), matrix.toarray().astype(np.float32), rtol=0, atol=0)
+    result = cli(["info", f"{path}:/X"])
+    assert result.exit_code == 0, result.stderr
+    assert "40" in result.stdout and "25" in result.stdout
+
+
+def test_version_and_short_help(cli):
+    from matcli import __version__
+
+    result = cli(["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"matcli {__version__}"
+    assert cli(["-V"]).stdout.strip() == f"matcli {__version__}"
+    for args in (["-h"], ["solve", "-h"], ["factorize", "-h"]):
+        result = cli(args)
+        assert result.exit_code == 0 and result.stdout.startswith("Usage: matcli"), args
+
+
+def test_package_version_matches_the_distribution():
+    import tomllib
+    from pathlib import Path
+
+    from matcli import __version__
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert project["version"] == __version__

@@ -111,11 +111,13 @@ SeedOpt = Annotated[
                                 help="Random seed (recorded in the report; random if omitted).")
 ]
 ThreadsOpt = Annotated[
-    Optional[int], typer.Option("--threads", min=1, max=MAX_THREADS, help="Threads for BLAS/OpenMP pools (threadpoolctl) and "
+    Optional[int], typer.Option("--threads", min=1, max=MAX_THREADS, envvar="MATCLI_THREADS",
+                                help="Threads for BLAS/OpenMP pools (threadpoolctl) and "
                                 "matcli's own parallel loops (sparse products, sketches, passes over A); "
                                 "default: all cores.")
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary table or progress on stderr.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", envvar="MATCLI_QUIET",
+                                         help="No summary table or progress on stderr.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Exit with code 3 when the method did not converge.")
 ]

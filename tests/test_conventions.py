@@ -1,5 +1,5 @@
-"""Inputs users have (issue #18): scipy.sparse.save_npz / numpy.savez archives, anndata .h5ad files,
-and the CLI conventions --version / -h."""
+"""Conventions users expect (issue #18): inputs they have (scipy.sparse.save_npz / numpy.savez archives,
+anndata .h5ad files), --version / -h, MATCLI_* environment variables for the common options."""
 
 from __future__ import annotations
 
@@ -146,3 +146,25 @@ def test_package_version_matches_the_distribution():
 
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
     assert project["version"] == __version__
+
+
+def test_environment_variables_for_common_options(cli, tmp_path, monkeypatch):
+    """MATCLI_THREADS and MATCLI_QUIET stand for --threads and --quiet; a flag given wins."""
+    import json
+
+    from matcli import gallery
+    from matcli.io.hdf5 import write_arrays
+
+    write_arrays(str(tmp_path / "p.h5"), gallery.poisson_problem((10, 10), np.random.default_rng(0)))
+    args = ["solve", f"{tmp_path}/p.h5:/A", "--rhs", f"{tmp_path}/p.h5:/b", "--report", "-"]
+    monkeypatch.setenv("MATCLI_THREADS", "1")
+    monkeypatch.setenv("MATCLI_QUIET", "1")
+    result = cli([*args, "-o", tmp_path / "x.h5"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["threads"] == 1 and result.stderr == ""
+    monkeypatch.setenv("MATCLI_QUIET", "0")
+    result = cli([*args, "-o", tmp_path / "y.h5", "--threads", "2"])
+    assert json.loads(result.stdout)["threads"] == 2 and "status" in result.stderr
+    monkeypatch.setenv("MATCLI_THREADS", "many")
+    result = cli([*args, "-o", tmp_path / "z.h5"])
+    assert result.exit_code == 2 and "MATCLI_THREADS" in result.stderr and len(result.stderr.splitlines()) == 1

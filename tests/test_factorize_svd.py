@@ -343,3 +343,18 @@ def test_signs_do_not_depend_on_the_seed(kernel):
     np.testing.assert_allclose(first.outputs["Vt"], second.outputs["Vt"], atol=1e-8)
     U = first.outputs["U"]
     assert np.all(U[np.argmax(np.abs(U), axis=0), np.arange(3)] > 0)
+
+
+def test_update_returns_every_requested_triplet_when_new_rows_add_no_direction():
+    # rows inside the current row space: the update spans only the old rank, and returned fewer
+    # triplets than --rank; the rest are zero singular values of the new (rank-1) matrix
+    rng = np.random.default_rng(0)
+    A = np.outer(np.arange(1, 9), np.arange(1, 7)).astype(float)
+    start = dense_svd(A, rank=1, rng=rng)
+    rows = 2 * A[:2]
+    result = update_svd(A, U=start.outputs["U"], s=start.outputs["s"], Vt=start.outputs["Vt"], rows=rows, rank=4,
+                        rng=rng)
+    new = np.vstack([A, rows])
+    assert result.outputs["s"].shape == (4,) and result.info["zero_triplets_completed"] == 3
+    np.testing.assert_allclose(result.outputs["s"], np.linalg.svd(new, compute_uv=False)[:4], atol=1e-12 * 143)
+    assert result.metrics["orthogonality_loss"] < 1e-13 and result.metrics["max_triplet_residual"] < 1e-13

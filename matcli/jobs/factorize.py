@@ -10,6 +10,21 @@ after reading, to float64, or complex128 when complex (:func:`matcli.methods.sol
 the solve family's normaliser); the report gives ``problem.dtype`` (as read) and
 ``problem.compute_dtype``. Only ``--param precision=float32`` of the randomized SVDs iterates in
 single precision, and says so.
+
+Edge cases, decided against the peers:
+
+* Empty matrices (a zero dimension) are an input error (exit 4) for every kind, as in scipy's
+  ``svds`` and scikit-learn's NMF / ``randomized_svd`` (``check_array``); LAPACK's quick return has
+  nothing to write.
+* ``--rank`` for SVDs: exactly that many triplets or a negative status. Randomized, block Krylov,
+  dense, PROPACK accept ``rank <= min(m, n)`` (PROPACK's full SVD, as in ``svds``); Lanczos falls back
+  to the dense SVD at ``rank = min(m, n)`` (``info.dense_fallback``); ARPACK refuses what ``svds``
+  refuses (``rank >= min(m, n)``, complex ``rank > min(m, n) - 2``) with exit 2 naming the limit.
+* NMF: ``--rank`` may exceed ``min(m, n)`` (scikit-learn accepts it; ``--param init=auto`` then
+  starts from random factors, ``nndsvd``/``nndsvda`` are refused there as in scikit-learn); complex
+  input is refused (exit 4): NMF is defined for real nonnegative matrices.
+* Complex input: every other kind computes in complex128 (SVDs, CUR, QR, LU, Cholesky/LDL^H of a
+  Hermitian matrix, eig).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.factorize.metrics import adjoint_matmul, low_rank_error, svd_metrics
-from matcli.methods.factorize.rsvd import orth_against
+from matcli.methods.factorize.rsvd import orth_against, random_complement
 from matcli.methods.factorize.signs import canonical_phases
 
 
@@ -88,6 +88,10 @@ def update_svd(A, *, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rows=None, co
     unless the complement would exceed :data:`EXACT_COMPLEMENT_ENTRIES` dense entries (then
     randomized, see :func:`default_complement_rank`; ``info["complement"]`` says which).
 
+    ``rank`` may exceed what the update spans (``k + p`` for p appended vectors, fewer when they lie
+    in the current subspace, up to ``min`` of the new shape): the missing triplets are the new
+    matrix's zero singular values, completed with orthonormal vectors (``info["zero_triplets_completed"]``).
+
     Returns
     -------
     Result
@@ -115,11 +119,20 @@ def update_svd(A, *, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rows=None, co
         new = sp.hstack([A, cols], format="csr") if sp.issparse(A) or sp.issparse(cols) else np.hstack([A, cols])
         padded = (U, np.hstack([Vt, np.zeros((Vt.shape[0], cols.shape[1]))]))
         appended = {"appended_cols": int(cols.shape[1])}
+    completed = rank - s_new.size
+    if completed > 0:
+        # the middle matrix holds every nonzero singular value of the new matrix (exactly, with the
+        # exact complement): the missing triplets are zero ones with any orthonormal completion
+        U_new = np.hstack([U_new, random_complement(U_new, completed, rng)])
+        V_new = Vt_new.conj().T
+        Vt_new = np.hstack([V_new, random_complement(V_new, completed, rng)]).conj().T
+        s_new = np.concatenate([s_new, np.zeros(completed)])
     callback(1, rank=float(s_new.size))
     U_new, Vt_new = canonical_phases(U_new, Vt_new)
     metrics, how = svd_metrics(new, U_new, s_new, Vt_new, rng)
     metrics["previous_error"] = low_rank_error(new, padded[0] * s, padded[1], rng, metrics["frobenius_norm"])[0]
     info = {**how, **appended, "previous_rank": int(s.size), "rank": int(s_new.size),
+            "zero_triplets_completed": max(int(completed), 0),
             "complement": f"randomized rank {complement_rank}" if complement_rank else "exact thin QR",
             "new_shape": list(new.shape)}
     return Result(status=Status.CONVERGED_DIRECT, outputs={"U": U_new, "s": s_new, "Vt": Vt_new},

@@ -138,7 +138,9 @@ def lanczos_svd(A, *, rank: int, solver: str = "arpack", tol: float = 0.0, maxit
     if kept < rank:
         from matcli.methods.factorize.rsvd import ritz_completed
 
-        U, s, Vt, _ = ritz_completed(A, U[:, :kept], None, rank, rng)
+        # the kept vectors are orthonormal only to `bound`: re-orthonormalise their span first
+        basis = sla.qr(U[:, :kept], mode="economic", check_finite=False)[0]
+        U, s, Vt, _ = ritz_completed(A, basis, None, rank, rng)
         info.update(certified_by_solver=kept, completed=rank - kept)
         message = (f"{solver} returned {kept} certified triplets of {rank} (the others had residuals or "
                    f"orthogonality beyond {bound:.1e}); completed by Rayleigh-Ritz on their span plus "

@@ -668,3 +668,16 @@ def test_singular_indefinite_real_matrices_fall_back(cli, tmp_path, matrix, meth
     rel = float(np.linalg.norm(np.ones(A.shape[0]) - A @ x) / np.sqrt(A.shape[0]))
     assert (result.exit_code == 0) == report["status"]["converged"]
     assert rel <= (RTOL if report["status"]["converged"] else 1.0 + 1e-12)
+
+
+def test_bicgstab_breakdown_case_through_cli(cli, tmp_path):
+    """scipy's sym-nonpd hits BiCGSTAB's breakdown (rho = r^H r_hat = 0 at the first step): a negative
+    status naming it, exit 3 under --strict, x no worse than x0 = 0; GMRES and MINRES solve it."""
+    case = BY_NAME["sym-nonpd"]
+    A_spec, b_spec = write_case(tmp_path, case)
+    result, report, x = solve_cli(cli, tmp_path, A_spec, b_spec, "bicgstab", "--precond", "none")
+    assert result.exit_code == 3 and report["status"]["reason"] == "diverged_breakdown"
+    assert relative_residual(case.wide, x, case.b) <= 1.0
+    for method in ("gmres", "minres"):
+        result, report, x = solve_cli(cli, tmp_path, A_spec, b_spec, method, "--precond", "none")
+        assert result.exit_code == 0 and relative_residual(case.wide, x, case.b) <= RTOL

@@ -7,7 +7,7 @@ definite whenever ``A`` is (required by CG and MINRES).
 A preconditioner that cannot be built for the matrix at hand (incomplete Cholesky on an indefinite
 or singular matrix, Chebyshev without a positive diagonal, AMG with zeros on the diagonal) is a
 property of the data, not a mistake on the command line: :func:`build_with_fallback` (what the
-solvers use) then builds the next weaker one of :data:`FALLBACK` and says so in ``info``.
+solvers use) then builds the weaker one :func:`fallback_for` names and says so in ``info``.
 """
 
 from __future__ import annotations

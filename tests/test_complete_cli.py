@@ -87,7 +87,9 @@ def test_movielens_u1_split_with_predictions(cli, tmp_path):
                "--predictions-out", preds, "--seed", "0", "-o", out, "--report", report, "--quiet"])
     assert res.exit_code == 0, res.stderr
     rep = json.loads(report.read_text())
-    # Global-mean predictor: ~1.15 on u1; item/user-bias baselines ~0.95; regularised ALS must beat both.
+    # Global-mean predictor: ~1.15 on u1; item/user-bias baselines ~0.95; the default (bpmf on
+    # ratings) must beat both.
+    assert rep["method"] == "bpmf" and "ratings" in rep["method_reason"]
     assert rep["metrics"]["test_rmse"] < 0.94
     assert rep["problem"]["shape"] == [943, 1682]
     assert rep["outputs"]["predictions"] == str(preds)
@@ -112,6 +114,61 @@ def test_bpmf_on_movielens_u1_beats_als(cli, tmp_path):
     rep = json.loads(report.read_text())
     assert rep["metrics"]["test_rmse"] < 0.92
     assert rep["info"]["samples_averaged"] == 40
+
+
+def test_defaults_on_ratings_are_bpmf_at_rank_8(cli, tmp_path):
+    """MovieLens u1 with no option but --clip: values on 5 levels are ratings, fitted by bpmf at
+    rank min(8, m, n) (measured on u1..u5: mean test RMSE 0.901 against 0.918 for the old default,
+    ALS at rank 10 with reg 0.12; u1 alone: 0.912 against 0.929)."""
+    base, test = data_file("ml-100k/u1.base"), data_file("ml-100k/u1.test")
+    report = tmp_path / "r.json"
+    res = cli(["complete", base, "--test", test, "--clip", "1,5", "--seed", "0", "-o", tmp_path / "m.h5",
+               "--report", report, "--quiet", "--strict"])
+    assert res.exit_code == 0, res.stderr
+    rep = json.loads(report.read_text())
+    assert rep["method"] == "bpmf" and rep["params"]["rank"] == 8 and "rank_rule" in rep["info"]
+    assert rep["metrics"]["test_rmse"] < 0.92
+
+
+def test_defaults_on_real_valued_data_select_rank_and_reg(cli, problem, tmp_path):
+    """The generated problem with no option: als-exact, the true rank by validation, then reg 0
+    (the data is exactly low rank), refitted on every entry to rounding."""
+    path, truth, _ = problem
+    out, report = tmp_path / "m.h5", tmp_path / "r.json"
+    res = cli(["complete", f"{path}:/observed", "--seed", "1", "-o", out, "--report", report, "--quiet", "--strict"])
+    assert res.exit_code == 0, res.stderr
+    rep = json.loads(report.read_text())
+    assert rep["method"] == "als-exact" and rep["params"]["rank"] == 3 and rep["params"]["reg"] == 0.0
+    regs = {row["reg"] for row in rep["info"]["selection"] if row["rank"] == 3}
+    assert 0.0 in regs and len(regs) >= 10
+    model, _ = read_model(out)
+    M = truth["U_true"] @ truth["V_true"].T
+    rows, cols = np.divmod(np.arange(M.size), M.shape[1])
+    assert np.linalg.norm(completed(model, rows, cols) - M.ravel()) / np.linalg.norm(M) < 1e-6
+
+
+def test_baseline_val_rmse_lets_the_certificate_fail_a_model_worse_than_biases(cli, problem, tmp_path):
+    """``baseline_val_rmse`` is the better of the training mean's and the biases-only predictor's
+    RMSE on the same held-out entries (recomputed here from the held-out values: the mean
+    predictor's RMSE bounds it). An unregularised rank-24 fit of 20%-sampled rank-3 data
+    interpolates its training entries and predicts noise elsewhere; stopped by a loose --rtol it says
+    converged_rtol, and the certificate must turn that into certificate_error. The exact
+    rank with reg 0 beats the baseline by far."""
+    path, _, _ = problem
+    report = tmp_path / "r.json"
+    base = ["complete", f"{path}:/observed", "--validate", "0.2", "--seed", "4", "--no-bias",
+            "-o", tmp_path / "m.h5", "--force", "--report", report, "--quiet", "--strict"]
+    res = cli([*base, "--rank", "24", "--reg", "0", "--rtol", "0.5"])
+    rep = json.loads(report.read_text())
+    assert rep["metrics"]["val_rmse"] > rep["metrics"]["baseline_val_rmse"] > 0
+    assert res.exit_code == 3 and rep["status"]["reason"] == "certificate_error"
+    res = cli([*base, "--rank", "3", "--reg", "0"])
+    rep = json.loads(report.read_text())
+    assert res.exit_code == 0, res.stderr
+    assert rep["metrics"]["val_rmse"] < 1e-6 * rep["metrics"]["baseline_val_rmse"]
+    res = cli(["complete", f"{path}:/observed", "--rank", "3", "--reg", "0", "--seed", "4", "-o", tmp_path / "m.h5",
+               "--force", "--report", report, "--quiet"])
+    assert "baseline_val_rmse" not in json.loads(report.read_text())["metrics"]
 
 
 def test_rank_auto_finds_the_true_rank(cli, problem, tmp_path):
@@ -194,6 +251,7 @@ def test_mtx_and_tsv_inputs(cli, tmp_path):
     (["--rank", "0"], 2, "--rank"),
     (["--rank", "many"], 2, "--rank"),
     (["--method", "bpmf", "--reg", "0.1"], 2, "--reg"),
+    (["--method", "bpmf", "--backend", "dask"], 2, "drop --backend"),
     (["-p", "nope=1"], 2, "nope"),
     (["--test", "{missing}"], 4, "not found"),
 ])

@@ -47,7 +47,10 @@ def command(
     method: Annotated[Method, typer.Option(
         "--method", "-m", help="Completion method. auto: bpmf for ratings (values on at most 10 levels, 100 "
                                "entries per level), otherwise als-exact (als above rank 24).")] = Method.auto,
-    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Fit global mean, row and column biases.")] = True,
+    bias: Annotated[Optional[bool], typer.Option(
+        "--bias/--no-bias", help="Fit global mean, row and column biases. Default: on for ratings (values on at most "
+                                 "10 levels, 100 entries per level), off otherwise (mean and offsets are two more "
+                                 "rank-one terms the rank search finds when the data has them).")] = None,
     validate: Annotated[float, typer.Option(
         "--validate", parser=Number(float, 0.0, 0.9),
         help="Hold out this fraction of the observed entries; report validation RMSE per sweep.")] = 0.0,

@@ -2,7 +2,7 @@
 rank and regularisation, fit, score test entries and write predictions.
 
 Options (``request.options``): ``rank`` (int or "auto", the default), ``reg`` (float, "auto" or
-None = "auto" for every method that takes one), ``bias`` (bool), ``validate`` (held-out fraction, 0 = none), ``test`` (spec or
+None = "auto" for every method that takes one), ``bias`` (bool, or None: on for ratings only), ``validate`` (held-out fraction, 0 = none), ``test`` (spec or
 None), ``predict`` (spec or None), ``predictions_out`` (path or None), ``clip`` ((lo, hi) or
 None), ``maxiter`` (int or None), ``rtol`` (float), ``shape`` ((m, n) or None).
 
@@ -13,15 +13,19 @@ otherwise only the observed ids) and stores their ids as ``row_ids`` / ``col_ids
 entries are mapped through these ids; an id without a factor row is predicted from the biases
 alone. Predictions are written with the ids as given.
 
-Defaults (``--method auto --rank auto --reg auto``): observed values on a few levels (ratings such
-as 1..5 stars, see :func:`looks_like_ratings`) are noisy by construction, and Bayesian averaging
-(bpmf, rank ``BPMF_RANK``) predicts them best; any other data is fitted by ALS with the rank and
-then the ridge weight chosen by validation RMSE on ``AUTO_VALIDATE`` of the entries, which finds
-reg 0 (exact interpolation) on exactly low-rank data and a shrinking reg on noisy data.
+Defaults (``--method auto --rank auto --reg auto``, biases for ratings only): observed values on a
+few levels (ratings such as 1..5 stars, see :func:`looks_like_ratings`) are noisy by construction,
+and Bayesian averaging (bpmf, rank ``BPMF_RANK``) predicts them best; any other data is fitted
+without biases (a mean and row/column offsets are two more rank-one terms, which the rank search
+finds when the data has them, and which otherwise leave flat directions that slow ALS down) by
+ALS with the rank and then the ridge weight chosen by validation RMSE on ``AUTO_VALIDATE`` of the
+entries, which finds reg 0 (exact interpolation) on exactly low-rank data and a small reg on noisy
+data.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -52,9 +56,9 @@ RATING_ENTRIES_PER_LEVEL = 100
 #: overfitting, so the rank is a cost choice: on MovieLens 100k u1..u5 rank 8 and rank 10 both
 #: reach mean test RMSE 0.901, rank 8 in half the time.
 BPMF_RANK = 8
-#: A candidate whose held-out mean squared error exceeds the best one's by at most this many
-#: standard errors of the paired differences is not significantly worse (one-sided, about 98%).
-TIE_STANDARD_ERRORS = 2.0
+#: Held-out scores below this multiple of the root mean square of the values count as exact
+#: predictions (rounding), tied with each other.
+EXACT_SCORE = 1e-8
 #: Validation score each method is selected by (robust: the median absolute error, which the
 #: outliers among the held-out entries do not move; others: the RMSE).
 SCORE_METRIC = {"robust": "val_median_abs_error"}
@@ -76,6 +80,7 @@ class Job(FamilyJob):
         super().__init__(request)
         self.observed = None
         self.rank_rule = None
+        self._generators: dict[tuple[int, float], np.random.Generator] = {}
         self.reg_scored_entries: int | None = None
         self.test = None
         self.pairs = None
@@ -94,7 +99,8 @@ class Job(FamilyJob):
         return {"--predictions-out": path} if path else {}
 
     def output_arrays(self) -> tuple[str, ...] | None:
-        biases = ("mu", "row_bias", "col_bias") if self.request.options.get("bias", True) else ()
+        # Before reading, the default bias (None: decided from the values) may or may not write them.
+        biases = ("mu", "row_bias", "col_bias") if self.request.options.get("bias") is not False else ()
         return ("U", "V", *biases, "row_ids", "col_ids")
 
     # ---------------------------------------------------------------- read
@@ -144,8 +150,10 @@ class Job(FamilyJob):
         m, n = obs.shape
         self.rng = rng
         rank_opt, reg_opt = opts.get("rank", "auto"), opts.get("reg")
+        ratings = looks_like_ratings(obs.values)
         if self.method == "auto":
-            self.method, self.choice_reason = _choose_method(obs.values, rank_opt)
+            self.method, self.choice_reason = _choose_method(obs.values, rank_opt, ratings)
+        self.bias = ratings if opts.get("bias") is None else bool(opts["bias"])
         takes_reg = DEFAULT_REG[self.method] is not None
         if not takes_reg and reg_opt is not None:
             raise UsageError(f"--reg does not apply to method {self.method} (it learns its regularisation)")
@@ -172,7 +180,7 @@ class Job(FamilyJob):
                          f"{self.method} factors of {m} x {n} factor rows at rank {largest}")
         self.resolved_params = {
             "rank": rank_opt, "reg": reg_opt,
-            "bias": bool(opts.get("bias", True)), "validate": fraction,
+            "bias": self.bias, "validate": fraction,
             "maxiter": int(opts.get("maxiter") or DEFAULT_MAXITER[self.method]), "rtol": float(opts.get("rtol", 1e-4)),
             "clip": list(opts["clip"]) if opts.get("clip") else None, **self.params,
         }
@@ -224,15 +232,25 @@ class Job(FamilyJob):
         result = self._fit(fit_idx, fit_heldout, clip, int(rank), reg, _timed(callback, sweep_times))
         if sweep_times:
             result.info["seconds_per_sweep"] = float(np.mean(sweep_times))
-        model = FactorModel.from_outputs(result.outputs)
+        refit = True
         if self.auto:
             chosen = [row for row in selection if row["rank"] == rank and row["reg"] == reg]
+            if not result.status.converged and chosen and chosen[0]["converged"]:
+                # The refit on every entry did not converge where the validated fit on the
+                # training split did (ALS at a small ridge weight converges sublinearly and
+                # erratically): write the validated fit, with its own status.
+                validated = self._task(train, heldout, clip).run(int(rank), reg, self._generators[(rank, reg)])
+                validated.info["refit_status"] = result.status.reason
+                result, fit_idx, refit = validated, train, False
             if chosen:
                 result.metrics["val_rmse"] = chosen[0]["val_rmse"]
+                if chosen[0]["baseline_val_rmse"] is not None:
+                    result.metrics["baseline_val_rmse"] = chosen[0]["baseline_val_rmse"]
             result.info["selection"] = selection
-            result.info["selected"] = {"rank": rank, "reg": reg, "refit_on_all_entries": True,
+            result.info["selected"] = {"rank": rank, "reg": reg, "refit_on_all_entries": refit,
                                        "score": SCORE_METRIC.get(self.method, "val_rmse")}
-        if heldout is not None:
+        model = FactorModel.from_outputs(result.outputs)
+        if heldout is not None and "baseline_val_rmse" not in result.metrics:
             result.metrics["baseline_val_rmse"] = _baseline_rmse(obs, train, heldout, clip)
         if self.rank_rule:
             result.info["rank_rule"] = self.rank_rule
@@ -285,17 +303,21 @@ class Job(FamilyJob):
         # One-standard-error rule: the RMSE estimated from N held-out entries has a relative
         # standard error of about 1 / sqrt(2 N); scores within it of the best are ties.
         tolerance = 1.0 + 1.0 / np.sqrt(2.0 * max(heldout.values.size, 1))
+        # Scores at rounding level are all exact: none beats another.
+        exact = EXACT_SCORE * float(np.sqrt(np.mean(self.observed.values ** 2)))
         metric = SCORE_METRIC.get(self.method, "val_rmse")
         table: list[dict[str, Any]] = []
         errors: dict[tuple[int, float], np.ndarray] = {}
 
         def score(candidates: list[tuple[int, float]]) -> list[dict[str, Any]]:
             seeded = [(k, lam, g) for (k, lam), g in zip(candidates, self.rng.spawn(len(candidates)))]
+            # Untouched copies, to repeat a candidate's fit exactly (the refit's fallback).
+            self._generators.update({(k, lam): copy.deepcopy(g) for k, lam, g in seeded})
             rows = []
-            for (k, lam), (sc, val, sweeps, ok, err) in zip(candidates, self.backend.map(_score, seeded, task=task,
-                                                                                         metric=metric)):
-                rows.append({"rank": k, "reg": lam, "score": sc, "val_rmse": val, "sweeps": sweeps, "converged": ok,
-                             "after_stop": False})
+            for (k, lam), (sc, val, base, sweeps, ok, err) in zip(
+                    candidates, self.backend.map(_score, seeded, task=task, metric=metric)):
+                rows.append({"rank": k, "reg": lam, "score": sc, "val_rmse": val, "baseline_val_rmse": base,
+                             "sweeps": sweeps, "converged": ok, "after_stop": False})
                 errors[(k, lam)] = err
             table.extend(rows)
             return rows
@@ -303,17 +325,6 @@ class Job(FamilyJob):
         def determined_score(row: dict[str, Any], keep: np.ndarray) -> float:
             err = errors[(row["rank"], row["reg"])][keep]
             return float(np.sqrt(np.mean(err * err))) if np.isfinite(err).all() else np.inf
-
-        def tied(row: dict[str, Any], best: dict[str, Any], keep: np.ndarray) -> bool:
-            """``row`` is not significantly worse than ``best`` on the held-out entries ``keep``: its
-            mean squared error exceeds best's by at most ``TIE_STANDARD_ERRORS`` standard errors of
-            the paired differences, or, for a score other than the RMSE, is within ``tolerance``."""
-            if metric != "val_rmse":
-                return row["score"] <= tolerance * best["score"]
-            diff = errors[(row["rank"], row["reg"])][keep] ** 2 - errors[(best["rank"], best["reg"])][keep] ** 2
-            if diff.size < 2 or not np.isfinite(diff).all():
-                return row["score"] <= tolerance * best["score"]
-            return float(np.mean(diff)) <= TIE_STANDARD_ERRORS * float(np.std(diff, ddof=1)) / np.sqrt(diff.size)
 
         if rank == "auto":
             ranks = [k for k in RANK_GRID if k <= min(m, n)]
@@ -333,7 +344,7 @@ class Job(FamilyJob):
                 if worse >= 2:
                     break
             best = min(scores.values())
-            rank = min(k for k, val in scores.items() if val <= tolerance * best)
+            rank = min(k for k, val in scores.items() if val <= tolerance * best + exact)
         if p["reg"] == "auto" and default_reg:
             done = {row["reg"]: row for row in table if row["rank"] == rank}
             rows = [*done.values(), *score([(rank, default_reg * f) for f in REG_FACTORS if default_reg * f not in done])]
@@ -348,12 +359,11 @@ class Job(FamilyJob):
             if metric == "val_rmse":
                 for row in rows:
                     row["score"] = determined_score(row, keep)
-            best = min(rows, key=lambda row: row["score"])
-            # Among ties, a fit that converged within --maxiter beats one still moving: its score
-            # is final and so will be the refit's status (small ridge weights above an exact model's
-            # 0 converge sublinearly).
-            settled = [row for row in rows if row["converged"] and tied(row, best, keep)]
-            reg = min(settled, key=lambda row: row["score"])["reg"] if settled else best["reg"]
+            # Only fits that converged within --maxiter are compared: a fit still moving is scored
+            # where it stopped (small positive ridge weights converge sublinearly and overfit as
+            # they go), and its refit would not converge either.
+            pool = [row for row in rows if row["converged"]] or rows
+            reg = min(pool, key=lambda row: row["score"])["reg"]
         return int(rank), float(reg), table
 
     def _determined(self, train: np.ndarray | None, heldout, unknowns: int) -> np.ndarray:
@@ -401,10 +411,11 @@ class FitTask:
 
 
 def _score(candidate: tuple[int, float, np.random.Generator], task: FitTask,
-           metric: str = "val_rmse") -> tuple[float, float, int, bool, np.ndarray]:
-    """Backend task: (validation ``metric``, validation RMSE, sweeps, positive status, (V,) errors
-    prediction - value on the held-out entries) of the fit at ``candidate`` = (rank, reg,
-    generator). A fit without the metric (non-finite values) scores +inf."""
+           metric: str = "val_rmse") -> tuple[float, float, float | None, int, bool, np.ndarray]:
+    """Backend task: (validation ``metric``, validation RMSE, the kernel's own baseline validation
+    RMSE or None, sweeps, positive status, (V,) errors prediction - value on the held-out entries)
+    of the fit at ``candidate`` = (rank, reg, generator). A fit without the metric (non-finite
+    values) scores +inf."""
     from matcli.methods.complete.common import FactorModel
 
     rank, reg, rng = candidate
@@ -412,8 +423,9 @@ def _score(candidate: tuple[int, float, np.random.Generator], task: FitTask,
     value = float(result.metrics.get(metric, np.inf))
     held = task.heldout
     errors = FactorModel.from_outputs(result.outputs).predict(held.rows, held.cols, task.clip) - held.values
+    base = result.metrics.get("baseline_val_rmse")
     return ((value if np.isfinite(value) else np.inf), float(result.metrics.get("val_rmse", np.nan)),
-            result.iterations, bool(result.status.converged), errors)
+            None if base is None else float(base), result.iterations, bool(result.status.converged), errors)
 
 
 def looks_like_ratings(values: np.ndarray) -> bool:
@@ -424,9 +436,10 @@ def looks_like_ratings(values: np.ndarray) -> bool:
     return levels <= RATING_LEVELS and values.size >= RATING_ENTRIES_PER_LEVEL * levels
 
 
-def _choose_method(values: np.ndarray, rank: int | str) -> tuple[str, str]:
-    """``--method auto``: (method, reason) from the observed values and the requested rank."""
-    if looks_like_ratings(values):
+def _choose_method(values: np.ndarray, rank: int | str, ratings: bool) -> tuple[str, str]:
+    """``--method auto``: (method, reason) from the observed values (``ratings``: they look like
+    ratings) and the requested rank."""
+    if ratings:
         levels = np.unique(values).size
         return "bpmf", (f"{values.size} values on {levels} levels look like ratings (noisy by rounding): bpmf's "
                         "posterior mean predicts them best (MovieLens 100k: RMSE 0.90 against 0.92 for ALS)")
@@ -441,15 +454,20 @@ def _choose_method(values: np.ndarray, rank: int | str) -> tuple[str, str]:
 
 def _baseline_rmse(obs: Observed, train: np.ndarray | None, heldout: Heldout,
                    clip: tuple[float, float] | None) -> float:
-    """RMSE on the held-out entries of the biases-only predictor ``mu + b_i + c_j`` (damped means,
-    :func:`~matcli.methods.complete.common.fit_biases`) fitted on the training entries ``train``:
-    the baseline a completion must beat."""
+    """RMSE on the held-out entries of the better of two trivial predictors fitted on the training
+    entries ``train``: the training mean, and the biases ``mu + b_i + c_j`` (damped means,
+    :func:`~matcli.methods.complete.common.fit_biases`; on data without row or column offsets
+    they fit noise and can lose to the mean). A completion must beat both."""
     from matcli.methods.complete.common import BASELINE_DAMPING, Entries, FactorModel, fit_biases, rmse
 
     entries = Entries(_subset(obs.rows, train), _subset(obs.cols, train), _subset(obs.values, train), obs.shape)
     mu, b, c = fit_biases(entries, entries.values, reg=BASELINE_DAMPING)
-    baseline = FactorModel(np.zeros((obs.shape[0], 0)), np.zeros((obs.shape[1], 0)), mu, b, c)
-    return rmse(baseline.predict(heldout.rows, heldout.cols, clip) - heldout.values)
+    m, n = obs.shape
+    scores = []
+    for row_bias, col_bias in ((np.zeros(m), np.zeros(n)), (b, c)):
+        baseline = FactorModel(np.zeros((m, 0)), np.zeros((n, 0)), mu, row_bias, col_bias)
+        scores.append(rmse(baseline.predict(heldout.rows, heldout.cols, clip) - heldout.values))
+    return min(scores)
 
 
 def _subset(array: np.ndarray, idx: np.ndarray | None) -> np.ndarray:

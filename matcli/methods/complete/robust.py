@@ -71,15 +71,17 @@ def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[
         decreased by less than this fraction over the last sweep.
     atol : unused by the robust split (the training error includes the outliers); accepted for the
         shared kernel signature.
-    heldout : validation entries (outliers included); ``val_rmse`` over all of them and
-        ``val_median_abs_error`` (the robust score ``--rank auto`` uses).
+    heldout : validation entries (outliers included); see :func:`_heldout_metrics` for
+        ``val_rmse``, ``baseline_val_rmse``, ``val_outlier_fraction`` and ``val_median_abs_error``
+        (the robust score ``--rank auto`` uses).
     clip : (lo, hi) applied to validation predictions.
 
     Returns
     -------
     Result with ``U`` (m, k), ``V`` (n, k) (and biases); metrics ``train_rmse`` (over the inliers),
-    ``train_rmse_all`` (every observed entry), ``inlier_relative_residual``, ``outlier_fraction``,
-    ``val_rmse`` and ``val_median_abs_error`` with ``heldout``; ``info["inlier_tolerance"]`` = ``tol``.
+    ``train_rmse_all`` (every observed entry), ``inlier_relative_residual``, ``outlier_fraction``
+    and the held-out metrics with ``heldout``; ``info["inlier_tolerance"]`` = ``tol``,
+    ``info["outlier_threshold"]`` (the final one).
     """
     del atol
     entries = Entries(rows, cols, values, shape)
@@ -92,6 +94,7 @@ def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[
     inlier = np.abs(v - centre) <= max(THRESHOLD * value_scale, floor)
     model = _initial_model(entries, inlier, rank, bias, init, rng)
     status = Status.DIVERGED_MAX_IT
+    threshold = max(THRESHOLD * value_scale, floor)
     previous = np.inf
     relative = np.inf
     sweep = 0
@@ -110,7 +113,8 @@ def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[
         values_now = {"train_rmse": rmse(residual[inlier]), "inlier_relative_residual": relative,
                       "outlier_fraction": 1.0 - float(np.mean(inlier)) if inlier.size else 0.0}
         if heldout is not None and heldout.values.size:
-            values_now["val_rmse"] = rmse(model.predict(heldout.rows, heldout.cols, clip) - heldout.values)
+            error = model.predict(heldout.rows, heldout.cols, clip) - heldout.values
+            values_now["val_rmse"] = rmse(error[np.abs(error) <= threshold])
         callback(sweep, **values_now)
         if unchanged and relative <= tol:
             status = Status.CONVERGED_ATOL
@@ -126,10 +130,9 @@ def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[
     metrics = {"train_rmse": rmse(residual[inlier]), "train_rmse_all": rmse(residual),
                "inlier_relative_residual": _relative(residual, v, inlier), "outlier_fraction": outlier_fraction}
     if heldout is not None and heldout.values.size:
-        error = model.predict(heldout.rows, heldout.cols, clip) - heldout.values
-        metrics["val_rmse"] = rmse(error)
-        metrics["val_median_abs_error"] = float(np.median(np.abs(error)))
-    info = {"inlier_tolerance": tol, "max_outliers": max_outliers, "outlier_threshold_floor": floor,
+        metrics.update(_heldout_metrics(entries, inlier, model, heldout, clip, threshold))
+    info = {"inlier_tolerance": tol, "max_outliers": max_outliers, "outlier_threshold": threshold,
+            "outlier_threshold_floor": floor,
             "outliers": int(np.sum(~inlier)), "observed": entries.nnz}
     return finish(status, model, sweep, metrics, info, _message(status, sweep, metrics, tol, max_outliers))
 
@@ -152,6 +155,28 @@ def _initial_model(entries: Entries, inlier: np.ndarray, rank: int, bias: bool, 
         U = rng.standard_normal((m, rank)) * np.sqrt(scale / rank)
         V = rng.standard_normal((n, rank)) * np.sqrt(scale / rank)
     return FactorModel(U, V, mu, b, c)
+
+
+def _heldout_metrics(entries: Entries, inlier: np.ndarray, model: FactorModel, heldout: Heldout,
+                     clip: tuple[float, float] | None, threshold: float) -> dict[str, float]:
+    """Held-out metrics of a robust fit. The held-out entries contain outliers too, which would
+    swamp any RMSE, so ``val_rmse`` and ``baseline_val_rmse`` (the better of the inliers' mean
+    and biases-only predictor, fitted on the training inliers) are taken over the held-out entries
+    the fit keeps as inliers by its final ``threshold``; ``val_outlier_fraction`` is the share it
+    does not keep and ``val_median_abs_error`` the median over all of them (the selection score)."""
+    error = model.predict(heldout.rows, heldout.cols, clip) - heldout.values
+    keep = np.abs(error) <= threshold
+    if not keep.any():
+        keep = np.ones(error.size, dtype=bool)
+    mu, b, c = fit_biases(entries, entries.values, reg=BASELINE_DAMPING, weights=inlier.astype(np.float64))
+    m, n = entries.shape
+    rows, cols, values = heldout.rows[keep], heldout.cols[keep], heldout.values[keep]
+    baselines = [rmse(FactorModel(np.zeros((m, 0)), np.zeros((n, 0)), mu, row_bias, col_bias).predict(rows, cols, clip)
+                      - values)
+                 for row_bias, col_bias in ((np.zeros(m), np.zeros(n)), (b, c))]
+    return {"val_rmse": rmse(error[keep]), "baseline_val_rmse": min(baselines),
+            "val_outlier_fraction": 1.0 - float(np.mean(keep)),
+            "val_median_abs_error": float(np.median(np.abs(error)))}
 
 
 def _largest_share(entries: Entries, magnitude: np.ndarray, share: float) -> np.ndarray:

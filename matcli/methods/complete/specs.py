@@ -65,4 +65,4 @@ DEFAULT_REG = {"als": 0.12, "als-exact": 0.12, "softimpute": 0.3, "scaledgd": 0.
                "bpmf": None}
 
 #: ``--maxiter`` default of each method (sweeps or steps).
-DEFAULT_MAXITER = {"als": 50, "als-exact": 50, "softimpute": 100, "scaledgd": 200, "robust": 200, "bpmf": 1000}
+DEFAULT_MAXITER = {"als": 200, "als-exact": 200, "softimpute": 1000, "scaledgd": 200, "robust": 200, "bpmf": 1000}

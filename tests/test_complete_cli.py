@@ -404,3 +404,37 @@ def test_library_callers_get_the_option_checks_too(problem, tmp_path, options, n
     with pytest.raises(UsageError, match=needle):
         run_job(request)
     assert not (tmp_path / "m.h5").exists()
+
+
+def test_refit_that_does_not_converge_falls_back_to_the_validated_fit(cli, problem, tmp_path, monkeypatch):
+    """After --reg auto, the refit on every entry can fail to converge where the validated fit on
+    the training split did (ALS at a small ridge weight converges sublinearly): the validated fit
+    is written with its own positive status, and the report says so. The refit's failure is
+    simulated by a kernel that reports diverged_max_it for fits on every entry."""
+    from matcli.core.result import Status
+    from matcli.methods.complete import als
+
+    path, _, _ = problem
+    real = als.als_exact
+    total = {}
+
+    def refit_fails(rows, cols, values, shape, **options):
+        result = real(rows, cols, values, shape, **options)
+        if rows.size == total["observed"]:
+            result.status = Status.DIVERGED_MAX_IT
+        return result
+
+    with h5py.File(path, "r") as fh:
+        total["observed"] = fh["observed/value"].shape[0]
+    monkeypatch.setattr(als, "als_exact", refit_fails)
+    out, report = tmp_path / "m.h5", tmp_path / "r.json"
+    res = cli(["complete", f"{path}:/observed", "--rank", "3", "--seed", "2", "-o", out, "--report", report,
+               "--quiet", "--strict"])
+    assert res.exit_code == 0, res.stderr
+    rep = json.loads(report.read_text())
+    assert rep["info"]["selected"]["refit_on_all_entries"] is False
+    assert rep["info"]["refit_status"] == "diverged_max_it"
+    assert rep["status"]["converged"]
+    chosen = [row for row in rep["info"]["selection"] if row["reg"] == rep["params"]["reg"]]
+    assert chosen[0]["converged"] and rep["metrics"]["val_rmse"] == chosen[0]["val_rmse"]
+    assert rep["iterations"] == chosen[0]["sweeps"]

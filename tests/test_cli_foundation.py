@@ -42,12 +42,36 @@ def test_usage_error_exit_code_2(cli, tmp_path):
 
 def test_info_on_spd_matrix(cli):
     path = data_file("matrices/494_bus.mtx")
-    result = cli(["info", str(path), "--json"])
+    result = cli(["info", str(path), "--json", "--condition"])
     assert result.exit_code == 0, result.stderr
     facts = json.loads(result.stdout)
     assert facts["shape"] == [494, 494] and facts["nnz"] == 1666
     assert facts["symmetry"] == "symmetric" and facts["definiteness"] == "positive definite"
     assert 1e6 < facts["condition_estimate"] < 1e7
+    cheap = json.loads(cli(["info", str(path), "--json"]).stdout)
+    assert "condition_estimate" not in cheap and cheap["definiteness"] == "positive definite"
+
+
+def test_info_is_cheap_by_default_on_large_matrices(cli, tmp_path, monkeypatch):
+    """A 250000-unknown Poisson matrix: diagonal dominance decides definiteness; neither the condition
+    estimate (a sparse LU) nor ARPACK runs unless --condition asks (they took minutes on such inputs)."""
+    import scipy.sparse.linalg
+
+    from matcli import gallery
+    from matcli.core import properties
+    from matcli.io.hdf5 import write_arrays
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("an expensive estimate ran without --condition")
+
+    monkeypatch.setattr(properties, "condition_estimate", forbidden)
+    monkeypatch.setattr(scipy.sparse.linalg, "eigsh", forbidden)
+    write_arrays(str(tmp_path / "p.h5"), {"A": gallery.poisson((500, 500))})
+    result = cli(["info", f"{tmp_path}/p.h5:/A", "--json"])
+    assert result.exit_code == 0, result.stderr
+    facts = json.loads(result.stdout)
+    assert facts["definiteness"] == "positive semidefinite or definite (diagonally dominant)"
+    assert "condition_estimate" not in facts
 
 
 def test_info_on_ratings(cli):

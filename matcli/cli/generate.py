@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from matcli.cli.options import ForceOpt, MaxMemoryOpt, Number, OutOpt, SeedOpt
+from matcli.cli.options import ForceOpt, MaxMemoryOpt, Number, OutOpt, QuietOpt, SeedOpt
 
 
 class Kind(str, enum.Enum):
@@ -38,6 +38,7 @@ def command(
     seed: SeedOpt = 0,
     max_memory: MaxMemoryOpt = None,
     force: ForceOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Write a deterministic test problem (given --seed) to HDF5, or its matrix alone to .mtx."""
     from matcli import gallery
@@ -90,4 +91,5 @@ def command(
             with atomic_write(out, force=force) as tmp:
                 write_mtx_file(tmp, fmt, matrix, comment, display=out)
     names = sorted({key.split("/")[0] for key in arrays})
-    typer.echo(f"wrote {out}: {kind.value} ({', '.join(names)})", err=True)
+    if not quiet:
+        typer.echo(f"wrote {out}: {kind.value} ({', '.join(names)})", err=True)

@@ -27,12 +27,13 @@ def symmetry_error(A, conjugate: bool = True) -> float:
     return float(top / scale) if scale > 0 else 0.0
 
 
-def definiteness_hint(A, hermitian: bool, rng: np.random.Generator | None = None) -> str:
+def definiteness_hint(A, hermitian: bool, rng: np.random.Generator | None = None, spectral: bool = True) -> str:
     """``positive definite``, ``positive semidefinite``, ``indefinite`` or ``not symmetric``.
 
-    Small dense: eigenvalues. Otherwise: a positive diagonal is necessary; then a sparse
-    Cholesky-free test with a few Lanczos steps for the smallest eigenvalue estimate
-    (ARPACK, loose tolerance), falling back to the diagonal test when it does not converge.
+    Small (order <= :data:`SMALL_ORDER`): eigenvalues. Otherwise a positive diagonal is necessary;
+    then diagonal dominance (Gershgorin) decides when it holds; else, with ``spectral``, the extreme
+    eigenvalues by ARPACK at a loose tolerance (minutes on large matrices), falling back to the
+    diagonal test when they do not converge.
     """
     if not hermitian:
         return "not symmetric"
@@ -53,6 +54,13 @@ def definiteness_hint(A, hermitian: bool, rng: np.random.Generator | None = None
         if w[0] >= -tol:
             return "positive semidefinite (numerically singular)"
         return "indefinite"
+    off = _abs_row_sums(A) - np.abs(diag)
+    if np.all(diag > off):
+        return "positive definite (strictly diagonally dominant)"
+    if np.all(diag >= off * (1 - 1e-12)):
+        return "positive semidefinite or definite (diagonally dominant)"
+    if not spectral:
+        return "positive diagonal (definiteness not determined; --condition estimates it)"
     from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
     rng = rng or np.random.default_rng(0)
@@ -66,6 +74,10 @@ def definiteness_hint(A, hermitian: bool, rng: np.random.Generator | None = None
     if lam_min < -1e-8 * abs(lam_max):
         return "indefinite"
     return "positive definite (estimated)" if lam_min > 0 else "positive semidefinite (estimated)"
+
+
+def _abs_row_sums(A) -> np.ndarray:
+    return np.asarray(abs(A).sum(axis=1)).ravel() if sp.issparse(A) else np.abs(A).sum(axis=1)
 
 
 def condition_estimate(A) -> tuple[float | None, str]:
@@ -93,8 +105,10 @@ def condition_estimate(A) -> tuple[float | None, str]:
     return None, "skipped (too large for a cheap estimate)"
 
 
-def describe(A, rng: np.random.Generator | None = None) -> dict[str, Any]:
-    """Shape, dtype, nnz, density, symmetry, definiteness hint and condition estimate of ``A``."""
+def describe(A, rng: np.random.Generator | None = None, condition: bool = True) -> dict[str, Any]:
+    """Shape, dtype, nnz, density, symmetry, definiteness hint and (with ``condition``) the condition
+    estimate of ``A``. Without ``condition`` everything is a pass or two over A (the estimate factors A,
+    and the eigenvalue test of a large symmetric matrix runs ARPACK: minutes on large matrices)."""
     m, n = A.shape
     nnz = int(A.nnz) if sp.issparse(A) else int(np.count_nonzero(A))
     info: dict[str, Any] = {
@@ -114,10 +128,11 @@ def describe(A, rng: np.random.Generator | None = None) -> dict[str, Any]:
             info["symmetry"] = "symmetric (complex, not hermitian)"
         else:
             info["symmetry"] = "general"
-        info["definiteness"] = definiteness_hint(A, hermitian, rng)
+        info["definiteness"] = definiteness_hint(A, hermitian, rng, spectral=condition)
     else:
         info["symmetry"] = "rectangular"
-    cond, how = condition_estimate(A)
-    info["condition_estimate"] = cond
-    info["condition_method"] = how
+    if condition:
+        cond, how = condition_estimate(A)
+        info["condition_estimate"] = cond
+        info["condition_method"] = how
     return info

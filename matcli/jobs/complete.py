@@ -155,8 +155,10 @@ class Job(FamilyJob):
             self.method, self.choice_reason = _choose_method(obs.values, rank_opt, ratings)
         self.bias = ratings if opts.get("bias") is None else bool(opts["bias"])
         takes_reg = DEFAULT_REG[self.method] is not None
-        if not takes_reg and reg_opt is not None:
+        if not takes_reg and reg_opt not in (None, "auto"):
             raise UsageError(f"--reg does not apply to method {self.method} (it learns its regularisation)")
+        if not takes_reg:
+            reg_opt = None
         if takes_reg and reg_opt in (None, "auto"):
             # A method whose default is no regularisation (an exact model) has nothing to choose.
             reg_opt = "auto" if DEFAULT_REG[self.method] else DEFAULT_REG[self.method]

@@ -2,9 +2,10 @@
 rank and regularisation, fit, score test entries and write predictions.
 
 Options (``request.options``): ``rank`` (int or "auto", the default), ``reg`` (float, "auto" or
-None = "auto" for every method that takes one), ``bias`` (bool, or None: on for ratings only), ``validate`` (held-out fraction, 0 = none), ``test`` (spec or
-None), ``predict`` (spec or None), ``predictions_out`` (path or None), ``clip`` ((lo, hi) or
-None), ``maxiter`` (int or None), ``rtol`` (float), ``shape`` ((m, n) or None).
+None = "auto" for every method that takes one), ``bias`` (bool, or None: on for ratings only),
+``validate`` (held-out fraction, 0 = none), ``test`` (spec or None), ``predict`` (spec or None),
+``predictions_out`` (path or None), ``clip`` ((lo, hi) or None), ``maxiter`` (int or None),
+``rtol`` (float), ``shape`` ((m, n) or None).
 
 Ids: the model has one factor row per row id the training file keeps (:mod:`matcli.io.ids`: the
 whole id space when that costs at most twice the observed ids, e.g. 943 x 1682 for MovieLens,
@@ -288,7 +289,10 @@ class Job(FamilyJob):
 
     def _select(self, train: np.ndarray | None, heldout, clip) -> tuple[int, float, list[dict[str, Any]]]:
         """Coordinate search on the validation score: rank first (at the given regularisation, or
-        the method's default under ``--reg auto``), then the regularisation at the chosen rank.
+        the method's default under ``--reg auto``; the smallest rank within one standard error of
+        the best), then the regularisation at the chosen rank (the best score among the fits that
+        converged, scored on the held-out entries the training split determines; the table's
+        ``score`` of those rows is that RMSE).
 
         The candidate fits are independent, so they run through the backend, each with its own
         generator spawned from the job's: a candidate's score does not depend on which others ran

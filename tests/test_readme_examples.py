@@ -52,7 +52,7 @@ def localise(token: str) -> str:
 
 
 def test_the_examples_cover_every_subcommand():
-    used = {shlex.split(c)[1] for c in COMMANDS}
+    used = {shlex.split(c, comments=True)[1] for c in COMMANDS}
     assert {"info", "generate", "solve", "complete", "sketch-regress", "factorize"} <= used
 
 
@@ -67,7 +67,7 @@ def generators_of(command: str) -> list[str]:
     """The ``matcli generate`` examples before ``command`` whose output file it reads."""
     found = []
     for earlier in COMMANDS[:COMMANDS.index(command)]:
-        tokens = shlex.split(earlier)
+        tokens = shlex.split(earlier, comments=True)
         if tokens[1] == "generate" and tokens[tokens.index("-o") + 1] in command:
             found.append(earlier)
     return found
@@ -77,8 +77,8 @@ def generators_of(command: str) -> list[str]:
 def test_readme_example_runs(command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for generator in generators_of(command):  # e.g. the streaming example's generated file
-        assert run_cli(shlex.split(generator)[1:]).exit_code == 0
-    args = [localise(token) for token in shlex.split(command)[1:]]
+        assert run_cli(shlex.split(generator, comments=True)[1:]).exit_code == 0
+    args = [localise(token) for token in shlex.split(command, comments=True)[1:]]
     # --max-memory bounds the whole process, so such examples run in a process of their own, as a
     # user's would (not inside pytest's)
     result = run_process(args) if "--max-memory" in args else run_cli(args)

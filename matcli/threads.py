@@ -35,21 +35,61 @@ def _workers_at(count: int) -> Iterator[None]:
         _workers = previous
 
 
+def available_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """CPUs this process may use: its affinity mask (``taskset``, a container's cpuset), lowered to the
+    cgroup CPU quota when one is set (``docker --cpus 1.5`` gives 2: the quota rounded up), at least 1.
+
+    ``os.cpu_count()`` counts the machine's CPUs, so a job in a 2-CPU container on a 64-core host
+    started 64 BLAS threads contending for 2 CPUs.
+    """
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    for path, parse in ((f"{cgroup_root}/cpu.max", _quota_v2),
+                        (f"{cgroup_root}/cpu/cpu.cfs_quota_us", _quota_v1)):
+        try:
+            with open(path) as fh:
+                quota = parse(fh.read(), path)
+        except (OSError, ValueError):
+            continue
+        if quota is not None:
+            count = min(count, max(1, -(-quota // 1)))
+            break
+    return max(1, int(count))
+
+
+def _quota_v2(text: str, path: str) -> float | None:
+    """cgroup v2 ``cpu.max``: ``"<quota> <period>"`` or ``"max <period>"`` -> CPUs (None: no quota)."""
+    quota, period = text.split()[:2]
+    return None if quota == "max" else float(quota) / float(period)
+
+
+def _quota_v1(text: str, path: str) -> float | None:
+    """cgroup v1 ``cpu.cfs_quota_us`` (-1: no quota) over ``cpu.cfs_period_us`` beside it."""
+    quota = float(text.strip())
+    if quota <= 0:
+        return None
+    with open(os.path.join(os.path.dirname(path), "cpu.cfs_period_us")) as fh:
+        return quota / float(fh.read().strip())
+
+
 @contextmanager
 def thread_limit(threads: int | None) -> Iterator[int]:
     """Within the block, native thread pools and :func:`parallel_map` use at most ``threads`` threads.
 
-    Yields the thread count in effect (the machine's core count when ``threads`` is None).
+    Yields the thread count in effect (:func:`available_cpus` when ``threads`` is None; native
+    pools are then limited to it too).
     """
-    effective = threads if threads is not None else (os.cpu_count() or 1)
+    effective = threads if threads is not None else available_cpus()
     with _workers_at(effective):
-        if threads is None:
+        if threads is None and effective >= (os.cpu_count() or 1):
             yield effective
             return
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=threads):
-            yield threads
+        with threadpool_limits(limits=effective):
+            yield effective
 
 
 def worker_count() -> int:

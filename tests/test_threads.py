@@ -110,3 +110,28 @@ def test_serial_runs_parallel_map_in_the_caller_and_restores_the_count():
             names = parallel_map(lambda _: threading.current_thread().name, range(4))
             assert set(names) == {threading.current_thread().name}
         assert worker_count() == 2
+
+
+def test_available_cpus_follows_affinity_and_cgroup_quota(tmp_path):
+    """The default thread count is what the process may use, not os.cpu_count()."""
+    import os
+
+    from matcli.threads import available_cpus
+
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus(str(tmp_path / "none")) == affinity  # no cgroup files: the affinity mask
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cpus(str(tmp_path)) == affinity
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: one thread
+    assert available_cpus(str(tmp_path)) == 1
+    (tmp_path / "cpu.max").write_text(f"{150000 * affinity} 100000\n")  # more quota than CPUs
+    assert available_cpus(str(tmp_path)) == affinity
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert available_cpus(str(v1)) == 1
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert available_cpus(str(v1)) == affinity
+    (tmp_path / "cpu.max").write_text("garbage\n")
+    assert available_cpus(str(tmp_path)) == affinity

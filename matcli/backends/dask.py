@@ -29,10 +29,9 @@ INSTALL_HINT = "pip install 'matcli[dask]'"
 
 
 def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    from matcli.threads import available_cpus
+
+    return available_cpus()
 
 
 def _probe(address: str) -> None:

@@ -114,7 +114,7 @@ ThreadsOpt = Annotated[
     Optional[int], typer.Option("--threads", min=1, max=MAX_THREADS, envvar="MATCLI_THREADS",
                                 help="Threads for BLAS/OpenMP pools (threadpoolctl) and "
                                 "matcli's own parallel loops (sparse products, sketches, passes over A); "
-                                "default: all cores.")
+                                "default: the CPUs this process may use (affinity mask, cgroup quota).")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", envvar="MATCLI_QUIET",
                                          help="No summary table or progress on stderr.")]

@@ -208,3 +208,26 @@ def test_sparse_cholesky_of_a_complex_hermitian_matrix():
     np.testing.assert_allclose((L @ L.conj().T).toarray(), A[P][:, P], atol=1e-12 * np.abs(A).max())
     indefinite = A - 200 * np.eye(20)
     assert sparse.cholesky_sparse(sp.csc_matrix(indefinite)).status == Status.DIVERGED_NOT_SPD
+
+
+def test_sparse_factorization_residual_is_estimated_when_forming_the_product_is_expensive(monkeypatch):
+    # forming L U costs as much as the factorization: above EXACT_PRODUCT_FLOPS the residual comes
+    # from 16 Gaussian probes (relative spread ~ sqrt(2/16)), and info says so
+    A = sp.csr_matrix(read("matrices/494_bus.mtx"))
+    exact = {"lu": sparse.lu_sparse(A), "cholesky": sparse.cholesky_sparse(A)}
+    monkeypatch.setattr(sparse, "EXACT_PRODUCT_FLOPS", 0)
+    for name, kernel in (("lu", sparse.lu_sparse), ("cholesky", sparse.cholesky_sparse)):
+        estimated = kernel(A, rng=np.random.default_rng(0))
+        assert estimated.info["reconstruction_error_method"].startswith("randomized estimate")
+        assert exact[name].info["reconstruction_error_method"] == "exact"
+        # at rounding level the estimate also measures the rounding of its own products with the probes
+        assert estimated.metrics["factorization_residual"] <= 60 * A.shape[0] * EPS
+    # a residual well above rounding: the estimator against the exact value
+    rng = np.random.default_rng(1)
+    E = sp.random(300, 300, density=0.05, random_state=rng, format="csr") * 1e-3
+    left = sp.csc_matrix(sp.random(300, 300, density=0.02, random_state=rng)) + sp.eye(300)
+    right = sp.csr_matrix(sp.random(300, 300, density=0.02, random_state=rng)) + sp.eye(300)
+    target = sp.csr_matrix(left @ right + E)
+    metrics, _ = sparse._estimated_residual_metrics(target, left, right, rng)
+    truth = sparse.frobenius_norm(E) / sparse.frobenius_norm(target)
+    assert abs(metrics["factorization_residual"] / truth - 1) < 3 * np.sqrt(2 / 16)

@@ -13,7 +13,14 @@ from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigs, eigsh
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.core.superlu import splu
-from matcli.methods.factorize.metrics import eigen_metrics, factorization_residual, frobenius_norm
+from matcli.methods.factorize.metrics import (PROBES, eigen_metrics, factorization_residual, frobenius_norm,
+                                              safe_norm)
+
+
+#: Multiply-adds of the sparse product ``L U`` up to which the factorization residual is formed
+#: exactly; above, it is estimated from Gaussian probes (forming ``L U`` costs as much as the
+#: factorization itself).
+EXACT_PRODUCT_FLOPS = 50_000_000
 
 
 def _residual_metrics(diff, A) -> tuple[dict[str, float], dict[str, str]]:
@@ -21,6 +28,26 @@ def _residual_metrics(diff, A) -> tuple[dict[str, float], dict[str, str]]:
     also under its older name ``reconstruction_error``; info says how it was obtained."""
     err, how = factorization_residual(sp.csr_matrix(diff), A)
     return {"factorization_residual": err, "reconstruction_error": err}, {"reconstruction_error_method": how}
+
+
+def _product_flops(left, right) -> int:
+    """Multiply-adds of the sparse product ``left @ right``: sum over k of nnz(left[:, k]) nnz(right[k, :])."""
+    columns = np.diff(sp.csc_matrix(left).indptr).astype(np.int64)
+    rows = np.diff(sp.csr_matrix(right).indptr).astype(np.int64)
+    return int(columns @ rows)
+
+
+def _estimated_residual_metrics(permuted, left, right, rng: np.random.Generator | None
+                                ) -> tuple[dict[str, float], dict[str, str]]:
+    """``||permuted - left right||_F / ||permuted||_F`` from ``PROBES`` Gaussian probes ``Omega``:
+    ``E ||X Omega||_F^2 = PROBES ||X||_F^2`` (relative spread about ``sqrt(2 / PROBES)``)."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    omega = rng.standard_normal((permuted.shape[1], PROBES))
+    residual = safe_norm(permuted @ omega - left @ (right @ omega)) / np.sqrt(PROBES)
+    norm_A = frobenius_norm(permuted)
+    err = residual / norm_A if norm_A else residual
+    return ({"factorization_residual": err, "reconstruction_error": err},
+            {"reconstruction_error_method": f"randomized estimate ({PROBES} Gaussian probes; L U not formed)"})
 
 
 def _square_csc(A) -> sp.csc_matrix:
@@ -46,7 +73,9 @@ def lu_sparse(A, *, ordering: str = "COLAMD", pivot_threshold: float = 1.0,
     Result
         outputs ``L`` (unit lower triangular, CSC), ``U`` (upper triangular, CSC), ``P`` (row
         indices), ``Q`` (column indices); status ``DIVERGED_SINGULAR`` and no outputs when SuperLU
-        finds an exactly singular matrix; metrics ``factorization_residual`` (exact, sparse),
+        finds an exactly singular matrix; metrics ``factorization_residual`` (exact, sparse, when
+        forming ``L U`` costs at most :data:`EXACT_PRODUCT_FLOPS`, else a randomized estimate; info
+        says which),
         ``fill_ratio`` = ``(nnz(L) + nnz(U)) / nnz(A)``.
     """
     M = _square_csc(A)
@@ -57,8 +86,11 @@ def lu_sparse(A, *, ordering: str = "COLAMD", pivot_threshold: float = 1.0,
     P = np.argsort(factor.perm_r)
     Q = np.argsort(factor.perm_c)
     L, U = factor.L.tocsc(), factor.U.tocsc()
-    csr = sp.csr_matrix(M)
-    metrics, how = _residual_metrics(csr[P][:, Q] - L @ U, csr)
+    permuted = sp.csr_matrix(M)[P][:, Q]
+    if _product_flops(L, U) <= EXACT_PRODUCT_FLOPS:
+        metrics, how = _residual_metrics(permuted - L @ U, permuted)
+    else:
+        metrics, how = _estimated_residual_metrics(permuted, L, U, rng)
     metrics["fill_ratio"] = float((L.nnz + U.nnz) / max(M.nnz, 1))
     return Result(status=Status.CONVERGED_DIRECT,
                   outputs={"L": L, "U": U, "P": P.astype(np.int64), "Q": Q.astype(np.int64)},
@@ -82,7 +114,8 @@ def cholesky_sparse(A, *, ordering: str = "MMD_AT_PLUS_A", rng: np.random.Genera
     Result
         outputs ``L`` (lower triangular CSC, positive diagonal), ``P`` (symmetric permutation);
         status ``DIVERGED_NOT_SPD`` and no outputs when a pivot is not positive (or SuperLU had to
-        leave the diagonal); metrics ``factorization_residual`` (exact, sparse, against the full A),
+        leave the diagonal); metrics ``factorization_residual`` (against the full A; exact or
+        estimated as for :func:`lu_sparse`),
         ``fill_ratio`` = ``nnz(L) / nnz(tril(A))``.
     """
     M = _square_csc(A)
@@ -107,9 +140,15 @@ def cholesky_sparse(A, *, ordering: str = "MMD_AT_PLUS_A", rng: np.random.Genera
     L = (factor.L @ sp.diags(np.sqrt(np.real(d)))).tocsc()
     P = np.argsort(factor.perm_c)
     permuted = sp.csr_matrix(M)[P][:, P]
-    diff = permuted - L @ L.conj().T
     info = {"ordering": ordering}
     message = f"sparse Cholesky (SuperLU symmetric mode, {ordering} ordering)"
+    if _product_flops(L, L.conj().T) > EXACT_PRODUCT_FLOPS:
+        metrics, how = _estimated_residual_metrics(permuted, L, L.conj().T, rng)
+        metrics.update(fill_ratio=float(L.nnz / max(sp.tril(M).nnz, 1)),
+                       pivot_ratio=float(np.real(d).min() / np.real(d).max()))
+        return Result(status=Status.CONVERGED_DIRECT, outputs={"L": L, "P": P.astype(np.int64)},
+                      metrics=metrics, info={**info, **how}, message=message)
+    diff = permuted - L @ L.conj().T
     if _ratio_1norm(diff, permuted) > POTRF_RATIO and n <= DENSE_REFACTOR_ORDER:
         # SuperLU forms L and U = D L^H by different operation orders; with tiny pivots their mismatch
         # can exceed LAPACK's xPOT01 bound (plat362: ||A - L L^T||_1 = 98 n eps ||A||_1). potrf on

@@ -59,7 +59,7 @@ def problems(tmp_path_factory):
 
 
 def _solve_cases():
-    cases = [[method] for method in ("auto", "lu", "cholesky", "ldl", "lsqr", "lsmr", "sor", "ssor")]
+    cases = [[method] for method in ("auto", "lu", "cholesky", "ldl", "lstsq", "lsqr", "lsmr", "sor", "ssor")]
     cases += [["cg", precond] for precond in KRYLOV_PRECONDS]
     cases += [["minres", precond] for precond in ("none", "jacobi", "amg-sa", "chebyshev")]
     cases += [[method, precond] for method in ("gmres", "bicgstab") for precond in ("none", "ilu", "amg-sa", "amg-rs")]

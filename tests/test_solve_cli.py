@@ -134,7 +134,7 @@ def test_rectangular_auto_gives_minimum_norm(cli, tmp_path):
     result = cli(["solve", path, "--rhs", "ones", "-o", tmp_path / "x.h5", "--report", rep, "--quiet",
                   "--rtol", "1e-12"])
     assert result.exit_code == 0, result.stderr
-    assert report_of(rep)["method"] == "lsmr"
+    assert report_of(rep)["method"] == "lstsq"  # small and dense enough for LAPACK gelsy
     A = read_mtx(str(path)).toarray()
     x = read_x(tmp_path / "x.h5")
     np.testing.assert_allclose(x, np.linalg.pinv(A) @ np.ones(A.shape[0]), rtol=1e-8, atol=1e-10)
@@ -149,8 +149,9 @@ def test_singular_with_auto_falls_back_to_least_squares(cli, tmp_path):
                   "--quiet"])
     assert result.exit_code == 0, result.stderr
     report = report_of(rep)
-    assert report["method"] == "lsmr" and "singular" in report["method_reason"]
-    np.testing.assert_allclose(read_x(tmp_path / "x.h5"), [1.0, 1.0, 1.0], atol=1e-8)
+    assert report["method"] == "lstsq" and "singular" in report["method_reason"]
+    assert report["status"]["converged"]  # b lies in the range of A: the minimum-norm x solves it
+    np.testing.assert_allclose(read_x(tmp_path / "x.h5"), [1.0, 1.0, 1.0], atol=1e-12)
 
 
 def test_singular_inconsistent_system_with_auto_is_not_reported_solved(cli, tmp_path):
@@ -294,3 +295,18 @@ def test_auto_precond_falls_back_when_incomplete_cholesky_breaks_down(cli, tmp_p
     assert "incomplete Cholesky broke down" in report["method_reason"]
     assert report["params"]["precond"] == "jacobi"
     assert report["status"]["reason"] == "diverged_not_spd"
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (0, 0)])
+def test_empty_systems_are_solved_by_least_squares_as_scipy_does(cli, tmp_path, shape):
+    """scipy.linalg.lstsq returns x = 0 for an empty A; auto and lstsq do too, other methods refuse."""
+    path = tmp_path / "e.h5"
+    write_arrays(str(path), {"A": np.zeros(shape), "b": np.ones(shape[0])})
+    rep = tmp_path / "r.json"
+    result = cli(["solve", f"{path}:/A", "--rhs", f"{path}:/b", "-o", tmp_path / "x.h5", "--report", rep,
+                  "--quiet", "--strict"])
+    assert result.exit_code == 0, result.stderr
+    assert report_of(rep)["method"] == "lstsq"
+    assert read_x(tmp_path / "x.h5").shape == (shape[1],) and not read_x(tmp_path / "x.h5").any()
+    result = cli(["solve", f"{path}:/A", "--rhs", f"{path}:/b", "-o", tmp_path / "y.h5", "-m", "gmres"])
+    assert result.exit_code == 4 and "empty" in result.stderr and not (tmp_path / "y.h5").exists()

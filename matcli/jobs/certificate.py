@@ -114,7 +114,7 @@ def _metric(result: Result, *names: str) -> float | None:
 
 # ----------------------------------------------------------------------------- solve
 _DIRECT_SOLVES = {"lu", "cholesky", "ldl"}
-_LEAST_SQUARES = {"lsqr", "lsmr"}
+_LEAST_SQUARES = {"lsqr", "lsmr", "lstsq"}
 
 
 def _solve_checks(job, result: Result) -> list[Check]:

@@ -230,8 +230,9 @@ class Job(FamilyJob):
         for system in self.systems:
             A, B = system.A, system.B
             m, n = A.shape
-            if min(m, n) == 0:
-                raise InputError(system.source, f"matrix is empty ({m}x{n})")
+            if min(m, n) == 0 and (self.batch or method not in ("auto", "lstsq")):
+                raise InputError(system.source, f"matrix is empty ({m}x{n}); only --method lstsq (or auto) "
+                                                "solves an empty system (x = 0)")
             if self.batch and self.recycle > n:
                 raise UsageError(f"--recycle {self.recycle}: a recycled subspace of {system.source} has at most "
                                  f"n = {n} dimensions")

@@ -73,7 +73,7 @@ def inspect(A) -> Facts:
     m, n = A.shape
     sparse = sp.issparse(A)
     facts = Facts((m, n), sparse, int(A.nnz) if sparse else int(np.count_nonzero(A)), bool(np.iscomplexobj(A)))
-    if m != n:
+    if m != n or n == 0:
         return facts
     err = symmetry_error(A)
     facts.extra["symmetry_error"] = err
@@ -111,6 +111,8 @@ def definiteness(A, facts: Facts, rng: np.random.Generator, steps: int = 30) -> 
 def choose_method(A, facts: Facts, nrhs: int, rng: np.random.Generator) -> tuple[str, str, str]:
     """(method, preconditioner, reason sentence) for ``--method auto``."""
     m, n = facts.shape
+    if min(m, n) == 0:
+        return "lstsq", "none", f"A is empty ({m}x{n}): x = 0, the minimum-norm least-squares solution"
     if m != n:
         if dense_lstsq_fits((m, n)):
             return "lstsq", "none", (f"rectangular {m}x{n} matrix, small enough to hold densely "

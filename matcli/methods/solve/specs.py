@@ -17,7 +17,8 @@ PRECOND_PARAMS = (
     ParamSpec("amg_cycle", "str", "V", "multigrid cycle (--precond amg-sa|amg-rs)", choices=("V", "W", "F")),
     ParamSpec("cheb_degree", "int", 4, "Chebyshev polynomial degree (--precond chebyshev)", low=1, high=64),
 )
-REFINE = ParamSpec("refine", "int", 0, "steps of iterative refinement after the triangular solves", low=0, high=10)
+REFINE = ParamSpec("refine", "int", 0, "most steps of iterative refinement (as LAPACK's xGERFS: stops when the "
+                   "backward error stops halving); 0 = LAPACK's 5", low=0, high=10)
 ATOL = ParamSpec("atol", "float", 1e-8,
                  "least-squares stop: ||A^H r|| <= atol ||A|| ||r||", low=0.0, high=1.0)
 DAMP = ParamSpec("damp", "float", 0.0,
@@ -53,6 +54,11 @@ SPECS: list[MethodSpec] = [
     MethodSpec("solve", "bicgstab", f"{_SOLVERS}:prepare_bicgstab",
                "BiCGSTAB, right preconditioned, square nonsymmetric systems (short recurrences)",
                params=PRECOND_PARAMS, constraints=("square",)),
+    MethodSpec("solve", "lstsq", "matcli.methods.solve.dense_lstsq:prepare_lstsq",
+               "dense least squares / minimum norm by LAPACK gelsy (QR with column pivoting), any shape or "
+               "rank, up to 25e6 entries",
+               params=(ParamSpec("rcond", "float", 0.0, "rank cutoff relative to the largest; 0 = max(m, n) eps",
+                                 low=0.0, high=1.0),)),
     MethodSpec("solve", "lsqr", f"{_SOLVERS}:prepare_lsqr",
                "LSQR least squares / minimum-norm solution, any shape or rank",
                params=(ATOL, DAMP)),

@@ -164,28 +164,62 @@ def print_summary(report: dict[str, Any]) -> None:
 
 
 class Progress:
-    """A transient spinner with the latest iteration values; silent unless stderr is a TTY."""
+    """A transient rich.progress line on stderr: the phase, the elapsed time and, for iterative
+    methods, the residual against its target on a log scale. Silent unless stderr is a TTY.
 
-    def __init__(self, enabled: bool, label: str):
+    ``phase(name)`` names the phase in progress, ``relabel(label)`` the resolved method (after setup),
+    ``update(iteration, values)`` the latest iteration; with a ``target`` the bar shows how far the
+    residual has come from its first value towards the target, in orders of magnitude.
+    """
+
+    def __init__(self, enabled: bool, label: str, target: float | None = None):
         self.enabled = enabled and sys.stderr.isatty()
         self.label = label
-        self._status = None
+        self.target = target
+        self._phase = ""
+        self._first: float | None = None
+        self._display = None
+        self._task = None
 
     def __enter__(self) -> "Progress":
         if self.enabled:
             from rich.console import Console
+            from rich.progress import BarColumn, Progress as RichProgress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-            self._status = Console(stderr=True).status(self.label)
-            self._status.__enter__()
+            self._display = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                         TimeElapsedColumn(), TextColumn("{task.fields[detail]}"),
+                                         console=Console(stderr=True), transient=True)
+            self._display.__enter__()
+            self._task = self._display.add_task(self.label, total=None, detail="")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._status is not None:
-            self._status.__exit__(*exc)
-            self._status = None
+        if self._display is not None:
+            self._display.__exit__(*exc)
+            self._display = None
 
-    def update(self, iteration: int, values: dict[str, float]) -> None:
-        if self._status is None:
+    def _refresh(self, **fields: Any) -> None:
+        if self._display is not None:
+            self._display.update(self._task, description=f"{self.label}: {self._phase}", **fields)
+
+    def phase(self, name: str) -> None:
+        self._phase = name
+        self._refresh(detail="")
+
+    def relabel(self, label: str) -> None:
+        self.label = label
+        self._refresh()
+
+    def update(self, iteration: int, values: dict[str, Any]) -> None:
+        if self._display is None:
             return
+        residual = values.get("residual", values.get("initial_residual"))
         shown = "  ".join(f"{k}={v:.3e}" for k, v in values.items() if isinstance(v, (int, float)))
-        self._status.update(f"{self.label}: iteration {iteration}  {shown}")
+        fields: dict[str, Any] = {"detail": f"iteration {iteration}  {shown}"}
+        if isinstance(residual, (int, float)) and residual > 0 and self.target:
+            self._first = self._first or float(residual)
+            span = math.log10(self._first / self.target) if self._first > self.target else 1.0
+            done = math.log10(self._first / residual) if residual < self._first else 0.0
+            fields.update(total=1.0, completed=min(max(done / span, 0.0), 1.0),
+                          detail=f"iteration {iteration}  residual {residual:.2e} -> {self.target:.0e}")
+        self._refresh(**fields)

@@ -56,8 +56,9 @@ def _make_callback(request: JobRequest, history: dict[str, list[float]]) -> tupl
     """
     from matcli.report import Progress
 
+    rtol = request.options.get("rtol") if request.family == "solve" else None
     progress = Progress(enabled=not request.quiet and not request.monitor,
-                        label=f"{request.family} {request.method}")
+                        label=f"{request.family} {request.method}", target=rtol)
 
     def callback(iteration: int, **values: Any) -> None:
         kind = values.pop("residual_kind", None)
@@ -98,25 +99,32 @@ def run_job(request: JobRequest) -> JobOutcome:
     callback, progress = _make_callback(request, history)
     policy = InputPolicy(max_memory=resolve_budget(request.max_memory),
                          allow_external=request.allow_external_links)
-    with thread_limit(request.threads) as threads, contextlib.ExitStack() as resources, input_policy(policy):
+    with progress, thread_limit(request.threads) as threads, contextlib.ExitStack() as resources, \
+            input_policy(policy):
         with timer.phase("read"):
+            progress.phase("read")
             job.read()
         with timer.phase("validate"):
+            progress.phase("validate")
             job.validate()
         with timer.phase("setup"):
+            progress.phase("setup")
             # Opened once the options are validated; workers are released when compute ends.
             job.backend = resources.enter_context(get_backend(request.backend, request.scheduler))
             job.setup(rng)
-        with timer.phase("compute"), progress:
+        progress.relabel(f"{request.family} {job.method}")
+        with timer.phase("compute"):
+            progress.phase("compute")
             result = certify(job, job.compute(callback))
-    for key, series in history.items():
-        result.history.setdefault(key, series)
-    extra_files: dict[str, str] = {}
-    with timer.phase("write"):
-        if request.output:
-            write_output(request, result.outputs, _output_attrs(request, job, result, seed),
-                         f"{request.family} {job.method}")
-        extra_files = job.write_extra(result)
+        for key, series in history.items():
+            result.history.setdefault(key, series)
+        extra_files: dict[str, str] = {}
+        with timer.phase("write"):
+            progress.phase("write")
+            if request.output:
+                write_output(request, result.outputs, _output_attrs(request, job, result, seed),
+                             f"{request.family} {job.method}")
+            extra_files = job.write_extra(result)
     report = build_report(request, job, result, seed, timer, peak_memory_bytes(), threads, extra_files)
     emit_report(request.report, report, force=request.force)
     if not request.quiet:

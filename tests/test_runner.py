@@ -152,3 +152,44 @@ def test_peak_memory_is_the_process_own_not_its_parents(tmp_path):
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(child.stdout) < 200 * 2**20 < peak_memory_bytes()
     del ballast
+
+
+def test_progress_shows_phase_method_and_residual_against_its_target_on_a_terminal(monkeypatch):
+    """On a TTY: the phase and resolved method in the label; the bar is the fraction of the orders of
+    magnitude from the first residual to the target (1e0 -> 1e-8: 1e-4 is half way)."""
+    import io
+    import sys
+
+    from matcli.report import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    with Progress(enabled=True, label="solve auto", target=1e-8) as progress:
+        progress.phase("setup")
+        progress.relabel("solve cg")
+        progress.phase("compute")
+        progress.update(0, {"initial_residual": 1.0})
+        progress.update(5, {"residual": 1e-4})
+        task = progress._display.tasks[0]
+        assert task.description == "solve cg: compute"
+        assert task.completed == pytest.approx(0.5) and task.total == 1.0
+        assert "1.00e-04 -> 1e-08" in task.fields["detail"]
+    with Progress(enabled=True, label="x", target=None) as silent_bar:
+        silent_bar.update(1, {"train_rmse": 0.9})
+        assert silent_bar._display.tasks[0].total is None  # no target: a spinner, no bar
+
+
+def test_progress_is_silent_without_a_terminal(monkeypatch):
+    import io
+    import sys
+
+    from matcli.report import Progress
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    with Progress(enabled=True, label="solve auto", target=1e-8) as progress:
+        progress.phase("compute")
+        progress.update(1, {"residual": 0.5})
+    assert sys.stderr.getvalue() == ""

@@ -168,3 +168,38 @@ def test_environment_variables_for_common_options(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("MATCLI_THREADS", "many")
     result = cli([*args, "-o", tmp_path / "z.h5"])
     assert result.exit_code == 2 and "MATCLI_THREADS" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def _matcli(args, stdin: bytes, cwd):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "matcli", *args], input=stdin, capture_output=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_standard_input_takes_a_matrixmarket_file_plain_or_gzip(tmp_path):
+    """'-' reads MatrixMarket from standard input (gzip detected by its magic bytes); the answer is the
+    one from the file itself; errors name <stdin>; a second '-' in one run is a usage error."""
+    import gzip
+
+    from tests.conftest import data_file
+
+    text = data_file("matrices/494_bus.mtx").read_bytes()
+    for name, stdin in (("plain.h5", text), ("gz.h5", gzip.compress(text))):
+        run = _matcli(["solve", "-", "--rhs", "ones", "-o", name, "-q"], stdin, tmp_path)
+        assert run.returncode == 0, run.stderr
+    run = _matcli(["solve", str(data_file("matrices/494_bus.mtx")), "--rhs", "ones", "-o", "file.h5", "-q"], b"",
+                  tmp_path)
+    assert run.returncode == 0, run.stderr
+    with h5py.File(tmp_path / "plain.h5") as a, h5py.File(tmp_path / "gz.h5") as b, \
+            h5py.File(tmp_path / "file.h5") as c:
+        assert np.array_equal(a["x"][()], c["x"][()]) and np.array_equal(b["x"][()], c["x"][()])
+    for stdin, message in ((b"", "standard input is empty"), (b"1 2 3\n", "MatrixMarket"),
+                           (gzip.compress(text)[:200], "gzip stream cut short")):
+        run = _matcli(["info", "-"], stdin, tmp_path)
+        assert run.returncode == 4 and run.stderr.decode().startswith("matcli: error: <stdin>: "), run.stderr
+        assert message in run.stderr.decode() and len(run.stderr.decode().splitlines()) == 1
+    run = _matcli(["solve", "-", "--rhs", "-", "-o", "twice.h5"], text, tmp_path)
+    assert run.returncode == 2 and "only once" in run.stderr.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.h5", "gz.h5", "plain.h5"]

@@ -10,7 +10,8 @@ from matcli.cli.options import AllowExternalOpt, ForceOpt, MaxMemoryOpt, QuietOp
 
 
 def command(
-    spec: Annotated[str, typer.Argument(help="Matrix file: A.mtx, A.mtx.gz, A.npy, file.h5:/A, ratings.tsv.")],
+    spec: Annotated[str, typer.Argument(help="Matrix file: A.mtx, A.mtx.gz, A.npy, A.npz, file.h5:/A, cells.h5ad:/X, "
+                                             "ratings.tsv, or - (MatrixMarket on standard input).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     condition: Annotated[bool, typer.Option(
         "--condition", help="Also estimate the condition number (exact SVD up to order 2000, else a 1-norm "
@@ -48,7 +49,7 @@ def command(
                      "sampling_rate": observed.nnz / (float(m) * n),
                      "value_range": [float(observed.values.min()), float(observed.values.max())]}
         else:
-            facts = {"format": parsed.kind,
+            facts = {"format": "mtx (standard input)" if spec == "-" else parsed.kind,
                      **describe(read_matrix(spec), make_rng(resolve_seed(seed)), condition=condition)}
     facts = {"file": spec, **facts}
     if report:

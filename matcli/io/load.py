@@ -12,6 +12,7 @@ from matcli.core.errors import InputError
 from matcli.io.ids import IdAxis, check_extent
 from matcli.io.npy import read_npy
 from matcli.io.spec import Spec, parse_spec
+from matcli.io.stdin import STDIN, read_from_stdin
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,15 @@ def _require_file(spec: Spec) -> None:
 
 def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
     """A 2-D matrix from ``.mtx[.gz]``, ``.npy``, ``.npz`` (``scipy.sparse.save_npz`` or one array) or
-    ``file.h5:/dataset_or_sparse_group`` (also ``.h5ad``).
+    ``file.h5:/dataset_or_sparse_group`` (also ``.h5ad``); ``-``: MatrixMarket on standard input.
 
     Returns a float64/complex128 dense array or CSR matrix with finite values.
     """
     spec = parse_spec(spec_text)
+    if spec.path == STDIN:
+        from matcli.io.mtx import read_mtx
+
+        return read_from_stdin(read_mtx)
     _require_file(spec)
     if spec.kind == "mtx":
         from matcli.io.mtx import read_mtx
@@ -104,6 +109,11 @@ def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
 def read_dense(spec_text: str) -> np.ndarray:
     """A 1-D or 2-D dense array (right-hand sides, vectors) from .mtx, .h5, .npy, .txt/.csv."""
     spec = parse_spec(spec_text)
+    if spec.path == STDIN:
+        from matcli.io.mtx import read_mtx
+
+        matrix = read_from_stdin(read_mtx)
+        return matrix.toarray() if sp.issparse(matrix) else matrix
     _require_file(spec)
     if spec.kind == "hdf5":
         from matcli.io import hdf5

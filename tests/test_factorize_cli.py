@@ -199,7 +199,8 @@ def test_methods_lists_every_factorize_method(cli):
     for name in ("svd-randomized", "svd-block-krylov", "svd-lanczos", "svd-arpack", "svd-propack", "svd-dense", "svd-update",
                  "nmf-hals", "nmf-mu", "nmf-robust", "cur-leverage", "cur-pivoted-qr", "qr-dense", "lu-dense",
                  "lu-sparse", "cholesky-dense", "cholesky-sparse", "ldl-dense", "eig-dense", "eig-arpack"):
-        assert name in result.stdout
+        kind, _, method = name.partition("-")
+        assert f"--kind {kind} --method {method} " in result.stdout  # as the user types it
 
 
 def test_eig_auto_choices_and_ldl(cli, tmp_path, shared_data):

@@ -203,3 +203,18 @@ def test_standard_input_takes_a_matrixmarket_file_plain_or_gzip(tmp_path):
     run = _matcli(["solve", "-", "--rhs", "-", "-o", "twice.h5"], text, tmp_path)
     assert run.returncode == 2 and "only once" in run.stderr.decode()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.h5", "gz.h5", "plain.h5"]
+
+
+def test_shell_completion(tmp_path):
+    """typer's completion: the script for bash, and completions of subcommands and options."""
+    import os
+    import subprocess
+    import sys
+
+    script = subprocess.run([sys.executable, "-m", "matcli", "--show-completion", "bash"], capture_output=True,
+                            text=True, timeout=120)
+    assert script.returncode == 0 and "_matcli_completion" in script.stdout
+    for words, cword, expected in (("matcli fac", "1", "factorize"), ("matcli factorize --ki", "2", "--kind")):
+        env = dict(os.environ, _MATCLI_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD=cword)
+        done = subprocess.run([sys.executable, "-m", "matcli"], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and expected in done.stdout.split(), done

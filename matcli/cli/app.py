@@ -20,7 +20,7 @@ app = typer.Typer(
     "(--strict), 4 input error, 5 output error, 6 backend error, 7 resource limit, "
     "130/143/129 stopped by SIGINT/SIGTERM/SIGHUP, 141 broken pipe.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,

@@ -27,8 +27,8 @@ def _reg_help() -> str:
     from matcli.methods.complete.specs import DEFAULT_REG
 
     defaults = ", ".join(f"{name} {value}" for name, value in DEFAULT_REG.items() if value)
-    return ("Regularisation, or 'auto' (the default): chosen by validation RMSE among multiples 4 .. 1/4096 "
-            "of the method's base value and 0, after the rank. als/als-exact/robust: ridge weight "
+    return ("Regularisation, or 'auto' (the default): chosen after the rank by validation RMSE among the fits "
+            "that converge, at multiples 4 .. 1/4096 of the method's base value and 0. als/als-exact/robust: ridge weight "
             "times each row's/column's number of observations; softimpute: nuclear-norm threshold "
             "relative to the top singular value; scaledgd: ridge weight. Base values: " + defaults +
             "; scaledgd and robust default to 0 (an exact model). Not accepted by bpmf.")
@@ -70,7 +70,8 @@ def command(
     maxiter: MaxiterOpt = None,
     rtol: Annotated[float, typer.Option(
         "--rtol", parser=Number(float, 0.0, 1.0, high_open=True), help="Stop when a sweep changes the objective (softimpute: the estimate; bpmf: the "
-                         "posterior mean) by less than this, relatively.")] = 1e-4,
+                         "posterior mean; robust: the inlier residual, which must then be within -p tol) by "
+                         "less than this, relatively.")] = 1e-4,
     backend: BackendOpt = Backend.local,
     scheduler: SchedulerOpt = None,
     max_memory: MaxMemoryOpt = None,

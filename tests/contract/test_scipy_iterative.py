@@ -681,3 +681,15 @@ def test_bicgstab_breakdown_case_through_cli(cli, tmp_path):
     for method in ("gmres", "minres"):
         result, report, x = solve_cli(cli, tmp_path, A_spec, b_spec, method, "--precond", "none")
         assert result.exit_code == 0 and relative_residual(case.wide, x, case.b) <= RTOL
+
+
+def test_minres_on_b_in_the_null_space_stops(cli, tmp_path):
+    """The issue's Neumann Laplacian amg_anisotropic3d7816 with b = ones (numerically in the null
+    space: ||A b|| ~ 5e-17 ||b||): MINRES said converged_happy_breakdown at relative residual 2.8e15,
+    then (after the true-residual check) restarted from its garbage iterate and ran all 78160
+    iterations (18 s) to diverged_max_it. Now: a negative status after the first false claim."""
+    path = str(data_file("matrices/amg_anisotropic3d7816.mtx"))
+    result, report, x = solve_cli(cli, tmp_path, path, "ones", "minres", "--precond", "none")
+    assert result.exit_code == 3
+    assert report["status"]["reason"] == "diverged_tolerance_unreachable"
+    assert report["iterations"] < 1000 and report["metrics"]["relative_residual"] <= 1.0

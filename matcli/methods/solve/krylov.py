@@ -13,8 +13,9 @@ Shared contract (after :func:`matcli.methods.solve.system.as_block`):
   (``||b - A x|| / ||b||`` of the unpreconditioned system, as the method's recurrence tracks it;
   CG, GMRES, BiCGSTAB, LSQR, LSMR) or :data:`PRECOND_RESIDUAL` (MINRES:
   ``||r||_{M^-1} / ||r_0||_{M^-1}``, the preconditioned norm it minimises).
-* A column that does not converge returns its best iterate (smallest residual seen); the status
-  is negative and the message says why and what to try.
+* A column that does not converge returns its best iterate (smallest residual seen), and never one
+  whose true residual exceeds that of its initial guess; the status is negative and the message
+  says why and what to try. ``b = 0`` gives ``x = 0`` (``CONVERGED_ZERO_RHS``) whatever ``x0``.
 * GMRES and BiCGSTAB with an ILU preconditioner adapt it: a failed solve is repeated with the
   preconditioner's ``refine()`` (less dropping, more fill) while the iteration budget lasts, each
   attempt recorded in ``info["precond_attempts"]``; an ILU that could not be built at all gives a

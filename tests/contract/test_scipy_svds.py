@@ -146,6 +146,19 @@ def test_svd_simple(tmp_path, method, which, real, transpose):
 
 
 @pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n, m, k", [(6, 7, 3), (9, 5, 4), (10, 8, 5)])
+def test_svd_linop_matrices(tmp_path, method, n, m, k):
+    # test_svd_linop's matrices (the LinearOperator wrapper does not apply): RandomState(52) normal,
+    # and the complex RandomState(1648) ones where k < min(n, m) - 1, scipy's rtol 1e-7 for complex128
+    A = np.random.RandomState(52).randn(n, m)
+    check_svds(A, k, factorize(tmp_path, A, "--kind", "svd", "-m", method, "--rank", k), atol=1e-10)
+    if k < min(n, m) - 1:
+        rng = np.random.RandomState(1648)
+        C = rng.randn(n, m) + 1j * rng.randn(n, m)
+        check_svds(C, k, factorize(tmp_path, C, "--kind", "svd", "-m", method, "--rank", k), atol=1e-10)
+
+
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("k", [3, 5])
 def test_svds_parameter_k(tmp_path, method, k):
     A = np.random.default_rng(0).random((10, 10))

@@ -27,10 +27,11 @@ def _reg_help() -> str:
     from matcli.methods.complete.specs import DEFAULT_REG
 
     defaults = ", ".join(f"{name} {value}" for name, value in DEFAULT_REG.items() if value)
-    return ("Regularisation, or 'auto' (the default): chosen after the rank by validation RMSE among the fits "
-            "that converge, at multiples 4 .. 1/4096 of the method's base value and 0. als/als-exact/robust: ridge weight "
-            "times each row's/column's number of observations; softimpute: nuclear-norm threshold "
-            "relative to the top singular value; scaledgd: ridge weight. Base values: " + defaults +
+    return ("Regularisation, or 'auto' (the default): chosen after the rank by validation RMSE among the "
+            "fits that converge, at multiples 4 .. 1/4096 of the method's base value and 0. "
+            "als/als-exact/robust: ridge weight times each row's/column's number of observations; "
+            "softimpute: nuclear-norm threshold relative to the top singular value; scaledgd: ridge weight. "
+            "Base values: " + defaults +
             "; scaledgd and robust default to 0 (an exact model). Not accepted by bpmf.")
 
 
@@ -40,9 +41,9 @@ def command(
              "(row, col, value, 0-based).")],
     out: OutOpt,
     rank: Annotated[str, typer.Option("--rank", "-k", parser=Number(int, 1, auto=True),
-                                      help="Rank k, or 'auto' (the default): chosen by validation RMSE (robust: median absolute "
-                                           "error); bpmf uses min(8, m, n), its posterior averaging keeps a larger "
-                                           "rank from overfitting.")] = "auto",
+                                      help="Rank k, or 'auto' (the default): chosen by validation RMSE "
+                                           "(robust: median absolute error); bpmf uses min(8, m, n), its posterior "
+                                           "averaging keeps a larger rank from overfitting.")] = "auto",
     reg: Annotated[Optional[str], typer.Option("--reg", parser=Number(float, 0.0, auto=True), help=_reg_help())] = None,
     method: Annotated[Method, typer.Option(
         "--method", "-m", help="Completion method. auto: bpmf for ratings (values on at most 10 levels, 100 "

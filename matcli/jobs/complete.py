@@ -353,7 +353,8 @@ class Job(FamilyJob):
             rank = min(k for k, val in scores.items() if val <= tolerance * best + exact)
         if p["reg"] == "auto" and default_reg:
             done = {row["reg"]: row for row in table if row["rank"] == rank}
-            rows = [*done.values(), *score([(rank, default_reg * f) for f in REG_FACTORS if default_reg * f not in done])]
+            fresh = [(rank, default_reg * f) for f in REG_FACTORS if default_reg * f not in done]
+            rows = [*done.values(), *score(fresh)]
             # The ridge weight is compared on the held-out entries whose row and column keep more
             # training entries than a rank-k row has unknowns: elsewhere no fit is determined by the
             # training split (an exact model's reg 0 interpolates a square, possibly

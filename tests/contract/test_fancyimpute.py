@@ -17,15 +17,13 @@ the same data and options, so one run checks both and the stricter bound decides
 Each case runs through the CLI with files in ``tmp_path`` and matcli's defaults; the peer's own
 option is passed where it has one (IterativeSVD ``rank=3`` -> ``--rank 3``, MatrixFactorization
 ``rank=5`` -> ``--rank 5``). The default method must also end with a positive status that passes
-the certificate (``--strict``, exit 0), except under ``--rank 5``: rank 5 on rank-3 data leaves two
-flat directions, ALS at the small ridge weight validation picks converges sublinearly there and
-says ``diverged_max_it`` honestly (its answer still meets the threshold).
+the certificate (``--strict``, exit 0).
 
-Methods: the default (auto: ``als-exact`` on this real-valued data), ``als-exact``, ``als`` and
-``robust``, ``softimpute`` and ``scaledgd`` run every case; ``REJECTED`` lists the justified
-rejections (robust above the true
-rank, scaledgd above the true rank), checked to end with a negative status. ``softimpute``, ``scaledgd`` and ``bpmf`` fail them with their defaults
-and are kept as strict expected failures on fancyimpute's SoftImpute case (see ``KNOWN_FAILURES``).
+Methods: the default (auto: ``als-exact`` on this real-valued data), ``als-exact``, ``als``,
+``robust``, ``softimpute`` and ``scaledgd`` run every case. ``REJECTED`` lists the justified
+rejections (robust and scaledgd, whose models have no regularisation, above the true rank),
+checked to end with a negative status instead. ``bpmf`` fails fancyimpute's SoftImpute case with
+its defaults and is kept as a strict expected failure (``KNOWN_FAILURES``: it models noisy ratings).
 KNN is out of scope (matcli has no neighbourhood imputation).
 """
 
@@ -64,14 +62,14 @@ DATA = {
     "rank1_symmetric": rank1_dataset(symmetric=True),
 }
 
-#: (case, data, peer option as matcli arguments, error measure, bound, strict status expected).
+#: (case, data, peer option as matcli arguments, error measure, bound).
 CASES = [
-    ("SoftImpute()", "low_rank_500x10", [], "mae", 0.1, True),
-    ("IterativeSVD(rank=3)", "low_rank_500x10", ["--rank", "3"], "mae", 0.1, True),
-    ("MatrixFactorization(rank=5)", "low_rank_500x10", ["--rank", "5"], "mae", 0.1, False),
-    ("NuclearNormMinimization() first 100 rows", "low_rank_first_100_rows", [], "mae", 0.1, True),
-    ("NuclearNormMinimization()/MatrixCompletion() rank 1", "rank1", [], "max", 0.001, True),
-    ("NuclearNormMinimization()/MatrixCompletion() rank 1 symmetric", "rank1_symmetric", [], "max", 0.001, True),
+    ("SoftImpute()", "low_rank_500x10", [], "mae", 0.1),
+    ("IterativeSVD(rank=3)", "low_rank_500x10", ["--rank", "3"], "mae", 0.1),
+    ("MatrixFactorization(rank=5)", "low_rank_500x10", ["--rank", "5"], "mae", 0.1),
+    ("NuclearNormMinimization() first 100 rows", "low_rank_first_100_rows", [], "mae", 0.1),
+    ("NuclearNormMinimization()/MatrixCompletion() rank 1", "rank1", [], "max", 0.001),
+    ("NuclearNormMinimization()/MatrixCompletion() rank 1 symmetric", "rank1_symmetric", [], "max", 0.001),
 ]
 METHODS = ["auto", "als-exact", "als", "robust", "softimpute", "scaledgd"]
 
@@ -87,8 +85,8 @@ REJECTED = {
         "without regularisation leaves the spare directions free; it ends diverged_max_it (MAE 0.21)",
 }
 
-#: Methods that fail fancyimpute's SoftImpute case with their defaults, measured mean absolute
-#: errors on the missing entries (bound 0.1), and why.
+#: Methods that fail fancyimpute's SoftImpute case with their defaults, the measured mean absolute
+#: error on the missing entries (bound 0.1), and why.
 KNOWN_FAILURES = {
     "bpmf": "MAE 0.41: its noise precision 2.5 / var(values) assumes noisy ratings; on exact data the posterior "
             "mean keeps that much noise (ratings are its purpose; auto never picks it for real-valued data)",
@@ -121,10 +119,10 @@ def error(kind: str, predicted: np.ndarray, truth: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("case, data, args, kind, bound, strict", CASES, ids=[c[0] for c in CASES])
-def test_fancyimpute_case(cli, tmp_path, method, case, data, args, kind, bound, strict):
+@pytest.mark.parametrize("case, data, args, kind, bound", CASES, ids=[c[0] for c in CASES])
+def test_fancyimpute_case(cli, tmp_path, method, case, data, args, kind, bound):
     XY, missing = DATA[data]
-    strict_here = strict and method == "auto"
+    strict_here = method == "auto"
     predicted, code, rep = complete(cli, tmp_path, XY, missing,
                                     ["--method", method, *args, *(["--strict"] if strict_here else [])])
     if (case, method) in REJECTED:

@@ -211,7 +211,8 @@ def _message(status: Status, sweeps: int, metrics: dict[str, float], tol: float,
         if metrics["outlier_fraction"] > max_outliers:
             return (f"more than {100 * max_outliers:g}% of the entries are outliers of this fit, not a sparse "
                     f"corruption: {said}")
-        return f"the inlier residual stopped decreasing above tol after {sweeps} sweeps: {said}; noisy data: raise -p tol"
+        return (f"the inlier residual stopped decreasing above tol after {sweeps} sweeps: {said}; "
+                "noisy data: raise -p tol")
     if status == Status.DIVERGED_MAX_IT:
         return f"no stable split after {sweeps} sweeps: {said}; raise --maxiter"
     return f"{status.reason} after {sweeps} sweeps"

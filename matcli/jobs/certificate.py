@@ -18,7 +18,8 @@ The limits, with ``eps`` the unit roundoff of float64 (every method computes in 
   (a consistent system) or ``normal_residual <= max(atol, 30 max(m, n) eps)``.
 * SVD: exactly ``--rank`` triplets; ``orthogonality_loss <= sqrt(k eps)``-scaled bound (see
   :func:`orthogonality_limit`); methods that claim singular triplets (dense, lanczos, arpack, propack,
-  update) ``max_triplet_residual <= max(tol, TRIPLET_FLOOR)``; ``--rank auto`` the reconstruction error
+  update) ``max_triplet_residual <= max(tol, TRIPLET_FLOOR)`` (``tol`` = ``--tol`` for lanczos, arpack and
+  propack, 0 for the others); ``--rank auto`` the reconstruction error
   (or its indicator) within ``--tol``.
 * eig: the requested number of pairs; eigen-residual within ``max(tol, TRIPLET_FLOOR)``; orthonormal
   eigenvectors for Hermitian input.
@@ -179,7 +180,7 @@ def _factorize_checks(job, result: Result) -> list[Check]:
                             orthogonality_limit(k, max(m, n)), Status.CERTIFICATE_ORTHOGONALITY,
                             "||U^H U - I||_F and ||V^H V - I||_F"))
         if method in _TRIPLET_METHODS and s is not None and k and float(np.max(s)) > 0:
-            tol = float(params.get("tol") or 0.0) if method == "svd-lanczos" else 0.0
+            tol = float(params.get("tol") or 0.0) if method in ("svd-lanczos", "svd-arpack", "svd-propack") else 0.0
             checks.append(Check("max_triplet_residual", _metric(result, "max_triplet_residual"),
                                 max(tol, TRIPLET_FLOOR), Status.CERTIFICATE_TRIPLETS,
                                 "max_i max(||A v_i - s_i u_i||, ||A^H u_i - s_i v_i||) / s_1"))

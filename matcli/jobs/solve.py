@@ -457,6 +457,9 @@ class Job(FamilyJob):
             return self._compute_batch(callback)
         system = self.systems[0]
         result = self._timed_solve(system, callback)
+        if "preconditioner_fallback" in result.info:  # replaced during the solve (MINRES: found indefinite)
+            self.resolved_params["precond"] = self.solver.precond_name
+            self.choice_reason += ("; " if self.choice_reason else "") + result.info["preconditioner_fallback"]
         if (self.request.method == "auto" and self.method == "cg"
                 and result.status == Status.DIVERGED_NOT_SPD):
             # The Lanczos test can miss indefiniteness; CG's curvature check cannot.

@@ -361,6 +361,12 @@ def _first_initial(callback: Callback, offset: int, first: bool) -> Callback:
     return shifted
 
 
+def shifted_callback(callback: Callback, offset: int) -> Callback:
+    """``callback`` for a solve that starts again after ``offset`` iterations: its iteration numbers
+    continue from there, and its initial residual is reported again (the monitor shows the restart)."""
+    return _first_initial(callback, offset, first=True)
+
+
 def _vec_apply(M: Preconditioner):
     return lambda v: M.apply(v.reshape(-1, 1))[:, 0]
 

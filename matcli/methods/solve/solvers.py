@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from matcli.core.errors import UsageError
-from matcli.core.result import Callback, Result, no_callback
+from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.solve import direct, krylov, precond, stationary
 from matcli.methods.solve.system import as_block, as_matrix, solution_metrics
 
@@ -110,7 +110,28 @@ class KrylovSolver(Solver):
         extra = dict(self.options)
         if self.preconditioner is not None:
             extra["M"] = self.preconditioner
-        return self.kernel(A, B, x0=x0, rtol=rtol, maxiter=maxiter, callback=callback, **extra)
+        result = self.kernel(A, B, x0=x0, rtol=rtol, maxiter=maxiter, callback=callback, **extra)
+        if self.method == "minres" and result.status == Status.DIVERGED_NOT_SPD and \
+                self.precond_name not in ("none", "jacobi"):
+            # MINRES handles an indefinite A but needs an HPD preconditioner, and r^H M^-1 r < 0 showed
+            # this one is not (an AMG cycle or a Chebyshev polynomial of an indefinite matrix): the
+            # |diag(A)| scaling always is, so the solve is repeated with it, for this and later systems
+            reason = (f"{self.precond_name} is not positive definite on this matrix (MINRES met "
+                      "r^H M^-1 r < 0), so jacobi (|diag(A)|)")
+            self.info["preconditioner_requested"] = self.info.get("preconditioner_requested", self.precond_name)
+            self.info["preconditioner_fallback"] = reason
+            self.preconditioner = precond.jacobi(A, absolute=True)
+            self.precond_name = self.info["preconditioner"] = "jacobi"
+            self.info["preconditioner_info"] = self.preconditioner.info
+            spent = result.iterations
+            extra["M"] = self.preconditioner
+            budget = None if maxiter is None else max(int(maxiter) - spent, 1)
+            result = self.kernel(A, B, x0=x0, rtol=rtol, maxiter=budget,
+                                 callback=krylov.shifted_callback(callback, spent), **extra)
+            result.iterations += spent
+            result.metrics["iterations"] = float(result.iterations)
+            result.info["preconditioner_fallback"] = reason
+        return result
 
     def _update(self, A, *, rebuild: bool) -> str:
         if self.preconditioner is None or self.precond_name == "none":

@@ -150,7 +150,7 @@ def test_unreachable_scheduler_is_a_one_line_backend_error(cli, tmp_path, batch_
 @pytest.mark.parametrize("args", [
     ["solve", "{batch}:/systems/s000/A", "--backend", "dask"],
     ["solve", "{batch}:/systems", "--batch", "--scheduler", "tcp://127.0.0.1:8786"],
-    ["complete", "{completion}:/observed", "--rank", "3", "--backend", "dask"],
+    ["complete", "{completion}:/observed", "--rank", "3", "--reg", "0.12", "--backend", "dask"],
 ])
 def test_backend_options_where_they_do_nothing_are_usage_errors(cli, tmp_path, batch_file, completion_file, args):
     args = [a.format(batch=batch_file, completion=completion_file) for a in args]

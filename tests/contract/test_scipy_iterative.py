@@ -372,7 +372,8 @@ def test_maxiter(name, method):
         if "residual" in values:
             residuals.append(values["residual"])
 
-    result = prepare(method, case.A, hermitian=case.hermitian).solve(case.A, case.b, rtol=1e-12, maxiter=1, callback=callback)
+    solver = prepare(method, case.A, hermitian=case.hermitian)
+    result = solver.solve(case.A, case.b, rtol=1e-12, maxiter=1, callback=callback)
     assert len(residuals) == 1 and result.iterations == 1
     assert_honest(case, result, rtol=1e-12)
     if not result.status.converged:
@@ -446,8 +447,8 @@ def test_x0_working(method):
         result = solver.solve(A, b, x0=start, rtol=1e-6, maxiter=2000 if stationary else None)
         if stationary:
             assert result.status == Status.DIVERGED_MAX_IT and result.iterations == 2000
-            assert relative_residual(case.wide, result.outputs["x"], b) <= relative_residual(case.wide, start if
-                                                                                              start is not None else 0 * b, b)
+            given = start if start is not None else 0 * b
+            assert relative_residual(case.wide, result.outputs["x"], b) <= relative_residual(case.wide, given, b)
         else:
             assert result.status.converged, (result.status.reason, result.message)
             assert_honest(case, result, rtol=1e-6)

@@ -48,7 +48,7 @@ def as_matrix(A):
 def as_block(A, B, x0=None) -> tuple[np.ndarray, np.ndarray, bool]:
     """Return ``(B2, X0, was_vector)``: ``B`` as an (m, k) array of the working dtype, ``X0`` (n, k).
 
-    The working dtype is complex128 when ``A`` or ``B`` is complex, else float64. ``X0`` is zeros
+    The working dtype is complex128 when ``A``, ``B`` or ``x0`` is complex, else float64. ``X0`` is zeros
     when ``x0`` is None. Raises ValueError on incompatible shapes.
     """
     m, n = A.shape
@@ -57,7 +57,7 @@ def as_block(A, B, x0=None) -> tuple[np.ndarray, np.ndarray, bool]:
     B2 = B.reshape(-1, 1) if was_vector else B
     if B2.ndim != 2 or B2.shape[0] != m:
         raise ValueError(f"right-hand side has shape {B.shape}, expected ({m},) or ({m}, k)")
-    dtype = compute_dtype(A, B2)
+    dtype = compute_dtype(A, B2, None if x0 is None else np.asarray(x0))
     B2 = np.ascontiguousarray(B2, dtype=dtype)
     if x0 is None:
         X0 = np.zeros((n, B2.shape[1]), dtype=dtype)

@@ -58,3 +58,20 @@ def run_cli(args: list[str]) -> CliResult:
 def cli():
     """The :func:`run_cli` helper as a fixture."""
     return run_cli
+
+
+def solve_outputs(cli, tmp_path: Path, args: list) -> tuple[CliResult, dict | None, object]:
+    """``matcli solve <args> -o x.h5 --report r.json --quiet --force`` in ``tmp_path``; returns the
+    result, the report (None when none was written) and x (None when no output was written)."""
+    import json
+
+    import h5py
+
+    out, rep = tmp_path / "x.h5", tmp_path / "r.json"
+    result = cli(["solve", *args, "-o", out, "--report", rep, "--quiet", "--force"])
+    report = json.loads(rep.read_text()) if rep.exists() else None
+    x = None
+    if out.exists():
+        with h5py.File(out, "r") as fh:
+            x = fh["x"][()] if "x" in fh else None
+    return result, report, x

@@ -10,16 +10,14 @@ of a badly scaled matrix is not singularity. Every square matrix of the shared d
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 
-import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from conftest import data_file, shared_data_dir
+from conftest import data_file, shared_data_dir, solve_outputs
 from matcli.core.result import Status
 from matcli.io.hdf5 import write_arrays
 from matcli.io.mtx import read_mtx
@@ -81,14 +79,7 @@ def run_solve(cli, tmp_path, matrix_path, b, *extra):
     """``matcli solve`` with ``b`` from an .npy file; returns (exit code, report, x or None)."""
     rhs = tmp_path / "b.npy"
     np.save(rhs, b)
-    out, rep = tmp_path / "x.h5", tmp_path / "r.json"
-    result = cli(["solve", matrix_path, "--rhs", rhs, "-o", out, "--report", rep, "--quiet", "--force", *extra])
-    report = json.loads(rep.read_text()) if rep.exists() else None
-    x = None
-    if out.exists():
-        with h5py.File(out, "r") as fh:
-            x = fh["x"][()] if "x" in fh else None
-    return result, report, x
+    return solve_outputs(cli, tmp_path, [matrix_path, "--rhs", rhs, *extra])
 
 
 # ---------------------------------------------------------------- the issue's matrix

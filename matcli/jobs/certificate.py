@@ -172,10 +172,7 @@ def _factorize_checks(job, result: Result) -> list[Check]:
     if kind == "svd":
         s = result.outputs.get("s")
         k = int(np.size(s)) if s is not None else 0
-        wanted = params.get("rank")
-        if isinstance(wanted, int) and not isinstance(wanted, bool):
-            checks.append(Check("triplets", float(wanted - k), 0.0, Status.CERTIFICATE_COUNT,
-                                f"--rank {wanted} triplets returned (got {k}); missing triplets counted"))
+        checks += _count(params.get("rank"), k, "triplets")
         checks.append(Check("orthogonality_loss", _metric(result, "orthogonality_loss"),
                             orthogonality_limit(k, max(m, n)), Status.CERTIFICATE_ORTHOGONALITY,
                             "||U^H U - I||_F and ||V^H V - I||_F"))
@@ -189,10 +186,7 @@ def _factorize_checks(job, result: Result) -> list[Check]:
     elif kind == "eig":
         w = result.outputs.get("w")
         k = int(np.size(w)) if w is not None else 0
-        wanted = params.get("rank")
-        if isinstance(wanted, int) and not isinstance(wanted, bool):
-            checks.append(Check("eigenpairs", float(wanted - k), 0.0, Status.CERTIFICATE_COUNT,
-                                f"--rank {wanted} eigenpairs returned (got {k})"))
+        checks += _count(params.get("rank"), k, "eigenpairs")
         tol = float(params.get("tol") or 0.0)
         checks.append(Check("max_eigen_residual", _metric(result, "max_eigen_residual", "residual"),
                             max(tol, TRIPLET_FLOOR), Status.CERTIFICATE_TRIPLETS,
@@ -219,6 +213,15 @@ def _factorize_checks(job, result: Result) -> list[Check]:
                                 Status.CERTIFICATE_ERROR,
                                 "finite, and no worse than the zero factorization (relative error 1)"))
     return checks
+
+
+def _count(wanted: Any, k: int, what: str) -> list[Check]:
+    """For an integer ``--rank``: a check that all ``wanted`` triplets / pairs came back (value: the
+    number missing)."""
+    if not isinstance(wanted, int) or isinstance(wanted, bool):
+        return []
+    return [Check(what, float(wanted - k), 0.0, Status.CERTIFICATE_COUNT,
+                  f"--rank {wanted} {what} returned (got {k}); the value counts the missing ones")]
 
 
 def _error_target(result: Result, tol: float) -> Check:

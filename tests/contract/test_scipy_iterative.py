@@ -16,17 +16,15 @@ given (``||b - A x|| <= ||b||`` from x0 = 0, scipy's check for its non-convergin
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 
-import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.linalg import lu_factor, lu_solve
 
-from conftest import data_file
+from conftest import data_file, solve_outputs
 from matcli.core.errors import UsageError
 from matcli.core.result import Status
 from matcli.io.hdf5 import write_arrays
@@ -219,16 +217,7 @@ def write_case(tmp_path, case: Case) -> tuple[str, str]:
 
 
 def solve_cli(cli, tmp_path, A_spec, b_spec, method, *extra):
-    out, rep = tmp_path / "x.h5", tmp_path / "r.json"
-    args = ["solve", A_spec, "--rhs", b_spec, "-m", method, "-o", out, "--report", rep, "--quiet", "--strict",
-            "--force", *extra]
-    result = cli(args)
-    report = json.loads(rep.read_text()) if rep.exists() else None
-    x = None
-    if out.exists():
-        with h5py.File(out, "r") as fh:
-            x = fh["x"][()] if "x" in fh else None
-    return result, report, x
+    return solve_outputs(cli, tmp_path, [A_spec, "--rhs", b_spec, "-m", method, "--strict", *extra])
 
 
 def test_catalogue_is_scipys():

@@ -14,14 +14,12 @@ fragile). Every residual is recomputed here from the returned x.
 
 from __future__ import annotations
 
-import json
-
-import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from matcli.core.result import Status
+from conftest import solve_outputs
 from matcli.methods.solve import krylov, solvers
 
 METHODS = ("lsqr", "lsmr")
@@ -66,15 +64,8 @@ def run_cli(cli, tmp_path, A, b, method, *extra):
     """``matcli solve A --rhs b -m method --strict``; returns (exit code, report, x)."""
     np.save(tmp_path / "A.npy", A.toarray() if sp.issparse(A) else A)
     np.save(tmp_path / "b.npy", b)
-    out, rep = tmp_path / "x.h5", tmp_path / "r.json"
-    result = cli(["solve", tmp_path / "A.npy", "--rhs", tmp_path / "b.npy", "-m", method, "-o", out, "--report", rep,
-                  "--quiet", "--strict", "--force", *extra])
-    report = json.loads(rep.read_text()) if rep.exists() else None
-    x = None
-    if out.exists():
-        with h5py.File(out, "r") as fh:
-            x = fh["x"][()] if "x" in fh else None
-    return result, report, x
+    return solve_outputs(cli, tmp_path, [tmp_path / "A.npy", "--rhs", tmp_path / "b.npy", "-m", method, "--strict",
+                                         *extra])
 
 
 @pytest.mark.parametrize("method", METHODS)

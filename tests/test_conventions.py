@@ -211,8 +211,10 @@ def test_shell_completion(tmp_path):
     import subprocess
     import sys
 
+    # typer detects the shell from the parent processes (pytest here); its test switch takes it as a value
     script = subprocess.run([sys.executable, "-m", "matcli", "--show-completion", "bash"], capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120,
+                            env=dict(os.environ, _TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1"))
     assert script.returncode == 0 and "_matcli_completion" in script.stdout
     for words, cword, expected in (("matcli fac", "1", "factorize"), ("matcli factorize --ki", "2", "--kind")):
         env = dict(os.environ, _MATCLI_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD=cword)

@@ -4,7 +4,7 @@ Workloads:
 
 1. MovieLens 100k, the five official splits u1..u5 (base -> test) from ../shared/data/ml-100k.
    matcli: one whole process per fold, ``matcli complete uN.base --test uN.test --clip 1,5`` with the
-   default options (auto: bpmf at rank 10 on ratings) and, for reference, ``--method als-exact --rank
+   default options (auto: bpmf at rank 8 on ratings) and, for reference, ``--method als-exact --rank
    10 --reg 0.12`` (the default before #17), timed end
    to end (start-up, reading, fitting, scoring, writing). Peers run in this process on data already
    loaded: Surprise SVD and SVD++ (default settings, ``random_state=0``; SVD++ only on u1 in

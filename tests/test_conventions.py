@@ -220,3 +220,42 @@ def test_shell_completion(tmp_path):
         env = dict(os.environ, _MATCLI_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD=cword)
         done = subprocess.run([sys.executable, "-m", "matcli"], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and expected in done.stdout.split(), done
+
+
+def test_the_same_concept_has_the_same_flag_everywhere(cli, tmp_path):
+    """-r/--rank, -m/--method, --rhs/-b, and --rtol/--tol (the method's relative tolerance) mean the same in every
+    subcommand that has the concept; the old spellings (-k for complete's rank, sketch-regress's positional b)
+    still work."""
+    import json
+
+    from matcli import gallery
+    from matcli.io.hdf5 import write_arrays
+
+    rng = np.random.default_rng(0)
+    write_arrays(str(tmp_path / "p.h5"), gallery.poisson_problem((8, 8), rng))
+    A = rng.standard_normal((200, 5))
+    write_arrays(str(tmp_path / "r.h5"), {"A": A, "b": A @ np.ones(5)})
+    obs = tmp_path / "obs.tsv"
+    obs.write_text("".join(f"{i} {j} {((i * j) % 5) + 1}\n" for i in range(1, 30) for j in range(1, 20) if (i + j) % 3))
+    runs = {  # name: (arguments, the method it ran, the resolved parameters the flags must have set)
+        "solve": (["solve", f"{tmp_path}/p.h5:/A", "-b", f"{tmp_path}/p.h5:/b", "-m", "cg", "--tol", "1e-9"],
+                  "cg", {"rtol": 1e-9, "rhs": f"{tmp_path}/p.h5:/b"}),
+        "sketch -b": (["sketch-regress", f"{tmp_path}/r.h5:/A", "-b", f"{tmp_path}/r.h5:/b", "-m", "precondition",
+                       "--tol", "1e-12"], "precondition", {"rtol": 1e-12}),
+        "sketch positional": (["sketch-regress", f"{tmp_path}/r.h5:/A", f"{tmp_path}/r.h5:/b", "--method", "refine",
+                               "--rtol", "1e-11"], "refine", {"rtol": 1e-11}),
+        "complete -r": (["complete", obs, "-r", "2", "--reg", "0.1", "-m", "als", "--rtol", "1e-3"], "als",
+                        {"rank": 2, "rtol": 1e-3}),
+        "complete -k": (["complete", obs, "-k", "3", "--reg", "0.1", "-m", "als", "--tol", "2e-3"], "als",
+                        {"rank": 3, "rtol": 2e-3}),
+        "factorize": (["factorize", f"{tmp_path}/r.h5:/A", "-k", "svd", "-m", "lanczos", "-r", "2", "--rtol", "1e-9"],
+                      "svd-lanczos", {"rank": 2, "tol": 1e-9}),
+    }
+    for name, (args, method, params) in runs.items():
+        result = cli([*args, "-o", tmp_path / f"{name.replace(' ', '_')}.h5", "--quiet", "--report", "-"])
+        assert result.exit_code == 0, (name, result.stderr)
+        report = json.loads(result.stdout)
+        assert report["method"] == method, name
+        assert {key: report["params"][key] for key in params} == params, name
+    result = cli(["sketch-regress", f"{tmp_path}/r.h5:/A", "-o", tmp_path / "none.h5"])
+    assert result.exit_code == 2 and "right-hand side" in result.stderr

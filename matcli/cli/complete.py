@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from matcli.cli.options import (
-    MAX_DIMENSION, AllowExternalOpt, Backend, BackendOpt, ForceOpt, MaxMemoryOpt, MaxiterOpt, MonitorOpt, Number, OutOpt, Pair,
-    ParamOpt, QuietOpt, ReportOpt, SchedulerOpt, SeedOpt, StrictOpt, ThreadsOpt,
+    MAX_DIMENSION, AllowExternalOpt, Backend, BackendOpt, ForceOpt, MaxMemoryOpt, MonitorOpt, Number, OutOpt, Pair,
+    ParamOpt, QuietOpt, ReportOpt, SchedulerOpt, SeedOpt, StrictOpt, ThreadsOpt, maxiter_option,
 )
 
 
@@ -40,10 +40,10 @@ def command(
         help="Observed entries: ratings.tsv|.csv|u1.base (user item value, 1-based), obs.mtx, file.h5:/obs "
              "(row, col, value, 0-based).")],
     out: OutOpt,
-    rank: Annotated[str, typer.Option("--rank", "-k", parser=Number(int, 1, auto=True),
+    rank: Annotated[str, typer.Option("--rank", "-r", "-k", parser=Number(int, 1, auto=True),
                                       help="Rank k, or 'auto' (the default): chosen by validation RMSE "
                                            "(robust: median absolute error); bpmf uses min(8, m, n), its posterior "
-                                           "averaging keeps a larger rank from overfitting.")] = "auto",
+                                           "averaging keeps a larger rank from overfitting. (-k: the old spelling.)")] = "auto",
     reg: Annotated[Optional[str], typer.Option("--reg", parser=Number(float, 0.0, auto=True), help=_reg_help())] = None,
     method: Annotated[Method, typer.Option(
         "--method", "-m", help="Completion method. auto: bpmf for ratings (values on at most 10 levels, 100 "
@@ -68,9 +68,9 @@ def command(
                                                  help="Declares the id space 'm,n': every id must fit in it (default: from the input; "
                                     "ratings files: the largest ids). Sparse or huge ids are compacted to the "
                                     "observed ones; the model keeps row_ids/col_ids.")] = None,
-    maxiter: MaxiterOpt = None,
+    maxiter: maxiter_option("200 sweeps for als/als-exact/robust, 1000 for softimpute; bpmf: see --param") = None,
     rtol: Annotated[float, typer.Option(
-        "--rtol", parser=Number(float, 0.0, 1.0, high_open=True), help="Stop when a sweep changes the objective (softimpute: the estimate; bpmf: the "
+        "--rtol", "--tol", parser=Number(float, 0.0, 1.0, high_open=True), help="Stop when a sweep changes the objective (softimpute: the estimate; bpmf: the "
                          "posterior mean; robust: the inlier residual, which must then be within -p tol) by "
                          "less than this, relatively.")] = 1e-4,
     backend: BackendOpt = Backend.local,

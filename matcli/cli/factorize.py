@@ -11,7 +11,7 @@ from matcli.cli.options import (
     AllowExternalOpt,
     ForceOpt,
     MaxMemoryOpt,
-    MaxiterOpt,
+    maxiter_option,
     MonitorOpt,
     Number,
     OutOpt,
@@ -64,13 +64,13 @@ def command(
     rank: Annotated[Optional[str], typer.Option(
         "--rank", "-r", parser=Number(int, 1, auto=True), help="Target rank k, or 'auto' (svd, cur) for the smallest rank meeting --tol.")] = None,
     tol: Annotated[Optional[float], typer.Option(
-        "--tol", parser=Number(float, 0.0, 1.0, high_open=True), help="svd/cur --rank auto: relative Frobenius error target (default 1e-2); "
+        "--tol", "--rtol", parser=Number(float, 0.0, 1.0, high_open=True), help="The method's relative tolerance: svd/cur --rank auto: relative Frobenius error target (default 1e-2); "
                                "svd lanczos: relative residual of every triplet (default 1e-8); svd arpack/propack: svds tolerance; nmf: relative decrease of the loss to stop.")] = None,
     power_iters: Annotated[Optional[int], typer.Option(
         "--power-iters", min=0, help="Randomized SVD power iterations / block Krylov depth (default 4; 1 per block with --rank auto).")] = None,
     oversample: Annotated[Optional[int], typer.Option(
         "--oversample", min=0, help="Extra random vectors of the randomized SVD (default 10).")] = None,
-    maxiter: MaxiterOpt = None,
+    maxiter: maxiter_option("nmf 500 sweeps; lanczos 50 (rank + extra) products; arpack/eig: ARPACK's 10 n") = None,
     update: Annotated[Optional[str], typer.Option(
         "--update", help="Previous truncated SVD (an output of matcli factorize --kind svd) of MATRIX to update.")] = None,
     append_rows: Annotated[Optional[str], typer.Option(

@@ -127,7 +127,13 @@ ParamOpt = Annotated[
     Optional[list[str]],
     typer.Option("--param", "-p", help="Method-specific parameter key=value (repeatable; see `matcli methods`)."),
 ]
-MaxiterOpt = Annotated[Optional[int], typer.Option("--maxiter", min=1, max=MAX_ITERATIONS, help="Maximum iterations.")]
+def maxiter_option(default: str) -> Any:
+    """``--maxiter`` with the subcommand's default in words (it depends on the method and the size)."""
+    return Annotated[Optional[int], typer.Option("--maxiter", min=1, max=MAX_ITERATIONS,
+                                                 help=f"Maximum iterations (default: {default}).")]
+
+
+MaxiterOpt = maxiter_option("per method")
 Backend = enum.Enum("Backend", {name: name for name in BACKENDS}, type=str)
 BackendOpt = Annotated[
     Backend,

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from matcli.cli.options import (AllowExternalOpt, ForceOpt, MaxiterOpt, MonitorOpt, Number, OutOpt, ParamOpt, QuietOpt,
-                                ReportOpt, SeedOpt, StrictOpt, ThreadsOpt)
+from matcli.cli.options import (AllowExternalOpt, ForceOpt, MonitorOpt, Number, OutOpt, ParamOpt, QuietOpt,
+                                ReportOpt, SeedOpt, StrictOpt, ThreadsOpt, maxiter_option)
 
 
 class Mode(str, enum.Enum):
@@ -30,9 +30,12 @@ class SketchKind(str, enum.Enum):
 
 def command(
     matrix: Annotated[str, typer.Argument(help="Matrix A (tall for the sketched modes): A.mtx, A.npy, file.h5:/A (dense dataset or sparse group).")],
-    rhs: Annotated[str, typer.Argument(help="Right-hand side b (m,), or (m, k) for --mode lapack: b.h5:/b, b.npy, b.txt, b.mtx.")],
     out: OutOpt,
-    mode: Annotated[Mode, typer.Option("--mode", "--method", help="auto: lapack (exact, no sketch) for a matrix of at "
+    rhs: Annotated[Optional[str], typer.Argument(help="Right-hand side b (m,), or (m, k) for --mode lapack: b.h5:/b, b.npy, b.txt, b.mtx "
+                                                     "(or give it with --rhs, as solve does).")] = None,
+    rhs_option: Annotated[Optional[str], typer.Option("--rhs", "-b", help="Right-hand side b, as in solve (instead of "
+                                                                        "the second argument).")] = None,
+    mode: Annotated[Mode, typer.Option("--mode", "--method", "-m", help="auto: lapack (exact, no sketch) for a matrix of at "
                                        "most 2**21 entries, a complex or wide A or several right-hand sides; else "
                                        "sketch-and-solve if --eps is given, else precondition. refine adds "
                                        "iterative refinement (backward stable).")] = Mode.auto,
@@ -48,10 +51,10 @@ def command(
     ridge: Annotated[str, typer.Option("--ridge", parser=Number(float, 0.0, auto=True),
                                        help="Ridge parameter lambda >= 0, or 'auto' (GCV on the sketch).")] = "0",
     rtol: Annotated[float, typer.Option(
-        "--rtol", parser=Number(float, 0.0, 1.0, high_open=True),
+        "--rtol", "--tol", parser=Number(float, 0.0, 1.0, high_open=True),
         help="Stopping tolerance of the preconditioned CGLS (LSQR's criteria; precondition, refine; "
              "with --eps only its test for consistent systems, ||r|| <= rtol ||b||).")] = 1e-10,
-    maxiter: MaxiterOpt = None,
+    maxiter: maxiter_option("200 + n / 10 CGLS iterations per solve") = None,
     max_memory: Annotated[Optional[str], typer.Option(
         "--max-memory", help="Peak memory of the whole process (e.g. 500M, 2G; default: $MATCLI_MAX_MEMORY, "
                              "else half the available memory). An HDF5 matrix (dense dataset or csr_matrix group) that does not fit "
@@ -70,10 +73,13 @@ def command(
 ) -> None:
     """Solve min ||Ax - b||^2 + lambda ||x||^2 by randomized sketching (tall A), or exactly; writes x (n,)."""
     from matcli.cli.common import build_request, execute
+    from matcli.core.errors import UsageError
 
+    if (rhs is None) == (rhs_option is None):
+        raise UsageError("sketch-regress needs the right-hand side b once: as the second argument or with --rhs")
     options = {"sketch": sketch.value, "sketch_size": sketch_size, "eps": eps, "ridge": ridge,
                "rtol": rtol, "maxiter": maxiter}
-    request = build_request("sketch", mode.value, [matrix, rhs], out, options=options, params=param,
+    request = build_request("sketch", mode.value, [matrix, rhs or rhs_option], out, options=options, params=param,
                             seed=seed, report=report, force=force, strict=strict, quiet=quiet,
                             monitor=monitor, threads=threads,
                             max_memory=max_memory, allow_external_links=allow_external_links)

@@ -13,7 +13,7 @@ from matcli.cli.options import (
     BackendOpt,
     ForceOpt,
     MaxMemoryOpt,
-    MaxiterOpt,
+    maxiter_option,
     MonitorOpt,
     Number,
     OutOpt,
@@ -49,9 +49,12 @@ def command(
     precond: Annotated[Precond, typer.Option(
         "--precond", "-P", help="Preconditioner for cg/minres/gmres/bicgstab (auto: from the matrix).")] = Precond.auto,
     rtol: Annotated[float, typer.Option(
-        "--rtol", parser=Number(float, 0.0, 1.0, low_open=True, high_open=True),
-        help="Relative tolerance: stop when ||b - A x|| <= rtol ||b||.")] = 1e-8,
-    maxiter: MaxiterOpt = None,
+        "--rtol", "--tol", parser=Number(float, 0.0, 1.0, low_open=True, high_open=True),
+        help="Relative tolerance of iterative methods: stop when the true residual ||b - A x|| <= rtol ||b|| "
+             "(relative to the right-hand side, for every column). Direct methods are held to LAPACK's "
+             "backward-error ratio instead.")] = 1e-8,
+    maxiter: maxiter_option("Krylov methods max(10 n, 100), lsqr/lsmr max(4 min(m, n), 100), SOR sweeps "
+                            "as Krylov") = None,
     batch: Annotated[bool, typer.Option(
         "--batch", help="Solve a sequence of related systems, reusing setup (ordering, preconditioner) "
                         "and recycling earlier solutions; output x/<system>.")] = False,

@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from matcli.core.errors import InputError
+from matcli.io import in_memory
 from matcli.io.ids import IdAxis, check_extent
 from matcli.io.npy import read_npy
 from matcli.io.spec import Spec, parse_spec
@@ -69,6 +70,9 @@ def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
 
     Returns a float64/complex128 dense array or CSR matrix with finite values.
     """
+    held = in_memory.lookup(spec_text)
+    if held is not None:
+        return in_memory.as_matrix(spec_text, held)
     spec = parse_spec(spec_text)
     if spec.path == STDIN:
         from matcli.io.mtx import read_mtx
@@ -108,6 +112,10 @@ def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
 
 def read_dense(spec_text: str) -> np.ndarray:
     """A 1-D or 2-D dense array (right-hand sides, vectors) from .mtx, .h5, .npy, .txt/.csv."""
+    held = in_memory.lookup(spec_text)
+    if held is not None:
+        held = held.toarray() if sp.issparse(held) else held
+        return in_memory.as_matrix(spec_text, held, (1, 2))
     spec = parse_spec(spec_text)
     if spec.path == STDIN:
         from matcli.io.mtx import read_mtx
@@ -165,9 +173,20 @@ def read_observed(spec_text: str, shape: tuple[int, int] | None = None, *,
     are an InputError.
     """
     spec = parse_spec(spec_text)
-    _require_file(spec)
+    held = in_memory.lookup(spec_text)
+    if held is None:
+        _require_file(spec)
     line_of = None
-    if spec.kind == "hdf5":
+    if held is not None:
+        # an array: its stored entries are the observed ones, as in a coordinate MatrixMarket file
+        if not sp.issparse(held):
+            raise InputError(spec.path, "observed entries need a scipy.sparse matrix (its stored entries are "
+                                        "the observed ones)")
+        coo = in_memory.as_matrix(spec_text, held).tocoo()
+        row_keys, col_keys, values, extent = coo.row.astype(np.uint64), coo.col.astype(np.uint64), coo.data, coo.shape
+        if np.iscomplexobj(values):
+            raise InputError(spec.path, "observed entries must be real")
+    elif spec.kind == "hdf5":
         from matcli.io import hdf5
 
         with hdf5.open_file(spec.path) as fh:

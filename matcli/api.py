@@ -1,0 +1,191 @@
+"""The Python API: the CLI's jobs, method choice, certificates, phases and report, for arrays or files.
+
+Every function takes numpy arrays, scipy.sparse matrices or file specs (``"A.mtx"``, ``"f.h5:/A"``,
+``"ratings.tsv"``) and keyword-only options named like the CLI flags; it builds the same
+:class:`~matcli.jobs.base.JobRequest` a subcommand builds (:func:`make_request`) and runs it through
+:func:`matcli.runner.run_job`, so the choice of ``auto``, the certificate that decides the status, the
+memory budget and the output policy are the CLI's. Nothing is printed and nothing is written unless
+``output=`` / ``report=`` name files. Errors raise the :mod:`matcli.core.errors` exceptions (their
+``exit_code`` is what the CLI would exit with); a negative status raises only with ``strict=True``.
+
+>>> import numpy as np, scipy.sparse as sp, matcli
+>>> A = sp.diags([2.0, 3.0, 4.0]).tocsr()
+>>> out = matcli.solve(A, np.ones(3))
+>>> out.converged, out.method, np.round(out["x"], 3).tolist()
+(True, 'cholesky', [0.5, 0.333, 0.25])
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from matcli.core.errors import UsageError
+from matcli.jobs.base import JobRequest
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run returns.
+
+    Attributes
+    ----------
+    arrays : dict[str, ndarray or sparse matrix]
+        The result's arrays, as ``-o`` would write them (``x``; ``U``, ``s``, ``Vt``; ``U``, ``V``, biases ...).
+    method : str
+        The method that ran (``auto`` resolved); ``report["method_reason"]`` says why.
+    status : str
+        The certified status (``converged_rtol``, ``certificate_residual``, ...).
+    converged : bool
+        Whether the status is positive (the certificate met what was asked).
+    message : str
+        One sentence on the outcome.
+    metrics : dict[str, float]
+        The certificate's evidence (residuals, errors, orthogonality ...).
+    report : dict
+        The whole JSON report (schema in :mod:`matcli.report`).
+    """
+
+    arrays: dict[str, Any]
+    method: str
+    status: str
+    converged: bool
+    message: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.arrays[name]
+
+
+def make_request(family: str, method: str, inputs: Sequence[str], output: str | None, *,
+                 options: Mapping[str, Any], params: Sequence[str] | None = None, seed: int | None = None,
+                 report: str | None = None, force: bool = False, strict: bool = False, quiet: bool = True,
+                 monitor: bool = False, threads: int | None = None, backend: str = "local",
+                 scheduler: str | None = None, max_memory: str | None = None,
+                 allow_external_links: bool = False) -> JobRequest:
+    """Freeze options into a :class:`JobRequest` (the CLI and the API build theirs here)."""
+    if scheduler and backend != "dask":
+        raise UsageError(f"--scheduler {scheduler} needs --backend dask")
+    return JobRequest(
+        family=family, method=method, inputs=tuple(inputs), output=output, options=dict(options),
+        params=tuple(params or ()), seed=seed, report=report, force=force, strict=strict,
+        quiet=quiet, monitor=monitor, threads=threads, backend=backend, scheduler=scheduler or None,
+        max_memory=max_memory, allow_external_links=allow_external_links, command_line=tuple(sys.argv),
+    )
+
+
+def _run(family: str, method: str, inputs: Mapping[str, Any], options: dict[str, Any], common: dict[str, Any],
+         extra_inputs: Mapping[str, Any] | None = None) -> Outcome:
+    """Run one job with ``inputs`` ({name: array or spec}, in the job's order) and return its Outcome."""
+    from matcli.io.in_memory import arrays_as_inputs
+    from matcli.runner import run_job
+
+    every = {**inputs, **(extra_inputs or {})}
+    held = {name: value for name, value in every.items() if value is not None and not isinstance(value, str)}
+    with arrays_as_inputs(held) as specs:
+        def spec(name: str) -> str | None:
+            value = every[name]
+            return value if value is None or isinstance(value, str) else specs[name]
+
+        for name in extra_inputs or {}:
+            options[name] = spec(name)
+        request = make_request(family, method, [spec(name) for name in inputs], common.pop("output", None),
+                               options=options, **common)
+        outcome = run_job(request)
+    result = outcome.result
+    return Outcome(arrays=dict(result.outputs), method=outcome.report["method"], status=result.status.reason,
+                   converged=result.status.converged, message=result.message, metrics=dict(result.metrics),
+                   report=outcome.report)
+
+
+def _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
+            allow_external_links, backend="local", scheduler=None) -> dict[str, Any]:
+    return {"output": output, "report": report, "seed": seed, "params": list(params or ()), "threads": threads,
+            "max_memory": max_memory, "force": force, "strict": strict, "quiet": quiet, "monitor": monitor,
+            "allow_external_links": allow_external_links, "backend": backend, "scheduler": scheduler}
+
+
+def solve(A, b=None, *, method: str = "auto", rtol: float = 1e-8, maxiter: int | None = None,
+          precond: str = "auto", nrhs: int = 1, batch: bool = False, recycle: int = 0, reorder: bool = True,
+          params: Sequence[str] | None = None, seed: int | None = None, output: str | None = None,
+          report: str | None = None, threads: int | None = None, max_memory: str | None = None,
+          backend: str = "local", scheduler: str | None = None, force: bool = False, strict: bool = False,
+          quiet: bool = True, monitor: bool = False, allow_external_links: bool = False) -> Outcome:
+    """Solve ``A x = b`` as ``matcli solve`` does; ``b`` is an array, a spec, ``"ones"``/``"random"``
+    or None (ones, or each batch group's b). Returns the Outcome with ``x``."""
+    rhs = b if isinstance(b, str) and b in ("ones", "random") else None
+    options = {"rhs": rhs, "nrhs": nrhs, "precond": precond, "rtol": rtol, "maxiter": maxiter, "batch": batch,
+               "recycle": recycle, "reorder": reorder, "plot": None}
+    extra = {} if rhs is not None or b is None else {"rhs": b}
+    return _run("solve", method, {"A": A}, options,
+                _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
+                        allow_external_links, backend, scheduler), extra)
+
+
+def complete(observed, *, method: str = "auto", rank: int | str = "auto", reg: float | str | None = None,
+             bias: bool | None = None, validate: float = 0.0, test=None, clip: tuple[float, float] | None = None,
+             shape: tuple[int, int] | None = None, maxiter: int | None = None, rtol: float = 1e-4,
+             params: Sequence[str] | None = None, seed: int | None = None, output: str | None = None,
+             report: str | None = None, threads: int | None = None, max_memory: str | None = None,
+             backend: str = "local", scheduler: str | None = None, force: bool = False, strict: bool = False,
+             quiet: bool = True, monitor: bool = False, allow_external_links: bool = False) -> Outcome:
+    """Low-rank completion as ``matcli complete`` does. ``observed`` is a scipy.sparse matrix (its
+    stored entries are the observed ones) or a spec; ``test`` likewise. Returns U, V, biases, ids."""
+    options = {"rank": rank, "reg": reg, "bias": bias, "validate": validate, "test": None, "predict": None,
+               "predictions_out": None, "clip": clip, "shape": shape, "maxiter": maxiter, "rtol": rtol}
+    return _run("complete", method, {"observed": observed}, options,
+                _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
+                        allow_external_links, backend, scheduler), {"test": test} if test is not None else None)
+
+
+def sketch_regress(A, b, *, method: str = "auto", sketch: str = "auto", sketch_size: int | None = None,
+                   eps: float | None = None, ridge: float | str = 0.0, rtol: float = 1e-10,
+                   maxiter: int | None = None, params: Sequence[str] | None = None, seed: int | None = None,
+                   output: str | None = None, report: str | None = None, threads: int | None = None,
+                   max_memory: str | None = None, force: bool = False, strict: bool = False, quiet: bool = True,
+                   monitor: bool = False, allow_external_links: bool = False) -> Outcome:
+    """``min ||A x - b||^2 + ridge ||x||^2`` as ``matcli sketch-regress`` does. Returns ``x``."""
+    options = {"sketch": sketch, "sketch_size": sketch_size, "eps": eps, "ridge": str(ridge), "rtol": rtol,
+               "maxiter": maxiter}
+    return _run("sketch", method, {"A": A, "b": b}, options,
+                _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
+                        allow_external_links))
+
+
+def factorize(A, *, kind: str = "svd", method: str = "auto", rank: int | str | None = None,
+              tol: float | None = None, power_iters: int | None = None, oversample: int | None = None,
+              maxiter: int | None = None, params: Sequence[str] | None = None, seed: int | None = None,
+              output: str | None = None, report: str | None = None, threads: int | None = None,
+              max_memory: str | None = None, force: bool = False, strict: bool = False, quiet: bool = True,
+              monitor: bool = False, allow_external_links: bool = False) -> Outcome:
+    """SVD, NMF, CUR, QR, LU, Cholesky, LDL^T or eig as ``matcli factorize`` does. Returns the factors."""
+    options = {"kind": kind, "rank": rank, "tol": tol, "power_iters": power_iters, "oversample": oversample,
+               "maxiter": maxiter, "update": None, "append_rows": None, "append_cols": None}
+    return _run("factorize", method, {"A": A}, options,
+                _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
+                        allow_external_links))
+
+
+def read(spec: str, *, max_memory: str | None = None, allow_external_links: bool = False):
+    """A matrix from a file spec (``.mtx[.gz]``, ``.npy``, ``.npz``, ``file.h5:/A``, ``cells.h5ad:/X``),
+    with the CLI's checks and memory budget: a float64 / complex128 ndarray or CSR matrix."""
+    from matcli.core.memory import resolve_budget
+    from matcli.io.guard import InputPolicy, input_policy
+    from matcli.io.load import read_matrix
+
+    with input_policy(InputPolicy(max_memory=resolve_budget(max_memory), allow_external=allow_external_links)):
+        return read_matrix(spec)
+
+
+def write(path: str, arrays: Mapping[str, Any], *, force: bool = False) -> None:
+    """Write ``arrays`` to ``path`` (HDF5; ``.mtx``/``.mtx.gz`` for one matrix) through the CLI's output
+    policy: atomic, exclusive unless ``force``, never over a non-regular file."""
+    from matcli.io.atomic import atomic_write
+    from matcli.io.output_policy import Target, check_targets
+    from matcli.io.writers import write_result
+
+    check_targets([Target("path", path, "MatrixMarket")], [], force)
+    with atomic_write(path, force=force) as tmp:
+        write_result(tmp, path, dict(arrays), {}, "matcli.write")

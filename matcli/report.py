@@ -1,13 +1,21 @@
 """The JSON report (schema below), the human summary table, and the progress display.
 
-Report schema (``schema_version`` 1)::
+The report is a published contract: ``matcli/report.schema.json`` (JSON Schema draft 2020-12,
+shipped in the package, :data:`SCHEMA_PATH`) states every top-level key, its type and meaning;
+``schema_version`` changes whenever a key changes meaning or disappears. Schema version 2::
 
-    schema_version, matcli_version, command_line, family, method, method_reason, params, seed,
-    status {code, reason, converged, message}, certificate {passed, checks: [{check, value, limit,
-    passed, meaning}]}, iterations, metrics {...}, problem {...},
+    schema_version, matcli_version, command_line, family, method, method_requested, method_reason,
+    params, seed, status {reason, converged, message}, certificate {passed, checks: [{check, value,
+    limit, passed, meaning}]}, iterations, metrics {...}, problem {...},
     phases {read|validate|setup|compute|write: {wall_s, cpu_s}}, total_wall_s, peak_memory_bytes,
     threads, backend {name, workers, tasks, ...}, versions {python, numpy, scipy, ...},
     outputs {main, extra...}, history {...}, info {...}
+
+Each fact has one place: ``iterations`` only at the top, setup facts of a solve only in
+``problem.setup``. The status is named, never numbered (``reason``, PETSc-style, and ``converged``):
+a number would be confused with the process's exit codes. The report is strict JSON: a number that
+is not finite (inf, NaN) is written as ``null``, in values and inside numeric arrays alike; where
+the cause matters a sibling says it (a certificate check's ``meaning``, the status ``message``).
 
 ``certificate`` lists the a-posteriori checks that decided the status
 (:mod:`matcli.jobs.certificate`); a positive kernel status whose certificate fails becomes the
@@ -24,13 +32,16 @@ import json
 import math
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 from matcli.core.result import Result
 from matcli.core.timing import PhaseTimer
 from matcli.jobs.base import FamilyJob, JobRequest
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: The JSON Schema of the report, shipped as package data.
+SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 HISTORY_LIMIT = 10000
 
 
@@ -50,16 +61,22 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _jsonable(value: Any) -> Any:
-    """Convert numpy scalars/arrays and non-finite floats into strict-JSON values."""
+def load_schema() -> dict[str, Any]:
+    """The report's JSON Schema (draft 2020-12) as a dictionary."""
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars/arrays as Python values and every non-finite float as None, so
+    that ``json.dumps(..., allow_nan=False)`` accepts it (strict JSON: no ``Infinity``/``NaN``)."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
+        return value if math.isfinite(value) else None
     if isinstance(value, (str, int, bool)) or value is None:
         return value
     return str(value)
@@ -67,7 +84,7 @@ def _jsonable(value: Any) -> Any:
 
 def build_report(request: JobRequest, job: FamilyJob, result: Result, seed: int, timer: PhaseTimer,
                  peak_bytes: int, threads: int, extra_files: dict[str, str]) -> dict[str, Any]:
-    """Assemble the report dictionary (strict JSON types only)."""
+    """Assemble the report dictionary (strict JSON types only; see :data:`SCHEMA_PATH`)."""
     history = {k: v[-HISTORY_LIMIT:] for k, v in result.history.items()}
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -79,11 +96,11 @@ def build_report(request: JobRequest, job: FamilyJob, result: Result, seed: int,
         "method_reason": job.choice_reason,
         "params": job.resolved_params,
         "seed": seed,
-        "status": {"code": int(result.status), "reason": result.status.reason,
-                   "converged": result.status.converged, "message": result.message},
+        "status": {"reason": result.status.reason, "converged": result.status.converged,
+                   "message": result.message},
         "certificate": result.info.get("certificate", {"passed": None, "checks": []}),
         "iterations": result.iterations,
-        "metrics": result.metrics,
+        "metrics": reported_metrics(result),
         "problem": job.problem_info,
         "phases": timer.phases,
         "total_wall_s": timer.total_wall(),
@@ -95,7 +112,13 @@ def build_report(request: JobRequest, job: FamilyJob, result: Result, seed: int,
         "history": history,
         "info": {k: v for k, v in result.info.items() if k != "certificate"},
     }
-    return _jsonable(report)
+    return jsonable(report)
+
+
+def reported_metrics(result: Result) -> dict[str, Any]:
+    """The result's metrics without ``iterations``, which the report and the output's attributes
+    give once, as the integer :attr:`Result.iterations` (kernels also keep it among their metrics)."""
+    return {key: value for key, value in result.metrics.items() if key != "iterations"}
 
 
 def emit_report(destination: str | None, report: dict[str, Any], *, force: bool) -> None:
@@ -103,7 +126,7 @@ def emit_report(destination: str | None, report: dict[str, Any], *, force: bool)
     stdout when it is ``-``."""
     if destination is None:
         return
-    text = json.dumps(report, indent=2, sort_keys=False) + "\n"
+    text = json.dumps(report, indent=2, sort_keys=False, allow_nan=False) + "\n"
     if destination == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -121,6 +144,8 @@ def emit_report(destination: str | None, report: dict[str, Any], *, force: bool)
 
 def _fmt(value: Any, key: str = "") -> str:
     """A metric for the summary table; ratios close to 1 as ``1 + 2.3e-11`` (4 digits would show 1)."""
+    if value is None:
+        return "not finite"
     if isinstance(value, float):
         if "ratio" in key and value != 1.0 and abs(value - 1.0) < 1e-3:
             return f"1 {'+' if value > 1.0 else '-'} {abs(value - 1.0):.2g}"
@@ -145,7 +170,7 @@ def print_summary(report: dict[str, Any]) -> None:
         table.add_row("why", report["method_reason"])
     status = report["status"]
     color = "green" if status["converged"] else "red"
-    table.add_row("status", f"[{color}]{status['reason']}[/{color}] ({status['code']})")
+    table.add_row("status", f"[{color}]{status['reason']}[/{color}]")
     if status["message"]:
         table.add_row("message", status["message"])
     table.add_row("iterations", str(report["iterations"]))

@@ -22,6 +22,7 @@ JOB_MODULES = {
     "complete": "matcli.jobs.complete",
     "sketch": "matcli.jobs.sketch",
     "factorize": "matcli.jobs.factorize",
+    "predict": "matcli.jobs.predict",
 }
 
 
@@ -136,17 +137,23 @@ def run_job(request: JobRequest) -> JobOutcome:
 
 
 def _output_attrs(request: JobRequest, job: FamilyJob, result: Result, seed: int) -> dict[str, Any]:
+    """The deterministic part of the report, as the output file's attributes: the same names and
+    values (the status by name only, metrics without ``iterations``, non-finite numbers as null in
+    the JSON-encoded ``params`` and ``metrics``), so that a file describes itself as its report does."""
     from matcli import __version__
+    from matcli.report import jsonable, reported_metrics
 
     return {
         "matcli_version": __version__,
         "family": request.family,
         "method": job.method,
-        "params": job.resolved_params,
+        "params": jsonable(job.resolved_params),
         "seed": seed,
         "status": result.status.reason,
-        "status_code": int(result.status),
-        "metrics": result.metrics,
+        "converged": bool(result.status.converged),
+        "iterations": int(result.iterations),
+        "metrics": jsonable(reported_metrics(result)),
+        **job.output_attributes(result),
     }
 
 

@@ -91,7 +91,7 @@ def test_solve_batch_local_and_dask_agree(cli, tmp_path, batch_file, scheduler):
     assert [s["name"] for s in systems] == local["info"]["order"] == dask["info"]["order"]
     assert [s["position"] for s in systems] == [0, 1, 2, 3] and [s["chunk"] for s in systems] == [0, 0, 1, 1]
     assert [s["setup"] for s in systems][::2] == ["set up on worker"] * 2
-    assert dask["metrics"]["iterations"] == sum(s["iterations"] for s in systems)
+    assert dask["iterations"] == sum(s["iterations"] for s in systems)
     assert dask["metrics"]["systems"] == 4 and dask["metrics"]["failed_systems"] == 0
     for name in x_local:
         A = read_matrix(f"{batch_file}:/systems/{name}/A").toarray()

@@ -125,7 +125,7 @@ def test_cli_singular_files_with_auto_ilu_report_a_negative_status(cli, tmp_path
     assert result.exit_code == 0, result.stderr
     data = json.loads(report.read_text())
     assert data["params"]["precond"] == "ilu"
-    assert data["status"]["code"] < 0 and data["status"]["message"]
+    assert not data["status"]["converged"] and data["status"]["message"]
     assert data["problem"]["setup"]["preconditioner_info"]["attempts"]
     assert cli(args + ["--force", "--strict"]).exit_code == 3
 

@@ -92,7 +92,7 @@ def test_strict_raises_after_writing(tmp_path, echo_family):
         runner.run_job(req)
     assert (tmp_path / "out.h5").exists()
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["status"]["code"] == -3
+    assert report["status"]["reason"] == "diverged_max_it" and not report["status"]["converged"]
 
 
 def test_failed_read_leaves_no_output(tmp_path, echo_family):

@@ -50,6 +50,25 @@ DIRECT = ("lu", "cholesky", "ldl")
 LEAST_SQUARES = ("lsqr", "lsmr", "lstsq")
 STATIONARY = ("sor", "ssor")
 KRYLOV = ("cg", "minres", "gmres", "bicgstab")
+#: the --param keys each preconditioner reads (the report's params show only those of the one used)
+PRECOND_PARAMS = {"ilu": ("ilu_drop_tol", "ilu_fill_factor"), "ic": ("ilu_drop_tol", "ilu_fill_factor"),
+                  "amg-sa": ("amg_cycle",), "amg-rs": ("amg_cycle",), "chebyshev": ("cheb_degree",)}
+ALL_PRECOND_PARAMS = frozenset(key for keys in PRECOND_PARAMS.values() for key in keys)
+
+
+def resolved_maxiter(method: str, shapes: list[tuple[int, int]], maxiter: int | None) -> int | None:
+    """The iteration cap ``method`` runs with: ``--maxiter`` when given, else the kernels' default
+    (Krylov and SOR: ``max(10 n, 100)``; LSQR/LSMR: ``max(4 min(m, n), 100)``, the largest over a
+    batch's shapes); None for the direct and LAPACK methods, which do not iterate."""
+    if method in (*DIRECT, "lstsq"):
+        return None
+    if maxiter is not None:
+        return int(maxiter)
+    if method in ("lsqr", "lsmr"):
+        return max(max(4 * min(m, n), 100) for m, n in shapes)
+    from matcli.methods.solve.krylov import default_maxiter
+
+    return max(default_maxiter(n, None) for _, n in shapes)
 
 
 @dataclass
@@ -101,6 +120,9 @@ class Job(FamilyJob):
         self.unused_params: list[str] = []
         self.rhs_label = "ones"
         self.input_dtypes: list[str] = []
+        #: the preconditioner in use (after fallbacks) and the right-hand sides per system
+        self.precond_used = "none"
+        self.nrhs_used = 1
 
     # ----------------------------------------------------------------- read
     def input_paths(self) -> list[str]:
@@ -311,17 +333,12 @@ class Job(FamilyJob):
         if self.unused_params:
             self.choice_reason += (("; " if self.choice_reason else "")
                                    + f"--param {', '.join(self.unused_params)} not used by {self.method}")
-        precond_used = getattr(self.solver, "precond_name", "none") if self.solver is not None else precond
-        self.resolved_params = {**self.params, "precond": precond_used, "rtol": self.rtol,
-                                "maxiter": self.maxiter,
-                                "rhs": self.rhs_label, "nrhs": nrhs}
-        if self.batch:
-            self.resolved_params.update({"recycle": self.recycle, "reorder": self.reorder})
+        self.precond_used = getattr(self.solver, "precond_name", "none") if self.solver is not None else precond
+        self.nrhs_used = nrhs
         self.problem_info = {**facts.as_dict(), "nrhs": nrhs, "systems": len(self.systems),
                              "dtype": ", ".join(self.input_dtypes),
                              "compute_dtype": ", ".join(sorted({str(compute_dtype(s.A, s.B)) for s in self.systems}))}
-        if self.solver is not None:
-            self.problem_info["setup"] = self.solver.info
+        self._publish_params()
         self.learn_omega = self.batch and self.method in STATIONARY and float(self.params.get("omega", 0.0)) == 0.0
 
     def _resolve_params(self, requested: str, method: str) -> dict[str, Any]:
@@ -336,6 +353,35 @@ class Job(FamilyJob):
         values = {p.name: p.default for p in spec_params}
         values.update({k: v for k, v in given.items() if k in known and k in explicit})
         return values
+
+    def _publish_params(self) -> None:
+        """``resolved_params`` (the report's ``params``) and ``problem_info["setup"]`` for the method,
+        preconditioner and solver in use now: only the keys that apply to them (a preconditioner's
+        --param keys only with that preconditioner, ``maxiter`` only for iterative methods, as the
+        value the method runs with). Called after setup and again after a fallback in compute."""
+        precond = self.precond_used if self.method in KRYLOV else "none"
+        applies = set(PRECOND_PARAMS.get(precond, ()))
+        params = {k: v for k, v in self.params.items() if k not in ALL_PRECOND_PARAMS or k in applies}
+        explicit = {p.partition("=")[0].strip() for p in self.request.params}
+        ignored = sorted((explicit & ALL_PRECOND_PARAMS) - applies)
+        note = f"--param {', '.join(ignored)} not used by --precond {precond}"
+        if ignored and note not in self.choice_reason:
+            self.choice_reason += ("; " if self.choice_reason else "") + note
+        self.resolved_params = {**params, "precond": precond, "rtol": self.rtol}
+        maxiter = self._maxiter()
+        if maxiter is not None:
+            self.resolved_params["maxiter"] = maxiter
+        self.resolved_params.update({"rhs": self.rhs_label, "nrhs": self.nrhs_used})
+        if self.batch:
+            self.resolved_params.update({"recycle": self.recycle, "reorder": self.reorder})
+        if self.solver is not None:
+            self.problem_info["setup"] = self.solver.info
+
+    def _maxiter(self) -> int | None:
+        """The iteration cap the current method runs with (None: it does not iterate)."""
+        if self.least_squares_fallback and self.fallback_maxiter:
+            return self.fallback_maxiter
+        return resolved_maxiter(self.method, [s.A.shape for s in self.systems], self.maxiter)
 
     def _precheck(self, method: str, facts: auto.Facts) -> None:
         """Methods that need a Hermitian matrix: a nonsymmetric one fails before any work."""
@@ -392,12 +438,8 @@ class Job(FamilyJob):
         it is bounded). LSMR's iteration cap is proportional to the flops the direct attempts spent."""
         method, why = auto.least_squares_fallback(A)
         self.least_squares_fallback = True
-        old_params = self.params
         self.method = method
         self.params = self._resolve_params("auto", method)
-        for key in old_params:
-            self.resolved_params.pop(key, None)
-        self.resolved_params.update(self.params)
         if method == "lsmr":
             flops = float(sum(a.get("factor_flops", 0.0) for a in self.attempts))
             self.fallback_maxiter, bound = auto.fallback_maxiter(A, flops, self.maxiter)
@@ -436,7 +478,7 @@ class Job(FamilyJob):
         return result
 
     def _timed_solve(self, system: System, callback: Callback) -> Result:
-        maxiter = self.fallback_maxiter if self.least_squares_fallback and self.fallback_maxiter else self.maxiter
+        maxiter = self._maxiter()
         start = time.perf_counter()
         result = self.solver.solve(system.A, system.B, rtol=self.rtol, maxiter=maxiter, callback=callback)
         facts = {"solve_wall_s": time.perf_counter() - start}
@@ -451,14 +493,13 @@ class Job(FamilyJob):
     def compute(self, callback: Callback) -> Result:
         if self.precheck is not None:
             status, message = self.precheck
-            return Result(status=status, message=message, metrics={"iterations": 0.0},
-                          info={"checked": "symmetry before iterating"})
+            return Result(status=status, message=message, info={"checked": "symmetry before iterating"})
         if self.batch:
             return self._compute_batch(callback)
         system = self.systems[0]
         result = self._timed_solve(system, callback)
         if "preconditioner_fallback" in result.info:  # replaced during the solve (MINRES: found indefinite)
-            self.resolved_params["precond"] = self.solver.precond_name
+            self.precond_used = self.solver.precond_name
             self.choice_reason += ("; " if self.choice_reason else "") + result.info["preconditioner_fallback"]
         if (self.request.method == "auto" and self.method == "cg"
                 and result.status == Status.DIVERGED_NOT_SPD):
@@ -467,7 +508,7 @@ class Job(FamilyJob):
             self.method = "gmres"
             self.params = self._resolve_params("auto", "gmres")
             self.solver = self._prepare("gmres", "ilu", system.A, self.rng)
-            self.resolved_params.update(self.params, precond="ilu")
+            self.precond_used = self.solver.precond_name
             result = self._timed_solve(system, callback)
         if (self.request.method == "auto" and self.method in DIRECT
                 and result.status == Status.DIVERGED_SINGULAR):
@@ -482,21 +523,25 @@ class Job(FamilyJob):
             result = self._judge_least_squares(result, system.A, system.B)
         if self.request.method == "auto" and len(self.attempts) > 1:
             result.info["attempts"] = self.attempts
-        result.info.setdefault("setup", self.solver.info)
+        # the setup facts (factorization, preconditioner) are reported once, in problem.setup
+        for key, value in self.solver.info.items():
+            if result.info.get(key) is value or result.info.get(key) == value:
+                del result.info[key]
+        self._publish_params()
         return result
 
     def _compute_batch(self, callback: Callback) -> Result:
         from matcli.jobs.solve_batch import SequencePlan, batch_result, contiguous_chunks, solve_chunk, solve_sequence
 
         plan = SequencePlan(self.method, self.resolved_params["precond"], self.params, self.facts.hermitian,
-                            self.rtol, self.maxiter, self.recycle, self.learn_omega)
+                            self.rtol, self._maxiter(), self.recycle, self.learn_omega)
         ordered = [self.systems[i] for i in self.order]
         if self.backend.name == "local":
             sequences = [solve_sequence(plan, ordered, self.solver, callback)]
         else:
             chunks = contiguous_chunks(ordered, self.backend.parallelism, self.rng)
             sequences = self.backend.map(solve_chunk, chunks, plan=plan)
-        return batch_result(sequences, self.solver.info, callback)
+        return batch_result(sequences, callback)
 
     def side_outputs(self) -> dict[str, str]:
         return {"--plot": self.plot} if self.plot else {}

@@ -158,12 +158,13 @@ def contiguous_chunks(systems: list[System], parts: int, rng: np.random.Generato
             for index, span in enumerate(bounds)]
 
 
-def batch_result(sequences: list[Solved], setup_info: dict[str, Any], callback: Callback) -> Result:
+def batch_result(sequences: list[Solved], callback: Callback) -> Result:
     """Combine the sequences (in batch order) into the job's result and replay recorded iteration
     reports into ``callback``, numbered consecutively across the batch.
 
-    Metrics: the worst relative residual and backward error over the systems, total iterations,
-    number of systems and of failed systems. ``info["systems"]`` lists the per-system entries in
+    Metrics: the worst relative residual and backward error over the systems (null in the report
+    when a system has none: inf), number of systems and of failed systems; the result's
+    ``iterations`` is the total over the batch. ``info["systems"]`` lists the per-system entries in
     the order solved; ``info["chunks"]`` is the number of sequences.
     """
     from matcli.methods.solve.krylov import combine_status
@@ -182,12 +183,12 @@ def batch_result(sequences: list[Solved], setup_info: dict[str, Any], callback: 
     total = sum(solved.iterations for solved in sequences)
     failed = [e["name"] for e, status in zip(entries, statuses) if not status.converged]
     message = "" if not failed else f"{len(failed)} of {len(entries)} systems failed: {', '.join(failed[:10])}"
-    info = {"systems": entries, "order": [e["name"] for e in entries], "total_iterations": total,
-            "chunks": len(sequences), "setup": setup_info}
+    info = {"systems": entries, "order": [e["name"] for e in entries],
+            "chunks": len(sequences)}
     learned = [s for s in sequences if s.omega_learned is not None]
     if learned:
         # Several chunks each learned an omega: report the one whose chunk needed the fewest iterations per system.
         info["omega_learned"] = min(learned, key=lambda s: s.iterations / len(s.entries)).omega_learned
-    metrics = {**worst, "iterations": float(total), "systems": float(len(entries)), "failed_systems": float(len(failed))}
+    metrics = {**worst, "systems": float(len(entries)), "failed_systems": float(len(failed))}
     return Result(status=combine_status(statuses), outputs=outputs, metrics=metrics, iterations=total, info=info,
                   message=message)

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from matcli.cli import complete, factorize, generate, info, methods, sketch_regress, solve
+from matcli.cli import complete, factorize, generate, info, methods, predict, sketch_regress, solve
 
 app = typer.Typer(
     name="matcli",
@@ -43,6 +43,7 @@ def _root(version: bool = typer.Option(False, "--version", "-V", callback=_print
 
 app.command("solve", help="Solve linear systems A X = B (direct, Krylov, multigrid; batches).")(solve.command)
 app.command("complete", help="Low-rank matrix completion from observed entries.")(complete.command)
+app.command("predict", help="Predict entries from a saved completion model (matcli complete -o).")(predict.command)
 app.command("sketch-regress", help="Randomized least squares min ||Ax - b|| by sketching.")(sketch_regress.command)
 app.command("factorize", help="SVD, NMF, CUR, QR, LU, Cholesky, LDL^T, eigendecomposition.")(factorize.command)
 app.command("info", help="Describe a matrix file: shape, nnz, symmetry, definiteness, condition.")(info.command)

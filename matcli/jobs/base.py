@@ -89,6 +89,12 @@ class FamilyJob(abc.ABC):
         """
         return None
 
+    def output_attributes(self, result: Result) -> dict[str, Any]:
+        """Attributes the output file states about itself beside the runner's (method, params,
+        status ...): e.g. a completion model's prediction formula, a factorization's permutation
+        convention. Default: none."""
+        return {}
+
     @abc.abstractmethod
     def read(self) -> None:
         """Phase `read` (timed by the runner)."""

@@ -41,8 +41,9 @@ from matcli.jobs.base import FamilyJob
 from matcli.methods.complete.specs import DEFAULT_MAXITER, DEFAULT_REG
 
 if TYPE_CHECKING:
+    from matcli.io.ids import IdAxis
     from matcli.io.load import Observed
-    from matcli.methods.complete.common import FactorModel, Heldout
+    from matcli.methods.complete.common import Heldout
 
 #: Candidate ranks and ridge weights (multiples of the method's ``DEFAULT_REG``) tried by
 #: ``--rank auto`` / ``--reg auto``: steps of 2 around the default for noisy data, of 4 down to
@@ -115,7 +116,7 @@ class Job(FamilyJob):
         if opts.get("test"):
             self.test = read_observed(opts["test"], training=self.observed)
         if opts.get("predict"):
-            self.pairs = _read_pairs(opts["predict"], self.observed)
+            self.pairs = read_pairs(opts["predict"], self.observed.row_ids, self.observed.col_ids)
 
     # ---------------------------------------------------------------- validate
     def validate(self) -> None:
@@ -262,11 +263,11 @@ class Job(FamilyJob):
         result.outputs["row_ids"] = obs.row_ids.ids()
         result.outputs["col_ids"] = obs.col_ids.ids()
         if self.test is not None:
-            err = _predict(model, self.test.rows, self.test.cols, clip) - self.test.values
+            err = model.predict_mapped(self.test.rows, self.test.cols, clip) - self.test.values
             result.metrics["test_rmse"] = rmse(err)
             result.metrics["test_mae"] = float(np.mean(np.abs(err)))
         if self.pairs is not None:
-            self.predictions = _predict(model, self.pairs.rows, self.pairs.cols, clip)
+            self.predictions = model.predict_mapped(self.pairs.rows, self.pairs.cols, clip)
         rows_seen = np.bincount(_subset(obs.rows, fit_idx), minlength=obs.shape[0]) > 0
         cols_seen = np.bincount(_subset(obs.cols, fit_idx), minlength=obs.shape[1]) > 0
         result.info["rows_without_observations"] = int(np.sum(~rows_seen))
@@ -382,6 +383,25 @@ class Job(FamilyJob):
         return (rows[heldout.rows] > unknowns) & (cols[heldout.cols] > unknowns)
 
     # ---------------------------------------------------------------- write
+    def output_attributes(self, result: Result) -> dict[str, Any]:
+        """The model file's description of itself (:func:`matcli.io.model.model_attributes`): the
+        prediction formula, the clipping, rank, regularisation, biases and the id maps."""
+        from matcli.io.model import model_attributes
+        from matcli.methods.complete.common import FactorModel
+
+        p = self.resolved_params
+        rank, columns = int(p["rank"]), int(np.shape(result.outputs["U"])[1])
+        stacked = None
+        if columns != rank:
+            stacked = (f"U and V hold {columns // rank} posterior samples of rank {rank} side by side, each scaled by "
+                       "1/sqrt(samples), so U[i] . V[j] is the posterior mean" if self.method == "bpmf" else
+                       f"U and V have {columns} columns for a fit of rank {rank}")
+        return model_attributes(
+            FactorModel.FORMULA, rank=rank, columns=columns, columns_meaning=stacked,
+            reg=float(p["reg"]) if DEFAULT_REG[self.method] is not None else None, bias=bool(p["bias"]),
+            clip=tuple(p["clip"]) if p["clip"] else None, id_space=self.observed.id_space,
+            declared=self.observed.row_ids.declared)
+
     def write_extra(self, result: Result) -> dict[str, str]:
         if self.pairs is None or self.predictions is None:
             return {}
@@ -533,28 +553,11 @@ def _bias_only(rows: np.ndarray, cols: np.ndarray) -> int:
     return int(np.count_nonzero((rows < 0) | (cols < 0)))
 
 
-def _predict(model: FactorModel, rows: np.ndarray, cols: np.ndarray, clip: tuple[float, float] | None) -> np.ndarray:
-    """Predictions at factor ``rows``/``cols`` (N,) int64. Where one of them is -1 (an id without a
-    factor row) the entry gets the bias-only prediction: mu plus the bias of the side that is known."""
-    known = (rows >= 0) & (cols >= 0)
-    if known.all():
-        return model.predict(rows, cols, clip)
-    pred = np.zeros(rows.size)
-    pred[known] = model.predict(rows[known], cols[known])
-    if model.has_bias:
-        pred[~known] = model.mu
-        for side, bias in ((rows, model.row_bias), (cols, model.col_bias)):
-            only = (side >= 0) & ~known
-            pred[only] += bias[side[only]]
-    if clip is not None:
-        np.clip(pred, clip[0], clip[1], out=pred)
-    return pred
-
-
-def _read_pairs(spec: str, training: Observed) -> Pairs:
-    """Pairs to predict, mapped through the training file's ids: a text file of ``user item``
-    lines (:func:`matcli.io.triplets.read_pairs`; ids outside a declared training shape are an
-    InputError naming the line) or an HDF5 COO group / coordinate ``.mtx``."""
+def read_pairs(spec: str, row_ids: IdAxis, col_ids: IdAxis) -> Pairs:
+    """Pairs to predict, mapped through a model's id maps ``row_ids`` / ``col_ids`` (the training
+    file's): a text file of ``user item`` lines (:func:`matcli.io.triplets.read_pairs`; ids outside
+    a declared id space are an InputError naming the line) or an HDF5 COO group / coordinate ``.mtx``.
+    Used by ``complete --predict`` and ``matcli predict``, so both map ids alike."""
     from matcli.io.ids import check_extent
     from matcli.io.spec import parse_spec
 
@@ -568,11 +571,12 @@ def _read_pairs(spec: str, training: Observed) -> Pairs:
     else:
         from functools import partial
 
-        from matcli.io.triplets import line_of_entry, read_pairs
+        from matcli.io.triplets import line_of_entry
+        from matcli.io.triplets import read_pairs as read_pair_lines
 
-        users, items = read_pairs(parsed.path)
+        users, items = read_pair_lines(parsed.path)
         line_of = partial(line_of_entry, parsed.path, min_columns=2)
     row_keys, col_keys = users - np.uint64(1), items - np.uint64(1)
-    if training.row_ids.declared:
-        check_extent(parsed.path, row_keys, col_keys, training.id_space, "training matrix", line_of)
-    return Pairs(training.row_ids.rows_of(row_keys), training.col_ids.rows_of(col_keys), users, items)
+    if row_ids.declared:
+        check_extent(parsed.path, row_keys, col_keys, (row_ids.extent, col_ids.extent), "training matrix", line_of)
+    return Pairs(row_ids.rows_of(row_keys), col_ids.rows_of(col_keys), users, items)

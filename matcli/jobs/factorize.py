@@ -46,6 +46,16 @@ from matcli.methods.solve.system import as_matrix
 FIRST_ARRAYS = {"svd": ("U", "s", "Vt"), "nmf": ("W", "H"), "cur": ("C", "U", "R", "col_indices", "row_indices"),
                 "qr": ("Q", "R", "P"), "lu": ("L", "U", "P"), "ldl": ("L", "D", "P"), "eig": ("w", "V")}
 
+#: What the permutation vectors of each kind mean (attribute ``permutation_convention`` of the output
+#: file); "PQ" is LU with a column permutation too (sparse LU).
+PERMUTATION_CONVENTIONS = {
+    "qr": "A[:, P] = Q @ R; P holds 0-based column indices",
+    "lu": "A[P] = L @ U; P holds 0-based row indices",
+    "lu-PQ": "A[P][:, Q] = L @ U; P holds 0-based row indices, Q 0-based column indices",
+    "cholesky": "A[P][:, P] = L @ L^H; P holds 0-based indices (a symmetric permutation)",
+    "ldl": "A = L @ D @ L^H; L[P] is unit lower triangular; P holds 0-based row indices",
+}
+
 #: Sparse inputs with at most this many entries (m * n) may be densified by dense-by-nature methods.
 DENSE_LIMIT = 25_000_000
 #: ``auto`` picks the dense SVD when the matrix has at most this many entries and min(m, n) <= 1500.
@@ -442,6 +452,13 @@ class Job(FamilyJob):
             raise UsageError(f"{self.method}: {exc}") from None
         result.info.setdefault("kind", self.kind)
         return result
+
+    def output_attributes(self, result: Result) -> dict[str, Any]:
+        """``permutation_convention`` when the factors come with permutation vectors P (and Q)."""
+        if "P" not in result.outputs:
+            return {}
+        key = f"{self.kind}-PQ" if "Q" in result.outputs and self.kind == "lu" else self.kind
+        return {"permutation_convention": PERMUTATION_CONVENTIONS[key]}
 
 
 def _load(module: str, name: str) -> Callable[..., Result]:

@@ -97,8 +97,11 @@ def entry_dots(rows: np.ndarray, cols: np.ndarray, A: np.ndarray, B: np.ndarray)
 class FactorModel:
     """``M[i, j] ~ mu + row_bias[i] + col_bias[j] + U[i] . V[j]``.
 
-    U is (m, k), V is (n, k); biases are zero arrays (and mu 0) when not used.
+    U is (m, k), V is (n, k); biases are None (and mu 0) when not used.
     """
+
+    #: The prediction formula, as the model files state it (attribute ``prediction_formula``).
+    FORMULA = "prediction = mu + row_bias[i] + col_bias[j] + U[i] . V[j], clipped to clip when given"
 
     U: np.ndarray
     V: np.ndarray
@@ -115,6 +118,26 @@ class FactorModel:
         pred = entry_dots(rows, cols, self.U, self.V)
         if self.has_bias:
             pred += self.mu + self.row_bias[rows] + self.col_bias[cols]
+        if clip is not None:
+            np.clip(pred, clip[0], clip[1], out=pred)
+        return pred
+
+    def predict_mapped(self, rows: np.ndarray, cols: np.ndarray,
+                       clip: tuple[float, float] | None = None) -> np.ndarray:
+        """Predictions at factor ``rows``/``cols`` (N,) int64 where -1 marks an id without a factor
+        row: such an entry gets the bias-only prediction, ``mu`` plus the bias of the side that is
+        known (0 for a model without biases), then the clipping. Returns (N,) float64; entries with
+        both factor rows equal :meth:`predict`'s bit for bit."""
+        known = (rows >= 0) & (cols >= 0)
+        if known.all():
+            return self.predict(rows, cols, clip)
+        pred = np.zeros(rows.size)
+        pred[known] = self.predict(rows[known], cols[known])
+        if self.has_bias:
+            pred[~known] = self.mu
+            for side, bias in ((rows, self.row_bias), (cols, self.col_bias)):
+                only = (side >= 0) & ~known
+                pred[only] += bias[side[only]]
         if clip is not None:
             np.clip(pred, clip[0], clip[1], out=pred)
         return pred

@@ -87,6 +87,9 @@ def test_predict_writes_the_bytes_complete_predict_writes(cli, tmp_path, sparse_
     assert p_report["problem"]["prediction_pairs_bias_only"] == 3 == c_report["problem"]["prediction_pairs_bias_only"]
     assert p_report["status"]["converged"] and p_report["params"]["clip"] == [1.0, 5.0]
     assert p_report["params"]["clip_from"] == "model"
+    from tests.test_report_schema import assert_valid_report
+
+    assert_valid_report(p_report)
     written, values = read_predictions(tmp_path / "by_predict.tsv")
     assert written == pairs
     np.testing.assert_allclose(values, reference(tmp_path / "model.h5", pairs, (1.0, 5.0)), rtol=WRITTEN_RTOL, atol=0)

@@ -53,7 +53,7 @@ def localise(token: str) -> str:
 
 def test_the_examples_cover_every_subcommand():
     used = {shlex.split(c, comments=True)[1] for c in COMMANDS}
-    assert {"info", "generate", "solve", "complete", "sketch-regress", "factorize"} <= used
+    assert {"info", "generate", "solve", "complete", "sketch-regress", "factorize", "predict"} <= used
 
 
 def run_process(args: list[str]) -> CliResult:
@@ -63,12 +63,18 @@ def run_process(args: list[str]) -> CliResult:
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+#: Subcommands whose example output a later example reads (a generated matrix, a completion model).
+PRODUCERS = ("generate", "complete")
+
+
 def generators_of(command: str) -> list[str]:
-    """The ``matcli generate`` examples before ``command`` whose output file it reads."""
+    """The ``matcli generate`` / ``complete`` examples before ``command`` whose output file it reads
+    (as an argument or an option value, ``file.h5:/dataset`` included)."""
+    read = {token.split(":", 1)[0] for token in shlex.split(command, comments=True)[1:]}
     found = []
     for earlier in COMMANDS[:COMMANDS.index(command)]:
         tokens = shlex.split(earlier, comments=True)
-        if tokens[1] == "generate" and tokens[tokens.index("-o") + 1] in command:
+        if tokens[1] in PRODUCERS and tokens[tokens.index("-o") + 1] in read - {"-o"}:
             found.append(earlier)
     return found
 
@@ -76,8 +82,8 @@ def generators_of(command: str) -> list[str]:
 @pytest.mark.parametrize("command", COMMANDS, ids=range(len(COMMANDS)))
 def test_readme_example_runs(command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for generator in generators_of(command):  # e.g. the streaming example's generated file
-        assert run_cli(shlex.split(generator, comments=True)[1:]).exit_code == 0
+    for generator in generators_of(command):  # e.g. the streaming example's generated file, predict's model
+        assert run_cli([localise(token) for token in shlex.split(generator, comments=True)[1:]]).exit_code == 0
     args = [localise(token) for token in shlex.split(command, comments=True)[1:]]
     # --max-memory bounds the whole process, so such examples run in a process of their own, as a
     # user's would (not inside pytest's)
@@ -101,7 +107,7 @@ def test_readme_example_runs(command, tmp_path, monkeypatch):
 
 
 #: Subcommands whose outputs are results of a method and carry its status.
-SOLVING = ("solve", "complete", "sketch-regress", "factorize")
+SOLVING = ("solve", "complete", "sketch-regress", "factorize", "predict")
 
 
 def assert_converged(args: list[str], folder) -> None:

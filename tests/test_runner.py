@@ -66,7 +66,7 @@ def test_phases_output_and_report(tmp_path, echo_family):
     report = json.loads((tmp_path / "r.json").read_text())
     assert list(report["phases"]) == ["read", "validate", "setup", "compute", "write"]
     assert report["method"] == "echo" and report["method_requested"] == "auto"
-    assert report["status"] == {"code": 1, "reason": "converged_rtol", "converged": True, "message": ""}
+    assert report["status"] == {"reason": "converged_rtol", "converged": True, "message": ""}
     assert report["history"]["residual"] == [1.0, 0.1, 0.01]
     assert report["seed"] == 7 and report["peak_memory_bytes"] > 0
     assert outcome.result.iterations == 3

@@ -209,8 +209,9 @@ def test_the_good_model_of_the_bad_cases_predicts(cli, tmp_path):
     """The control of the cases above: the same file with nothing broken gives mu + U . V."""
     write_model(tmp_path / "model.h5", **GOOD)
     pairs_file(tmp_path / "pairs.tsv", [(1, 1), (3, 4), (9, 1)])
-    assert cli(["predict", tmp_path / "model.h5", tmp_path / "pairs.tsv", "-o", tmp_path / "p.tsv", "-q"]).exit_code == 0
-    assert read_predictions(tmp_path / "p.tsv")[1].tolist() == [5.0, 5.0, 3.0]
+    ran = cli(["predict", tmp_path / "model.h5", tmp_path / "pairs.tsv", "-o", tmp_path / "p.tsv", "-q"])
+    assert ran.exit_code == 0, ran.stderr
+    assert read_predictions(tmp_path / "p.tsv")[1].tolist() == [5.0, 5.0, 3.0]  # mu + U . V = 3 + 2; id 9: mu
 
 
 def test_other_files_are_not_models(cli, tmp_path):
@@ -301,3 +302,27 @@ def test_factorizations_without_permutations_say_nothing(cli, tmp_path):
                 tmp_path / "c.h5", "-q"]).exit_code == 0
     with h5py.File(tmp_path / "c.h5") as fh:
         assert "permutation_convention" not in fh.attrs and "P" not in fh
+
+
+def test_a_model_in_a_group_and_the_link_policy(cli, tmp_path):
+    """``file.h5:/group`` names a model inside a file; a factor behind an external link is refused
+    unless --allow-external-links, as for every HDF5 input."""
+    with h5py.File(tmp_path / "many.h5", "w") as fh:
+        for name, value in GOOD.items():
+            fh[f"fits/best/{name}"] = value
+    pairs_file(tmp_path / "pairs.tsv", [(3, 4)])
+    ran = cli(["predict", f"{tmp_path / 'many.h5'}:/fits/best", tmp_path / "pairs.tsv", "-o", tmp_path / "p.tsv", "-q"])
+    assert ran.exit_code == 0, ran.stderr
+    assert read_predictions(tmp_path / "p.tsv")[1].tolist() == [5.0]
+    with h5py.File(tmp_path / "factors.h5", "w") as fh:
+        fh["U"] = GOOD["U"]
+    with h5py.File(tmp_path / "linked.h5", "w") as fh:
+        for name, value in GOOD.items():
+            if name != "U":
+                fh[name] = value
+        fh["U"] = h5py.ExternalLink(str(tmp_path / "factors.h5"), "/U")
+    args = ["predict", tmp_path / "linked.h5", tmp_path / "pairs.tsv", "-q", "--force", "-o", tmp_path / "p.tsv"]
+    refused = cli(args)
+    assert refused.exit_code == 4 and "external" in refused.stderr, refused.stderr
+    allowed = cli([*args, "--allow-external-links"])
+    assert allowed.exit_code == 0, allowed.stderr

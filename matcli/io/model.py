@@ -45,8 +45,9 @@ def model_attributes(formula: str, *, rank: int, columns: int, columns_meaning: 
     """The attributes a completion model file states about itself (see the module docstring).
 
     ``rank`` is the fitted rank, ``columns`` the number of columns of U and V (they differ when
-    the factors stack several rank-``rank`` factors, said by ``columns_meaning``); ``reg`` is None for a method that learns its regularisation (bpmf); ``clip`` None when the
-    predictions are not clipped; ``id_space`` the extent of the ids (declared shape, or the largest
+    the factors stack several rank-``rank`` factors, said by ``columns_meaning``); ``reg`` is None
+    for a method that learns its regularisation (bpmf); ``clip`` None when the predictions are not
+    clipped; ``id_space`` the extent of the ids (declared shape, or the largest
     ids of a ratings file), ``declared`` whether it was declared (then it bounds the ids to predict).
     """
     attrs: dict[str, Any] = {"prediction_formula": formula, "rank": int(rank), "factor_columns": int(columns),

@@ -223,3 +223,12 @@ def test_history_residual_per_iteration_and_initial_residual_at_iteration_0(cli,
     lu, _ = run(cli, tmp_path, ["solve", poisson, "-m", "lu"], name="lu")
     steps = lu["info"]["refinement"]["steps"]
     assert len(lu["history"]["residual"]) == len(lu["history"]["backward_error"]) == steps + 1  # from step 0
+
+
+def test_sketch_ridge_once_as_the_value_used_and_no_eps_for_the_exact_solve(cli, tmp_path):
+    A, b = f"{SAMPLES / 'regression5000x40.h5'}:/A", f"{SAMPLES / 'regression5000x40.h5'}:/b"
+    report, _ = run(cli, tmp_path, ["sketch-regress", A, b, "--ridge", "auto", "--eps", "0.5"])
+    assert report["method"] == "lapack"
+    assert isinstance(report["params"]["ridge"], float) and report["params"]["ridge"] > 0  # GCV's choice, not "auto"
+    assert "ridge" not in report["metrics"] and "ridge" not in report["info"] and report["info"]["ridge_auto"]
+    assert "eps" not in report["params"] and "--eps not used" in report["method_reason"]

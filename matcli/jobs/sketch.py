@@ -310,11 +310,22 @@ class Job(FamilyJob):
         itemsize = 16 if np.iscomplexobj(self.A) or np.iscomplexobj(self.b) else 8
         check_allocation(None, EXACT_BYTES_PER_ENTRY * itemsize * m * n, f"the exact SVD of the {m}x{n} A")
         self.kernel_options = {"ridge": ridge}
-        self.resolved_params = {"ridge": ridge, "rtol": float(options.get("rtol", 1e-10)),
-                                "eps": options.get("eps")}
+        # --eps sizes a sketch or stops its iterations: the exact solve has neither
+        self.resolved_params = {"ridge": ridge, "rtol": float(options.get("rtol", 1e-10))}
+        if options.get("eps") is not None:
+            self.choice_reason += "; --eps not used: the exact solve is optimal to rounding (no sketch)"
         self.problem_info = {"shape": [m, n], "format": "sparse csr" if hasattr(self.A, "nnz") else "dense",
                              "streaming": False, "right_hand_sides": 1 if self.b.ndim == 1 else int(self.b.shape[1]),
                              "dtype": str(np.result_type(self.A.dtype, self.b.dtype, np.float64))}
+
+    def _publish_ridge(self, result: Result) -> Result:
+        """The ridge the kernel used (``--ridge auto``: chosen by GCV, ``info.ridge_auto`` says how)
+        goes to the report once, as ``params.ridge``; the kernel's copies in metrics and info go."""
+        used = result.info.pop("ridge", result.metrics.get("ridge"))
+        result.metrics.pop("ridge", None)
+        if used is not None:
+            self.resolved_params["ridge"] = float(used)
+        return result
 
     def _plan_blocks(self, plan: MemoryPlan, sketch_total: int, scatter: int) -> int:
         """Cut the streamed rows into blocks that fit what the plan leaves beside a sketch of
@@ -373,8 +384,8 @@ class Job(FamilyJob):
                                        sparse=isinstance(self.stream, hdf5_rows.SparseGroup))
             result = kernel(problem, rng=self.rng, callback=callback, **self.kernel_options)
             result.info["passes_over_file"] = problem.passes
-            return result
-        result = kernel(self.A, self.b, rng=self.rng, callback=callback, **self.kernel_options)
+            return self._publish_ridge(result)
+        result = self._publish_ridge(kernel(self.A, self.b, rng=self.rng, callback=callback, **self.kernel_options))
         if self.mapped and result.status == Status.DIVERGED_NAN:
             # a mapped matrix was not scanned when read: find out whether the input is at fault
             row = hdf5_rows.first_nonfinite_row(self.A)

@@ -71,6 +71,14 @@ def resolved_maxiter(method: str, shapes: list[tuple[int, int]], maxiter: int | 
     return max(default_maxiter(n, None) for _, n in shapes)
 
 
+def _same(a: Any, b: Any) -> bool:
+    """``a`` and ``b`` are the same fact (False where ``==`` is elementwise, as for arrays)."""
+    try:
+        return bool(a is b or a == b)
+    except ValueError:
+        return False
+
+
 @dataclass
 class System:
     """One linear system of the job: ``A`` (m, n) and ``B`` (m,) or (m, k) (None until generated)."""
@@ -525,7 +533,7 @@ class Job(FamilyJob):
             result.info["attempts"] = self.attempts
         # the setup facts (factorization, preconditioner) are reported once, in problem.setup
         for key, value in self.solver.info.items():
-            if result.info.get(key) is value or result.info.get(key) == value:
+            if key in result.info and _same(result.info[key], value):
                 del result.info[key]
         self._publish_params()
         return result

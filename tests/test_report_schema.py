@@ -232,3 +232,19 @@ def test_sketch_ridge_once_as_the_value_used_and_no_eps_for_the_exact_solve(cli,
     assert isinstance(report["params"]["ridge"], float) and report["params"]["ridge"] > 0  # GCV's choice, not "auto"
     assert "ridge" not in report["metrics"] and "ridge" not in report["info"] and report["info"]["ridge_auto"]
     assert "eps" not in report["params"] and "--eps not used" in report["method_reason"]
+
+
+def test_factorize_params_are_resolved_and_only_those_that_apply(cli, tmp_path):
+    rng = np.random.default_rng(5)
+    path = tmp_path / "sp.h5"
+    write_arrays(str(path), {"A": sp.random(120, 80, density=0.1, random_state=rng, format="csr")})
+    lanczos, _ = run(cli, tmp_path, ["factorize", f"{path}:/A", "--kind", "svd", "-m", "lanczos", "--rank", "3"],
+                     name="lanczos")
+    basis = max(3 * 3, 3 + 30)  # the documented default basis of the restarted bidiagonalization
+    assert lanczos["params"]["basis"] == basis and lanczos["params"]["maxiter"] == 50 * basis
+    arpack, _ = run(cli, tmp_path, ["factorize", f"{path}:/A", "--kind", "svd", "-m", "arpack", "--rank", "3"],
+                    name="arpack")
+    assert arpack["params"]["maxiter"] == 10 * 80  # scipy svds' default, min(m, n) * 10
+    dense, _ = run(cli, tmp_path, ["factorize", f"{path}:/A", "--kind", "svd", "-m", "dense", "--rank", "3"],
+                   name="dense")
+    assert "tol" not in dense["params"]  # --tol applies to the dense SVD only with --rank auto

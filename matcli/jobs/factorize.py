@@ -208,8 +208,9 @@ class Job(FamilyJob):
         params = spec.resolve_params(list(self.request.params))
         self._kernel = spec.load()
         self._kwargs = getattr(self, "_setup_" + self.kind)(method, params)
-        self.resolved_params = {**self._shown_options(name), **params,
-                                **{k: v for k, v in self._kwargs.items() if _jsonable(v)}}
+        shown = {**self._shown_options(name), **params, **{k: v for k, v in self._kwargs.items() if _jsonable(v)}}
+        # an option left None does not apply here (--tol with a fixed rank, ...); rank None is --rank auto
+        self.resolved_params = {k: v for k, v in shown.items() if v is not None or k == "rank"}
 
     def _auto(self) -> tuple[str, str]:
         A, opts = self.A, self.request.options
@@ -322,7 +323,11 @@ class Job(FamilyJob):
             tol = self._tol(1e-8)
             if not 1e-14 <= tol < 1:
                 raise UsageError(f"--tol {tol:g}: --method lanczos needs 1e-14 <= tol < 1 (a relative residual)")
-            return {"rank": rank, "tol": tol, "basis": params["basis"] or None, "maxiter": opts.get("maxiter")}
+            if rank >= min(m, n):  # the full SVD by gesdd: no basis, no iterations
+                return {"rank": rank, "tol": tol}
+            # the kernel's defaults, resolved here so that the report gives the values used
+            basis = min(params["basis"] or max(3 * rank, rank + 30), min(m, n))
+            return {"rank": rank, "tol": tol, "basis": basis, "maxiter": opts.get("maxiter") or 50 * basis}
         if method in ("arpack", "propack"):
             rank = self._rank(allow_auto=False)
             from matcli.methods.factorize.tsvd import max_solver_rank
@@ -336,7 +341,7 @@ class Job(FamilyJob):
                                  "use --method propack or dense")
             kwargs = {"rank": rank, "solver": method, "tol": self._tol(0.0)}
             if method == "arpack":
-                kwargs["maxiter"] = opts.get("maxiter")
+                kwargs["maxiter"] = opts.get("maxiter") or 10 * min(m, n)  # svds' default, resolved
             return kwargs
         rank = self._rank(allow_auto=method == "randomized")
         if rank == "auto":
@@ -442,7 +447,7 @@ class Job(FamilyJob):
         if not hermitian and which in ("LA", "SA"):
             raise UsageError(f"--param which={which} is for symmetric matrices; use LR or SR")
         return {"rank": rank, "hermitian": hermitian, "which": which, "tol": self._tol(0.0),
-                "maxiter": self.request.options.get("maxiter")}
+                "maxiter": self.request.options.get("maxiter") or 10 * n}  # ARPACK's default, resolved
 
     # -------------------------------------------------------------- compute
     def compute(self, callback: Callback) -> Result:

@@ -141,7 +141,7 @@ def test_report_to_stdout_is_json(cli, tmp_path):
                   "--report", "-"])
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["schema_version"] == 1 and report["family"] == "factorize"
+    assert report["schema_version"] == 2 and report["family"] == "factorize"
     assert list(report["phases"]) == ["read", "validate", "setup", "compute", "write"]
     assert report["status"]["converged"] and report["versions"]["numpy"]
     assert result.stderr == ""

@@ -135,6 +135,11 @@ def test_model_attributes_describe_the_model(cli, tmp_path):
         # the stacked posterior samples: U . V is their mean, as the attributes say
         assert fh.attrs["factor_columns"] == fh["U"].shape[1] == 3 * 20
         assert "posterior mean" in fh.attrs["factor_columns_meaning"]
+    pairs_file(tmp_path / "pairs.tsv", [(1, 1)])
+    assert cli(["predict", tmp_path / "bpmf.h5", tmp_path / "pairs.tsv", "-o", tmp_path / "p.tsv", "-q",
+                "--report", tmp_path / "r.json"]).exit_code == 0
+    params = json.loads((tmp_path / "r.json").read_text())["params"]
+    assert params["rank"] == 3 and params["factor_columns"] == 60 and params["model_method"] == "bpmf"
 
 
 def test_declared_id_space_bounds_the_pairs_as_in_complete(cli, tmp_path):
@@ -167,9 +172,13 @@ def test_declared_id_space_bounds_the_pairs_as_in_complete(cli, tmp_path):
 
 
 def write_model(path, **arrays):
+    """Datasets, and root attributes for names starting with ``@``."""
     with h5py.File(path, "w") as fh:
         for name, value in arrays.items():
-            fh[name] = value
+            if name.startswith("@"):
+                fh.attrs[name[1:]] = value
+            else:
+                fh[name] = value
 
 
 GOOD = {"U": np.ones((3, 2)), "V": np.ones((4, 2)), "mu": 3.0, "row_bias": np.zeros(3), "col_bias": np.zeros(4),
@@ -191,6 +200,7 @@ BAD_MODELS = {
     "id zero": ({**GOOD, "row_ids": np.array([0, 1, 2], dtype=np.int64)}, "1-based"),
     "float ids": ({**GOOD, "row_ids": np.array([1.0, 2.0, 3.0])}, "must hold integers"),
     "U is 1-D": ({**GOOD, "U": np.ones(3)}, "is 1-D, expected 2-D"),
+    "rank beyond the factors": ({**GOOD, "@rank": 3}, "attribute rank 3 is not within 0..2"),
 }
 
 

@@ -69,7 +69,8 @@ class StoredModel:
     """A completion model as read: factors ``U`` (m, k) and ``V`` (n, k), biases ``mu``,
     ``row_bias`` (m,), ``col_bias`` (n,) (None without biases), the id maps ``row_ids`` /
     ``col_ids`` (:class:`~matcli.io.ids.IdAxis`, sizes m and n), the ``clip`` it was fitted with
-    (or None), and its ``method`` (None when the file does not say)."""
+    (or None), its ``method`` (None when the file does not say) and ``rank`` (the ``rank``
+    attribute: bpmf's factors stack samples of this rank; else the columns of U)."""
 
     U: np.ndarray
     V: np.ndarray
@@ -80,6 +81,7 @@ class StoredModel:
     col_ids: IdAxis
     clip: tuple[float, float] | None
     method: str | None
+    rank: int
 
 
 def read_model(path: str, group: str | None = None) -> StoredModel:
@@ -118,7 +120,21 @@ def read_model(path: str, group: str | None = None) -> StoredModel:
         col_ids = _axis(path, root, "col_ids", V.shape[0], "V", extent[1], declared)
         clip = _clip(path, root)
         method = _string_attr(path, root, "method")
-    return StoredModel(U, V, mu, row_bias, col_bias, row_ids, col_ids, clip, method)
+        rank = _rank(path, root, U.shape[1])
+    return StoredModel(U, V, mu, row_bias, col_bias, row_ids, col_ids, clip, method, rank)
+
+
+def _rank(path: str, root: h5py.Group, columns: int) -> int:
+    """The ``rank`` attribute (an integer in 0..columns), or ``columns`` when absent."""
+    if "rank" not in root.attrs:
+        return columns
+    attr = root.attrs.get_id("rank")
+    if attr.dtype.kind not in "iu" or (attr.shape or ()) != ():
+        raise InputError(path, "attribute rank must be one integer")
+    rank = int(root.attrs["rank"])
+    if not 0 <= rank <= columns:
+        raise InputError(path, f"attribute rank {rank} is not within 0..{columns} (the columns of U)")
+    return rank
 
 
 def _floats(path: str, root: h5py.Group, name: str, ndim: int) -> np.ndarray:

@@ -63,12 +63,13 @@ class Job(FamilyJob):
         given = self.request.options.get("clip")
         self.clip = tuple(given) if given is not None else model.clip
         self.method = METHOD
-        self.choice_reason = (f"the {model.method or 'completion'} model of rank {model.U.shape[1]} in "
+        self.choice_reason = (f"the {model.method or 'completion'} model of rank {model.rank} in "
                               f"{self.request.inputs[0]} (its formula: attribute prediction_formula)")
         self.resolved_params = {
             "clip": list(self.clip) if self.clip else None,
             "clip_from": "--clip" if given is not None else ("model" if model.clip else "none"),
-            "model_method": model.method, "rank": int(model.U.shape[1]), "bias": model.row_bias is not None,
+            "model_method": model.method, "rank": model.rank, "factor_columns": int(model.U.shape[1]),
+            "bias": model.row_bias is not None,
         }
         rows, cols = self.pairs.rows, self.pairs.cols
         self.problem_info = {

@@ -75,3 +75,21 @@ def solve_outputs(cli, tmp_path: Path, args: list) -> tuple[CliResult, dict | No
         with h5py.File(out, "r") as fh:
             x = fh["x"][()] if "x" in fh else None
     return result, report, x
+
+
+@pytest.fixture(autouse=True)
+def _reports_follow_the_schema(monkeypatch):
+    """Every report a test writes satisfies matcli/report.schema.json (the published contract)."""
+    import jsonschema
+
+    import matcli.report as report_module
+
+    validator = jsonschema.Draft202012Validator(report_module.load_schema())
+    emit = report_module.emit_report
+
+    def checked(destination, report, *, force):
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(report)]
+        assert not errors, errors
+        emit(destination, report, force=force)
+
+    monkeypatch.setattr(report_module, "emit_report", checked)

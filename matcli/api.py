@@ -168,6 +168,19 @@ def factorize(A, *, kind: str = "svd", method: str = "auto", rank: int | str | N
                         allow_external_links))
 
 
+def predict(model: str, pairs: str, *, clip: tuple[float, float] | None = None, output: str | None = None,
+            report: str | None = None, max_memory: str | None = None, force: bool = False,
+            allow_external_links: bool = False) -> Outcome:
+    """Predictions of a saved completion model (``model.h5`` or ``file.h5:/group``) for the pairs in
+    ``pairs`` (a ratings-style file or ``file.h5:/group``), as ``matcli predict`` computes them.
+    Returns arrays ``row_ids``, ``col_ids`` (as given) and ``prediction``; ``output=`` also writes the
+    tab-separated file."""
+    options = {"out": output, "clip": clip}
+    return _run("predict", "factor-model", {"model": model, "pairs": pairs}, options,
+                _common(None, report, None, None, None, max_memory, force, False, True, False,
+                        allow_external_links))
+
+
 def read(spec: str, *, max_memory: str | None = None, allow_external_links: bool = False):
     """A matrix from a file spec (``.mtx[.gz]``, ``.npy``, ``.npz``, ``file.h5:/A``, ``cells.h5ad:/X``),
     with the CLI's checks and memory budget: a float64 / complex128 ndarray or CSR matrix."""

@@ -131,3 +131,23 @@ def test_read_and_write_go_through_the_file_contract(tmp_path):
     assert np.allclose(matcli.read(str(tmp_path / "a.mtx")).toarray(), 2 * A.toarray())
     with pytest.raises(UsageError):
         matcli.write(str(tmp_path / "two.mtx"), {"A": A, "B": A})
+
+
+def test_predict_api_equals_the_cli_file(cli, tmp_path):
+    """matcli.predict returns the predictions matcli predict writes (10 significant digits in the file)."""
+    from tests.conftest import data_file
+
+    base, test = data_file("ml-100k/u1.base"), data_file("ml-100k/u1.test")
+    model = tmp_path / "m.h5"
+    assert cli(["complete", base, "-m", "als-exact", "-r", "5", "--reg", "0.1", "--clip", "1,5", "-o", model,
+                "--quiet"]).exit_code == 0
+    result = cli(["predict", model, test, "-o", tmp_path / "p.tsv", "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    written = np.loadtxt(tmp_path / "p.tsv")
+    outcome = matcli.predict(str(model), str(test))
+    assert outcome.converged and outcome["prediction"].shape == (written.shape[0],)
+    assert np.array_equal(outcome["row_ids"], written[:, 0]) and np.array_equal(outcome["col_ids"], written[:, 1])
+    np.testing.assert_allclose(outcome["prediction"], written[:, 2], rtol=1e-9)
+    assert outcome["prediction"].min() >= 1 and outcome["prediction"].max() <= 5  # the model's own clip
+    outcome = matcli.predict(str(model), str(test), output=str(tmp_path / "q.tsv"))
+    assert (tmp_path / "q.tsv").read_bytes() == (tmp_path / "p.tsv").read_bytes()

@@ -37,7 +37,8 @@ class Job(FamilyJob):
         self.predictions: np.ndarray | None = None
 
     def side_outputs(self) -> dict[str, str]:
-        return {"-o": self.request.options["out"]}
+        out = self.request.options.get("out")
+        return {"-o": out} if out else {}
 
     # ---------------------------------------------------------------- read
     def read(self) -> None:
@@ -91,14 +92,18 @@ class Job(FamilyJob):
             bad = int(np.count_nonzero(~np.isfinite(self.predictions)))
             return Result(status=Status.DIVERGED_NAN,
                           message=f"{bad} predictions overflow to Inf/NaN (factors too large for float64)")
-        return Result(status=Status.CONVERGED_DIRECT, message="predictions from the model's formula")
+        return Result(status=Status.CONVERGED_DIRECT, message="predictions from the model's formula",
+                      outputs={"row_ids": self.pairs.row_ids, "col_ids": self.pairs.col_ids,
+                               "prediction": self.predictions})
 
     # ---------------------------------------------------------------- write
     def write_extra(self, result: Result) -> dict[str, str]:
         from matcli.io.atomic import atomic_write
         from matcli.io.triplets import write_triplets
 
-        path = self.request.options["out"]
+        path = self.request.options.get("out")
+        if not path:  # the Python API without output=: the predictions are the result's arrays
+            return {}
         with atomic_write(path, force=self.request.force) as tmp:
             write_triplets(tmp, self.pairs.row_ids, self.pairs.col_ids, self.predictions)
         return {"predictions": path}

@@ -259,3 +259,47 @@ def test_the_same_concept_has_the_same_flag_everywhere(cli, tmp_path):
         assert {key: report["params"][key] for key in params} == params, name
     result = cli(["sketch-regress", f"{tmp_path}/r.h5:/A", "-o", tmp_path / "none.h5"])
     assert result.exit_code == 2 and "right-hand side" in result.stderr
+
+
+def test_progress_on_a_terminal_and_a_signal_leave_the_terminal_usable(tmp_path):
+    """On a terminal the progress line shows the method and the residual against --rtol; SIGINT in the
+    middle ends with the one line, after clearing the progress line and showing the cursor again
+    (the display hides it and gets no chance to restore it)."""
+    import os
+    import pty
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from matcli import gallery
+    from matcli.io.hdf5 import write_arrays
+
+    write_arrays(str(tmp_path / "p.h5"), {"A": gallery.poisson((300, 300))})
+    master, slave = pty.openpty()
+    run = subprocess.Popen([sys.executable, "-m", "matcli", "solve", f"{tmp_path}/p.h5:/A", "--rhs", "ones", "-m",
+                            "cg", "--precond", "none", "--rtol", "1e-14", "--maxiter", "100000000", "-o",
+                            tmp_path / "x.h5"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 120
+    while b"-> 1e-14" not in seen and time.monotonic() < deadline:
+        if select.select([master], [], [], 1.0)[0]:
+            seen += os.read(master, 65536)
+    run.send_signal(signal.SIGINT)
+    assert run.wait(timeout=60) == 130
+    while select.select([master], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert b"solve cg: compute" in seen and b"-> 1e-14" in seen
+    hidden, shown = seen.rfind(b"\x1b[?25l"), seen.rfind(b"\x1b[?25h")
+    assert hidden >= 0 and shown > hidden
+    assert seen.rstrip().endswith(b"matcli: stopped by SIGINT; no output was published")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.h5"]

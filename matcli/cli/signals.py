@@ -41,7 +41,8 @@ def _watch(read_fd: int) -> None:
 
 
 def stop(signum: int) -> None:
-    """Remove live temporary files, print one line, and end the process with ``128 + signum``."""
+    """Remove live temporary files, print one line (after restoring a terminal the progress display
+    was drawing on), and end the process with ``128 + signum``."""
     with TEMP_LOCK:
         for path in list(LIVE_TEMPS):
             try:
@@ -51,11 +52,21 @@ def stop(signum: int) -> None:
         name = signal.Signals(signum).name
         done = (f"after writing {', '.join(PUBLISHED)} (whole); nothing else was published" if PUBLISHED
                 else "no output was published")
+        # a progress display on a terminal hides the cursor and owns the current line: clear the line
+        # and show the cursor again, since the display gets no chance to
+        restore = "\r\x1b[2K\x1b[?25h" if _is_terminal(2) else ""
         try:
-            os.write(2, f"matcli: stopped by {name}; {done}\n".encode())
+            os.write(2, f"{restore}matcli: stopped by {name}; {done}\n".encode())
         except OSError:
             pass
         os._exit(128 + signum)
+
+
+def _is_terminal(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
 
 
 def install() -> None:

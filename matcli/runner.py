@@ -92,6 +92,10 @@ def run_job(request: JobRequest) -> JobOutcome:
 
     job = load_job(request)
     check_targets(output_targets(request, job), job.input_paths(), request.force)
+    if request.options.get("plot"):
+        from matcli.plots import require_matplotlib
+
+        require_matplotlib()
     _check_single_matrix(request, job)
     seed = resolve_seed(request.seed)
     rng = make_rng(seed)
@@ -126,6 +130,11 @@ def run_job(request: JobRequest) -> JobOutcome:
                 write_output(request, result.outputs, _output_attrs(request, job, result, seed),
                              f"{request.family} {job.method}")
             extra_files = job.write_extra(result)
+            if request.options.get("plot"):
+                from matcli.plots import write_plot
+
+                extra_files.update(write_plot(request.options["plot"], request.force,
+                                              lambda ax: job.draw(ax, result)))
     report = build_report(request, job, result, seed, timer, peak_memory_bytes(), threads, extra_files)
     emit_report(request.report, report, force=request.force)
     if not request.quiet:
@@ -159,7 +168,8 @@ def _output_attrs(request: JobRequest, job: FamilyJob, result: Result, seed: int
 
 def output_targets(request: JobRequest, job: FamilyJob) -> list[Target]:
     """Every file the run will write: ``-o``, ``--report`` and the job's side outputs."""
-    targets = [Target("-o", request.output, "MatrixMarket"), Target("--report", request.report, "JSON")]
+    targets = [Target("-o", request.output, "MatrixMarket"), Target("--report", request.report, "JSON"),
+               Target("--plot", request.options.get("plot"))]
     targets += [Target(flag, path) for flag, path in job.side_outputs().items()]
     return [t for t in targets if t.path]
 

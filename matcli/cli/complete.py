@@ -9,7 +9,7 @@ import typer
 
 from matcli.cli.options import (
     MAX_DIMENSION, AllowExternalOpt, Backend, BackendOpt, ForceOpt, MaxMemoryOpt, MonitorOpt, Number, OutOpt, Pair,
-    ParamOpt, QuietOpt, ReportOpt, SchedulerOpt, SeedOpt, StrictOpt, ThreadsOpt, maxiter_option,
+    ParamOpt, PlotOpt, QuietOpt, ReportOpt, SchedulerOpt, SeedOpt, StrictOpt, ThreadsOpt, maxiter_option,
 )
 
 
@@ -73,6 +73,7 @@ def command(
         "--rtol", "--tol", parser=Number(float, 0.0, 1.0, high_open=True), help="Stop when a sweep changes the objective (softimpute: the estimate; bpmf: the "
                          "posterior mean; robust: the inlier residual, which must then be within -p tol) by "
                          "less than this, relatively.")] = 1e-4,
+    plot: PlotOpt = None,
     backend: BackendOpt = Backend.local,
     scheduler: SchedulerOpt = None,
     max_memory: MaxMemoryOpt = None,
@@ -93,7 +94,7 @@ def command(
     options = {
         "rank": rank, "reg": reg, "bias": bias, "validate": validate, "test": test, "predict": predict,
         "predictions_out": predictions_out, "clip": clip, "shape": shape,
-        "maxiter": maxiter, "rtol": rtol,
+        "maxiter": maxiter, "rtol": rtol, "plot": plot,
     }
     request = build_request("complete", method.value, [observed], out, options=options, params=param, seed=seed,
                             report=report, force=force, strict=strict, quiet=quiet, monitor=monitor,

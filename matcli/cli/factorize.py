@@ -11,6 +11,7 @@ from matcli.cli.options import (
     AllowExternalOpt,
     ForceOpt,
     MaxMemoryOpt,
+    PlotOpt,
     maxiter_option,
     MonitorOpt,
     Number,
@@ -77,6 +78,7 @@ def command(
         "--append-rows", help="With --update: rows R appended below MATRIX (spec like R.h5:/R).")] = None,
     append_cols: Annotated[Optional[str], typer.Option(
         "--append-cols", help="With --update: columns C appended right of MATRIX.")] = None,
+    plot: PlotOpt = None,
     max_memory: MaxMemoryOpt = None,
     allow_external_links: AllowExternalOpt = False,
     param: ParamOpt = None,
@@ -95,6 +97,7 @@ def command(
     options = {
         "kind": kind.value, "rank": rank, "tol": tol, "power_iters": power_iters, "oversample": oversample,
         "maxiter": maxiter, "update": update, "append_rows": append_rows, "append_cols": append_cols,
+        "plot": plot,
     }
     request = build_request(
         "factorize", method.value, inputs, out, options=options, params=param, seed=seed, report=report,

@@ -134,6 +134,10 @@ def maxiter_option(default: str) -> Any:
 
 
 MaxiterOpt = maxiter_option("per method")
+PlotOpt = Annotated[Optional[str], typer.Option(
+    "--plot", help="Write a PNG of the run's certificate: residual per iteration (solve, sketch-regress), "
+                   "training/validation RMSE per sweep (complete), values and residuals or the objective per "
+                   "iteration (factorize); needs matplotlib.")]
 Backend = enum.Enum("Backend", {name: name for name in BACKENDS}, type=str)
 BackendOpt = Annotated[
     Backend,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from matcli.cli.options import (AllowExternalOpt, ForceOpt, MonitorOpt, Number, OutOpt, ParamOpt, QuietOpt,
-                                ReportOpt, SeedOpt, StrictOpt, ThreadsOpt, maxiter_option)
+                                PlotOpt, ReportOpt, SeedOpt, StrictOpt, ThreadsOpt, maxiter_option)
 
 
 class Mode(str, enum.Enum):
@@ -55,6 +55,7 @@ def command(
         help="Stopping tolerance of the preconditioned CGLS (LSQR's criteria; precondition, refine; "
              "with --eps only its test for consistent systems, ||r|| <= rtol ||b||).")] = 1e-10,
     maxiter: maxiter_option("200 + n / 10 CGLS iterations per solve") = None,
+    plot: PlotOpt = None,
     max_memory: Annotated[Optional[str], typer.Option(
         "--max-memory", help="Peak memory of the whole process (e.g. 500M, 2G; default: $MATCLI_MAX_MEMORY, "
                              "else half the available memory). An HDF5 matrix (dense dataset or csr_matrix group) that does not fit "
@@ -78,7 +79,7 @@ def command(
     if (rhs is None) == (rhs_option is None):
         raise UsageError("sketch-regress needs the right-hand side b once: as the second argument or with --rhs")
     options = {"sketch": sketch.value, "sketch_size": sketch_size, "eps": eps, "ridge": ridge,
-               "rtol": rtol, "maxiter": maxiter}
+               "rtol": rtol, "maxiter": maxiter, "plot": plot}
     request = build_request("sketch", mode.value, [matrix, rhs or rhs_option], out, options=options, params=param,
                             seed=seed, report=report, force=force, strict=strict, quiet=quiet,
                             monitor=monitor, threads=threads,

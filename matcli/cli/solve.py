@@ -13,6 +13,7 @@ from matcli.cli.options import (
     BackendOpt,
     ForceOpt,
     MaxMemoryOpt,
+    PlotOpt,
     maxiter_option,
     MonitorOpt,
     Number,
@@ -66,8 +67,7 @@ def command(
                                  "of earlier solutions).")] = 0,
     reorder: Annotated[bool, typer.Option(
         "--reorder/--no-reorder", help="--batch: solve similar matrices consecutively.")] = True,
-    plot: Annotated[Optional[str], typer.Option(
-        "--plot", help="Write a convergence plot (PNG; needs matplotlib).")] = None,
+    plot: PlotOpt = None,
     backend: BackendOpt = Backend.local,
     scheduler: SchedulerOpt = None,
     max_memory: MaxMemoryOpt = None,

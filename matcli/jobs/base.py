@@ -95,6 +95,11 @@ class FamilyJob(abc.ABC):
         convention. Default: none."""
         return {}
 
+    def draw(self, ax, result: Result) -> str:
+        """``--plot``: draw this family's figure of ``result`` on the matplotlib axes ``ax`` (from the
+        result alone, nothing recomputed) and return its title. The runner writes the file."""
+        raise NotImplementedError(f"{self.family} has no --plot")
+
     @abc.abstractmethod
     def read(self) -> None:
         """Phase `read` (timed by the runner)."""

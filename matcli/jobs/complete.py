@@ -402,6 +402,15 @@ class Job(FamilyJob):
             clip=tuple(p["clip"]) if p["clip"] else None, id_space=self.observed.id_space,
             declared=self.observed.row_ids.declared)
 
+    def draw(self, ax, result: Result) -> str:
+        from matcli import plots
+
+        if not plots.series(ax, result, ("train_rmse", "val_rmse"), "RMSE"):
+            plots.no_history(ax, f"{self.method} recorded no per-sweep errors")
+        m, n = self.observed.shape
+        rank = self.resolved_params.get("rank")
+        return f"matcli complete {self.method} ({m} x {n}, rank {rank}): {result.status.reason}"
+
     def write_extra(self, result: Result) -> dict[str, str]:
         if self.pairs is None or self.predictions is None:
             return {}

@@ -449,6 +449,20 @@ class Job(FamilyJob):
         return {"rank": rank, "hermitian": hermitian, "which": which, "tol": self._tol(0.0),
                 "maxiter": self.request.options.get("maxiter") or 10 * n}  # ARPACK's default, resolved
 
+    # ------------------------------------------------------------------ plot
+    def draw(self, ax, result: Result) -> str:
+        from matcli import plots
+
+        m, n = self.A.shape
+        values = _figure_values(result)
+        drawn = plots.spectrum(ax, result, values) if values else plots.series(
+            ax, result, ("relative_error", "correntropy_loss"), "objective")
+        if not drawn:
+            error = result.metrics.get("factorization_residual", result.metrics.get("reconstruction_error"))
+            plots.no_history(ax, f"{self.method} is a direct factorization: no iterations to plot"
+                             + (f" (relative residual {error:.1e})" if isinstance(error, float) else ""))
+        return f"matcli factorize {self.method} ({m} x {n}): {result.status.reason}"
+
     # -------------------------------------------------------------- compute
     def compute(self, callback: Callback) -> Result:
         try:
@@ -464,6 +478,11 @@ class Job(FamilyJob):
             return {}
         key = f"{self.kind}-PQ" if "Q" in result.outputs and self.kind == "lu" else self.kind
         return {"permutation_convention": PERMUTATION_CONVENTIONS[key]}
+
+
+def _figure_values(result: Result) -> str | None:
+    """The output holding singular values (``s``) or eigenvalues (``w``), if any."""
+    return next((key for key in ("s", "w") if key in result.outputs), None)
 
 
 def _load(module: str, name: str) -> Callable[..., Result]:

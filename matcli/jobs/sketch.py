@@ -370,6 +370,15 @@ class Job(FamilyJob):
                 0 if A.dtype == np.float64 else 8 * int(A.nnz))
         return int(A.nbytes) + (0 if A.dtype == np.float64 else 8 * int(A.size))
 
+    def draw(self, ax, result: Result) -> str:
+        from matcli import plots
+
+        if not plots.series(ax, result, ("residual", "optimality"), "relative residual / optimality"):
+            plots.no_history(ax, f"{self.method} runs no iterations (relative residual "
+                                 f"{result.metrics.get('relative_residual', float('nan')):.3g})")
+        m, n = self._shape()
+        return f"matcli sketch-regress {self.method} ({m} x {n}): {result.status.reason}"
+
     def compute(self, callback: Callback) -> Result:
         spec = get_spec("sketch", self.method)
         kernel = spec.load()

@@ -116,7 +116,6 @@ class Job(FamilyJob):
         self.attempts: list[dict[str, Any]] = []
         self.recycle = int(opts.get("recycle", 0))
         self.reorder = bool(opts.get("reorder", True))
-        self.plot = opts.get("plot")
         self.systems: list[System] = []
         self.order: list[int] = []
         self.solver = None
@@ -281,11 +280,6 @@ class Job(FamilyJob):
         if self.request.backend != "local" and not self.batch:
             raise UsageError(f"--backend {self.request.backend} distributes the systems of --batch; a single "
                              "system is solved in this process (drop --backend)")
-        if self.plot:
-            try:
-                import matplotlib  # noqa: F401
-            except ImportError:
-                raise UsageError("--plot needs matplotlib: pip install 'matcli[plot]'") from None
 
     @staticmethod
     def batch_allows_mixed(method: str) -> bool:
@@ -551,36 +545,15 @@ class Job(FamilyJob):
             sequences = self.backend.map(solve_chunk, chunks, plan=plan)
         return batch_result(sequences, callback)
 
-    def side_outputs(self) -> dict[str, str]:
-        return {"--plot": self.plot} if self.plot else {}
+    # ------------------------------------------------------------------ plot
+    def draw(self, ax, result: Result) -> str:
+        from matcli import plots
 
-    # ---------------------------------------------------------- write_extra
-    def write_extra(self, result: Result) -> dict[str, str]:
-        if not self.plot:
-            return {}
-        from matcli.core.errors import OutputError
-        from matcli.io.atomic import atomic_write
-
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        series = result.history.get("residual", [])
-        fig, ax = plt.subplots(figsize=(6, 4))
-        if series:
-            ax.semilogy(np.arange(1, len(series) + 1), np.maximum(series, np.finfo(float).tiny), lw=1.2)
-        ax.axhline(self.rtol, color="grey", ls="--", lw=0.8, label=f"rtol = {self.rtol:g}")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("relative residual")
-        ax.set_title(f"matcli solve {self.method}: {result.status.reason}")
-        ax.legend()
-        fig.tight_layout()
-        try:
-            with atomic_write(self.plot, force=self.request.force) as tmp:
-                fig.savefig(tmp, format="png", dpi=100)
-        except OSError as exc:
-            raise OutputError(self.plot, f"cannot write plot ({exc})") from None
-        finally:
-            plt.close(fig)
-        return {"plot": self.plot}
+        n = self.systems[0].A.shape[1]
+        precond = self.resolved_params.get("precond", "none")
+        where = f"{len(self.systems)} systems, " if self.batch else ""
+        if not plots.series(ax, result, ("residual",), "true relative residual ||b - Ax|| / ||b||",
+                            target=self.rtol, target_label=f"--rtol {self.rtol:g}"):
+            plots.no_history(ax, f"{self.method} is a direct method: no iterations to plot "
+                                 f"(backward error {result.metrics.get('backward_error', float('nan')):.1e})")
+        return f"matcli solve {self.method} (precond {precond}, {where}n = {n}): {result.status.reason}"

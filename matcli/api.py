@@ -110,14 +110,15 @@ def _common(output, report, seed, params, threads, max_memory, force, strict, qu
 def solve(A, b=None, *, method: str = "auto", rtol: float = 1e-8, maxiter: int | None = None,
           precond: str = "auto", nrhs: int = 1, batch: bool = False, recycle: int = 0, reorder: bool = True,
           params: Sequence[str] | None = None, seed: int | None = None, output: str | None = None,
-          report: str | None = None, threads: int | None = None, max_memory: str | None = None,
-          backend: str = "local", scheduler: str | None = None, force: bool = False, strict: bool = False,
-          quiet: bool = True, monitor: bool = False, allow_external_links: bool = False) -> Outcome:
+          report: str | None = None, plot: str | None = None, threads: int | None = None,
+          max_memory: str | None = None, backend: str = "local", scheduler: str | None = None, force: bool = False,
+          strict: bool = False, quiet: bool = True, monitor: bool = False,
+          allow_external_links: bool = False) -> Outcome:
     """Solve ``A x = b`` as ``matcli solve`` does; ``b`` is an array, a spec, ``"ones"``/``"random"``
     or None (ones, or each batch group's b). Returns the Outcome with ``x``."""
     rhs = b if isinstance(b, str) and b in ("ones", "random") else None
     options = {"rhs": rhs, "nrhs": nrhs, "precond": precond, "rtol": rtol, "maxiter": maxiter, "batch": batch,
-               "recycle": recycle, "reorder": reorder, "plot": None}
+               "recycle": recycle, "reorder": reorder, "plot": plot}
     extra = {} if rhs is not None or b is None else {"rhs": b}
     return _run("solve", method, {"A": A}, options,
                 _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
@@ -128,13 +129,14 @@ def complete(observed, *, method: str = "auto", rank: int | str = "auto", reg: f
              bias: bool | None = None, validate: float = 0.0, test=None, clip: tuple[float, float] | None = None,
              shape: tuple[int, int] | None = None, maxiter: int | None = None, rtol: float = 1e-4,
              params: Sequence[str] | None = None, seed: int | None = None, output: str | None = None,
-             report: str | None = None, threads: int | None = None, max_memory: str | None = None,
-             backend: str = "local", scheduler: str | None = None, force: bool = False, strict: bool = False,
-             quiet: bool = True, monitor: bool = False, allow_external_links: bool = False) -> Outcome:
+             report: str | None = None, plot: str | None = None, threads: int | None = None,
+             max_memory: str | None = None, backend: str = "local", scheduler: str | None = None,
+             force: bool = False, strict: bool = False, quiet: bool = True, monitor: bool = False,
+             allow_external_links: bool = False) -> Outcome:
     """Low-rank completion as ``matcli complete`` does. ``observed`` is a scipy.sparse matrix (its
     stored entries are the observed ones) or a spec; ``test`` likewise. Returns U, V, biases, ids."""
     options = {"rank": rank, "reg": reg, "bias": bias, "validate": validate, "test": None, "predict": None,
-               "predictions_out": None, "clip": clip, "shape": shape, "maxiter": maxiter, "rtol": rtol}
+               "predictions_out": None, "clip": clip, "shape": shape, "maxiter": maxiter, "rtol": rtol, "plot": plot}
     return _run("complete", method, {"observed": observed}, options,
                 _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
                         allow_external_links, backend, scheduler), {"test": test} if test is not None else None)
@@ -143,12 +145,13 @@ def complete(observed, *, method: str = "auto", rank: int | str = "auto", reg: f
 def sketch_regress(A, b, *, method: str = "auto", sketch: str = "auto", sketch_size: int | None = None,
                    eps: float | None = None, ridge: float | str = 0.0, rtol: float = 1e-10,
                    maxiter: int | None = None, params: Sequence[str] | None = None, seed: int | None = None,
-                   output: str | None = None, report: str | None = None, threads: int | None = None,
+                   output: str | None = None, report: str | None = None, plot: str | None = None,
+                   threads: int | None = None,
                    max_memory: str | None = None, force: bool = False, strict: bool = False, quiet: bool = True,
                    monitor: bool = False, allow_external_links: bool = False) -> Outcome:
     """``min ||A x - b||^2 + ridge ||x||^2`` as ``matcli sketch-regress`` does. Returns ``x``."""
     options = {"sketch": sketch, "sketch_size": sketch_size, "eps": eps, "ridge": str(ridge), "rtol": rtol,
-               "maxiter": maxiter}
+               "maxiter": maxiter, "plot": plot}
     return _run("sketch", method, {"A": A, "b": b}, options,
                 _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
                         allow_external_links))
@@ -157,12 +160,13 @@ def sketch_regress(A, b, *, method: str = "auto", sketch: str = "auto", sketch_s
 def factorize(A, *, kind: str = "svd", method: str = "auto", rank: int | str | None = None,
               tol: float | None = None, power_iters: int | None = None, oversample: int | None = None,
               maxiter: int | None = None, params: Sequence[str] | None = None, seed: int | None = None,
-              output: str | None = None, report: str | None = None, threads: int | None = None,
+              output: str | None = None, report: str | None = None, plot: str | None = None,
+              threads: int | None = None,
               max_memory: str | None = None, force: bool = False, strict: bool = False, quiet: bool = True,
               monitor: bool = False, allow_external_links: bool = False) -> Outcome:
     """SVD, NMF, CUR, QR, LU, Cholesky, LDL^T or eig as ``matcli factorize`` does. Returns the factors."""
     options = {"kind": kind, "rank": rank, "tol": tol, "power_iters": power_iters, "oversample": oversample,
-               "maxiter": maxiter, "update": None, "append_rows": None, "append_cols": None}
+               "maxiter": maxiter, "update": None, "append_rows": None, "append_cols": None, "plot": plot}
     return _run("factorize", method, {"A": A}, options,
                 _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
                         allow_external_links))

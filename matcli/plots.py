@@ -2,7 +2,7 @@
 output (atomically, through the output policy the runner applied before any work).
 
 Each family draws what its certificate is about: a solve its true residual per iteration against
-``--rtol`` (one line per system of a batch), a completion its training and validation RMSE per sweep,
+``--rtol`` (one line per system of a batch, :func:`per_system`), a completion its training and validation RMSE per sweep,
 an SVD or eigendecomposition its values with their residuals, an NMF its objective per iteration, a
 sketched regression its residual per CGLS iteration. A result without a history (a direct solve, a
 dense factorization) says so on the figure instead of drawing empty axes.
@@ -74,6 +74,29 @@ def series(ax, result: Result, names: tuple[str, ...], ylabel: str, *, target: f
     ax.set_xlabel("iteration")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
+    return True
+
+
+def per_system(ax, result: Result, name: str, ylabel: str, *, target: float | None = None,
+               target_label: str = "") -> bool:
+    """A batch: the history ``name`` (every system's iterations, in solving order) split into one line
+    per system by ``info["systems"][i]["iterations"]`` (ordered by ``position``); False when it does
+    not add up."""
+    systems = sorted(result.info.get("systems") or [], key=lambda entry: entry.get("position", 0))
+    values = np.asarray(result.history.get(name, []), dtype=float)
+    counts = [int(entry.get("iterations", 0)) for entry in systems]
+    if not systems or values.size == 0 or sum(counts) != values.size:
+        return False
+    label = len(systems) <= 10
+    for entry, piece in zip(systems, np.split(values, np.cumsum(counts)[:-1])):
+        if piece.size:
+            ax.semilogy(np.arange(1, piece.size + 1), np.maximum(piece, np.finfo(float).tiny), lw=1,
+                        label=entry.get("name") if label else None)
+    if target:
+        ax.axhline(target, color="grey", ls="--", lw=0.8, label=target_label or f"target {target:g}")
+    ax.set_xlabel("iteration (of each system)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
     return True
 
 

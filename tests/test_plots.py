@@ -70,3 +70,30 @@ def test_a_result_without_history_says_so():
     fig, ax = plt.subplots()
     assert plots.spectrum(ax, full, "s") and "1.0e-12" in ax.get_legend().get_texts()[0].get_text()
     plt.close("all")
+
+
+def test_a_batch_draws_one_line_per_system(cli, tmp_path):
+    """The batch's residual history is split by each system's iterations (in solving order)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matcli import plots
+    from matcli.core.result import Result, Status
+
+    result = Result(Status.CONVERGED_RTOL, history={"residual": [1e-1, 1e-9, 1e-2, 1e-5, 1e-9]},
+                    info={"systems": [{"name": "b", "position": 1, "iterations": 3},
+                                      {"name": "a", "position": 0, "iterations": 2}]})
+    fig, ax = plt.subplots()
+    assert plots.per_system(ax, result, "residual", "r", target=1e-8)
+    lines = [line for line in ax.lines if line.get_label() in ("a", "b")]
+    assert [line.get_label() for line in lines] == ["a", "b"]
+    assert list(lines[0].get_ydata()) == [1e-1, 1e-9] and list(lines[1].get_ydata()) == [1e-2, 1e-5, 1e-9]
+    broken = Result(Status.CONVERGED_RTOL, history={"residual": [1.0]}, info={"systems": [{"iterations": 2}]})
+    assert not plots.per_system(plt.subplots()[1], broken, "residual", "r")
+    plt.close("all")
+    png = tmp_path / "batch.png"
+    done = cli(["solve", SAMPLES / "batch_poisson24.h5:/systems", "--batch", "-m", "cg", "-o", tmp_path / "x.h5",
+                "--plot", png, "--quiet"])
+    assert done.exit_code == 0 and png.read_bytes()[:4] == b"\x89PNG"

@@ -552,8 +552,11 @@ class Job(FamilyJob):
         n = self.systems[0].A.shape[1]
         precond = self.resolved_params.get("precond", "none")
         where = f"{len(self.systems)} systems, " if self.batch else ""
-        if not plots.series(ax, result, ("residual",), "true relative residual ||b - Ax|| / ||b||",
-                            target=self.rtol, target_label=f"--rtol {self.rtol:g}"):
+        ylabel, target = "true relative residual ||b - Ax|| / ||b||", f"--rtol {self.rtol:g}"
+        drawn = self.batch and plots.per_system(ax, result, "residual", ylabel, target=self.rtol,
+                                                target_label=target)
+        if not drawn and not plots.series(ax, result, ("residual",), ylabel, target=self.rtol,
+                                          target_label=target):
             plots.no_history(ax, f"{self.method} is a direct method: no iterations to plot "
                                  f"(backward error {result.metrics.get('backward_error', float('nan')):.1e})")
         return f"matcli solve {self.method} (precond {precond}, {where}n = {n}): {result.status.reason}"

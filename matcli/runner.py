@@ -170,7 +170,8 @@ def output_targets(request: JobRequest, job: FamilyJob) -> list[Target]:
     """Every file the run will write: ``-o``, ``--report`` and the job's side outputs."""
     targets = [Target("-o", request.output, "MatrixMarket"), Target("--report", request.report, "JSON"),
                Target("--plot", request.options.get("plot"))]
-    targets += [Target(flag, path) for flag, path in job.side_outputs().items()]
+    formats = job.stdout_formats()
+    targets += [Target(flag, path, formats.get(flag)) for flag, path in job.side_outputs().items()]
     return [t for t in targets if t.path]
 
 

@@ -336,3 +336,23 @@ def test_a_model_in_a_group_and_the_link_policy(cli, tmp_path):
     assert refused.exit_code == 4 and "external" in refused.stderr, refused.stderr
     allowed = cli([*args, "--allow-external-links"])
     assert allowed.exit_code == 0, allowed.stderr
+
+
+def test_predictions_to_standard_output(tmp_path):
+    """-o - writes the same lines to standard output; with --report - as well it is a usage error."""
+    import subprocess
+    import sys
+
+    from tests.conftest import data_file
+
+    base, test = data_file("ml-100k/u1.base"), data_file("ml-100k/u1.test")
+    model = tmp_path / "m.h5"
+    run = [sys.executable, "-m", "matcli"]
+    assert subprocess.run([*run, "complete", base, "-m", "als-exact", "-r", "3", "--reg", "0.1", "-o", model, "-q"],
+                          timeout=300).returncode == 0
+    assert subprocess.run([*run, "predict", model, test, "-o", tmp_path / "p.tsv", "-q"], timeout=300).returncode == 0
+    piped = subprocess.run([*run, "predict", model, test, "-o", "-", "-q"], capture_output=True, timeout=300)
+    assert piped.returncode == 0 and piped.stdout == (tmp_path / "p.tsv").read_bytes()
+    both = subprocess.run([*run, "predict", model, test, "-o", "-", "--report", "-"], capture_output=True, timeout=300)
+    assert both.returncode == 2 and both.stdout == b""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5", "p.tsv"]

@@ -18,7 +18,8 @@ def command(
              "optionally followed by a value and an integer timestamp (a ratings file works), or "
              "file.h5:/group (row, col 0-based), or a coordinate .mtx.")],
     out: Annotated[str, typer.Option(
-        "--out", "-o", help="Write predictions here as tab-separated 'row col value' lines (ids as given).")],
+        "--out", "-o", help="Write predictions here as tab-separated 'row col value' lines (ids as given); "
+                            "'-' for standard output.")],
     clip: Annotated[Optional[str], typer.Option(
         "--clip", parser=Pair(Number(float)),
         help="Clip predictions to 'lo,hi' (default: the clip the model was fitted with, its 'clip' "

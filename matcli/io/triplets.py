@@ -311,8 +311,13 @@ def write_triplets(path: str, users: np.ndarray, items: np.ndarray, values: np.n
     inverse of :func:`read_triplets`) and values with 10 significant digits."""
     try:
         with open(path, "w", encoding="ascii") as fh:
-            for user, item, value in zip(np.asarray(users, dtype=np.uint64).tolist(),
-                                         np.asarray(items, dtype=np.uint64).tolist(), np.asarray(values).tolist()):
-                fh.write(f"{user}\t{item}\t{value:.10g}\n")
+            write_triplet_lines(fh, users, items, values)
     except OSError as exc:
         raise OutputError(path, f"cannot write ({exc.strerror})") from None
+
+
+def write_triplet_lines(fh, users: np.ndarray, items: np.ndarray, values: np.ndarray) -> None:
+    """The lines of :func:`write_triplets` on an open text stream (a file, or standard output)."""
+    for user, item, value in zip(np.asarray(users, dtype=np.uint64).tolist(),
+                                 np.asarray(items, dtype=np.uint64).tolist(), np.asarray(values).tolist()):
+        fh.write(f"{user}\t{item}\t{value:.10g}\n")

@@ -81,6 +81,10 @@ class FamilyJob(abc.ABC):
         """
         return {}
 
+    def stdout_formats(self) -> dict[str, str]:
+        """``{flag: format}`` of side outputs that may go to standard output (``-``); none by default."""
+        return {}
+
     def output_arrays(self) -> tuple[str, ...] | None:
         """Arrays ``-o`` will hold (at least), when the options alone decide them (None otherwise).
 

@@ -17,6 +17,8 @@ formula, not an iteration), ``diverged_nan`` when a prediction overflows.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from matcli.core.errors import UsageError
@@ -39,6 +41,9 @@ class Job(FamilyJob):
     def side_outputs(self) -> dict[str, str]:
         out = self.request.options.get("out")
         return {"-o": out} if out else {}
+
+    def stdout_formats(self) -> dict[str, str]:
+        return {"-o": "predictions (tab-separated text)"}
 
     # ---------------------------------------------------------------- read
     def read(self) -> None:
@@ -99,11 +104,16 @@ class Job(FamilyJob):
     # ---------------------------------------------------------------- write
     def write_extra(self, result: Result) -> dict[str, str]:
         from matcli.io.atomic import atomic_write
-        from matcli.io.triplets import write_triplets
+        from matcli.io.output_policy import STDOUT
+        from matcli.io.triplets import write_triplet_lines, write_triplets
 
         path = self.request.options.get("out")
         if not path:  # the Python API without output=: the predictions are the result's arrays
             return {}
+        if path == STDOUT:
+            write_triplet_lines(sys.stdout, self.pairs.row_ids, self.pairs.col_ids, self.predictions)
+            sys.stdout.flush()
+            return {"predictions": STDOUT}
         with atomic_write(path, force=self.request.force) as tmp:
             write_triplets(tmp, self.pairs.row_ids, self.pairs.col_ids, self.predictions)
         return {"predictions": path}

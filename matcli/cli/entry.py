@@ -42,4 +42,4 @@ def console_main() -> None:
     signals.install()
     from matcli.cli.app import main
 
-    sys.exit(main())
+    signals.exit_process(main())

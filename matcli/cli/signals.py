@@ -69,6 +69,27 @@ def _is_terminal(fd: int) -> bool:
         return False
 
 
+def exit_process(code: int) -> None:
+    """End the console script with ``code`` after flushing standard output and error, without the
+    interpreter's finalization: finalization stops the watcher thread and restores the default signal
+    actions, so a signal arriving then killed the process with no line. Until ``os._exit`` the watcher
+    still acts (exit ``128 + signal``, its line naming the outputs already published whole). A standard
+    output closed by then (``| head``) makes a successful run exit 141, as everywhere else."""
+    import errno
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except OSError as exc:
+            if exc.errno == errno.EPIPE and code == 0:
+                code = 141
+        except ValueError:  # a stream closed by the program
+            pass
+    os._exit(code)
+
+
 def install() -> None:
     """Route SIGINT, SIGTERM and SIGHUP to the watcher thread (main thread of the CLI process only)."""
     read_fd, write_fd = os.pipe()

@@ -65,8 +65,9 @@ def _require_file(spec: Spec) -> None:
 
 
 def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
-    """A 2-D matrix from ``.mtx[.gz]``, ``.npy``, ``.npz`` (``scipy.sparse.save_npz`` or one array) or
-    ``file.h5:/dataset_or_sparse_group`` (also ``.h5ad``); ``-``: MatrixMarket on standard input.
+    """A 2-D matrix from ``.mtx[.gz]``, ``.npy``, ``.npz`` (``scipy.sparse.save_npz`` or one array),
+    ``file.h5:/dataset_or_sparse_group`` (also ``.h5ad``) or ``store.zarr:/array_or_sparse_group``
+    (:mod:`matcli.io.zarr_arrays`); ``-``: MatrixMarket on standard input.
 
     Returns a float64/complex128 dense array or CSR matrix with finite values.
     """
@@ -78,6 +79,12 @@ def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
         from matcli.io.mtx import read_mtx
 
         return read_from_stdin(read_mtx)
+    if spec.kind == "zarr":
+        from matcli.io import zarr_arrays
+
+        matrix = zarr_arrays.read_matrix(spec.path, spec.internal, (2,))
+        check_finite(matrix, spec.path, "matrix")
+        return matrix
     _require_file(spec)
     if spec.kind == "mtx":
         from matcli.io.mtx import read_mtx
@@ -107,11 +114,12 @@ def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
             raise InputError(spec.path, f"array is {matrix.ndim}-D, expected 2-D")
         check_finite(matrix, spec.path, "matrix")
         return matrix
-    raise InputError(spec.path, "unknown matrix format (use .mtx, .mtx.gz, .npy, .npz or file.h5:/dataset)")
+    raise InputError(spec.path, "unknown matrix format (use .mtx, .mtx.gz, .npy, .npz, file.h5:/dataset or "
+                                "store.zarr:/array)")
 
 
 def read_dense(spec_text: str) -> np.ndarray:
-    """A 1-D or 2-D dense array (right-hand sides, vectors) from .mtx, .h5, .npy, .txt/.csv."""
+    """A 1-D or 2-D dense array (right-hand sides, vectors) from .mtx, .h5, .zarr, .npy, .txt/.csv."""
     held = in_memory.lookup(spec_text)
     if held is not None:
         held = held.toarray() if sp.issparse(held) else held
@@ -122,6 +130,17 @@ def read_dense(spec_text: str) -> np.ndarray:
 
         matrix = read_from_stdin(read_mtx)
         return matrix.toarray() if sp.issparse(matrix) else matrix
+    if spec.kind == "zarr":
+        from matcli.io import zarr_arrays
+        from matcli.io.guard import check_allocation
+
+        matrix = zarr_arrays.read_matrix(spec.path, spec.internal, (1, 2))
+        if sp.issparse(matrix):
+            check_allocation(spec.path, float(matrix.shape[0]) * matrix.shape[1] * matrix.dtype.itemsize,
+                             f"sparse group as a dense {matrix.shape[0]} x {matrix.shape[1]} array")
+            matrix = matrix.toarray()
+        check_finite(matrix, spec.path, "array")
+        return matrix
     _require_file(spec)
     if spec.kind == "hdf5":
         from matcli.io import hdf5
@@ -152,7 +171,7 @@ def read_dense(spec_text: str) -> np.ndarray:
 
         array = read_text_array(spec.path)
     else:
-        raise InputError(spec.path, "unknown array format (use .h5:/dataset, .mtx, .npy, .txt or .csv)")
+        raise InputError(spec.path, "unknown array format (use .h5:/dataset, .zarr:/array, .mtx, .npy, .txt or .csv)")
     check_finite(array, spec.path, "array")
     return array
 

@@ -144,3 +144,125 @@ def problem_bytes(kind: str, *, n: int, rows: int, cols: int, rank: int, rate: f
     if kind == "batch":
         return count * sparse(2) / 3 * 2
     raise ValueError(f"unknown problem kind {kind!r}")
+
+
+#: rows drawn from one generator in the tiled constructions: the unit of their per-tile seeds, so a
+#: problem's values do not depend on how many rows are written (or read) at a time
+TILE_ROWS = 4096
+
+
+class RegressionTiles:
+    """A tall dense least-squares problem built tile by tile, for problems larger than memory.
+
+    The same guarantees as :func:`regression_problem` (``A = U diag(s) V^T`` with ``s``
+    log-spaced from 1 to ``1/cond``, ``heavy_rows`` rows of the Gaussian basis scaled by 1e3,
+    ``b = A x_true + r`` with ``r`` orthogonal to range(A), ``||r|| = noise ||A x_true||``), with a
+    different random construction: rows ``[t T, (t+1) T)`` (``T`` = :data:`TILE_ROWS`) of the
+    Gaussian matrix ``G`` and of the residual's draw ``r0`` come from a generator seeded by
+    ``(key, t)``, where ``key``, ``V``, ``x_true`` and the heavy rows come from ``rng``. ``U = G
+    R^{-1}`` where ``R`` is the triangular factor of ``G`` (positive diagonal) accumulated over the
+    tiles in order (TSQR), so ``U^T U = I`` up to ``eps cond(G)``; ``r = r0 - U (U^T r0)``, with
+    ``U^T r0 = R^{-T} G^T r0`` summed over the same pass.
+
+    Building the plan (the constructor) draws every tile once, keeping O(n^2) numbers;
+    :meth:`rows` then returns any tile-aligned row range of ``A`` and ``b`` by drawing those tiles
+    again. Memory: a few copies of the requested rows, plus ``n x n``.
+    """
+
+    def __init__(self, m: int, n: int, cond: float, heavy_rows: int, noise: float, rng: np.random.Generator):
+        if m < n:
+            raise ValueError(f"a regression problem needs m >= n, got {m} x {n}")
+        self.m, self.n = int(m), int(n)
+        self.key = [int(k) for k in rng.integers(0, 2**63, size=2)]
+        self.heavy = np.sort(rng.choice(m, size=heavy_rows, replace=False)) if heavy_rows else np.zeros(0, np.int64)
+        self.V = _orthonormal(rng, n, n)
+        self.x = rng.standard_normal(n)
+        self.s = np.logspace(0, -np.log10(cond), n)
+        R = np.zeros((0, n))
+        gram_r0 = np.zeros(n)
+        r0_squared = 0.0
+        for t in range(self.tiles):
+            G, r0 = self._draw(t)
+            R = np.linalg.qr(np.vstack([R, G]), mode="r")
+            gram_r0 += G.T @ r0
+            r0_squared += float(r0 @ r0)
+        signs = np.where(np.diag(R) < 0, -1.0, 1.0)
+        self.R = R * signs[:, None]
+        self.c = _solve_upper(self.R, gram_r0, transpose=True)
+        r_norm = np.sqrt(max(r0_squared - float(self.c @ self.c), 0.0))
+        ax_norm = float(np.linalg.norm(self.s * (self.V.T @ self.x)))
+        self.scale = noise * ax_norm / max(r_norm, 1e-300) if noise > 0 else 0.0
+        self.optimal_residual = self.scale * r_norm
+
+    @property
+    def tiles(self) -> int:
+        return -(-self.m // TILE_ROWS)
+
+    def _draw(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tile ``t`` of ``G`` (heavy rows scaled) and of ``r0``, from the tile's own generator."""
+        start, stop = t * TILE_ROWS, min(self.m, (t + 1) * TILE_ROWS)
+        rng = np.random.default_rng(np.random.SeedSequence(self.key, spawn_key=(t,)))
+        G = rng.standard_normal((stop - start, self.n))
+        r0 = rng.standard_normal(stop - start)
+        lo, hi = np.searchsorted(self.heavy, [start, stop])
+        G[self.heavy[lo:hi] - start] *= 1e3
+        return G, r0
+
+    def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``[start, stop)`` of ``A`` ((rows, n) float64) and ``b`` ((rows,)); ``start`` must
+        be a multiple of :data:`TILE_ROWS` and ``stop`` one too or ``m``."""
+        if start % TILE_ROWS or (stop % TILE_ROWS and stop != self.m) or not 0 <= start <= stop <= self.m:
+            raise ValueError(f"rows({start}, {stop}) is not a range of whole tiles of {TILE_ROWS} rows")
+        A, b = np.empty((stop - start, self.n)), np.empty(stop - start)
+        for t in range(start // TILE_ROWS, -(-stop // TILE_ROWS)):
+            G, r0 = self._draw(t)
+            U = _solve_upper(self.R, G.T, transpose=True).T
+            At = (U * self.s) @ self.V.T
+            lo = t * TILE_ROWS - start
+            A[lo:lo + G.shape[0]] = At
+            b[lo:lo + G.shape[0]] = At @ self.x + self.scale * (r0 - U @ self.c)
+        return A, b
+
+    def small_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of the problem other than ``A`` and ``b``: ``x_true``, ``optimal_residual``."""
+        return {"x_true": self.x, "optimal_residual": np.array(self.optimal_residual)}
+
+    def arrays(self) -> dict[str, object]:
+        """The whole problem in memory (``A``, ``b``, ``x_true``, ``optimal_residual``)."""
+        A, b = self.rows(0, self.m)
+        return {"A": A, "b": b, **self.small_arrays()}
+
+
+def _solve_upper(R: np.ndarray, rhs: np.ndarray, *, transpose: bool) -> np.ndarray:
+    """``R^{-T} rhs`` (``transpose``) or ``R^{-1} rhs`` for the upper triangular ``R``."""
+    from scipy.linalg import solve_triangular
+
+    return solve_triangular(R, rhs, trans="T" if transpose else "N", lower=False, check_finite=False)
+
+
+def regression_chunk_rows(n: int) -> int:
+    """Rows of one storage chunk of a tiled regression problem's ``A``: whole tiles, about 8 MiB."""
+    return TILE_ROWS * max(1, round(8 * 2**20 / (8 * n * TILE_ROWS)))
+
+
+def regression_block_rows(n: int, budget: float) -> int:
+    """Rows written at a time: whole chunks (:func:`regression_chunk_rows`), about 64 MiB of ``A``
+    and at most an eighth of ``budget``, never less than one chunk."""
+    chunk = regression_chunk_rows(n)
+    return chunk * max(1, int(min(64 * 2**20, budget / 8) // (8 * n * chunk)))
+
+
+def regression_blockwise_bytes(n: int, block_rows: int) -> float:
+    """Memory of writing a tiled regression problem ``block_rows`` rows at a time: the block of ``A``
+    and ``b``, a tile's temporaries (G, U, its rows of A) and the O(n^2) plan (R, V, QR workspace)."""
+    return 8.0 * n * (block_rows + 4 * TILE_ROWS) + 8.0 * block_rows + 8.0 * n * n * 6 + 8.0 * TILE_ROWS
+
+
+def regression_blocks(plan: RegressionTiles, block_rows: int):
+    """``(start, {"A": rows, "b": rows})`` for consecutive blocks of ``block_rows`` rows (a multiple
+    of :data:`TILE_ROWS`); the values do not depend on ``block_rows``."""
+    if block_rows < 1 or block_rows % TILE_ROWS:
+        raise ValueError(f"block_rows must be a positive multiple of {TILE_ROWS}, got {block_rows}")
+    for start in range(0, plan.m, block_rows):
+        A, b = plan.rows(start, min(plan.m, start + block_rows))
+        yield start, {"A": A, "b": b}

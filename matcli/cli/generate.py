@@ -40,7 +40,11 @@ def command(
     force: ForceOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Write a deterministic test problem (given --seed) to HDF5, or its matrix alone to .mtx."""
+    """Write a deterministic test problem (given --seed) to HDF5, or its matrix alone to .mtx.
+
+    regression problems are built and written block by block (``gallery.RegressionTiles``: the same
+    values whatever the block size), to HDF5 or to a Zarr store when the output ends in .zarr.
+    """
     from matcli import gallery
     from matcli.core.errors import UsageError
     from matcli.core.memory import resolve_budget
@@ -50,14 +54,39 @@ def command(
     from matcli.io.output_policy import STDOUT, Target, check_targets
     from matcli.io.writers import output_format, single_matrix, write_mtx_file, write_mtx_stdout
 
-    check_targets([Target("-o", out, "MatrixMarket")], [], force)
+    fmt = "zarr" if out.lower().rstrip("/").endswith(".zarr") else output_format(out)
+    if fmt == "zarr":
+        from matcli.io.atomic_store import check_store_target
+
+        if kind is not Kind.regression:
+            raise UsageError(f"{out}: only regression problems are written as Zarr stores; use an .h5 output")
+        check_store_target("-o", out, force, [])
+    else:
+        check_targets([Target("-o", out, "MatrixMarket")], [], force)
     if kind in (Kind.lowrank, Kind.completion) and rank > min(rows, cols):
         raise UsageError(f"--rank {rank}: a {kind.value} problem of {rows} x {cols} has rank at most {min(rows, cols)}")
-    with input_policy(InputPolicy(max_memory=resolve_budget(max_memory))):
-        check_allocation(f"generate {kind.value}",
-                         gallery.problem_bytes(kind.value, n=n, rows=rows, cols=cols, rank=rank, rate=rate,
-                                               count=count), "the problem")
+    if kind is Kind.regression and rows < cols:
+        raise UsageError("regression needs --rows >= --cols (a tall matrix)")
+    budget = resolve_budget(max_memory)
+    blockwise = kind is Kind.regression and fmt in ("hdf5", "zarr")
+    block_rows = gallery.regression_block_rows(cols, budget)
+    with input_policy(InputPolicy(max_memory=budget)):
+        needed = (gallery.regression_blockwise_bytes(cols, block_rows) if blockwise else
+                  gallery.problem_bytes(kind.value, n=n, rows=rows, cols=cols, rank=rank, rate=rate, count=count))
+        check_allocation(f"generate {kind.value}", needed, "the problem")
     rng = make_rng(resolve_seed(seed))
+    if blockwise:
+        from matcli.io.row_writer import RowArray, write_row_blocks
+
+        plan = gallery.RegressionTiles(rows, cols, cond, heavy_rows, noise, rng)
+        chunk = gallery.regression_chunk_rows(cols)
+        write_row_blocks(out, force=force, rows=rows,
+                         arrays={"A": RowArray((cols,), chunk=chunk), "b": RowArray((), chunk=chunk)},
+                         blocks=gallery.regression_blocks(plan, block_rows), small=plan.small_arrays(),
+                         attrs={"generator": kind.value, "seed": seed})
+        if not quiet:
+            typer.echo(f"wrote {out}: {kind.value} (A, b, optimal_residual, x_true)", err=True)
+        return
     group_attrs: dict[str, dict[str, object]] = {}
     if kind is Kind.poisson2d:
         arrays = gallery.poisson_problem((n, n), rng)
@@ -68,15 +97,12 @@ def command(
     elif kind is Kind.lowrank:
         arrays = gallery.lowrank_problem(rows, cols, rank, noise, decay, rng)
     elif kind is Kind.regression:
-        if rows < cols:
-            raise UsageError("regression needs --rows >= --cols (a tall matrix)")
-        arrays = gallery.regression_problem(rows, cols, cond, heavy_rows, noise, rng)
+        arrays = gallery.RegressionTiles(rows, cols, cond, heavy_rows, noise, rng).arrays()
     elif kind is Kind.completion:
         arrays = gallery.completion_problem(rows, cols, rank, rate, noise, test_fraction, rng)
         group_attrs = {g: {"shape": [rows, cols]} for g in ("observed", "test") if f"{g}/row" in arrays}
     else:
         arrays = gallery.poisson_batch((n, n), count, variation, rng)
-    fmt = output_format(out)
     comment = f"matcli generate {kind.value} seed {seed}"
     if fmt == "hdf5":
         from matcli.io.hdf5 import write_arrays

@@ -141,11 +141,12 @@ def _document(store: str, folder: str, name: str) -> dict[str, Any] | None:
     path = os.path.join(folder, name)
     if not os.path.lexists(path):
         return None
-    _check_entry(store, os.path.realpath(store), path, metadata=True)
+    size = _check_entry(store, os.path.realpath(store), path, metadata=True).st_size
     relative = os.path.relpath(path, store)
     try:
         with open(path, "rb") as fh:
-            document = json.loads(fh.read(MAX_METADATA_BYTES + 1))
+            # read(n) allocates n bytes up front: ask for what the file holds, not for the cap
+            document = json.loads(fh.read(min(size, MAX_METADATA_BYTES) + 1))
     except (OSError, ValueError) as exc:
         raise InputError(store, f"metadata {relative} is not readable JSON ({' '.join(str(exc).split())[:200]})") from None
     if not isinstance(document, dict):

@@ -1,11 +1,13 @@
 """The data lines of a MatrixMarket file, read strictly into columns.
 
-Each piece of whole lines (:class:`~matcli.io.mtx_source.Piece`) loses its ``%`` comment lines,
-is checked for bytes outside its field's alphabet (NUL, ``,``, ``_``, letters other than those of
-``nan``/``inf``...), then goes to ``numpy.loadtxt`` (C), which converts every field in full or fails:
-no token is read by prefix and a line with a field too many or too few is an error. When loadtxt
-fails, the piece is rescanned line by line with :func:`~matcli.io.mtx_grammar.line_defect` so that
-the error names the first bad line and its defect.
+Each piece of whole lines (:class:`~matcli.io.mtx_source.Piece`) first goes to the exact fast
+reader (:func:`~matcli.io.mtx_fast.read_fast`). A piece it turns down (a complex field, a rare
+layout, or a defect) loses its blank and ``%`` comment lines (vectorized), is checked for bytes
+outside its field's alphabet (NUL, ``,``, ``_``, letters other than those of ``nan``/``inf``...),
+then goes to ``numpy.loadtxt`` (C), which converts every field in full or fails: no token is read by
+prefix and a line with a field too many or too few is an error. When loadtxt fails, the piece is
+rescanned line by line with :func:`~matcli.io.mtx_grammar.line_defect` so that the error names the
+first bad line and its defect; that scan is the only per-line loop, and only an invalid file gets there.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import io
 import numpy as np
 
 from matcli.core.errors import InputError
-from matcli.io.mtx_fast import read_simple
+from matcli.io.mtx_fast import TAB_TO_SPACE, drop_blank_and_comment_lines, read_fast
 from matcli.io.mtx_grammar import Layout, is_comment_or_blank, line_defect
 from matcli.io.mtx_source import LineSource, Piece
 
@@ -28,25 +30,19 @@ Columns = dict[str, np.ndarray]
 def read_entries(source: LineSource, layout: Layout, count: int, shape: tuple[int, int]) -> Columns:
     """The next ``count`` data lines of ``source`` as columns (indices made 0-based, not yet checked).
 
-    Pieces without comments or blank lines first go to :func:`~matcli.io.mtx_fast.read_simple`
-    (indices checked against ``shape`` there); the others, and those it turns down, to loadtxt.
+    Pieces first go to :func:`~matcli.io.mtx_fast.read_fast` (indices checked against ``shape``
+    there); those it turns down to loadtxt.
     Raises :class:`InputError` naming the line for a malformed line, for data lines beyond
     ``count`` and (without a line) for fewer than ``count``. Blank and ``%`` lines are skipped.
     """
     parts = []
     got = 0
     for piece in source.pieces():
-        data = piece.data
-        if b"%" in data:
-            data = b"".join(line + b"\n" for _, line in piece.lines() if not is_comment_or_blank(line))
-        if piece.count > len(data) // 3:  # loadtxt takes ~150 ns per empty line; a file may hold millions
-            while b"\n\n" in data:
-                data = data.replace(b"\n\n", b"\n")
-        if data.isspace() or not data:
-            continue
-        columns = read_simple(data, piece.count, layout, shape) if data is piece.data else None
+        columns = read_fast(piece.data, layout, shape)
         if columns is None:
-            columns = _read_strict(source.path, piece, data, layout)
+            columns = _read_strict(source.path, piece, piece.data, layout)
+            if columns is None:
+                continue
         size = len(next(iter(columns.values())))
         if got + size > count:
             number, _ = nth_data_line(piece, count - got)
@@ -62,8 +58,11 @@ def read_entries(source: LineSource, layout: Layout, count: int, shape: tuple[in
             for name in layout.dtype.names}
 
 
-def _read_strict(path: str, piece: Piece, data: bytes, layout: Layout) -> Columns:
-    """The data lines ``data`` of ``piece`` (comments removed) through loadtxt."""
+def _read_strict(path: str, piece: Piece, data: bytes, layout: Layout) -> Columns | None:
+    """The data lines of ``data`` (the lines of ``piece``) through loadtxt; None when it has none."""
+    data = drop_blank_and_comment_lines(data.translate(TAB_TO_SPACE))
+    if not data.strip():
+        return None
     if data.translate(None, layout.allowed):
         raise piece_defect(path, piece, layout, "invalid character")
     try:

@@ -1,75 +1,190 @@
-"""A fast, exact reading of simple MatrixMarket pieces by scipy's C++ reader (fast_matrix_market).
+"""A fast, exact reading of MatrixMarket data lines by scipy's C++ reader (fast_matrix_market).
 
 fast_matrix_market reads a field as the longest number at its start and ignores the rest of a line,
-so on its own it reads ``1.5.3`` as 1.5 and ``1 1 3 4`` as (1, 1, 3). It gets a piece only when
-the piece is *simple* (bytes from ``0-9 + - . e E``, space, tab and newline; no comment, no letter,
-so no value can be NaN) and then reads a copy in which every line ends with an extra field ``nan``
-(the banner asks for one more value per line). The read is accepted only when
+so on its own it reads ``1.5.3`` as 1.5 and ``1 1 3 4`` as (1, 1, 3). It therefore reads a copy of
+the data lines in which every line ends with an extra field ``nan`` (the banner asks for one more
+value per line), and its read is accepted only when
 
 * every line's extra field read as NaN and no other field did, so each line's first w reads (w
   fields per line) covered exactly the text before ``nan``: each read is one number that stops at
   the first byte that cannot extend it and never crosses a blank, so every blank-separated token of
   the line was read by at least one read;
-* the piece holds exactly w blank-separated tokens per line, so no token was read by two reads
-  (``1 2.5`` as 1, 2, .5), i.e. every token is one whole number.
+* the lines hold exactly w blank-separated tokens each (w per line on average, and a line with
+  fewer cannot give w reads), so no token was read by two reads (``1 2.5`` as 1, 2, .5), i.e.
+  every token is one whole number of the reader's grammar, which is contained in
+  :data:`~matcli.io.mtx_grammar.REAL` / :data:`~matcli.io.mtx_grammar.INTEGER`;
+* for an integer field, no ``.``, ``e`` or ``E`` occurs (``2.7``, ``1e5`` are not integers) and
+  every value is below 2^53 in magnitude (so exact, and not ``inf``).
 
-Anything else (an error of the reader included) returns None and the piece goes to the strict
-path (:mod:`matcli.io.mtx_body`), which also words the error. The reader never sees a NUL byte or
-a non-square symmetric array, the two inputs known to crash it.
+Before that the bytes are brought to the reader's layout without a per-line loop: tabs become
+spaces (both separate fields), ``\\r\\n`` line ends become ``\\n``, and blank and ``%`` comment lines
+are dropped (:func:`drop_blank_and_comment_lines`, vectorized). Anything else (a lone ``\\r``, a
+NUL byte, which crashes the reader, a complex field, which has no room for the extra field, an
+error of the reader) returns None and the piece goes to the strict path
+(:mod:`matcli.io.mtx_body`), which also words the error.
 """
 
 from __future__ import annotations
-
-import io
 
 import numpy as np
 import scipy.io
 
 from matcli.io.mtx_grammar import Layout
 
-_BLANKS = b" \t\n"
-#: Bytes of a simple piece, by field (``+`` only in exponents; the reader refuses a leading one).
-SIMPLE = {"real": b"0123456789+-.eE" + _BLANKS, "integer": b"0123456789-" + _BLANKS,
-          "pattern": b"0123456789" + _BLANKS}
+NEWLINE, SPACE, RETURN, PERCENT = b"\n"[0], b" "[0], b"\r"[0], b"%"[0]
+TAB_TO_SPACE = bytes.maketrans(b"\t", b" ")
 EXACT_INTEGER = 2**53
+#: The extra field every line gets; fast_matrix_market reads it as NaN, no number reads as NaN.
+SENTINEL = b" nan\n"
+
+
+def count_lines(data: bytes) -> int:
+    """Number of newline bytes in ``data``."""
+    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == NEWLINE))
 
 
 def blank_separated_tokens(data: bytes) -> int:
     """Number of maximal runs of non-blank bytes (blank: byte <= 32, i.e. space, tab, newline here)."""
-    blank = np.frombuffer(data, dtype=np.uint8) <= 32
-    return int(np.count_nonzero(~blank[1:] & blank[:-1])) + int(not blank[0])
+    if not data:
+        return 0
+    blank = np.frombuffer(data, dtype=np.uint8) <= SPACE
+    return int(np.count_nonzero(blank[:-1] > blank[1:])) + int(not blank[0])
+
+
+def _run_ends(a: np.ndarray, value: int, starts: np.ndarray) -> np.ndarray:
+    """For each position in ``starts`` (where ``a`` equals ``value``), the first position after the run of ``value``."""
+    inside = a == value
+    ends = np.flatnonzero(inside[:-1] & ~inside[1:])  # last byte of each run; a[-1] is a newline
+    return ends[np.searchsorted(ends, starts)] + 1
+
+
+def drop_blank_and_comment_lines(data: bytes) -> bytes:
+    """``data`` (whole lines, tabs already spaces) without its blank and ``%`` comment lines.
+
+    A line is dropped exactly when :func:`~matcli.io.mtx_grammar.is_comment_or_blank` says so:
+    after its leading spaces it is empty, holds only ``\\r`` bytes, or starts with ``%``.
+    """
+    a = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(a == NEWLINE)
+    starts = np.empty_like(ends)
+    starts[:1] = 0
+    starts[1:] = ends[:-1] + 1
+    head = starts.copy()
+    indented = a[head] == SPACE
+    if indented.any():
+        head[indented] = _run_ends(a, SPACE, head[indented])
+    first = a[head]
+    returns = first == RETURN
+    if returns.any():
+        # a line of spaces and carriage returns only is blank; "\r x" is a data line
+        after = _run_ends(a, RETURN, head[returns])
+        first = first.copy()
+        first[np.flatnonzero(returns)[a[after] == NEWLINE]] = NEWLINE
+    keep = (first != NEWLINE) & (first != PERCENT)
+    if keep.all():
+        return data
+    return a[np.repeat(keep, ends - starts + 1)].tobytes()
+
+
+def data_lines(data: bytes) -> tuple[bytes, bool] | None:
+    """``data`` in fast_matrix_market's layout, and whether blank and comment lines were dropped; or None.
+
+    ``data`` holds whole lines (ending with a newline). The result holds the same lines with tabs
+    as spaces and ``\\n`` line ends, without blank and comment lines when the second item is True
+    (it is False when no line is a comment; blank lines may remain). None: a NUL byte or a ``\\r``
+    that does not end a line.
+    """
+    if b"\0" in data:
+        return None
+    if b"\t" in data:
+        data = data.translate(TAB_TO_SPACE)
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+        if b"\r" in data:
+            return None
+    if b"%" in data:
+        return drop_blank_and_comment_lines(data), True
+    return data, False
+
+
+def read_fast(data: bytes, layout: Layout, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
+    """The data lines among the whole lines ``data`` as columns, or None (see :func:`read_simple`).
+
+    Blank and comment lines in ``data`` are skipped; blank lines are found by the token count (a
+    search for them would cost a pass over the bytes on every file) and dropped on a second look.
+    """
+    normal = data_lines(data)
+    if normal is None:
+        return None
+    text, dropped = normal
+    lines, tokens = count_lines(text), blank_separated_tokens(text)
+    if tokens != layout.width * lines and not dropped:
+        text = drop_blank_and_comment_lines(text)
+        lines = count_lines(text)
+    if tokens != layout.width * lines:
+        return None
+    return _read_counted(text, lines, layout, shape)
 
 
 def read_simple(data: bytes, lines: int, layout: Layout, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
     """The ``lines`` data lines of ``data`` as columns (see :func:`matcli.io.mtx_body.read_entries`), or None.
 
-    ``data`` holds whole lines, each ending with a newline, none blank or a comment. Coordinate
-    (2 indices) and array layouts of real, integer and pattern fields qualify; indices are checked
-    to lie within ``shape`` by the reader (out of range: None).
+    ``data`` holds whole lines, each ending with a newline, none blank or a comment, fields
+    separated by spaces. Coordinate (1 or 2 indices) and array layouts of real, integer and pattern
+    fields qualify; indices are checked to lie within ``shape`` by the reader (out of range: None).
     """
-    coordinate = layout.indices == 2
-    if layout.indices == 1 or layout.field not in SIMPLE or data.translate(None, SIMPLE[layout.field]):
-        return None
     if blank_separated_tokens(data) != layout.width * lines:
         return None
+    return _read_counted(data, lines, layout, shape)
+
+
+class _Parts:
+    """A binary stream over whole bytes objects, one per ``read`` call, none of them copied.
+
+    scipy's reader asks a stream for 1 KiB at a time (one Python call per KiB) and takes as many
+    bytes as ``read`` returns, so handing it each part whole saves those calls and a copy.
+    """
+
+    def __init__(self, *parts: bytes):
+        self._parts = list(parts)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._parts.pop(0) if self._parts else b""
+
+
+def _banner(layout: Layout, shape: tuple[int, int], lines: int) -> bytes:
     field = "real" if layout.field == "pattern" else "complex"
-    if coordinate:
-        banner = f"%%MatrixMarket matrix coordinate {field} general\n{shape[0]} {shape[1]} {lines}\n"
-    else:
-        banner = f"%%MatrixMarket matrix array {field} general\n{lines} 1\n"
+    if layout.indices == 2:
+        return f"%%MatrixMarket matrix coordinate {field} general\n{shape[0]} {shape[1]} {lines}\n".encode()
+    if layout.indices == 1:
+        return f"%%MatrixMarket vector coordinate {field} general\n{shape[0]} {lines}\n".encode()
+    return f"%%MatrixMarket matrix array {field} general\n{lines} 1\n".encode()
+
+
+def _read_counted(data: bytes, lines: int, layout: Layout, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
+    """:func:`read_simple` once the token count is known to be ``layout.width * lines``."""
+    if layout.field == "complex" or b"\0" in data or not lines:
+        return None
+    if layout.field == "integer" and (b"." in data or b"e" in data or b"E" in data):
+        return None
     try:
-        parsed = scipy.io.mmread(io.BytesIO(banner.encode() + data.replace(b"\n", b" nan\n")))
+        parsed = scipy.io.mmread(_Parts(_banner(layout, shape, lines), data.replace(b"\n", SENTINEL)))
     except (ValueError, OverflowError, RuntimeError, IndexError):
         return None
+    coordinate = layout.indices > 0
     values = parsed.data if coordinate else np.asarray(parsed)[:, 0]
     if values.size != lines:
         return None
     sentinel, read = (values, None) if layout.field == "pattern" else (values.imag, values.real)
     if not np.isnan(sentinel).all() or (read is not None and np.isnan(read).any()):
         return None
-    if layout.field == "integer" and np.abs(read).max(initial=0) > EXACT_INTEGER:
+    if layout.field == "integer" and np.abs(read).max(initial=0) >= EXACT_INTEGER:
         return None
-    columns = {"i0": parsed.row, "i1": parsed.col} if coordinate else {}
+    columns = {}
+    if coordinate:
+        columns["i0"] = parsed.row
+        if layout.indices == 2:
+            columns["i1"] = parsed.col
     if read is not None:
-        columns["v0"] = read.astype(layout.dtype["v0"])
+        columns["v0"] = read.astype(layout.dtype["v0"], copy=layout.field == "integer")
     return columns

@@ -14,6 +14,8 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
+import numpy as np
+
 from matcli.core.errors import InputError
 from matcli.core.memory import mib
 
@@ -159,6 +161,6 @@ class LineSource:
             if data.find(b"\n", start, start + self._max_line) < 0 and start + self._max_line <= end:
                 self._line += data.count(b"\n", 0, start)
                 raise self._line_too_long()
-        piece = Piece(self._line + 1, data, data.count(b"\n"))
+        piece = Piece(self._line + 1, data, int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 10)))
         self._line += piece.count
         return piece

@@ -21,7 +21,8 @@ class Backend(abc.ABC):
     """Runs ``fn(item, **shared)`` for each item; a context manager that releases its workers on exit.
 
     ``parallelism`` is the number of tasks that run at once (1 for ``local``); jobs use it to
-    decide how finely to split their work.
+    decide how finely to split their work. ``progress``, when set, is called as
+    ``progress(done, total)`` each time a task of :meth:`map` finishes (in completion order).
     """
 
     name: str = ""
@@ -29,14 +30,18 @@ class Backend(abc.ABC):
 
     def __init__(self) -> None:
         self.tasks = 0
+        self.progress: Callable[[int, int], None] | None = None
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], **shared: Any) -> list[Any]:
         """``[fn(item, **shared) for item in items]``, in input order.
 
         ``fn`` must be a module-level function and the items, the ``shared`` values and the
         results picklable (a parallel backend sends them to other processes); ``shared`` values
-        are sent once per worker rather than once per item. Exceptions raised by ``fn`` propagate
-        unchanged; a failure of the backend itself raises :class:`~matcli.core.errors.BackendError`.
+        are sent once per worker rather than once per item. Items and shared values travel as
+        task arguments: a parallel backend recomputes the tasks of a lost worker from them, so
+        they should be small (names of the data a task reads, see :mod:`matcli.backends.refs`).
+        Exceptions raised by ``fn`` propagate unchanged; a failure of the backend itself raises
+        :class:`~matcli.core.errors.BackendError`.
         """
         items = list(items)
         if not items:

@@ -5,27 +5,48 @@ backend connects to that cluster; without one it starts a :class:`distributed.Lo
 this machine, one single-threaded worker process per core (worker processes also get one BLAS
 thread each from Dask's nanny, so the cores are not oversubscribed). Dask is imported only here,
 and only when this backend is chosen.
+
+Connecting has a hard deadline (:data:`CONNECT_DEADLINE_S`): the address is checked first (a
+scheme Dask can use here, a port), then one Dask handshake and an ``identity`` request go to it
+inside :func:`asyncio.wait_for` (``distributed.Client(timeout=...)`` bounds the TCP connect but
+not the handshake, so a port that accepts and never speaks held it for ever), and only then is
+the client created, in a thread that is abandoned if the deadline passes. Once connected, every
+worker must import the matcli version of this process (:func:`_check_workers`).
+
+Tasks travel through the task graph, never ``client.scatter``: each item and each shared value
+is an argument of a task the scheduler keeps, so the tasks a lost worker held are recomputed by
+Dask from the same arguments and the answer is the one of an undisturbed run. Problem data stay
+out of the graph when jobs send references (:mod:`matcli.backends.refs`) that workers read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import socket
 import sys
+import threading
 import time
+import warnings
 from concurrent.futures import CancelledError
 from typing import Any, Callable
 
 from matcli.backends import Backend
 from matcli.core.errors import BackendError
 
-#: Seconds to wait for a scheduler that accepts the TCP connection to answer.
-CONNECT_TIMEOUT_S = 10
-#: Seconds to wait for the TCP probe of a scheduler address (a refused port fails at once).
-PROBE_TIMEOUT_S = 5
+#: Seconds from the start of connecting to a scheduler to a checked, usable client.
+CONNECT_DEADLINE_S = 20.0
+#: Seconds the handshake with the address may take (part of the deadline).
+PROBE_TIMEOUT_S = 10.0
+#: Seconds to wait for a first worker when the scheduler has none yet.
+WORKER_WAIT_S = 5.0
 INSTALL_HINT = "pip install 'matcli[dask]'"
+#: Schemes a scheduler address may have (others: a one-line error before any connection).
+SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+START_HINT = ("start one (`dask scheduler`, then `dask worker ADDRESS`), fix --scheduler / "
+              "$MATCLI_DASK_SCHEDULER, or leave both unset for a local cluster")
 
 
 def _cores() -> int:
@@ -34,32 +55,178 @@ def _cores() -> int:
     return available_cpus()
 
 
-def _probe(address: str) -> None:
-    """Fail fast on a TCP scheduler that refuses connections: the Dask client would retry until
-    its timeout, and then report only that it timed out."""
-    from distributed.comm.addressing import get_address_host_port, parse_address
+def check_address(address: str) -> str:
+    """The scheduler address ``address`` with its scheme (``tcp://`` when none is given).
 
+    Raises :class:`BackendError` for a scheme Dask cannot use (``http://``: a dashboard, not the
+    scheduler), ``ucx://`` without its comm package, or an address without a port.
+    """
+    text = address.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "tcp", text
+    scheme = scheme.lower()
+    if scheme in ("http", "https"):
+        raise BackendError(f"--scheduler {address}: {scheme}:// is a web address (the dashboard), not a Dask "
+                           "scheduler; use the scheduler's tcp://host:port (port 8786 by default)")
+    if scheme not in SCHEMES:
+        raise BackendError(f"--scheduler {address}: unknown scheme {scheme}://; a Dask scheduler address is "
+                           "tcp://host:port (or tls://, ws://, wss://, ucx://)")
+    if scheme == "ucx":
+        try:
+            import distributed_ucxx  # noqa: F401
+        except ImportError:
+            raise BackendError(f"--scheduler {address}: ucx:// needs UCX support (the distributed-ucxx package), "
+                               "which is not installed; use the scheduler's tcp:// address") from None
+    if scheme == "inproc":
+        return f"{scheme}://{rest}"
+    host, colon, port = rest.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BackendError(f"--scheduler {address}: not a Dask scheduler address; expected {scheme}://host:port, "
+                           "e.g. tcp://127.0.0.1:8786")
+    return f"{scheme}://{rest}"
+
+
+def _reach(address: str, timeout: float) -> None:
+    """Fail at once on a TCP address nothing listens on (or whose host does not resolve): Dask's
+    connect would retry until its timeout and then say only that it timed out."""
+    scheme, _, rest = address.partition("://")
+    if scheme not in ("tcp", "tls", "ws", "wss"):
+        return
+    host, _, port = rest.rpartition(":")
     try:
-        scheme, _ = parse_address(address)
-        if scheme not in ("tcp", "tls"):
-            return
-        host, port = get_address_host_port(address)
-    except ValueError as exc:
-        raise BackendError(f"--scheduler {address}: not a Dask scheduler address ({exc}); "
-                           "expected tcp://host:port") from None
-    try:
-        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
         raise BackendError(f"cannot reach the Dask scheduler at {address} ({exc.strerror or exc}); "
-                           "start one (`dask scheduler`, then `dask worker ADDRESS`), fix --scheduler / "
-                           "$MATCLI_DASK_SCHEDULER, or leave both unset for a local cluster") from None
+                           f"{START_HINT}") from None
+
+
+def _probe(address: str, timeout: float) -> None:
+    """One Dask handshake and ``identity`` request to ``address`` within ``timeout`` seconds.
+
+    Raises :class:`BackendError` when nothing listens, the peer does not speak Dask's protocol
+    (an HTTP server, a silent port) or answers as something other than a scheduler.
+    """
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def identity() -> Any:
+        comm = await connect(address, timeout=timeout, **Security().get_connection_args("client"))
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        # A fresh event loop in a thread of our own: the caller may be inside a running loop.
+        try:
+            outcome["reply"] = asyncio.run(asyncio.wait_for(identity(), timeout))
+        except BaseException as exc:  # reported below as the reason the address is unusable
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="matcli-dask-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 2.0)
+    if thread.is_alive() or isinstance(outcome.get("error"), (asyncio.TimeoutError, TimeoutError)):
+        raise BackendError(f"the address {address} accepted a connection but gave no Dask handshake within "
+                           f"{timeout:g} s: it is not a Dask scheduler (or it is stuck); {START_HINT}")
+    error = outcome.get("error")
+    if error is not None:
+        if isinstance(error, OSError) and "Timed out trying to connect" in str(error):
+            raise BackendError(f"cannot reach the Dask scheduler at {address} (nothing answered within "
+                               f"{timeout:g} s); {START_HINT}")
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise BackendError(f"cannot reach a Dask scheduler at {address} ({type(error).__name__}: {reason}); "
+                           f"{START_HINT}")
+    reply = outcome.get("reply")
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind != "Scheduler":
+        what = f"a Dask {kind.lower()}" if isinstance(kind, str) else "not a Dask scheduler"
+        raise BackendError(f"{address} is {what}, not the scheduler; --scheduler takes the address `dask "
+                           "scheduler` prints (tcp://host:8786 by default)")
+
+
+def _client_within(distributed: Any, address: str, seconds: float) -> Any:
+    """``distributed.Client(address)`` created within ``seconds`` (in a thread abandoned otherwise)."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            with warnings.catch_warnings():
+                # A dask/distributed version mismatch is reported by the client as warnings; the
+                # check that matters here (_check_workers) gives its own one-line error.
+                warnings.simplefilter("ignore")
+                outcome["client"] = distributed.Client(address, timeout=max(seconds, 1.0), set_as_default=False)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="matcli-dask-connect", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise BackendError(f"connecting to the Dask scheduler at {address} took more than {CONNECT_DEADLINE_S:g} s; "
+                           "check that the scheduler is running and not overloaded")
+    error = outcome.get("error")
+    if error is not None:
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise BackendError(f"cannot connect to the Dask scheduler at {address} ({type(error).__name__}: {reason}); "
+                           f"{START_HINT}")
+    return outcome["client"]
+
+
+def _matcli_version_probe() -> Callable[[], tuple[str, str]]:
+    """A function for ``client.run`` that imports matcli on the worker and reports its version.
+
+    Built inside this function so that it is pickled by value: a worker without matcli can run it
+    (a module-level function would be pickled by reference to this module, which that worker
+    cannot import).
+    """
+
+    def probe() -> tuple[str, str]:
+        try:
+            import matcli
+        except ImportError as exc:
+            return ("missing", str(exc))
+        return ("ok", str(getattr(matcli, "__version__", "unknown")))
+
+    return probe
+
+
+def _check_workers(client: Any, address: str) -> None:
+    """Every worker imports this process's matcli version; else :class:`BackendError` naming them."""
+    from matcli import __version__
+
+    try:
+        found = client.run(_matcli_version_probe(), on_error="return")
+    except (OSError, TimeoutError) as exc:
+        raise BackendError(f"the Dask workers at {address} did not answer the version check ({exc})") from None
+    missing, other = [], []
+    for worker, answer in sorted(found.items()):
+        if isinstance(answer, BaseException):
+            missing.append(f"{worker} ({type(answer).__name__})")
+        elif answer[0] == "missing":
+            missing.append(worker)
+        elif answer[1] != __version__:
+            other.append(f"{worker} has {answer[1]}")
+    if missing:
+        raise BackendError(f"matcli is not installed on Dask worker{'s' if len(missing) > 1 else ''} "
+                           f"{', '.join(missing)} (scheduler {address}); workers import matcli to run its tasks: "
+                           f"install matcli {__version__} in the workers' environment")
+    if other:
+        raise BackendError(f"the Dask workers at {address} must run matcli {__version__} like this process, but "
+                           f"{'; '.join(other)}; install the same version everywhere")
 
 
 class DaskBackend(Backend):
     """:meth:`map` through a ``distributed.Client``; ``parallelism`` = worker threads of the cluster.
 
     Raises :class:`~matcli.core.errors.BackendError` when ``distributed`` is not installed, the
-    scheduler cannot be reached, it has no workers, or the local cluster fails to start.
+    address is not a usable scheduler address, the scheduler cannot be reached within
+    :data:`CONNECT_DEADLINE_S`, it has no workers, a worker lacks this matcli version, or the
+    local cluster fails to start.
     """
 
     name = "dask"
@@ -76,13 +243,22 @@ class DaskBackend(Backend):
                 from None
         started = time.perf_counter()
         self._cluster = None
+        self._client = None
+        #: every worker imports this matcli (so it can run matcli functions)
+        self._checked = False
         if address:
-            _probe(address)
+            address = check_address(address)
+            deadline = time.monotonic() + CONNECT_DEADLINE_S
+            _reach(address, PROBE_TIMEOUT_S)
+            _probe(address, min(PROBE_TIMEOUT_S, deadline - time.monotonic()))
+            self._client = _client_within(distributed, address, deadline - time.monotonic())
             try:
-                self._client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise BackendError(f"cannot connect to the Dask scheduler at {address} ({type(exc).__name__}: "
-                                   f"{exc}); check the address and that the scheduler is running") from None
+                self._wait_for_workers(min(WORKER_WAIT_S, max(deadline - time.monotonic(), 0.5)))
+                _check_workers(self._client, address)
+                self._checked = True
+            except BaseException:
+                self.close()
+                raise
         else:
             try:
                 # The scheduler's HTTP server always starts; a free local port avoids clashing with
@@ -94,29 +270,53 @@ class DaskBackend(Backend):
                 raise BackendError(f"cannot start a local Dask cluster ({type(exc).__name__}: {exc}); "
                                    "use --backend local") from None
             self._client = distributed.Client(self._cluster, set_as_default=False)
+            self._checked = True
         nthreads = self._client.nthreads()
         self.address = self._client.scheduler.address
         self.workers = len(nthreads)
         self.parallelism = sum(nthreads.values())
         self.startup_s = time.perf_counter() - started
-        if self.workers == 0:
-            self.close()
-            raise BackendError(f"the Dask scheduler at {self.address} has no workers; start some with "
-                               f"`dask worker {self.address}`")
+
+    def _wait_for_workers(self, seconds: float) -> None:
+        """Give a scheduler whose workers are still starting ``seconds`` to get one."""
+        try:
+            self._client.wait_for_workers(1, timeout=seconds)
+        except (TimeoutError, OSError):
+            raise BackendError(f"the Dask scheduler at {self._client.scheduler.address} has no workers; start some "
+                               f"with `dask worker {self._client.scheduler.address}`") from None
 
     def _map(self, fn: Callable[..., Any], items: list[Any], shared: dict[str, Any]) -> list[Any]:
-        from distributed import KilledWorker
+        from distributed import KilledWorker, as_completed
 
         client = self._client
+        task_error: BaseException | None = None
         try:
-            # Shared values go to every worker once; each item goes to one worker, where its task runs.
-            sent = {key: client.scatter([value], broadcast=True, hash=False)[0] for key, value in shared.items()}
-            futures = client.map(fn, client.scatter(items, hash=False), pure=False, **sent)
-            return client.gather(futures)
+            # Each shared value is one task of the graph (sent once to each worker that needs it,
+            # and recomputed like any task if the worker holding it is lost); each item is an
+            # argument of its own task.
+            sent = {key: client.submit(_shared_value, value, pure=False) for key, value in shared.items()}
+            futures = client.map(fn, items, pure=False, **sent)
+            done = 0
+            for future in as_completed(futures, loop=client.loop):
+                if future.status == "cancelled":
+                    raise CancelledError(f"task {future.key} was cancelled")
+                if future.status == "error":
+                    error = future.exception()
+                    if isinstance(error, KilledWorker):
+                        raise error
+                    task_error = error
+                    client.cancel(futures)
+                    break
+                done += 1
+                if self.progress is not None:
+                    self.progress(done, len(futures))
+            if task_error is None:
+                return client.gather(futures)
         except (KilledWorker, CancelledError, TimeoutError, OSError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else "no detail"
+            reason = " ".join(str(exc).split())[:200] or "no detail"
             raise BackendError(f"the Dask cluster at {self.address} failed while running {fn.__name__} "
                                f"({type(exc).__name__}: {reason}); retry, or use --backend local") from None
+        raise task_error  # the task's own exception, unchanged
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "cluster": "local" if self._cluster is not None else "scheduler",
@@ -126,9 +326,20 @@ class DaskBackend(Backend):
     def close(self) -> None:
         # A cluster that already failed may not answer the goodbye; the job's outcome stands.
         with contextlib.suppress(OSError, TimeoutError):
-            self._client.close()
+            if self._client is not None:
+                if self._checked and self._client.status == "running":
+                    from matcli.backends.refs import clear_cache
+
+                    # Workers outlive the job: drop the inputs they cached for it.
+                    self._client.run(clear_cache)
+                self._client.close()
             if self._cluster is not None:
                 self._cluster.close()
+
+
+def _shared_value(value: Any) -> Any:
+    """The task that holds one shared value of :meth:`DaskBackend._map` (its argument)."""
+    return value
 
 
 def _start_resource_tracker_quietly() -> None:

@@ -14,7 +14,12 @@ class LocalBackend(Backend):
     parallelism = 1
 
     def _map(self, fn: Callable[..., Any], items: list[Any], shared: dict[str, Any]) -> list[Any]:
-        return [fn(item, **shared) for item in items]
+        results = []
+        for item in items:
+            results.append(fn(item, **shared))
+            if self.progress is not None:
+                self.progress(len(results), len(items))
+        return results
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "workers": 1, "tasks": self.tasks}

@@ -21,6 +21,10 @@ A pivot-ratio threshold is not a singularity test: a badly scaled nonsingular ma
 pivots and a backward-stable solution, and a singular matrix with a consistent right-hand side (b in
 the range of A) has a solution LU finds to backward-error accuracy, which is reported as solved.
 
+Sparse matrices are factored by a backend of :mod:`matcli.methods.solve.sparse_direct` (SuperLU,
+PARDISO, CHOLMOD; ``backend="auto"`` takes the fastest installed one); steps 1, 3 and 4 are the same
+for all of them, so every backend's solution passes the same backward-error test.
+
 A :class:`Factorization` is computed once (the timed ``setup`` phase) and then solves any number
 of right-hand sides (``compute``), all columns in one call. For a batch of matrices with one
 sparsity pattern, :meth:`Factorization.refactor` reuses the fill-reducing column ordering.
@@ -38,6 +42,8 @@ import scipy.sparse as sp
 from matcli.core.errors import UsageError
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.solve import equilibrate
+from matcli.methods.solve.sparse_direct import best_direct_backend, require
+from matcli.methods.solve.sparse_direct.common import ADVICE, SINGULAR, Factors
 from matcli.methods.solve.spectrum import symmetry_error
 from matcli.methods.solve.system import as_block, finish
 
@@ -50,8 +56,8 @@ RATIO_THRESHOLD = 30.0
 REFINE_STEPS = 5
 
 EPS = np.finfo(float).eps
-_SINGULAR = "the matrix is singular to working precision"
-_ADVICE = "use --method lsqr or lsmr (or auto) for a least-squares / minimum-norm solution"
+_SINGULAR = SINGULAR
+_ADVICE = ADVICE
 
 
 @dataclass
@@ -72,34 +78,8 @@ class Factorization:
     #: the equilibration ``R A C`` that was factored (None: none) and ``||R A C||_1``
     scaling: equilibrate.Scaling | None = None
     norm1_scaled: float = 0.0
-
-
-def _splu(A_scaled, *, kind: str, perm_c: np.ndarray | None = None):
-    """SuperLU of sparse (already equilibrated) ``A``. ``cholesky`` uses a symmetric ordering of
-    A + A^T and diagonal pivots only (an LDL^T-like factorization without pivoting, which exists iff
-    the leading minors are nonzero; its pivots are all positive iff A is positive definite)."""
-    from matcli.core.superlu import splu
-
-    A_csc = sp.csc_matrix(A_scaled)
-    if perm_c is not None:
-        A_csc = sp.csc_matrix(A_csc[:, perm_c])
-        A_csc.sort_indices()
-        if kind == "cholesky":
-            A_csc = sp.csc_matrix(A_csc[perm_c, :])
-        spec = "NATURAL"
-    else:
-        spec = "MMD_AT_PLUS_A" if kind == "cholesky" else "COLAMD"
-    options = {"SymmetricMode": True} if kind == "cholesky" else {}
-    pivot = 0.0 if kind == "cholesky" else 1.0
-    return splu(A_csc, permc_spec=spec, diag_pivot_thresh=pivot, options=options)
-
-
-def _lu_flops(L, U) -> float:
-    """Flops of the right-looking elimination that produced sparse ``L`` (unit lower) and ``U``:
-    column j of L times row j of U updates the Schur complement, 2 |L_:j| |U_j:| flops."""
-    lcount = np.diff(sp.csc_matrix(L).indptr) - 1
-    ucount = np.diff(sp.csr_matrix(U).indptr) - 1
-    return float(2.0 * np.dot(np.maximum(lcount, 0), np.maximum(ucount, 0)) + lcount.sum())
+    #: the library that factored: ``superlu``, ``pardiso``, ``cholmod`` or ``lapack`` (dense)
+    backend: str = "lapack"
 
 
 def _scaled_solver(inner: Callable[[np.ndarray], np.ndarray], scaling: equilibrate.Scaling):
@@ -110,21 +90,62 @@ def _scaled_solver(inner: Callable[[np.ndarray], np.ndarray], scaling: equilibra
     return lambda B: c * inner(r * B)
 
 
-def factorize(A, kind: str, *, perm_c: np.ndarray | None = None) -> Factorization:
+def factorize(A, kind: str, *, perm_c: np.ndarray | None = None, backend: str | None = None,
+              spd: bool = False) -> Factorization:
     """Equilibrate and factor square ``A`` (dense or sparse) as ``kind`` in ``lu``, ``cholesky``, ``ldl``.
 
-    ``perm_c`` (sparse only) reuses a column ordering from an earlier factorization of a matrix
-    with the same pattern. An exactly zero pivot gives ``failure = DIVERGED_SINGULAR``; a matrix that
-    is not Hermitian positive definite given to ``cholesky`` gives ``DIVERGED_NOT_SPD``. Small pivots
-    are not failures: :func:`solve_factored` judges the solution by its backward error.
+    Parameters
+    ----------
+    A : (n, n) ndarray or sparse matrix, float64 or complex128
+    kind : {"lu", "cholesky", "ldl"}
+    perm_c : (n,) int array, optional
+        SuperLU only: reuse the column ordering of an earlier factorization of a matrix with the same
+        pattern (``Factorization.perm_c``); other backends compute their own ordering.
+    backend : {None, "superlu", "pardiso", "cholmod", "auto"}
+        Library for a sparse ``A`` (:mod:`~matcli.methods.solve.sparse_direct`). None is the reference:
+        LAPACK for dense ``A`` and for ``ldl``, SuperLU for sparse ``lu`` / ``cholesky``; ``auto`` takes
+        :func:`~matcli.methods.solve.sparse_direct.best_direct_backend`'s choice (the reason is
+        ``info["backend_reason"]``). Dense ``A`` is factored by LAPACK under ``auto``; a named
+        sparse backend factors it as a sparse matrix. A named backend that is not installed, or
+        does not factor ``kind``, is a UsageError naming the extra to install. ``ldl`` without
+        PARDISO is LAPACK's dense Bunch-Kaufman (sparse input up to ``LDL_DENSE_LIMIT``).
+    spd : bool
+        The caller found A Hermitian positive definite (only ``auto`` reads it).
+
+    An exactly zero pivot gives ``failure = DIVERGED_SINGULAR``; a matrix that is not Hermitian
+    positive definite given to ``cholesky`` gives ``DIVERGED_NOT_SPD``, whichever the backend. PARDISO
+    factors in which it perturbed pivots (factors of a nearby matrix) are replaced by SuperLU's
+    (``lu``) or LAPACK's (``ldl`` up to ``LDL_DENSE_LIMIT``) exact pivoting, said in
+    ``info["backend_fallback"]``. Small pivots are not failures: :func:`solve_factored` judges the
+    solution by its backward error.
     """
     n = A.shape[0]
     if A.shape[0] != A.shape[1]:
         raise UsageError(f"{kind} needs a square matrix, got {A.shape[0]}x{A.shape[1]}; use --method lsqr or lsmr")
-    if kind == "ldl":
+    reason = ""
+    if backend is None:
+        backend = "superlu" if sp.issparse(A) and kind != "ldl" else "lapack"
+    elif backend == "auto":
+        if not sp.issparse(A):
+            backend, reason = "lapack", "dense input: LAPACK"
+        else:
+            backend, reason = best_direct_backend(kind, n, int(A.nnz), spd, complex_values=np.iscomplexobj(A))
+    else:
+        require(backend, kind)
+        A = sp.csr_matrix(A) if not sp.issparse(A) else A
+    fact = _factorize(A, kind, perm_c=perm_c, backend=backend)
+    if reason:
+        fact.info["backend_reason"] = reason
+    return fact
+
+
+def _factorize(A, kind: str, *, perm_c: np.ndarray | None, backend: str) -> Factorization:
+    n = A.shape[0]
+    if kind == "ldl" and backend != "pardiso":
         if sp.issparse(A):
             if n > LDL_DENSE_LIMIT:
-                raise UsageError(f"ldl is a dense factorization (order {n} > {LDL_DENSE_LIMIT}); "
+                raise UsageError(f"ldl is a dense factorization here (order {n} > {LDL_DENSE_LIMIT}; a sparse "
+                                 "LDL^T needs pip install 'matcli[pardiso]'); "
                                  "use --method lu, minres or gmres for large sparse matrices")
             A = A.toarray()
         return _ldl(np.asarray(A))
@@ -134,58 +155,50 @@ def factorize(A, kind: str, *, perm_c: np.ndarray | None = None) -> Factorizatio
                              "use --method lu")
     if not sp.issparse(A):
         return _dense(np.asarray(A), kind)
-    scaling = equilibrate.positive_diagonal(A) if kind == "cholesky" else equilibrate.general(A)
-    ordering_name = "reused" if perm_c is not None else ("MMD_AT_PLUS_A" if kind == "cholesky" else "COLAMD")
-    info: dict[str, Any] = {"backend": "superlu", "ordering": ordering_name, "equilibration": scaling.as_dict()}
-    A_scaled = scaling.apply(A)
-    try:
-        lu = _splu(A_scaled, kind=kind, perm_c=perm_c)
-    except RuntimeError as exc:
-        # SuperLU stops only on an exactly zero pivot ("Factor is exactly singular").
-        detail = " ".join(str(exc).split())
-        return Factorization(kind, None, info, Status.DIVERGED_SINGULAR,
-                             f"{_SINGULAR}: an exactly zero pivot (SuperLU: {detail}); {_ADVICE}")
-    diag_u = lu.U.diagonal()
-    info.update({"factor_nnz": int(lu.L.nnz + lu.U.nnz),
-                 "fill_ratio": float((lu.L.nnz + lu.U.nnz) / max(A.nnz, 1)),
-                 "factor_flops": _lu_flops(lu.L, lu.U)})
     if kind == "cholesky":
-        if np.iscomplexobj(diag_u) and np.any(np.abs(diag_u.imag) > 1e-8 * np.abs(diag_u)):
-            return Factorization(kind, None, info, Status.DIVERGED_NOT_SPD,
-                                 "the matrix is not Hermitian positive definite (complex pivots); use --method lu")
-        negative = int(np.sum(np.real(diag_u) <= 0))
-        if negative or not np.array_equal(lu.perm_r, lu.perm_c):
-            return Factorization(kind, None, info, Status.DIVERGED_NOT_SPD,
-                                 f"the matrix is not positive definite ({negative} non-positive pivots); "
-                                 "use --method lu or ldl (or minres for large sparse symmetric indefinite)")
-    magnitude = np.abs(diag_u)
-    info["min_pivot_ratio"] = float(magnitude.min() / magnitude.max()) if magnitude.max(initial=0.0) > 0 else 0.0
-    if not np.all(np.isfinite(diag_u)) or np.any(magnitude == 0):
-        return Factorization(kind, None, info, Status.DIVERGED_SINGULAR,
-                             f"{_SINGULAR}: an exactly zero pivot; {_ADVICE}")
-    order = perm_c
+        scaling = equilibrate.positive_diagonal(A)
+    elif kind == "ldl":
+        scaling = equilibrate.symmetric(A)
+    else:
+        scaling = equilibrate.general(A)
+    A_scaled = scaling.apply(A)
+    factors = _sparse_factors(A_scaled, kind, perm_c=perm_c, backend=backend)
+    fallback = None
+    if factors.info.get("perturbed_pivots", 0) and kind in ("lu", "ldl"):
+        fallback = (f"PARDISO perturbed {factors.info['perturbed_pivots']} pivots (its factors are of a nearby "
+                    "matrix)")
+        if kind == "lu":
+            fallback += ", so SuperLU refactored with partial pivoting"
+            factors = _sparse_factors(A_scaled, kind, perm_c=None, backend="superlu")
+        elif n <= LDL_DENSE_LIMIT:
+            dense = _ldl(A.toarray())
+            dense.info["backend_fallback"] = fallback + ", so LAPACK refactored with Bunch-Kaufman pivoting"
+            return dense
+        else:
+            fallback += f"; kept (order {n} > {LDL_DENSE_LIMIT} for a dense Bunch-Kaufman): refinement and the " \
+                        "backward-error test decide"
+    info = {**factors.info, "equilibration": scaling.as_dict()}
+    if fallback:
+        info["backend_fallback"] = fallback
+    if factors.failure is not None:
+        return Factorization(kind, None, info, factors.failure, factors.message, backend=info["backend"])
+    return Factorization(kind, _scaled_solver(factors.solve, scaling), info, perm_c=factors.ordering,
+                         scaling=scaling, norm1_scaled=norm1(A_scaled), backend=info["backend"])
 
-    def solve_scaled(B: np.ndarray) -> np.ndarray:
-        if np.iscomplexobj(B) and not np.iscomplexobj(lu.L):
-            # SuperLU solves only in its factors' dtype: real factors take the real and imaginary
-            # parts as one real block of twice the columns.
-            k = B.shape[1]
-            parts = solve_scaled(np.ascontiguousarray(np.hstack([B.real, B.imag])))
-            return parts[:, :k] + 1j * parts[:, k:]
-        B = np.ascontiguousarray(B, dtype=lu.L.dtype)
-        if order is None:
-            return lu.solve(B)
-        # The factored matrix was A[:, p] (and A[p][:, p] for cholesky); undo the permutations.
-        rhs = B[order] if kind == "cholesky" else B
-        Y = lu.solve(np.ascontiguousarray(rhs))
-        X = np.empty_like(Y)
-        X[order] = Y
-        return X
 
-    # SuperLU factors A Pc with column j of A moved to position perm_c[j]; the ordering is its inverse.
-    ordering = perm_c if perm_c is not None else np.argsort(lu.perm_c)
-    return Factorization(kind, _scaled_solver(solve_scaled, scaling), info, perm_c=ordering, scaling=scaling,
-                         norm1_scaled=norm1(A_scaled))
+def _sparse_factors(A_scaled, kind: str, *, perm_c: np.ndarray | None, backend: str) -> Factors:
+    """The factors of the equilibrated sparse matrix by ``backend``."""
+    if backend == "pardiso":
+        from matcli.methods.solve.sparse_direct import pardiso
+
+        return pardiso.factor(A_scaled, kind)
+    if backend == "cholmod":
+        from matcli.methods.solve.sparse_direct import cholmod
+
+        return cholmod.factor(A_scaled, kind)
+    from matcli.methods.solve.sparse_direct import superlu
+
+    return superlu.factor(A_scaled, kind, perm_c=perm_c)
 
 
 def _dense(A: np.ndarray, kind: str) -> Factorization:

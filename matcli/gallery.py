@@ -253,9 +253,10 @@ def regression_block_rows(n: int, budget: float) -> int:
 
 
 def regression_blockwise_bytes(n: int, block_rows: int) -> float:
-    """Memory of writing a tiled regression problem ``block_rows`` rows at a time: the block of ``A``
-    and ``b``, a tile's temporaries (G, U, its rows of A) and the O(n^2) plan (R, V, QR workspace)."""
-    return 8.0 * n * (block_rows + 4 * TILE_ROWS) + 8.0 * block_rows + 8.0 * n * n * 6 + 8.0 * TILE_ROWS
+    """Memory of writing a tiled regression problem ``block_rows`` rows at a time: two copies of the
+    block of ``A`` and ``b`` (the block and the writer's buffer), six tile-sized temporaries (``G``,
+    ``U^T``, ``U``, ``U diag(s)``, the tile of ``A``, the stacked QR input) and the O(n^2) plan."""
+    return 16.0 * (n + 1) * block_rows + 6 * 8.0 * n * (TILE_ROWS + n) + 8.0 * n * n * 6
 
 
 def regression_blocks(plan: RegressionTiles, block_rows: int):

@@ -46,8 +46,9 @@ def write_row_blocks(path: str, *, force: bool, rows: int, arrays: Mapping[str, 
                      attrs: Mapping[str, Any]) -> None:
     """Write ``rows``-row arrays ``arrays`` from ``blocks`` ((start row, {name: rows of it}) in any
     order) and the in-memory ``small`` arrays, with root ``attrs``, as the file or store ``path``
-    (``.zarr``: a Zarr format 3 store; else HDF5). The output appears only complete; OutputError
-    when a block leaves rows unwritten or writes outside the arrays."""
+    (``.zarr``: a Zarr format 3 store; else HDF5). The output appears only complete: OutputError
+    when it cannot be written, ValueError (a caller's bug) when the blocks leave rows unwritten or
+    do not fit the arrays; either way nothing is published."""
     if path.lower().rstrip("/").endswith(".zarr"):
         from matcli.io.atomic_store import atomic_store
 
@@ -72,13 +73,13 @@ def _write(sink, path: str, rows: int, arrays, blocks, small, attrs) -> None:
             for name, block in values.items():
                 block = np.asarray(block)
                 if name not in arrays or block.shape[1:] != arrays[name].trailing or start + block.shape[0] > rows:
-                    raise OutputError(path, f"block of {name} at row {start} has shape {block.shape}, "
-                                            "which does not fit the array")
+                    raise ValueError(f"{path}: block of {name} at row {start} has shape {block.shape}, "
+                                     "which does not fit the array")
                 sink.put_rows(name, start, block)
                 count = block.shape[0]
             written += count or 0
         if written != rows:
-            raise OutputError(path, f"{written} of {rows} rows were written")
+            raise ValueError(f"{path}: {written} of {rows} rows were written")
         for name, value in small.items():
             sink.put(name, np.asarray(value))
         for key, value in attrs.items():

@@ -4,7 +4,7 @@ A parallel backend sends each task's arguments through its scheduler, which keep
 can recompute the task when the worker running it is lost. Problem data stay out of those
 arguments: a task carries a :class:`FileInput` (the input spec with its path made absolute, the
 reader, the reader's options, and a digest of the array this process read) and the worker reads the
-file itself, under the same input policy (:class:`ReadPolicy`: memory budget, external links).
+file itself, under the run's input policy (memory budget, external links), which travels with it.
 
 This assumes that the workers see the files under the same paths as this process (a shared
 filesystem). The digest makes the assumption checked rather than trusted: a worker that reads other
@@ -28,27 +28,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from matcli.core.errors import InputError
+from matcli.io.guard import InputPolicy
 
 #: Inputs a worker keeps after reading them (the latest ones), so the tasks of one job that need
 #: the same input on the same worker read it once. :func:`clear_cache` empties it at the end of a job.
 CACHE_ENTRIES = 2
 _CACHE: dict[tuple[Any, ...], Any] = {}
 _CACHE_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class ReadPolicy:
-    """The input policy of the run (:class:`matcli.io.guard.InputPolicy`) as plain values, for workers."""
-
-    max_memory: int | None
-    allow_external: bool
-
-    @classmethod
-    def current(cls) -> "ReadPolicy":
-        from matcli.io.guard import current_policy
-
-        policy = current_policy()
-        return cls(policy.budget, policy.allow_external)
 
 
 def digest(value: Any) -> str:
@@ -81,8 +67,8 @@ def digest(value: Any) -> str:
 class FileInput:
     """An input a worker reads itself: ``spec`` (absolute path), ``reader`` (a module-level function
     ``reader(spec, *options)``), ``convert`` (None, or a module-level function applied to what the
-    reader returns, as this process applied it) and the :func:`digest` of the converted value
-    (computed by ``content`` from it)."""
+    reader returns, as this process applied it), the :func:`digest` of the converted value
+    (computed by ``content`` from it) and the input ``policy`` of the run the reference was made in."""
 
     spec: str
     reader: Callable[..., Any]
@@ -90,15 +76,16 @@ class FileInput:
     convert: Callable[[Any], Any] | None
     content: Callable[[Any], Any] | None
     digest: str
+    policy: InputPolicy
 
-    def load(self, policy: ReadPolicy) -> Any:
+    def load(self) -> Any:
         """Read (or take from this worker's cache) the value this process read; InputError when the
         file is missing here or holds other values."""
         key = (self.spec, self.digest)
         with _CACHE_LOCK:
             if key in _CACHE:
                 return _CACHE[key]
-        from matcli.io.guard import InputPolicy, input_policy
+        from matcli.io.guard import input_policy
         from matcli.io.spec import parse_spec
 
         path = parse_spec(self.spec).path
@@ -106,7 +93,7 @@ class FileInput:
             raise InputError(path, f"not found on Dask worker host {socket.gethostname()}: workers read their inputs "
                                    "themselves, so they must see the files under the same paths as the client "
                                    "(a shared filesystem; see docs/dask.md)")
-        with input_policy(InputPolicy(max_memory=policy.max_memory, allow_external=policy.allow_external)):
+        with input_policy(self.policy):
             value = self.reader(self.spec, *self.options)
         if self.convert is not None:
             value = self.convert(value)
@@ -127,7 +114,7 @@ class Inline:
 
     value: Any
 
-    def load(self, policy: ReadPolicy) -> Any:
+    def load(self) -> Any:
         return self.value
 
 
@@ -138,8 +125,11 @@ def reference(spec: str, value: Any, reader: Callable[..., Any], options: tuple[
 
     A file becomes a :class:`FileInput` with its path made absolute (workers need not share this
     process's working directory); an array spec of the Python API or ``-`` (standard input)
-    becomes :class:`Inline`. ``content`` picks what the digest covers (default: the value).
+    becomes :class:`Inline`. ``content`` picks what the digest covers (default: the value). The
+    run's input policy goes with it, its budget resolved here (a worker applies this run's
+    ``--max-memory``, not its own default).
     """
+    from matcli.io.guard import current_policy
     from matcli.io.in_memory import is_array_spec
     from matcli.io.spec import Spec, parse_spec
 
@@ -147,8 +137,10 @@ def reference(spec: str, value: Any, reader: Callable[..., Any], options: tuple[
         return Inline(value)
     parsed = parse_spec(spec)
     absolute = str(Spec(os.path.abspath(parsed.path), parsed.internal))
+    policy = current_policy()
     return FileInput(absolute, reader, tuple(options), convert, content,
-                     digest(content(value) if content is not None else value))
+                     digest(content(value) if content is not None else value),
+                     InputPolicy(max_memory=policy.budget, allow_external=policy.allow_external))
 
 
 def clear_cache() -> int:

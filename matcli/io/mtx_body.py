@@ -38,7 +38,7 @@ def read_entries(source: LineSource, layout: Layout, count: int, shape: tuple[in
     parts = []
     got = 0
     for piece in source.pieces():
-        columns = read_fast(piece.data, layout, shape)
+        columns = read_fast(piece.data, piece.count, layout, shape)
         if columns is None:
             columns = _read_strict(source.path, piece, piece.data, layout)
             if columns is None:

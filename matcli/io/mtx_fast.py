@@ -9,12 +9,13 @@ value per line), and its read is accepted only when
   fields per line) covered exactly the text before ``nan``: each read is one number that stops at
   the first byte that cannot extend it and never crosses a blank, so every blank-separated token of
   the line was read by at least one read;
-* the lines hold exactly w blank-separated tokens each (w per line on average, and a line with
-  fewer cannot give w reads), so no token was read by two reads (``1 2.5`` as 1, 2, .5), i.e.
-  every token is one whole number of the reader's grammar, which is contained in
-  :data:`~matcli.io.mtx_grammar.REAL` / :data:`~matcli.io.mtx_grammar.INTEGER`;
-* for an integer field, no ``.``, ``e`` or ``E`` occurs (``2.7``, ``1e5`` are not integers) and
-  every value is below 2^53 in magnitude (so exact, and not ``inf``).
+* no line holds fewer than w blank-separated tokens, so no token was read by two reads (``1 2.5``
+  as 1, 2, .5), i.e. every token is one whole number of the reader's grammar, which is contained
+  in :data:`~matcli.io.mtx_grammar.REAL` / :data:`~matcli.io.mtx_grammar.INTEGER` (see
+  :func:`read_simple` for the layouts where this needs a token count);
+* the text holds no ``n`` or ``N`` (a ``nan`` in it could pass for a sentinel) and, for an
+  integer field, no ``.``, ``e`` or ``E`` (``2.7``, ``1e5`` are not integers), and every integer
+  value is below 2^53 in magnitude (so exact, and not ``inf``).
 
 Before that the bytes are brought to the reader's layout without a per-line loop: tabs become
 spaces (both separate fields), ``\\r\\n`` line ends become ``\\n``, and blank and ``%`` comment lines
@@ -107,23 +108,23 @@ def data_lines(data: bytes) -> tuple[bytes, bool] | None:
     return data, False
 
 
-def read_fast(data: bytes, layout: Layout, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
-    """The data lines among the whole lines ``data`` as columns, or None (see :func:`read_simple`).
+def read_fast(data: bytes, lines: int, layout: Layout, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
+    """The data lines among the ``lines`` whole lines ``data`` as columns, or None (see :func:`read_simple`).
 
-    Blank and comment lines in ``data`` are skipped; blank lines are found by the token count (a
-    search for them would cost a pass over the bytes on every file) and dropped on a second look.
+    Blank and comment lines in ``data`` are skipped. Comment lines are found by a search for ``%``;
+    blank lines only when a first read fails (a search for them would cost a pass over the bytes
+    of every file), then they are dropped and the lines read again.
     """
     normal = data_lines(data)
     if normal is None:
         return None
     text, dropped = normal
-    lines, tokens = count_lines(text), blank_separated_tokens(text)
-    if tokens != layout.width * lines and not dropped:
-        text = drop_blank_and_comment_lines(text)
-        lines = count_lines(text)
-    if tokens != layout.width * lines:
-        return None
-    return _read_counted(text, lines, layout, shape)
+    columns = read_simple(text, lines if text is data else count_lines(text), layout, shape)
+    if columns is None and not dropped:
+        kept = drop_blank_and_comment_lines(text)
+        if kept is not text:
+            columns = read_simple(kept, count_lines(kept), layout, shape)
+    return columns
 
 
 def read_simple(data: bytes, lines: int, layout: Layout, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
@@ -132,10 +133,40 @@ def read_simple(data: bytes, lines: int, layout: Layout, shape: tuple[int, int])
     ``data`` holds whole lines, each ending with a newline, none blank or a comment, fields
     separated by spaces. Coordinate (1 or 2 indices) and array layouts of real, integer and pattern
     fields qualify; indices are checked to lie within ``shape`` by the reader (out of range: None).
+
+    The token count is needed only where a value follows an index: there a line ``i j.5`` could
+    give the reads i, j, .5 and the sentinel. Elsewhere a token read by two reads leaves its second
+    part to the next read, which is an index read (it fails on ``.``, ``e``, ``+``; ``-`` gives a
+    negative index, out of range) or the sentinel's (not NaN), and a line with too few tokens makes
+    an index read or the value read meet the sentinel (not an integer; NaN refused).
     """
-    if blank_separated_tokens(data) != layout.width * lines:
+    if layout.field == "complex" or not lines or b"\0" in data or b"n" in data or b"N" in data:
+        return None  # "nan" in the text could pass for a sentinel
+    if layout.field == "integer" and (b"." in data or b"e" in data or b"E" in data):
         return None
-    return _read_counted(data, lines, layout, shape)
+    if layout.indices and layout.values and blank_separated_tokens(data) != layout.width * lines:
+        return None
+    try:
+        parsed = scipy.io.mmread(_Parts(_banner(layout, shape, lines), data.replace(b"\n", SENTINEL)))
+    except (ValueError, OverflowError, RuntimeError, IndexError):
+        return None
+    coordinate = layout.indices > 0
+    values = parsed.data if coordinate else np.asarray(parsed)[:, 0]
+    if values.size != lines:
+        return None
+    sentinel, read = (values, None) if layout.field == "pattern" else (values.imag, values.real)
+    if not np.isnan(sentinel).all() or (read is not None and np.isnan(read).any()):
+        return None
+    if layout.field == "integer" and np.abs(read).max(initial=0) >= EXACT_INTEGER:
+        return None
+    columns = {}
+    if coordinate:
+        columns["i0"] = parsed.row
+        if layout.indices == 2:
+            columns["i1"] = parsed.col
+    if read is not None:
+        columns["v0"] = read.astype(layout.dtype["v0"], copy=layout.field == "integer")
+    return columns
 
 
 class _Parts:
@@ -159,32 +190,3 @@ def _banner(layout: Layout, shape: tuple[int, int], lines: int) -> bytes:
     if layout.indices == 1:
         return f"%%MatrixMarket vector coordinate {field} general\n{shape[0]} {lines}\n".encode()
     return f"%%MatrixMarket matrix array {field} general\n{lines} 1\n".encode()
-
-
-def _read_counted(data: bytes, lines: int, layout: Layout, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
-    """:func:`read_simple` once the token count is known to be ``layout.width * lines``."""
-    if layout.field == "complex" or b"\0" in data or not lines:
-        return None
-    if layout.field == "integer" and (b"." in data or b"e" in data or b"E" in data):
-        return None
-    try:
-        parsed = scipy.io.mmread(_Parts(_banner(layout, shape, lines), data.replace(b"\n", SENTINEL)))
-    except (ValueError, OverflowError, RuntimeError, IndexError):
-        return None
-    coordinate = layout.indices > 0
-    values = parsed.data if coordinate else np.asarray(parsed)[:, 0]
-    if values.size != lines:
-        return None
-    sentinel, read = (values, None) if layout.field == "pattern" else (values.imag, values.real)
-    if not np.isnan(sentinel).all() or (read is not None and np.isnan(read).any()):
-        return None
-    if layout.field == "integer" and np.abs(read).max(initial=0) >= EXACT_INTEGER:
-        return None
-    columns = {}
-    if coordinate:
-        columns["i0"] = parsed.row
-        if layout.indices == 2:
-            columns["i1"] = parsed.col
-    if read is not None:
-        columns["v0"] = read.astype(layout.dtype["v0"], copy=layout.field == "integer")
-    return columns

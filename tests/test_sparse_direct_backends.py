@@ -306,3 +306,50 @@ def test_cholmod_on_poisson_3d():
     fact, result = solve_with(A, "cholesky", "cholmod", B)
     assert result.status == Status.CONVERGED_DIRECT
     check_against_spsolve(A, result.outputs["x"], B, eig.max() / eig.min() * np.sqrt(A.shape[0]))
+
+
+# ------------------------------------------------------------------ factorize --kind cholesky
+
+
+def test_factorize_cholesky_auto_takes_cholmod_only_where_installed():
+    from matcli.methods.factorize.sparse import cholesky_sparse
+
+    A = poisson(12, 2)
+    result = cholesky_sparse(A, backend="auto")
+    assert result.status == Status.CONVERGED_DIRECT
+    assert result.info["backend"] == ("cholmod" if available("cholmod") else "superlu")
+    with pytest.raises(UsageError, match="PARDISO does not hand out its factors"):
+        cholesky_sparse(A, backend="pardiso")
+
+
+@pytest.mark.skipif(available("cholmod"), reason="scikit-sparse is installed here")
+def test_factorize_cholesky_with_cholmod_absent_is_a_usage_error():
+    from matcli.methods.factorize.sparse import cholesky_sparse
+
+    with pytest.raises(UsageError, match=r"matcli\[cholmod\]"):
+        cholesky_sparse(poisson(12, 2), backend="cholmod")
+
+
+@needs_cholmod
+@pytest.mark.parametrize("name", SPD_FILES)
+def test_factorize_cholesky_with_cholmod_reconstructs_the_permuted_matrix(name):
+    """xPOT01's test: ||A[P][:, P] - L L^T||_1 / (n ||A||_1 eps) <= 30, recomputed here."""
+    from matcli.methods.factorize.sparse import cholesky_sparse
+
+    A = load(name)
+    result = cholesky_sparse(A, backend="cholmod")
+    assert result.status == Status.CONVERGED_DIRECT and result.info["backend"] == "cholmod"
+    L, P = result.outputs["L"], result.outputs["P"]
+    assert sorted(P) == list(range(A.shape[0]))
+    permuted = sp.csr_matrix(A)[P][:, P]
+    diff = abs(permuted - L @ L.T).sum(axis=0).max()
+    assert diff / (A.shape[0] * abs(A).sum(axis=0).max() * EPS) <= RATIO
+    assert sp.triu(L, k=1).nnz == 0 and np.all(L.diagonal() > 0)
+
+
+@needs_cholmod
+def test_factorize_cholesky_with_cholmod_refuses_an_indefinite_matrix():
+    from matcli.methods.factorize.sparse import cholesky_sparse
+
+    result = cholesky_sparse(load("hangGlider_2.mtx"), backend="cholmod")
+    assert result.status == Status.DIVERGED_NOT_SPD and not result.outputs

@@ -98,16 +98,22 @@ def lu_sparse(A, *, ordering: str = "COLAMD", pivot_threshold: float = 1.0,
                   message=f"SuperLU with {ordering} ordering")
 
 
-def cholesky_sparse(A, *, ordering: str = "MMD_AT_PLUS_A", rng: np.random.Generator | None = None,
-                    callback: Callback = no_callback) -> Result:
+def cholesky_sparse(A, *, ordering: str = "MMD_AT_PLUS_A", backend: str = "superlu",
+                    rng: np.random.Generator | None = None, callback: Callback = no_callback) -> Result:
     """Sparse Cholesky ``A[P][:, P] = L L^H`` of a Hermitian positive definite matrix.
 
-    SuperLU runs in symmetric mode (symmetric ordering of ``A + A^H``, diagonal pivots only, no
-    threshold pivoting), which for a Hermitian matrix gives ``U = D L^H`` with ``D = diag(U)``.
-    The matrix is positive definite exactly when every pivot of ``D`` is real and positive, and
-    then ``L diag(sqrt(D))`` is the Cholesky factor. When that factor misses LAPACK's backward-error
-    ratio ``||A - L L^H||_1 / (n ||A||_1 eps) <= 30`` (xPOT01) and ``n <=`` :data:`DENSE_REFACTOR_ORDER`,
-    the permuted matrix is refactored by dense potrf (``info["refactored"]``).
+    ``backend="superlu"``: SuperLU runs in symmetric mode (symmetric ``ordering`` of ``A + A^H``,
+    diagonal pivots only, no threshold pivoting), which for a Hermitian matrix gives ``U = D L^H``
+    with ``D = diag(U)``. The matrix is positive definite exactly when every pivot of ``D`` is real
+    and positive, and then ``L diag(sqrt(D))`` is the Cholesky factor. When that factor misses
+    LAPACK's backward-error ratio ``||A - L L^H||_1 / (n ||A||_1 eps) <= 30`` (xPOT01) and
+    ``n <=`` :data:`DENSE_REFACTOR_ORDER`, the permuted matrix is refactored by dense potrf
+    (``info["refactored"]``).
+
+    ``backend="cholmod"`` (scikit-sparse, extra ``matcli[cholmod]``): CHOLMOD's supernodal Cholesky
+    with its own ordering (AMD, or METIS where that fills less); ``ordering`` is SuperLU's and is not
+    used. ``backend="auto"``: CHOLMOD where installed, else SuperLU (PARDISO does not hand out its
+    factors). A named backend that is not installed is a UsageError naming the extra.
 
     Returns
     -------
@@ -116,9 +122,21 @@ def cholesky_sparse(A, *, ordering: str = "MMD_AT_PLUS_A", rng: np.random.Genera
         status ``DIVERGED_NOT_SPD`` and no outputs when a pivot is not positive (or SuperLU had to
         leave the diagonal); metrics ``factorization_residual`` (against the full A; exact or
         estimated as for :func:`lu_sparse`),
-        ``fill_ratio`` = ``nnz(L) / nnz(tril(A))``.
+        ``fill_ratio`` = ``nnz(L) / nnz(tril(A))``, ``pivot_ratio`` = smallest / largest pivot of D
+        (the squared diagonal of L).
     """
+    from matcli.core.errors import UsageError
+    from matcli.methods.solve.sparse_direct import available, require
+
     M = _square_csc(A)
+    if backend == "auto":
+        backend = "cholmod" if available("cholmod") else "superlu"
+    elif backend == "pardiso":
+        raise UsageError("PARDISO does not hand out its factors: factorize --kind cholesky takes backend superlu "
+                         "or cholmod (solve --method cholesky can use pardiso)")
+    require(backend, "cholesky")
+    if backend == "cholmod":
+        return _cholesky_cholmod(M, rng)
     not_spd = "matrix is not positive definite; try --kind ldl (dense) or --kind lu --method sparse"
     try:
         factor = splu(M, permc_spec=ordering, diag_pivot_thresh=0.0,
@@ -140,7 +158,7 @@ def cholesky_sparse(A, *, ordering: str = "MMD_AT_PLUS_A", rng: np.random.Genera
     L = (factor.L @ sp.diags(np.sqrt(np.real(d)))).tocsc()
     P = np.argsort(factor.perm_c)
     permuted = sp.csr_matrix(M)[P][:, P]
-    info = {"ordering": ordering}
+    info = {"ordering": ordering, "backend": "superlu"}
     message = f"sparse Cholesky (SuperLU symmetric mode, {ordering} ordering)"
     if _product_flops(L, L.conj().T) > EXACT_PRODUCT_FLOPS:
         metrics, how = _estimated_residual_metrics(permuted, L, L.conj().T, rng)
@@ -165,6 +183,27 @@ def cholesky_sparse(A, *, ordering: str = "MMD_AT_PLUS_A", rng: np.random.Genera
                    pivot_ratio=float(np.real(d).min() / np.real(d).max()))
     return Result(status=Status.CONVERGED_DIRECT, outputs={"L": L, "P": P.astype(np.int64)}, metrics=metrics,
                   info={**info, **how}, message=message)
+
+
+def _cholesky_cholmod(M, rng: np.random.Generator | None) -> Result:
+    """:func:`cholesky_sparse` by CHOLMOD: ``L L^H = M[p][:, p]``."""
+    from matcli.methods.solve.sparse_direct.cholmod import factor_with_permutation
+
+    handle, L, P, problem = factor_with_permutation(M)
+    if handle is None:
+        return Result(status=Status.DIVERGED_NOT_SPD,
+                      message=f"matrix is not positive definite; try --kind ldl (dense) or --kind lu (CHOLMOD: {problem})")
+    L = sp.csc_matrix(L)
+    permuted = sp.csr_matrix(M)[P][:, P]
+    if _product_flops(L, L.conj().T) > EXACT_PRODUCT_FLOPS:
+        metrics, how = _estimated_residual_metrics(permuted, L, L.conj().T, rng)
+    else:
+        metrics, how = _residual_metrics(permuted - L @ L.conj().T, permuted)
+    pivots = np.abs(L.diagonal()) ** 2
+    metrics.update(fill_ratio=float(L.nnz / max(sp.tril(M).nnz, 1)), pivot_ratio=float(pivots.min() / pivots.max()))
+    return Result(status=Status.CONVERGED_DIRECT, outputs={"L": L, "P": P.astype(np.int64)}, metrics=metrics,
+                  info={"ordering": "CHOLMOD default (AMD, METIS if better)", "backend": "cholmod", **how},
+                  message="sparse Cholesky (CHOLMOD, supernodal)")
 
 
 #: LAPACK TESTING's bound on ``||A - L L^H||_1 / (n ||A||_1 eps)`` (xPOT01, threshold of dtest.in).

@@ -6,8 +6,9 @@
 a chunk tall; CSR: balanced by nonzeros); :meth:`RowBlockSource.read` reads one block, on any
 machine that reaches the same path. Nothing but the spec and a few integers travels.
 
-Readable: a 2-D dense HDF5 dataset or CSR group (``file.h5:/A``), a 2-D Zarr array or CSR group
-(``store.zarr:/A``), a 2-D ``.npy`` file (memory-mapped). Other inputs are refused with a one-line
+Readable: a dense HDF5 dataset or CSR group (``file.h5:/A``), a dense Zarr array or CSR group
+(``store.zarr:/A``), a ``.npy`` file (memory-mapped); dense inputs are 2-D matrices or 1-D vectors
+(right-hand sides, read in the same row blocks as their matrix). Other inputs are refused with a one-line
 InputError saying what to convert to: MatrixMarket text has no row index to seek to, a CSC group
 has no rows to cut.
 
@@ -50,7 +51,8 @@ class RowBlockSource:
     """A reference to an ``n_rows`` x ``n_cols`` matrix read in row blocks (see the module docstring).
 
     ``dtype`` is what blocks are returned as (float64 or complex128), ``nnz`` the stored entries
-    (``n_rows * n_cols`` for dense inputs), ``layout`` ``dense`` or ``csr``, ``chunk_rows`` the rows
+    (``n_rows * n_cols`` for dense inputs), ``layout`` ``dense``, ``vector`` (1-D, ``n_cols`` = 1,
+    blocks are 1-D) or ``csr``, ``chunk_rows`` the rows
     of one storage chunk (1 when the storage has none), ``policy`` the input policy reads apply.
     """
 
@@ -90,8 +92,8 @@ class RowBlockSource:
         return [RowBlock(self.spec, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
     def read(self, block: RowBlock) -> np.ndarray | sp.csr_matrix:
-        """Rows ``[block.start, block.stop)`` as a dense ``(rows, n_cols)`` array or a CSR matrix of
-        that shape, of :attr:`dtype`, under the source's input policy (see the module docstring)."""
+        """Rows ``[block.start, block.stop)`` as a dense ``(rows, n_cols)`` array (``(rows,)`` for a
+        vector) or a CSR matrix of that shape, of :attr:`dtype`, under the source's input policy (see the module docstring)."""
         if block.spec != self.spec or not 0 <= block.start <= block.stop <= self.n_rows:
             raise ValueError(f"block {block} is not a block of {self.spec} ({self.n_rows} rows)")
         with input_policy(self.policy):
@@ -122,13 +124,20 @@ def row_source(spec_text: str) -> RowBlockSource:
     raise InputError(spec.path, "cannot be read in row blocks (use file.h5:/A, store.zarr:/A or .npy)")
 
 
+def _dense_source(spec_text: str, shape: tuple[int, ...], dtype: np.dtype, chunk: int,
+                  policy: InputPolicy) -> RowBlockSource:
+    m, n = (shape[0], 1) if len(shape) == 1 else shape
+    return RowBlockSource(spec_text, int(m), int(n), dtype, int(m) * int(n), "vector" if len(shape) == 1 else "dense",
+                          int(chunk), policy)
+
+
 def _sample_rows(m: int) -> np.ndarray:
     step = max(1, -(-m // INDPTR_SAMPLES))
     return np.unique(np.append(np.arange(0, m + 1, step), m))
 
 
 def _dense_block(path: str, values: np.ndarray, start: int) -> np.ndarray:
-    bad = ~np.isfinite(values).all(axis=1) if values.size else np.zeros(0, bool)
+    bad = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
     if bad.any():
         raise InputError(path, f"matrix row {start + int(np.flatnonzero(bad)[0]) + 1} contains NaN or Inf")
     return values
@@ -155,9 +164,10 @@ def _csr_block(path: str, name: str, pointer: np.ndarray, values: np.ndarray, co
 
 
 def _check_same(source: RowBlockSource, path: str, shape, nnz: int, dtype: np.dtype) -> None:
-    if (tuple(shape) != (source.n_rows, source.n_cols) or nnz != source.nnz or dtype != source.dtype):
+    planned = (source.n_rows,) if source.layout == "vector" else (source.n_rows, source.n_cols)
+    if tuple(shape) != planned or nnz != source.nnz or dtype != source.dtype:
         raise InputError(path, f"changed since the blocks were planned (now {tuple(shape)}, {nnz} stored "
-                               f"entries, {dtype}; was {(source.n_rows, source.n_cols)}, {source.nnz}, {source.dtype})")
+                               f"entries, {dtype}; was {planned}, {source.nnz}, {source.dtype})")
 
 
 def _check_block(source: RowBlockSource, block: RowBlock, nnz: int | None = None) -> None:
@@ -188,8 +198,8 @@ class _NpyReader:
         except (ValueError, OSError) as exc:
             raise InputError(path, f"not a readable .npy file ({' '.join(str(exc).split())})") from None
         value_dtype(path, "the array", mapped.dtype)
-        if mapped.ndim != 2:
-            raise InputError(path, f"array is {mapped.ndim}-D, expected 2-D")
+        if mapped.ndim not in (1, 2):
+            raise InputError(path, f"array is {mapped.ndim}-D, expected 1-D or 2-D")
         return mapped
 
     @classmethod
@@ -198,8 +208,7 @@ class _NpyReader:
 
         path = parse_spec(spec_text).path
         mapped = cls._map(path)
-        m, n = mapped.shape
-        return RowBlockSource(spec_text, m, n, value_dtype(path, "the array", mapped.dtype), m * n, "dense", 1, policy)
+        return _dense_source(spec_text, mapped.shape, value_dtype(path, "the array", mapped.dtype), 1, policy)
 
     def read(self, block: RowBlock) -> np.ndarray:
         path = parse_spec(self.source.spec).path
@@ -228,11 +237,9 @@ class _Hdf5Reader:
             obj = hdf5.resolve_object(fh, spec.path, spec.internal)
             if isinstance(obj, hdf5.h5py.Dataset):
                 dtype = hdf5_values.value_dtype(spec.path, f"dataset {obj.name}", obj.dtype)
-                if obj.ndim != 2:
-                    raise InputError(spec.path, f"dataset {obj.name} is {obj.ndim}-D, expected 2-D")
-                m, n = obj.shape
-                chunk = obj.chunks[0] if obj.chunks else 1
-                return RowBlockSource(spec_text, m, n, dtype, m * n, "dense", int(chunk), policy)
+                if obj.ndim not in (1, 2):
+                    raise InputError(spec.path, f"dataset {obj.name} is {obj.ndim}-D, expected 1-D or 2-D")
+                return _dense_source(spec_text, obj.shape, dtype, obj.chunks[0] if obj.chunks else 1, policy)
             if not hdf5.is_sparse_group(obj):
                 raise InputError(spec.path, f"group {obj.name} is not a sparse matrix (needs data, indices, indptr)")
             if hdf5.sparse_encoding(spec.path, obj) != "csr_matrix":
@@ -252,7 +259,7 @@ class _Hdf5Reader:
         spec = parse_spec(self.source.spec)
         with hdf5.open_file(spec.path) as fh:
             obj = hdf5.resolve_object(fh, spec.path, spec.internal)
-            if self.source.layout == "dense":
+            if self.source.layout != "csr":
                 if not isinstance(obj, hdf5.h5py.Dataset):
                     raise InputError(spec.path, f"{obj.name} is no longer a dataset")
                 dtype = hdf5_values.value_dtype(spec.path, f"dataset {obj.name}", obj.dtype)
@@ -300,7 +307,7 @@ class _ZarrReader:
         spec = parse_spec(spec_text)
         node = locate(spec.path, spec.internal)
         if node.kind == "array":
-            array, dtype = zarr_arrays.open_dense(spec.path, node, (2,))
+            array, dtype = zarr_arrays.open_dense(spec.path, node, (1, 2))
             return node, array, dtype, None
         group = open_node(node)
         if not zarr_arrays.is_sparse_node(node, group):
@@ -318,9 +325,8 @@ class _ZarrReader:
         path = parse_spec(spec_text).path
         node, arrays, dtype, shape = cls._open(spec_text)
         if shape is None:
-            m, n = arrays.shape
             stored = arrays.shards or arrays.chunks
-            return RowBlockSource(spec_text, m, n, dtype, m * n, "dense", int(stored[0]), policy)
+            return _dense_source(spec_text, arrays.shape, dtype, stored[0], policy)
         data, _, indptr = arrays
         rows = _sample_rows(shape[0])
         check_allocation(path, 16.0 * rows.size, f"a sample of the row pointer of {node.name}")

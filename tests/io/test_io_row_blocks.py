@@ -177,9 +177,27 @@ def test_inputs_without_rows_to_seek_are_refused_in_one_line(tmp_path):
     write_arrays(str(tmp_path / "c.h5"), {"C": sp.csc_matrix(read_mtx(str(path)))})
     with pytest.raises(InputError, match="CSC, which has no rows to cut"):
         row_source(f"{tmp_path / 'c.h5'}:/C")
-    write_arrays(str(tmp_path / "v.h5"), {"v": np.ones(5)})
-    with pytest.raises(InputError, match="1-D, expected 2-D"):
-        row_source(f"{tmp_path / 'v.h5'}:/v")
+    write_arrays(str(tmp_path / "t.h5"), {"t": np.ones((2, 2, 2))})
+    with pytest.raises(InputError, match="3-D, expected 1-D or 2-D"):
+        row_source(f"{tmp_path / 't.h5'}:/t")
+
+
+def test_vectors_are_read_in_the_same_blocks_as_their_matrix(tmp_path):
+    """A right-hand side b (1-D) cut like A: the distributed least-squares pairs their blocks."""
+    rng = np.random.default_rng(4)
+    A, b = rng.standard_normal((300, 4)), rng.standard_normal(300)
+    write_arrays(str(tmp_path / "p.h5"), {"A": A, "b": b})
+    vector = zarr.create_array(str(tmp_path / "b.zarr"), shape=b.shape, chunks=(64,), dtype="f8")
+    vector[...] = b
+    np.save(tmp_path / "b.npy", b)
+    matrix = row_source(f"{tmp_path / 'p.h5'}:/A")
+    for spec in (f"{tmp_path / 'p.h5'}:/b", str(tmp_path / "b.zarr"), str(tmp_path / "b.npy")):
+        source = row_source(spec)
+        assert (source.layout, source.n_rows, source.n_cols) == ("vector", 300, 1)
+        for block in matrix.blocks(7):
+            got = source.read(RowBlock(spec, block.start, block.stop))
+            assert got.shape == (block.n_rows,)
+            np.testing.assert_array_equal(got, b[block.start:block.stop])
 
 
 def test_empty_matrix_has_no_blocks_and_k_must_be_positive(tmp_path):

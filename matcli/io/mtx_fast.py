@@ -65,6 +65,9 @@ def drop_blank_and_comment_lines(data: bytes) -> bytes:
     A line is dropped exactly when :func:`~matcli.io.mtx_grammar.is_comment_or_blank` says so:
     after its leading spaces it is empty, holds only ``\\r`` bytes, or starts with ``%``.
     """
+    if count_lines(data) > len(data) // 2:  # mostly empty lines: collapse their runs first, in C
+        while b"\n\n" in data:
+            data = data.replace(b"\n\n", b"\n")
     a = np.frombuffer(data, dtype=np.uint8)
     ends = np.flatnonzero(a == NEWLINE)
     starts = np.empty_like(ends)
@@ -119,7 +122,12 @@ def read_fast(data: bytes, lines: int, layout: Layout, shape: tuple[int, int]) -
     if normal is None:
         return None
     text, dropped = normal
-    columns = read_simple(text, lines if text is data else count_lines(text), layout, shape)
+    lines = lines if text is data else count_lines(text)
+    if not dropped and 2 * layout.width * lines > len(text):
+        # a data line takes at least 2 bytes per field, so some of these lines are blank
+        text, dropped = drop_blank_and_comment_lines(text), True
+        lines = count_lines(text)
+    columns = read_simple(text, lines, layout, shape)
     if columns is None and not dropped:
         kept = drop_blank_and_comment_lines(text)
         if kept is not text:

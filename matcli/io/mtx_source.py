@@ -85,8 +85,17 @@ class LineSource:
 
     def _fill(self) -> bool:
         """Read one more piece into the buffer; False at end of file."""
-        if self._eof:
+        chunk = self._read_chunk()
+        if not chunk:
             return False
+        self._buf = self._buf[self._pos:] + chunk
+        self._pos = 0
+        return True
+
+    def _read_chunk(self) -> bytes:
+        """The next at most :attr:`_piece_bytes` bytes of the file (empty at its end), within the body limit."""
+        if self._eof:
+            return b""
         try:
             chunk = self._raw.read(self._piece_bytes)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
@@ -95,14 +104,12 @@ class LineSource:
             raise InputError(self.path, f"cannot read file{self._where()} ({exc})") from None
         if not chunk:
             self._eof = True
-            return False
+            return b""
         self._read_total += len(chunk)
         if self._body_limit is not None and self._read_total > self._body_limit:
             raise InputError(self.path, f"more than {mib(self._body_limit - self._body_start)} of text after "
                                         f"line {self._body_line}, more than its declared entries can need")
-        self._buf = self._buf[self._pos:] + chunk
-        self._pos = 0
-        return True
+        return chunk
 
     def _where(self) -> str:
         return f" after line {self._line}" if self._line else ""
@@ -135,28 +142,35 @@ class LineSource:
         return self._line, line
 
     def pieces(self) -> Iterator[Piece]:
-        """The rest of the file as pieces of whole lines (the last one gets a final newline)."""
-        self._buf, self._pos = self._buf[self._pos:], 0
-        while True:
-            end = self._buf.rfind(b"\n") + 1
-            if end == 0 and len(self._buf) > self._max_line:
-                raise self._line_too_long()
-            if end and (len(self._buf) >= self._piece_bytes or self._eof):
-                yield self._take(end)
-                continue
-            if not self._fill():
-                if not self._buf:
-                    return
-                if not self._buf.endswith(b"\n"):
-                    self._buf += b"\n"
-                continue
-            tail = len(self._buf) - self._buf.rfind(b"\n") - 1
-            if tail > self._max_line:
-                self._line += self._buf.count(b"\n", 0, len(self._buf) - tail)
-                raise self._line_too_long()
+        """The rest of the file as pieces of whole lines (the last one gets a final newline).
 
-    def _take(self, end: int) -> Piece:
-        data, self._buf = self._buf[:end], self._buf[end:]
+        Each piece is one read of the file plus the partial line before it: one copy of the bytes.
+        """
+        buf, pos, self._buf, self._pos = self._buf, self._pos, b"", 0
+        end = buf.rfind(b"\n", pos) + 1
+        carry = buf[max(pos, end):]
+        if end > pos:
+            yield self._take(buf[pos:end])
+        del buf
+        while True:
+            if len(carry) > self._max_line:
+                raise self._line_too_long()
+            chunk = self._read_chunk()
+            if not chunk:
+                if carry:
+                    yield self._take(carry if carry.endswith(b"\n") else carry + b"\n")
+                return
+            end = chunk.rfind(b"\n") + 1
+            if not end:
+                carry += chunk
+                continue
+            data = b"".join((carry, memoryview(chunk)[:end]))
+            carry = chunk[end:]
+            yield self._take(data)
+
+    def _take(self, data: bytes) -> Piece:
+        """``data`` (whole lines) as the next piece, once no line in it is too long."""
+        end = len(data)
         for start in range(0, end, self._max_line):
             if data.find(b"\n", start, start + self._max_line) < 0 and start + self._max_line <= end:
                 self._line += data.count(b"\n", 0, start)

@@ -294,8 +294,12 @@ class DaskBackend(Backend):
             # Each shared value is one task of the graph (sent once to each worker that needs it,
             # and recomputed like any task if the worker holding it is lost); each item is an
             # argument of its own task.
-            sent = {key: client.submit(_shared_value, value, pure=False) for key, value in shared.items()}
-            futures = client.map(fn, items, pure=False, **sent)
+            with warnings.catch_warnings():
+                # Values sent by value (arrays of the Python API) may make a large graph; that is
+                # their only way to the workers, not something the user can act on.
+                warnings.filterwarnings("ignore", message="Sending large graph")
+                sent = {key: client.submit(_shared_value, value, pure=False) for key, value in shared.items()}
+                futures = client.map(fn, items, pure=False, **sent)
             done = 0
             for future in as_completed(futures, loop=client.loop):
                 if future.status == "cancelled":

@@ -151,29 +151,97 @@ def problem_bytes(kind: str, *, n: int, rows: int, cols: int, rank: int, rate: f
 TILE_ROWS = 4096
 
 
-class RegressionTiles:
-    """A tall dense least-squares problem built tile by tile, for problems larger than memory.
+class TiledProblem:
+    """Base of the problems built tile by tile, for problems larger than memory.
+
+    Rows ``[t T, (t+1) T)`` (``T`` = :data:`TILE_ROWS`) draw their random numbers from a generator
+    seeded by ``(key, t)``, where ``key`` comes from the problem's ``rng``: any tile-aligned row
+    range can be made again, in any order, by any process, and the values never depend on how many
+    rows are made at a time. Subclasses set ``m``, ``row_arrays`` (name -> trailing shape) and
+    implement :meth:`rows` and :meth:`small_arrays`.
+    """
+
+    m: int
+    row_arrays: dict[str, tuple[int, ...]]
+
+    def __init__(self, m: int, rng: np.random.Generator):
+        self.m = int(m)
+        self.key = [int(k) for k in rng.integers(0, 2**63, size=2)]
+
+    @property
+    def tiles(self) -> int:
+        return -(-self.m // TILE_ROWS)
+
+    def tile_rng(self, t: int) -> np.random.Generator:
+        """The generator of tile ``t`` (the same numbers on every call)."""
+        return np.random.default_rng(np.random.SeedSequence(self.key, spawn_key=(t,)))
+
+    def tile_span(self, t: int) -> tuple[int, int]:
+        return t * TILE_ROWS, min(self.m, (t + 1) * TILE_ROWS)
+
+    def check_range(self, start: int, stop: int) -> None:
+        if start % TILE_ROWS or (stop % TILE_ROWS and stop != self.m) or not 0 <= start <= stop <= self.m:
+            raise ValueError(f"rows({start}, {stop}) is not a range of whole tiles of {TILE_ROWS} rows")
+
+    def rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Rows ``[start, stop)`` of each row array (``start`` a multiple of :data:`TILE_ROWS`,
+        ``stop`` one too or ``m``)."""
+        raise NotImplementedError
+
+    def small_arrays(self) -> dict[str, np.ndarray]:
+        """The problem's arrays that are not cut in rows."""
+        raise NotImplementedError
+
+    def arrays(self) -> dict[str, object]:
+        """The whole problem in memory."""
+        return {**self.rows(0, self.m), **self.small_arrays()}
+
+    def blocks(self, block_rows: int):
+        """``(start, rows(start, start + block_rows))`` for consecutive blocks; ``block_rows`` a
+        positive multiple of :data:`TILE_ROWS`."""
+        if block_rows < 1 or block_rows % TILE_ROWS:
+            raise ValueError(f"block_rows must be a positive multiple of {TILE_ROWS}, got {block_rows}")
+        for start in range(0, self.m, block_rows):
+            yield start, self.rows(start, min(self.m, start + block_rows))
+
+
+def _positive_r(R: np.ndarray) -> np.ndarray:
+    """``R`` with rows negated so that its diagonal is non-negative (the unique R of a QR)."""
+    return R * np.where(np.diag(R) < 0, -1.0, 1.0)[:, None]
+
+
+def _tsqr_step(R: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """The triangular factor of ``[R; G]`` (one step of the sequential TSQR reduction)."""
+    return np.linalg.qr(np.vstack([R, G]), mode="r")
+
+
+def _basis_rows(R: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """``G R^{-1}``: rows of the orthonormal basis whose Gaussian draw is ``G``."""
+    return _solve_upper(R, G.T, transpose=True).T
+
+
+class RegressionTiles(TiledProblem):
+    """A tall dense least-squares problem built tile by tile (see :class:`TiledProblem`).
 
     The same guarantees as :func:`regression_problem` (``A = U diag(s) V^T`` with ``s``
     log-spaced from 1 to ``1/cond``, ``heavy_rows`` rows of the Gaussian basis scaled by 1e3,
     ``b = A x_true + r`` with ``r`` orthogonal to range(A), ``||r|| = noise ||A x_true||``), with a
-    different random construction: rows ``[t T, (t+1) T)`` (``T`` = :data:`TILE_ROWS`) of the
-    Gaussian matrix ``G`` and of the residual's draw ``r0`` come from a generator seeded by
-    ``(key, t)``, where ``key``, ``V``, ``x_true`` and the heavy rows come from ``rng``. ``U = G
-    R^{-1}`` where ``R`` is the triangular factor of ``G`` (positive diagonal) accumulated over the
-    tiles in order (TSQR), so ``U^T U = I`` up to ``eps cond(G)``; ``r = r0 - U (U^T r0)``, with
-    ``U^T r0 = R^{-T} G^T r0`` summed over the same pass.
+    different random construction: tile ``t`` draws its rows of the Gaussian matrix ``G``, then of
+    the residual's draw ``r0``; ``key``, ``V``, ``x_true`` and the heavy rows come from ``rng``.
+    ``U = G R^{-1}`` where ``R`` is the triangular factor of ``G`` (positive diagonal) reduced over
+    the tiles in order (TSQR), so ``U^T U = I`` up to ``eps cond(G)``; ``r = r0 - U (U^T r0)``, with
+    ``U^T r0 = R^{-T} G^T r0`` summed in the same pass.
 
-    Building the plan (the constructor) draws every tile once, keeping O(n^2) numbers;
-    :meth:`rows` then returns any tile-aligned row range of ``A`` and ``b`` by drawing those tiles
-    again. Memory: a few copies of the requested rows, plus ``n x n``.
+    The constructor draws every tile once, keeping O(n^2) numbers. Memory of :meth:`rows`: a few
+    copies of the requested rows, plus ``n x n``.
     """
 
     def __init__(self, m: int, n: int, cond: float, heavy_rows: int, noise: float, rng: np.random.Generator):
         if m < n:
             raise ValueError(f"a regression problem needs m >= n, got {m} x {n}")
-        self.m, self.n = int(m), int(n)
-        self.key = [int(k) for k in rng.integers(0, 2**63, size=2)]
+        super().__init__(m, rng)
+        self.n = int(n)
+        self.row_arrays = {"A": (self.n,), "b": ()}
         self.heavy = np.sort(rng.choice(m, size=heavy_rows, replace=False)) if heavy_rows else np.zeros(0, np.int64)
         self.V = _orthonormal(rng, n, n)
         self.x = rng.standard_normal(n)
@@ -183,54 +251,86 @@ class RegressionTiles:
         r0_squared = 0.0
         for t in range(self.tiles):
             G, r0 = self._draw(t)
-            R = np.linalg.qr(np.vstack([R, G]), mode="r")
+            R = _tsqr_step(R, G)
             gram_r0 += G.T @ r0
             r0_squared += float(r0 @ r0)
-        signs = np.where(np.diag(R) < 0, -1.0, 1.0)
-        self.R = R * signs[:, None]
+        self.R = _positive_r(R)
         self.c = _solve_upper(self.R, gram_r0, transpose=True)
         r_norm = np.sqrt(max(r0_squared - float(self.c @ self.c), 0.0))
         ax_norm = float(np.linalg.norm(self.s * (self.V.T @ self.x)))
         self.scale = noise * ax_norm / max(r_norm, 1e-300) if noise > 0 else 0.0
         self.optimal_residual = self.scale * r_norm
 
-    @property
-    def tiles(self) -> int:
-        return -(-self.m // TILE_ROWS)
-
     def _draw(self, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """Tile ``t`` of ``G`` (heavy rows scaled) and of ``r0``, from the tile's own generator."""
-        start, stop = t * TILE_ROWS, min(self.m, (t + 1) * TILE_ROWS)
-        rng = np.random.default_rng(np.random.SeedSequence(self.key, spawn_key=(t,)))
+        """Tile ``t`` of ``G`` (heavy rows scaled) and of ``r0``."""
+        start, stop = self.tile_span(t)
+        rng = self.tile_rng(t)
         G = rng.standard_normal((stop - start, self.n))
         r0 = rng.standard_normal(stop - start)
         lo, hi = np.searchsorted(self.heavy, [start, stop])
         G[self.heavy[lo:hi] - start] *= 1e3
         return G, r0
 
-    def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows ``[start, stop)`` of ``A`` ((rows, n) float64) and ``b`` ((rows,)); ``start`` must
-        be a multiple of :data:`TILE_ROWS` and ``stop`` one too or ``m``."""
-        if start % TILE_ROWS or (stop % TILE_ROWS and stop != self.m) or not 0 <= start <= stop <= self.m:
-            raise ValueError(f"rows({start}, {stop}) is not a range of whole tiles of {TILE_ROWS} rows")
+    def rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Rows ``[start, stop)`` of ``A`` ((rows, n) float64) and ``b`` ((rows,))."""
+        self.check_range(start, stop)
         A, b = np.empty((stop - start, self.n)), np.empty(stop - start)
         for t in range(start // TILE_ROWS, -(-stop // TILE_ROWS)):
             G, r0 = self._draw(t)
-            U = _solve_upper(self.R, G.T, transpose=True).T
+            U = _basis_rows(self.R, G)
             At = (U * self.s) @ self.V.T
             lo = t * TILE_ROWS - start
             A[lo:lo + G.shape[0]] = At
             b[lo:lo + G.shape[0]] = At @ self.x + self.scale * (r0 - U @ self.c)
-        return A, b
+        return {"A": A, "b": b}
 
     def small_arrays(self) -> dict[str, np.ndarray]:
-        """The arrays of the problem other than ``A`` and ``b``: ``x_true``, ``optimal_residual``."""
+        """``x_true`` (n,) and ``optimal_residual`` (a scalar)."""
         return {"x_true": self.x, "optimal_residual": np.array(self.optimal_residual)}
 
-    def arrays(self) -> dict[str, object]:
-        """The whole problem in memory (``A``, ``b``, ``x_true``, ``optimal_residual``)."""
-        A, b = self.rows(0, self.m)
-        return {"A": A, "b": b, **self.small_arrays()}
+
+class LowrankTiles(TiledProblem):
+    """A dense low-rank matrix built tile by tile (see :class:`TiledProblem`).
+
+    The same guarantees as :func:`lowrank_problem`: ``A = U diag(s) V^T + noise E / sqrt(max(m, n))``
+    with ``s_i = decay^i``, ``U`` (m x rank) and ``V`` (n x rank) orthonormal, ``E`` standard
+    Gaussian. Tile ``t`` draws its rows of a Gaussian ``G`` (m x rank), then of ``E``; ``V`` and
+    ``key`` come from ``rng``. ``U = G R^{-1}`` with ``R`` reduced over the tiles (TSQR, positive
+    diagonal), orthonormal up to ``eps cond(G)``.
+    """
+
+    def __init__(self, m: int, n: int, rank: int, noise: float, decay: float, rng: np.random.Generator):
+        if rank > min(m, n):
+            raise ValueError(f"rank {rank} exceeds min({m}, {n})")
+        super().__init__(m, rng)
+        self.n, self.rank, self.noise = int(n), int(rank), float(noise)
+        self.row_arrays = {"A": (self.n,), "U_true": (self.rank,)}
+        self.V = _orthonormal(rng, n, rank)
+        self.s = decay ** np.arange(rank, dtype=float)
+        R = np.zeros((0, rank))
+        for t in range(self.tiles):
+            start, stop = self.tile_span(t)
+            R = _tsqr_step(R, self.tile_rng(t).standard_normal((stop - start, self.rank)))
+        self.R = _positive_r(R)
+
+    def rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Rows ``[start, stop)`` of ``A`` ((rows, n)) and ``U_true`` ((rows, rank))."""
+        self.check_range(start, stop)
+        A, U = np.empty((stop - start, self.n)), np.empty((stop - start, self.rank))
+        for t in range(start // TILE_ROWS, -(-stop // TILE_ROWS)):
+            first, last = self.tile_span(t)
+            rng = self.tile_rng(t)
+            Ut = _basis_rows(self.R, rng.standard_normal((last - first, self.rank)))
+            lo, hi = first - start, last - start
+            U[lo:hi] = Ut
+            A[lo:hi] = (Ut * self.s) @ self.V.T
+            if self.noise > 0:
+                A[lo:hi] += self.noise * rng.standard_normal((last - first, self.n)) / np.sqrt(max(self.m, self.n))
+        return {"A": A, "U_true": U}
+
+    def small_arrays(self) -> dict[str, np.ndarray]:
+        """``s_true`` (rank,) and ``V_true`` (n, rank)."""
+        return {"s_true": self.s, "V_true": self.V}
 
 
 def _solve_upper(R: np.ndarray, rhs: np.ndarray, *, transpose: bool) -> np.ndarray:
@@ -240,30 +340,24 @@ def _solve_upper(R: np.ndarray, rhs: np.ndarray, *, transpose: bool) -> np.ndarr
     return solve_triangular(R, rhs, trans="T" if transpose else "N", lower=False, check_finite=False)
 
 
-def regression_chunk_rows(n: int) -> int:
-    """Rows of one storage chunk of a tiled regression problem's ``A``: whole tiles, about 8 MiB."""
-    return TILE_ROWS * max(1, round(8 * 2**20 / (8 * n * TILE_ROWS)))
+def tile_chunk_rows(width: int) -> int:
+    """Rows of one storage chunk of a tiled problem's widest array (``width`` float64 columns):
+    whole tiles, about 8 MiB."""
+    return TILE_ROWS * max(1, round(8 * 2**20 / (8 * width * TILE_ROWS)))
 
 
-def regression_block_rows(n: int, budget: float) -> int:
-    """Rows written at a time: whole chunks (:func:`regression_chunk_rows`), about 64 MiB of ``A``
-    and at most an eighth of ``budget``, never less than one chunk."""
-    chunk = regression_chunk_rows(n)
-    return chunk * max(1, int(min(64 * 2**20, budget / 8) // (8 * n * chunk)))
+def tile_block_rows(width: int, budget: float) -> int:
+    """Rows made and written at a time: whole chunks (:func:`tile_chunk_rows`), about 64 MiB of
+    the widest array and at most an eighth of ``budget``, never less than one chunk."""
+    chunk = tile_chunk_rows(width)
+    return chunk * max(1, int(min(64 * 2**20, budget / 8) // (8 * width * chunk)))
 
 
-def regression_blockwise_bytes(n: int, block_rows: int) -> float:
-    """Memory of writing a tiled regression problem ``block_rows`` rows at a time: two copies of the
-    block of ``A`` and ``b`` (the block and the writer's buffer), six tile-sized temporaries (``G``,
-    ``U^T``, ``U``, ``U diag(s)``, the tile of ``A``, the stacked QR input) and the O(n^2) plan."""
-    return 16.0 * (n + 1) * block_rows + 6 * 8.0 * n * (TILE_ROWS + n) + 8.0 * n * n * 6
-
-
-def regression_blocks(plan: RegressionTiles, block_rows: int):
-    """``(start, {"A": rows, "b": rows})`` for consecutive blocks of ``block_rows`` rows (a multiple
-    of :data:`TILE_ROWS`); the values do not depend on ``block_rows``."""
-    if block_rows < 1 or block_rows % TILE_ROWS:
-        raise ValueError(f"block_rows must be a positive multiple of {TILE_ROWS}, got {block_rows}")
-    for start in range(0, plan.m, block_rows):
-        A, b = plan.rows(start, min(plan.m, start + block_rows))
-        yield start, {"A": A, "b": b}
+def tiled_bytes(widths: list[int], block_rows: int) -> float:
+    """Memory of making and writing a tiled problem ``block_rows`` rows at a time, from the widths
+    (float64 columns) of its row arrays: two copies of a block of each (the block and the writer's
+    buffer), six tile-sized temporaries of the widest (the Gaussian draws, the basis and its
+    transpose, scaled copies, the stacked TSQR input) and the O(width^2) plan."""
+    width = max(widths)
+    return (16.0 * sum(max(w, 1) for w in widths) * block_rows + 6 * 8.0 * width * (TILE_ROWS + width)
+            + 8.0 * width * width * 6)

@@ -20,6 +20,19 @@ class Kind(str, enum.Enum):
     batch = "batch"
 
 
+#: kinds built tile by tile (gallery.TiledProblem) and written block by block to HDF5 or Zarr
+TILED = (Kind.regression, Kind.lowrank)
+
+
+def _tiled(kind: Kind, rows: int, cols: int, rank: int, cond: float, heavy_rows: int, noise: float, decay: float,
+           rng):
+    from matcli import gallery
+
+    if kind is Kind.regression:
+        return gallery.RegressionTiles(rows, cols, cond, heavy_rows, noise, rng)
+    return gallery.LowrankTiles(rows, cols, rank, noise, decay, rng)
+
+
 def command(
     kind: Annotated[Kind, typer.Argument(help="Problem kind.")],
     out: OutOpt,
@@ -42,8 +55,8 @@ def command(
 ) -> None:
     """Write a deterministic test problem (given --seed) to HDF5, or its matrix alone to .mtx.
 
-    regression problems are built and written block by block (``gallery.RegressionTiles``: the same
-    values whatever the block size), to HDF5 or to a Zarr store when the output ends in .zarr.
+    regression and lowrank problems are built and written block by block (``gallery.TiledProblem``:
+    the same values whatever the block size), to HDF5 or to a Zarr store when the output ends in .zarr.
     """
     from matcli import gallery
     from matcli.core.errors import UsageError
@@ -58,8 +71,9 @@ def command(
     if fmt == "zarr":
         from matcli.io.atomic_store import check_store_target
 
-        if kind is not Kind.regression:
-            raise UsageError(f"{out}: only regression problems are written as Zarr stores; use an .h5 output")
+        if kind not in TILED:
+            raise UsageError(f"{out}: only regression and lowrank problems are written as Zarr stores; "
+                             "use an .h5 output")
         check_store_target("-o", out, force, [])
     else:
         check_targets([Target("-o", out, "MatrixMarket")], [], force)
@@ -68,24 +82,26 @@ def command(
     if kind is Kind.regression and rows < cols:
         raise UsageError("regression needs --rows >= --cols (a tall matrix)")
     budget = resolve_budget(max_memory)
-    blockwise = kind is Kind.regression and fmt in ("hdf5", "zarr")
-    block_rows = gallery.regression_block_rows(cols, budget)
+    blockwise = kind in TILED and fmt in ("hdf5", "zarr")
+    widths = [cols, 1] if kind is Kind.regression else [cols, rank]
+    block_rows = gallery.tile_block_rows(cols, budget)
     with input_policy(InputPolicy(max_memory=budget)):
-        needed = (gallery.regression_blockwise_bytes(cols, block_rows) if blockwise else
+        needed = (gallery.tiled_bytes(widths, block_rows) if blockwise else
                   gallery.problem_bytes(kind.value, n=n, rows=rows, cols=cols, rank=rank, rate=rate, count=count))
         check_allocation(f"generate {kind.value}", needed, "the problem")
     rng = make_rng(resolve_seed(seed))
     if blockwise:
         from matcli.io.row_writer import RowArray, write_row_blocks
 
-        plan = gallery.RegressionTiles(rows, cols, cond, heavy_rows, noise, rng)
-        chunk = gallery.regression_chunk_rows(cols)
+        plan = _tiled(kind, rows, cols, rank, cond, heavy_rows, noise, decay, rng)
+        chunk = gallery.tile_chunk_rows(cols)
         write_row_blocks(out, force=force, rows=rows,
-                         arrays={"A": RowArray((cols,), chunk=chunk), "b": RowArray((), chunk=chunk)},
-                         blocks=gallery.regression_blocks(plan, block_rows), small=plan.small_arrays(),
+                         arrays={name: RowArray(shape, chunk=chunk) for name, shape in plan.row_arrays.items()},
+                         blocks=plan.blocks(block_rows), small=plan.small_arrays(),
                          attrs={"generator": kind.value, "seed": seed})
         if not quiet:
-            typer.echo(f"wrote {out}: {kind.value} (A, b, optimal_residual, x_true)", err=True)
+            names = sorted([*plan.row_arrays, *plan.small_arrays()])
+            typer.echo(f"wrote {out}: {kind.value} ({', '.join(names)})", err=True)
         return
     group_attrs: dict[str, dict[str, object]] = {}
     if kind is Kind.poisson2d:
@@ -94,10 +110,8 @@ def command(
         arrays = gallery.poisson_problem((n, n, n), rng)
     elif kind is Kind.spd:
         arrays = gallery.spd_problem(n, cond, rng)
-    elif kind is Kind.lowrank:
-        arrays = gallery.lowrank_problem(rows, cols, rank, noise, decay, rng)
-    elif kind is Kind.regression:
-        arrays = gallery.RegressionTiles(rows, cols, cond, heavy_rows, noise, rng).arrays()
+    elif kind in TILED:
+        arrays = _tiled(kind, rows, cols, rank, cond, heavy_rows, noise, decay, rng).arrays()
     elif kind is Kind.completion:
         arrays = gallery.completion_problem(rows, cols, rank, rate, noise, test_fraction, rng)
         group_attrs = {g: {"shape": [rows, cols]} for g in ("observed", "test") if f"{g}/row" in arrays}

@@ -28,7 +28,7 @@ def plan(m=3 * T + 123, n=12, cond=1e6, heavy=3, noise=0.1, seed=1):
 def write(path, p, block_rows, chunk=T, force=False):
     write_row_blocks(str(path), force=force, rows=p.m,
                      arrays={"A": RowArray((p.n,), chunk=chunk), "b": RowArray((), chunk=chunk)},
-                     blocks=gallery.regression_blocks(p, block_rows), small=p.small_arrays(),
+                     blocks=p.blocks(block_rows), small=p.small_arrays(),
                      attrs={"generator": "regression", "seed": 1})
 
 
@@ -64,6 +64,35 @@ def test_same_seed_same_problem_other_seed_other_problem():
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
     assert not np.array_equal(a["A"], plan(seed=6).arrays()["A"])
+
+
+def test_tiled_lowrank_has_the_promised_factors_and_spectrum():
+    p = gallery.LowrankTiles(2 * T + 50, 30, 4, 0.0, 0.5, np.random.default_rng(3))
+    arrays = p.arrays()
+    A, U, s, V = arrays["A"], arrays["U_true"], arrays["s_true"], arrays["V_true"]
+    np.testing.assert_array_equal(s, 0.5 ** np.arange(4))
+    np.testing.assert_allclose(U.T @ U, np.eye(4), atol=1e-14)
+    np.testing.assert_allclose(V.T @ V, np.eye(4), atol=1e-14)
+    np.testing.assert_allclose(np.linalg.svd(A, compute_uv=False)[:5], [*s, 0.0], atol=1e-13)
+    np.testing.assert_allclose(A, (U * s) @ V.T, atol=1e-15)
+    noisy = gallery.LowrankTiles(2 * T + 50, 30, 4, 0.3, 0.5, np.random.default_rng(3)).arrays()
+    # same key: the same U and V; the noise is E * 0.3 / sqrt(m) with E standard Gaussian
+    np.testing.assert_array_equal(noisy["U_true"], U)
+    E = (noisy["A"] - A) * np.sqrt(2 * T + 50) / 0.3
+    assert abs(E.std() - 1) < 0.02 and abs(E.mean()) < 0.02
+
+
+def test_cli_lowrank_blockwise_equals_the_plan(tmp_path, cli):
+    args = ["generate", "lowrank", "--rows", str(T + 9), "--cols", "12", "--rank", "3", "--noise", "0.1",
+            "--seed", "2", "--quiet"]
+    assert cli([*args, "-o", tmp_path / "l.zarr"]).exit_code == 0
+    assert cli([*args, "-o", tmp_path / "l.h5"]).exit_code == 0
+    expected = gallery.LowrankTiles(T + 9, 12, 3, 0.1, 0.8, np.random.default_rng(2)).arrays()
+    for out in ("l.h5", "l.zarr"):
+        np.testing.assert_array_equal(read_matrix(f"{tmp_path / out}:/A"), expected["A"])
+        np.testing.assert_array_equal(read_matrix(f"{tmp_path / out}:/U_true"), expected["U_true"])
+        np.testing.assert_array_equal(read_matrix(f"{tmp_path / out}:/V_true"), expected["V_true"])
+        np.testing.assert_array_equal(read_dense(f"{tmp_path / out}:/s_true"), expected["s_true"])
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".zarr"])
@@ -133,7 +162,7 @@ def test_a_failure_midway_leaves_nothing(tmp_path, suffix):
     p = plan(m=4 * T, n=4)
 
     def failing():
-        for i, block in enumerate(gallery.regression_blocks(p, T)):
+        for i, block in enumerate(p.blocks(T)):
             if i == 2:
                 raise RuntimeError("disk on fire")
             yield block
@@ -162,7 +191,7 @@ def test_stale_temporary_store_of_a_dead_process_is_removed(tmp_path):
 
 def test_peak_memory_is_one_block_not_the_matrix(tmp_path):
     """Writing 4x more rows in blocks of the same size takes the same peak (Python allocations,
-    which is where numpy's arrays live), below the model regression_blockwise_bytes."""
+    which is where numpy's arrays live), below the model gallery.tiled_bytes."""
     peaks = []
     for tiles in (4, 16):
         p = plan(m=tiles * T, n=20, heavy=0)
@@ -173,7 +202,7 @@ def test_peak_memory_is_one_block_not_the_matrix(tmp_path):
         finally:
             tracemalloc.stop()
         peaks.append(peak)
-    predicted = gallery.regression_blockwise_bytes(20, 2 * T)
+    predicted = gallery.tiled_bytes([20, 1], 2 * T)
     matrix_bytes = 8 * 16 * T * 20
     assert peaks[1] < 1.1 * peaks[0]
     assert peaks[1] < predicted < matrix_bytes / 1.5

@@ -7,6 +7,8 @@ Every generator takes an explicit ``numpy.random.Generator`` and returns a dict 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -151,7 +153,7 @@ def problem_bytes(kind: str, *, n: int, rows: int, cols: int, rank: int, rate: f
 TILE_ROWS = 4096
 
 
-class TiledProblem:
+class TiledProblem(ABC):
     """Base of the problems built tile by tile, for problems larger than memory.
 
     Rows ``[t T, (t+1) T)`` (``T`` = :data:`TILE_ROWS`) draw their random numbers from a generator
@@ -183,14 +185,14 @@ class TiledProblem:
         if start % TILE_ROWS or (stop % TILE_ROWS and stop != self.m) or not 0 <= start <= stop <= self.m:
             raise ValueError(f"rows({start}, {stop}) is not a range of whole tiles of {TILE_ROWS} rows")
 
+    @abstractmethod
     def rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Rows ``[start, stop)`` of each row array (``start`` a multiple of :data:`TILE_ROWS`,
         ``stop`` one too or ``m``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def small_arrays(self) -> dict[str, np.ndarray]:
         """The problem's arrays that are not cut in rows."""
-        raise NotImplementedError
 
     def arrays(self) -> dict[str, object]:
         """The whole problem in memory."""

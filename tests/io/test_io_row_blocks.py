@@ -96,6 +96,18 @@ def test_more_blocks_than_rows_gives_one_row_each(inputs):
             np.testing.assert_array_equal(dense(source.read(block)), dense(reference)[block.start:block.stop])
 
 
+def test_sharded_zarr_blocks_align_to_shards(tmp_path):
+    values = np.arange(1200.0).reshape(200, 6)
+    array = zarr.create_array(str(tmp_path / "sh.zarr"), shape=values.shape, chunks=(10, 6), shards=(40, 6),
+                              dtype="f8")
+    array[...] = values
+    source = row_source(str(tmp_path / "sh.zarr"))
+    assert source.chunk_rows == 40
+    blocks = source.blocks(3)
+    assert all(b.start % 40 == 0 for b in blocks)
+    np.testing.assert_array_equal(assemble(source, blocks), values)
+
+
 def test_csr_blocks_are_balanced_by_nonzeros(inputs):
     _, cases = inputs
     spec, S, _ = cases[2]

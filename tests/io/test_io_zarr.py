@@ -55,6 +55,19 @@ def test_dense_round_trip(tmp_path, zarr_format, dtype):
     np.testing.assert_array_equal(read_matrix(str(tmp_path / "s.zarr")), got)
 
 
+def test_sharded_and_nested_key_layouts(tmp_path):
+    values = np.arange(600.0).reshape(60, 10)
+    sharded = zarr.create_array(str(tmp_path / "sh.zarr"), shape=values.shape, chunks=(5, 5), shards=(20, 10),
+                                dtype="f8")
+    sharded[...] = values
+    np.testing.assert_array_equal(read_matrix(str(tmp_path / "sh.zarr")), values)
+    nested = zarr.create_array(str(tmp_path / "v2n.zarr"), shape=values.shape, chunks=(7, 4), dtype="f8",
+                               zarr_format=2, chunk_key_encoding={"name": "v2", "separator": "/"})
+    nested[...] = values
+    assert os.path.isdir(tmp_path / "v2n.zarr" / "0")
+    np.testing.assert_array_equal(read_matrix(str(tmp_path / "v2n.zarr")), values)
+
+
 def test_vector_and_root_array(tmp_path):
     b = np.arange(11.0)
     dense_store(tmp_path / "b.zarr", b, (4,))

@@ -169,3 +169,31 @@ def _wait_until(condition, timeout: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.2)
+
+
+def test_losing_the_scheduler_mid_run_is_a_one_line_backend_error(tmp_path):
+    """The scheduler process is killed (SIGKILL) while a task runs: the run ends with a
+    BackendError saying the connection was lost, not a hang and not distributed's traceback."""
+    from matcli.backends import get_backend
+    from matcli.core.errors import BackendError
+
+    with Cluster(tmp_path / "cluster", workers=1) as cluster:
+        scheduler = cluster.procs[0]
+
+        def kill_when_busy() -> None:
+            with cluster.client() as client:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not any(client.processing().values()):
+                    time.sleep(0.05)
+            os.killpg(scheduler.pid, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_when_busy)
+        started = time.monotonic()
+        with get_backend("dask", cluster.address) as backend:
+            killer.start()
+            with pytest.raises(BackendError) as info:
+                backend.map(time.sleep, [120])
+        killer.join()
+        assert time.monotonic() - started < 60
+        assert str(info.value) == (f"lost the connection to the Dask scheduler at {cluster.address} while running "
+                                   "sleep; check the scheduler, then retry (or use --backend local)")

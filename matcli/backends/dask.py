@@ -242,23 +242,35 @@ class DaskBackend(Backend):
             raise BackendError(f"--backend dask needs dask.distributed, which is not installed: {INSTALL_HINT}") \
                 from None
         started = time.perf_counter()
+        # Failures reach the user as one BackendError line; distributed's own log records of them
+        # (tracebacks of a lost connection) would add lines to standard error.
+        self._log_levels = _silence_logs()
         self._cluster = None
         self._client = None
         #: every worker imports this matcli (so it can run matcli functions)
         self._checked = False
+        try:
+            self._open(distributed, address)
+        except BaseException:
+            self.close()
+            raise
+        nthreads = self._client.nthreads()
+        self.address = self._client.scheduler.address
+        self.workers = len(nthreads)
+        self.parallelism = sum(nthreads.values())
+        self.startup_s = time.perf_counter() - started
+
+    def _open(self, distributed: Any, address: str | None) -> None:
+        """Connect to ``address`` (checked, within the deadline), or start a local cluster."""
         if address:
             address = check_address(address)
             deadline = time.monotonic() + CONNECT_DEADLINE_S
             _reach(address, PROBE_TIMEOUT_S)
             _probe(address, min(PROBE_TIMEOUT_S, deadline - time.monotonic()))
             self._client = _client_within(distributed, address, deadline - time.monotonic())
-            try:
-                self._wait_for_workers(min(WORKER_WAIT_S, max(deadline - time.monotonic(), 0.5)))
-                _check_workers(self._client, address)
-                self._checked = True
-            except BaseException:
-                self.close()
-                raise
+            self._wait_for_workers(min(WORKER_WAIT_S, max(deadline - time.monotonic(), 0.5)))
+            _check_workers(self._client, address)
+            self._checked = True
         else:
             try:
                 # The scheduler's HTTP server always starts; a free local port avoids clashing with
@@ -271,11 +283,6 @@ class DaskBackend(Backend):
                                    "use --backend local") from None
             self._client = distributed.Client(self._cluster, set_as_default=False)
             self._checked = True
-        nthreads = self._client.nthreads()
-        self.address = self._client.scheduler.address
-        self.workers = len(nthreads)
-        self.parallelism = sum(nthreads.values())
-        self.startup_s = time.perf_counter() - started
 
     def _wait_for_workers(self, seconds: float) -> None:
         """Give a scheduler whose workers are still starting ``seconds`` to get one."""
@@ -303,7 +310,7 @@ class DaskBackend(Backend):
             done = 0
             for future in as_completed(futures, loop=client.loop):
                 if future.status == "cancelled":
-                    raise CancelledError(f"task {future.key} was cancelled")
+                    future.result()  # raises the cancellation with its reason
                 if future.status == "error":
                     error = future.exception()
                     if isinstance(error, KilledWorker):
@@ -317,6 +324,9 @@ class DaskBackend(Backend):
             if task_error is None:
                 return client.gather(futures)
         except (KilledWorker, CancelledError, TimeoutError, OSError) as exc:
+            if client.status != "running":
+                raise BackendError(f"lost the connection to the Dask scheduler at {self.address} while running "
+                                   f"{fn.__name__}; check the scheduler, then retry (or use --backend local)") from None
             reason = " ".join(str(exc).split())[:200] or "no detail"
             raise BackendError(f"the Dask cluster at {self.address} failed while running {fn.__name__} "
                                f"({type(exc).__name__}: {reason}); retry, or use --backend local") from None
@@ -334,11 +344,25 @@ class DaskBackend(Backend):
                 if self._checked and self._client.status == "running":
                     from matcli.backends.refs import clear_cache
 
-                    # Workers outlive the job: drop the inputs they cached for it.
-                    self._client.run(clear_cache)
+                    # Workers outlive the job: drop the inputs they cached for it (a worker lost
+                    # meanwhile took its cache with it).
+                    with contextlib.suppress(Exception):
+                        self._client.run(clear_cache)
                 self._client.close()
             if self._cluster is not None:
                 self._cluster.close()
+        for name, level in self._log_levels.items():
+            logging.getLogger(name).setLevel(level)
+        self._log_levels = {}
+
+
+def _silence_logs() -> dict[str, int]:
+    """Silence the ``distributed`` loggers of this process; return their levels before."""
+    names = ["distributed", *(name for name in logging.root.manager.loggerDict if name.startswith("distributed."))]
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    return levels
 
 
 def _shared_value(value: Any) -> Any:

@@ -53,12 +53,12 @@ def write_row_blocks(path: str, *, force: bool, rows: int, arrays: Mapping[str, 
         from matcli.io.atomic_store import atomic_store
 
         with atomic_store(path, force=force) as tmp:
-            _write(_ZarrSink(tmp), path, rows, arrays, blocks, small, attrs)
+            _write(_ZarrSink(tmp, path), path, rows, arrays, blocks, small, attrs)
     else:
         from matcli.io.atomic import atomic_write
 
         with atomic_write(path, force=force) as tmp:
-            _write(_Hdf5Sink(tmp), path, rows, arrays, blocks, small, attrs)
+            _write(_Hdf5Sink(tmp, path), path, rows, arrays, blocks, small, attrs)
 
 
 def _write(sink, path: str, rows: int, arrays, blocks, small, attrs) -> None:
@@ -87,8 +87,10 @@ def _write(sink, path: str, rows: int, arrays, blocks, small, attrs) -> None:
 
 
 class _Hdf5Sink:
-    def __init__(self, path: str):
-        self.path = path
+    """Writes the temporary file ``path``; errors name the output ``display``."""
+
+    def __init__(self, path: str, display: str):
+        self.path, self.display = path, display
 
     def __enter__(self):
         import h5py
@@ -96,7 +98,7 @@ class _Hdf5Sink:
         try:
             self.fh = h5py.File(self.path, "w")
         except OSError as exc:
-            raise OutputError(self.path, f"cannot write HDF5 ({exc})") from None
+            raise OutputError(self.display, f"cannot write HDF5 ({exc})") from None
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -109,7 +111,7 @@ class _Hdf5Sink:
         try:
             self.fh[name][start:start + block.shape[0]] = block
         except OSError as exc:
-            raise OutputError(self.path, f"cannot write HDF5 ({exc})") from None
+            raise OutputError(self.display, f"cannot write HDF5 ({exc})") from None
 
     def put(self, name: str, value: np.ndarray) -> None:
         self.fh.create_dataset(name, data=value)
@@ -119,12 +121,15 @@ class _Hdf5Sink:
 
 
 class _ZarrSink:
-    def __init__(self, path: str):
-        self.path = path
+    """Writes the temporary store ``path``; errors name the output ``display``."""
+
+    def __init__(self, path: str, display: str):
+        self.path, self.display = path, display
 
     def __enter__(self):
-        import zarr
+        from matcli.io.zarr_store import zarr_package
 
+        zarr = zarr_package(self.display, OutputError)
         self.root = zarr.open_group(zarr.storage.LocalStore(self.path), mode="w-", zarr_format=3)
         return self
 
@@ -138,7 +143,7 @@ class _ZarrSink:
         try:
             self.root[name][start:start + block.shape[0]] = block
         except OSError as exc:
-            raise OutputError(self.path, f"cannot write the Zarr store ({exc.strerror})") from None
+            raise OutputError(self.display, f"cannot write the Zarr store ({exc.strerror})") from None
 
     def put(self, name: str, value: np.ndarray) -> None:
         array = self.root.create_array(name, shape=value.shape, dtype=value.dtype, fill_value=0)

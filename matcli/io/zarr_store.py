@@ -244,10 +244,19 @@ def _looks_sparse(store: str, folder: str) -> bool:
     return all(os.path.isdir(os.path.join(folder, k)) for k in ("data", "indices", "indptr"))
 
 
+def zarr_package(path: str, error=InputError):
+    """The ``zarr`` module; ``error`` (InputError for inputs, OutputError for outputs) naming
+    ``path`` when the optional dependency is not installed."""
+    try:
+        import zarr
+    except ImportError:
+        raise error(path, "Zarr stores need the zarr package (pip install 'matcli[zarr]')") from None
+    return zarr
+
+
 def open_node(node: Node):
     """The ``zarr.Array`` or ``zarr.Group`` of a located node, opened read-only."""
-    import zarr
-
+    zarr = zarr_package(node.store)
     with zarr_errors(node.store, f"cannot open {node.name}"):
         store = zarr.storage.LocalStore(node.store, read_only=True)
         if node.kind == "array":

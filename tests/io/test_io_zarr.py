@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tracemalloc
 
 import numpy as np
@@ -287,3 +288,13 @@ def test_info_describes_a_store(tmp_path, cli):
     assert result.exit_code == 0, result.stderr
     facts = json.loads(result.stdout)
     assert facts["format"] == "zarr" and facts["shape"] == [20, 10] and facts["nnz"] == M.nnz
+
+
+def test_without_the_zarr_package_one_line(tmp_path, cli, monkeypatch):
+    dense_store(tmp_path / "s.zarr", np.ones((3, 3)), (3, 3))
+    monkeypatch.setitem(sys.modules, "zarr", None)  # import zarr now raises ImportError
+    result = cli(["info", str(tmp_path / "s.zarr")])
+    assert result.exit_code == 4 and "need the zarr package (pip install 'matcli[zarr]')" in result.stderr
+    result = cli(["generate", "regression", "--rows", "20", "--cols", "2", "-o", tmp_path / "g.zarr"])
+    assert result.exit_code == 5 and result.stderr.startswith(f"matcli: error: {tmp_path / 'g.zarr'}: Zarr stores")
+    assert sorted(os.listdir(tmp_path)) == ["s.zarr"]

@@ -38,6 +38,7 @@ def is_store(path: str) -> bool:
 def check_store_target(flag: str, path: str, force: bool, inputs: list[str]) -> None:
     """The output policy for a store ``path``: as :func:`matcli.io.output_policy.check_targets` for a
     new name; an existing Zarr store only with ``force``; anything else existing never."""
+    path = os.path.normpath(path)
     if not os.path.lexists(path):
         check_targets([Target(flag, path)], inputs, force)
         return
@@ -45,7 +46,13 @@ def check_store_target(flag: str, path: str, force: bool, inputs: list[str]) -> 
         raise OutputError(path, "exists and is not a Zarr store; matcli does not replace it (even with --force)")
     if not force:
         raise OutputError(path, "output exists; pass --force to overwrite")
-    check_targets([Target(flag, path + os.sep + "zarr.json")], inputs, True)
+    real = os.path.realpath(path)
+    for item in inputs:
+        if item and os.path.realpath(item) == real:
+            raise OutputError(path, f"{flag} would overwrite an input ({item})")
+    folder = os.path.dirname(path) or "."
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(path, f"folder {folder} is not writable")
 
 
 def _temp_prefix(target: str) -> str:

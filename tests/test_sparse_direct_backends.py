@@ -87,10 +87,15 @@ def check_against_spsolve(A, X, B, cond: float) -> None:
 # ------------------------------------------------------------------ choosing
 
 
-def test_small_problems_keep_the_reference_factorization():
-    for kind, reference in (("lu", "superlu"), ("cholesky", "superlu"), ("ldl", "lapack")):
-        name, reason = best_direct_backend(kind, choose.SMALL_ORDER - 1, 10 * choose.SMALL_ORDER, True)
-        assert name == reference and "small" in reason
+def test_small_or_thin_problems_keep_the_reference_factorization():
+    for kind, n in (("lu", choose.SMALL_ORDER - 1), ("cholesky", choose.SMALL_ORDER - 1),
+                    ("ldl", choose.LDL_SPARSE_ORDER - 1)):
+        name, reason = best_direct_backend(kind, n, 10 * n, True)
+        assert name == ("lapack" if kind == "ldl" else "superlu") and "small" in reason
+    n = 10 * choose.SMALL_ORDER
+    for kind in ("lu", "cholesky"):
+        name, reason = best_direct_backend(kind, n, int(choose.MIN_ROW_DENSITY * n) - 1, True)
+        assert name == "superlu" and "per row" in reason
 
 
 @pytest.mark.parametrize("installed, kind, spd, complex_values, expected", [
@@ -262,7 +267,8 @@ def test_pardiso_is_real_only_and_auto_sends_complex_matrices_to_superlu():
     A = sp.csr_matrix(poisson(50, 2) * (1 + 0.5j))
     with pytest.raises(UsageError, match="real matrices only"):
         direct.factorize(A, "lu", backend="pardiso")
-    name, reason = best_direct_backend("lu", 10 * choose.SMALL_ORDER, A.nnz, False, complex_values=True)
+    n = 10 * choose.SMALL_ORDER
+    name, reason = best_direct_backend("lu", n, 7 * n, False, complex_values=True)
     assert name == "superlu" and "complex" in reason
 
 

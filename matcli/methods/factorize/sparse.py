@@ -192,7 +192,8 @@ def _cholesky_cholmod(M, rng: np.random.Generator | None) -> Result:
     handle, L, P, problem = factor_with_permutation(M)
     if handle is None:
         return Result(status=Status.DIVERGED_NOT_SPD,
-                      message=f"matrix is not positive definite; try --kind ldl (dense) or --kind lu (CHOLMOD: {problem})")
+                      message=f"matrix is not positive definite; try --kind ldl (dense) or --kind lu "
+                              f"(CHOLMOD: {problem})")
     L = sp.csc_matrix(L)
     permuted = sp.csr_matrix(M)[P][:, P]
     if _product_flops(L, L.conj().T) > EXACT_PRODUCT_FLOPS:

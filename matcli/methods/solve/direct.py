@@ -80,6 +80,9 @@ class Factorization:
     norm1_scaled: float = 0.0
     #: the library that factored: ``superlu``, ``pardiso``, ``cholmod`` or ``lapack`` (dense)
     backend: str = "lapack"
+    #: the ``backend`` argument it was asked with (None, ``auto`` or a name): a refactorization of a
+    #: matrix with the same pattern passes it again
+    requested_backend: str | None = None
 
 
 def _scaled_solver(inner: Callable[[np.ndarray], np.ndarray], scaling: equilibrate.Scaling):
@@ -122,7 +125,7 @@ def factorize(A, kind: str, *, perm_c: np.ndarray | None = None, backend: str | 
     n = A.shape[0]
     if A.shape[0] != A.shape[1]:
         raise UsageError(f"{kind} needs a square matrix, got {A.shape[0]}x{A.shape[1]}; use --method lsqr or lsmr")
-    reason = ""
+    reason, requested = "", backend
     if backend is None:
         backend = "superlu" if sp.issparse(A) and kind != "ldl" else "lapack"
     elif backend == "auto":
@@ -134,6 +137,7 @@ def factorize(A, kind: str, *, perm_c: np.ndarray | None = None, backend: str | 
         require(backend, kind)
         A = sp.csr_matrix(A) if not sp.issparse(A) else A
     fact = _factorize(A, kind, perm_c=perm_c, backend=backend)
+    fact.requested_backend = requested
     if reason:
         fact.info["backend_reason"] = reason
     return fact

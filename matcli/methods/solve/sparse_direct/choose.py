@@ -18,9 +18,18 @@ BACKENDS: dict[str, tuple[str | None, str | None]] = {
 }
 #: The kinds each backend factors.
 KINDS = {"superlu": ("lu", "cholesky"), "pardiso": ("lu", "cholesky", "ldl"), "cholmod": ("cholesky",)}
-#: Below this many unknowns SuperLU's exact partial pivoting costs about as little as PARDISO's setup
-#: (measured in benchmarks/bench_direct.py: both well under 10 ms there), so the reference keeps them.
-SMALL_ORDER = 2000
+#: From this order on a sparse LDL^T beats the dense Bunch-Kaufman, the only other one (dense: 1.3 s
+#: at order 1000 and 10-14 s at 4000 against PARDISO's 0.2-0.3 s, kk_Laplace3D10 / bcsstk15).
+LDL_SPARSE_ORDER = 1000
+#: Below this many unknowns the reference factorization takes well under a second and PARDISO is no
+#: faster once its first-call set-up (about 0.14 s more than SuperLU's per process, loading MKL) is
+#: counted (benchmarks/bench_direct.py: bcsstk15 / bcsstk16, 3948 and 4884 unknowns, tie).
+SMALL_ORDER = 5000
+#: Fewer stored entries per row than this: a circuit-, tree- or arrow-like graph that fills little
+#: under SuperLU's minimum-degree orderings, where nested dissection buys nothing (arrow, 46500
+#: unknowns with 3 per row: SuperLU 2.7x faster than PARDISO; a 2-D 5-point Laplacian with 5 per row
+#: and 160000 unknowns: PARDISO 1.2-1.4x faster; 3-D 7-point: 4-9x).
+MIN_ROW_DENSITY = 5.0
 
 
 def _present(module: str) -> bool:
@@ -74,24 +83,32 @@ def best_direct_backend(kind: str, n: int, nnz: int, spd: bool, *,
         Bunch-Kaufman factorization, up to ``direct.LDL_DENSE_LIMIT``).
 
     Measured on this project's 2-core machine (benchmarks/bench_direct.py): on 3-D Poisson
-    problems PARDISO's nested dissection factors in a fraction of SuperLU's time and memory, and
-    CHOLMOD's supernodal Cholesky (where it builds) is faster still; on matrices below
-    :data:`SMALL_ORDER` unknowns every backend takes milliseconds.
+    problems PARDISO's nested dissection factors in a fraction of SuperLU's time and memory; below
+    :data:`SMALL_ORDER` unknowns, or under :data:`MIN_ROW_DENSITY` entries per row, it is no faster
+    (``ldl``: from :data:`LDL_SPARSE_ORDER` on, as the alternative is dense).
+    CHOLMOD could not be built here (see :mod:`.cholmod`): it is preferred for positive definite
+    Cholesky on the strength of the issue's measurement (0.65 s CPU against SuperLU's 2.93 s on a
+    160k-unknown 2-D Poisson matrix), not of one of ours.
     """
     if kind not in ("lu", "cholesky", "ldl"):
         raise ValueError(f"kind must be lu, cholesky or ldl, got {kind!r}")
     size = f"{n} unknowns, {nnz} entries"
+    if kind == "ldl":
+        if n < LDL_SPARSE_ORDER:
+            return "lapack", f"small ({size}): dense LAPACK Bunch-Kaufman is as fast"
+        if not complex_values and available("pardiso"):
+            return "pardiso", f"{size}: PARDISO's sparse LDL^T, far cheaper than a dense one"
+        why = "complex values (pypardiso is real only)" if complex_values else "pip install 'matcli[pardiso]'"
+        return "lapack", f"{size}: no sparse LDL^T installed ({why}); dense LAPACK Bunch-Kaufman"
     if n < SMALL_ORDER:
-        reference = "lapack" if kind == "ldl" else "superlu"
-        return reference, (f"small ({size}): the reference factorization "
-                           f"({'LAPACK Bunch-Kaufman' if kind == 'ldl' else 'SuperLU'}) costs milliseconds")
+        return "superlu", f"small ({size}): the reference factorization (SuperLU) is as fast"
+    if nnz < MIN_ROW_DENSITY * n:
+        return "superlu", (f"{size}, under {MIN_ROW_DENSITY:g} per row: little fill, the reference "
+                           "factorization (SuperLU) is as fast")
     if kind == "cholesky" and spd and available("cholmod"):
         return "cholmod", f"{size}, positive definite: CHOLMOD's supernodal Cholesky is the fastest installed"
     if not complex_values and available("pardiso"):
-        what = {"lu": "LU", "cholesky": "Cholesky", "ldl": "LDL^T"}[kind]
+        what = "LU" if kind == "lu" else "Cholesky"
         return "pardiso", f"{size}: PARDISO's nested-dissection {what} is the fastest installed"
-    if kind == "ldl":
-        return "lapack", (f"{size}: no sparse LDL^T installed (pip install 'matcli[pardiso]'); "
-                          "dense LAPACK Bunch-Kaufman")
     why = "complex values (pypardiso is real only)" if complex_values else "PARDISO is not installed"
     return "superlu", f"{size}: SuperLU ({why})"

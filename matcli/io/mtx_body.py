@@ -61,7 +61,7 @@ def read_entries(source: LineSource, layout: Layout, count: int, shape: tuple[in
 def _read_strict(path: str, piece: Piece, data: bytes, layout: Layout) -> Columns | None:
     """The data lines of ``data`` (the lines of ``piece``) through loadtxt; None when it has none."""
     data = drop_blank_and_comment_lines(data.translate(TAB_TO_SPACE))
-    if not data.strip():
+    if not data:
         return None
     if data.translate(None, layout.allowed):
         raise piece_defect(path, piece, layout, "invalid character")

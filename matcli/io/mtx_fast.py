@@ -102,13 +102,16 @@ def data_lines(data: bytes) -> tuple[bytes, bool] | None:
         return None
     if b"\t" in data:
         data = data.translate(TAB_TO_SPACE)
+    dropped = False
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
-        if b"\r" in data:
-            return None
-    if b"%" in data:
-        return drop_blank_and_comment_lines(data), True
-    return data, False
+        if b"\r" in data:  # only lines of carriage returns may keep one: they are blank
+            data, dropped = drop_blank_and_comment_lines(data), True
+            if b"\r" in data:
+                return None
+    if b"%" in data and not dropped:
+        data, dropped = drop_blank_and_comment_lines(data), True
+    return data, dropped
 
 
 def read_fast(data: bytes, lines: int, layout: Layout, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
@@ -127,12 +130,16 @@ def read_fast(data: bytes, lines: int, layout: Layout, shape: tuple[int, int]) -
         # a data line takes at least 2 bytes per field, so some of these lines are blank
         text, dropped = drop_blank_and_comment_lines(text), True
         lines = count_lines(text)
-    columns = read_simple(text, lines, layout, shape)
+    columns = read_simple(text, lines, layout, shape) if text else _no_lines(layout)
     if columns is None and not dropped:
         kept = drop_blank_and_comment_lines(text)
         if kept is not text:
-            columns = read_simple(kept, count_lines(kept), layout, shape)
+            columns = read_simple(kept, count_lines(kept), layout, shape) if kept else _no_lines(layout)
     return columns
+
+
+def _no_lines(layout: Layout) -> dict[str, np.ndarray]:
+    return {name: np.empty(0, dtype=layout.dtype[name]) for name in layout.dtype.names}
 
 
 def read_simple(data: bytes, lines: int, layout: Layout, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:

@@ -1,0 +1,148 @@
+"""Reading MatrixMarket and text files: matcli's strict readers beside the C readers they build on.
+
+Target: every valid file in no more than 1.5x the time of its C peer (ratio = peer / matcli >= 0.67).
+Peers: ``scipy.io.mmread`` (scipy's bundled fast_matrix_market), the ``fast_matrix_market`` package
+when installed, and ``numpy.loadtxt`` for text. matcli returns CSR with duplicates summed and sorted
+indices where the peers return COO triplets, so coordinate files also get the peer
+``scipy.io.mmread(...).tocsr()`` (the same object). Neither peer reads comment lines inside the data,
+so the file with comments in its body is compared with the peer reading the same file without them.
+
+Every workload is timed in one interleaved run (round after round, each reader in turn), so a load
+change on the machine hits matcli and its peers alike; the best time of the rounds is reported,
+and each answer is compared with the peer's exactly.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import scipy.io
+import scipy.sparse as sp
+
+from _common import BENCH_DIR, Row, report, size_from_argv, work_dir
+
+sys.path.insert(0, str(BENCH_DIR.parent))
+
+from matcli.io.load import read_dense, read_matrix  # noqa: E402
+from matcli.io.text import read_text_array  # noqa: E402
+
+try:
+    import fast_matrix_market
+except ImportError:  # the package is optional; scipy bundles the same reader
+    fast_matrix_market = None
+
+TARGET = ">= 0.67x (<= 1.5x peer time)"
+#: The symmetric SuiteSparse matrix read from the shared data, when it is there.
+SUITESPARSE = "matrices/bcsstk16.mtx"
+
+
+def shared_data_dir() -> Path | None:
+    for candidate in (BENCH_DIR.parent.parent / "shared" / "data", BENCH_DIR.parent / "tests" / "data"):
+        if (candidate / "MANIFEST.tsv").is_file():
+            return candidate
+    return None
+
+
+def make_files(folder: Path, n: int) -> dict[str, Path]:
+    """The workloads' files (written once per size, deterministic)."""
+    rng = np.random.default_rng(0)
+    files = {name: folder / name for name in ("vector_array.mtx", "vector_coordinate.mtx", "sparse.mtx",
+                                              "sparse.mtx.gz", "sparse_comments.mtx", "b.txt")}
+    if all(path.exists() for path in files.values()):
+        return files
+    vector = rng.standard_normal((n, 1))
+    scipy.io.mmwrite(files["vector_array.mtx"], vector)
+    scipy.io.mmwrite(files["vector_coordinate.mtx"], sp.coo_matrix(vector))
+    side = n // 10
+    matrix = sp.coo_matrix((rng.standard_normal(n), (rng.integers(0, side, n), rng.integers(0, side, n))),
+                           shape=(side, side))
+    scipy.io.mmwrite(files["sparse.mtx"], matrix)
+    with open(files["sparse.mtx"], "rb") as plain, gzip.open(files["sparse.mtx.gz"], "wb") as packed:
+        shutil.copyfileobj(plain, packed)
+    lines = files["sparse.mtx"].read_bytes().split(b"\n")
+    header, body = lines[:3], lines[3:]
+    commented = header + [line for k, line in enumerate(body)
+                          for line in ((line, b"% a comment line inside the data") if k % 1000 == 999 else (line,))]
+    files["sparse_comments.mtx"].write_bytes(b"\n".join(commented))
+    np.savetxt(files["b.txt"], vector[:, 0])
+    return files
+
+
+def same(ours: Any, theirs: Any) -> str:
+    """'exact' when both readers give the same matrix, else the largest difference."""
+    if sp.issparse(theirs):
+        theirs = sp.csr_matrix(theirs)
+        theirs.sum_duplicates()
+        ours = sp.csr_matrix(ours)
+        if ours.shape != theirs.shape:
+            return f"shape {ours.shape} vs {theirs.shape}"
+        diff = abs(ours - theirs).max() if ours.nnz or theirs.nnz else 0.0
+    else:
+        ours, theirs = np.asarray(ours).ravel(), np.asarray(theirs).ravel()
+        if ours.shape != theirs.shape:
+            return f"shape {ours.shape} vs {theirs.shape}"
+        diff = np.max(np.abs(ours - theirs), initial=0.0)
+    return "exact" if diff == 0 else f"max diff {diff:.2e}"
+
+
+def workloads(files: dict[str, Path], data: Path | None) -> list[tuple[str, Callable[[], Any], list[tuple[str, Callable[[], Any]]]]]:
+    """(name, matcli reader, [(peer name, peer reader)]) of every workload."""
+
+    def mtx(path: Path, coordinate: bool, peer_path: Path | None = None):
+        source = str(peer_path or path)
+        peers = [("scipy.io.mmread", lambda: scipy.io.mmread(source))]
+        if coordinate:
+            peers.append(("scipy.io.mmread().tocsr()", lambda: scipy.io.mmread(source).tocsr()))
+        if fast_matrix_market is not None:
+            peers.append(("fast_matrix_market.mmread", lambda: fast_matrix_market.mmread(source)))
+        return lambda: read_matrix(str(path)), peers
+
+    rows = [
+        ("1e6 vector, array (dense)", *mtx(files["vector_array.mtx"], False)),
+        ("1e6 vector, coordinate", *mtx(files["vector_coordinate.mtx"], True)),
+        ("1e6-nnz sparse general", *mtx(files["sparse.mtx"], True)),
+        ("1e6-nnz sparse general .gz", *mtx(files["sparse.mtx.gz"], True)),
+        ("1e6-nnz sparse, a comment line per 1000 (peer: same file without)",
+         *mtx(files["sparse_comments.mtx"], True, files["sparse.mtx"])),
+    ]
+    if data is not None and (data / SUITESPARSE).is_file():
+        rows.append((f"{Path(SUITESPARSE).stem} (SuiteSparse, symmetric)", *mtx(data / SUITESPARSE, True)))
+    text = str(files["b.txt"])
+    rows.append(("1e6-line text vector", lambda: read_dense(text), [("numpy.loadtxt", lambda: np.loadtxt(text))]))
+    return rows
+
+
+def main() -> None:
+    size = size_from_argv()
+    n, rounds = (10**6, 5) if size == "quick" else (4 * 10**6, 7)
+    files = make_files(work_dir(f"io_{n}"), n)
+    cases = workloads(files, shared_data_dir())
+    best: dict[tuple[str, str], float] = {}
+    answers: dict[tuple[str, str], Any] = {}
+    for _ in range(rounds):
+        for name, ours, peers in cases:
+            for who, reader in [("matcli", ours)] + peers:
+                elapsed, answers[name, who] = _timed(reader)
+                best[name, who] = min(best.get((name, who), np.inf), elapsed)
+    rows = []
+    for name, _, peers in cases:
+        for who, _ in peers:
+            accuracy = same(answers[name, "matcli"], answers[name, who])
+            rows.append(Row(name, who, best[name, who], best[name, "matcli"], "reference", accuracy, TARGET))
+    report("io", rows, size)
+
+
+def _timed(reader: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = reader()
+    return time.perf_counter() - start, value
+
+
+if __name__ == "__main__":
+    main()

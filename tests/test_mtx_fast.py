@@ -7,6 +7,8 @@
 * Random single-byte corruptions of such files read exactly like a line-by-line reader built on
   the reference grammar (:func:`~matcli.io.mtx_grammar.line_defect`) reads them, or are refused by
   both (InputError; ResourceError for a size line grown beyond the budget), never anything else.
+* Text vectors (one number per line) take the same reader, exactly and without loadtxt, and
+  their corruptions read as the text grammar reads them or are refused.
 * Every file of the shared ``format-variants/invalid`` folder exits 4 with one line through
   ``matcli info`` and ``matcli solve``.
 """
@@ -31,8 +33,9 @@ from matcli.io import mtx_body, mtx_build
 from matcli.io.guard import InputPolicy, input_policy
 from matcli.io.mtx import read_declared, read_mtx
 from matcli.io.mtx_fast import drop_blank_and_comment_lines, read_fast
-from matcli.io.mtx_grammar import SEPARATOR, Layout, is_comment_or_blank, line_defect
+from matcli.io.mtx_grammar import REAL, SEPARATOR, Layout, is_comment_or_blank, line_defect
 from matcli.io.mtx_source import LineSource
+from matcli.io.text import read_text_array
 from tests.conftest import run_cli, shared_data_dir
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -195,10 +198,10 @@ def reference_read(path: str) -> np.ndarray | sp.csr_matrix:
     return mtx_build.array_matrix(path, entries, shape, header.field, header.symmetry, True, locate)
 
 
-def outcome(content: bytes, reader):
+def outcome(content: bytes, reader, suffix: str = ".mtx"):
     """('read', dense matrix) or ('refused', error class name)."""
     try:
-        return "read", dense(with_file(content, reader))
+        return "read", dense(with_file(content, reader, suffix))
     except (InputError, ResourceError) as exc:
         return "refused", type(exc).__name__
 
@@ -312,3 +315,70 @@ def test_invalid_file_exits_4_with_one_line(path, command, tmp_path):
     assert result.exit_code == 4, result.stderr
     assert len(lines) == 1 and lines[0].startswith(f"matcli: error: {path}: "), result.stderr
     assert not out.exists()
+
+
+# --- text vectors: the same reader for one column ----------------------------------------------------
+
+def reference_text(path: str) -> np.ndarray:
+    """A line-by-line reading of a numeric text file by its grammar (REAL fields, equal widths)."""
+    comma = path.endswith(".csv")
+    with open(path, "rb") as fh:
+        lines = fh.read().split(b"\n")
+    rows = []
+    for line in lines:
+        stripped = line.strip(b" \t\r")
+        if not stripped or stripped[:1] in (b"#", b"%"):
+            continue
+        line = line.rstrip(b"\r")
+        fields = [f.strip(b" \t") for f in line.split(b",")] if comma else SEPARATOR.split(line.strip(b" \t"))
+        if not all(REAL.fullmatch(f) and np.isfinite(float(f)) for f in fields):
+            raise InputError(path, "not a finite decimal number")
+        if rows and len(fields) != len(rows[0]):
+            raise InputError(path, "ragged")
+        rows.append([float(f) for f in fields])
+    if not rows:
+        raise InputError(path, "no numbers")
+    array = np.array(rows)
+    return array.ravel() if 1 in array.shape else array
+
+
+@st.composite
+def text_vectors(draw) -> tuple[bytes, np.ndarray, bool]:
+    """(file, values, whether a leading ``+`` sends it to loadtxt)."""
+    values = draw(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=30))
+    lines = []
+    plus = False
+    for value in values:
+        token = real_token(repr(value).encode(), draw(st.integers(0, 4)))
+        plus |= token.startswith(b"+")
+        lines.append(draw(st.sampled_from([b"", b" ", b"\t"])) + token + draw(st.sampled_from([b"", b" ", b"\r"])))
+        lines += draw(st.sampled_from([[], [], [b""], [b"# c"], [b"  % c"], [b" \t"]]))
+    return b"\n".join(lines) + draw(st.sampled_from([b"", b"\n"])), np.array(values), plus
+
+
+@SETTINGS
+@given(text_vectors(), st.sampled_from([".txt", ".csv"]))
+def test_text_vector_reads_exactly_without_loadtxt(case, suffix):
+    content, expected, plus = case
+    with mock.patch.object(np, "loadtxt", wraps=np.loadtxt) as spy:
+        got = with_file(content, read_text_array, suffix)
+    np.testing.assert_array_equal(got, expected)
+    assert spy.call_count == int(plus)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text_vectors(), st.sampled_from([".txt", ".csv"]), st.integers(0, 10**6),
+       st.sampled_from(list(b"0123456789 \t\n\r.eE+-%#nanif,_x\x00\x0c")), st.sampled_from(["replace", "insert", "delete"]))
+def test_corrupted_text_vector_reads_as_the_grammar_reads_it_or_is_refused(case, suffix, where, byte, action):
+    data = bytearray(case[0])
+    position = where % (len(data) + 1)
+    if action == "insert" or position == len(data):
+        data.insert(position, byte)
+    elif action == "replace":
+        data[position] = byte
+    else:
+        del data[position]
+    ours, reference = outcome(bytes(data), read_text_array, suffix), outcome(bytes(data), reference_text, suffix)
+    assert ours[0] == reference[0], (bytes(data), ours, reference)
+    if ours[0] == "read":
+        np.testing.assert_array_equal(ours[1], reference[1])

@@ -3,8 +3,10 @@
 Whitespace separates the fields of ``.txt``, ``.dat`` and ``.tsv`` files, a comma those of ``.csv``
 files. Lines that are blank or start with ``#`` or ``%`` are skipped; every other line is a row of
 decimal numbers (:data:`~matcli.io.mtx_grammar.REAL`: no ``1_000``, ``3,5``, ``nan``, ``inf``,
-hex or trailing text), all rows with the same number of fields. The whole file is parsed by
-``numpy.loadtxt`` after a check of its bytes; when that fails, a line-by-line rescan names the
+hex or trailing text), all rows with the same number of fields. Comment lines are dropped
+vectorized; a single column then goes to the exact C reader of MatrixMarket arrays
+(:func:`~matcli.io.mtx_fast.read_fast`, which refuses what the grammar refuses), everything else to
+``numpy.loadtxt`` after a check of its bytes. When loadtxt fails, a line-by-line rescan names the
 first bad line.
 """
 
@@ -16,9 +18,11 @@ import numpy as np
 
 from matcli.core.errors import InputError
 from matcli.io.guard import check_allocation, regular_file
-from matcli.io.mtx_grammar import REAL, SEPARATOR
+from matcli.io.mtx_fast import read_fast
+from matcli.io.mtx_grammar import REAL, SEPARATOR, Layout
 
-_NUMBER_BYTES = b"0123456789+-.eE \t\r\n"
+_NUMBER_BYTES = b"0123456789+-.eE \t\n"
+_NEWLINE = ord("\n")
 #: A value takes 8 bytes and at least 2 bytes of text (a digit and a separator).
 BYTES_PER_TEXT_BYTE = 4
 
@@ -48,12 +52,16 @@ def read_text_array(path: str) -> np.ndarray:
             data = fh.read()
     except OSError as exc:
         raise InputError(path, f"cannot read file ({exc.strerror})") from None
-    rows = data
-    if b"#" in data or b"%" in data:
-        rows = b"\n".join(line for line in data.split(b"\n") if not _is_comment_or_blank(line))
-    allowed = _NUMBER_BYTES + (b"," if comma else b"")
-    if not rows.strip():
+    rows = _drop_comment_and_blank_lines(data) if b"#" in data or b"%" in data else data
+    if not rows or rows.isspace():
         raise InputError(path, "no numbers (the file is empty or holds only comments)")
+    column = _single_column(rows)
+    if column is not None:
+        return column
+    rows = _drop_comment_and_blank_lines(rows)  # loadtxt with a comma delimiter reads " \t" as a row
+    while b"\r\n" in rows:  # a line ends at its last number or blank: every \r before the newline goes
+        rows = rows.replace(b"\r\n", b"\n")
+    allowed = _NUMBER_BYTES + (b"," if comma else b"")  # no \r left: loadtxt would split "1\r2" in two
     if rows.translate(None, allowed):
         raise _first_defect(path, data, comma, "a byte that is not part of a number")
     try:
@@ -64,6 +72,44 @@ def read_text_array(path: str) -> np.ndarray:
     if not np.isfinite(array).all():
         raise _first_defect(path, data, comma, "a value overflows float64")
     return array
+
+
+def _single_column(rows: bytes) -> np.ndarray | None:
+    """The values of ``rows`` when each line holds one finite number, else None (loadtxt decides).
+
+    Tried only when the first line holds one field, so that a table does not pay for a failed read.
+    """
+    if len(rows[:4096].lstrip().split(b"\n", 1)[0].split()) != 1:
+        return None
+    if not rows.endswith(b"\n"):
+        rows += b"\n"
+    lines = int(np.count_nonzero(np.frombuffer(rows, dtype=np.uint8) == _NEWLINE))
+    columns = read_fast(rows, lines, Layout(indices=0, field="real"), (lines, 1))
+    if columns is None or not np.isfinite(columns["v0"]).all():
+        return None
+    return np.ascontiguousarray(columns["v0"])
+
+
+def _drop_comment_and_blank_lines(data: bytes) -> bytes:
+    """``data`` without the lines :func:`_is_comment_or_blank` skips (vectorized, lines end with ``\\n``)."""
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    a = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(a == _NEWLINE)
+    starts = np.empty_like(ends)
+    starts[:1] = 0
+    starts[1:] = ends[:-1] + 1
+    blank = (a == 32) | (a == 9) | (a == 13)
+    head = starts.copy()
+    indented = blank[head]
+    if indented.any():
+        run_ends = np.flatnonzero(blank[:-1] & ~blank[1:])  # a[-1] is a newline, never blank here
+        head[indented] = run_ends[np.searchsorted(run_ends, head[indented])] + 1
+    first = a[head]
+    keep = (first != _NEWLINE) & (first != ord("#")) & (first != ord("%"))
+    if keep.all():
+        return data
+    return a[np.repeat(keep, ends - starts + 1)].tobytes()
 
 
 def _is_comment_or_blank(line: bytes) -> bool:

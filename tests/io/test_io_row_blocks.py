@@ -218,3 +218,16 @@ def test_empty_matrix_has_no_blocks_and_k_must_be_positive(tmp_path):
     assert source.blocks(3) == []
     with pytest.raises(ValueError):
         source.blocks(0)
+
+
+def test_a_corrupt_chunk_fails_only_the_blocks_that_read_it(tmp_path):
+    values = np.arange(120.0).reshape(30, 4)
+    array = zarr.create_array(str(tmp_path / "c.zarr"), shape=values.shape, chunks=(10, 4), dtype="f8")
+    array[...] = values
+    source = row_source(str(tmp_path / "c.zarr"))
+    (tmp_path / "c.zarr" / "c" / "1" / "0").write_bytes(b"\x00not zstd" * 4)
+    first, middle, last = source.blocks(3)
+    np.testing.assert_array_equal(source.read(first), values[:10])
+    np.testing.assert_array_equal(source.read(last), values[20:])
+    with pytest.raises(InputError, match=r"c.zarr: cannot read array /: .*"):
+        source.read(middle)

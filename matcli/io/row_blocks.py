@@ -93,7 +93,8 @@ class RowBlockSource:
 
     def read(self, block: RowBlock) -> np.ndarray | sp.csr_matrix:
         """Rows ``[block.start, block.stop)`` as a dense ``(rows, n_cols)`` array (``(rows,)`` for a
-        vector) or a CSR matrix of that shape, of :attr:`dtype`, under the source's input policy (see the module docstring)."""
+        vector) or a CSR matrix of that shape, of :attr:`dtype`, under the source's input policy
+        (see the module docstring)."""
         if block.spec != self.spec or not 0 <= block.start <= block.stop <= self.n_rows:
             raise ValueError(f"block {block} is not a block of {self.spec} ({self.n_rows} rows)")
         with input_policy(self.policy):
@@ -148,7 +149,8 @@ def _csr_block(path: str, name: str, pointer: np.ndarray, values: np.ndarray, co
     """The CSR block from its slice of ``indptr`` (absolute) and the entries it spans, checked."""
     local = pointer - pointer[0]
     if local.size > 1 and np.any(np.diff(local) < 0):
-        raise InputError(path, f"sparse group {name}: indptr decreases within rows {start + 1}..{start + local.size - 1}")
+        raise InputError(path, f"sparse group {name}: indptr decreases within rows "
+                               f"{start + 1}..{start + local.size - 1}")
 
     def row_of(k: int) -> int:
         return start + int(np.searchsorted(local, k, side="right"))
@@ -158,7 +160,8 @@ def _csr_block(path: str, name: str, pointer: np.ndarray, values: np.ndarray, co
         raise InputError(path, f"matrix row {row_of(int(bad[0]))} contains NaN or Inf values")
     if cols.size and (int(cols.min()) < 0 or int(cols.max()) >= n):
         k = int(np.flatnonzero((cols < 0) | (cols >= n))[0])
-        raise InputError(path, f"sparse group {name}: row {row_of(k)} has column index {int(cols[k])} outside 0..{n - 1}")
+        raise InputError(path, f"sparse group {name}: row {row_of(k)} has column index {int(cols[k])} "
+                               f"outside 0..{n - 1}")
     index = np.int32 if max(n, values.size) < np.iinfo(np.int32).max else np.int64
     return sp.csr_matrix((values, cols.astype(index, copy=False), local.astype(index)), shape=(local.size - 1, n))
 
@@ -243,7 +246,8 @@ class _Hdf5Reader:
             if not hdf5.is_sparse_group(obj):
                 raise InputError(spec.path, f"group {obj.name} is not a sparse matrix (needs data, indices, indptr)")
             if hdf5.sparse_encoding(spec.path, obj) != "csr_matrix":
-                raise InputError(spec.path, f"sparse group {obj.name} is CSC, which has no rows to cut; store it as CSR")
+                raise InputError(spec.path, f"sparse group {obj.name} is CSC, which has no rows to cut; "
+                                            "store it as CSR")
             m, n = hdf5.group_shape(spec.path, obj)
             arrays = hdf5.compressed_members(spec.path, obj, m)
             rows = _sample_rows(m)
@@ -272,7 +276,8 @@ class _Hdf5Reader:
             shape = hdf5.group_shape(spec.path, obj)
             arrays = hdf5.compressed_members(spec.path, obj, shape[0])
             _check_same(self.source, spec.path, shape, arrays.nnz, arrays.dtype)
-            check_allocation(spec.path, 8.0 * (block.n_rows + 1), f"the row pointer of rows {block.start + 1}..{block.stop}")
+            check_allocation(spec.path, 8.0 * (block.n_rows + 1),
+                             f"the row pointer of rows {block.start + 1}..{block.stop}")
             pointer = hdf5_values.read(spec.path, arrays.indptr, np.int64, np.s_[block.start:block.stop + 1])
             lo, hi = _span(spec.path, obj.name, pointer, arrays.nnz)
             _check_block(self.source, block, hi - lo)

@@ -123,7 +123,8 @@ def compressed_arrays(store: str, node: Node, group, major: int):
     dtype = value_dtype(store, f"{node.name}/data", found["data"].dtype)
     for name in ("indices", "indptr"):
         if np.dtype(found[name].dtype).kind not in "iu":
-            raise InputError(store, f"sparse group {node.name}: {name} must hold integers, has dtype {found[name].dtype}")
+            raise InputError(store, f"sparse group {node.name}: {name} must hold integers, "
+                                    f"has dtype {found[name].dtype}")
     if found["indices"].shape != found["data"].shape:
         raise InputError(store, f"sparse group {node.name}: indices has {found['indices'].shape[0]} entries, "
                                 f"data {found['data'].shape[0]}")

@@ -97,7 +97,8 @@ def _check_entry(store: str, real_root: str, path: str, metadata: bool = False) 
     if stat.S_ISLNK(info.st_mode):
         target = os.path.realpath(path)
         if not current_policy().allow_external and not _inside(target, real_root):
-            raise InputError(store, f"{relative} is a symbolic link to {target}, outside the store; refused ({_OPT_IN})")
+            raise InputError(store, f"{relative} is a symbolic link to {target}, outside the store; "
+                                    f"refused ({_OPT_IN})")
         try:
             info = os.stat(path)
         except OSError:
@@ -148,7 +149,8 @@ def _document(store: str, folder: str, name: str) -> dict[str, Any] | None:
             # read(n) allocates n bytes up front: ask for what the file holds, not for the cap
             document = json.loads(fh.read(min(size, MAX_METADATA_BYTES) + 1))
     except (OSError, ValueError) as exc:
-        raise InputError(store, f"metadata {relative} is not readable JSON ({' '.join(str(exc).split())[:200]})") from None
+        reason = " ".join(str(exc).split())[:200]
+        raise InputError(store, f"metadata {relative} is not readable JSON ({reason})") from None
     if not isinstance(document, dict):
         raise InputError(store, f"metadata {relative} is not a JSON object")
     return document
@@ -168,7 +170,8 @@ def node_kind(store: str, folder: str, name: str) -> tuple[str, int] | None:
         document = _document(store, folder, doc)
         if document is not None:
             if document.get("zarr_format") != 2:
-                raise InputError(store, f"{name}: {doc} declares zarr_format {document.get('zarr_format')!r}, expected 2")
+                raise InputError(store, f"{name}: {doc} declares zarr_format {document.get('zarr_format')!r}, "
+                                        "expected 2")
             return kind, 2
     return None
 
@@ -182,7 +185,8 @@ def check_store(store: str) -> str:
     except OSError as exc:
         raise InputError(store, f"cannot access the store ({exc.strerror})") from None
     if not stat.S_ISDIR(info.st_mode):
-        raise InputError(store, f"is {file_kind(info.st_mode) or 'a regular file'}, expected a Zarr store (a directory)")
+        kind = file_kind(info.st_mode) or "a regular file"
+        raise InputError(store, f"is {kind}, expected a Zarr store (a directory)")
     if not os.access(store, os.R_OK | os.X_OK):
         raise InputError(store, "the store is not readable (permission denied)")
     return os.path.realpath(store)

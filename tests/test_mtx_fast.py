@@ -382,3 +382,17 @@ def test_corrupted_text_vector_reads_as_the_grammar_reads_it_or_is_refused(case,
     assert ours[0] == reference[0], (bytes(data), ours, reference)
     if ours[0] == "read":
         np.testing.assert_array_equal(ours[1], reference[1])
+
+
+@pytest.mark.parametrize("data", [
+    b"1 2\n% c\n  % c\n3 4 % inline\n%\n",
+    b"% first\n1\n",
+    b"1\n \r% not a comment\n",
+    b"".join(b"%% %d\n%d\n" % (k, k) for k in range(5000)),  # beyond the search budget: vectorized
+])
+def test_dropped_comment_lines_are_the_reference_comment_lines(data):
+    from matcli.io.mtx_fast import drop_comment_lines
+
+    reference = b"".join(line + b"\n" for line in data.split(b"\n")[:-1]
+                         if not line.lstrip(b" ").startswith(b"%"))
+    assert drop_comment_lines(data) == reference

@@ -359,3 +359,19 @@ def test_factorize_cholesky_with_cholmod_refuses_an_indefinite_matrix():
 
     result = cholesky_sparse(load("hangGlider_2.mtx"), backend="cholmod")
     assert result.status == Status.DIVERGED_NOT_SPD and not result.outputs
+
+
+@needs_pardiso
+def test_pardiso_runs_on_the_blas_thread_count_even_when_mkl_loaded_late():
+    """threadpoolctl limits only the libraries loaded when the limit is set; MKL, loaded later by the
+    first PARDISO call, is brought to the other BLAS pools' count for each call."""
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+
+    from matcli.methods.solve.sparse_direct import pardiso
+
+    pardiso.factor(poisson(5, 2), "lu")  # MKL loaded
+    mkl = ThreadpoolController().select(internal_api="mkl")
+    with threadpool_limits(limits=1, user_api="blas"), mkl.limit(limits=2):
+        assert mkl.info()[0]["num_threads"] == 2  # as if loaded after the job's limit
+        with pardiso.threads_as_blas() as count:
+            assert count == 1 and ThreadpoolController().select(internal_api="mkl").info()[0]["num_threads"] == 1

@@ -11,13 +11,18 @@ perturbs it instead of stopping; ``info["perturbed_pivots"]`` counts them. Such 
 nearby matrix, not of A: :func:`matcli.methods.solve.direct.factorize` then refactors by the exact
 pivoting of SuperLU / LAPACK, so an exactly singular matrix is reported as SuperLU reports it.
 pypardiso solves real systems only; complex matrices are a usage error here.
+
+MKL is loaded after the job's thread limit was set (threadpoolctl limits only the libraries loaded
+at that moment), so each PARDISO call runs with MKL's threads set to the other BLAS pools' count
+(:func:`threads_as_blas`): ``--threads`` holds for PARDISO too.
 """
 
 from __future__ import annotations
 
 import os
 import weakref
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -70,6 +75,24 @@ def _configure(solver, kind: str) -> None:
         solver.set_iparm(index, value)
 
 
+@contextmanager
+def threads_as_blas() -> Iterator[int | None]:
+    """Within the block MKL uses as many threads as the other BLAS pools (the smallest of their
+    counts; MKL's own count when it is the only one); yields that count (None: MKL not loaded)."""
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    mkl = controller.select(internal_api="mkl")
+    others = [info["num_threads"] for info in controller.info()
+              if info["internal_api"] != "mkl" and info["user_api"] == "blas"]
+    if not mkl.lib_controllers or not others:
+        yield None if not mkl.lib_controllers else mkl.info()[0]["num_threads"]
+        return
+    count = min(others)
+    with mkl.limit(limits=count):
+        yield count
+
+
 def _new_solver(mtype: int):
     """A PARDISO handle of matrix type ``mtype``.
 
@@ -117,7 +140,8 @@ def factor(M, kind: str) -> Factors:
     solver = _new_solver(MTYPE[kind])
     _configure(solver, kind)
     try:
-        solver.factorize(stored)
+        with threads_as_blas():
+            solver.factorize(stored)
     except PyPardisoError as exc:
         solver.free_memory(everything=True)
         if exc.value == OUT_OF_MEMORY:
@@ -138,7 +162,8 @@ def factor(M, kind: str) -> Factors:
         info["inertia"] = {"positive": positive, "negative": negative, "zero": M.shape[0] - positive - negative}
 
     def solve_real(B: np.ndarray) -> np.ndarray:
-        X = solver.solve(stored, np.asfortranarray(B, dtype=np.float64))
+        with threads_as_blas():
+            X = solver.solve(stored, np.asfortranarray(B, dtype=np.float64))
         return np.asarray(X).reshape(B.shape)
 
     solve = real_block_solver(solve_real)

@@ -60,39 +60,49 @@ class Outcome:
 
 
 def make_request(family: str, method: str, inputs: Sequence[str], output: str | None, *,
-                 options: Mapping[str, Any], params: Sequence[str] | None = None, seed: int | None = None,
-                 report: str | None = None, force: bool = False, strict: bool = False, quiet: bool = True,
-                 monitor: bool = False, threads: int | None = None, backend: str = "local",
+                 options: Any, params: Sequence[str] | None = None, seed: int | None = None,
+                 report: str | None = None, plot: str | None = None, force: bool = False, strict: bool = False,
+                 quiet: bool = True, monitor: bool = False, threads: int | None = None, backend: str = "local",
                  scheduler: str | None = None, max_memory: str | None = None,
                  allow_external_links: bool = False) -> JobRequest:
-    """Freeze options into a :class:`JobRequest` (the CLI and the API build theirs here)."""
+    """Freeze a family's options (its :mod:`matcli.jobs.options` dataclass) and the common ones into
+    a :class:`JobRequest`."""
+    from matcli.jobs.options import OPTIONS
+
+    if not isinstance(options, OPTIONS[family]):
+        raise TypeError(f"{family} takes {OPTIONS[family].__name__}, not {type(options).__name__}")
     if scheduler and backend != "dask":
         raise UsageError(f"--scheduler {scheduler} needs --backend dask")
     return JobRequest(
-        family=family, method=method, inputs=tuple(inputs), output=output, options=dict(options),
-        params=tuple(params or ()), seed=seed, report=report, force=force, strict=strict,
+        family=family, method=method, inputs=tuple(inputs), output=output, options=options,
+        params=tuple(params or ()), seed=seed, report=report, plot=plot, force=force, strict=strict,
         quiet=quiet, monitor=monitor, threads=threads, backend=backend, scheduler=scheduler or None,
         max_memory=max_memory, allow_external_links=allow_external_links, command_line=tuple(sys.argv),
     )
 
 
-def _run(family: str, method: str, inputs: Mapping[str, Any], options: dict[str, Any], common: dict[str, Any],
-         extra_inputs: Mapping[str, Any] | None = None) -> Outcome:
-    """Run one job with ``inputs`` ({name: array or spec}, in the job's order) and return its Outcome."""
+def _is_array(value: Any) -> bool:
+    return value is not None and not isinstance(value, str)
+
+
+def _run(family: str, method: str, inputs: Sequence[tuple[str, Any]], options_type: type, options: dict[str, Any],
+         common: dict[str, Any]) -> Outcome:
+    """Run one job and return its Outcome.
+
+    ``inputs`` are ``(name, array or spec)`` in the job's order; option values that are arrays
+    (``rhs``, ``test``, ``update`` ...) become specs the same way. The options dataclass checks every
+    value (UsageError names the flag) before anything is read.
+    """
     from matcli.io.in_memory import arrays_as_inputs
     from matcli.runner import run_job
 
-    every = {**inputs, **(extra_inputs or {})}
-    held = {name: value for name, value in every.items() if value is not None and not isinstance(value, str)}
+    held = {name: value for name, value in inputs if _is_array(value)}
+    held.update({name: value for name, value in options.items() if _is_array(value) and name in _SPEC_OPTIONS})
     with arrays_as_inputs(held) as specs:
-        def spec(name: str) -> str | None:
-            value = every[name]
-            return value if value is None or isinstance(value, str) else specs[name]
-
-        for name in extra_inputs or {}:
-            options[name] = spec(name)
-        request = make_request(family, method, [spec(name) for name in inputs], common.pop("output", None),
-                               options=options, **common)
+        typed = options_type(**{name: specs.get(name, value) if name in _SPEC_OPTIONS else value
+                                for name, value in options.items()})
+        request = make_request(family, method, [specs.get(name, value) for name, value in inputs],
+                               common.pop("output", None), options=typed, **common)
         outcome = run_job(request)
     result = outcome.result
     return Outcome(arrays=dict(result.outputs), method=outcome.report["method"], status=result.status.reason,
@@ -100,11 +110,16 @@ def _run(family: str, method: str, inputs: Mapping[str, Any], options: dict[str,
                    report=outcome.report)
 
 
-def _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
+#: Options that name an input: an array given there is held like the positional inputs.
+_SPEC_OPTIONS = frozenset({"rhs", "test", "predict", "update", "append_rows", "append_cols"})
+
+
+def _common(output, report, plot, seed, params, threads, max_memory, force, strict, quiet, monitor,
             allow_external_links, backend="local", scheduler=None) -> dict[str, Any]:
-    return {"output": output, "report": report, "seed": seed, "params": list(params or ()), "threads": threads,
-            "max_memory": max_memory, "force": force, "strict": strict, "quiet": quiet, "monitor": monitor,
-            "allow_external_links": allow_external_links, "backend": backend, "scheduler": scheduler}
+    return {"output": output, "report": report, "plot": plot, "seed": seed, "params": list(params or ()),
+            "threads": threads, "max_memory": max_memory, "force": force, "strict": strict, "quiet": quiet,
+            "monitor": monitor, "allow_external_links": allow_external_links, "backend": backend,
+            "scheduler": scheduler}
 
 
 def solve(A, b=None, *, method: str = "auto", rtol: float = 1e-8, maxiter: int | None = None,
@@ -114,32 +129,42 @@ def solve(A, b=None, *, method: str = "auto", rtol: float = 1e-8, maxiter: int |
           max_memory: str | None = None, backend: str = "local", scheduler: str | None = None, force: bool = False,
           strict: bool = False, quiet: bool = True, monitor: bool = False,
           allow_external_links: bool = False) -> Outcome:
-    """Solve ``A x = b`` as ``matcli solve`` does; ``b`` is an array, a spec, ``"ones"``/``"random"``
-    or None (ones, or each batch group's b). Returns the Outcome with ``x``."""
-    rhs = b if isinstance(b, str) and b in ("ones", "random") else None
-    options = {"rhs": rhs, "nrhs": nrhs, "precond": precond, "rtol": rtol, "maxiter": maxiter, "batch": batch,
-               "recycle": recycle, "reorder": reorder, "plot": plot}
-    extra = {} if rhs is not None or b is None else {"rhs": b}
-    return _run("solve", method, {"A": A}, options,
-                _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
-                        allow_external_links, backend, scheduler), extra)
+    """Solve ``A x = b`` as ``matcli solve`` does (options: :class:`~matcli.jobs.options.SolveOptions`).
+
+    ``A`` is an array, a spec, or (``batch=True``) a list of them or one HDF5 group of systems; ``b``
+    an array, a spec, ``"ones"``/``"random"`` or None (ones, or each batch group's b). Returns the
+    Outcome with ``x``."""
+    from matcli.jobs.options import SolveOptions
+
+    matrices = list(A) if isinstance(A, (list, tuple)) else [A]
+    names = ["A"] if len(matrices) == 1 else [f"A{k}" for k in range(len(matrices))]
+    options = {"rhs": b, "nrhs": nrhs, "precond": precond, "rtol": rtol, "maxiter": maxiter, "batch": batch,
+               "recycle": recycle, "reorder": reorder}
+    return _run("solve", method, list(zip(names, matrices)), SolveOptions, options,
+                _common(output, report, plot, seed, params, threads, max_memory, force, strict, quiet, monitor,
+                        allow_external_links, backend, scheduler))
 
 
 def complete(observed, *, method: str = "auto", rank: int | str = "auto", reg: float | str | None = None,
-             bias: bool | None = None, validate: float = 0.0, test=None, clip: tuple[float, float] | None = None,
+             bias: bool | None = None, validate: float = 0.0, test=None, predict=None,
+             predictions_out: str | None = None, clip: tuple[float, float] | None = None,
              shape: tuple[int, int] | None = None, maxiter: int | None = None, rtol: float = 1e-4,
              params: Sequence[str] | None = None, seed: int | None = None, output: str | None = None,
              report: str | None = None, plot: str | None = None, threads: int | None = None,
              max_memory: str | None = None, backend: str = "local", scheduler: str | None = None,
              force: bool = False, strict: bool = False, quiet: bool = True, monitor: bool = False,
              allow_external_links: bool = False) -> Outcome:
-    """Low-rank completion as ``matcli complete`` does. ``observed`` is a scipy.sparse matrix (its
-    stored entries are the observed ones) or a spec; ``test`` likewise. Returns U, V, biases, ids."""
-    options = {"rank": rank, "reg": reg, "bias": bias, "validate": validate, "test": None, "predict": None,
-               "predictions_out": None, "clip": clip, "shape": shape, "maxiter": maxiter, "rtol": rtol, "plot": plot}
-    return _run("complete", method, {"observed": observed}, options,
-                _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
-                        allow_external_links, backend, scheduler), {"test": test} if test is not None else None)
+    """Low-rank completion as ``matcli complete`` does (options:
+    :class:`~matcli.jobs.options.CompleteOptions`). ``observed`` is a scipy.sparse matrix (its stored
+    entries are the observed ones) or a spec; ``test`` and ``predict`` likewise (``predict``'s pairs
+    are written to ``predictions_out``). Returns U, V, biases, ids."""
+    from matcli.jobs.options import CompleteOptions
+
+    options = {"rank": rank, "reg": reg, "bias": bias, "validate": validate, "test": test, "predict": predict,
+               "predictions_out": predictions_out, "clip": clip, "shape": shape, "maxiter": maxiter, "rtol": rtol}
+    return _run("complete", method, [("observed", observed)], CompleteOptions, options,
+                _common(output, report, plot, seed, params, threads, max_memory, force, strict, quiet, monitor,
+                        allow_external_links, backend, scheduler))
 
 
 def sketch_regress(A, b, *, method: str = "auto", sketch: str = "auto", sketch_size: int | None = None,
@@ -149,39 +174,50 @@ def sketch_regress(A, b, *, method: str = "auto", sketch: str = "auto", sketch_s
                    threads: int | None = None,
                    max_memory: str | None = None, force: bool = False, strict: bool = False, quiet: bool = True,
                    monitor: bool = False, allow_external_links: bool = False) -> Outcome:
-    """``min ||A x - b||^2 + ridge ||x||^2`` as ``matcli sketch-regress`` does. Returns ``x``."""
-    options = {"sketch": sketch, "sketch_size": sketch_size, "eps": eps, "ridge": str(ridge), "rtol": rtol,
-               "maxiter": maxiter, "plot": plot}
-    return _run("sketch", method, {"A": A, "b": b}, options,
-                _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
+    """``min ||A x - b||^2 + ridge ||x||^2`` as ``matcli sketch-regress`` does (options:
+    :class:`~matcli.jobs.options.SketchOptions`; ``method`` is the mode). Returns ``x``."""
+    from matcli.jobs.options import SketchOptions
+
+    options = {"sketch": sketch, "sketch_size": sketch_size, "eps": eps, "ridge": ridge, "rtol": rtol,
+               "maxiter": maxiter}
+    return _run("sketch", method, [("A", A), ("b", b)], SketchOptions, options,
+                _common(output, report, plot, seed, params, threads, max_memory, force, strict, quiet, monitor,
                         allow_external_links))
 
 
 def factorize(A, *, kind: str = "svd", method: str = "auto", rank: int | str | None = None,
               tol: float | None = None, power_iters: int | None = None, oversample: int | None = None,
-              maxiter: int | None = None, params: Sequence[str] | None = None, seed: int | None = None,
+              maxiter: int | None = None, update=None, append_rows=None, append_cols=None,
+              params: Sequence[str] | None = None, seed: int | None = None,
               output: str | None = None, report: str | None = None, plot: str | None = None,
               threads: int | None = None,
               max_memory: str | None = None, force: bool = False, strict: bool = False, quiet: bool = True,
               monitor: bool = False, allow_external_links: bool = False) -> Outcome:
-    """SVD, NMF, CUR, QR, LU, Cholesky, LDL^T or eig as ``matcli factorize`` does. Returns the factors."""
+    """SVD, NMF, CUR, QR, LU, Cholesky, LDL^T or eig as ``matcli factorize`` does (options:
+    :class:`~matcli.jobs.options.FactorizeOptions`). ``update`` (a previous SVD's output file) with
+    ``append_rows`` or ``append_cols`` updates that SVD. Returns the factors."""
+    from matcli.jobs.options import FactorizeOptions
+
     options = {"kind": kind, "rank": rank, "tol": tol, "power_iters": power_iters, "oversample": oversample,
-               "maxiter": maxiter, "update": None, "append_rows": None, "append_cols": None, "plot": plot}
-    return _run("factorize", method, {"A": A}, options,
-                _common(output, report, seed, params, threads, max_memory, force, strict, quiet, monitor,
+               "maxiter": maxiter, "update": update, "append_rows": append_rows, "append_cols": append_cols}
+    extra = [(name, options[name]) for name in ("update", "append_rows", "append_cols") if options[name] is not None]
+    return _run("factorize", method, [("A", A), *extra], FactorizeOptions, options,
+                _common(output, report, plot, seed, params, threads, max_memory, force, strict, quiet, monitor,
                         allow_external_links))
 
 
 def predict(model: str, pairs: str, *, clip: tuple[float, float] | None = None, output: str | None = None,
-            report: str | None = None, max_memory: str | None = None, force: bool = False,
+            report: str | None = None, max_memory: str | None = None, force: bool = False, quiet: bool = True,
             allow_external_links: bool = False) -> Outcome:
     """Predictions of a saved completion model (``model.h5`` or ``file.h5:/group``) for the pairs in
     ``pairs`` (a ratings-style file or ``file.h5:/group``), as ``matcli predict`` computes them.
     Returns arrays ``row_ids``, ``col_ids`` (as given) and ``prediction``; ``output=`` also writes the
-    tab-separated file."""
-    options = {"out": output, "clip": clip}
-    return _run("predict", "factor-model", {"model": model, "pairs": pairs}, options,
-                _common(None, report, None, None, None, max_memory, force, False, True, False,
+    tab-separated file (``"-"``: standard output)."""
+    from matcli.jobs.options import PredictOptions
+
+    return _run("predict", "factor-model", [("model", model), ("pairs", pairs)], PredictOptions,
+                {"out": output, "clip": clip},
+                _common(None, report, None, None, None, None, max_memory, force, False, quiet, False,
                         allow_external_links))
 
 

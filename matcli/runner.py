@@ -57,7 +57,7 @@ def _make_callback(request: JobRequest, history: dict[str, list[float]]) -> tupl
     """
     from matcli.report import Progress
 
-    rtol = request.options.get("rtol") if request.family == "solve" else None
+    rtol = getattr(request.options, "rtol", None) if request.family == "solve" else None
     progress = Progress(enabled=not request.quiet and not request.monitor,
                         label=f"{request.family} {request.method}", target=rtol)
 
@@ -92,7 +92,7 @@ def run_job(request: JobRequest) -> JobOutcome:
 
     job = load_job(request)
     check_targets(output_targets(request, job), job.input_paths(), request.force)
-    if request.options.get("plot"):
+    if request.plot:
         from matcli.plots import require_matplotlib
 
         require_matplotlib()
@@ -130,10 +130,10 @@ def run_job(request: JobRequest) -> JobOutcome:
                 write_output(request, result.outputs, _output_attrs(request, job, result, seed),
                              f"{request.family} {job.method}")
             extra_files = job.write_extra(result)
-            if request.options.get("plot"):
+            if request.plot:
                 from matcli.plots import write_plot
 
-                extra_files.update(write_plot(request.options["plot"], request.force,
+                extra_files.update(write_plot(request.plot, request.force,
                                               lambda ax: job.draw(ax, result)))
     report = build_report(request, job, result, seed, timer, peak_memory_bytes(), threads, extra_files)
     emit_report(request.report, report, force=request.force)
@@ -169,7 +169,7 @@ def _output_attrs(request: JobRequest, job: FamilyJob, result: Result, seed: int
 def output_targets(request: JobRequest, job: FamilyJob) -> list[Target]:
     """Every file the run will write: ``-o``, ``--report`` and the job's side outputs."""
     targets = [Target("-o", request.output, "MatrixMarket"), Target("--report", request.report, "JSON"),
-               Target("--plot", request.options.get("plot"))]
+               Target("--plot", request.plot)]
     formats = job.stdout_formats()
     targets += [Target(flag, path, formats.get(flag)) for flag, path in job.side_outputs().items()]
     return [t for t in targets if t.path]

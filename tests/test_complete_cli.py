@@ -393,18 +393,17 @@ def test_bpmf_kept_samples_count_against_the_budget(cli, tmp_path):
     assert "bpmf factors" in result.stderr and not (tmp_path / "m.h5").exists()
 
 
-@pytest.mark.parametrize("options, needle", [({"reg": float("nan")}, "--reg nan"), ({"rtol": float("nan")}, "--rtol nan"),
-                                             ({"rtol": 1.5}, "--rtol 1.5")])
+@pytest.mark.parametrize("options, needle", [({"reg": float("nan")}, "--reg: nan"), ({"rtol": float("nan")}, "--rtol: nan"),
+                                             ({"rtol": 1.5}, "--rtol: 1.5"), ({"rank": 0}, "--rank: 0"),
+                                             ({"validate": 0.95}, "--validate: 0.95")])
 def test_library_callers_get_the_option_checks_too(problem, tmp_path, options, needle):
+    """The API (and anything building CompleteOptions) refuses what the flags refuse, before reading."""
+    import matcli
     from matcli.core.errors import UsageError
-    from matcli.jobs.base import JobRequest
-    from matcli.runner import run_job
 
     path, _, _ = problem
-    request = JobRequest(family="complete", method="auto", inputs=(f"{path}:/observed",),
-                         output=str(tmp_path / "m.h5"), options={"rank": 2, **options}, quiet=True)
     with pytest.raises(UsageError, match=needle):
-        run_job(request)
+        matcli.complete(f"{path}:/observed", **{"rank": 2, **options}, output=str(tmp_path / "m.h5"))
     assert not (tmp_path / "m.h5").exists()
 
 

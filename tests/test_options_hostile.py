@@ -163,20 +163,32 @@ def test_rtol_nan_no_longer_converges_in_zero_iterations(tmp_path, poisson):
 
 
 def test_library_callers_get_the_same_checks(tmp_path, poisson):
-    """Jobs built without the CLI (matcli.runner.run_job) refuse NaN tolerances too."""
-    from matcli.jobs.base import JobRequest
-    from matcli.runner import run_job
+    """Jobs built without the CLI (the API, or the options dataclasses) refuse NaN tolerances too."""
+    import matcli
 
-    for family, inputs, options, flag in [
-        ("solve", [f"{poisson}:/A"], {"rtol": float("nan")}, "--rtol"),
-        ("factorize", [f"{poisson}:/A"], {"kind": "eig", "rank": 2, "tol": float("nan")}, "--tol"),
-        ("sketch", [f"{poisson}:/A", f"{poisson}:/b"], {"rtol": float("nan")}, "--rtol"),
+    for call, flag in [
+        (lambda: matcli.solve(f"{poisson}:/A", rtol=float("nan")), "--rtol"),
+        (lambda: matcli.factorize(f"{poisson}:/A", kind="eig", method="arpack", rank=2, tol=float("nan")), "--tol"),
+        (lambda: matcli.sketch_regress(f"{poisson}:/A", f"{poisson}:/b", rtol=float("nan")), "--rtol"),
+        (lambda: matcli.sketch_regress(f"{poisson}:/A", f"{poisson}:/b", ridge=-1.0), "--ridge"),
+        (lambda: matcli.solve(f"{poisson}:/A", maxiter=2.5), "--maxiter"),
+        (lambda: matcli.solve(f"{poisson}:/A", precond="ilu0"), "--precond"),
     ]:
-        method = "arpack" if family == "factorize" else "auto"
-        request = JobRequest(family=family, method=method, inputs=tuple(inputs), output=None, options=options,
-                             quiet=True, seed=0)
         with pytest.raises(UsageError, match=flag):
-            run_job(request)
+            call()
+
+
+def test_every_numeric_option_declares_its_range_once():
+    """The CLI's parsers and the options dataclasses share one Range object per option."""
+    import dataclasses
+
+    from matcli.jobs.options import OPTIONS
+
+    for options in OPTIONS.values():
+        for f in dataclasses.fields(options):
+            if f.type in ("int", "float", "int | None", "float | None") or "int" in str(f.type) and "tuple" not in str(f.type):
+                if f.name not in ("batch",):
+                    assert f.metadata["range"] is not None or f.metadata["choices"], (options.__name__, f.name)
 
 
 @pytest.mark.parametrize("args, code, fragment", [

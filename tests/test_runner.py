@@ -56,7 +56,8 @@ def echo_family(monkeypatch):
 
 def request(tmp_path, **kw):
     base = dict(family="solve", method="auto", inputs=(str(tmp_path / "in.mtx"),),
-                output=str(tmp_path / "out.h5"), report=str(tmp_path / "r.json"), quiet=True, seed=7)
+                output=str(tmp_path / "out.h5"), report=str(tmp_path / "r.json"), quiet=True, seed=7,
+                options={})  # the echo family reads its two switches from a plain dict
     base.update(kw)
     return JobRequest(**base)
 

@@ -264,12 +264,13 @@ def test_non_square_to_direct_is_usage_error(cli, tmp_path):
 
 def test_factorization_happens_in_setup_not_compute(tmp_path, poisson_file, monkeypatch):
     from matcli.jobs.base import JobRequest
+    from matcli.jobs.options import SolveOptions
     from matcli.jobs.solve import Job
     from matcli.methods.solve import direct
 
     path, problem = poisson_file
     request = JobRequest(family="solve", method="lu", inputs=(f"{path}:/A",), output=None,
-                         options={"rhs": f"{path}:/b", "precond": "auto", "rtol": 1e-8})
+                         options=SolveOptions(rhs=f"{path}:/b", precond="auto", rtol=1e-8))
     job = Job(request)
     job.read()
     job.validate()

@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from matcli.cli.options import (
-    MAX_DIMENSION, AllowExternalOpt, Backend, BackendOpt, ForceOpt, MaxMemoryOpt, MonitorOpt, Number, OutOpt, Pair,
+    AllowExternalOpt, Backend, BackendOpt, ForceOpt, MaxMemoryOpt, MonitorOpt, Number, OutOpt, Pair,
     ParamOpt, PlotOpt, QuietOpt, ReportOpt, SchedulerOpt, SeedOpt, StrictOpt, ThreadsOpt, maxiter_option,
 )
+from matcli.jobs.options import CompleteOptions, range_of
 
 
 def _method_enum() -> type[enum.Enum]:
@@ -40,11 +41,11 @@ def command(
         help="Observed entries: ratings.tsv|.csv|u1.base (user item value, 1-based), obs.mtx, file.h5:/obs "
              "(row, col, value, 0-based).")],
     out: OutOpt,
-    rank: Annotated[str, typer.Option("--rank", "-r", "-k", parser=Number(int, 1, auto=True),
+    rank: Annotated[str, typer.Option("--rank", "-r", "-k", parser=Number(range_of(CompleteOptions, "rank")),
                                       help="Rank k, or 'auto' (the default): chosen by validation RMSE "
                                            "(robust: median absolute error); bpmf uses min(8, m, n), its posterior "
                                            "averaging keeps a larger rank from overfitting. (-k: the old spelling.)")] = "auto",
-    reg: Annotated[Optional[str], typer.Option("--reg", parser=Number(float, 0.0, auto=True), help=_reg_help())] = None,
+    reg: Annotated[Optional[str], typer.Option("--reg", parser=Number(range_of(CompleteOptions, "reg")), help=_reg_help())] = None,
     method: Annotated[Method, typer.Option(
         "--method", "-m", help="Completion method. auto: bpmf for ratings (values on at most 10 levels, 100 "
                                "entries per level), otherwise als-exact (als above rank 24).")] = Method.auto,
@@ -53,7 +54,7 @@ def command(
                                  "10 levels, 100 entries per level), off otherwise (mean and offsets are two more "
                                  "rank-one terms the rank search finds when the data has them).")] = None,
     validate: Annotated[float, typer.Option(
-        "--validate", parser=Number(float, 0.0, 0.9),
+        "--validate", parser=Number(range_of(CompleteOptions, "validate")),
         help="Hold out this fraction of the observed entries; report validation RMSE per sweep.")] = 0.0,
     test: Annotated[Optional[str], typer.Option("--test", help="Test entries: report test_rmse and test_mae.")] = None,
     predict: Annotated[Optional[str], typer.Option(
@@ -62,15 +63,15 @@ def command(
                          "columns are refused), or file.h5:/group (row, col 0-based).")] = None,
     predictions_out: Annotated[Optional[str], typer.Option(
         "--predictions-out", help="Write predictions here as 'row col value' lines (1-based).")] = None,
-    clip: Annotated[Optional[str], typer.Option("--clip", parser=Pair(Number(float)),
+    clip: Annotated[Optional[str], typer.Option("--clip", parser=Pair(Number(range_of(CompleteOptions, "clip"))),
                                                 help="Clip predictions to 'lo,hi', e.g. 1,5.")] = None,
-    shape: Annotated[Optional[str], typer.Option("--shape", parser=Pair(Number(int, 1, MAX_DIMENSION)),
+    shape: Annotated[Optional[str], typer.Option("--shape", parser=Pair(Number(range_of(CompleteOptions, "shape"))),
                                                  help="Declares the id space 'm,n': every id must fit in it (default: from the input; "
                                     "ratings files: the largest ids). Sparse or huge ids are compacted to the "
                                     "observed ones; the model keeps row_ids/col_ids.")] = None,
     maxiter: maxiter_option("200 sweeps for als/als-exact/robust, 1000 for softimpute; bpmf: see --param") = None,
     rtol: Annotated[float, typer.Option(
-        "--rtol", "--tol", parser=Number(float, 0.0, 1.0, high_open=True), help="Stop when a sweep changes the objective (softimpute: the estimate; bpmf: the "
+        "--rtol", "--tol", parser=Number(range_of(CompleteOptions, "rtol")), help="Stop when a sweep changes the objective (softimpute: the estimate; bpmf: the "
                          "posterior mean; robust: the inlier residual, which must then be within -p tol) by "
                          "less than this, relatively.")] = 1e-4,
     plot: PlotOpt = None,
@@ -89,15 +90,10 @@ def command(
 ) -> None:
     """Fit M ~ mu + b_i + c_j + U_i . V_j from observed entries only (missing entries are unknown,
     never zero) and write U, V and the biases to the output file."""
-    from matcli.cli.common import build_request, execute
+    from matcli import api
 
-    options = {
-        "rank": rank, "reg": reg, "bias": bias, "validate": validate, "test": test, "predict": predict,
-        "predictions_out": predictions_out, "clip": clip, "shape": shape,
-        "maxiter": maxiter, "rtol": rtol, "plot": plot,
-    }
-    request = build_request("complete", method.value, [observed], out, options=options, params=param, seed=seed,
-                            report=report, force=force, strict=strict, quiet=quiet, monitor=monitor,
-                            threads=threads, backend=backend.value, scheduler=scheduler,
-                            max_memory=max_memory, allow_external_links=allow_external_links)
-    execute(request)
+    api.complete(observed, method=method.value, rank=rank, reg=reg, bias=bias, validate=validate, test=test,
+                 predict=predict, predictions_out=predictions_out, clip=clip, shape=shape, maxiter=maxiter,
+                 rtol=rtol, params=param, seed=seed, output=out, report=report, plot=plot, threads=threads,
+                 max_memory=max_memory, backend=backend.value, scheduler=scheduler, force=force, strict=strict,
+                 quiet=quiet, monitor=monitor, allow_external_links=allow_external_links)

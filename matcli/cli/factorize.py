@@ -23,6 +23,7 @@ from matcli.cli.options import (
     StrictOpt,
     ThreadsOpt,
 )
+from matcli.jobs.options import FactorizeOptions, range_of
 
 
 class Kind(str, enum.Enum):
@@ -63,9 +64,9 @@ def command(
              "nmf: hals|mu|robust; cur: leverage|pivoted-qr; qr/ldl: dense; lu/cholesky: dense|sparse; "
              "eig: dense|arpack. auto picks from the matrix (the report says why).")] = Method.auto,
     rank: Annotated[Optional[str], typer.Option(
-        "--rank", "-r", parser=Number(int, 1, auto=True), help="Target rank k, or 'auto' (svd, cur) for the smallest rank meeting --tol.")] = None,
+        "--rank", "-r", parser=Number(range_of(FactorizeOptions, "rank")), help="Target rank k, or 'auto' (svd, cur) for the smallest rank meeting --tol.")] = None,
     tol: Annotated[Optional[float], typer.Option(
-        "--tol", "--rtol", parser=Number(float, 0.0, 1.0, high_open=True), help="The method's relative tolerance: svd/cur --rank auto: relative Frobenius error target (default 1e-2); "
+        "--tol", "--rtol", parser=Number(range_of(FactorizeOptions, "tol")), help="The method's relative tolerance: svd/cur --rank auto: relative Frobenius error target (default 1e-2); "
                                "svd lanczos: relative residual of every triplet (default 1e-8); svd arpack/propack: svds tolerance; nmf: relative decrease of the loss to stop.")] = None,
     power_iters: Annotated[Optional[int], typer.Option(
         "--power-iters", min=0, help="Randomized SVD power iterations / block Krylov depth (default 4; 1 per block with --rank auto).")] = None,
@@ -91,17 +92,10 @@ def command(
     monitor: MonitorOpt = False,
 ) -> None:
     """Factorize a matrix (SVD, NMF, CUR, QR, LU, Cholesky, LDL^T, eig) and write the factors."""
-    from matcli.cli.common import build_request, execute
+    from matcli import api
 
-    inputs = [matrix] + [spec for spec in (update, append_rows, append_cols) if spec]
-    options = {
-        "kind": kind.value, "rank": rank, "tol": tol, "power_iters": power_iters, "oversample": oversample,
-        "maxiter": maxiter, "update": update, "append_rows": append_rows, "append_cols": append_cols,
-        "plot": plot,
-    }
-    request = build_request(
-        "factorize", method.value, inputs, out, options=options, params=param, seed=seed, report=report,
-        force=force, strict=strict, quiet=quiet, monitor=monitor, threads=threads,
-        max_memory=max_memory, allow_external_links=allow_external_links,
-    )
-    execute(request)
+    api.factorize(matrix, kind=kind.value, method=method.value, rank=rank, tol=tol, power_iters=power_iters,
+                  oversample=oversample, maxiter=maxiter, update=update, append_rows=append_rows,
+                  append_cols=append_cols, params=param, seed=seed, output=out, report=report, plot=plot,
+                  threads=threads, max_memory=max_memory, force=force, strict=strict, quiet=quiet, monitor=monitor,
+                  allow_external_links=allow_external_links)

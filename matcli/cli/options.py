@@ -11,79 +11,40 @@ NaN and infinities: a range check alone lets NaN through, since every comparison
 from __future__ import annotations
 
 import enum
-import math
 from typing import Annotated, Any, Optional
 
 import typer
 
 from matcli.backends import BACKENDS
-
-#: Largest iteration cap: ARPACK and the other compiled kernels take a C int.
-MAX_ITERATIONS = 2**31 - 1
-#: Largest --threads: more is a typo, not a machine (BLAS builds cap their pools far lower).
-MAX_THREADS = 1024
-#: Seeds are unsigned 64-bit integers (the output file's ``seed`` attribute).
-MAX_SEED = 2**64 - 1
-#: Largest matrix dimension: shapes and indices are int64.
-MAX_DIMENSION = 2**63 - 1
-
+from matcli.core.ranges import MAX_DIMENSION, MAX_ITERATIONS, MAX_SEED, MAX_THREADS, Range  # noqa: F401 (re-exported)
 
 class Number:
-    """Parser of a finite number in a declared range, for ``typer.Option(parser=...)``.
+    """Parser of a finite number in a declared :class:`~matcli.core.ranges.Range`, for
+    ``typer.Option(parser=...)``: ``Number(range_of(SolveOptions, "rtol"))``, or the range's own
+    arguments (``Number(int, 1, auto=True)``) for options outside the families' dataclasses.
 
-    ``kind`` is ``int`` or ``float``; ``low`` / ``high`` bound the value (None = unbounded),
-    ``low_open`` / ``high_open`` exclude the bound itself; ``auto`` also accepts the word ``auto``
-    (returned as the string ``"auto"``; Typer accepts no Union annotation, so such an option keeps
-    ``str`` as its annotation). Raises :class:`typer.BadParameter`, which Typer reports with the
-    option's name.
+    An ``auto`` range also accepts the word ``auto`` (returned as the string ``"auto"``; Typer accepts
+    no Union annotation, so such an option keeps ``str`` as its annotation). Raises
+    :class:`typer.BadParameter`, which Typer reports with the option's name.
     """
 
-    def __init__(self, kind: type = float, low: float | None = None, high: float | None = None, *,
+    def __init__(self, kind: type | Range = float, low: float | None = None, high: float | None = None, *,
                  low_open: bool = False, high_open: bool = False, auto: bool = False):
-        self.kind, self.low, self.high = kind, low, high
-        self.low_open, self.high_open, self.auto = low_open, high_open, auto
+        self.range = kind if isinstance(kind, Range) else Range(kind, low, high, low_open, high_open, auto)
         # Typer shows a parser's __name__ as the option's metavar in --help
-        self.__name__ = " ".join(filter(None, (self.noun(), self.interval()))) + (" or auto" if auto else "")
+        self.__name__ = self.range.describe()
 
-    def noun(self) -> str:
-        return "integer" if self.kind is int else "number"
-
-    def interval(self) -> str:
-        """The range: ``(0, 1)``, ``[0, 1)``, ``>= 1``, or empty when unbounded."""
-        low, high = (None if b is None else str(b) if self.kind is int else f"{b:g}" for b in (self.low, self.high))
-        if low is not None and high is not None:
-            return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
-        if low is not None:
-            return f">{'' if self.low_open else '='} {low}"
-        if high is not None:
-            return f"<{'' if self.high_open else '='} {high}"
-        return ""
-
-    def phrase(self) -> str:
-        """The range, to follow "a finite number": ``in (0, 1)``, ``>= 1``, or empty."""
-        interval = self.interval()
-        return f"in {interval}" if interval[:1] in "([" and interval else interval
-
-    def contains(self, value: float) -> bool:
-        if self.kind is float and not math.isfinite(value):
-            return False
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+    def __getattr__(self, name: str) -> Any:
+        # kind, low, high, noun(), interval() ... are the range's
+        if name == "range":
+            raise AttributeError(name)
+        return getattr(self.range, name)
 
     def __call__(self, value: Any) -> Any:
-        text = str(value).strip()
-        if self.auto and text.lower() == "auto":
-            return "auto"
         try:
-            number = self.kind(value if isinstance(value, (int, float)) else text)
-        except (TypeError, ValueError):
-            raise typer.BadParameter(f"{text!r} is not {'an' if self.kind is int else 'a'} {self.noun()}"
-                                     + (" or 'auto'" if self.auto else "")) from None
-        if not self.contains(number):
-            what = "a finite number" if self.kind is float else "an integer"
-            raise typer.BadParameter(" ".join(filter(None, (f"{text} is not {what}", self.phrase()))))
-        return number
+            return self.range.parse(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
 
 
 class Pair:

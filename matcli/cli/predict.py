@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from matcli.cli.options import AllowExternalOpt, ForceOpt, MaxMemoryOpt, Number, Pair, QuietOpt, ReportOpt
+from matcli.jobs.options import PredictOptions, range_of
 
 
 def command(
@@ -21,7 +22,7 @@ def command(
         "--out", "-o", help="Write predictions here as tab-separated 'row col value' lines (ids as given); "
                             "'-' for standard output.")],
     clip: Annotated[Optional[str], typer.Option(
-        "--clip", parser=Pair(Number(float)),
+        "--clip", parser=Pair(Number(range_of(PredictOptions, "clip"))),
         help="Clip predictions to 'lo,hi' (default: the clip the model was fitted with, its 'clip' "
              "attribute; none when it has none).")] = None,
     max_memory: MaxMemoryOpt = None,
@@ -33,10 +34,7 @@ def command(
     """Predict mu + row_bias[i] + col_bias[j] + U[i] . V[j] for each pair, mapping ids through the
     model's row_ids/col_ids as complete --predict does (an id the model has no factor row for gets
     the bias-only prediction; the report counts them)."""
-    from matcli.cli.common import build_request, execute
+    from matcli import api
 
-    request = build_request("predict", "factor-model", [model, pairs], None, options={"out": out, "clip": clip},
-                            params=None, seed=None, report=report, force=force, strict=False, quiet=quiet,
-                            monitor=False, threads=None, max_memory=max_memory,
-                            allow_external_links=allow_external_links)
-    execute(request)
+    api.predict(model, pairs, clip=clip, output=out, report=report, max_memory=max_memory, force=force, quiet=quiet,
+                allow_external_links=allow_external_links)

@@ -9,6 +9,7 @@ import typer
 
 from matcli.cli.options import (AllowExternalOpt, ForceOpt, MonitorOpt, Number, OutOpt, ParamOpt, QuietOpt,
                                 PlotOpt, ReportOpt, SeedOpt, StrictOpt, ThreadsOpt, maxiter_option)
+from matcli.jobs.options import SketchOptions, range_of
 
 
 class Mode(str, enum.Enum):
@@ -45,13 +46,13 @@ def command(
                                                "sketch-and-solve.")] = SketchKind.auto,
     sketch_size: Annotated[Optional[int], typer.Option("--sketch-size", min=1, help="Rows of the sketch (n <= d <= m).")] = None,
     eps: Annotated[Optional[float], typer.Option(
-        "--eps", parser=Number(float, 0.0, 1.0, low_open=True, high_open=True), help="Target residual ratio 1+eps (0 < eps < 1). sketch-and-solve: sets the sketch size. "
+        "--eps", parser=Number(range_of(SketchOptions, "eps")), help="Target residual ratio 1+eps (0 < eps < 1). sketch-and-solve: sets the sketch size. "
                       "precondition, refine: iterate until the a-posteriori bound on the residual ratio is within "
                       "1+eps (replaces --rtol's optimality test).")] = None,
-    ridge: Annotated[str, typer.Option("--ridge", parser=Number(float, 0.0, auto=True),
+    ridge: Annotated[str, typer.Option("--ridge", parser=Number(range_of(SketchOptions, "ridge")),
                                        help="Ridge parameter lambda >= 0, or 'auto' (GCV on the sketch).")] = "0",
     rtol: Annotated[float, typer.Option(
-        "--rtol", "--tol", parser=Number(float, 0.0, 1.0, high_open=True),
+        "--rtol", "--tol", parser=Number(range_of(SketchOptions, "rtol")),
         help="Stopping tolerance of the preconditioned CGLS (LSQR's criteria; precondition, refine; "
              "with --eps only its test for consistent systems, ||r|| <= rtol ||b||).")] = 1e-10,
     maxiter: maxiter_option("200 + n / 10 CGLS iterations per solve") = None,
@@ -73,15 +74,12 @@ def command(
     monitor: MonitorOpt = False,
 ) -> None:
     """Solve min ||Ax - b||^2 + lambda ||x||^2 by randomized sketching (tall A), or exactly; writes x (n,)."""
-    from matcli.cli.common import build_request, execute
+    from matcli import api
     from matcli.core.errors import UsageError
 
     if (rhs is None) == (rhs_option is None):
         raise UsageError("sketch-regress needs the right-hand side b once: as the second argument or with --rhs")
-    options = {"sketch": sketch.value, "sketch_size": sketch_size, "eps": eps, "ridge": ridge,
-               "rtol": rtol, "maxiter": maxiter, "plot": plot}
-    request = build_request("sketch", mode.value, [matrix, rhs or rhs_option], out, options=options, params=param,
-                            seed=seed, report=report, force=force, strict=strict, quiet=quiet,
-                            monitor=monitor, threads=threads,
-                            max_memory=max_memory, allow_external_links=allow_external_links)
-    execute(request)
+    api.sketch_regress(matrix, rhs or rhs_option, method=mode.value, sketch=sketch.value, sketch_size=sketch_size,
+                       eps=eps, ridge=ridge, rtol=rtol, maxiter=maxiter, params=param, seed=seed, output=out,
+                       report=report, plot=plot, threads=threads, max_memory=max_memory, force=force,
+                       strict=strict, quiet=quiet, monitor=monitor, allow_external_links=allow_external_links)

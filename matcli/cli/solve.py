@@ -26,6 +26,7 @@ from matcli.cli.options import (
     StrictOpt,
     ThreadsOpt,
 )
+from matcli.jobs.options import SolveOptions, range_of
 from matcli.core.registry import method_names
 
 Method = enum.Enum("Method", {name: name for name in method_names("solve")}, type=str)
@@ -50,7 +51,7 @@ def command(
     precond: Annotated[Precond, typer.Option(
         "--precond", "-P", help="Preconditioner for cg/minres/gmres/bicgstab (auto: from the matrix).")] = Precond.auto,
     rtol: Annotated[float, typer.Option(
-        "--rtol", "--tol", parser=Number(float, 0.0, 1.0, low_open=True, high_open=True),
+        "--rtol", "--tol", parser=Number(range_of(SolveOptions, "rtol")),
         help="Relative tolerance of iterative methods: stop when the true residual ||b - A x|| <= rtol ||b|| "
              "(relative to the right-hand side, for every column). Direct methods are held to LAPACK's "
              "backward-error ratio instead.")] = 1e-8,
@@ -82,12 +83,10 @@ def command(
     monitor: MonitorOpt = False,
 ) -> None:
     """Solve A X = B; x (n,) or (n, k) is written to the output (x/<system> with --batch)."""
-    from matcli.cli.common import build_request, execute
+    from matcli import api
 
-    options = {"rhs": rhs, "nrhs": nrhs, "precond": precond.value, "rtol": rtol, "maxiter": maxiter,
-               "batch": batch, "recycle": recycle, "reorder": reorder, "plot": plot}
-    request = build_request("solve", method.value, matrices, out, options=options, params=param, seed=seed,
-                            report=report, force=force, strict=strict, quiet=quiet, monitor=monitor,
-                            threads=threads, backend=backend.value, scheduler=scheduler,
-                            max_memory=max_memory, allow_external_links=allow_external_links)
-    execute(request)
+    api.solve(matrices if len(matrices) > 1 else matrices[0], rhs, method=method.value, rtol=rtol, maxiter=maxiter,
+              precond=precond.value, nrhs=nrhs, batch=batch, recycle=recycle, reorder=reorder, params=param,
+              seed=seed, output=out, report=report, plot=plot, threads=threads, max_memory=max_memory,
+              backend=backend.value, scheduler=scheduler, force=force, strict=strict, quiet=quiet, monitor=monitor,
+              allow_external_links=allow_external_links)

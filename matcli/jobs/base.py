@@ -8,8 +8,8 @@ read, what a valid problem is, how ``auto`` picks a method, and how to call the 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from matcli.backends import Backend
 from matcli.backends.local import LocalBackend
@@ -23,18 +23,20 @@ if TYPE_CHECKING:
 class JobRequest:
     """Everything a subcommand parsed from its command line; frozen so phases cannot change it.
 
-    ``options`` holds the family's typed options (``rtol``, ``maxiter``, ``rank``, ``rhs`` ...)
-    under the names the adapter documents; ``params`` are the raw ``--param key=value`` strings.
+    ``options`` is the family's options dataclass (:mod:`matcli.jobs.options`: ``SolveOptions`` ...);
+    the fields here are the options every family shares. ``params`` are the raw ``--param key=value``
+    strings; ``plot`` is the ``--plot`` PNG path.
     """
 
     family: str
     method: str
     inputs: tuple[str, ...]
     output: str | None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Any = None
     params: tuple[str, ...] = ()
     seed: int | None = None
     report: str | None = None
+    plot: str | None = None
     force: bool = False
     strict: bool = False
     quiet: bool = False

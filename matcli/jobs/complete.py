@@ -1,7 +1,7 @@
 """Adapter of ``matcli complete``: read observed entries, split a validation set, pick the method,
 rank and regularisation, fit, score test entries and write predictions.
 
-Options (``request.options``): ``rank`` (int or "auto", the default), ``reg`` (float, "auto" or
+Options (``request.options``, a :class:`~matcli.jobs.options.CompleteOptions`): ``rank`` (int or "auto", the default), ``reg`` (float, "auto" or
 None = "auto" for every method that takes one), ``bias`` (bool, or None: on for ratings only),
 ``validate`` (held-out fraction, 0 = none), ``test`` (spec or None), ``predict`` (spec or None),
 ``predictions_out`` (path or None), ``clip`` ((lo, hi) or None), ``maxiter`` (int or None),
@@ -27,7 +27,6 @@ data.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -93,16 +92,16 @@ class Job(FamilyJob):
         from matcli.io.spec import parse_spec
 
         opts = self.request.options
-        specs = list(self.request.inputs) + [s for s in (opts.get("test"), opts.get("predict")) if s]
+        specs = list(self.request.inputs) + [s for s in (opts.test, opts.predict) if s]
         return [parse_spec(s).path for s in specs]
 
     def side_outputs(self) -> dict[str, str]:
-        path = self.request.options.get("predictions_out")
+        path = self.request.options.predictions_out
         return {"--predictions-out": path} if path else {}
 
     def output_arrays(self) -> tuple[str, ...] | None:
         # Before reading, the default bias (None: decided from the values) may or may not write them.
-        biases = ("mu", "row_bias", "col_bias") if self.request.options.get("bias") is not False else ()
+        biases = ("mu", "row_bias", "col_bias") if self.request.options.bias is not False else ()
         return ("U", "V", *biases, "row_ids", "col_ids")
 
     # ---------------------------------------------------------------- read
@@ -112,11 +111,11 @@ class Job(FamilyJob):
         opts = self.request.options
         if len(self.request.inputs) != 1:
             raise UsageError("complete takes exactly one observed-entries input")
-        self.observed = read_observed(self.request.inputs[0], opts.get("shape"))
-        if opts.get("test"):
-            self.test = read_observed(opts["test"], training=self.observed)
-        if opts.get("predict"):
-            self.pairs = read_pairs(opts["predict"], self.observed.row_ids, self.observed.col_ids)
+        self.observed = read_observed(self.request.inputs[0], opts.shape)
+        if opts.test:
+            self.test = read_observed(opts.test, training=self.observed)
+        if opts.predict:
+            self.pairs = read_pairs(opts.predict, self.observed.row_ids, self.observed.col_ids)
 
     # ---------------------------------------------------------------- validate
     def validate(self) -> None:
@@ -125,24 +124,15 @@ class Job(FamilyJob):
         m, n = obs.shape
         if obs.nnz == 0:
             raise InputError(obs.path, "no observed entries")
-        rank = opts.get("rank", "auto")
+        rank = opts.rank
         if rank != "auto" and not 1 <= int(rank) <= min(m, n):
             raise UsageError(f"--rank {rank}: must be between 1 and min(m, n) = {min(m, n)}")
-        reg = opts.get("reg")
-        if reg not in (None, "auto") and not 0.0 <= float(reg) < math.inf:
-            raise UsageError(f"--reg {reg}: must be a finite number >= 0")
-        rtol = float(opts.get("rtol", 1e-4))
-        if not 0.0 <= rtol < 1.0:
-            raise UsageError(f"--rtol {rtol}: must be a number in [0, 1)")
-        fraction = float(opts.get("validate") or 0.0)
-        if not 0.0 <= fraction < 1.0:
-            raise UsageError("--validate must be in [0, 1)")
-        clip = opts.get("clip")
+        clip = opts.clip
         if clip is not None and not clip[0] < clip[1]:
             raise UsageError(f"--clip {clip[0]},{clip[1]}: need lo < hi")
-        if self.pairs is not None and not opts.get("predictions_out"):
+        if self.pairs is not None and not opts.predictions_out:
             raise UsageError("--predict needs --predictions-out FILE")
-        if opts.get("predictions_out") and self.pairs is None:
+        if opts.predictions_out and self.pairs is None:
             raise UsageError("--predictions-out needs --predict PAIRS")
 
     # ---------------------------------------------------------------- setup
@@ -151,11 +141,11 @@ class Job(FamilyJob):
         obs = self.observed
         m, n = obs.shape
         self.rng = rng
-        rank_opt, reg_opt = opts.get("rank", "auto"), opts.get("reg")
+        rank_opt, reg_opt = opts.rank, opts.reg
         ratings = looks_like_ratings(obs.values)
         if self.method == "auto":
             self.method, self.choice_reason = _choose_method(obs.values, rank_opt, ratings)
-        self.bias = ratings if opts.get("bias") is None else bool(opts["bias"])
+        self.bias = ratings if opts.bias is None else bool(opts.bias)
         takes_reg = DEFAULT_REG[self.method] is not None
         if not takes_reg and reg_opt not in (None, "auto"):
             raise UsageError(f"--reg does not apply to method {self.method} (it learns its regularisation)")
@@ -169,7 +159,7 @@ class Job(FamilyJob):
             self.rank_rule = (f"bpmf under --rank auto: rank min({BPMF_RANK}, m, n) = {rank_opt} (posterior "
                               "averaging keeps a larger rank from overfitting)")
         self.auto = [name for name, value in (("rank", rank_opt), ("reg", reg_opt)) if value == "auto"]
-        fraction = float(opts.get("validate") or 0.0)
+        fraction = float(opts.validate)
         if self.auto and fraction == 0.0:
             fraction = AUTO_VALIDATE
         if self.request.backend != "local" and not self.auto:
@@ -185,8 +175,8 @@ class Job(FamilyJob):
         self.resolved_params = {
             "rank": rank_opt, "reg": reg_opt,
             "bias": self.bias, "validate": fraction,
-            "maxiter": int(opts.get("maxiter") or DEFAULT_MAXITER[self.method]), "rtol": float(opts.get("rtol", 1e-4)),
-            "clip": list(opts["clip"]) if opts.get("clip") else None, **self.params,
+            "maxiter": int(opts.maxiter or DEFAULT_MAXITER[self.method]), "rtol": float(opts.rtol),
+            "clip": list(opts.clip) if opts.clip else None, **self.params,
         }
         self.atol = INTERPOLATION_TOL * float(np.sqrt(np.mean(obs.values**2)))
         self.problem_info = {
@@ -417,7 +407,7 @@ class Job(FamilyJob):
         from matcli.io.atomic import atomic_write
         from matcli.io.triplets import write_triplets
 
-        path = self.request.options["predictions_out"]
+        path = self.request.options.predictions_out
         with atomic_write(path, force=self.request.force) as tmp:
             write_triplets(tmp, self.pairs.row_ids, self.pairs.col_ids, self.predictions)
         return {"predictions": path}

@@ -1,7 +1,7 @@
 """Adapter of ``matcli factorize``: read the matrix (and the previous SVD for updates), check it
 fits the chosen kind, resolve ``auto``, and call the kernel.
 
-Options (``request.options``): ``kind`` (svd|nmf|cur|qr|lu|cholesky|ldl|eig), ``rank`` (an
+Options (``request.options``, a :class:`~matcli.jobs.options.FactorizeOptions`): ``kind`` (svd|nmf|cur|qr|lu|cholesky|ldl|eig), ``rank`` (an
 integer, ``auto``, or None), ``tol``, ``power_iters``, ``oversample``, ``maxiter`` (None = default),
 ``update`` (previous factors), ``append_rows`` / ``append_cols`` (matrix specs).
 
@@ -98,7 +98,7 @@ class Job(FamilyJob):
     def __init__(self, request):
         super().__init__(request)
         self.A = None
-        self.kind: str = request.options.get("kind", "svd")
+        self.kind: str = request.options.kind
         self.previous: dict[str, np.ndarray] | None = None
         self.appended = None
         self._kernel: Callable[..., Result] | None = None
@@ -115,20 +115,20 @@ class Job(FamilyJob):
         from matcli.io.spec import parse_spec
 
         opts = self.request.options
-        if opts.get("append_rows") and opts.get("append_cols"):
+        if opts.append_rows and opts.append_cols:
             raise UsageError("give only one of --append-rows and --append-cols per update")
-        if (opts.get("append_rows") or opts.get("append_cols")) and not opts.get("update"):
+        if (opts.append_rows or opts.append_cols) and not opts.update:
             raise UsageError("--append-rows/--append-cols need --update previous.h5")
-        if opts.get("update") and self.kind != "svd":
+        if opts.update and self.kind != "svd":
             raise UsageError("--update applies to --kind svd only")
-        if opts.get("update") and not (opts.get("append_rows") or opts.get("append_cols")):
+        if opts.update and not (opts.append_rows or opts.append_cols):
             raise UsageError("--update needs --append-rows R or --append-cols C")
         self.A = read_matrix(self.request.inputs[0])
-        if opts.get("update"):
-            spec = parse_spec(opts["update"])
+        if opts.update:
+            spec = parse_spec(opts.update)
             prefix = (spec.internal or "").rstrip("/")
             self.previous = {name: read_dense(f"{spec.path}:{prefix}/{name}") for name in ("U", "s", "Vt")}
-        extra = opts.get("append_rows") or opts.get("append_cols")
+        extra = opts.append_rows or opts.append_cols
         if extra:
             self.appended = read_matrix(extra)
         self.input_dtype = str(self.A.dtype)
@@ -172,22 +172,22 @@ class Job(FamilyJob):
             values = A.data if sp.issparse(A) else A
             if values.size and values.min() < 0:
                 raise InputError(path, f"NMF needs a nonnegative matrix (smallest entry {values.min():.3g})")
-        if opts.get("update"):
+        if opts.update:
             self._validate_update()
 
     def _validate_update(self) -> None:
         opts = self.request.options
         U, s, Vt = (self.previous[k] for k in ("U", "s", "Vt"))
-        prev_path = opts["update"]
+        prev_path = opts.update
         m, n = self.A.shape
         if s.ndim != 1 or U.ndim != 2 or Vt.ndim != 2 or U.shape != (m, s.size) or Vt.shape != (s.size, n):
             raise InputError(prev_path, f"previous SVD has U {U.shape}, s {s.shape}, Vt {Vt.shape}; "
                                         f"expected U (m x k), s (k), Vt (k x n) of the {m}x{n} matrix")
-        extra_path = opts.get("append_rows") or opts.get("append_cols")
+        extra_path = opts.append_rows or opts.append_cols
         p, q = self.appended.shape
-        if opts.get("append_rows") and q != n:
+        if opts.append_rows and q != n:
             raise InputError(extra_path, f"appended rows have {q} columns, the matrix has {n}")
-        if opts.get("append_cols") and p != m:
+        if opts.append_cols and p != m:
             raise InputError(extra_path, f"appended columns have {p} rows, the matrix has {m}")
 
     # ---------------------------------------------------------------- setup
@@ -217,11 +217,11 @@ class Job(FamilyJob):
         m, n = A.shape
         sparse = sp.issparse(A)
         if self.kind == "svd":
-            if opts.get("update"):
+            if opts.update:
                 return "update", "--update was given: update the previous truncated SVD"
             if m * n <= SMALL_SVD_ENTRIES and min(m, n) <= 1500:
                 return "dense", f"the {m}x{n} matrix is small enough for an exact dense SVD"
-            if opts.get("rank") == "auto":
+            if opts.rank == "auto":
                 return "randomized", "--rank auto needs the adaptive randomized range finder"
             if sparse:
                 return "lanczos", (f"the {m}x{n} sparse matrix is large: Lanczos bidiagonalization needs the "
@@ -239,7 +239,7 @@ class Job(FamilyJob):
                 return "dense", "sparse LU needs a square matrix: dense LU of the rectangular matrix"
             return "dense", "the input is dense"
         if self.kind == "eig":
-            if opts.get("rank") is not None:
+            if opts.rank is not None:
                 return "arpack", "--rank k asks for a few eigenpairs: ARPACK"
             return "dense", "no --rank: full dense eigendecomposition"
         return "dense", f"{self.kind} has only a dense method"
@@ -247,17 +247,17 @@ class Job(FamilyJob):
     def _check_options(self, name: str) -> None:
         accepted = _ACCEPTS[name]
         for key, flag in _OPTION_FLAGS.items():
-            if self.request.options.get(key) is not None and key not in accepted:
+            if getattr(self.request.options, key) is not None and key not in accepted:
                 raise UsageError(f"{flag} does not apply to --kind {self.kind} --method {name.split('-', 1)[1]}")
 
     def _shown_options(self, name: str) -> dict[str, Any]:
-        return {k: self.request.options.get(k) for k in sorted(_ACCEPTS[name])
+        return {k: getattr(self.request.options, k) for k in sorted(_ACCEPTS[name])
                 if k not in ("update", "append_rows", "append_cols")}
 
     def _rank(self, *, allow_auto: bool, required: bool = True, bounded: bool = True) -> int | str | None:
         """``--rank`` as an integer (or ``auto``); ``bounded``: at most min(m, n) (NMF is not bounded:
         a nonnegative factorization can need more components than the rank, as scikit-learn allows)."""
-        value = self.request.options.get("rank")
+        value = self.request.options.rank
         m, n = self.A.shape
         if value is None:
             if required:
@@ -295,7 +295,7 @@ class Job(FamilyJob):
             raise UsageError(f"--param {name} applies to {scope} only")
 
     def _tol(self, default: float) -> float:
-        tol = self.request.options.get("tol")
+        tol = self.request.options.tol
         if tol is None:
             return default
         if not 0.0 <= float(tol) < 1.0:
@@ -310,7 +310,7 @@ class Job(FamilyJob):
         if method == "dense":
             self._densify_check()
             rank = self._rank(allow_auto=True, required=False)
-            tol = opts.get("tol")
+            tol = opts.tol
             if rank == "auto":
                 return {"rank": None, "tol": self._tol(1e-2)}
             if rank is not None and tol is not None:
@@ -327,7 +327,7 @@ class Job(FamilyJob):
                 return {"rank": rank, "tol": tol}
             # the kernel's defaults, resolved here so that the report gives the values used
             basis = min(params["basis"] or max(3 * rank, rank + 30), min(m, n))
-            return {"rank": rank, "tol": tol, "basis": basis, "maxiter": opts.get("maxiter") or 50 * basis}
+            return {"rank": rank, "tol": tol, "basis": basis, "maxiter": opts.maxiter or 50 * basis}
         if method in ("arpack", "propack"):
             rank = self._rank(allow_auto=False)
             from matcli.methods.factorize.tsvd import max_solver_rank
@@ -341,11 +341,11 @@ class Job(FamilyJob):
                                  "use --method propack or dense")
             kwargs = {"rank": rank, "solver": method, "tol": self._tol(0.0)}
             if method == "arpack":
-                kwargs["maxiter"] = opts.get("maxiter") or 10 * min(m, n)  # svds' default, resolved
+                kwargs["maxiter"] = opts.maxiter or 10 * min(m, n)  # svds' default, resolved
             return kwargs
         rank = self._rank(allow_auto=method == "randomized")
         if rank == "auto":
-            if opts.get("oversample") is not None:
+            if opts.oversample is not None:
                 raise UsageError("--oversample does not apply with --rank auto (see --param block_size)")
             tol = self._tol(1e-2)
             if not 1e-7 <= tol < 1:
@@ -353,14 +353,14 @@ class Job(FamilyJob):
                                  "cannot certify smaller errors)")
             self._forbid_params({"precision", "stop_tol"}, "a fixed --rank, not --rank auto")
             self._kernel = _load("rsvd", "adaptive_svd")
-            power = opts.get("power_iters")
+            power = opts.power_iters
             return {"tol": tol, "block_size": params["block_size"], "power_iters": 1 if power is None else power,
                     "max_rank": params["max_rank"] or None}
-        if opts.get("tol") is not None:
+        if opts.tol is not None:
             raise UsageError("--tol applies to the randomized SVD only with --rank auto (see --param stop_tol)")
         self._forbid_params({"block_size", "max_rank"}, "--rank auto")
-        power = opts.get("power_iters")
-        oversample = opts.get("oversample")
+        power = opts.power_iters
+        oversample = opts.oversample
         return {"rank": rank, "oversample": 10 if oversample is None else oversample,
                 "power_iters": 4 if power is None else power, "stop_tol": params["stop_tol"],
                 "precision": params["precision"]}
@@ -370,15 +370,15 @@ class Job(FamilyJob):
         k_prev = self.previous["s"].size
         rank = self._rank(allow_auto=False, required=False)
         return {"U": self.previous["U"], "s": self.previous["s"], "Vt": self.previous["Vt"],
-                "rows": self.appended if opts.get("append_rows") else None,
-                "cols": self.appended if opts.get("append_cols") else None,
+                "rows": self.appended if opts.append_rows else None,
+                "cols": self.appended if opts.append_cols else None,
                 "rank": k_prev if rank is None else rank, "complement_rank": params["complement_rank"]}
 
     def _setup_nmf(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         from matcli.methods.factorize.nmf import resolve_init
 
         rank = self._rank(allow_auto=False, bounded=False)
-        maxiter = self.request.options.get("maxiter")
+        maxiter = self.request.options.maxiter
         try:
             init = resolve_init(params["init"], rank, self.A.shape)
         except ValueError as exc:
@@ -394,13 +394,13 @@ class Job(FamilyJob):
     def _setup_cur(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         opts = self.request.options
         rank = self._rank(allow_auto=True)
-        tol = opts.get("tol")
+        tol = opts.tol
         if rank != "auto" and tol is not None:
             raise UsageError("--tol applies to cur only with --rank auto")
         kwargs = {"rank": None if rank == "auto" else rank, "tol": self._tol(1e-2) if rank == "auto" else None,
                   "extra": params["extra"],
-                  "power_iters": 4 if opts.get("power_iters") is None else opts["power_iters"],
-                  "oversample": 10 if opts.get("oversample") is None else opts["oversample"]}
+                  "power_iters": 4 if opts.power_iters is None else opts.power_iters,
+                  "oversample": 10 if opts.oversample is None else opts.oversample}
         if method == "leverage":
             kwargs["sampling"] = params["sampling"]
         return kwargs
@@ -447,7 +447,7 @@ class Job(FamilyJob):
         if not hermitian and which in ("LA", "SA"):
             raise UsageError(f"--param which={which} is for symmetric matrices; use LR or SR")
         return {"rank": rank, "hermitian": hermitian, "which": which, "tol": self._tol(0.0),
-                "maxiter": self.request.options.get("maxiter") or 10 * n}  # ARPACK's default, resolved
+                "maxiter": self.request.options.maxiter or 10 * n}  # ARPACK's default, resolved
 
     # ------------------------------------------------------------------ plot
     def draw(self, ax, result: Result) -> str:

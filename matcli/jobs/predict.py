@@ -4,7 +4,7 @@ in, ``user item prediction`` lines out.
 Inputs (``request.inputs``): the model file (``model.h5``, or ``file.h5:/group`` holding the model)
 and the pairs (a text file of ``user item`` lines, 1-based ids as in the training file, optionally
 followed by a value and a timestamp; an HDF5 COO group; a coordinate ``.mtx``). Options
-(``request.options``): ``out`` (the predictions file), ``clip`` ((lo, hi) or None: the model's own
+(``request.options``, a :class:`~matcli.jobs.options.PredictOptions`): ``out`` (the predictions file), ``clip`` ((lo, hi) or None: the model's own
 ``clip`` attribute, the one it was fitted with).
 
 The pairs are mapped through the model's id maps by the function ``complete --predict`` uses
@@ -39,7 +39,7 @@ class Job(FamilyJob):
         self.predictions: np.ndarray | None = None
 
     def side_outputs(self) -> dict[str, str]:
-        out = self.request.options.get("out")
+        out = self.request.options.out
         return {"-o": out} if out else {}
 
     def stdout_formats(self) -> dict[str, str]:
@@ -59,14 +59,14 @@ class Job(FamilyJob):
 
     # ---------------------------------------------------------------- validate
     def validate(self) -> None:
-        clip = self.request.options.get("clip")
+        clip = self.request.options.clip
         if clip is not None and not clip[0] < clip[1]:
             raise UsageError(f"--clip {clip[0]},{clip[1]}: need lo < hi")
 
     # ---------------------------------------------------------------- setup
     def setup(self, rng: np.random.Generator) -> None:
         model = self.model
-        given = self.request.options.get("clip")
+        given = self.request.options.clip
         self.clip = tuple(given) if given is not None else model.clip
         self.method = METHOD
         self.choice_reason = (f"the {model.method or 'completion'} model of rank {model.rank} in "
@@ -107,7 +107,7 @@ class Job(FamilyJob):
         from matcli.io.output_policy import STDOUT
         from matcli.io.triplets import write_triplet_lines, write_triplets
 
-        path = self.request.options.get("out")
+        path = self.request.options.out
         if not path:  # the Python API without output=: the predictions are the result's arrays
             return {}
         if path == STDOUT:

@@ -1,13 +1,14 @@
 """Adapter for ``matcli sketch-regress``: randomized least squares ``min ||A x - b||`` (+ ridge).
 
-Inputs: ``request.inputs = (A_spec, b_spec)``. Options (``request.options``):
+Inputs: ``request.inputs = (A_spec, b_spec)``. Options (``request.options``, a
+:class:`~matcli.jobs.options.SketchOptions`):
 
 ``sketch``        auto | countsketch | sparse-sign | srht | gaussian | leverage
 ``sketch_size``   int or None (rows of the sketch)
 ``eps``           float or None: target residual ratio 1 + eps. sketch-and-solve: sets the sketch
                   size. precondition / refine: CGLS stops once the a-posteriori bound on the
                   residual ratio is within 1 + eps (instead of ``rtol``'s optimality test).
-``ridge``         str: a non-negative number or ``auto`` (GCV on the sketched problem)
+``ridge``         a non-negative number or ``auto`` (GCV on the sketched problem)
 ``rtol``          float, CGLS tolerance (LSQR's stopping criteria)
 ``maxiter``       int or None
 ``request.max_memory`` (``--max-memory``, shared by every family), e.g. ``500M``: the peak resident
@@ -147,7 +148,7 @@ class Job(FamilyJob):
         """Whether A can be held in memory beside the vectors and the smallest sketch of the solve."""
         m, n = int(shape[0]), int(shape[1])
         plan = MemoryPlan(self.budget, self.baseline, m, n, self.threads, matrix_bytes, streaming=False,
-                          kind=self.request.options.get("sketch", "auto"), nnz=nnz)
+                          kind=self.request.options.sketch, nnz=nnz)
         return plan.max_rows(zeta=4) >= min(m, smallest_sketch_rows(n))
 
     def _shape(self) -> tuple[int, int]:
@@ -186,13 +187,11 @@ class Job(FamilyJob):
         self.rng = rng
         options = self.request.options
         m, n = self._shape()
-        eps = options.get("eps")
-        sketch = options.get("sketch", "auto")
-        size = options.get("sketch_size")
+        eps = options.eps
+        sketch = options.sketch
+        size = options.sketch_size
         if eps is not None and not 0.0 < eps < 1.0:
             raise UsageError(f"--eps {eps}: must lie in (0, 1)")
-        if not 0.0 <= options.get("rtol", 1e-10) < 1.0:
-            raise UsageError(f"--rtol {options['rtol']}: must be a finite number in [0, 1)")
         sparse = isinstance(self.stream, hdf5_rows.SparseGroup) or hasattr(self.A, "nnz")
         # a sparse A in memory is scattered into the sketch in pieces of bounded size; a streamed one
         # block by block, which the blocks' cost counts (see _plan_blocks)
@@ -256,8 +255,8 @@ class Job(FamilyJob):
             "sketch_size": int(d),
             "eps": None if eps is None else float(eps),
             "ridge": ridge,
-            "rtol": float(options.get("rtol", 1e-10)),
-            "maxiter": options.get("maxiter") or 200 + n // 10,
+            "rtol": float(options.rtol),
+            "maxiter": options.maxiter or 200 + n // 10,
             **params,
         }
         if method != "refine":
@@ -284,16 +283,8 @@ class Job(FamilyJob):
 
     @staticmethod
     def _ridge(options) -> float | str:
-        ridge_text = str(options.get("ridge", "0")).strip().lower()
-        if ridge_text == "auto":
-            return "auto"
-        try:
-            ridge = float(ridge_text)
-        except ValueError:
-            raise UsageError(f"--ridge {ridge_text!r}: expected a non-negative number or 'auto'") from None
-        if not ridge >= 0.0 or not np.isfinite(ridge):
-            raise UsageError(f"--ridge {ridge_text!r}: must be a finite number >= 0")
-        return ridge
+        # SketchOptions checked the range
+        return "auto" if options.ridge == "auto" else float(options.ridge)
 
     def _setup_exact(self, m: int, n: int, ridge: float | str, options) -> None:
         """``--mode lapack``: A in memory and its dense SVD within the memory budget."""
@@ -302,8 +293,8 @@ class Job(FamilyJob):
         if self.stream is not None:
             raise UsageError(f"--mode lapack needs A in memory, more than {self.budget_text} leaves; use a "
                              "sketched mode (they stream A)")
-        for flag, value in (("--sketch", options.get("sketch", "auto") != "auto"),
-                            ("--sketch-size", options.get("sketch_size") is not None)):
+        for flag, value in (("--sketch", options.sketch != "auto"),
+                            ("--sketch-size", options.sketch_size is not None)):
             if value:
                 raise UsageError(f"{flag} does not apply to --mode lapack (no sketch)")
         get_spec("sketch", "lapack").resolve_params(list(self.request.params))  # it has none: refuse any
@@ -311,8 +302,8 @@ class Job(FamilyJob):
         check_allocation(None, EXACT_BYTES_PER_ENTRY * itemsize * m * n, f"the exact SVD of the {m}x{n} A")
         self.kernel_options = {"ridge": ridge}
         # --eps sizes a sketch or stops its iterations: the exact solve has neither
-        self.resolved_params = {"ridge": ridge, "rtol": float(options.get("rtol", 1e-10))}
-        if options.get("eps") is not None:
+        self.resolved_params = {"ridge": ridge, "rtol": float(options.rtol)}
+        if options.eps is not None:
             self.choice_reason += "; --eps not used: the exact solve is optimal to rounding (no sketch)"
         self.problem_info = {"shape": [m, n], "format": "sparse csr" if hasattr(self.A, "nnz") else "dense",
                              "streaming": False, "right_hand_sides": 1 if self.b.ndim == 1 else int(self.b.shape[1]),

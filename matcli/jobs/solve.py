@@ -1,6 +1,6 @@
 """Adapter for ``matcli solve``: read A (and B), choose the method, set up once, solve.
 
-Options (``request.options``):
+Options (``request.options``, a :class:`~matcli.jobs.options.SolveOptions`):
 
 ``rhs``      right-hand side spec (``file.h5:/b``, ``b.mtx``, ``b.npy``, ``b.txt``) or ``ones`` /
              ``random``; None = the ``b`` dataset of each batch group, else ``ones``.
@@ -14,7 +14,6 @@ Options (``request.options``):
              the Lanczos process of the earlier solves; the other methods start from the
              minimum-residual point of the span of earlier solutions.
 ``reorder``  batch: solve similar matrices consecutively (greedy nearest neighbour).
-``plot``     PNG path for a convergence plot (needs matplotlib).
 
 Every method computes in double precision: the matrices and right-hand sides are converted once,
 here after reading (:func:`matcli.methods.solve.system.as_matrix`), to float64, or complex128 when
@@ -102,20 +101,20 @@ class Job(FamilyJob):
     def __init__(self, request):
         super().__init__(request)
         opts = request.options
-        self.rtol = float(opts.get("rtol", 1e-8))
-        self.maxiter = opts.get("maxiter")
-        self.rhs_spec = opts.get("rhs")
-        self.nrhs = int(opts.get("nrhs", 1))
-        self.precond = str(opts.get("precond", "auto"))
-        self.batch = bool(opts.get("batch", False))
+        self.rtol = opts.rtol
+        self.maxiter = opts.maxiter
+        self.rhs_spec = opts.rhs
+        self.nrhs = opts.nrhs
+        self.precond = opts.precond
+        self.batch = opts.batch
         #: auto fell back to least squares because the direct method found A singular
         self.least_squares_fallback = False
         #: iteration cap of an LSMR fallback (bounded by the direct attempt's cost)
         self.fallback_maxiter: int | None = None
         #: what auto tried, in order: method, timings, flops, outcome
         self.attempts: list[dict[str, Any]] = []
-        self.recycle = int(opts.get("recycle", 0))
-        self.reorder = bool(opts.get("reorder", True))
+        self.recycle = opts.recycle
+        self.reorder = opts.reorder
         self.systems: list[System] = []
         self.order: list[int] = []
         self.solver = None

@@ -61,9 +61,12 @@ def report_of(path) -> dict:
 def test_map_keeps_order_and_passes_shared_values(scheduler):
     for backend in (get_backend("local"), get_backend("dask", scheduler)):
         with backend:
-            assert backend.map(_power, [3, 1, 2], exponent=2) == [9, 1, 4]
+            seen = []
+            backend.progress = lambda done, total: seen.append((done, total))
+            assert backend.map(_power, list(range(9, 0, -1)), exponent=2) == [x * x for x in range(9, 0, -1)]
+            assert seen == [(k, 9) for k in range(1, 10)]
             assert backend.map(_power, [], exponent=2) == []
-            assert backend.describe()["tasks"] == 3
+            assert backend.describe()["tasks"] == 9
 
 
 def test_task_errors_propagate_unchanged(scheduler):
@@ -85,12 +88,13 @@ def test_solve_batch_local_and_dask_agree(cli, tmp_path, batch_file, scheduler):
             runs[name] = (report_of(rep), {key: fh[f"x/{key}"][()] for key in fh["x"]})
     (local, x_local), (dask, x_dask) = runs["local"], runs["dask"]
     assert dask["backend"]["name"] == "dask" and dask["backend"]["workers"] == 2
-    assert dask["backend"]["address"] == scheduler and dask["info"]["chunks"] == dask["backend"]["tasks"] == 2
+    # More tasks than workers (3 per worker thread, at most one per system), gathered in order.
+    assert dask["backend"]["address"] == scheduler and dask["info"]["chunks"] == dask["backend"]["tasks"] == 4
     assert local["backend"] == {"name": "local", "workers": 1, "tasks": 0} and local["info"]["chunks"] == 1
     systems = dask["info"]["systems"]
     assert [s["name"] for s in systems] == local["info"]["order"] == dask["info"]["order"]
-    assert [s["position"] for s in systems] == [0, 1, 2, 3] and [s["chunk"] for s in systems] == [0, 0, 1, 1]
-    assert [s["setup"] for s in systems][::2] == ["set up on worker"] * 2
+    assert [s["position"] for s in systems] == [0, 1, 2, 3] and [s["chunk"] for s in systems] == [0, 1, 2, 3]
+    assert [s["setup"] for s in systems] == ["set up on worker"] * 4
     assert dask["iterations"] == sum(s["iterations"] for s in systems)
     assert dask["metrics"]["systems"] == 4 and dask["metrics"]["failed_systems"] == 0
     for name in x_local:
@@ -133,7 +137,7 @@ def test_default_dask_backend_starts_a_local_process_cluster(cli, tmp_path, batc
     assert result.exit_code == 0, result.stderr
     report = report_of(rep)
     assert report["backend"]["cluster"] == "local" and report["backend"]["workers"] >= 1
-    assert report["info"]["chunks"] == min(report["backend"]["threads"], 4)
+    assert report["info"]["chunks"] == min(3 * report["backend"]["threads"], 4)
 
 
 def test_unreachable_scheduler_is_a_one_line_backend_error(cli, tmp_path, batch_file):
@@ -172,3 +176,79 @@ def test_help_and_local_runs_do_not_import_dask(tmp_path):
     assert "--backend" in proc.stdout and "--scheduler" in proc.stdout
     assert "AFTER_HELP [] [0, 0]" in proc.stdout
     assert "AFTER_SOLVE [] [0, 0]" in proc.stdout
+
+
+def _record_reads(monkeypatch) -> list[str]:
+    """Every input a task loads by reference (the in-process workers share this module)."""
+    from matcli.backends import refs
+
+    loads: list[str] = []
+    original = refs.FileInput.load
+
+    def load(self):
+        loads.append(self.spec)
+        return original(self)
+
+    monkeypatch.setattr(refs.FileInput, "load", load)
+    return loads
+
+
+def _no_scatter(monkeypatch) -> None:
+    import distributed
+
+    def scatter(*args, **kwargs):
+        raise AssertionError("problem data must not be scattered: a lost worker's scattered data is not recomputed")
+
+    monkeypatch.setattr(distributed.Client, "scatter", scatter)
+
+
+def test_batch_workers_read_their_systems_by_reference(cli, tmp_path, batch_file, scheduler, monkeypatch):
+    _no_scatter(monkeypatch)
+    loads = _record_reads(monkeypatch)
+    monkeypatch.chdir(batch_file.parent)
+    result = cli(["solve", f"{batch_file.name}:/systems", "--batch", "-m", "lu", "--backend", "dask",
+                  "--scheduler", scheduler, "-o", tmp_path / "x.h5", "--quiet", "--strict"])
+    assert result.exit_code == 0, result.stderr
+    # each system's A and b, named by absolute path (workers need not share the working directory)
+    expected = {f"{batch_file}:/systems/{name}/{part}" for name in ("s000", "s001", "s002", "s003")
+                for part in ("A", "b")}
+    assert set(loads) == expected and len(loads) == 8
+
+
+def test_batch_with_a_shared_rhs_file_and_generated_rhs(cli, tmp_path, batch_file, scheduler, monkeypatch):
+    """--rhs FILE is read by the workers; --rhs random (drawn on the client) goes by value; both
+    give the local run's answer."""
+    loads = _record_reads(monkeypatch)
+    rhs = tmp_path / "rhs.h5"
+    from matcli.io.writers import write_result
+
+    write_result(str(rhs), str(rhs), {"b": np.linspace(1.0, 2.0, 64)}, {}, "test")
+    for spec in (f"{rhs}:/b", "random"):
+        solutions = {}
+        for name, extra in (("local", []), ("dask", ["--backend", "dask", "--scheduler", scheduler])):
+            out = tmp_path / f"x_{name}.h5"
+            result = cli(["solve", f"{batch_file}:/systems", "--batch", "-m", "lu", "--rhs", spec, "--seed", "5",
+                          "-o", out, "--quiet", "--strict", "--force", *extra])
+            assert result.exit_code == 0, result.stderr
+            with h5py.File(out, "r") as fh:
+                solutions[name] = {key: fh[f"x/{key}"][()] for key in fh["x"]}
+        for key, x in solutions["local"].items():
+            # Both are LU solutions of the same system (backward error ~ eps each), so they differ by
+            # at most ~ cond(A) eps ||x||; another right-hand side would differ by O(||x||).
+            A = read_matrix(f"{batch_file}:/systems/{key}/A").toarray()
+            bound = 100 * np.linalg.cond(A) * np.finfo(float).eps * np.linalg.norm(x)
+            assert np.linalg.norm(x - solutions["dask"][key]) <= bound, (spec, key)
+    assert loads.count(f"{rhs}:/b") == 4 and not any(spec.endswith("/b") and "systems" in spec for spec in loads)
+
+
+def test_complete_candidates_read_the_observed_entries_by_reference(cli, tmp_path, completion_file, scheduler,
+                                                                  monkeypatch):
+    _no_scatter(monkeypatch)
+    loads = _record_reads(monkeypatch)
+    rep = tmp_path / "r.json"
+    result = cli(["complete", f"{completion_file}:/observed", "--rank", "auto", "--reg", "0", "--no-bias",
+                  "--seed", "3", "-o", tmp_path / "m.h5", "--report", rep, "--quiet", "--backend", "dask",
+                  "--scheduler", scheduler])
+    assert result.exit_code == 0, result.stderr
+    tasks = report_of(rep)["backend"]["tasks"]
+    assert tasks >= 4 and loads == [f"{completion_file}:/observed"] * tasks

@@ -297,6 +297,11 @@ class Job(FamilyJob):
         reg = default_reg if p["reg"] == "auto" else p["reg"]
         rank = p["rank"]
         task = self._task(train, heldout, clip)
+        if self.backend.name != "local":
+            from matcli.jobs.complete_remote import fit_source
+
+            # Workers read the observed entries themselves (once each); the task names them.
+            task = fit_source(task, self.observed, self.request.inputs[0], self.request.options.shape, train)
         # One-standard-error rule: the RMSE estimated from N held-out entries has a relative
         # standard error of about 1 / sqrt(2 N); scores within it of the best are ties.
         tolerance = 1.0 + 1.0 / np.sqrt(2.0 * max(heldout.values.size, 1))
@@ -441,10 +446,14 @@ def _score(candidate: tuple[int, float, np.random.Generator], task: FitTask,
     """Backend task: (validation ``metric``, validation RMSE, the kernel's own baseline validation
     RMSE or None, sweeps, positive status, (V,) errors prediction - value on the held-out entries)
     of the fit at ``candidate`` = (rank, reg, generator). A fit without the metric (non-finite
-    values) scores +inf."""
+    values) scores +inf. On a parallel backend ``task`` is a
+    :class:`~matcli.jobs.complete_remote.FitSource`, loaded here into the client's ``FitTask``."""
+    from matcli.jobs.complete_remote import FitSource
     from matcli.methods.complete.common import FactorModel
 
     rank, reg, rng = candidate
+    if isinstance(task, FitSource):
+        task = task.load()
     result = task.run(rank, reg, rng)
     value = float(result.metrics.get(metric, np.inf))
     held = task.heldout

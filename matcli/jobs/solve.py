@@ -532,7 +532,7 @@ class Job(FamilyJob):
         return result
 
     def _compute_batch(self, callback: Callback) -> Result:
-        from matcli.jobs.solve_batch import SequencePlan, batch_result, contiguous_chunks, solve_chunk, solve_sequence
+        from matcli.jobs.solve_batch import SequencePlan, batch_result, solve_sequence
 
         plan = SequencePlan(self.method, self.resolved_params["precond"], self.params, self.facts.hermitian,
                             self.rtol, self._maxiter(), self.recycle, self.learn_omega)
@@ -540,8 +540,13 @@ class Job(FamilyJob):
         if self.backend.name == "local":
             sequences = [solve_sequence(plan, ordered, self.solver, callback)]
         else:
-            chunks = contiguous_chunks(ordered, self.backend.parallelism, self.rng)
-            sequences = self.backend.map(solve_chunk, chunks, plan=plan)
+            from matcli.jobs.solve_remote import chunk_inputs, solve_chunk_input
+
+            # The tasks name their systems (the workers read them) and carry the plan and the
+            # chunks' generators: a lost worker's chunks are recomputed with the same answer.
+            chunks = chunk_inputs(ordered, list(self.request.inputs), self.rhs_spec, self.backend.parallelism,
+                                  self.rng)
+            sequences = self.backend.map(solve_chunk_input, chunks, plan=plan)
         return batch_result(sequences, callback)
 
     # ------------------------------------------------------------------ plot

@@ -1,0 +1,151 @@
+"""The Dask backend against real processes: a ``dask scheduler`` and two ``dask worker`` processes
+(each with its nanny) on 127.0.0.1 (tests/dask_cluster.py), matcli run as a process.
+
+A worker process (not its nanny) is killed with SIGKILL while it holds a task of the run: Dask
+recomputes the lost tasks from the task graph, the run exits 0, and the output is bit for bit the
+output of an undisturbed run with the same seed. Bitwise, not to a tolerance: every task's result
+is a function of its arguments only (systems read by reference, a generator spawned for its chunk),
+the replacement runs the same code on the same machine with the same one BLAS thread per worker
+process (Dask's nanny sets OMP/MKL/OpenBLAS threads to 1), so not one rounding may differ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+
+from tests.dask_cluster import Cluster  # noqa: E402
+
+MATCLI = [sys.executable, "-m", "matcli"]
+
+
+def run_matcli(args: list, cwd: Path, timeout: float = 240.0) -> subprocess.CompletedProcess:
+    return subprocess.run([*MATCLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with Cluster(tmp_path_factory.mktemp("dask-cluster"), workers=2) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    """12 systems (5-point Laplacian on a 70 x 70 grid plus 1e-3 k I, random b) in one batch group:
+    unpreconditioned CG needs a few hundred iterations each, so each chunk of two runs long enough
+    for a kill to land while it runs."""
+    import scipy.sparse as sp
+
+    from matcli.io.writers import write_result
+
+    root = tmp_path_factory.mktemp("dask-batch")
+    grid = 70
+    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(grid, grid))
+    laplacian = (sp.kron(sp.eye(grid), T) + sp.kron(T, sp.eye(grid))).tocsr()
+    rng = np.random.default_rng(11)
+    arrays = {}
+    for k in range(12):
+        arrays[f"systems/s{k:03d}/A"] = (laplacian + 1e-3 * k * sp.eye(grid * grid)).tocsr()
+        arrays[f"systems/s{k:03d}/b"] = rng.standard_normal(grid * grid)
+    write_result(str(root / "b.h5"), str(root / "b.h5"), arrays, {}, "test batch")
+    return root
+
+
+def arrays(path: Path) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as fh:
+        return {name: fh[f"x/{name}"][()] for name in fh["x"]}
+
+
+def _kill_a_busy_worker(cluster: Cluster, proc: subprocess.Popen, pids: dict[str, int], killed: list,
+                        task: str) -> None:
+    """SIGKILL the worker process of the first worker seen running a task named ``task...`` while
+    ``proc`` runs; record (worker, its tasks then)."""
+    with cluster.client() as client:
+        while proc.poll() is None:
+            for worker, keys in client.processing().items():
+                mine = [key for key in keys if str(key).startswith(task)]
+                if mine and worker in pids:
+                    os.kill(pids[worker], signal.SIGKILL)
+                    killed.append((worker, mine))
+                    return
+            time.sleep(0.02)
+
+
+def test_a_worker_killed_mid_batch_is_recomputed_and_the_answer_is_bitwise_the_same(cluster, batch):
+    args = ["solve", "b.h5:/systems", "--batch", "-m", "cg", "--precond", "none", "--rtol", "1e-10", "--seed", "7",
+            "--backend", "dask", "--scheduler", cluster.address, "--quiet", "--strict"]
+    quiet = run_matcli([*args, "-o", "x_quiet.h5", "--report", "r_quiet.json"], batch)
+    assert quiet.returncode == 0, quiet.stderr
+    report = json.loads((batch / "r_quiet.json").read_text())
+    assert report["backend"]["workers"] == 2 and report["info"]["chunks"] == 6 == report["backend"]["tasks"]
+
+    pids = cluster.worker_pids()
+    proc = subprocess.Popen([*MATCLI, *args, "-o", "x_killed.h5", "--report", "r_killed.json"], cwd=batch,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed: list = []
+    killer = threading.Thread(target=_kill_a_busy_worker, args=(cluster, proc, pids, killed, "solve_chunk_input"))
+    killer.start()
+    try:
+        _, stderr = proc.communicate(timeout=240)
+    finally:
+        killer.join()
+    assert killed, "the run ended before a worker was seen running one of its chunks"
+    assert proc.returncode == 0, stderr
+    assert stderr.strip() == ""
+    reference, survived = arrays(batch / "x_quiet.h5"), arrays(batch / "x_killed.h5")
+    assert sorted(reference) == sorted(survived) and len(reference) == 12
+    for name in reference:
+        assert reference[name].dtype == survived[name].dtype
+        assert np.array_equal(reference[name], survived[name]), name  # bit for bit, see the module docstring
+    after = json.loads((batch / "r_killed.json").read_text())
+    assert after["info"]["order"] == report["info"]["order"]
+    assert [s["iterations"] for s in after["info"]["systems"]] == [s["iterations"] for s in report["info"]["systems"]]
+    cluster.wait_for_workers(2)  # the nanny restarts its worker for the next test
+
+
+def test_complete_auto_on_the_cluster_gives_the_local_answer(cluster, tmp_path):
+    subprocess.run([*MATCLI, "generate", "completion", "--rows", "150", "--cols", "90", "--rank", "3", "--rate",
+                    "0.3", "--seed", "2", "-o", "c.h5"], cwd=tmp_path, check=True, capture_output=True)
+    models = {}
+    for name, extra in (("local", []), ("dask", ["--backend", "dask", "--scheduler", cluster.address])):
+        proc = run_matcli(["complete", "c.h5:/observed", "--rank", "auto", "--reg", "0", "--no-bias", "--seed", "3",
+                           "-o", f"m_{name}.h5", "--report", f"r_{name}.json", "--quiet", *extra], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        with h5py.File(tmp_path / f"m_{name}.h5", "r") as fh:
+            models[name] = (fh["U"][()], fh["V"][()])
+    local = json.loads((tmp_path / "r_local.json").read_text())
+    dask = json.loads((tmp_path / "r_dask.json").read_text())
+    assert local["params"]["rank"] == dask["params"]["rank"] == 3
+    used = [(r["rank"], r["reg"], r["score"]) for r in dask["info"]["selection"] if not r["after_stop"]]
+    assert used == [(r["rank"], r["reg"], r["score"]) for r in local["info"]["selection"]]
+    # Each candidate fit runs with its own spawned generator, in one BLAS thread on either side,
+    # on identical entries, so the model refitted on the client is the same bits.
+    for local_factor, dask_factor in zip(models["local"], models["dask"]):
+        assert np.array_equal(local_factor, dask_factor)
+
+
+def test_a_task_that_kills_every_worker_it_runs_on_is_a_one_line_backend_error(cluster):
+    """``os._exit`` ends the worker process running it; Dask retries the task on a fresh worker
+    until its allowed failures (3) are spent, then gives up: exit 6's BackendError, not a hang."""
+    from matcli.backends import get_backend
+    from matcli.core.errors import BackendError
+
+    with get_backend("dask", cluster.address) as backend:
+        with pytest.raises(BackendError) as info:
+            backend.map(os._exit, [3])
+    message = str(info.value)
+    assert "\n" not in message and f"the Dask cluster at {cluster.address} failed while running _exit" in message
+    assert "KilledWorker" in message
+    cluster.wait_for_workers(2)

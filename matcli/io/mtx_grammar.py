@@ -1,9 +1,10 @@
 """What a MatrixMarket data line may hold: the fields of each layout and the strict grammar of a field.
 
-This module is the reference for what the reader accepts. The fast path (:mod:`matcli.io.mtx_body`)
-hands lines to ``numpy.loadtxt`` only after :data:`Layout.allowed` bytes have been checked, and
-loadtxt is at least as strict as :func:`line_defect` on those bytes; when loadtxt refuses a piece,
-:func:`line_defect` names the first bad line and what is wrong with it.
+This module is the reference for what the reader accepts. The exact C reading
+(:mod:`matcli.io.mtx_fast`) accepts a subset of it (anything else goes on), and the strict path
+(:mod:`matcli.io.mtx_body`) hands lines to ``numpy.loadtxt`` only after :data:`Layout.allowed` bytes
+have been checked, and loadtxt is at least as strict as :func:`line_defect` on those bytes; when
+loadtxt refuses a piece, :func:`line_defect` names the first bad line and what is wrong with it.
 """
 
 from __future__ import annotations

@@ -9,14 +9,21 @@ so the file with comments in its body is compared with the peer reading the same
 
 Every workload is timed in one interleaved run (round after round, each reader in turn), so a load
 change on the machine hits matcli and its peers alike; the best time of the rounds is reported,
-and each answer is compared with the peer's exactly.
+and each answer is compared with the peer's exactly. ``--before REV`` adds matcli's readers as they
+were at git revision REV to the same rounds (their modules loaded beside today's under another
+package name), for a before/after table.
 """
 
 from __future__ import annotations
 
+import atexit
 import gzip
+import importlib
+import re
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +36,7 @@ from _common import BENCH_DIR, Row, report, size_from_argv, work_dir
 
 sys.path.insert(0, str(BENCH_DIR.parent))
 
-from matcli.io.load import read_dense, read_matrix  # noqa: E402
+from matcli.io.mtx import read_mtx  # noqa: E402
 from matcli.io.text import read_text_array  # noqa: E402
 
 try:
@@ -38,6 +45,8 @@ except ImportError:  # the package is optional; scipy bundles the same reader
     fast_matrix_market = None
 
 TARGET = ">= 0.67x (<= 1.5x peer time)"
+#: The reader modules a revision is loaded with (they import each other; the rest of matcli is today's).
+READER_MODULES = ("mtx", "mtx_body", "mtx_build", "mtx_fast", "mtx_grammar", "mtx_source", "text")
 #: The symmetric SuiteSparse matrix read from the shared data, when it is there.
 SUITESPARSE = "matrices/bcsstk16.mtx"
 
@@ -91,8 +100,30 @@ def same(ours: Any, theirs: Any) -> str:
     return "exact" if diff == 0 else f"max diff {diff:.2e}"
 
 
-def workloads(files: dict[str, Path], data: Path | None) -> list[tuple[str, Callable[[], Any], list[tuple[str, Callable[[], Any]]]]]:
-    """(name, matcli reader, [(peer name, peer reader)]) of every workload."""
+def readers_at(revision: str):
+    """(read_mtx, read_text_array) of matcli at git ``revision``, importable beside today's readers."""
+    root = Path(tempfile.mkdtemp(prefix="matcli_readers_"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    package = root / "matcli_before"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    names = "|".join(READER_MODULES)
+    for name in READER_MODULES:
+        source = subprocess.run(["git", "show", f"{revision}:matcli/io/{name}.py"], cwd=BENCH_DIR.parent,
+                                capture_output=True, text=True, check=True).stdout
+        source = re.sub(rf"matcli\.io\.({names})\b", r"matcli_before.\1", source)
+        source = re.sub(rf"from matcli\.io import ({names})\b", r"from matcli_before import \1", source)
+        (package / f"{name}.py").write_text(source)
+    sys.path.insert(0, str(root))
+    return (importlib.import_module("matcli_before.mtx").read_mtx,
+            importlib.import_module("matcli_before.text").read_text_array)
+
+
+Reader = Callable[[], Any]
+
+
+def workloads(files: dict[str, Path], data: Path | None, before) -> list[tuple[str, list[tuple[str, Reader]], list[tuple[str, Reader]]]]:
+    """(name, [(matcli version, reader)], [(peer name, peer reader)]) of every workload."""
 
     def mtx(path: Path, coordinate: bool, peer_path: Path | None = None):
         source = str(peer_path or path)
@@ -101,7 +132,10 @@ def workloads(files: dict[str, Path], data: Path | None) -> list[tuple[str, Call
             peers.append(("scipy.io.mmread().tocsr()", lambda: scipy.io.mmread(source).tocsr()))
         if fast_matrix_market is not None:
             peers.append(("fast_matrix_market.mmread", lambda: fast_matrix_market.mmread(source)))
-        return lambda: read_matrix(str(path)), peers
+        ours = [("matcli", lambda: read_mtx(str(path)))]
+        if before:
+            ours.append(("before", lambda: before[0](str(path))))
+        return ours, peers
 
     rows = [
         ("1e6 vector, array (dense)", *mtx(files["vector_array.mtx"], False)),
@@ -114,28 +148,42 @@ def workloads(files: dict[str, Path], data: Path | None) -> list[tuple[str, Call
     if data is not None and (data / SUITESPARSE).is_file():
         rows.append((f"{Path(SUITESPARSE).stem} (SuiteSparse, symmetric)", *mtx(data / SUITESPARSE, True)))
     text = str(files["b.txt"])
-    rows.append(("1e6-line text vector", lambda: read_dense(text), [("numpy.loadtxt", lambda: np.loadtxt(text))]))
+    ours = [("matcli", lambda: read_text_array(text))] + ([("before", lambda: before[1](text))] if before else [])
+    rows.append(("1e6-line text vector", ours, [("numpy.loadtxt", lambda: np.loadtxt(text))]))
     return rows
 
 
 def main() -> None:
     size = size_from_argv()
     n, rounds = (10**6, 5) if size == "quick" else (4 * 10**6, 7)
+    revision = sys.argv[sys.argv.index("--before") + 1] if "--before" in sys.argv else None
     files = make_files(work_dir(f"io_{n}"), n)
-    cases = workloads(files, shared_data_dir())
+    cases = workloads(files, shared_data_dir(), readers_at(revision) if revision else None)
     best: dict[tuple[str, str], float] = {}
-    answers: dict[tuple[str, str], Any] = {}
-    for _ in range(rounds):
+    accuracy: dict[tuple[str, str], str] = {}
+    for round_number in range(rounds):
         for name, ours, peers in cases:
-            for who, reader in [("matcli", ours)] + peers:
-                elapsed, answers[name, who] = _timed(reader)
+            answers = {}
+            for who, reader in ours + peers:
+                elapsed, answers[who] = _timed(reader)
                 best[name, who] = min(best.get((name, who), np.inf), elapsed)
+            if round_number == 0:
+                for who, _ in ours[1:] + peers:
+                    accuracy[name, who] = same(answers["matcli"], answers[who])
     rows = []
-    for name, _, peers in cases:
+    for name, ours, peers in cases:
         for who, _ in peers:
-            accuracy = same(answers[name, "matcli"], answers[name, who])
-            rows.append(Row(name, who, best[name, who], best[name, "matcli"], "reference", accuracy, TARGET))
+            extra = {"before_seconds": best[name, "before"], "before_ratio": best[name, who] / best[name, "before"],
+                     "before_accuracy": accuracy[name, "before"], "before_revision": revision} if revision else {}
+            rows.append(Row(name, who, best[name, who], best[name, "matcli"], "reference", accuracy[name, who],
+                            TARGET, extra))
     report("io", rows, size)
+    if revision:
+        print(f"\nbefore ({revision}) / after, ratio = peer time / matcli time:")
+        for row in rows:
+            print(f"  {row.workload[:40]:40s}  {row.peer:27s}  before {row.extra['before_seconds']:.3f} s "
+                  f"({row.extra['before_ratio']:.2f}x)  after {row.matcli_seconds:.3f} s ({row.ratio:.2f}x)  "
+                  f"before==after: {row.extra['before_accuracy']}")
 
 
 def _timed(reader: Callable[[], Any]) -> tuple[float, Any]:

@@ -252,3 +252,23 @@ def test_complete_candidates_read_the_observed_entries_by_reference(cli, tmp_pat
     assert result.exit_code == 0, result.stderr
     tasks = report_of(rep)["backend"]["tasks"]
     assert tasks >= 4 and loads == [f"{completion_file}:/observed"] * tasks
+
+
+@pytest.mark.xfail(strict=True, reason="needs the lead's change in jobs/solve.Job.setup: no client setup for a "
+                                       "parallel batch with a fixed method (see the #19 report)")
+def test_a_parallel_batch_with_a_fixed_method_sets_up_only_on_the_workers(cli, tmp_path, batch_file, scheduler,
+                                                                           monkeypatch):
+    from matcli.jobs import solve as solve_job
+
+    client_setups = []
+    original = solve_job.Job._prepare
+    monkeypatch.setattr(solve_job.Job, "_prepare", lambda self, *a: client_setups.append(a[0]) or original(self, *a))
+    rep = tmp_path / "r.json"
+    result = cli(["solve", f"{batch_file}:/systems", "--batch", "-m", "cg", "--precond", "ic", "-o", tmp_path / "x.h5",
+                  "--report", rep, "--quiet", "--strict", "--backend", "dask", "--scheduler", scheduler])
+    assert result.exit_code == 0, result.stderr
+    report = report_of(rep)
+    assert client_setups == []
+    # the report's setup facts are those of the first chunk's worker (incomplete Cholesky of the first matrix)
+    assert report["params"]["precond"] == "ic" and report["problem"]["setup"]["preconditioner"] == "ic"
+    assert [s["setup"] for s in report["info"]["systems"]] == ["set up on worker"] * 4

@@ -547,6 +547,12 @@ class Job(FamilyJob):
             chunks = chunk_inputs(ordered, list(self.request.inputs), self.rhs_spec, self.backend.parallelism,
                                   self.rng)
             sequences = self.backend.map(solve_chunk_input, chunks, plan=plan)
+            if self.solver is None:
+                # Nothing was set up here (each chunk set up on its worker): the report's setup
+                # is the first chunk's, which set up from the batch's first matrix.
+                self.precond_used = sequences[0].precond
+                self._publish_params()
+                self.problem_info["setup"] = sequences[0].setup
         return batch_result(sequences, callback)
 
     # ------------------------------------------------------------------ plot

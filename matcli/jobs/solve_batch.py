@@ -58,7 +58,9 @@ class Solved:
     """A solved sequence, per system in sequence order: report ``entries``, ``solutions`` (None when
     the method produced none) and ``statuses``; ``iterations`` in total; the learned SOR omega (or
     None); ``history``: the iteration reports ``(iteration, values)`` of a worker run, numbered
-    from the start of the sequence (empty when they went to a live callback)."""
+    from the start of the sequence (empty when they went to a live callback); a worker run's
+    ``setup`` facts (its solver's ``info``) and ``precond`` (the preconditioner it set up, after
+    fallbacks)."""
 
     entries: list[dict[str, Any]]
     solutions: list[np.ndarray | None]
@@ -66,6 +68,8 @@ class Solved:
     iterations: int
     omega_learned: float | None
     history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    setup: dict[str, Any] = field(default_factory=dict)
+    precond: str = "none"
 
 
 def solve_sequence(plan: SequencePlan, systems: list[System], solver, callback: Callback, *, start: int = 0,
@@ -146,6 +150,8 @@ def solve_chunk(chunk: Chunk, plan: SequencePlan) -> Solved:
                             start=chunk.start, chunk=chunk.index, first_setup="set up on worker")
     solved.entries[0]["seconds"] += setup_s
     solved.history = history
+    solved.setup = solver.info
+    solved.precond = getattr(solver, "precond_name", "none")
     return solved
 
 

@@ -7,14 +7,16 @@ factorization's wall and process-CPU time, the solve's wall time, the LAPACK rat
 the peak resident memory the factorization and solve added (``ru_maxrss`` after minus before: MKL
 and SuiteSparse allocate outside Python, so tracemalloc would not see them). Imports and the
 libraries' first-call set-up are left out: each case first factors a 64-unknown problem with the
-same backend (``first_call_s`` in the results says what that cost; a matcli process pays it once). Repeats are interleaved
-(every backend once, then again) so a change in the machine's load hits all of them alike; the table
-shows the median time and the largest memory.
+same backend (``first_call_s`` in the results says what that cost; a matcli process pays it once).
+Repeats are interleaved (every backend once, then again) so a change in the machine's load hits all
+of them alike; the table shows the median time and the largest memory.
 
-Workloads: the SPD and nonsymmetric matrices of the shared data (``--quick``: a subset) and a 3-D
-Poisson problem (7-point Laplacian on a k^3 grid): ``--full`` probes k = 100 (1e6 unknowns) with the
-fastest installed backend's Cholesky and steps down to the largest k it factors within
-``CASE_SECONDS``, then compares every backend there (a backend over the limit shows as such).
+Workloads: the SPD and nonsymmetric matrices of the shared data (``--quick``: a subset; PARDISO only
+on the real ones), the 2-D Poisson matrix of the issue (5-point Laplacian, 400^2 = 160000 unknowns)
+and 3-D Poisson problems (7-point Laplacian on a k^3 grid): k = 30 and 40, where SuperLU finishes too,
+and the largest k of 100 (1e6 unknowns), 80, 64, 50 that the fastest installed backend's Cholesky
+factors within ``CASE_SECONDS`` (a backend over the limit shows as such). A case that took longer than
+``LONG_CASE`` seconds is not repeated.
 
     python benchmarks/bench_direct.py [--quick | --full]
 """
@@ -36,20 +38,33 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 #: a case that has not finished after this long is stopped and reported as a timeout
 CASE_SECONDS = 60.0
-QUICK_FILES = {"spd": ["bcsstk16.mtx", "bcsstk15.mtx", "1138_bus.mtx"], "nonsym": ["arrow.mtx", "sherman5.mtx", "Pd.mtx"]}
-POISSON_SIDES = {"quick": [30], "full": [100, 80, 64, 50, 40, 30]}
+#: a case slower than this is measured once
+LONG_CASE = 10.0
+QUICK_FILES = {"spd": ["bcsstk16.mtx", "1138_bus.mtx"], "nonsym": ["arrow.mtx", "sherman5.mtx"]}
+#: 3-D grids every backend runs on, then the grids probed from the largest down
+POISSON_SIDES = {"quick": ([20], []), "full": ([30, 40], [100, 80, 64, 50])}
+POISSON_2D = {"quick": 200, "full": 400}
 
 
-def manifest(kind: str) -> list[str]:
-    names = []
+def manifest(kind: str) -> dict[str, bool]:
+    """Square matrices/ files of a MANIFEST kind -> whether their values are complex."""
+    names: dict[str, bool] = {}
     path = DATA / "MANIFEST.tsv"
     if not path.is_file():
         return names
     for line in path.read_text().splitlines()[1:]:
         fields = line.split("\t")
         if fields[0].startswith("matrices/") and fields[1] == kind and fields[2] == fields[3]:
-            names.append(fields[0].split("/", 1)[1])
+            names[fields[0].split("/", 1)[1]] = fields[5] == "complex"
     return names
+
+
+def poisson2d(k: int):
+    import numpy as np
+    import scipy.sparse as sp
+
+    T = sp.diags([-np.ones(k - 1), 2 * np.ones(k), -np.ones(k - 1)], [-1, 0, 1], dtype=float)
+    return sp.csr_matrix(sp.kron(T, sp.eye(k)) + sp.kron(sp.eye(k), T))
 
 
 def poisson3d(k: int):
@@ -70,8 +85,9 @@ def run_case(spec: dict) -> dict:
     from matcli.methods.solve import direct
     from matcli.methods.solve.system import as_matrix
 
-    if spec["matrix"].startswith("poisson3d:"):
-        A = poisson3d(int(spec["matrix"].split(":")[1]))
+    if spec["matrix"].startswith("poisson"):
+        build = poisson3d if spec["matrix"].startswith("poisson3d:") else poisson2d
+        A = build(int(spec["matrix"].split(":")[1]))
     else:
         A = as_matrix(sp.csr_matrix(read_mtx(str(DATA / "matrices" / spec["matrix"]))))
     b = A @ np.random.default_rng(0).standard_normal(A.shape[0])
@@ -87,7 +103,8 @@ def run_case(spec: dict) -> dict:
     result = direct.solve_factored(A, fact, b)
     solve_wall = time.perf_counter() - wall1
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"n": A.shape[0], "nnz": int(A.nnz), "first_call_s": first_call, "factor_wall": factor_wall, "factor_cpu": factor_cpu,
+    return {"n": A.shape[0], "nnz": int(A.nnz), "first_call_s": first_call, "factor_wall": factor_wall,
+            "factor_cpu": factor_cpu,
             "solve_wall": solve_wall, "peak_mib": (after - before) / 1024.0, "status": result.status.reason,
             "lapack_ratio": result.metrics.get("lapack_ratio"), "backend_used": fact.backend,
             "fallback": fact.info.get("backend_fallback", ""), "factor_nnz": fact.info.get("factor_nnz")}
@@ -105,19 +122,20 @@ def measure(spec: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def backends_for(kind: str) -> list[str]:
+def backends_for(kind: str, complex_values: bool = False) -> list[str]:
     from matcli.methods.solve.sparse_direct import available
 
-    names = ["superlu", "pardiso"] + (["cholmod"] if kind == "cholesky" else [])
+    names = ["superlu"] + ([] if complex_values else ["pardiso"]) + (["cholmod"] if kind == "cholesky" else [])
     return [name for name in names if available(name)]
 
 
-def compare(matrix: str, kind: str, repeats: int) -> dict[str, list[dict]]:
+def compare(matrix: str, kind: str, repeats: int, complex_values: bool) -> dict[str, list[dict]]:
     """Interleaved repeats of every installed backend on one (matrix, kind)."""
-    runs: dict[str, list[dict]] = {name: [] for name in backends_for(kind)}
+    runs: dict[str, list[dict]] = {name: [] for name in backends_for(kind, complex_values)}
     for _ in range(repeats):
         for name in runs:
-            if runs[name] and "error" in runs[name][-1]:
+            last = runs[name][-1] if runs[name] else {}
+            if "error" in last or last.get("factor_wall", 0.0) > LONG_CASE:
                 continue
             runs[name].append(measure({"matrix": matrix, "kind": kind, "backend": name}))
     return runs
@@ -143,8 +161,8 @@ def accuracy(s: dict) -> str:
     return text + (f" (fell back to {s['backend_used']})" if s["fallback"] else "")
 
 
-def rows_for(matrix: str, kind: str, repeats: int) -> list[Row]:
-    runs = compare(matrix, kind, repeats)
+def rows_for(matrix: str, kind: str, repeats: int, complex_values: bool = False) -> list[Row]:
+    runs = compare(matrix, kind, repeats, complex_values)
     base = summary(runs.pop("superlu"))
     label = matrix.replace(".mtx", "")
     rows = []
@@ -165,16 +183,20 @@ def rows_for(matrix: str, kind: str, repeats: int) -> list[Row]:
 
 def main() -> None:
     size = size_from_argv()
-    repeats = 3
+    repeats = 2 if size == "quick" else 3
     rows: list[Row] = []
     for kind_of_file, kinds in (("spd", ("cholesky", "lu")), ("nonsym", ("lu",))):
-        names = QUICK_FILES[kind_of_file] if size == "quick" else manifest(kind_of_file)
+        files = manifest(kind_of_file)
+        names = [name for name in QUICK_FILES[kind_of_file] if name in files] if size == "quick" else list(files)
         for name in names:
-            if (DATA / "matrices" / name).is_file():
-                for kind in kinds:
-                    rows.extend(rows_for(name, kind, repeats))
+            for kind in kinds:
+                rows.extend(rows_for(name, kind, repeats, files[name]))
+    fixed, probed = POISSON_SIDES[size]
+    for matrix in [f"poisson2d:{POISSON_2D[size]}"] + [f"poisson3d:{k}" for k in fixed]:
+        for kind in ("cholesky", "lu"):
+            rows.extend(rows_for(matrix, kind, repeats))
     fastest = backends_for("cholesky")[-1]
-    for k in POISSON_SIDES[size]:
+    for k in probed:
         probe = measure({"matrix": f"poisson3d:{k}", "kind": "cholesky", "backend": fastest})
         print(f"poisson3d k={k} (n={k ** 3}) {fastest} cholesky: "
               f"{probe.get('error') or format(probe['factor_wall'], '.2f') + ' s'}", flush=True)

@@ -272,3 +272,35 @@ def test_a_parallel_batch_with_a_fixed_method_sets_up_only_on_the_workers(cli, t
     # the report's setup facts are those of the first chunk's worker (incomplete Cholesky of the first matrix)
     assert report["params"]["precond"] == "ic" and report["problem"]["setup"]["preconditioner"] == "ic"
     assert [s["setup"] for s in report["info"]["systems"]] == ["set up on worker"] * 4
+
+
+def test_arrays_of_the_python_api_travel_by_value(scheduler):
+    """No file for the workers to read: the arrays go inside the tasks, and the answers are the local ones."""
+    import scipy.sparse as sp
+
+    import matcli
+
+    rng = np.random.default_rng(8)
+    n = 30
+    T = sp.diags([-1.0, 2.5, -1.0], [-1, 0, 1], shape=(n, n), format="csr")
+    matrices = [T + 0.1 * k * sp.eye(n, format="csr") for k in range(5)]
+    b = rng.standard_normal(n)
+    local = matcli.solve(matrices, b, batch=True, method="lu", seed=1)
+    dask = matcli.solve(matrices, b, batch=True, method="lu", seed=1, backend="dask", scheduler=scheduler)
+    assert dask.report["backend"]["tasks"] == 5
+    names = [name for name in local.arrays if name.startswith("x/")]
+    assert sorted(names) == sorted(dask.arrays) and len(names) == 5
+    for name, A in zip(sorted(names), matrices):  # the names end in A0 .. A4
+        x = local.arrays[name]
+        # LU solutions of the same system: they differ by at most ~ cond(A) eps ||x||
+        bound = 100 * np.linalg.cond(A.toarray()) * np.finfo(float).eps * np.linalg.norm(x)
+        assert np.linalg.norm(x - dask.arrays[name]) <= bound
+        assert np.linalg.norm(A @ x - b) <= 1e-12 * np.linalg.norm(b)
+
+    U, V = rng.standard_normal((60, 2)), rng.standard_normal((40, 2))
+    mask = rng.random((60, 40)) < 0.4
+    observed = sp.coo_matrix(np.where(mask, U @ V.T, 0.0))
+    fits = [matcli.complete(observed, rank="auto", reg=0.0, bias=False, seed=4, **extra)
+            for extra in ({}, {"backend": "dask", "scheduler": scheduler})]
+    assert fits[0].report["params"]["rank"] == fits[1].report["params"]["rank"] == 2
+    assert np.array_equal(fits[0].arrays["U"], fits[1].arrays["U"])

@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from matcli.cli.options import (AllowExternalOpt, ForceOpt, MonitorOpt, Number, OutOpt, ParamOpt, QuietOpt,
-                                PlotOpt, ReportOpt, SeedOpt, StrictOpt, ThreadsOpt, maxiter_option)
+from matcli.cli.options import (AllowExternalOpt, Backend, BackendOpt, ForceOpt, MonitorOpt, Number, OutOpt, ParamOpt,
+                                PlotOpt, QuietOpt, ReportOpt, SchedulerOpt, SeedOpt, StrictOpt, ThreadsOpt,
+                                maxiter_option)
 from matcli.jobs.options import SketchOptions, range_of
 
 
@@ -57,6 +58,8 @@ def command(
              "with --eps only its test for consistent systems, ||r|| <= rtol ||b||).")] = 1e-10,
     maxiter: maxiter_option("200 + n / 10 CGLS iterations per solve") = None,
     plot: PlotOpt = None,
+    backend: BackendOpt = Backend.local,
+    scheduler: SchedulerOpt = None,
     max_memory: Annotated[Optional[str], typer.Option(
         "--max-memory", help="Peak memory of the whole process (e.g. 500M, 2G; default: $MATCLI_MAX_MEMORY, "
                              "else half the available memory). An HDF5 matrix (dense dataset or csr_matrix group) that does not fit "
@@ -81,5 +84,6 @@ def command(
         raise UsageError("sketch-regress needs the right-hand side b once: as the second argument or with --rhs")
     api.sketch_regress(matrix, rhs or rhs_option, method=mode.value, sketch=sketch.value, sketch_size=sketch_size,
                        eps=eps, ridge=ridge, rtol=rtol, maxiter=maxiter, params=param, seed=seed, output=out,
-                       report=report, plot=plot, threads=threads, max_memory=max_memory, force=force,
+                       report=report, plot=plot, threads=threads, max_memory=max_memory, backend=backend.value,
+                       scheduler=scheduler, force=force,
                        strict=strict, quiet=quiet, monitor=monitor, allow_external_links=allow_external_links)

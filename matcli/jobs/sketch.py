@@ -111,6 +111,16 @@ class Job(FamilyJob):
         self.A = None
         self.mapped = False
         self.stream: hdf5_rows.DenseDataset | hdf5_rows.SparseGroup | None = None
+        #: --backend dask: A as row blocks the workers read (jobs/sketch_remote.py)
+        self.remote = None
+        self.a_path, self.b_path = a_spec, b_spec
+        if self.request.backend != "local":
+            from matcli.io.row_blocks import row_source
+
+            self.remote = row_source(a_spec)
+            self.a_file = a_spec
+            self.b = read_dense(b_spec)
+            return
         located = hdf5_rows.locate(a_spec)
         self.a_file = located.path if located is not None else a_spec
         if isinstance(located, hdf5_rows.DenseDataset):
@@ -141,8 +151,6 @@ class Job(FamilyJob):
         if self.stream is None and self.A is None:
             self.A = read_matrix(a_spec)
         self.b = read_dense(b_spec)
-        self.a_path = a_spec
-        self.b_path = b_spec
 
     def _fits(self, shape: tuple[int, ...], matrix_bytes: int, *, nnz: int | None) -> bool:
         """Whether A can be held in memory beside the vectors and the smallest sketch of the solve."""
@@ -151,7 +159,14 @@ class Job(FamilyJob):
                           kind=self.request.options.sketch, nnz=nnz)
         return plan.max_rows(zeta=4) >= min(m, smallest_sketch_rows(n))
 
+    @property
+    def streamed(self) -> bool:
+        """A is read in row blocks, one pass per operation (from the file here, or by workers)."""
+        return self.stream is not None or self.remote is not None
+
     def _shape(self) -> tuple[int, int]:
+        if self.remote is not None:
+            return self.remote.n_rows, self.remote.n_cols
         if self.stream is not None:
             return int(self.stream.shape[0]), int(self.stream.shape[1])
         return self.A.shape
@@ -172,12 +187,16 @@ class Job(FamilyJob):
             raise InputError(b_path, f"right-hand side has dtype {b.dtype}; expected numbers")
         #: why only the exact solve applies (the sketched modes take a real, tall, non-empty A and one b)
         self.exact_only = next((why for bad, why in (
-            (self.A is not None and np.iscomplexobj(self.A), "A is complex"),
+            (self.A is not None and np.iscomplexobj(self.A)
+             or self.remote is not None and self.remote.dtype.kind == "c", "A is complex"),
             (np.iscomplexobj(b), "b is complex"),
             (b.ndim == 2, f"b has {b.shape[1] if b.ndim == 2 else 1} columns"),
             (m == 0 or n == 0, f"A is empty ({m} x {n})"),
             (m < n, f"A is wide ({m} x {n}): the minimum-norm solution"),
         ) if bad), None)
+        if self.exact_only and self.remote is not None:
+            raise UsageError(f"{a_path}: {self.exact_only}, which only --mode lapack solves, on this machine: "
+                             f"drop --backend {self.request.backend}")
         if self.exact_only and self.stream is not None:
             raise UsageError(f"{a_path}: {self.exact_only}, which only --mode lapack solves, and it needs A in "
                              f"memory, more than {self.budget_text} leaves; raise --max-memory")
@@ -192,16 +211,17 @@ class Job(FamilyJob):
         size = options.sketch_size
         if eps is not None and not 0.0 < eps < 1.0:
             raise UsageError(f"--eps {eps}: must lie in (0, 1)")
-        sparse = isinstance(self.stream, hdf5_rows.SparseGroup) or hasattr(self.A, "nnz")
+        sparse = (isinstance(self.stream, hdf5_rows.SparseGroup) or hasattr(self.A, "nnz")
+                  or self.remote is not None and self.remote.layout == "csr")
         # a sparse A in memory is scattered into the sketch in pieces of bounded size; a streamed one
         # block by block, which the blocks' cost counts (see _plan_blocks)
         scattered_nnz = int(self.A.nnz) if hasattr(self.A, "nnz") else None
         plan = MemoryPlan(self.budget, self.baseline, m, n, self.threads, self._matrix_bytes(),
-                          self.stream is not None, kind=sketch, nnz=scattered_nnz)
+                          self.streamed, kind=sketch, nnz=scattered_nnz)
         method = self.request.method
         if method == "auto" and self.exact_only:
             method, self.choice_reason = "lapack", f"{self.exact_only}: exact least squares by LAPACK"
-        elif (method == "auto" and self.stream is None and sketch == "auto" and size is None
+        elif (method == "auto" and not self.streamed and sketch == "auto" and size is None
               and m * n <= EXACT_MAX_ENTRIES):
             method, self.choice_reason = "lapack", (f"the {m}x{n} matrix is small: an exact LAPACK solve is "
                                                     "fast and accurate to the backward-error level")
@@ -228,14 +248,16 @@ class Job(FamilyJob):
         params = spec.resolve_params(list(self.request.params))
         if size is not None and not n <= size <= m:
             raise UsageError(f"--sketch-size {size}: must lie between n = {n} and m = {m}")
-        if self.stream is not None and sketch != "auto" and sketch not in STREAMABLE_KINDS:
-            raise UsageError(f"--sketch {sketch} needs the whole matrix in memory; the matrix does not fit "
-                             f"{self.budget_text}, so use one of {', '.join(STREAMABLE_KINDS)}")
+        if self.streamed and sketch != "auto" and sketch not in STREAMABLE_KINDS:
+            where = (f"--backend {self.request.backend} reads A in row blocks" if self.remote is not None else
+                     f"the matrix does not fit {self.budget_text}")
+            raise UsageError(f"--sketch {sketch} needs the whole matrix in memory; {where}, so use one of "
+                             f"{', '.join(STREAMABLE_KINDS)}")
         eps_value = 0.1 if eps is None else float(eps)
         zeta = params["nnz_per_column"]
         max_rows = plan.max_rows(zeta=zeta)
         wanted = int(size) if size is not None else default_sketch_size(
-            method, m, n, eps_value, sparse=sparse, streaming=self.stream is not None, kind=sketch)
+            method, m, n, eps_value, sparse=sparse, streaming=self.streamed, kind=sketch)
         d = wanted
         if wanted > max_rows:
             # a requested size (or sketch-and-solve's, set by eps) must fit; a default one is capped
@@ -243,7 +265,7 @@ class Job(FamilyJob):
             if max_rows < needed:
                 hint = (f"use --mode precondition{f' --eps {eps:g}' if eps is not None else ''} (a smaller sketch "
                         "suffices) or " if method == "sketch-and-solve" else "")
-                held = "the process so far and the vectors of length m" if self.stream is not None else \
+                held = "the process so far and the vectors of length m" if self.streamed else \
                     "the process so far, A and the vectors of length m"
                 rest = " and the row blocks half of the rest" if self.stream is not None else ""
                 raise UsageError(f"a sketch of {needed} rows needs {mib(plan.sketch_total(needed, zeta))}, but under "
@@ -264,13 +286,15 @@ class Job(FamilyJob):
         # the budget is a fact of the machine (its default comes from the free memory): the report's
         # problem.memory records it, the output's params hold only what fixes the answer
         self.resolved_params = dict(self.kernel_options)
-        if isinstance(self.stream, hdf5_rows.SparseGroup):
+        if self.remote is not None:
+            nnz, layout = self.remote.nnz, f"{self.remote.layout} row blocks read by the workers"
+        elif isinstance(self.stream, hdf5_rows.SparseGroup):
             nnz, layout = self.stream.nnz, "streamed hdf5 csr rows"
         elif self.stream is not None:
             nnz, layout = m * n, "streamed hdf5 rows"
         else:
             nnz, layout = (int(self.A.nnz), "sparse csr") if sparse else (m * n, "dense")
-        self.problem_info = {"shape": [m, n], "nnz": nnz, "format": layout, "streaming": self.stream is not None}
+        self.problem_info = {"shape": [m, n], "nnz": nnz, "format": layout, "streaming": self.streamed}
         sketch_total = plan.sketch_total(d, zeta)
         memory = {"budget_bytes": self.budget, "baseline_bytes": self.baseline, "slack_bytes": plan.slack(),
                   "vectors_bytes": plan.vectors(), "matrix_bytes": plan.matrix_bytes,
@@ -280,6 +304,12 @@ class Job(FamilyJob):
         self.problem_info["memory"] = memory
         if self.stream is not None:
             memory["block_bytes"] = self._plan_blocks(plan, sketch_total, scatter_bytes(sketch, zeta))
+        if self.remote is not None:
+            from matcli.jobs.sketch_remote import plan_blocks
+
+            self.blocks = plan_blocks(self.remote)
+            self.problem_info["row_blocks"] = len(self.blocks)
+            self.problem_info["rows_per_block"] = max(block.n_rows for block in self.blocks)
 
     @staticmethod
     def _ridge(options) -> float | str:
@@ -290,6 +320,9 @@ class Job(FamilyJob):
         """``--mode lapack``: A in memory and its dense SVD within the memory budget."""
         from matcli.io.guard import check_allocation
 
+        if self.remote is not None:
+            raise UsageError(f"--mode lapack solves on this machine; --backend {self.request.backend} runs the "
+                             "sketched modes (drop --backend for an exact solve)")
         if self.stream is not None:
             raise UsageError(f"--mode lapack needs A in memory, more than {self.budget_text} leaves; use a "
                              "sketched mode (they stream A)")
@@ -373,6 +406,13 @@ class Job(FamilyJob):
     def compute(self, callback: Callback) -> Result:
         spec = get_spec("sketch", self.method)
         kernel = spec.load()
+        if self.remote is not None:
+            from matcli.jobs.sketch_remote import DistributedRowProblem
+
+            problem = DistributedRowProblem(self.backend, self.remote, self.b, self.blocks)
+            result = kernel(problem, rng=self.rng, callback=callback, **self.kernel_options)
+            result.info["passes_over_file"] = problem.passes
+            return self._publish_ridge(result)
         if self.stream is not None:
             from matcli.methods.sketch.streaming import RowStreamProblem
 

@@ -1,12 +1,14 @@
 """The Dask backend against real processes: a ``dask scheduler`` and two ``dask worker`` processes
 (each with its nanny) on 127.0.0.1 (tests/dask_cluster.py), matcli run as a process.
 
-A worker process (not its nanny) is killed with SIGKILL while it holds a task of the run: Dask
-recomputes the lost tasks from the task graph, the run exits 0, and the output is bit for bit the
+A worker process (not its nanny) is killed with SIGKILL while it runs a task of the run (a chunk
+of ``solve --batch``, a candidate fit of ``complete --rank auto``): Dask recomputes the lost tasks
+from the task graph, the run exits 0 with nothing on stderr, and the output is bit for bit the
 output of an undisturbed run with the same seed. Bitwise, not to a tolerance: every task's result
-is a function of its arguments only (systems read by reference, a generator spawned for its chunk),
-the replacement runs the same code on the same machine with the same one BLAS thread per worker
-process (Dask's nanny sets OMP/MKL/OpenBLAS threads to 1), so not one rounding may differ.
+is a function of its arguments only (inputs read by reference, a generator spawned for the task),
+and the replacement runs the same code on the same machine with one BLAS thread (Dask's nanny sets
+OMP/MKL/OpenBLAS threads to 1 in each worker process; complete limits BLAS to one thread itself),
+so not one rounding may differ.
 """
 
 from __future__ import annotations
@@ -115,25 +117,39 @@ def test_a_worker_killed_mid_batch_is_recomputed_and_the_answer_is_bitwise_the_s
     cluster.wait_for_workers(2)  # the nanny restarts its worker for the next test
 
 
-def test_complete_auto_on_the_cluster_gives_the_local_answer(cluster, tmp_path):
-    subprocess.run([*MATCLI, "generate", "completion", "--rows", "150", "--cols", "90", "--rank", "3", "--rate",
-                    "0.3", "--seed", "2", "-o", "c.h5"], cwd=tmp_path, check=True, capture_output=True)
-    models = {}
-    for name, extra in (("local", []), ("dask", ["--backend", "dask", "--scheduler", cluster.address])):
-        proc = run_matcli(["complete", "c.h5:/observed", "--rank", "auto", "--reg", "0", "--no-bias", "--seed", "3",
-                           "-o", f"m_{name}.h5", "--report", f"r_{name}.json", "--quiet", *extra], tmp_path)
-        assert proc.returncode == 0, proc.stderr
-        with h5py.File(tmp_path / f"m_{name}.h5", "r") as fh:
-            models[name] = (fh["U"][()], fh["V"][()])
-    local = json.loads((tmp_path / "r_local.json").read_text())
-    dask = json.loads((tmp_path / "r_dask.json").read_text())
-    assert local["params"]["rank"] == dask["params"]["rank"] == 3
-    used = [(r["rank"], r["reg"], r["score"]) for r in dask["info"]["selection"] if not r["after_stop"]]
-    assert used == [(r["rank"], r["reg"], r["score"]) for r in local["info"]["selection"]]
-    # Each candidate fit runs with its own spawned generator, in one BLAS thread on either side,
-    # on identical entries, so the model refitted on the client is the same bits.
-    for local_factor, dask_factor in zip(models["local"], models["dask"]):
-        assert np.array_equal(local_factor, dask_factor)
+def test_complete_auto_with_a_worker_killed_mid_selection_gives_the_local_model_bitwise(cluster, tmp_path):
+    """complete --rank auto: the candidate fits lost with the worker are refitted by Dask from the
+    same arguments (observed entries by reference, split mask, the candidate's generator). Each
+    fit has its own spawned generator and runs in one BLAS thread on either side (the job limits
+    BLAS to one thread), so the cluster's model is the local one, bit for bit."""
+    subprocess.run([*MATCLI, "generate", "completion", "--rows", "800", "--cols", "600", "--rank", "4", "--rate",
+                    "0.1", "--noise", "0.01", "--seed", "2", "-o", "c.h5"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    args = ["complete", "c.h5:/observed", "--rank", "auto", "--reg", "0.1", "--no-bias", "--seed", "3", "--quiet"]
+    local = run_matcli([*args, "-o", "m_local.h5", "--report", "r_local.json"], tmp_path)
+    assert local.returncode == 0, local.stderr
+    pids = cluster.worker_pids()
+    proc = subprocess.Popen([*MATCLI, *args, "--backend", "dask", "--scheduler", cluster.address, "-o",
+                             "m_killed.h5", "--report", "r_killed.json"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed: list = []
+    killer = threading.Thread(target=_kill_a_busy_worker, args=(cluster, proc, pids, killed, "_score"))
+    killer.start()
+    try:
+        _, stderr = proc.communicate(timeout=240)
+    finally:
+        killer.join()
+    assert killed, "the run ended before a worker was seen running one of its fits"
+    assert proc.returncode == 0 and stderr.strip() == "", stderr
+    local, dask = [json.loads((tmp_path / f"r_{name}.json").read_text()) for name in ("local", "killed")]
+    assert dask["backend"]["workers"] == 2 and local["params"]["rank"] == dask["params"]["rank"]
+    # the local run fits one candidate per round, the cluster two: it may fit one past the stop
+    used = [row for row in dask["info"]["selection"] if not row["after_stop"]]
+    assert used == local["info"]["selection"]
+    with h5py.File(tmp_path / "m_local.h5", "r") as a, h5py.File(tmp_path / "m_killed.h5", "r") as b:
+        for name in ("U", "V"):
+            assert np.array_equal(a[name][()], b[name][()]), name
+    cluster.wait_for_workers(2)
 
 
 def test_a_task_that_kills_every_worker_it_runs_on_is_a_one_line_backend_error(cluster):

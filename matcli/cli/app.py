@@ -8,10 +8,11 @@ Exit codes: 0 ok; 1 internal bug; 2 usage error; 3 not converged (--strict); 4 i
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
-from matcli.cli import complete, factorize, generate, info, methods, predict, sketch_regress, solve
+from matcli.cli import complete, factorize, generate, info, methods, predict, run, sketch_regress, solve
 
 app = typer.Typer(
     name="matcli",
@@ -49,6 +50,7 @@ app.command("factorize", help="SVD, NMF, CUR, QR, LU, Cholesky, LDL^T, eigendeco
 app.command("info", help="Describe a matrix file: shape, nnz, symmetry, definiteness, condition.")(info.command)
 app.command("generate", help="Write test problems (Poisson, SPD, low-rank, regression, completion).")(generate.command)
 app.command("methods", help="List registered methods and their --param keys.")(methods.command)
+app.command("run", help="Run a list of matcli command lines (one process, or a Dask cluster).")(run.command)
 
 
 def _usage_line(exc: Exception) -> str:
@@ -86,7 +88,14 @@ def _silence_closed_streams() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code. Errors print one line on stderr, never a traceback.
+    """Run the CLI; return the exit code (see :func:`run_command`)."""
+    return run_command(argv)[0]
+
+
+def run_command(argv: list[str] | None = None) -> tuple[int, Any]:
+    """Run one command line; return ``(exit code, what the command returned)`` (the solving
+    subcommands return their :class:`matcli.api.Outcome`; None after an error). Errors print one
+    line on stderr, never a traceback.
 
     Exit codes: 0 ok, 1 internal error (a bug), 2 usage, 3 not converged (``--strict``), 4 input,
     5 output, 6 backend, 7 resource (memory budget or out of memory), 130 interrupted (SIGINT,
@@ -97,38 +106,40 @@ def main(argv: list[str] | None = None) -> int:
 
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=argv, prog_name="matcli", standalone_mode=False)
+        returned = command.main(args=argv, prog_name="matcli", standalone_mode=False)
     except MatcliError as exc:
         _say(f"matcli: error: {exc}")
-        return exc.exit_code
+        return exc.exit_code, None
     except typer.Exit as exc:
-        return int(exc.exit_code)
+        return int(exc.exit_code), None
     except (typer.Abort, KeyboardInterrupt):
         _say("matcli: interrupted")
-        return 130
+        return 130, None
     except MemoryError as exc:
         what = f"out of memory: {exc}" if str(exc) else "out of memory"
         _say(f"matcli: error: {what} (lower the problem size, set --max-memory to have inputs checked "
              "against a budget first, or use a streaming/iterative method)")
-        return 7
+        return 7, None
     except SystemExit as exc:
         # typer turns EPIPE into sys.exit(1) with the OSError as context.
         if _is_broken_pipe(exc.__context__):
             _silence_closed_streams()
-            return 141
-        return exc.code if isinstance(exc.code, int) else 1
+            return 141, None
+        return (exc.code if isinstance(exc.code, int) else 1), None
     except Exception as exc:  # noqa: BLE001 - the one place that turns failures into exit codes
         if _is_broken_pipe(exc):
             _silence_closed_streams()
-            return 141
+            return 141, None
         if type(exc).__name__ == "NoArgsIsHelpError":
             _say(exc.format_message())  # `matcli` alone: the help text, as no_args_is_help promises
-            return 2
+            return 2, None
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             _say(_usage_line(exc))  # click's usage errors (typer vendors click in recent releases)
-            return int(exc.exit_code)
+            return int(exc.exit_code), None
         _say(f"matcli: internal error: {type(exc).__name__}: {exc} (please report this bug)")
-        return 1
-    if code == 130:
+        return 1, None
+    if returned == 130:
         _say("matcli: interrupted")
-    return code if isinstance(code, int) else 0
+    if isinstance(returned, int) and not isinstance(returned, bool):
+        return returned, None
+    return 0, returned

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -87,12 +87,12 @@ def command(
     quiet: QuietOpt = False,
     monitor: MonitorOpt = False,
     threads: ThreadsOpt = None,
-) -> None:
+) -> Any:
     """Fit M ~ mu + b_i + c_j + U_i . V_j from observed entries only (missing entries are unknown,
     never zero) and write U, V and the biases to the output file."""
     from matcli import api
 
-    api.complete(observed, method=method.value, rank=rank, reg=reg, bias=bias, validate=validate, test=test,
+    return api.complete(observed, method=method.value, rank=rank, reg=reg, bias=bias, validate=validate, test=test,
                  predict=predict, predictions_out=predictions_out, clip=clip, shape=shape, maxiter=maxiter,
                  rtol=rtol, params=param, seed=seed, output=out, report=report, plot=plot, threads=threads,
                  max_memory=max_memory, backend=backend.value, scheduler=scheduler, force=force, strict=strict,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -90,11 +90,11 @@ def command(
     strict: StrictOpt = False,
     force: ForceOpt = False,
     monitor: MonitorOpt = False,
-) -> None:
+) -> Any:
     """Factorize a matrix (SVD, NMF, CUR, QR, LU, Cholesky, LDL^T, eig) and write the factors."""
     from matcli import api
 
-    api.factorize(matrix, kind=kind.value, method=method.value, rank=rank, tol=tol, power_iters=power_iters,
+    return api.factorize(matrix, kind=kind.value, method=method.value, rank=rank, tol=tol, power_iters=power_iters,
                   oversample=oversample, maxiter=maxiter, update=update, append_rows=append_rows,
                   append_cols=append_cols, params=param, seed=seed, output=out, report=report, plot=plot,
                   threads=threads, max_memory=max_memory, force=force, strict=strict, quiet=quiet, monitor=monitor,

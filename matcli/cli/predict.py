@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -30,11 +30,11 @@ def command(
     report: ReportOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
-) -> None:
+) -> Any:
     """Predict mu + row_bias[i] + col_bias[j] + U[i] . V[j] for each pair, mapping ids through the
     model's row_ids/col_ids as complete --predict does (an id the model has no factor row for gets
     the bias-only prediction; the report counts them)."""
     from matcli import api
 
-    api.predict(model, pairs, clip=clip, output=out, report=report, max_memory=max_memory, force=force, quiet=quiet,
+    return api.predict(model, pairs, clip=clip, output=out, report=report, max_memory=max_memory, force=force, quiet=quiet,
                 allow_external_links=allow_external_links)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -75,14 +75,14 @@ def command(
     strict: StrictOpt = False,
     force: ForceOpt = False,
     monitor: MonitorOpt = False,
-) -> None:
+) -> Any:
     """Solve min ||Ax - b||^2 + lambda ||x||^2 by randomized sketching (tall A), or exactly; writes x (n,)."""
     from matcli import api
     from matcli.core.errors import UsageError
 
     if (rhs is None) == (rhs_option is None):
         raise UsageError("sketch-regress needs the right-hand side b once: as the second argument or with --rhs")
-    api.sketch_regress(matrix, rhs or rhs_option, method=mode.value, sketch=sketch.value, sketch_size=sketch_size,
+    return api.sketch_regress(matrix, rhs or rhs_option, method=mode.value, sketch=sketch.value, sketch_size=sketch_size,
                        eps=eps, ridge=ridge, rtol=rtol, maxiter=maxiter, params=param, seed=seed, output=out,
                        report=report, plot=plot, threads=threads, max_memory=max_memory, backend=backend.value,
                        scheduler=scheduler, force=force,

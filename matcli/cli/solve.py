@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -81,11 +81,11 @@ def command(
     strict: StrictOpt = False,
     force: ForceOpt = False,
     monitor: MonitorOpt = False,
-) -> None:
+) -> Any:
     """Solve A X = B; x (n,) or (n, k) is written to the output (x/<system> with --batch)."""
     from matcli import api
 
-    api.solve(matrices if len(matrices) > 1 else matrices[0], rhs, method=method.value, rtol=rtol, maxiter=maxiter,
+    return api.solve(matrices if len(matrices) > 1 else matrices[0], rhs, method=method.value, rtol=rtol, maxiter=maxiter,
               precond=precond.value, nrhs=nrhs, batch=batch, recycle=recycle, reorder=reorder, params=param,
               seed=seed, output=out, report=report, plot=plot, threads=threads, max_memory=max_memory,
               backend=backend.value, scheduler=scheduler, force=force, strict=strict, quiet=quiet, monitor=monitor,

@@ -80,7 +80,8 @@ class FileInput:
 
     def load(self) -> Any:
         """Read (or take from this worker's cache) the value this process read; InputError when the
-        file is missing here or holds other values."""
+        file is missing here or holds other values. The value may be shared with the job's other
+        tasks on this worker: callers must not modify it in place."""
         key = (self.spec, self.digest)
         with _CACHE_LOCK:
             if key in _CACHE:

@@ -103,7 +103,8 @@ def test_dask_mode_refuses_what_it_cannot_read_or_do(problems, tmp_path, monkeyp
     np.save(tmp_path / "b.npy", b[:200])
     with pytest.raises(InputError, match="row blocks"):
         matcli.sketch_regress(str(mtx), str(tmp_path / "b.npy"), backend="dask")
-    for kwargs, words in [({"method": "lapack"}, "--mode lapack"), ({"sketch": "srht"}, "--sketch srht")]:
+    for kwargs, words in [({"sketch": "srht", "method": "precondition"}, "--sketch srht"),
+                          ({"sketch": "gaussian", "method": "lapack"}, "--sketch does not apply")]:
         with pytest.raises(UsageError, match=words):
             matcli.sketch_regress(f"{root}/dense.h5:/A", f"{root}/dense.h5:/b", backend="dask", **kwargs)
 
@@ -156,3 +157,32 @@ def test_two_workers_one_worker_and_a_killed_worker_give_the_same_bits(problems,
             pytest.skip("the run ended before a worker was seen running a pass (machine too fast to catch one)")
         with h5py.File(tmp_path / "xk.h5") as fh:
             assert np.array_equal(fh["x"][()], here["x"])
+
+
+@pytest.mark.parametrize("name", ["dense", "sparse"])
+def test_exact_mode_by_tsqr_over_the_blocks(problems, monkeypatch, name):
+    """--mode lapack (and auto, for A with few columns) on a backend: the R factor of [A b] by TSQR,
+    then the SVD of R; certified from A by a second pass."""
+    root, arrays = problems
+    one_worker_here(monkeypatch)
+    out = matcli.sketch_regress(f"{root}/{name}.h5:/A", f"{root}/{name}.h5:/b", backend="dask", threads=1)
+    assert out.method == "lapack" and "TSQR" in out.report["method_reason"] and out.converged
+    assert out.report["info"]["passes_over_file"] == 2
+    assert out.metrics["normal_residual"] <= 30 * max(arrays[name][0].shape) * EPS
+    assert_least_squares(out["x"], *arrays[name])
+
+
+def test_tsqr_ridge_auto_chooses_the_local_exact_ridge(problems, monkeypatch):
+    """GCV over the exact singular values (m rows, rho^2 outside the range) is the local exact
+    solve's GCV: the same grid point, and x within the ridge solution's conditioning of it."""
+    root, arrays = problems
+    spec_a, spec_b = f"{root}/dense.h5:/A", f"{root}/dense.h5:/b"
+    local = matcli.sketch_regress(spec_a, spec_b, method="lapack", ridge="auto")
+    one_worker_here(monkeypatch)
+    remote = matcli.sketch_regress(spec_a, spec_b, method="lapack", ridge="auto", backend="dask", threads=1)
+    lam = remote.report["params"]["ridge"]
+    assert lam == pytest.approx(local.report["params"]["ridge"], rel=1e-9) and lam > 0
+    A, _ = arrays["dense"]
+    s = np.linalg.svd(A, compute_uv=False)
+    cond = (s[0] ** 2 + lam) / (s[-1] ** 2 + lam)  # of the ridge normal equations
+    assert np.linalg.norm(remote["x"] - local["x"]) <= 100 * cond * EPS * np.linalg.norm(local["x"])

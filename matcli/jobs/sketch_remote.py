@@ -65,6 +65,14 @@ def product_block(task: tuple[RowBlock, np.ndarray | None], *, source: RowBlockS
     return t, (np.asarray(A.T @ t) if gradient else None)
 
 
+def r_factor_block(task: tuple[RowBlock, np.ndarray], *, source: RowBlockSource) -> np.ndarray:
+    """The R factor of ``[A_rows b_rows]`` (TSQR's first level)."""
+    from matcli.methods.sketch.tsqr import block_r_factor
+
+    block, b_rows = task
+    return block_r_factor(_rows(source, block), b_rows)
+
+
 def row_norms_block(block: RowBlock, *, source: RowBlockSource, M: np.ndarray) -> np.ndarray:
     """Squared row norms of ``A_rows M``."""
     AM = np.asarray(_rows(source, block) @ M)
@@ -126,6 +134,10 @@ class DistributedRowProblem:
     def residual_and_gradient(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(r, A^T r)`` with ``r = b - A x`` in one pass."""
         return self._pass(x, True, True)
+
+    def r_factors(self) -> list[np.ndarray]:
+        """The blocks' R factors of ``[A_rows b_rows]``, in block order (one pass)."""
+        return self._map(r_factor_block, [(block, self.b[block.start:block.stop]) for block in self.blocks])
 
     def row_norms2(self, M: np.ndarray) -> np.ndarray:
         return np.concatenate(self._map(row_norms_block, self.blocks, M=np.asarray(M, dtype=np.float64)))

@@ -421,7 +421,13 @@ class Job(FamilyJob):
         if method == "dense":
             self._densify_check()
             return {}
-        return {"ordering": params["ordering"]}
+        # the library: CHOLMOD where installed (auto), unless --param ordering configures SuperLU's
+        backend = params.get("backend", "auto")
+        if "ordering" in {pair.partition("=")[0].strip() for pair in self.request.params}:
+            if backend == "cholmod":
+                raise UsageError("--param ordering is SuperLU's; CHOLMOD chooses its own ordering")
+            backend = "superlu"
+        return {"ordering": params["ordering"], "backend": backend}
 
     def _setup_ldl(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         self._densify_check()

@@ -93,8 +93,8 @@ def _scaled_solver(inner: Callable[[np.ndarray], np.ndarray], scaling: equilibra
     return lambda B: c * inner(r * B)
 
 
-def factorize(A, kind: str, *, perm_c: np.ndarray | None = None, backend: str | None = None,
-              spd: bool = False) -> Factorization:
+def factorize(A, kind: str, *, perm_c: np.ndarray | None = None, backend: str | None = "auto",
+              spd: bool | None = None) -> Factorization:
     """Equilibrate and factor square ``A`` (dense or sparse) as ``kind`` in ``lu``, ``cholesky``, ``ldl``.
 
     Parameters
@@ -112,8 +112,9 @@ def factorize(A, kind: str, *, perm_c: np.ndarray | None = None, backend: str | 
         sparse backend factors it as a sparse matrix. A named backend that is not installed, or
         does not factor ``kind``, is a UsageError naming the extra to install. ``ldl`` without
         PARDISO is LAPACK's dense Bunch-Kaufman (sparse input up to ``LDL_DENSE_LIMIT``).
-    spd : bool
-        The caller found A Hermitian positive definite (only ``auto`` reads it).
+    spd : bool, optional
+        The caller found A Hermitian positive definite (only ``auto`` reads it); None: as ``kind``
+        says (a Cholesky is asked for on a matrix believed definite).
 
     An exactly zero pivot gives ``failure = DIVERGED_SINGULAR``; a matrix that is not Hermitian
     positive definite given to ``cholesky`` gives ``DIVERGED_NOT_SPD``, whichever the backend. PARDISO
@@ -132,7 +133,8 @@ def factorize(A, kind: str, *, perm_c: np.ndarray | None = None, backend: str | 
         if not sp.issparse(A):
             backend, reason = "lapack", "dense input: LAPACK"
         else:
-            backend, reason = best_direct_backend(kind, n, int(A.nnz), spd, complex_values=np.iscomplexobj(A))
+            definite = kind == "cholesky" if spd is None else spd
+            backend, reason = best_direct_backend(kind, n, int(A.nnz), definite, complex_values=np.iscomplexobj(A))
     else:
         require(backend, kind)
         A = sp.csr_matrix(A) if not sp.issparse(A) else A

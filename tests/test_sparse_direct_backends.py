@@ -375,3 +375,31 @@ def test_pardiso_runs_on_the_blas_thread_count_even_when_mkl_loaded_late():
         assert mkl.info()[0]["num_threads"] == 2  # as if loaded after the job's limit
         with pardiso.threads_as_blas() as count:
             assert count == 1 and ThreadpoolController().select(internal_api="mkl").info()[0]["num_threads"] == 1
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@pytest.mark.parametrize("method", ["auto", "cholesky", "lu", "ldl"])
+def test_solve_reports_the_backend_auto_chose(cli, tmp_path, method):
+    """A 3-D Poisson problem of 5832 unknowns (7 per row): the direct methods take the fastest
+    installed backend (PARDISO here when pypardiso is installed, SuperLU / LAPACK otherwise), the
+    report says which and why, and the answer passes the same LAPACK test."""
+    from conftest import solve_outputs
+    from matcli.io.hdf5 import write_arrays
+
+    if method == "ldl" and not available("pardiso"):
+        pytest.skip("without PARDISO, ldl of order 5832 is dense: over LDL_DENSE_LIMIT")
+    A = poisson(18, 3)
+    path = tmp_path / "poisson.h5"
+    write_arrays(str(path), {"A": A})
+    b = A @ np.random.default_rng(9).standard_normal(A.shape[0])
+    np.save(tmp_path / "b.npy", b)
+    result, report, x = solve_outputs(cli, tmp_path, [f"{path}:/A", "--rhs", tmp_path / "b.npy", "-m", method,
+                                                      "--strict"])
+    assert result.exit_code == 0, result.stderr
+    setup = report["problem"]["setup"]
+    expected = best_direct_backend(report["method"], A.shape[0], A.nnz, report["method"] == "cholesky")[0]
+    assert setup["backend"] == expected and setup["backend_reason"]
+    assert report["status"]["reason"] == "converged_direct"
+    assert ratio(A, np.asarray(x), b).max() < RATIO

@@ -10,11 +10,12 @@ import importlib.util
 
 from matcli.core.errors import UsageError
 
-#: Backend name -> (Python package it needs, the pip extra that installs it). SuperLU comes with scipy.
-BACKENDS: dict[str, tuple[str | None, str | None]] = {
-    "superlu": (None, None),
-    "pardiso": ("pypardiso", "pardiso"),
-    "cholmod": ("sksparse.cholmod", "cholmod"),
+#: Backend name -> (module it imports, the distribution that ships it, the pip extra that installs
+#: it). SuperLU comes with scipy.
+BACKENDS: dict[str, tuple[str | None, str | None, str | None]] = {
+    "superlu": (None, None, None),
+    "pardiso": ("pypardiso", "pypardiso", "pardiso"),
+    "cholmod": ("sksparse.cholmod", "scikit-sparse", "cholmod"),
 }
 #: The kinds each backend factors.
 KINDS = {"superlu": ("lu", "cholesky"), "pardiso": ("lu", "cholesky", "ldl"), "cholmod": ("cholesky",)}
@@ -54,9 +55,8 @@ def require(name: str, kind: str) -> None:
     if kind not in KINDS[name]:
         raise UsageError(f"the {name} backend factors {' and '.join(KINDS[name])}, not {kind}")
     if not available(name):
-        module, extra = BACKENDS[name]
-        raise UsageError(f"the {name} backend needs the {module.split('.')[0]} package: "
-                         f"pip install 'matcli[{extra}]'")
+        _, distribution, extra = BACKENDS[name]
+        raise UsageError(f"the {name} backend needs the {distribution} package: pip install 'matcli[{extra}]'")
 
 
 def best_direct_backend(kind: str, n: int, nnz: int, spd: bool, *,

@@ -183,6 +183,9 @@ def rows_for(matrix: str, kind: str, repeats: int, complex_values: bool = False)
 
 def main() -> None:
     size = size_from_argv()
+    if backends_for("cholesky") == ["superlu"]:
+        print("no optional backend installed (pip install 'matcli[pardiso]', or 'matcli[cholmod]'): "
+              "nothing to compare SuperLU with")
     repeats = 2 if size == "quick" else 3
     rows: list[Row] = []
     for kind_of_file, kinds in (("spd", ("cholesky", "lu")), ("nonsym", ("lu",))):

@@ -62,7 +62,7 @@ def make_files(folder: Path, n: int) -> dict[str, Path]:
     """The workloads' files (written once per size, deterministic)."""
     rng = np.random.default_rng(0)
     files = {name: folder / name for name in ("vector_array.mtx", "vector_coordinate.mtx", "sparse.mtx",
-                                              "sparse.mtx.gz", "sparse_comments.mtx", "b.txt")}
+                                              "sparse.mtx.gz", "sparse_comments.mtx", "sparse_crlf.mtx", "b.txt")}
     if all(path.exists() for path in files.values()):
         return files
     vector = rng.standard_normal((n, 1))
@@ -79,6 +79,7 @@ def make_files(folder: Path, n: int) -> dict[str, Path]:
     commented = header + [line for k, line in enumerate(body)
                           for line in ((line, b"% a comment line inside the data") if k % 1000 == 999 else (line,))]
     files["sparse_comments.mtx"].write_bytes(b"\n".join(commented))
+    files["sparse_crlf.mtx"].write_bytes(b"\r\n".join(lines))
     np.savetxt(files["b.txt"], vector[:, 0])
     return files
 
@@ -144,6 +145,7 @@ def workloads(files: dict[str, Path], data: Path | None, before) -> list[tuple[s
         ("1e6-nnz sparse general .gz", *mtx(files["sparse.mtx.gz"], True)),
         ("1e6-nnz sparse, a comment line per 1000 (peer: same file without)",
          *mtx(files["sparse_comments.mtx"], True, files["sparse.mtx"])),
+        ("1e6-nnz sparse, CRLF line ends", *mtx(files["sparse_crlf.mtx"], True)),
     ]
     if data is not None and (data / SUITESPARSE).is_file():
         rows.append((f"{Path(SUITESPARSE).stem} (SuiteSparse, symmetric)", *mtx(data / SUITESPARSE, True)))

@@ -116,13 +116,13 @@ def drop_comment_lines(data: bytes, most: int = 4096) -> bytes:
     return b"".join(parts)
 
 
-def data_lines(data: bytes) -> tuple[bytes, bool] | None:
-    """``data`` in fast_matrix_market's layout, and whether blank and comment lines were dropped; or None.
+def data_lines(data: bytes, lines: int) -> tuple[bytes, int, bool] | None:
+    """The ``lines`` whole lines ``data`` in fast_matrix_market's layout; or None when they cannot be.
 
-    ``data`` holds whole lines (ending with a newline). The result holds the same lines with tabs
-    as spaces and ``\\n`` line ends, without comment lines, and without blank lines when the second
-    item is True (when it is False, blank lines may remain). None: a NUL byte or a ``\\r`` that
-    does not end a line.
+    Returns the text, its number of lines and whether blank lines were dropped. The text holds the
+    same lines with tabs as spaces and ``\\n`` line ends, without comment lines, and without blank
+    lines when the third item is True (when it is False, blank lines may remain). None: a NUL byte
+    or a ``\\r`` that does not end a line.
     """
     if b"\0" in data:
         return None
@@ -133,11 +133,13 @@ def data_lines(data: bytes) -> tuple[bytes, bool] | None:
         data = data.replace(b"\r\n", b"\n")
         if b"\r" in data:  # only lines of carriage returns may keep one: they are blank
             data, dropped = drop_blank_and_comment_lines(data), True
+            lines = count_lines(data)
             if b"\r" in data:
                 return None
     if b"%" in data and not dropped:
-        data = drop_comment_lines(data)
-    return data, dropped
+        kept = drop_comment_lines(data)
+        data, lines = kept, lines if kept is data else count_lines(kept)
+    return data, lines, dropped
 
 
 def read_fast(data: bytes, lines: int, layout: Layout, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
@@ -147,11 +149,10 @@ def read_fast(data: bytes, lines: int, layout: Layout, shape: tuple[int, int]) -
     blank lines only when a first read fails (a search for them would cost a pass over the bytes
     of every file), then they are dropped and the lines read again.
     """
-    normal = data_lines(data)
+    normal = data_lines(data, lines)
     if normal is None:
         return None
-    text, dropped = normal
-    lines = lines if text is data else count_lines(text)
+    text, lines, dropped = normal
     if not dropped and 2 * layout.width * lines > len(text):
         # a data line takes at least 2 bytes per field, so some of these lines are blank
         text, dropped = drop_blank_and_comment_lines(text), True

@@ -122,11 +122,18 @@ def reported_metrics(result: Result) -> dict[str, Any]:
 
 
 def emit_report(destination: str | None, report: dict[str, Any], *, force: bool) -> None:
-    """Write the report to ``destination`` atomically (replacing a file only with ``force``), or to
-    stdout when it is ``-``."""
+    """Write a run's report (the contract of ``report.schema.json``) to ``destination`` atomically
+    (replacing a file only with ``force``), or to stdout when it is ``-``."""
+    write_json(destination, report, force=force)
+
+
+def write_json(destination: str | None, document: dict[str, Any], *, force: bool, what: str = "report") -> None:
+    """Write any JSON document (a run's report, ``info``'s facts, ``run``'s summary) to ``destination``
+    atomically and exclusively unless ``force``, or to stdout for ``-``; numpy values as Python
+    values, non-finite numbers as null (:func:`jsonable`)."""
     if destination is None:
         return
-    text = json.dumps(report, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    text = json.dumps(jsonable(document), indent=2, sort_keys=False, allow_nan=False) + "\n"
     if destination == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -139,7 +146,7 @@ def emit_report(destination: str | None, report: dict[str, Any], *, force: bool)
             with open(tmp, "w") as fh:
                 fh.write(text)
         except OSError as exc:
-            raise OutputError(destination, f"cannot write report ({exc.strerror})") from None
+            raise OutputError(destination, f"cannot write {what} ({exc.strerror})") from None
 
 
 def _fmt(value: Any, key: str = "") -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Annotated, Optional
@@ -28,7 +27,7 @@ def command(
     job and a summary; exit 0 when every job exited 0, else with the first failed job's exit code."""
     from matcli.backends import get_backend
     from matcli.cli.joblist import check_jobs, read_jobs, run_line
-    from matcli.io.atomic import atomic_write
+    from matcli.report import write_json
     from matcli.io.output_policy import Target, check_targets
 
     listed = read_jobs(jobs)
@@ -69,11 +68,5 @@ def command(
         document = {"schema_version": SCHEMA_VERSION, "job_file": jobs, "backend": backend.value, "jobs_total": total,
                     "jobs_run": len(outcomes), "jobs_failed": len(failed), "seconds": seconds,
                     "jobs": [o.as_json() for o in outcomes]}
-        text = json.dumps(document, indent=2, allow_nan=False, default=str)
-        if report == "-":
-            print(text)
-        else:
-            with atomic_write(report, force=force) as tmp:
-                with open(tmp, "w") as handle:
-                    handle.write(text + "\n")
+        write_json(report, document, force=force, what="run summary")
     return failed[0].exit_code if failed else (0 if len(outcomes) == total else 130)

@@ -396,3 +396,17 @@ def test_dropped_comment_lines_are_the_reference_comment_lines(data):
     reference = b"".join(line + b"\n" for line in data.split(b"\n")[:-1]
                          if not line.lstrip(b" ").startswith(b"%"))
     assert drop_comment_lines(data) == reference
+
+
+def test_text_vector_longer_than_a_piece_reads_exactly_without_loadtxt():
+    from matcli.io.mtx_source import PIECE_BYTES
+
+    values = np.random.default_rng(4).standard_normal(300_000) * 1e-3
+    lines = [repr(float(v)).encode() for v in values]
+    for k in range(0, len(lines), 1000):
+        lines[k] += b"\n# a comment line"
+    content = b"\n".join(lines) + b"\n"
+    assert len(content) > 2 * PIECE_BYTES
+    with mock.patch.object(np, "loadtxt", side_effect=AssertionError("left the fast path")):
+        got = with_file(content, read_text_array, ".txt")
+    np.testing.assert_array_equal(got, values)

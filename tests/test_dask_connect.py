@@ -132,7 +132,8 @@ def _python_without_site(pythonpath: list[Path]) -> tuple[list[str], dict]:
 
 def test_workers_without_matcli_or_with_another_version_are_one_line_backend_errors(tmp_path):
     """Real worker processes: one started so that it cannot import matcli at all, one whose
-    ``import matcli`` finds a stand-in package declaring version 0.0.1 (a different install)."""
+    ``import matcli`` finds a stand-in package declaring version 0.0.1 (a different install), one
+    whose stand-in raises on import (a broken install)."""
     import matcli
 
     stub = tmp_path / "other_matcli"
@@ -161,6 +162,17 @@ def test_workers_without_matcli_or_with_another_version_are_one_line_backend_err
         line = one_line(proc.stderr)
         assert proc.returncode == 6, proc.stderr
         assert f"must run matcli {matcli.__version__}" in line and "has 0.0.1" in line, line
+        assert not (tmp_path / "x.h5").exists()
+
+        # an install whose import fails with something other than ImportError
+        (stub / "matcli" / "__init__.py").write_text('raise RuntimeError("half-installed")\n')
+        python, env = _python_without_site([stub])
+        cluster.add_worker("brokenmatcli", env=env, python=python)
+        cluster.wait_for_workers(2)
+        proc = run_matcli(args, tmp_path)
+        line = one_line(proc.stderr)
+        assert proc.returncode == 6, proc.stderr
+        assert "the matcli version check failed on Dask worker" in line and "RuntimeError: half-installed" in line
         assert not (tmp_path / "x.h5").exists()
 
 

@@ -203,14 +203,19 @@ def _check_workers(client: Any, address: str) -> None:
         found = client.run(_matcli_version_probe(), on_error="return")
     except (OSError, TimeoutError) as exc:
         raise BackendError(f"the Dask workers at {address} did not answer the version check ({exc})") from None
-    missing, other = [], []
+    failed, missing, other = [], [], []
     for worker, answer in sorted(found.items()):
         if isinstance(answer, BaseException):
-            missing.append(f"{worker} ({type(answer).__name__})")
+            failed.append(f"{worker} ({type(answer).__name__}: {' '.join(str(answer).split())[:120]})")
         elif answer[0] == "missing":
             missing.append(worker)
         elif answer[1] != __version__:
             other.append(f"{worker} has {answer[1]}")
+    if failed:
+        # The check is a function sent by value, which only the client's Python version can run.
+        raise BackendError(f"the matcli version check failed on Dask worker{'s' if len(failed) > 1 else ''} "
+                           f"{', '.join(failed)} (scheduler {address}); workers need a matcli {__version__} that "
+                           f"imports, under this Python version ({sys.version_info.major}.{sys.version_info.minor})")
     if missing:
         raise BackendError(f"matcli is not installed on Dask worker{'s' if len(missing) > 1 else ''} "
                            f"{', '.join(missing)} (scheduler {address}); workers import matcli to run its tasks: "

@@ -401,7 +401,7 @@ def test_dropped_comment_lines_are_the_reference_comment_lines(data):
 def test_text_vector_longer_than_a_piece_reads_exactly_without_loadtxt():
     from matcli.io.mtx_source import PIECE_BYTES
 
-    values = np.random.default_rng(4).standard_normal(300_000) * 1e-3
+    values = np.round(np.random.default_rng(4).standard_normal(450_000), 6)
     lines = [repr(float(v)).encode() for v in values]
     for k in range(0, len(lines), 1000):
         lines[k] += b"\n# a comment line"

@@ -81,12 +81,16 @@ def command(
         raise UsageError(f"--rank {rank}: a {kind.value} problem of {rows} x {cols} has rank at most {min(rows, cols)}")
     if kind is Kind.regression and rows < cols:
         raise UsageError("regression needs --rows >= --cols (a tall matrix)")
+    if kind is Kind.regression and heavy_rows > rows:
+        raise UsageError(f"--heavy-rows {heavy_rows}: a regression problem of {rows} rows has at most "
+                         f"{rows} heavy rows")
     budget = resolve_budget(max_memory)
     blockwise = kind in TILED and fmt in ("hdf5", "zarr")
     widths = [cols, 1] if kind is Kind.regression else [cols, rank]
     block_rows = gallery.tile_block_rows(cols, budget)
     with input_policy(InputPolicy(max_memory=budget)):
-        needed = (gallery.tiled_bytes(widths, block_rows) if blockwise else
+        # the heavy rows are drawn without replacement: their indices and the sampler's workspace
+        needed = (gallery.tiled_bytes(widths, block_rows) + 24.0 * heavy_rows if blockwise else
                   gallery.problem_bytes(kind.value, n=n, rows=rows, cols=cols, rank=rank, rate=rate, count=count))
         check_allocation(f"generate {kind.value}", needed, "the problem")
     rng = make_rng(resolve_seed(seed))

@@ -206,3 +206,13 @@ def test_peak_memory_is_one_block_not_the_matrix(tmp_path):
     matrix_bytes = 8 * 16 * T * 20
     assert peaks[1] < 1.1 * peaks[0]
     assert peaks[1] < predicted < matrix_bytes / 1.5
+
+
+def test_impossible_or_oversized_requests_fail_before_any_work(tmp_path, cli):
+    heavy = cli(["generate", "regression", "--rows", "10", "--cols", "2", "--heavy-rows", "20",
+                 "-o", tmp_path / "h.h5"])
+    assert heavy.exit_code == 2 and "at most 10 heavy rows" in heavy.stderr
+    wide = cli(["generate", "regression", "--rows", "1000000000", "--cols", "20000", "--max-memory", "1G",
+                "-o", tmp_path / "w.zarr"])
+    assert wide.exit_code == 7 and "memory budget" in wide.stderr
+    assert os.listdir(tmp_path) == []

@@ -59,7 +59,7 @@ def lapack_lstsq(A, b, *, ridge: float | str = 0.0, rng: np.random.Generator | N
         X = np.zeros((n, k), dtype=dtype)
         return _finish(dense, B2, X, 0.0, vector, 0, math.inf, info, "empty A: x = 0")
     U, s, Vh = np.linalg.svd(dense, full_matrices=False)
-    rank = int(np.sum(s > max(m, n) * np.finfo(np.float64).eps * s[0])) if s[0] > 0 else 0
+    rank = numerical_rank(s, m, n)
     Z = U.conj().T @ B2
     if ridge == "auto":
         outside = float(np.linalg.norm(B2[:, 0]) ** 2 - np.linalg.norm(Z[:, 0]) ** 2)
@@ -70,15 +70,25 @@ def lapack_lstsq(A, b, *, ridge: float | str = 0.0, rng: np.random.Generator | N
         if not lam >= 0.0:
             raise ValueError("ridge must be non-negative")
     info["ridge"] = lam
-    if lam > 0.0:
-        filt = s / (s**2 + lam)
-    else:
-        filt = np.zeros_like(s)
-        filt[:rank] = 1.0 / s[:rank]
-    X = Vh.conj().T @ (filt[:, None] * Z)
+    X = Vh.conj().T @ (spectral_filter(s, rank, lam)[:, None] * Z)
     cond = float(s[0] / s[rank - 1]) if rank else math.inf
     message = f"exact least squares by the SVD (numerical rank {rank} of {min(m, n)})"
     return _finish(dense, B2, X, lam, vector, rank, cond, info, message, sigma_max=float(s[0]))
+
+
+def numerical_rank(s: np.ndarray, m: int, n: int) -> int:
+    """Singular values ``s`` (descending) above ``max(m, n) eps s_1``: LAPACK gelsd's default rcond."""
+    return int(np.sum(s > max(m, n) * np.finfo(np.float64).eps * s[0])) if s.size and s[0] > 0 else 0
+
+
+def spectral_filter(s: np.ndarray, rank: int, lam: float) -> np.ndarray:
+    """The factors f_i of ``x = V diag(f) U^H b``: ``s / (s^2 + lam)`` for a ridge, else ``1 / s`` on
+    the numerical rank and 0 beyond it (the minimum-norm solution)."""
+    if lam > 0.0:
+        return s / (s**2 + lam)
+    filt = np.zeros_like(s)
+    filt[:rank] = 1.0 / s[:rank]
+    return filt
 
 
 def _finish(A: np.ndarray, B: np.ndarray, X: np.ndarray, lam: float, vector: bool, rank: int, cond: float,

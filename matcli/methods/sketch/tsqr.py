@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from matcli.core.result import Callback, Result, Status, no_callback
+from matcli.methods.sketch.exact import numerical_rank, spectral_filter
 from matcli.methods.sketch.ridge import choose_lambda
 
 
@@ -59,7 +60,7 @@ def tsqr_lstsq(problem, *, ridge: float | str = 0.0, rng: np.random.Generator | 
     R_aug = np.vstack([R_aug, np.zeros((n + 1 - R_aug.shape[0], n + 1))]) if R_aug.shape[0] < n + 1 else R_aug
     R, z, rho = R_aug[:n, :n], R_aug[:n, n], abs(float(R_aug[n, n]))
     U, s, Vh = np.linalg.svd(R)
-    rank = int(np.sum(s > max(m, n) * np.finfo(np.float64).eps * s[0])) if s[0] > 0 else 0
+    rank = numerical_rank(s, m, n)
     w = U.T @ z
     if ridge == "auto":
         lam, gcv = choose_lambda(s, np.abs(w), rho**2, m)
@@ -67,12 +68,7 @@ def tsqr_lstsq(problem, *, ridge: float | str = 0.0, rng: np.random.Generator | 
     else:
         lam = float(ridge)
     info["ridge"] = lam
-    if lam > 0.0:
-        filt = s / (s**2 + lam)
-    else:
-        filt = np.zeros_like(s)
-        filt[:rank] = 1.0 / s[:rank]
-    x = Vh.T @ (filt * w)
+    x = Vh.T @ (spectral_filter(s, rank, lam) * w)
     r, grad = problem.residual_and_gradient(x)
     grad = grad - lam * x
     rnorm, bnorm, xnorm, gnorm = (float(np.linalg.norm(v)) for v in (r, problem.b, x, grad))

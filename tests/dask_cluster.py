@@ -33,11 +33,15 @@ class Cluster:
         self.procs.append(self._spawn(DASK + ["--host", "127.0.0.1", "--port", "0", "--dashboard-address",
                                               "127.0.0.1:0", "--scheduler-file", str(self.scheduler_file),
                                               "--no-show"], "scheduler"))
-        self.address = self._wait_for_address()
-        for index in range(workers):
-            self.add_worker(f"worker{index}")
-        if workers:
-            self.wait_for_workers(workers)
+        try:
+            self.address = self._wait_for_address()
+            for index in range(workers):
+                self.add_worker(f"worker{index}")
+            if workers:
+                self.wait_for_workers(workers)
+        except BaseException:
+            self.close()  # no process outlives a cluster that failed to start
+            raise
 
     def _spawn(self, argv: list[str], name: str, env: dict | None = None, cwd: Path | None = None,
                python: list[str] | None = None) -> subprocess.Popen:
@@ -58,7 +62,6 @@ class Cluster:
             if self.procs[0].poll() is not None:
                 break
             time.sleep(0.1)
-        self.close()
         raise RuntimeError(f"dask scheduler did not start: {(self.root / 'scheduler.log').read_text()[-2000:]}")
 
     def add_worker(self, name: str, env: dict | None = None, python: list[str] | None = None) -> subprocess.Popen:

@@ -55,7 +55,7 @@ class Method(str, enum.Enum):
 
 
 def command(
-    matrix: Annotated[str, typer.Argument(help="Matrix: A.mtx[.gz], A.npy or A.h5:/dataset_or_sparse_group.")],
+    matrix: Annotated[str, typer.Argument(help="Matrix: A.mtx[.gz], A.npy, A.npz, A.h5:/dataset_or_sparse_group or store.zarr:/A.")],
     out: OutOpt,
     kind: Annotated[Kind, typer.Option("--kind", "-k", help="Factorization.")] = Kind.svd,
     method: Annotated[Method, typer.Option(

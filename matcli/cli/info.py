@@ -10,7 +10,7 @@ from matcli.cli.options import AllowExternalOpt, ForceOpt, MaxMemoryOpt, QuietOp
 
 
 def command(
-    spec: Annotated[str, typer.Argument(help="Matrix file: A.mtx, A.mtx.gz, A.npy, A.npz, file.h5:/A, cells.h5ad:/X, "
+    spec: Annotated[str, typer.Argument(help="Matrix file: A.mtx, A.mtx.gz, A.npy, A.npz, file.h5:/A, store.zarr:/A, cells.h5ad:/X, "
                                              "ratings.tsv, or - (MatrixMarket on standard input); a whole "
                                              "file.h5 lists every member and what it is to matcli.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,

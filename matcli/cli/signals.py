@@ -15,6 +15,7 @@ outputs published before the signal (``-o`` may be written while ``--report`` is
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 
@@ -46,7 +47,10 @@ def stop(signum: int) -> None:
     with TEMP_LOCK:
         for path in list(LIVE_TEMPS):
             try:
-                os.unlink(path)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)  # a .zarr store's temporary directory
+                else:
+                    os.unlink(path)
             except OSError:
                 pass
         name = signal.Signals(signum).name

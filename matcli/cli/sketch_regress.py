@@ -31,7 +31,7 @@ class SketchKind(str, enum.Enum):
 
 
 def command(
-    matrix: Annotated[str, typer.Argument(help="Matrix A (tall for the sketched modes): A.mtx, A.npy, file.h5:/A (dense dataset or sparse group).")],
+    matrix: Annotated[str, typer.Argument(help="Matrix A (tall for the sketched modes): A.mtx, A.npy, file.h5:/A (dense dataset or sparse group), store.zarr:/A.")],
     out: OutOpt,
     rhs: Annotated[Optional[str], typer.Argument(help="Right-hand side b (m,), or (m, k) for --mode lapack: b.h5:/b, b.npy, b.txt, b.mtx "
                                                      "(or give it with --rhs, as solve does).")] = None,

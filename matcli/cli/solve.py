@@ -37,7 +37,7 @@ Precond = enum.Enum("Precond", {name.replace("-", "_"): name
 
 def command(
     matrices: Annotated[list[str], typer.Argument(
-        help="Matrix A: A.mtx[.gz], A.npy or A.h5:/A (dense dataset or sparse group). With --batch: one "
+        help="Matrix A: A.mtx[.gz], A.npy, A.npz, A.h5:/A (dense dataset or sparse group) or store.zarr:/A. With --batch: one "
              "HDF5 group holding one group per system (each with A and b), or several matrix files.")],
     out: OutOpt,
     rhs: Annotated[Optional[str], typer.Option(

@@ -297,7 +297,7 @@ class Job(FamilyJob):
         # problem.memory records it, the output's params hold only what fixes the answer
         self.resolved_params = dict(self.kernel_options)
         if self.remote is not None:
-            nnz, layout = self.remote.nnz, f"{self.remote.layout} row blocks read by the workers"
+            nnz, layout = self.remote.nnz, self._remote_format()
         elif isinstance(self.stream, hdf5_rows.SparseGroup):
             nnz, layout = self.stream.nnz, "streamed hdf5 csr rows"
         elif self.stream is not None:
@@ -317,7 +317,7 @@ class Job(FamilyJob):
         if self.remote is not None:
             from matcli.jobs.sketch_remote import plan_blocks
 
-            self.blocks = plan_blocks(self.remote)
+            self.blocks = plan_blocks(self.remote, self.budget - self.baseline)
             self.problem_info["row_blocks"] = len(self.blocks)
             self.problem_info["rows_per_block"] = max(block.n_rows for block in self.blocks)
 
@@ -362,13 +362,17 @@ class Job(FamilyJob):
             if value:
                 raise UsageError(f"{flag} does not apply to --mode lapack (no sketch)")
         get_spec("sketch", "lapack").resolve_params(list(self.request.params))
-        self.blocks = plan_blocks(self.remote)
+        self.blocks = plan_blocks(self.remote, self.budget - self.baseline)
         self.kernel_options = {"ridge": ridge}
         self.resolved_params = {"ridge": ridge, "rtol": float(options.rtol)}
         self.problem_info = {"shape": [m, n], "nnz": self.remote.nnz, "streaming": True,
-                             "format": f"{self.remote.layout} row blocks read by the workers",
+                             "format": self._remote_format(),
                              "row_blocks": len(self.blocks), "rows_per_block": max(b.n_rows for b in self.blocks),
                              "right_hand_sides": 1}
+
+    def _remote_format(self) -> str:
+        where = "read by the workers" if self.request.backend != "local" else "read here in turn (streamed)"
+        return f"{self.remote.layout} row blocks {where}"
 
     def _publish_ridge(self, result: Result) -> Result:
         """The ridge the kernel used (``--ridge auto``: chosen by GCV, ``info.ridge_auto`` says how)

@@ -29,17 +29,29 @@ import scipy.sparse as sp
 
 from matcli.io.row_blocks import RowBlock, RowBlockSource
 
-#: Target bytes of A (as float64) per task: large enough that a task's scheduling overhead (~ms) is
+#: Largest bytes of A (as float64) per task: large enough that a task's scheduling overhead (~ms) is
 #: small beside its read, small enough that a worker holds a block, its conversion and its products.
 BLOCK_BYTES = 64 * 2**20
+#: Smallest block, whatever the budget.
+MIN_BLOCK_BYTES = 2**20
+#: Copies of a block a task holds at once (as read, as float64, [A_i b_i] and its QR workspace).
+BLOCK_COPIES = 6
 #: Fewest blocks when A has the rows for them, so a small problem still spreads over a few workers.
 MIN_BLOCKS = 8
 
 
-def plan_blocks(source: RowBlockSource) -> list[RowBlock]:
-    """Row blocks of A fixed by its size (stored entries as float64 / :data:`BLOCK_BYTES`, at least
-    :data:`MIN_BLOCKS`), independent of the cluster."""
-    wanted = max(MIN_BLOCKS, math.ceil(8 * max(source.nnz, 1) / BLOCK_BYTES))
+def plan_blocks(source: RowBlockSource, free_bytes: int | None = None) -> list[RowBlock]:
+    """Row blocks of A fixed by its size and the memory a task may use (stored entries as float64
+    over the block size, at least :data:`MIN_BLOCKS`), independent of the cluster.
+
+    ``free_bytes``: what the budget leaves a process for a task's blocks (the run's budget minus
+    what the process holds); a block then takes at most 1/:data:`BLOCK_COPIES` of it.
+    """
+    # a block read decodes whole storage chunks: two of them may be held beside the block's copies
+    chunk = 8 * source.chunk_rows * max(1, source.nnz // max(1, source.n_rows))
+    size = BLOCK_BYTES if free_bytes is None else \
+        max(MIN_BLOCK_BYTES, min(BLOCK_BYTES, (free_bytes - 2 * chunk) // BLOCK_COPIES))
+    wanted = max(MIN_BLOCKS, math.ceil(8 * max(source.nnz, 1) / size))
     return source.blocks(max(1, min(wanted, source.n_rows)))
 
 

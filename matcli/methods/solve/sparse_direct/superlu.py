@@ -62,10 +62,13 @@ def factor(M, kind: str, *, perm_c: np.ndarray | None = None) -> Factors:
         detail = " ".join(str(exc).split())
         return failed(info, Status.DIVERGED_SINGULAR,
                       f"{SINGULAR}: an exactly zero pivot (SuperLU: {detail}); {ADVICE}")
-    diag_u = lu.U.diagonal()
-    factor_nnz = int(lu.L.nnz + lu.U.nnz)
+    # lu.L and lu.U build new CSC copies of SuperLU's supernodal factors at each access: once here
+    L, U = lu.L, lu.U
+    diag_u, dtype = U.diagonal(), L.dtype
+    factor_nnz = int(L.nnz + U.nnz)
     info.update({"factor_nnz": factor_nnz, "fill_ratio": float(factor_nnz / max(M.nnz, 1)),
-                 "factor_flops": lu_flops(lu.L, lu.U)})
+                 "factor_flops": lu_flops(L, U)})
+    del L, U
     if kind == "cholesky":
         if np.iscomplexobj(diag_u) and np.any(np.abs(diag_u.imag) > 1e-8 * np.abs(diag_u)):
             return failed(info, Status.DIVERGED_NOT_SPD,
@@ -80,13 +83,13 @@ def factor(M, kind: str, *, perm_c: np.ndarray | None = None) -> Factors:
         return failed(info, Status.DIVERGED_SINGULAR, f"{SINGULAR}: an exactly zero pivot; {ADVICE}")
 
     def solve(B: np.ndarray) -> np.ndarray:
-        if np.iscomplexobj(B) and not np.iscomplexobj(lu.L):
+        if np.iscomplexobj(B) and not np.issubdtype(dtype, np.complexfloating):
             # SuperLU solves only in its factors' dtype: real factors take the real and imaginary
             # parts as one real block of twice the columns.
             k = B.shape[1]
             parts = solve(np.ascontiguousarray(np.hstack([B.real, B.imag])))
             return parts[:, :k] + 1j * parts[:, k:]
-        B = np.ascontiguousarray(B, dtype=lu.L.dtype)
+        B = np.ascontiguousarray(B, dtype=dtype)
         if perm_c is None:
             return lu.solve(B)
         # The factored matrix was M[:, p] (and M[p][:, p] for cholesky); undo the permutations.

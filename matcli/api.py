@@ -191,12 +191,13 @@ def factorize(A, *, kind: str = "svd", method: str = "auto", rank: int | str | N
               maxiter: int | None = None, update=None, append_rows=None, append_cols=None,
               params: Sequence[str] | None = None, seed: int | None = None,
               output: str | None = None, report: str | None = None, plot: str | None = None,
-              threads: int | None = None,
-              max_memory: str | None = None, force: bool = False, strict: bool = False, quiet: bool = True,
+              threads: int | None = None, max_memory: str | None = None, backend: str = "local",
+              scheduler: str | None = None, force: bool = False, strict: bool = False, quiet: bool = True,
               monitor: bool = False, allow_external_links: bool = False) -> Outcome:
     """SVD, NMF, CUR, QR, LU, Cholesky, LDL^T or eig as ``matcli factorize`` does (options:
     :class:`~matcli.jobs.options.FactorizeOptions`). ``update`` (a previous SVD's output file) with
-    ``append_rows`` or ``append_cols`` updates that SVD. Returns the factors."""
+    ``append_rows`` or ``append_cols`` updates that SVD; ``method="tsqr"`` or ``backend="dask"`` reads
+    a tall A in row blocks (a file spec). Returns the factors."""
     from matcli.jobs.options import FactorizeOptions
 
     options = {"kind": kind, "rank": rank, "tol": tol, "power_iters": power_iters, "oversample": oversample,
@@ -204,7 +205,7 @@ def factorize(A, *, kind: str = "svd", method: str = "auto", rank: int | str | N
     extra = [(name, options[name]) for name in ("update", "append_rows", "append_cols") if options[name] is not None]
     return _run("factorize", method, [("A", A), *extra], FactorizeOptions, options,
                 _common(output, report, plot, seed, params, threads, max_memory, force, strict, quiet, monitor,
-                        allow_external_links))
+                        allow_external_links, backend, scheduler))
 
 
 def predict(model: str, pairs: str, *, clip: tuple[float, float] | None = None, output: str | None = None,

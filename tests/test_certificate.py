@@ -88,7 +88,7 @@ def test_least_squares_only_stays_negative_and_records_its_certificate():
 
 
 def svd_job(method="svd-propack", rank=3, tol=0.0, shape=(6, 5)):
-    return SimpleNamespace(family="factorize", kind="svd", method=method, A=np.zeros(shape),
+    return SimpleNamespace(family="factorize", kind="svd", method=method, shape=shape,
                            resolved_params={"rank": rank, "tol": tol})
 
 
@@ -139,7 +139,7 @@ def test_zero_matrix_with_zero_vectors_fails_orthogonality():
 
 
 def test_nmf_worse_than_nothing_fails_and_sparse_residual_metric_missing_fails():
-    job = SimpleNamespace(family="factorize", kind="nmf", method="nmf-mu", A=np.ones((4, 4)),
+    job = SimpleNamespace(family="factorize", kind="nmf", method="nmf-mu", shape=(4, 4),
                           resolved_params={"rank": 2})
     assert certify(job, Result(Status.CONVERGED_RTOL, metrics={"reconstruction_error": 1.7})).status \
         == Status.CERTIFICATE_ERROR
@@ -147,7 +147,7 @@ def test_nmf_worse_than_nothing_fails_and_sparse_residual_metric_missing_fails()
         == Status.CERTIFICATE_ERROR
     assert certify(job, Result(Status.CONVERGED_RTOL, metrics={"reconstruction_error": 0.3})).status \
         == Status.CONVERGED_RTOL
-    lu = SimpleNamespace(family="factorize", kind="lu", method="lu-sparse", A=sp.eye(5, format="csr"),
+    lu = SimpleNamespace(family="factorize", kind="lu", method="lu-sparse", shape=(5, 5),
                          resolved_params={})
     missing = certify(lu, Result(Status.CONVERGED_DIRECT, metrics={}))
     assert missing.status == Status.CERTIFICATE_RESIDUAL and "missing" in missing.message

@@ -9,19 +9,22 @@ import typer
 
 from matcli.cli.options import (
     AllowExternalOpt,
+    Backend,
+    BackendOpt,
     ForceOpt,
     MaxMemoryOpt,
-    PlotOpt,
-    maxiter_option,
     MonitorOpt,
     Number,
     OutOpt,
     ParamOpt,
+    PlotOpt,
     QuietOpt,
     ReportOpt,
+    SchedulerOpt,
     SeedOpt,
     StrictOpt,
     ThreadsOpt,
+    maxiter_option,
 )
 from matcli.jobs.options import FactorizeOptions, range_of
 
@@ -45,6 +48,7 @@ class Method(str, enum.Enum):
     arpack = "arpack"
     propack = "propack"
     dense = "dense"
+    tsqr = "tsqr"
     update = "update"
     hals = "hals"
     mu = "mu"
@@ -60,7 +64,7 @@ def command(
     kind: Annotated[Kind, typer.Option("--kind", "-k", help="Factorization.")] = Kind.svd,
     method: Annotated[Method, typer.Option(
         "--method", "-m",
-        help="Algorithm within the kind. svd: randomized|block-krylov|lanczos|arpack|propack|dense|update; "
+        help="Algorithm within the kind. svd: randomized|block-krylov|lanczos|arpack|propack|dense|tsqr|update; "
              "nmf: hals|mu|robust; cur: leverage|pivoted-qr; qr/ldl: dense; lu/cholesky: dense|sparse; "
              "eig: dense|arpack. auto picks from the matrix (the report says why).")] = Method.auto,
     rank: Annotated[Optional[str], typer.Option(
@@ -80,6 +84,8 @@ def command(
     append_cols: Annotated[Optional[str], typer.Option(
         "--append-cols", help="With --update: columns C appended right of MATRIX.")] = None,
     plot: PlotOpt = None,
+    backend: BackendOpt = Backend.local,
+    scheduler: SchedulerOpt = None,
     max_memory: MaxMemoryOpt = None,
     allow_external_links: AllowExternalOpt = False,
     param: ParamOpt = None,
@@ -97,5 +103,6 @@ def command(
     return api.factorize(matrix, kind=kind.value, method=method.value, rank=rank, tol=tol, power_iters=power_iters,
                   oversample=oversample, maxiter=maxiter, update=update, append_rows=append_rows,
                   append_cols=append_cols, params=param, seed=seed, output=out, report=report, plot=plot,
-                  threads=threads, max_memory=max_memory, force=force, strict=strict, quiet=quiet, monitor=monitor,
+                  threads=threads, max_memory=max_memory, backend=backend.value, scheduler=scheduler, force=force,
+                  strict=strict, quiet=quiet, monitor=monitor,
                   allow_external_links=allow_external_links)

@@ -153,7 +153,7 @@ def _solve_shape(job) -> tuple[int, int] | None:
 
 # ----------------------------------------------------------------------------- factorize
 #: SVD methods whose triplets are meant to be singular triplets (not a low-rank approximation).
-_TRIPLET_METHODS = {"svd-dense", "svd-lanczos", "svd-arpack", "svd-propack", "svd-update"}
+_TRIPLET_METHODS = {"svd-dense", "svd-lanczos", "svd-arpack", "svd-propack", "svd-update", "svd-tsqr"}
 _FACTORIZATIONS = {"qr", "lu", "cholesky", "ldl"}
 
 
@@ -166,7 +166,7 @@ def orthogonality_limit(k: int, n: int) -> float:
 
 def _factorize_checks(job, result: Result) -> list[Check]:
     kind, method = job.kind, job.method
-    m, n = job.A.shape
+    m, n = job.shape
     params = job.resolved_params
     checks: list[Check] = []
     if kind == "svd":

@@ -70,6 +70,7 @@ _ACCEPTS: dict[str, set[str]] = {
     "svd-arpack": {"rank", "tol", "maxiter"},
     "svd-propack": {"rank", "tol"},
     "svd-dense": {"rank", "tol"},
+    "svd-tsqr": {"rank", "tol"},
     "svd-update": {"rank", "update", "append_rows", "append_cols"},
     "nmf-hals": {"rank", "tol", "maxiter"},
     "nmf-mu": {"rank", "tol", "maxiter"},
@@ -105,6 +106,8 @@ class Job(FamilyJob):
         self._kwargs: dict[str, Any] = {}
         self._hermitian: bool | None = None
         self.input_dtype: str | None = None
+        #: A as row blocks (--method tsqr, or --backend dask): jobs/factorize_remote.py
+        self.remote = None
 
     # ----------------------------------------------------------------- read
     def output_arrays(self) -> tuple[str, ...] | None:
@@ -123,6 +126,9 @@ class Job(FamilyJob):
             raise UsageError("--update applies to --kind svd only")
         if opts.update and not (opts.append_rows or opts.append_cols):
             raise UsageError("--update needs --append-rows R or --append-cols C")
+        if self.request.backend != "local" or self.request.method == "tsqr":
+            self._read_row_blocks()
+            return
         self.A = read_matrix(self.request.inputs[0])
         if opts.update:
             spec = parse_spec(opts.update)
@@ -139,8 +145,30 @@ class Job(FamilyJob):
             except ValueError as exc:
                 raise InputError(spec_text, str(exc)) from None
 
+    def _read_row_blocks(self) -> None:
+        """``--method tsqr`` / ``--backend dask``: A stays in its file; workers (or this process, in
+        turn) read it in row blocks. Only the tall-matrix SVD runs this way."""
+        from matcli.io.row_blocks import row_source
+
+        what = "--backend " + self.request.backend if self.request.backend != "local" else "--method tsqr"
+        if self.kind != "svd" or self.request.method not in ("auto", "tsqr") or self.request.options.update:
+            raise UsageError(f"{what} runs --kind svd --method tsqr (the SVD of a tall matrix read in row "
+                             "blocks); other factorizations run in this process (drop --backend)")
+        self.remote = row_source(self.request.inputs[0])
+        if self.remote.dtype.kind == "c" or self.remote.layout == "vector":
+            raise InputError(self.request.inputs[0], f"{what} factorizes a real 2-D matrix, got "
+                                                     f"{self.remote.dtype} {self.remote.layout}")
+        self.input_dtype = str(self.remote.dtype)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.remote.n_rows, self.remote.n_cols) if self.remote is not None else self.A.shape
+
     # ------------------------------------------------------------- validate
     def validate(self) -> None:
+        if self.remote is not None:
+            self._validate_row_blocks()
+            return
         opts = self.request.options
         path = self.request.inputs[0]
         A = self.A
@@ -174,6 +202,19 @@ class Job(FamilyJob):
                 raise InputError(path, f"NMF needs a nonnegative matrix (smallest entry {values.min():.3g})")
         if opts.update:
             self._validate_update()
+
+    def _validate_row_blocks(self) -> None:
+        from matcli.methods.factorize.tsqr_svd import MAX_COLUMNS
+
+        path = self.request.inputs[0]
+        m, n = self.shape
+        if m == 0 or n == 0:
+            raise InputError(path, f"matrix is empty ({m}x{n})")
+        if m < n or n > MAX_COLUMNS:
+            raise UsageError(f"--method tsqr factorizes a tall matrix of at most {MAX_COLUMNS} columns (m >= n), "
+                             f"got {m}x{n}" + ("; factorize the transpose" if m < n else ""))
+        self.problem_info = {"shape": [m, n], "dtype": self.input_dtype, "compute_dtype": "float64",
+                             "storage": f"{self.remote.layout} row blocks", "nnz": self.remote.nnz}
 
     def _validate_update(self) -> None:
         opts = self.request.options
@@ -213,6 +254,9 @@ class Job(FamilyJob):
         self.resolved_params = {k: v for k, v in shown.items() if v is not None or k == "rank"}
 
     def _auto(self) -> tuple[str, str]:
+        if self.remote is not None:
+            return "tsqr", (f"--backend {self.request.backend}: the exact SVD of the tall matrix by TSQR over row "
+                            "blocks the workers read")
         A, opts = self.A, self.request.options
         m, n = A.shape
         sparse = sp.issparse(A)
@@ -258,7 +302,7 @@ class Job(FamilyJob):
         """``--rank`` as an integer (or ``auto``); ``bounded``: at most min(m, n) (NMF is not bounded:
         a nonnegative factorization can need more components than the rank, as scikit-learn allows)."""
         value = self.request.options.rank
-        m, n = self.A.shape
+        m, n = self.shape
         if value is None:
             if required:
                 raise UsageError(f"--kind {self.kind} needs --rank k" + (" or --rank auto" if allow_auto else ""))
@@ -304,6 +348,8 @@ class Job(FamilyJob):
 
     def _setup_svd(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         opts = self.request.options
+        if method == "tsqr":
+            return self._setup_tsqr()
         m, n = self.A.shape
         if method == "update":
             return self._setup_update(params)
@@ -470,7 +516,33 @@ class Job(FamilyJob):
         return f"matcli factorize {self.method} ({m} x {n}): {result.status.reason}"
 
     # -------------------------------------------------------------- compute
+    def _setup_tsqr(self) -> dict[str, Any]:
+        import os
+
+        from matcli.core.memory import resolve_budget
+        from matcli.core.timing import resident_memory_bytes
+        from matcli.jobs.sketch_remote import plan_blocks
+
+        rank = self._rank(allow_auto=True)
+        tol = self.request.options.tol
+        if rank != "auto" and tol is not None:
+            raise UsageError("--tol applies to --method tsqr only with --rank auto")
+        budget = resolve_budget(self.request.max_memory or os.environ.get("MATCLI_MAX_MEMORY"))
+        self.blocks = plan_blocks(self.remote, budget - resident_memory_bytes())
+        self.problem_info["row_blocks"] = len(self.blocks)
+        return {"rank": None, "tol": self._tol(1e-2)} if rank == "auto" else {"rank": rank, "tol": None}
+
     def compute(self, callback: Callback) -> Result:
+        if self.remote is not None:
+            from matcli.jobs.factorize_remote import RowBlockMatrix
+
+            problem = RowBlockMatrix(self.backend, self.remote, self.blocks)
+            try:
+                result = self._kernel(problem, **self._kwargs, rng=self.rng, callback=callback)
+            except ValueError as exc:
+                raise UsageError(f"{self.method}: {exc}") from None
+            result.info.setdefault("kind", self.kind)
+            return result
         try:
             result = self._kernel(self.A, **self._kwargs, rng=self.rng, callback=callback)
         except ValueError as exc:

@@ -55,14 +55,15 @@ def plan_blocks(source: RowBlockSource, free_bytes: int | None = None) -> list[R
     return source.blocks(max(1, min(wanted, source.n_rows)))
 
 
-def _rows(source: RowBlockSource, block: RowBlock):
+def read_rows(source: RowBlockSource, block: RowBlock):
+    """Rows of a block as float64 (dense) or float64 CSR, read under the source's input policy."""
     A = source.read(block)
     return A.tocsr().astype(np.float64, copy=False) if sp.issparse(A) else np.asarray(A, dtype=np.float64)
 
 
 def sketch_block(block: RowBlock, *, source: RowBlockSource, S) -> np.ndarray:
     """``S[:, rows] A_rows`` for one block (a worker's task)."""
-    return S.apply_rows(_rows(source, block), block.start)
+    return S.apply_rows(read_rows(source, block), block.start)
 
 
 def product_block(task: tuple[RowBlock, np.ndarray | None], *, source: RowBlockSource, x: np.ndarray,
@@ -70,7 +71,7 @@ def product_block(task: tuple[RowBlock, np.ndarray | None], *, source: RowBlockS
     """``(t, A_rows^T t)`` for ``task = (block, b_rows)``: ``t = A_rows x`` (``b_rows`` None) or
     ``b_rows - A_rows x``; the second is None unless ``gradient``."""
     block, b_rows = task
-    A = _rows(source, block)
+    A = read_rows(source, block)
     t = np.asarray(A @ x, dtype=np.float64)
     if b_rows is not None:
         t = b_rows - t
@@ -82,12 +83,12 @@ def r_factor_block(task: tuple[RowBlock, np.ndarray], *, source: RowBlockSource)
     from matcli.methods.sketch.tsqr import block_r_factor
 
     block, b_rows = task
-    return block_r_factor(_rows(source, block), b_rows)
+    return block_r_factor(read_rows(source, block), b_rows)
 
 
 def row_norms_block(block: RowBlock, *, source: RowBlockSource, M: np.ndarray) -> np.ndarray:
     """Squared row norms of ``A_rows M``."""
-    AM = np.asarray(_rows(source, block) @ M)
+    AM = np.asarray(read_rows(source, block) @ M)
     return np.einsum("ij,ij->i", AM, AM)
 
 

@@ -58,6 +58,11 @@ SPECS: list[MethodSpec] = [
                "truncated SVD by Lanczos bidiagonalisation (scipy svds, PROPACK); --tol is svds' tol; "
                "triplets checked, a rank-deficient remainder completed",
                constraints=("rank <= min(m, n)",)),
+    MethodSpec("factorize", "svd-tsqr", f"{_M}.tsqr_svd:tsqr_svd",
+               "exact truncated SVD of a tall matrix read in row blocks (HDF5, Zarr, .npy): TSQR, the SVD "
+               "of R, the left vectors block by block, triplets certified from A; with --backend dask the "
+               "workers read the blocks; --rank k or --rank auto --tol",
+               constraints=("m >= n", "n <= 2000", "A in row blocks")),
     MethodSpec("factorize", "svd-dense", f"{_M}.tsvd:dense_svd",
                "dense SVD (LAPACK gesdd), truncated to --rank k or optimally to --tol; sparse input must be small",
                constraints=("small",)),

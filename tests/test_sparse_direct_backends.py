@@ -403,3 +403,77 @@ def test_solve_reports_the_backend_auto_chose(cli, tmp_path, method):
     assert setup["backend"] == expected and setup["backend_reason"]
     assert report["status"]["reason"] == "converged_direct"
     assert ratio(A, np.asarray(x), b).max() < RATIO
+
+
+# ------------------------------------------------------------------ pypardiso's own catalogue, ported
+# (tests/test_basic_solve.py, test_input_A.py, test_special.py of the pypardiso project: their matrices
+# and right-hand sides, judged by our LAPACK test instead of assert_array_almost_equal; where pypardiso
+# raises on input (empty rows, non-square, other dtypes) matcli reports a status or a usage error)
+
+
+def pypardiso_small(sort_indices: bool = True):
+    """Their 5 x 5 upper bidiagonal matrix (diagonal 5..9, superdiagonal 1..4) and 5 x 3 b; unsorted:
+    the same entries with each row's column indices in descending order."""
+    A = sp.csr_matrix(sp.spdiags(np.arange(10, dtype=np.float64).reshape(2, 5), [1, 0], 5, 5))
+    if not sort_indices:
+        for i in range(5):
+            lo, hi = A.indptr[i], A.indptr[i + 1]
+            A.indices[lo:hi] = A.indices[lo:hi][::-1].copy()
+            A.data[lo:hi] = A.data[lo:hi][::-1].copy()
+        A.has_sorted_indices = False
+    return A, np.arange(1, 16, dtype=np.float64).reshape(5, 3)
+
+
+def pypardiso_random(n: int = 1000, density: float = 0.05, columns: int = 1, seed: int = 27):
+    """Their ``rand(n, n, density) + I`` with uniform right-hand sides."""
+    rng = np.random.default_rng(seed)
+    A = sp.csr_matrix(sp.random(n, n, density, random_state=rng) + sp.eye(n))
+    return A, rng.random((n, columns))
+
+
+@needs_pardiso
+@pytest.mark.parametrize("kind", ["lu"])
+@pytest.mark.parametrize("case", ["small sorted", "small unsorted", "random vector", "random 5 columns",
+                                  "issue36 5000 x 5000", "csc input"])
+def test_pypardiso_catalogue_solves(case, kind):
+    if case.startswith("small"):
+        A, B = pypardiso_small(sort_indices=case == "small sorted")
+        assert A.has_sorted_indices == (case == "small sorted")
+    elif case == "issue36 5000 x 5000":
+        rng = np.random.default_rng(36)
+        A, B = sp.csr_matrix(sp.random(5000, 5000, 0.01, random_state=rng)), rng.random((5000, 1))
+    else:
+        A, B = pypardiso_random(columns=5 if case == "random 5 columns" else 1)
+    if case == "csc input":
+        A = sp.csc_matrix(A)
+    fact, result = solve_with(A, kind, "pardiso", B)
+    assert result.status == Status.CONVERGED_DIRECT, result.message
+    X = result.outputs["x"].reshape(B.shape)
+    assert ratio(sp.csr_matrix(A), X, B).max() < RATIO
+    dense = np.linalg.solve(A.toarray(), B)
+    cond = np.linalg.cond(A.toarray(), 1)
+    assert np.linalg.norm(X - dense) / np.linalg.norm(dense) <= 2 * RATIO * A.shape[0] * EPS * cond
+
+
+@needs_pardiso
+@pytest.mark.parametrize("case", ["empty row and column", "empty row"])
+def test_pypardiso_catalogue_empty_lines_are_singular_not_errors(case):
+    """pypardiso raises ValueError (PARDISO itself would crash on a row without entries); a matrix with
+    a zero row or column is exactly singular, which matcli reports as SuperLU does."""
+    A, _ = pypardiso_random(25, 0.7)
+    dense = A.toarray()
+    dense[0, :] = 0
+    if case == "empty row and column":
+        dense[:, 0] = 0
+    else:
+        dense[1, 0] = 1
+    fact = direct.factorize(sp.csr_matrix(dense), "lu", backend="pardiso")
+    assert fact.failure == Status.DIVERGED_SINGULAR and "zero pivot" in fact.message
+
+
+@needs_pardiso
+def test_pypardiso_catalogue_non_square_is_a_usage_error():
+    A, _ = pypardiso_random(50)
+    wide = sp.csr_matrix(sp.hstack([A, sp.csr_matrix(np.ones((50, 1)))]))
+    with pytest.raises(UsageError, match="square"):
+        direct.factorize(wide, "lu", backend="pardiso")

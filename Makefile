@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test bench bench-full sample lint clean
+.PHONY: install test bench bench-full bench-direct sample lint clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +14,15 @@ test:
 	$(BIN)/python -m pytest tests
 
 bench:
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q -e '.[bench,pardiso]'
 	$(BIN)/python benchmarks/run_all.py --quick
 
+bench-direct:
+	$(BIN)/pip install -q -e '.[pardiso]'
+	$(BIN)/python benchmarks/bench_direct.py --full
+
 bench-full:
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q -e '.[bench,pardiso]'
 	$(BIN)/python benchmarks/run_all.py --full
 
 sample:

@@ -242,6 +242,11 @@ class Progress:
         self.label = label
         self._refresh()
 
+    def tasks(self, done: int, total: int) -> None:
+        """A parallel backend's progress: ``done`` of ``total`` tasks finished."""
+        if self._display is not None:
+            self._refresh(total=float(total), completed=float(done), detail=f"{done}/{total} tasks")
+
     def update(self, iteration: int, values: dict[str, Any]) -> None:
         if self._display is None:
             return

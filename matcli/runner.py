@@ -116,6 +116,7 @@ def run_job(request: JobRequest) -> JobOutcome:
             progress.phase("setup")
             # Opened once the options are validated; workers are released when compute ends.
             job.backend = resources.enter_context(get_backend(request.backend, request.scheduler))
+            job.backend.progress = progress.tasks
             job.setup(rng)
         progress.relabel(f"{request.family} {job.method}")
         with timer.phase("compute"):

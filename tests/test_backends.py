@@ -255,8 +255,6 @@ def test_complete_candidates_read_the_observed_entries_by_reference(cli, tmp_pat
     assert tasks >= 4 and loads == [f"{completion_file}:/observed"] * tasks
 
 
-@pytest.mark.xfail(strict=True, reason="needs the lead's change in jobs/solve.Job.setup: no client setup for a "
-                                       "parallel batch with a fixed method (see the #19 report)")
 def test_a_parallel_batch_with_a_fixed_method_sets_up_only_on_the_workers(cli, tmp_path, batch_file, scheduler,
                                                                            monkeypatch):
     from matcli.jobs import solve as solve_job

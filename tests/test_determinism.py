@@ -86,6 +86,7 @@ FACTORIZE = [
     ["A", "svd", m, "--rank", "4"] for m in ("randomized", "block-krylov", "lanczos", "arpack", "propack", "dense")
 ] + [
     ["A", "svd", "randomized", "--rank", "auto", "--tol", "0.05"],
+    ["A", "svd", "tsqr", "--rank", "4"], ["tall", "svd", "tsqr", "--rank", "auto", "--tol", "0.5"],
     ["A", "svd", "randomized", "--rank", "4", "--param", "precision=float32"],
     ["N", "nmf", "hals", "--rank", "3"], ["N", "nmf", "mu", "--rank", "3", "--param", "init=random"],
     ["N", "nmf", "robust", "--rank", "3"],
@@ -99,7 +100,8 @@ FACTORIZE = [
 def _factorize_args(p, case):
     matrix, kind, method, *rest = case
     spec = {"A": f"{p['matrix']}:/A", "N": f"{p['matrix']}:/N", "S": f"{p['matrix']}:/S",
-            "poisson": f"{p['poisson']}:/A", "nonsymmetric": str(p["nonsymmetric"])}[matrix]
+            "poisson": f"{p['poisson']}:/A", "nonsymmetric": str(p["nonsymmetric"]),
+            "tall": f"{p['tall']}:/A"}[matrix]
     return ["factorize", spec, "--kind", kind, "--method", method, *rest]
 
 

@@ -155,9 +155,8 @@ class Job(FamilyJob):
             raise UsageError(f"{what} runs --kind svd --method tsqr (the SVD of a tall matrix read in row "
                              "blocks); other factorizations run in this process (drop --backend)")
         self.remote = row_source(self.request.inputs[0])
-        if self.remote.dtype.kind == "c" or self.remote.layout == "vector":
-            raise InputError(self.request.inputs[0], f"{what} factorizes a real 2-D matrix, got "
-                                                     f"{self.remote.dtype} {self.remote.layout}")
+        if self.remote.layout == "vector":
+            raise InputError(self.request.inputs[0], f"{what} factorizes a 2-D matrix, got a vector")
         self.input_dtype = str(self.remote.dtype)
 
     @property
@@ -213,7 +212,8 @@ class Job(FamilyJob):
         if m < n or n > MAX_COLUMNS:
             raise UsageError(f"--method tsqr factorizes a tall matrix of at most {MAX_COLUMNS} columns (m >= n), "
                              f"got {m}x{n}" + ("; factorize the transpose" if m < n else ""))
-        self.problem_info = {"shape": [m, n], "dtype": self.input_dtype, "compute_dtype": "float64",
+        compute = "complex128" if self.remote.dtype.kind == "c" else "float64"
+        self.problem_info = {"shape": [m, n], "dtype": self.input_dtype, "compute_dtype": compute,
                              "storage": f"{self.remote.layout} row blocks", "nnz": self.remote.nnz}
 
     def _validate_update(self) -> None:

@@ -31,11 +31,11 @@ def q_block(task: tuple[RowBlock, np.ndarray], *, source: RowBlockSource) -> np.
 
 def certify_block(task: tuple[RowBlock, np.ndarray], *, source: RowBlockSource, V: np.ndarray,
                   s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(||A_i v_j - s_j U_i[:, j]||^2 per column, A_i^T U_i)``."""
+    """``(||A_i v_j - s_j U_i[:, j]||^2 per column, A_i^H U_i)``."""
     block, U = task
     A = read_rows(source, block)
     right = np.asarray(A @ V) - U * s
-    return np.einsum("ij,ij->j", right, right), np.asarray(A.T @ U)
+    return np.einsum("ij,ij->j", right.conj(), right).real, np.asarray(A.conj().T @ U)
 
 
 class RowBlockMatrix:

@@ -56,9 +56,11 @@ def plan_blocks(source: RowBlockSource, free_bytes: int | None = None) -> list[R
 
 
 def read_rows(source: RowBlockSource, block: RowBlock):
-    """Rows of a block as float64 (dense) or float64 CSR, read under the source's input policy."""
+    """Rows of a block in double precision (float64, or complex128 for a complex source), dense or
+    CSR, read under the source's input policy."""
     A = source.read(block)
-    return A.tocsr().astype(np.float64, copy=False) if sp.issparse(A) else np.asarray(A, dtype=np.float64)
+    dtype = np.complex128 if source.dtype.kind == "c" else np.float64
+    return A.tocsr().astype(dtype, copy=False) if sp.issparse(A) else np.asarray(A, dtype=dtype)
 
 
 def sketch_block(block: RowBlock, *, source: RowBlockSource, S) -> np.ndarray:

@@ -206,6 +206,7 @@ class Job(FamilyJob):
         check_allocation(None, 2 * itemsize * entries, f"--nrhs {self.nrhs}: the right-hand sides and solutions")
 
     def _read_batch(self, inputs: list[str]) -> list[System]:
+        from matcli.io.in_memory import PREFIX as ARRAY_PREFIX, is_array_spec
         from matcli.io.load import list_hdf5_members, read_dense, read_matrix
         from matcli.io.spec import parse_spec
 
@@ -230,7 +231,12 @@ class Job(FamilyJob):
             names = set()
             for spec_text in inputs:
                 spec = parse_spec(spec_text)
-                name = Path(spec.path).name.split(".")[0] if not spec.internal else spec.internal.strip("/").replace("/", "_")
+                if is_array_spec(spec_text):  # an API array: x/<its name>, not x/<array:A0>
+                    name = spec_text[len(ARRAY_PREFIX):-1]
+                elif spec.internal:
+                    name = spec.internal.strip("/").replace("/", "_")
+                else:
+                    name = Path(spec.path).name.split(".")[0]
                 while name in names:
                     name += "_"
                 names.add(name)
@@ -323,7 +329,10 @@ class Job(FamilyJob):
         self.params = self._resolve_params(requested, method)
         self._precheck(method, facts)
         self.solver = None
-        if self.precheck is None:
+        # A parallel batch sets up on the workers, each chunk from its first matrix: with a fixed
+        # method there is nothing to set up here (auto sets up here to choose).
+        remote_setup = self.batch and self.backend.name != "local" and requested != "auto"
+        if self.precheck is None and not remote_setup:
             self.solver = self._prepare(method, precond, A, rng)
             if "preconditioner_fallback" in self.solver.info:
                 # a preconditioner the matrix does not admit is replaced by a weaker one (never exit 2)

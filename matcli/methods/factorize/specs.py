@@ -121,9 +121,12 @@ SPECS: list[MethodSpec] = [
     MethodSpec("factorize", "cholesky-dense", f"{_M}.dense:cholesky", "dense Cholesky A = L L^H (potrf)",
                constraints=("square", "spd", "small")),
     MethodSpec("factorize", "cholesky-sparse", f"{_M}.sparse:cholesky_sparse",
-               "sparse Cholesky A[P][:, P] = L L^H (SuperLU symmetric mode, positive pivots checked)",
-               params=(ParamSpec("ordering", "str", "MMD_AT_PLUS_A", "symmetric fill-reducing ordering",
-                                 choices=_ORDERING),),
+               "sparse Cholesky A[P][:, P] = L L^H (SuperLU symmetric mode, positive pivots checked; CHOLMOD "
+               "where installed)",
+               params=(ParamSpec("ordering", "str", "MMD_AT_PLUS_A", "symmetric fill-reducing ordering (SuperLU)",
+                                 choices=_ORDERING),
+                       ParamSpec("backend", "str", "auto", "auto (CHOLMOD where installed, else SuperLU), superlu, "
+                                 "cholmod (pip install 'matcli[cholmod]')", choices=("auto", "superlu", "cholmod"))),
                constraints=("square", "spd")),
     MethodSpec("factorize", "ldl-dense", f"{_M}.dense:ldl",
                "dense LDL^T with Bunch-Kaufman pivoting (sytrf/hetrf), symmetric indefinite",

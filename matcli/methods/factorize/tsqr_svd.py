@@ -24,16 +24,19 @@ from matcli.methods.factorize.signs import canonical_phases
 MAX_COLUMNS = 2000
 
 
+def _dense(A_block) -> np.ndarray:
+    return A_block.toarray() if hasattr(A_block, "toarray") else np.asarray(A_block)
+
+
 def block_r(A_block) -> np.ndarray:
-    """The R factor (min(r, n) x n) of one block (r rows, dense or sparse) by Householder QR."""
-    dense = A_block.toarray() if hasattr(A_block, "toarray") else np.asarray(A_block, dtype=np.float64)
-    return np.linalg.qr(dense, mode="r")
+    """The R factor (min(r, n) x n) of one block (r rows, dense or sparse, real or complex) by
+    Householder QR."""
+    return np.linalg.qr(_dense(A_block), mode="r")
 
 
 def block_q_times(A_block, W_block: np.ndarray) -> np.ndarray:
     """``Q_i W_i`` with ``Q_i`` the block's Householder Q (the R of :func:`block_r` belongs to it)."""
-    dense = A_block.toarray() if hasattr(A_block, "toarray") else np.asarray(A_block, dtype=np.float64)
-    Q, _ = np.linalg.qr(dense, mode="reduced")
+    Q, _ = np.linalg.qr(_dense(A_block), mode="reduced")
     return Q @ W_block
 
 
@@ -55,7 +58,7 @@ def tsqr_svd(problem, *, rank: int | None = None, tol: float | None = None, rng:
     problem : object with ``shape`` (m, n), m >= n; ``r_factors()`` (the blocks' R factors in block
         order; one pass), ``q_times(parts)`` (the blocks' ``Q_i W_i`` for W cut like the stacked R factors,
         concatenated: (m, k); one pass) and ``certify(U, V, s)`` (``(||A v_j - s_j u_j||^2`` per column,
-        ``A^T U``); one pass), e.g. :class:`matcli.jobs.factorize_remote.RowBlockMatrix`.
+        ``A^H U``); one pass), e.g. :class:`matcli.jobs.factorize_remote.RowBlockMatrix`.
     rank : k in 1..n, or None with ``tol``: the smallest k whose relative Frobenius error is <= tol.
     tol : see ``rank``; unused with an integer rank.
     rng, callback : unused (deterministic, no iterations).
@@ -63,7 +66,8 @@ def tsqr_svd(problem, *, rank: int | None = None, tol: float | None = None, rng:
     Returns
     -------
     Result
-        outputs ``U`` (m x k), ``s`` (k, descending), ``Vt`` (k x n), with the sign convention of every
+        outputs ``U`` (m x k), ``s`` (k, descending), ``Vt`` (k x n; ``V^H`` for complex A), with the sign
+        convention of every
         matcli SVD (:func:`~matcli.methods.factorize.signs.canonical_phases`); status ``converged_direct``
         (``diverged_nan`` for non-finite values). Metrics ``reconstruction_error`` (exact, from all n
         singular values), ``orthogonality_loss``, ``max_triplet_residual`` (from A, over s_1),
@@ -88,14 +92,16 @@ def tsqr_svd(problem, *, rank: int | None = None, tol: float | None = None, rng:
     U = problem.q_times([W[offsets[i]:offsets[i + 1]] for i in range(len(parts))])
     s_k, Vt_k = s[:k], Vt[:k]
     U, Vt_k = canonical_phases(U, Vt_k)
-    right2, AtU = problem.certify(U, Vt_k.T, s_k)
-    left = np.linalg.norm(AtU - Vt_k.T * s_k, axis=0)
+    V = Vt_k.conj().T
+    right2, AhU = problem.certify(U, V, s_k)
+    left = np.linalg.norm(AhU - V * s_k, axis=0)
     norm_A = float(np.linalg.norm(s))
     scale = float(s[0]) if s[0] > 0 else (norm_A or 1.0)
     eye = np.eye(k)
     metrics = {
         "reconstruction_error": float(math.sqrt(float(np.sum(s[k:] ** 2)))) / norm_A if norm_A > 0 else 0.0,
-        "orthogonality_loss": max(float(np.linalg.norm(U.T @ U - eye)), float(np.linalg.norm(Vt_k @ Vt_k.T - eye))),
+        "orthogonality_loss": max(float(np.linalg.norm(U.conj().T @ U - eye)),
+                                  float(np.linalg.norm(Vt_k @ V - eye))),
         "max_triplet_residual": float(np.max(np.maximum(np.sqrt(right2), left))) / scale,
         "frobenius_norm": norm_A,
     }

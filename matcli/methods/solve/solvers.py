@@ -89,9 +89,10 @@ class DirectSolver(Solver):
     def _update(self, A, *, rebuild: bool) -> str:
         old = self.factorization
         reuse = None if rebuild or old is None or old.perm_c is None else old.perm_c
-        self.factorization = direct.factorize(A, self.kind, perm_c=reuse)
+        backend = "auto" if old is None else old.requested_backend
+        self.factorization = direct.factorize(A, self.kind, perm_c=reuse, backend=backend)
         if self.factorization.failure is not None and reuse is not None:
-            self.factorization = direct.factorize(A, self.kind)
+            self.factorization = direct.factorize(A, self.kind, backend=backend)
             return "refactored (new ordering)"
         return "refactored (ordering reused)" if reuse is not None else "refactored"
 
@@ -164,7 +165,7 @@ def _direct(kind: str):
     def prepare(A, *, params: dict[str, Any], precond_name: str = "none", symmetric: bool = False,
                 rng: np.random.Generator | None = None) -> DirectSolver:
         A = as_matrix(A)
-        fact = direct.factorize(A, kind)
+        fact = direct.factorize(A, kind, backend=params.get("backend", "auto"))
         return DirectSolver(kind, dict(fact.info), kind=kind, factorization=fact, refine=int(params.get("refine", 0)))
 
     prepare.__doc__ = f"Factor ``A`` ({kind}); the solver solves all right-hand sides with the factors."

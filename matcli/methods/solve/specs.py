@@ -19,6 +19,10 @@ PRECOND_PARAMS = (
 )
 REFINE = ParamSpec("refine", "int", 0, "most steps of iterative refinement (as LAPACK's xGERFS: stops when the "
                    "backward error stops halving); 0 = LAPACK's 5", low=0, high=10)
+BACKEND = ParamSpec("backend", "str", "auto",
+                    "sparse direct library: auto (the fastest installed; problem.setup.backend_reason says why), "
+                    "superlu, pardiso (pip install 'matcli[pardiso]'), cholmod (cholesky only; 'matcli[cholmod]')",
+                    choices=("auto", "superlu", "pardiso", "cholmod"))
 ATOL = ParamSpec("atol", "float", 1e-8,
                  "least-squares stop: ||A^H r|| <= atol ||A|| ||r||", low=0.0, high=1.0)
 DAMP = ParamSpec("damp", "float", 0.0,
@@ -30,17 +34,20 @@ OMEGA = ParamSpec("omega", "float", 0.0,
 SPECS: list[MethodSpec] = [
     MethodSpec("solve", "auto", "matcli.methods.solve.auto:choose_method",
                "choose from size, density, symmetry and a cheap definiteness test (the report says why)",
-               params=(REFINE, ParamSpec("restart", "int", 50, "GMRES restart length if chosen", low=1),
+               params=(REFINE, BACKEND, ParamSpec("restart", "int", 50, "GMRES restart length if chosen", low=1),
                        *PRECOND_PARAMS)),
     MethodSpec("solve", "lu", f"{_SOLVERS}:prepare_lu",
-               "LU with partial pivoting: LAPACK (dense) or SuperLU with COLAMD ordering (sparse)",
-               params=(REFINE,), constraints=("square",)),
+               "LU with partial pivoting: LAPACK (dense) or SuperLU with COLAMD ordering / PARDISO (sparse)",
+               params=(REFINE, BACKEND), constraints=("square",)),
     MethodSpec("solve", "cholesky", f"{_SOLVERS}:prepare_cholesky",
-               "Cholesky: LAPACK (dense) or SuperLU with symmetric ordering and diagonal pivots (sparse)",
-               params=(REFINE,), constraints=("square", "hermitian positive definite")),
+               "Cholesky: LAPACK (dense) or SuperLU with symmetric ordering and diagonal pivots / PARDISO / "
+               "CHOLMOD (sparse)",
+               params=(REFINE, BACKEND), constraints=("square", "hermitian positive definite")),
     MethodSpec("solve", "ldl", f"{_SOLVERS}:prepare_ldl",
-               "LDL^T with Bunch-Kaufman pivoting (LAPACK; symmetric indefinite, dense or small sparse)",
-               params=(REFINE,), constraints=("square", "symmetric/hermitian", "order <= 5000 if sparse")),
+               "LDL^T with Bunch-Kaufman pivoting (LAPACK; symmetric indefinite, dense or small sparse; "
+               "PARDISO for large sparse)",
+               params=(REFINE, BACKEND), constraints=("square", "symmetric/hermitian",
+                                                      "order <= 5000 if sparse without PARDISO")),
     MethodSpec("solve", "cg", f"{_SOLVERS}:prepare_cg",
                "preconditioned conjugate gradients, all right-hand sides at once; detects non-SPD input",
                params=PRECOND_PARAMS, constraints=("square", "hermitian positive definite")),

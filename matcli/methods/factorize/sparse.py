@@ -13,6 +13,7 @@ from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigs, eigsh
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.core.superlu import splu
+from matcli.methods.factorize.counting import CountingOperator
 from matcli.methods.factorize.metrics import (PROBES, eigen_metrics, factorization_residual, frobenius_norm,
                                               safe_norm)
 
@@ -254,7 +255,9 @@ def eig_arpack(A, *, rank: int, hermitian: bool, which: str = "LM", tol: float =
         status ``CONVERGED_HAPPY_BREAKDOWN`` for a zero matrix (``w = 0``, ``V`` the first columns
         of the identity: every vector is an eigenvector of A = 0, and ARPACK stops with error -9 as
         its first product is zero); ``DIVERGED_MAX_IT`` / ``DIVERGED_BREAKDOWN`` (no outputs) when
-        ARPACK did not converge or reported an error.
+        ARPACK did not converge or reported an error. ``iterations`` (and ``info["vector_products"]``) is
+        the number of products with A (ARPACK reports no iteration count); ``callback(products,
+        products=...)`` follows it.
     """
     n = A.shape[0]
     if A.shape[0] != A.shape[1]:
@@ -271,20 +274,24 @@ def eig_arpack(A, *, rank: int, hermitian: bool, which: str = "LM", tol: float =
                       info={"which": which, "hermitian": hermitian, "zero_matrix": True, **how},
                       message="the matrix is zero: its eigenvalues are 0 and every vector is an eigenvector")
     v0 = rng.standard_normal(n)
+    op = CountingOperator(A, callback)
     try:
         if hermitian:
-            w, V = eigsh(A, k=rank, which=which, tol=tol, maxiter=maxiter, v0=v0)
+            w, V = eigsh(op, k=rank, which=which, tol=tol, maxiter=maxiter, v0=v0)
         else:
-            w, V = eigs(A, k=rank, which=which, tol=tol, maxiter=maxiter, v0=v0)
+            w, V = eigs(op, k=rank, which=which, tol=tol, maxiter=maxiter, v0=v0)
     except ArpackNoConvergence as exc:
-        return Result(status=Status.DIVERGED_MAX_IT, message=f"ARPACK did not converge: {exc}")
+        return Result(status=Status.DIVERGED_MAX_IT, iterations=op.products, info={"vector_products": op.products},
+                      message=f"ARPACK did not converge: {exc}")
     except ArpackError as exc:
-        return Result(status=Status.DIVERGED_BREAKDOWN, message=f"ARPACK failed: {exc}")
+        return Result(status=Status.DIVERGED_BREAKDOWN, iterations=op.products,
+                      info={"vector_products": op.products}, message=f"ARPACK failed: {exc}")
     key = {"LM": -np.abs(w), "SM": np.abs(w), "LA": -np.real(w), "SA": np.real(w),
            "LR": -np.real(w), "SR": np.real(w)}[which]
     order = np.argsort(key, kind="stable")
     w, V = w[order], V[:, order]
     metrics, how = eigen_metrics(A, w, V, hermitian=hermitian)
-    return Result(status=Status.CONVERGED_RTOL, outputs={"w": w, "V": V}, metrics=metrics,
-                  info={"which": which, "hermitian": hermitian, **how},
-                  message=f"ARPACK ({'eigsh' if hermitian else 'eigs'}) found {rank} eigenpairs ({which})")
+    return Result(status=Status.CONVERGED_RTOL, outputs={"w": w, "V": V}, metrics=metrics, iterations=op.products,
+                  info={"which": which, "hermitian": hermitian, "vector_products": op.products, **how},
+                  message=f"ARPACK ({'eigsh' if hermitian else 'eigs'}) found {rank} eigenpairs ({which}) "
+                          f"in {op.products} products with A")

@@ -8,43 +8,9 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, svds
 
 from matcli.core.result import Callback, Result, Status, no_callback
+from matcli.methods.factorize.counting import CountingOperator
 from matcli.methods.factorize.metrics import adjoint_matmul, column_norms, frobenius_norm, safe_norm, svd_metrics
 from matcli.methods.factorize.signs import canonical_phases
-
-
-class _CountingOperator(LinearOperator):
-    """``A`` as a LinearOperator that counts products (svds offers no iteration callback)."""
-
-    def __init__(self, A, callback: Callback):
-        super().__init__(dtype=A.dtype, shape=A.shape)
-        self.A = A
-        self.products = 0
-        self.callback = callback
-
-    def _tick(self, columns: int) -> None:
-        self.products += columns
-        self.callback(self.products, products=float(self.products))
-
-    def _matvec(self, x):
-        self._tick(1)
-        return self.A @ x
-
-    def _matmat(self, X):
-        self._tick(X.shape[1])
-        return self.A @ X
-
-    def _rmatvec(self, x):
-        self._tick(1)
-        return adjoint_matmul(self.A, x)
-
-    def _rmatmat(self, X):
-        self._tick(X.shape[1])
-        return adjoint_matmul(self.A, X)
-
-    def _adjoint(self):
-        return LinearOperator(dtype=self.dtype, shape=(self.shape[1], self.shape[0]),
-                              matvec=self._rmatvec, rmatvec=self._matvec,
-                              matmat=self._rmatmat, rmatmat=self._matmat)
 
 
 def _sorted_triplets(U, s, Vt):
@@ -115,7 +81,7 @@ def lanczos_svd(A, *, rank: int, solver: str = "arpack", tol: float = 0.0, maxit
                          f"got {rank}; use --method propack or dense")
     if frobenius_norm(A) == 0.0:
         return _zero_svd(A, rank, solver, rng)
-    op = _CountingOperator(A, callback)
+    op = CountingOperator(A, callback)
     v0 = rng.standard_normal(min(m, n))
     info = {"solver": solver}
     try:

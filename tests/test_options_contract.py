@@ -35,7 +35,7 @@ def _click(name: str):
     return typer.main.get_command(app).commands[name]
 
 
-def _declared_range(param: click.Parameter) -> Range | None:
+def _declared_range(param) -> Range | None:
     kind = param.type  # typer's own copy of click's types: known by name
     parser = getattr(kind, "func", None)
     if isinstance(parser, (Number, Pair)):

@@ -119,7 +119,8 @@ def check_jobs(path: str, jobs: list[Job], extra_outputs: list[str]) -> None:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 context = command.make_context(f"matcli {name}", list(job.argv[1:]))
         except Exception as exc:  # click's usage errors (typer vendors click): one line naming the job
-            message = " ".join(getattr(exc, "format_message", lambda: str(exc))().split())
+            text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            message = " ".join(text.split())
             raise UsageError(f"{where}: {message}") from None
         for key in _WRITTEN:
             target = context.params.get(key)

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from matcli.backends import BACKENDS
-from matcli.core.ranges import MAX_DIMENSION, MAX_ITERATIONS, MAX_SEED, MAX_THREADS, Range  # noqa: F401 (re-exported)
+from matcli.core.ranges import MAX_ITERATIONS, MAX_SEED, MAX_THREADS, Range
 
 class Number:
     """Parser of a finite number in a declared :class:`~matcli.core.ranges.Range`, for

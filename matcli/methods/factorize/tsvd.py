@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
-from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, svds
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.factorize.counting import CountingOperator

@@ -103,6 +103,17 @@ def test_what_tsqr_refuses(tall, tmp_path):
         matcli.factorize(str(tmp_path / "a.mtx"), kind="svd", method="tsqr", rank=2)
 
 
+def test_a_huge_declared_matrix_is_refused_before_planning_or_allocating(tmp_path):
+    """10^12 declared rows (chunked, never written, so the file is tiny): the blocks are capped and
+    U, which the client assembles, is checked against the budget first (exit 7), not allocated."""
+    from matcli.core.errors import ResourceError
+
+    with h5py.File(tmp_path / "huge.h5", "w") as fh:
+        fh.create_dataset("A", shape=(10**12, 4), dtype="f8", chunks=(4096, 4))
+    with pytest.raises(ResourceError, match="TSQR factors"):
+        matcli.factorize(f"{tmp_path}/huge.h5:/A", kind="svd", method="tsqr", rank=2, max_memory="1G")
+
+
 def test_on_a_real_cluster_the_factors_are_the_local_bits(tall, tmp_path):
     pytest.importorskip("distributed")
     from tests.dask_cluster import Cluster

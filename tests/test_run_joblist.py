@@ -73,6 +73,21 @@ def test_every_line_is_checked_before_any_job_runs(folder, text, words):
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing ran, nothing was written
 
 
+@pytest.mark.parametrize("line, words", [
+    ("solve p.h5:/A -o kept.h5\n", "jobs.txt: line 2: kept.h5: output exists"),
+    ("solve p.h5:/A -o p.h5 --force\n", "jobs.txt: line 2: p.h5: -o would overwrite an input file"),
+    ("solve p.h5:/A -o x.h5 --report kept.h5\n", "jobs.txt: line 2: kept.h5: output exists"),
+])
+def test_each_jobs_output_policy_is_applied_before_any_job_runs(folder, line, words):
+    """A job that could only fail on its outputs stops the list before the first job runs (exit 5)."""
+    (folder / "kept.h5").write_bytes(b"precious")
+    (folder / "jobs.txt").write_text("solve p.h5:/A -o first.h5\n" + line)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    result = run_cli(["run", "jobs.txt"])
+    assert result.exit_code == 5 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
 def test_the_run_report_follows_the_output_policy(folder):
     (folder / "jobs.txt").write_text("solve p.h5:/A -o x.h5\n")
     (folder / "all.json").write_text("keep me")

@@ -4,7 +4,8 @@ A job file holds one matcli command line per line (``solve A.mtx -o x.h5 --rtol 
 ``matcli`` is allowed), with ``#`` comments, blank lines and ``\\`` continuations, in shell syntax
 (:func:`shlex.split`). Every line is parsed before any job runs: an unknown subcommand, a bad flag,
 ``run`` inside a job list, or two jobs that write the same file is a usage error (exit 2) naming the
-line, and nothing runs. Each job then runs as that command line would (:func:`matcli.cli.app.run_command`):
+line, and nothing runs; so is (exit 5) a job output that exists without that job's ``--force``, or
+that is one of its inputs. Each job then runs as that command line would (:func:`matcli.cli.app.run_command`):
 the same output policy, report and exit code; its stderr is captured, and its one error line kept.
 
 Locally the jobs run in order in this process (imports and start-up paid once); with
@@ -23,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from matcli.core.errors import UsageError
+from matcli.core.errors import OutputError, UsageError
 
 #: Subcommands a job may run (``run`` itself may not nest).
 JOB_SUBCOMMANDS = ("solve", "complete", "predict", "sketch-regress", "factorize", "info", "generate", "methods")
@@ -101,7 +102,9 @@ def read_jobs(path: str) -> list[Job]:
 def check_jobs(path: str, jobs: list[Job], extra_outputs: list[str]) -> None:
     """Parse every job's flags without running it; refuse (UsageError naming the line) an unknown or
     nested subcommand, a flag its subcommand refuses, and two jobs (or the run's own report) writing
-    the same file."""
+    the same file; and apply each job's output policy (an existing output without that job's
+    ``--force``, an output that is one of its inputs: OutputError, exit 5), so that no job runs when
+    one of them could only fail on its outputs."""
     import typer
 
     from matcli.cli.app import app
@@ -130,6 +133,24 @@ def check_jobs(path: str, jobs: list[Job], extra_outputs: list[str]) -> None:
             if real in written:
                 raise UsageError(f"{where} writes {target}, which {written[real]} also writes")
             written[real] = f"line {job.line}"
+        try:
+            _check_outputs(context.params)
+        except OutputError as exc:
+            raise OutputError(path, f"line {job.line}: {exc}") from None
+
+
+def _check_outputs(params: dict) -> None:
+    """The output policy of one job, as its own run would apply it before any work (job outputs
+    written by an earlier job of the list do not exist yet: only files present now count)."""
+    from matcli.io.output_policy import Target, check_targets
+    from matcli.io.spec import parse_spec
+
+    targets = [Target(f"--{key.replace('_', '-')}" if key != "out" else "-o", params[key], "any")
+               for key in _WRITTEN if params.get(key)]
+    values = [v for key, value in params.items() if key not in _WRITTEN
+              for v in (value if isinstance(value, (list, tuple)) else [value]) if isinstance(v, str)]
+    inputs = [parse_spec(v).path for v in values if v and v != "-"]
+    check_targets(targets, inputs, bool(params.get("force")))
 
 
 @contextlib.contextmanager

@@ -527,8 +527,18 @@ class Job(FamilyJob):
         tol = self.request.options.tol
         if rank != "auto" and tol is not None:
             raise UsageError("--tol applies to --method tsqr only with --rank auto")
+        from matcli.io.guard import check_allocation
+
         budget = resolve_budget(self.request.max_memory or os.environ.get("MATCLI_MAX_MEMORY"))
+        m, n = self.shape
+        k = n if rank == "auto" else int(rank)
+        itemsize = 16 if self.remote.dtype.kind == "c" else 8
         self.blocks = plan_blocks(self.remote, budget - resident_memory_bytes())
+        # the client holds U (m x k, and a copy while it is assembled), the stacked R factors
+        # (up to n x n per block), their Q (as many) and its product with U_R
+        stacked = sum(min(block.n_rows, n) for block in self.blocks)
+        check_allocation(self.request.inputs[0], itemsize * (2 * m * k + stacked * (2 * n + k)),
+                         f"the TSQR factors of the {m}x{n} matrix at rank {k} (U is assembled here)")
         self.problem_info["row_blocks"] = len(self.blocks)
         return {"rank": None, "tol": self._tol(1e-2)} if rank == "auto" else {"rank": rank, "tol": None}
 

@@ -38,6 +38,9 @@ MIN_BLOCK_BYTES = 2**20
 BLOCK_COPIES = 6
 #: Fewest blocks when A has the rows for them, so a small problem still spreads over a few workers.
 MIN_BLOCKS = 8
+#: Most blocks: the client holds one reference (and, for TSQR, one R factor) per block; beyond this
+#: a block grows past the size above, and its read is checked against the budget.
+MAX_BLOCKS = 4096
 
 
 def plan_blocks(source: RowBlockSource, free_bytes: int | None = None) -> list[RowBlock]:
@@ -51,7 +54,7 @@ def plan_blocks(source: RowBlockSource, free_bytes: int | None = None) -> list[R
     chunk = 8 * source.chunk_rows * max(1, source.nnz // max(1, source.n_rows))
     size = BLOCK_BYTES if free_bytes is None else \
         max(MIN_BLOCK_BYTES, min(BLOCK_BYTES, (free_bytes - 2 * chunk) // BLOCK_COPIES))
-    wanted = max(MIN_BLOCKS, math.ceil(8 * max(source.nnz, 1) / size))
+    wanted = min(MAX_BLOCKS, max(MIN_BLOCKS, math.ceil(8 * max(source.nnz, 1) / size)))
     return source.blocks(max(1, min(wanted, source.n_rows)))
 
 

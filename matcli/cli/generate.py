@@ -18,6 +18,13 @@ class Kind(str, enum.Enum):
     regression = "regression"
     completion = "completion"
     batch = "batch"
+    sequence = "sequence"
+
+
+class Family(str, enum.Enum):
+    darcy = "darcy"
+    convdiff = "convdiff"
+    helmholtz = "helmholtz"
 
 
 #: kinds built tile by tile (gallery.TiledProblem) and written block by block to HDF5 or Zarr
@@ -48,6 +55,8 @@ def command(
     test_fraction: Annotated[float, typer.Option("--test-fraction", parser=Number(float, 0.0, 0.9), help="Held-out share (completion).")] = 0.0,
     count: Annotated[int, typer.Option("--count", min=1, help="Number of systems (batch).")] = 8,
     variation: Annotated[float, typer.Option("--variation", parser=Number(float, 0.0), help="Shift change between systems (batch).")] = 0.05,
+    family: Annotated[Family, typer.Option("--family", help="PDE family (sequence): darcy (SPD), convdiff "
+                                           "(nonsymmetric), helmholtz (complex, indefinite); see matcli.sequences.")] = Family.darcy,
     seed: SeedOpt = 0,
     max_memory: MaxMemoryOpt = None,
     force: ForceOpt = False,
@@ -57,6 +66,8 @@ def command(
 
     regression and lowrank problems are built and written block by block (``gallery.TiledProblem``:
     the same values whatever the block size), to HDF5 or to a Zarr store when the output ends in .zarr.
+    A sequence (``--family``, ``--n`` grid points per axis, ``--count`` systems) is written one system
+    at a time to HDF5, in the layout ``solve --batch FILE.h5:systems`` reads.
     """
     from matcli import gallery
     from matcli.core.errors import UsageError
@@ -84,16 +95,31 @@ def command(
     if kind is Kind.regression and heavy_rows > rows:
         raise UsageError(f"--heavy-rows {heavy_rows}: a regression problem of {rows} rows has at most "
                          f"{rows} heavy rows")
+    if kind is Kind.sequence and fmt != "hdf5":
+        raise UsageError(f"{out}: a sequence of systems is written to HDF5; use an .h5 output")
     budget = resolve_budget(max_memory)
     blockwise = kind in TILED and fmt in ("hdf5", "zarr")
     widths = [cols, 1] if kind is Kind.regression else [cols, rank]
     block_rows = gallery.tile_block_rows(cols, budget)
     with input_policy(InputPolicy(max_memory=budget)):
-        # the heavy rows are drawn without replacement: their indices and the sampler's workspace
-        needed = (gallery.tiled_bytes(widths, block_rows) + 24.0 * heavy_rows if blockwise else
-                  gallery.problem_bytes(kind.value, n=n, rows=rows, cols=cols, rank=rank, rate=rate, count=count))
-        check_allocation(f"generate {kind.value}", needed, "the problem")
+        if kind is Kind.sequence:
+            from matcli.sequences import system_bytes
+
+            check_allocation(f"generate sequence --family {family.value}", system_bytes(family.value, n), "one system")
+        else:
+            # the heavy rows are drawn without replacement: their indices and the sampler's workspace
+            needed = (gallery.tiled_bytes(widths, block_rows) + 24.0 * heavy_rows if blockwise else
+                      gallery.problem_bytes(kind.value, n=n, rows=rows, cols=cols, rank=rank, rate=rate, count=count))
+            check_allocation(f"generate {kind.value}", needed, "the problem")
     rng = make_rng(resolve_seed(seed))
+    if kind is Kind.sequence:
+        from matcli.sequences import write_sequence
+
+        with atomic_write(out, force=force) as tmp:
+            write_sequence(tmp, family.value, n, count, rng, {"generator": kind.value, "seed": seed})
+        if not quiet:
+            typer.echo(f"wrote {out}: sequence of {count} {family.value} systems (systems)", err=True)
+        return
     if blockwise:
         from matcli.io.row_writer import RowArray, write_row_blocks
 

@@ -245,17 +245,15 @@ def test_stop_tol_ends_iteration_early():
     np.testing.assert_allclose(result.outputs["s"], 0.5 ** np.arange(5), rtol=1e-12)
 
 
-def test_update_with_many_sparse_rows_switches_to_randomized_complement(monkeypatch):
-    from matcli.methods.factorize import update
-
-    monkeypatch.setattr(update, "EXACT_COMPLEMENT_ENTRIES", 1000)
+def test_update_with_many_sparse_rows_switches_to_randomized_complement():
     rng = np.random.default_rng(15)
     k = 4
     W, H = rng.random((260, k)), rng.random((k, 80))
     A, E = W[:200] @ H, sp.csr_matrix(W[200:] @ H)
     U, s, Vt = np.linalg.svd(A, full_matrices=False)
     result = update_svd(A, U=U[:, :k], s=s[:k], Vt=Vt[:k], rows=E, rank=k, rng=rng)
-    assert result.info["complement"] == f"randomized rank {2 * k + 10}"
+    # 60 rows > 2 k + 10: the complement is a randomized rank-18 range finder, not the dense 80 x 60 block
+    assert result.info["complement"].startswith(f"randomized rank {2 * k + 10} ")
     # the new rows lie in the old row space: the rank-k update stays exact
     assert result.metrics["reconstruction_error"] <= 1e3 * EPS
 

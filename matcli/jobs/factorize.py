@@ -62,6 +62,11 @@ DENSE_LIMIT = 25_000_000
 SMALL_SVD_ENTRIES = 2_000_000
 SYMMETRY_TOL = 1e-12
 
+#: SVD methods that run on row blocks (the last two after ``auto`` chose them or row blocks were asked for).
+ROW_BLOCK_METHODS = ("auto", "tsqr", "randomized")
+#: ``auto`` on row blocks picks TSQR (exact) up to this many columns, the randomized SVD beyond.
+AUTO_TSQR_COLUMNS = 500
+
 #: Typed options each method accepts; any other option given on the command line is an error.
 _ACCEPTS: dict[str, set[str]] = {
     "svd-randomized": {"rank", "tol", "power_iters", "oversample"},
@@ -106,8 +111,11 @@ class Job(FamilyJob):
         self._kwargs: dict[str, Any] = {}
         self._hermitian: bool | None = None
         self.input_dtype: str | None = None
-        #: A as row blocks (--method tsqr, or --backend dask): jobs/factorize_remote.py
+        #: A as row blocks (--method tsqr, --backend dask, or an SVD input beyond half the memory
+        #: budget): jobs/factorize_remote.py; rows of finish's dense residual temporaries
         self.remote = None
+        self.chunk_rows = 4096
+        self.stream_reason: str | None = None
 
     # ----------------------------------------------------------------- read
     def output_arrays(self) -> tuple[str, ...] | None:
@@ -126,7 +134,7 @@ class Job(FamilyJob):
             raise UsageError("--update applies to --kind svd only")
         if opts.update and not (opts.append_rows or opts.append_cols):
             raise UsageError("--update needs --append-rows R or --append-cols C")
-        if self.request.backend != "local" or self.request.method == "tsqr":
+        if self._reads_row_blocks():
             self._read_row_blocks()
             return
         self.A = read_matrix(self.request.inputs[0])
@@ -145,15 +153,44 @@ class Job(FamilyJob):
             except ValueError as exc:
                 raise InputError(spec_text, str(exc)) from None
 
+    def _reads_row_blocks(self) -> bool:
+        """Row blocks for ``--backend dask`` and ``--method tsqr``, and for an SVD (auto, randomized) of
+        an HDF5 / Zarr / .npy input whose entries at double precision take more than half the memory
+        budget: the in-memory path would hold A and a working copy, so it streams instead."""
+        from matcli.core.memory import mib
+        from matcli.io.guard import current_policy
+        from matcli.io.row_blocks import row_source
+        from matcli.io.spec import parse_spec
+
+        request = self.request
+        if request.backend != "local" or request.method == "tsqr":
+            return True
+        if self.kind != "svd" or request.method not in ROW_BLOCK_METHODS or request.options.update:
+            return False
+        if parse_spec(request.inputs[0]).kind not in ("npy", "hdf5", "zarr"):
+            return False
+        try:
+            source = row_source(request.inputs[0])
+        except InputError:
+            return False  # the in-memory reader says what is wrong with it
+        itemsize = 16 if source.dtype.kind == "c" else 8
+        stored = source.nnz * (itemsize + (8 if source.layout == "csr" else 0))
+        budget = current_policy().budget
+        if source.layout == "vector" or 2 * stored <= budget:
+            return False
+        self.stream_reason = (f"A takes {mib(stored)} at double precision, more than half the memory budget "
+                              f"({mib(budget)}): read in row blocks")
+        return True
+
     def _read_row_blocks(self) -> None:
-        """``--method tsqr`` / ``--backend dask``: A stays in its file; workers (or this process, in
-        turn) read it in row blocks. Only the tall-matrix SVD runs this way."""
+        """A stays in its file; workers (or this process, in turn) read it in row blocks. Only the SVD
+        runs this way (TSQR or the randomized SVD)."""
         from matcli.io.row_blocks import row_source
 
         what = "--backend " + self.request.backend if self.request.backend != "local" else "--method tsqr"
-        if self.kind != "svd" or self.request.method not in ("auto", "tsqr") or self.request.options.update:
-            raise UsageError(f"{what} runs --kind svd --method tsqr (the SVD of a tall matrix read in row "
-                             "blocks); other factorizations run in this process (drop --backend)")
+        if self.kind != "svd" or self.request.method not in ROW_BLOCK_METHODS or self.request.options.update:
+            raise UsageError(f"{what} runs --kind svd --method tsqr or randomized (the SVD of a matrix read in "
+                             "row blocks); other factorizations run in this process (drop --backend)")
         self.remote = row_source(self.request.inputs[0])
         if self.remote.layout == "vector":
             raise InputError(self.request.inputs[0], f"{what} factorizes a 2-D matrix, got a vector")
@@ -203,18 +240,15 @@ class Job(FamilyJob):
             self._validate_update()
 
     def _validate_row_blocks(self) -> None:
-        from matcli.methods.factorize.tsqr_svd import MAX_COLUMNS
-
         path = self.request.inputs[0]
         m, n = self.shape
         if m == 0 or n == 0:
             raise InputError(path, f"matrix is empty ({m}x{n})")
-        if m < n or n > MAX_COLUMNS:
-            raise UsageError(f"--method tsqr factorizes a tall matrix of at most {MAX_COLUMNS} columns (m >= n), "
-                             f"got {m}x{n}" + ("; factorize the transpose" if m < n else ""))
         compute = "complex128" if self.remote.dtype.kind == "c" else "float64"
         self.problem_info = {"shape": [m, n], "dtype": self.input_dtype, "compute_dtype": compute,
                              "storage": f"{self.remote.layout} row blocks", "nnz": self.remote.nnz}
+        if self.stream_reason:
+            self.problem_info["streamed"] = self.stream_reason
 
     def _validate_update(self) -> None:
         opts = self.request.options
@@ -255,8 +289,7 @@ class Job(FamilyJob):
 
     def _auto(self) -> tuple[str, str]:
         if self.remote is not None:
-            return "tsqr", (f"--backend {self.request.backend}: the exact SVD of the tall matrix by TSQR over row "
-                            "blocks the workers read")
+            return self._auto_row_blocks()
         A, opts = self.A, self.request.options
         m, n = A.shape
         sparse = sp.issparse(A)
@@ -350,6 +383,10 @@ class Job(FamilyJob):
         opts = self.request.options
         if method == "tsqr":
             return self._setup_tsqr()
+        if self.remote is not None:
+            if method != "randomized":
+                raise UsageError(f"--method {method} needs A in memory; on row blocks use --method tsqr or randomized")
+            return self._setup_blocked_randomized()
         m, n = self.A.shape
         if method == "update":
             return self._setup_update(params)
@@ -505,7 +542,7 @@ class Job(FamilyJob):
     def draw(self, ax, result: Result) -> str:
         from matcli import plots
 
-        m, n = self.A.shape
+        m, n = self.shape
         values = _figure_values(result)
         drawn = plots.spectrum(ax, result, values) if values else plots.series(
             ax, result, ("relative_error", "correntropy_loss"), "objective")
@@ -523,6 +560,12 @@ class Job(FamilyJob):
         from matcli.core.timing import resident_memory_bytes
         from matcli.jobs.sketch_remote import plan_blocks
 
+        from matcli.methods.factorize.tsqr_svd import MAX_COLUMNS
+
+        m, n = self.shape
+        if m < n or n > MAX_COLUMNS:
+            raise UsageError(f"--method tsqr factorizes a tall matrix of at most {MAX_COLUMNS} columns (m >= n), "
+                             f"got {m}x{n}" + ("; factorize the transpose" if m < n else "; use --method randomized"))
         rank = self._rank(allow_auto=True)
         tol = self.request.options.tol
         if rank != "auto" and tol is not None:
@@ -542,11 +585,70 @@ class Job(FamilyJob):
         self.problem_info["row_blocks"] = len(self.blocks)
         return {"rank": None, "tol": self._tol(1e-2)} if rank == "auto" else {"rank": rank, "tol": None}
 
+    def _auto_row_blocks(self) -> tuple[str, str]:
+        """TSQR (exact, 3 passes) for a tall A of at most :data:`AUTO_TSQR_COLUMNS` columns or with
+        ``--rank auto``; the randomized SVD (2 q + 3 passes of thin products) otherwise."""
+        from matcli.methods.factorize.tsqr_svd import MAX_COLUMNS
+
+        m, n = self.shape
+        where = self.stream_reason or (f"--backend {self.request.backend}: row blocks the workers read"
+                                       if self.request.backend != "local" else "row blocks")
+        auto_rank = str(self.request.options.rank).strip().lower() == "auto"
+        if m >= n and n <= MAX_COLUMNS and (n <= AUTO_TSQR_COLUMNS or auto_rank):
+            return "tsqr", f"{where}; the exact SVD of the tall {m}x{n} matrix by TSQR (3 passes)"
+        return "randomized", (f"{where}; the {m}x{n} matrix is " + ("wide" if m < n else f"over {AUTO_TSQR_COLUMNS} "
+                              "columns") + ": randomized SVD with TSQR bases (2 q + 3 passes of thin products)")
+
+    def _setup_blocked_randomized(self) -> dict[str, Any]:
+        """``--rank k`` by :func:`matcli.methods.factorize.blocked_rsvd.blocked_randomized_svd`: blocks
+        planned from what the budget leaves beside the client's factors (exit 7 when even one block
+        with its working copies does not fit)."""
+        from matcli.core.memory import mib
+        from matcli.core.timing import resident_memory_bytes
+        from matcli.io.guard import check_allocation, current_policy
+        from matcli.jobs.sketch_remote import plan_blocks
+
+        opts = self.request.options
+        if str(opts.rank).strip().lower() == "auto":
+            raise UsageError("--rank auto on row blocks needs --method tsqr (the exact SVD; m >= n, n <= 2000)")
+        if opts.tol is not None:
+            raise UsageError("--tol does not apply to the randomized SVD over row blocks (it computes --rank k)")
+        self._forbid_params({"precision", "stop_tol", "block_size", "max_rank"}, "the in-memory randomized SVD")
+        rank = self._rank(allow_auto=False)
+        oversample = 10 if opts.oversample is None else opts.oversample
+        power = 4 if opts.power_iters is None else opts.power_iters
+        m, n = self.shape
+        l = min(rank + oversample, m, n)
+        itemsize = 16 if self.remote.dtype.kind == "c" else 8
+        path = self.request.inputs[0]
+        resident = resident_memory_bytes()
+        # the client: U while assembled (two m x k), and Z, W, its QR, V, A^H U (n x l each)
+        client = itemsize * (2 * m * rank + 6 * n * l)
+        check_allocation(path, resident + client, f"U ({m}x{rank}) and the n x l bases of the randomized SVD")
+        self.blocks = plan_blocks(self.remote, current_policy().budget - resident - client)
+        rows = max(block.n_rows for block in self.blocks)
+        per_row = itemsize * n if self.remote.layout != "csr" else (itemsize + 4) * -(-self.remote.nnz // m)
+        # a task holds its block as read and converted, the residual rows (at most a block's bytes),
+        # two storage chunks, and A_i Z, its Q and R workspace, Q T (r x l each); the client one R
+        # factor, its Q_s slice and an n x l share of A^H Q per block
+        chunks = 2 * self.remote.chunk_rows * per_row
+        task = 3 * rows * per_row + chunks + 4 * rows * l * itemsize
+        partials = itemsize * len(self.blocks) * (n * l + 2 * l * l)
+        check_allocation(path, resident + client + partials + task,
+                         f"one row block ({rows} rows, {mib(rows * per_row)}) with its working copies beside the "
+                         "randomized SVD's factors")
+        self.chunk_rows = max(1, min(rows, (rows * per_row) // (itemsize * n)))
+        self.problem_info["row_blocks"] = len(self.blocks)
+        self._kernel = _load("blocked_rsvd", "blocked_randomized_svd")
+        if self.stream_reason and self.request.method != "auto":
+            self.choice_reason = f"{self.choice_reason}; {self.stream_reason}"
+        return {"rank": rank, "oversample": oversample, "power_iters": power}
+
     def compute(self, callback: Callback) -> Result:
         if self.remote is not None:
             from matcli.jobs.factorize_remote import RowBlockMatrix
 
-            problem = RowBlockMatrix(self.backend, self.remote, self.blocks)
+            problem = RowBlockMatrix(self.backend, self.remote, self.blocks, self.chunk_rows)
             try:
                 result = self._kernel(problem, **self._kwargs, rng=self.rng, callback=callback)
             except ValueError as exc:

@@ -1,9 +1,11 @@
-"""``factorize --kind svd --method tsqr``: A read in row blocks, by a backend's workers or here in turn.
+"""``factorize --kind svd`` on A read in row blocks (``--method tsqr``, ``--backend dask``, or an input
+larger than the memory budget), by a backend's workers or here in turn.
 
-:class:`RowBlockMatrix` gives :func:`matcli.methods.factorize.tsqr_svd.tsqr_svd` its three passes as
-maps over the row blocks of :mod:`matcli.io.row_blocks`; each task names its block (a spec and two
+:class:`RowBlockMatrix` gives :func:`matcli.methods.factorize.tsqr_svd.tsqr_svd` its three passes and
+:func:`matcli.methods.factorize.blocked_rsvd.blocked_randomized_svd` its TSQR-basis passes as maps
+over the row blocks of :mod:`matcli.io.row_blocks`; each task names its block (a spec and two
 row numbers) and receives only small operands (the block's slice of ``Q_s U_R``, of U for the
-certificate). Blocks are cut from A's size and the memory budget alone
+certificate; the n x l matrix Z and the block's l x l slice of ``Q_s``). Blocks are cut from A's size and the memory budget alone
 (:func:`matcli.jobs.sketch_remote.plan_blocks`), and every sum runs in block order on the client, so
 the factors are the same bits on any number of workers.
 """
@@ -38,12 +40,36 @@ def certify_block(task: tuple[RowBlock, np.ndarray], *, source: RowBlockSource, 
     return np.einsum("ij,ij->j", right.conj(), right).real, np.asarray(A.conj().T @ U)
 
 
+def basis_r_block(block: RowBlock, *, source: RowBlockSource, Z: np.ndarray) -> np.ndarray:
+    from matcli.methods.factorize.blocked_rsvd import block_r
+
+    return block_r(read_rows(source, block), Z)
+
+
+def basis_adjoint_block(task: tuple[RowBlock, np.ndarray], *, source: RowBlockSource, Z: np.ndarray) -> np.ndarray:
+    from matcli.methods.factorize.blocked_rsvd import block_adjoint
+
+    block, T = task
+    return block_adjoint(read_rows(source, block), Z, T)
+
+
+def finish_block(task: tuple[RowBlock, np.ndarray], *, source: RowBlockSource, Z: np.ndarray, V: np.ndarray,
+                 s: np.ndarray, chunk_rows: int) -> tuple:
+    from matcli.methods.factorize.blocked_rsvd import block_finish
+
+    block, T = task
+    return block_finish(read_rows(source, block), Z, T, V, s, chunk_rows)
+
+
 class RowBlockMatrix:
     """A (m x n) as row ``blocks`` of ``source``, its passes run by ``backend.map`` (see the module)."""
 
-    def __init__(self, backend, source: RowBlockSource, blocks: list[RowBlock]):
+    def __init__(self, backend, source: RowBlockSource, blocks: list[RowBlock], chunk_rows: int = 4096):
         self.backend, self.source, self.blocks = backend, source, blocks
         self.shape = (source.n_rows, source.n_cols)
+        self.dtype = np.dtype(np.complex128 if source.dtype.kind == "c" else np.float64)
+        #: rows of the dense residual temporaries of :meth:`finish` (bounded by the planned block size)
+        self.chunk_rows = chunk_rows
         self.passes = 0
 
     def _map(self, fn, items, **shared) -> list:
@@ -64,3 +90,27 @@ class RowBlockMatrix:
             right += r
             AtU += g
         return right, AtU
+
+    def basis_r(self, Z: np.ndarray) -> list[np.ndarray]:
+        """The blocks' R factors of ``A_i Z`` (one pass)."""
+        return self._map(basis_r_block, self.blocks, Z=Z)
+
+    def basis_adjoint(self, Z: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
+        """``A^H Q`` for ``Q = diag(Q_i) [T_1; T_2; ...]``, ``Q_i`` the blocks' Q of ``A_i Z`` (one pass)."""
+        return _sum_in_order(self._map(basis_adjoint_block, list(zip(self.blocks, Ts)), Z=Z))
+
+    def finish(self, Z: np.ndarray, Ts: list[np.ndarray], V: np.ndarray, s: np.ndarray) -> tuple:
+        """``(U, ||A v_j - s_j u_j||^2, A^H U, ||A - U S V^H||_F^2, ||A||_F^2)`` for ``U = diag(Q_i) T``
+        (one pass; U assembled here in block order)."""
+        parts = self._map(finish_block, list(zip(self.blocks, Ts)), Z=Z, V=V, s=s, chunk_rows=self.chunk_rows)
+        U = np.vstack([part[0] for part in parts])
+        return (U, _sum_in_order([part[1] for part in parts]), _sum_in_order([part[2] for part in parts]),
+                float(sum(part[3] for part in parts)), float(sum(part[4] for part in parts)))
+
+
+def _sum_in_order(parts: list[np.ndarray]) -> np.ndarray:
+    """The blocks' shares added in block order (the same bits on any number of workers)."""
+    total = parts[0].copy()
+    for part in parts[1:]:
+        total += part
+    return total

@@ -72,6 +72,9 @@ INTERPOLATION_TOL = 1e-10
 AUTO_VALIDATE = 0.1
 #: Arrays of ``rank + 8`` floats per factor row a fit holds at once (see :func:`factor_bytes`).
 WORK_COLUMNS = 8
+#: Methods a parallel backend runs as one distributed fit (half-steps over blocks of the entries on
+#: the workers, :mod:`matcli.methods.complete.als_blocks`); the others only spread ``auto``'s fits.
+DISTRIBUTED_METHODS = ("als", "als-exact")
 
 
 class Job(FamilyJob):
@@ -87,6 +90,9 @@ class Job(FamilyJob):
         self.pairs = None
         self.predictions: np.ndarray | None = None
         self.split: dict[str, Any] = {}
+        self.distributed = False
+        self._source = None
+        self._runners: dict[str, Any] = {}
 
     def input_paths(self) -> list[str]:
         from matcli.io.spec import parse_spec
@@ -162,10 +168,11 @@ class Job(FamilyJob):
         fraction = float(opts.validate)
         if self.auto and fraction == 0.0:
             fraction = AUTO_VALIDATE
-        if self.request.backend != "local" and not self.auto:
-            raise UsageError(f"--backend {self.request.backend} runs the validation fits of --rank auto / --reg auto; "
-                             f"{self.method} with a fixed rank and regularisation is one fit that runs in this "
-                             "process (drop --backend)")
+        self.distributed = self.request.backend != "local" and self.method in DISTRIBUTED_METHODS
+        if self.request.backend != "local" and not self.auto and not self.distributed:
+            raise UsageError(f"--backend {self.request.backend} runs ALS (als, als-exact) on the workers, and for other "
+                             f"methods only the validation fits of --rank auto / --reg auto; {self.method} with a fixed "
+                             "rank and regularisation has no distributed form (drop --backend, or use --method als)")
         self.split = _split(obs.nnz, fraction, rng)
         largest = min(max(RANK_GRID) if rank_opt == "auto" else int(rank_opt), m, n)
         self.spec = get_spec("complete", self.method)
@@ -195,16 +202,19 @@ class Job(FamilyJob):
 
     # ---------------------------------------------------------------- compute
     def compute(self, callback: Callback) -> Result:
-        if self.request.threads is not None:
-            return self._compute(callback)
-        # The dense work here is batched k x k algebra and tall-skinny products, which run slower
-        # with several BLAS threads (measured 2x on MovieLens); --threads N overrides this.
-        from threadpoolctl import threadpool_limits
+        try:
+            if self.request.threads is not None:
+                return self._compute(callback)
+            # The dense work here is batched k x k algebra and tall-skinny products, which run slower
+            # with several BLAS threads (measured 2x on MovieLens); --threads N overrides this.
+            from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=1, user_api="blas"):
-            result = self._compute(callback)
-        result.info["blas_threads"] = 1
-        return result
+            with threadpool_limits(limits=1, user_api="blas"):
+                result = self._compute(callback)
+            result.info["blas_threads"] = 1
+            return result
+        finally:
+            self._release_blocks()
 
     def _compute(self, callback: Callback) -> Result:
         from matcli.methods.complete.common import FactorModel, Heldout, rmse
@@ -233,7 +243,7 @@ class Job(FamilyJob):
                 # The refit on every entry did not converge where the validated fit on the
                 # training split did (ALS at a small ridge weight converges sublinearly and
                 # erratically): write the validated fit, with its own status.
-                validated = self._task(train, heldout, clip).run(int(rank), reg, self._generators[(rank, reg)])
+                validated = self._fit(train, heldout, clip, int(rank), reg, no_callback, self._generators[(rank, reg)])
                 validated.info["refit_status"] = result.status.reason
                 result, fit_idx, refit = validated, train, False
             if chosen:
@@ -267,9 +277,61 @@ class Job(FamilyJob):
             result.info["note"] = f"compute time includes {len(selection)} selection fits before the final fit"
         return result
 
-    def _fit(self, idx: np.ndarray | None, heldout, clip, rank: int, reg: float, callback: Callback) -> Result:
-        """Run the kernel on the entries ``idx`` (None: all of them, without copying)."""
-        return self._task(idx, heldout, clip).run(rank, reg, self.rng, callback)
+    def _fit(self, idx: np.ndarray | None, heldout, clip, rank: int, reg: float, callback: Callback,
+             rng: np.random.Generator | None = None) -> Result:
+        """Run the kernel on the entries ``idx`` (None: all of them, without copying), with the
+        job's generator unless ``rng``; distributed ALS on a parallel backend."""
+        rng = self.rng if rng is None else rng
+        if self.distributed:
+            return self._fit_blocks(idx, heldout, clip, rank, reg, rng, callback)
+        return self._task(idx, heldout, clip).run(rank, reg, rng, callback)
+
+    def _fit_blocks(self, idx: np.ndarray | None, heldout, clip, rank: int, reg: float, rng: np.random.Generator,
+                    callback: Callback) -> Result:
+        """ALS on the entries ``idx`` with its half-steps on the backend's workers: the same
+        start, stopping rule and factors (bit for bit) as the local kernel
+        (:func:`matcli.methods.complete.als_blocks.als_blocks`)."""
+        from matcli.methods.complete.als_blocks import als_blocks
+
+        runner, entries = self._block_runner(idx)
+        p = self.resolved_params
+        settings = {"bias": p["bias"], "maxiter": p["maxiter"], "rtol": p["rtol"], "atol": self.atol, **self.params}
+        if self.method == "als-exact":
+            settings["inner"] = "exact"
+        return als_blocks(runner, entries, rank=rank, reg=reg, heldout=heldout, clip=clip, rng=rng, callback=callback,
+                          **settings)
+
+    def _block_runner(self, idx: np.ndarray | None) -> tuple[Any, Any]:
+        """(the workers' blocks of the entries ``idx``, their whole :class:`Entries` on the client for
+        the start and the penalty), made once per job and entry set. The other set's blocks are
+        released first: the workers hold the blocks of one set at a time."""
+        key = "all" if idx is None else "train"
+        if key not in self._runners:
+            from matcli.backends.refs import reference
+            from matcli.io.load import read_observed
+            from matcli.jobs.complete_remote import DaskBlocks, observed_content
+            from matcli.methods.complete.als_blocks import plan_ranges
+            from matcli.methods.complete.common import Entries
+
+            self._release_blocks()
+            obs = self.observed
+            if self._source is None:
+                self._source = reference(self.request.inputs[0], obs, read_observed,
+                                         options=(self.request.options.shape,), content=observed_content)
+            entries = Entries(_subset(obs.rows, idx), _subset(obs.cols, idx), _subset(obs.values, idx), obs.shape)
+            ranges = (plan_ranges(entries.row_counts, entries.nnz), plan_ranges(entries.col_counts, entries.nnz))
+            bits = None
+            if idx is not None:
+                mask = np.zeros(obs.nnz, dtype=bool)
+                mask[idx] = True
+                bits = np.packbits(mask)
+            self._runners[key] = (DaskBlocks(self.backend, self._source, bits, obs.nnz, ranges), entries)
+        return self._runners[key]
+
+    def _release_blocks(self) -> None:
+        for runner, _ in self._runners.values():
+            runner.close()
+        self._runners = {}
 
     def _task(self, idx: np.ndarray | None, heldout, clip) -> FitTask:
         obs = self.observed
@@ -297,7 +359,7 @@ class Job(FamilyJob):
         reg = default_reg if p["reg"] == "auto" else p["reg"]
         rank = p["rank"]
         task = self._task(train, heldout, clip)
-        if self.backend.name != "local":
+        if self.backend.name != "local" and not self.distributed:
             from matcli.jobs.complete_remote import fit_source
 
             # Workers read the observed entries themselves (once each); the task names them.
@@ -315,9 +377,14 @@ class Job(FamilyJob):
             seeded = [(k, lam, g) for (k, lam), g in zip(candidates, self.rng.spawn(len(candidates)))]
             # Untouched copies, to repeat a candidate's fit exactly (the refit's fallback).
             self._generators.update({(k, lam): copy.deepcopy(g) for k, lam, g in seeded})
+            if self.distributed:
+                # One candidate after another, each fit spread over the workers' blocks.
+                outcomes = [_score_result(self._fit_blocks(train, heldout, clip, k, lam, g, no_callback), heldout,
+                                          clip, metric) for k, lam, g in seeded]
+            else:
+                outcomes = self.backend.map(_score, seeded, task=task, metric=metric)
             rows = []
-            for (k, lam), (sc, val, base, sweeps, ok, err) in zip(
-                    candidates, self.backend.map(_score, seeded, task=task, metric=metric)):
+            for (k, lam), (sc, val, base, sweeps, ok, err) in zip(candidates, outcomes):
                 rows.append({"rank": k, "reg": lam, "score": sc, "val_rmse": val, "baseline_val_rmse": base,
                              "sweeps": sweeps, "converged": ok, "after_stop": False})
                 errors[(k, lam)] = err
@@ -330,7 +397,7 @@ class Job(FamilyJob):
 
         if rank == "auto":
             ranks = [k for k in RANK_GRID if k <= min(m, n)]
-            width = self.backend.parallelism
+            width = 1 if self.distributed else self.backend.parallelism
             scores: dict[int, float] = {}
             worse = 0
             for begin in range(0, len(ranks), width):
@@ -449,15 +516,20 @@ def _score(candidate: tuple[int, float, np.random.Generator], task: FitTask,
     values) scores +inf. On a parallel backend ``task`` is a
     :class:`~matcli.jobs.complete_remote.FitSource`, loaded here into the client's ``FitTask``."""
     from matcli.jobs.complete_remote import FitSource
-    from matcli.methods.complete.common import FactorModel
 
     rank, reg, rng = candidate
     if isinstance(task, FitSource):
         task = task.load()
-    result = task.run(rank, reg, rng)
+    return _score_result(task.run(rank, reg, rng), task.heldout, task.clip, metric)
+
+
+def _score_result(result: Result, held: Heldout, clip: tuple[float, float] | None,
+                  metric: str) -> tuple[float, float, float | None, int, bool, np.ndarray]:
+    """:func:`_score`'s tuple for a candidate's fitted ``result`` on the held-out entries ``held``."""
+    from matcli.methods.complete.common import FactorModel
+
     value = float(result.metrics.get(metric, np.inf))
-    held = task.heldout
-    errors = FactorModel.from_outputs(result.outputs).predict(held.rows, held.cols, task.clip) - held.values
+    errors = FactorModel.from_outputs(result.outputs).predict(held.rows, held.cols, clip) - held.values
     base = result.metrics.get("baseline_val_rmse")
     return ((value if np.isfinite(value) else np.inf), float(result.metrics.get("val_rmse", np.nan)),
             None if base is None else float(base), result.iterations, bool(result.status.converged), errors)

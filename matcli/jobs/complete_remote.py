@@ -11,6 +11,7 @@ the same held-out entries.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -65,3 +66,64 @@ def fit_source(task: Any, observed: Any, spec: str, shape_option: tuple[int, int
         mask[train] = True
     ref = reference(spec, observed, read_observed, options=(shape_option,), content=observed_content)
     return FitSource(task.kernel, ref, np.packbits(mask), observed.nnz, task.clip, task.with_reg, task.settings)
+
+
+def load_block(source: FileInput | Inline, train: np.ndarray | None, entries: int, axis: int, start: int,
+               stop: int):
+    """Task: the :class:`~matcli.methods.complete.als_blocks.EntryBlock` of side ``axis``, indices
+    ``[start, stop)``, of the training entries (``train``: packed (N,) mask, None: all N = ``entries``)
+    of the observed set ``source`` names; read by the worker, kept there as the block's future."""
+    from matcli.methods.complete.als_blocks import make_block
+
+    rows, cols, values, shape = observed_content(source.load())
+    if train is not None:
+        keep = np.unpackbits(train, count=entries).astype(bool)
+        rows, cols, values = rows[keep], cols[keep], values[keep]
+    return make_block(rows, cols, values, shape, axis, start, stop)
+
+
+class DaskBlocks:
+    """A :class:`~matcli.methods.complete.als_blocks.BlockRunner` whose blocks live on the Dask
+    workers: each block is the future of a :func:`load_block` task, whose arguments are a reference
+    to the input, the training mask (one shared task) and the block's range. A half-step maps
+    :func:`~matcli.methods.complete.als_blocks.half_step` over the block futures through the
+    backend, so each block's task runs where the block is and the broadcast factor is one shared
+    task. A lost worker's blocks are loaded again by Dask from those arguments.
+
+    The workers read the whole input once each to cut their blocks; once every block is loaded they
+    drop that copy (:func:`matcli.backends.refs.clear_cache`) and keep only their blocks.
+    """
+
+    def __init__(self, backend: Any, source: FileInput | Inline, train_bits: np.ndarray | None, entries: int,
+                 ranges: tuple[list[tuple[int, int]], list[tuple[int, int]]]):
+        from distributed import as_completed
+
+        from matcli.backends.dask import _shared_value
+        from matcli.backends.refs import clear_cache
+
+        self.backend, self.ranges = backend, ranges
+        # The backend's client: the blocks must stay on the workers as futures between half-steps.
+        client = self._client = backend._client
+        mask = client.submit(_shared_value, train_bits, pure=False) if train_bits is not None else None
+        self.blocks = [[client.submit(load_block, source, mask, entries, axis, a, b, pure=False) for a, b in ranges[axis]]
+                       for axis in (0, 1)]
+        for _ in as_completed([future for side in self.blocks for future in side], loop=client.loop):
+            pass  # every block loaded (or failed: its half-step task raises the error)
+        with contextlib.suppress(Exception):
+            client.run(clear_cache)
+
+    def run(self, axis: int, x0: list[np.ndarray] | None, **shared: Any) -> list[tuple[np.ndarray, float | None]]:
+        from matcli.methods.complete.als_blocks import half_step
+
+        starts = x0 if x0 is not None else [None] * len(self.blocks[axis])
+        return self.backend.map(half_step, list(zip(self.blocks[axis], starts)), **shared)
+
+    def describe(self) -> dict[str, Any]:
+        return {"row_blocks": len(self.ranges[0]), "col_blocks": len(self.ranges[1]), "where": "dask workers",
+                "workers": int(getattr(self.backend, "workers", 0))}
+
+    def close(self) -> None:
+        """Release the blocks on the workers."""
+        with contextlib.suppress(Exception):
+            self._client.cancel([future for side in self.blocks for future in side])
+        self.blocks = [[], []]

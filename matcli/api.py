@@ -167,20 +167,21 @@ def complete(observed, *, method: str = "auto", rank: int | str = "auto", reg: f
                         allow_external_links, backend, scheduler))
 
 
-def sketch_regress(A, b, *, method: str = "auto", sketch: str = "auto", sketch_size: int | None = None,
+def sketch_regress(A, b, *, method: str = "auto", sketch: str = "auto", sketch_size: int | str | None = None,
                    eps: float | None = None, ridge: float | str = 0.0, rtol: float = 1e-10,
                    maxiter: int | None = None, params: Sequence[str] | None = None, seed: int | None = None,
                    output: str | None = None, report: str | None = None, plot: str | None = None,
                    threads: int | None = None, max_memory: str | None = None, backend: str = "local",
                    scheduler: str | None = None, force: bool = False, strict: bool = False, quiet: bool = True,
-                   monitor: bool = False, allow_external_links: bool = False) -> Outcome:
+                   monitor: bool = False, allow_external_links: bool = False, ensemble: int = 1) -> Outcome:
     """``min ||A x - b||^2 + ridge ||x||^2`` as ``matcli sketch-regress`` does (options:
     :class:`~matcli.jobs.options.SketchOptions`; ``method`` is the mode). ``backend="dask"``: the
-    workers read A in row blocks (a file spec they can reach). Returns ``x``."""
+    workers read A in row blocks (a file spec they can reach). ``ensemble=K >= 2``: the average of K
+    feature-sketched ridge solutions (:mod:`matcli.methods.sketch.ensemble`). Returns ``x``."""
     from matcli.jobs.options import SketchOptions
 
     options = {"sketch": sketch, "sketch_size": sketch_size, "eps": eps, "ridge": ridge, "rtol": rtol,
-               "maxiter": maxiter}
+               "maxiter": maxiter, "ensemble": ensemble}
     return _run("sketch", method, [("A", A), ("b", b)], SketchOptions, options,
                 _common(output, report, plot, seed, params, threads, max_memory, force, strict, quiet, monitor,
                         allow_external_links, backend, scheduler))

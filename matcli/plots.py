@@ -4,7 +4,7 @@ output (atomically, through the output policy the runner applied before any work
 Each family draws what its certificate is about: a solve its true residual per iteration against
 ``--rtol`` (one line per system of a batch, :func:`per_system`), a completion its training and validation RMSE per sweep,
 an SVD or eigendecomposition its values with their residuals, an NMF its objective per iteration, a
-sketched regression its residual per CGLS iteration. A result without a history (a direct solve, a
+sketched regression its residual per CGLS iteration (a ridge ensemble its GCV curve). A result without a history (a direct solve, a
 dense factorization) says so on the figure instead of drawing empty axes.
 """
 
@@ -118,4 +118,30 @@ def spectrum(ax, result: Result, values_key: str) -> bool:
     ax.set_xlabel("index")
     ax.set_ylabel("|value|")
     ax.legend(fontsize=8)
+    return True
+
+
+def gcv_curves(ax, curve: dict[str, Any] | None) -> bool:
+    """GCV against lambda (log axis), one line per sketch size, the chosen (lambda, q) marked;
+    lambda = 0 (ridgeless) is drawn at the left edge, half a decade below the smallest positive lambda.
+    ``curve`` is a kernel's ``info["gcv_curve"]`` (:mod:`matcli.methods.sketch.ensemble`); False when absent."""
+    if not curve or not curve.get("gcv"):
+        return False
+    lams = np.asarray(curve["lambdas"], dtype=float)
+    positive = lams[lams > 0]
+    zero_at = positive.min() / 10**0.5 if positive.size else 1.0
+    shown = np.where(lams > 0, lams, zero_at)
+    for size, values in zip(curve["sketch_sizes"], curve["gcv"]):
+        values = np.asarray(values, dtype=float)
+        ax.loglog(shown, np.where(np.isfinite(values), values, np.nan), ".-", ms=3, lw=1, label=f"q = {size}")
+    chosen = curve.get("chosen") or {}
+    if "lambda" in chosen:
+        lam = chosen["lambda"]
+        ax.loglog([lam if lam > 0 else zero_at], [chosen["gcv"]], "r*", ms=12, zorder=5,
+                  label=f"chosen: lambda = {lam:.3g}, q = {chosen['sketch_size']}")
+    if lams.size and lams[0] == 0.0:
+        ax.axvline(zero_at, color="grey", ls=":", lw=0.8, label="lambda = 0 (ridgeless)")
+    ax.set_xlabel("lambda")
+    ax.set_ylabel("GCV (estimated prediction risk)")
+    ax.legend(fontsize=7, framealpha=0.6)
     return True

@@ -45,7 +45,15 @@ def command(
                                                "iterative modes, vetted by CGLS's Ritz values (re-sketched with "
                                                "sparse-sign if rows of high leverage collided); sparse-sign for "
                                                "sketch-and-solve.")] = SketchKind.auto,
-    sketch_size: Annotated[Optional[int], typer.Option("--sketch-size", min=1, help="Rows of the sketch (n <= d <= m).")] = None,
+    sketch_size: Annotated[Optional[str], typer.Option(
+        "--sketch-size", parser=Number(range_of(SketchOptions, "sketch_size")),
+        help="Rows of the sketch (n <= d <= m). With --ensemble K >= 2: columns q of each feature sketch "
+             "(1 <= q <= n; default ceil(n / K)), or auto (GCV over q).")] = None,
+    ensemble: Annotated[int, typer.Option(
+        "--ensemble", parser=Number(range_of(SketchOptions, "ensemble")),
+        help="1: no ensemble. K >= 2: average K ridge solutions on feature sketches of A (columns), "
+             "lambda (--ridge auto, 0 included) and --sketch-size auto tuned by the ensemble's GCV; "
+             "the report's info.gcv_curve holds the curve, --plot draws it.")] = 1,
     eps: Annotated[Optional[float], typer.Option(
         "--eps", parser=Number(range_of(SketchOptions, "eps")), help="Target residual ratio 1+eps (0 < eps < 1). sketch-and-solve: sets the sketch size. "
                       "precondition, refine: iterate until the a-posteriori bound on the residual ratio is within "
@@ -86,4 +94,5 @@ def command(
                        eps=eps, ridge=ridge, rtol=rtol, maxiter=maxiter, params=param, seed=seed, output=out,
                        report=report, plot=plot, threads=threads, max_memory=max_memory, backend=backend.value,
                        scheduler=scheduler, force=force,
-                       strict=strict, quiet=quiet, monitor=monitor, allow_external_links=allow_external_links)
+                       strict=strict, quiet=quiet, monitor=monitor, allow_external_links=allow_external_links,
+                       ensemble=ensemble)

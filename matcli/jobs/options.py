@@ -123,12 +123,15 @@ class SketchOptions(_Options):
     """``matcli sketch-regress``: see :mod:`matcli.jobs.sketch`."""
 
     sketch: str = option("auto", "--sketch", choices=SKETCHES)
-    sketch_size: int | None = option(None, "--sketch-size", range=Range(int, 1))
+    #: rows of the sketch; with --ensemble >= 2 the columns q of each feature sketch, or auto (GCV)
+    sketch_size: int | str | None = option(None, "--sketch-size", range=Range(int, 1, auto=True))
     eps: float | None = option(None, "--eps", range=Range(float, 0.0, 1.0, low_open=True, high_open=True))
     ridge: float | str = option(0.0, "--ridge", range=Range(float, 0.0, auto=True))
     rtol: float = option(1e-10, "--rtol", range=Range(float, 0.0, 1.0, high_open=True))
     #: None = 200 + n / 10 CGLS iterations per solve
     maxiter: int | None = option(None, "--maxiter", range=MAXITER)
+    #: 1 = no ensemble (today's solve); K >= 2 = average of K feature-sketched ridge solutions
+    ensemble: int = option(1, "--ensemble", range=Range(int, 1, 10000))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,12 @@ Inputs: ``request.inputs = (A_spec, b_spec)``. Options (``request.options``, a
                   size. precondition / refine: CGLS stops once the a-posteriori bound on the
                   residual ratio is within 1 + eps (instead of ``rtol``'s optimality test).
 ``ridge``         a non-negative number or ``auto`` (GCV on the sketched problem)
+``ensemble``      1, or K >= 2: method ``ridge-ensemble``, the average of K ridge solutions on feature
+                  sketches (columns of A, in memory), lambda (``--ridge auto``, 0 included) and
+                  ``--sketch-size`` (q per member, or ``auto``) chosen by the ensemble's GCV
+                  (:mod:`matcli.methods.sketch.ensemble`); the report's ``info.gcv_curve`` holds the
+                  curve. Its status says each member was solved exactly; the ensemble does not solve the
+                  full ridge problem, so ``metrics.full_ridge_normal_residual`` is not small in general.
 ``rtol``          float, CGLS tolerance (LSQR's stopping criteria)
 ``maxiter``       int or None
 ``request.max_memory`` (``--max-memory``, shared by every family), e.g. ``500M``: the peak resident
@@ -216,6 +222,12 @@ class Job(FamilyJob):
         size = options.sketch_size
         if eps is not None and not 0.0 < eps < 1.0:
             raise UsageError(f"--eps {eps}: must lie in (0, 1)")
+        if options.ensemble >= 2:
+            self._setup_ensemble(m, n, options)
+            return
+        if size == "auto":
+            raise UsageError("--sketch-size auto tunes the feature sketches of an ensemble by GCV: give "
+                             "--ensemble K (K >= 2), or a number of sketch rows")
         sparse = (isinstance(self.stream, hdf5_rows.SparseGroup) or hasattr(self.A, "nnz")
                   or self.remote is not None and self.remote.layout == "csr")
         # a sparse A in memory is scattered into the sketch in pieces of bounded size; a streamed one
@@ -326,6 +338,42 @@ class Job(FamilyJob):
         # SketchOptions checked the range
         return "auto" if options.ridge == "auto" else float(options.ridge)
 
+    def _setup_ensemble(self, m: int, n: int, options) -> None:
+        """``--ensemble K >= 2``: the average of K ridge solutions on feature sketches of A held in
+        memory (:mod:`matcli.methods.sketch.ensemble`), lambda and q chosen by the ensemble's GCV."""
+        from matcli.methods.sketch.ensemble import FEATURE_SKETCHES
+
+        K = int(options.ensemble)
+        refused = next((why for bad, why in (
+            (self.request.method != "auto", f"--mode {self.request.method} does not apply (the ensemble is its "
+                                            "own estimator: each member is solved exactly by the SVD)"),
+            (options.eps is not None, "--eps does not apply (no residual target: GCV chooses the estimator)"),
+            (self.streamed, "A must be held in memory (it is read by the workers or streamed from the file)"),
+            (bool(self.exact_only), f"{self.exact_only}; the ensemble takes a real A and one right-hand side"),
+            (bool(self.request.params), "it takes no --param"),
+            (options.sketch not in ("auto", *FEATURE_SKETCHES),
+             f"--sketch {options.sketch} is not a feature sketch (use {', '.join(FEATURE_SKETCHES)} or auto)"),
+            (isinstance(options.sketch_size, int) and options.sketch_size > n,
+             f"--sketch-size {options.sketch_size} exceeds the {n} columns of A (q features per member)"),
+        ) if bad), None)
+        if refused:
+            raise UsageError(f"--ensemble {K}: {refused}")
+        sparse = hasattr(self.A, "nnz")
+        sketch = options.sketch
+        if sketch == "auto":
+            sketch = "countsketch" if sparse else "srht"
+            self.choice_reason = (f"--ensemble {K}: ridge ensemble on feature sketches; --sketch auto: "
+                                  + ("countsketch (O(nnz(A)) for sparse A)" if sparse else
+                                     "srht (orthonormal columns: q = n gives the exact ridge)"))
+        else:
+            self.choice_reason = f"--ensemble {K}: ridge ensemble on {sketch} feature sketches"
+        self.method = "ridge-ensemble"
+        self.kernel_options = {"ensemble": K, "sketch": sketch, "sketch_size": options.sketch_size,
+                               "ridge": self._ridge(options)}
+        self.resolved_params = dict(self.kernel_options)
+        self.problem_info = {"shape": [m, n], "format": "sparse csr" if sparse else "dense", "streaming": False,
+                             "sketch_side": "features (columns of A)"}
+
     def _setup_exact(self, m: int, n: int, ridge: float | str, options) -> None:
         """``--mode lapack``: A in memory and its dense SVD within the memory budget."""
         from matcli.io.guard import check_allocation
@@ -429,6 +477,12 @@ class Job(FamilyJob):
     def draw(self, ax, result: Result) -> str:
         from matcli import plots
 
+        if self.method == "ridge-ensemble":
+            m, n = self._shape()
+            if not plots.gcv_curves(ax, result.info.get("gcv_curve")):
+                plots.no_history(ax, f"no GCV curve ({result.status.reason})")
+            return (f"matcli sketch-regress --ensemble {self.kernel_options['ensemble']} ({m} x {n}): "
+                    f"{result.status.reason}")
         if not plots.series(ax, result, ("residual", "optimality"), "relative residual / optimality"):
             plots.no_history(ax, f"{self.method} runs no iterations (relative residual "
                                  f"{result.metrics.get('relative_residual', float('nan')):.3g})")
@@ -436,6 +490,14 @@ class Job(FamilyJob):
         return f"matcli sketch-regress {self.method} ({m} x {n}): {result.status.reason}"
 
     def compute(self, callback: Callback) -> Result:
+        if self.method == "ridge-ensemble":
+            from matcli.methods.sketch.ensemble import ridge_ensemble
+
+            result = self._publish_ridge(ridge_ensemble(self.A, self.b, rng=self.rng, callback=callback,
+                                                        **self.kernel_options))
+            if "sketch_size" in result.metrics:
+                self.resolved_params["sketch_size"] = int(result.metrics["sketch_size"])
+            return result
         spec = get_spec("sketch", self.method)
         kernel = spec.load()
         if self.remote is not None:

@@ -44,7 +44,8 @@ from matcli.methods.solve.system import as_matrix
 #: Arrays every method of a kind writes (some write more: NMF's weights, sparse LU's Q). Cholesky
 #: is missing: its dense method writes L alone, which a MatrixMarket file can hold.
 FIRST_ARRAYS = {"svd": ("U", "s", "Vt"), "nmf": ("W", "H"), "cur": ("C", "U", "R", "col_indices", "row_indices"),
-                "qr": ("Q", "R", "P"), "lu": ("L", "U", "P"), "ldl": ("L", "D", "P"), "eig": ("w", "V")}
+                "qr": ("Q", "R", "P"), "lu": ("L", "U", "P"), "ldl": ("L", "D", "P"), "eig": ("w", "V"),
+                "rpca": ("U", "s", "Vt", "S")}
 
 #: What the permutation vectors of each kind mean (attribute ``permutation_convention`` of the output
 #: file); "PQ" is LU with a column permutation too (sparse LU).
@@ -62,8 +63,8 @@ DENSE_LIMIT = 25_000_000
 SMALL_SVD_ENTRIES = 2_000_000
 SYMMETRY_TOL = 1e-12
 
-#: SVD methods that run on row blocks (the last two after ``auto`` chose them or row blocks were asked for).
-ROW_BLOCK_METHODS = ("auto", "tsqr", "randomized")
+#: SVD methods that run on row blocks.
+ROW_BLOCK_METHODS = ("auto", "tsqr", "randomized", "block-krylov")
 #: ``auto`` on row blocks picks TSQR (exact) up to this many columns, the randomized SVD beyond.
 AUTO_TSQR_COLUMNS = 500
 
@@ -76,7 +77,7 @@ _ACCEPTS: dict[str, set[str]] = {
     "svd-propack": {"rank", "tol"},
     "svd-dense": {"rank", "tol"},
     "svd-tsqr": {"rank", "tol"},
-    "svd-update": {"rank", "update", "append_rows", "append_cols"},
+    "svd-update": {"rank", "tol", "power_iters", "update", "append_rows", "append_cols"},
     "nmf-hals": {"rank", "tol", "maxiter"},
     "nmf-mu": {"rank", "tol", "maxiter"},
     "nmf-robust": {"rank", "tol", "maxiter"},
@@ -90,6 +91,8 @@ _ACCEPTS: dict[str, set[str]] = {
     "ldl-dense": set(),
     "eig-dense": set(),
     "eig-arpack": {"rank", "tol", "maxiter"},
+    "rpca-ialm": {"tol", "maxiter"},
+    "rpca-subgradient": {"rank", "tol", "maxiter"},
 }
 _OPTION_FLAGS = {"rank": "--rank", "tol": "--tol", "power_iters": "--power-iters", "oversample": "--oversample",
                  "maxiter": "--maxiter", "update": "--update", "append_rows": "--append-rows",
@@ -154,10 +157,12 @@ class Job(FamilyJob):
                 raise InputError(spec_text, str(exc)) from None
 
     def _reads_row_blocks(self) -> bool:
-        """Row blocks for ``--backend dask`` and ``--method tsqr``, and for an SVD (auto, randomized) of
-        an HDF5 / Zarr / .npy input whose entries at double precision take more than half the memory
-        budget: the in-memory path would hold A and a working copy, so it streams instead."""
+        """Row blocks for ``--backend dask`` and ``--method tsqr``, and for an SVD (auto, randomized,
+        block Krylov) of an HDF5 / Zarr / .npy input whose entries at double precision take more than
+        half of what the memory budget leaves this process: the in-memory path would hold A and a
+        working copy, so it streams instead."""
         from matcli.core.memory import mib
+        from matcli.core.timing import resident_memory_bytes
         from matcli.io.guard import current_policy
         from matcli.io.row_blocks import row_source
         from matcli.io.spec import parse_spec
@@ -175,11 +180,11 @@ class Job(FamilyJob):
             return False  # the in-memory reader says what is wrong with it
         itemsize = 16 if source.dtype.kind == "c" else 8
         stored = source.nnz * (itemsize + (8 if source.layout == "csr" else 0))
-        budget = current_policy().budget
-        if source.layout == "vector" or 2 * stored <= budget:
+        free = current_policy().budget - resident_memory_bytes()
+        if source.layout == "vector" or 2 * stored <= free:
             return False
         self.stream_reason = (f"A takes {mib(stored)} at double precision, more than half the memory budget "
-                              f"({mib(budget)}): read in row blocks")
+                              f"leaves this process ({mib(free)}): read in row blocks")
         return True
 
     def _read_row_blocks(self) -> None:
@@ -189,8 +194,8 @@ class Job(FamilyJob):
 
         what = "--backend " + self.request.backend if self.request.backend != "local" else "--method tsqr"
         if self.kind != "svd" or self.request.method not in ROW_BLOCK_METHODS or self.request.options.update:
-            raise UsageError(f"{what} runs --kind svd --method tsqr or randomized (the SVD of a matrix read in "
-                             "row blocks); other factorizations run in this process (drop --backend)")
+            raise UsageError(f"{what} runs --kind svd --method tsqr, randomized or block-krylov (the SVD of a "
+                             "matrix read in row blocks); other factorizations run in this process (drop --backend)")
         self.remote = row_source(self.request.inputs[0])
         if self.remote.layout == "vector":
             raise InputError(self.request.inputs[0], f"{what} factorizes a 2-D matrix, got a vector")
@@ -264,6 +269,8 @@ class Job(FamilyJob):
             raise InputError(extra_path, f"appended rows have {q} columns, the matrix has {n}")
         if opts.append_cols and p != m:
             raise InputError(extra_path, f"appended columns have {p} rows, the matrix has {m}")
+        #: set by --method auto when recomputing the new matrix's SVD costs no more than updating
+        self._recompute: str | None = None
 
     # ---------------------------------------------------------------- setup
     def setup(self, rng: np.random.Generator) -> None:
@@ -295,7 +302,7 @@ class Job(FamilyJob):
         sparse = sp.issparse(A)
         if self.kind == "svd":
             if opts.update:
-                return "update", "--update was given: update the previous truncated SVD"
+                return self._auto_update()
             if m * n <= SMALL_SVD_ENTRIES and min(m, n) <= 1500:
                 return "dense", f"the {m}x{n} matrix is small enough for an exact dense SVD"
             if opts.rank == "auto":
@@ -315,6 +322,9 @@ class Job(FamilyJob):
             if sparse:
                 return "dense", "sparse LU needs a square matrix: dense LU of the rectangular matrix"
             return "dense", "the input is dense"
+        if self.kind == "rpca":
+            return "ialm", ("principal component pursuit by inexact ALM needs no rank and reached the target "
+                            "accuracy 4-20x faster than the sub-gradient method in bench_robust.py")
         if self.kind == "eig":
             if opts.rank is not None:
                 return "arpack", "--rank k asks for a few eigenpairs: ARPACK"
@@ -384,9 +394,10 @@ class Job(FamilyJob):
         if method == "tsqr":
             return self._setup_tsqr()
         if self.remote is not None:
-            if method != "randomized":
-                raise UsageError(f"--method {method} needs A in memory; on row blocks use --method tsqr or randomized")
-            return self._setup_blocked_randomized()
+            if method not in ROW_BLOCK_METHODS:
+                raise UsageError(f"--method {method} needs A in memory; on row blocks use --method tsqr, randomized "
+                                 "or block-krylov")
+            return self._setup_blocked_randomized(method)
         m, n = self.A.shape
         if method == "update":
             return self._setup_update(params)
@@ -448,14 +459,64 @@ class Job(FamilyJob):
                 "power_iters": 4 if power is None else power, "stop_tol": params["stop_tol"],
                 "precision": params["precision"]}
 
+    def _update_rank(self) -> int:
+        rank = self._rank(allow_auto=False, required=False)
+        return self.previous["s"].size if rank is None else rank
+
+    def _auto_update(self) -> tuple[str, str]:
+        """``--update`` under ``--method auto``: update, unless recomputing the new matrix's SVD costs
+        no more by the flop estimates of :mod:`matcli.methods.factorize.update_cost` (a lower bound
+        for the recomputation); the estimates go to the report (``problem.update_cost``)."""
+        from matcli.methods.factorize import update_cost
+
+        opts = self.request.options
+        A, E = self.A, self.appended
+        m, n = A.shape
+        rows = bool(opts.append_rows)
+        p = E.shape[0] if rows else E.shape[1]
+        rank = self._update_rank()
+        params = get_spec("factorize", "svd-update").resolve_params(list(self.request.params))
+        complement = params["complement_rank"] or min(p, 2 * rank + 10)
+        sparse = sp.issparse(A) or sp.issparse(E)
+        new_m, new_n = (m + p, n) if rows else (m, n + p)
+        nnz_E = int(E.nnz) if sp.issparse(E) else E.size
+        nnz = (int(A.nnz) if sp.issparse(A) else A.size) + nnz_E if sparse else new_m * new_n
+        problem = update_cost.Problem(m=new_m, n=new_n, nnz=nnz, p=p, length=n if rows else m,
+                                      nnz_appended=nnz_E, k=int(self.previous["s"].size), rank=rank, l=complement,
+                                      power_iters=2 if opts.power_iters is None else opts.power_iters)
+        method, reason, estimates = update_cost.choose(problem)
+        self.problem_info["update_cost"] = {**estimates, "chosen": method}
+        if method != "update":
+            self._recompute = method
+            stack = sp.vstack if rows else sp.hstack
+            self.A = stack([A, E], format="csr") if sparse else (np.vstack if rows else np.hstack)([A, E])
+            self.problem_info.update(shape=list(self.A.shape), nnz=int(nnz_E + self.problem_info["nnz"]))
+        return "update", reason
+
     def _setup_update(self, params: dict[str, Any]) -> dict[str, Any]:
         opts = self.request.options
-        k_prev = self.previous["s"].size
-        rank = self._rank(allow_auto=False, required=False)
+        rank = self._update_rank()
+        if self._recompute is not None:
+            return self._setup_recompute(rank)
         return {"U": self.previous["U"], "s": self.previous["s"], "Vt": self.previous["Vt"],
                 "rows": self.appended if opts.append_rows else None,
                 "cols": self.appended if opts.append_cols else None,
-                "rank": k_prev if rank is None else rank, "complement_rank": params["complement_rank"]}
+                "rank": rank, "complement_rank": params["complement_rank"],
+                "power_iters": 2 if opts.power_iters is None else opts.power_iters, "tol": self._tol(0.0)}
+
+    def _setup_recompute(self, rank: int) -> dict[str, Any]:
+        """The fresh SVD of the new matrix (``self.A`` already holds it) that auto chose over the update:
+        its own method name (and so its own certificate rules), kernel and resolved options."""
+        self.method = f"svd-{self._recompute}"
+        self._kernel = get_spec("factorize", self.method).load()
+        m, n = self.A.shape
+        if self._recompute == "dense" or rank >= min(m, n):
+            self._full_svd_check(rank)
+            return {"rank": rank, "tol": None} if self._recompute == "dense" else {"rank": rank, "tol": 1e-8}
+        # --tol means the same for both: the accepted relative triplet residual (0: the sqrt(eps) floor)
+        tol = max(self._tol(0.0) or 1e-8, 1e-14)
+        basis = min(max(3 * rank, rank + 30), min(m, n))
+        return {"rank": rank, "tol": tol, "basis": basis, "maxiter": self.request.options.maxiter or 50 * basis}
 
     def _setup_nmf(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         from matcli.methods.factorize.nmf import resolve_init
@@ -538,6 +599,26 @@ class Job(FamilyJob):
         return {"rank": rank, "hermitian": hermitian, "which": which, "tol": self._tol(0.0),
                 "maxiter": self.request.options.maxiter or 10 * n}  # ARPACK's default, resolved
 
+    def _setup_rpca(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Robust PCA works on the dense matrix: a sparse input is densified within ``DENSE_LIMIT``
+        entries; the iteration holds about six m x n arrays, checked against the memory budget."""
+        from matcli.io.guard import check_allocation
+
+        self._densify_check()
+        m, n = self.A.shape
+        itemsize = 16 if np.iscomplexobj(self.A) else 8
+        check_allocation(self.request.inputs[0], 6 * itemsize * m * n, f"robust PCA of the {m}x{n} matrix")
+        if sp.issparse(self.A):
+            self.problem_info["densified"] = True
+        maxiter = self.request.options.maxiter
+        kwargs: dict[str, Any] = {"rtol": self._tol(1e-7)}
+        if method == "ialm":
+            kwargs.update(lam=params["lam"] or 1.0 / np.sqrt(max(m, n)), maxiter=maxiter or 1000)
+        else:
+            kwargs.update(rank=self._rank(allow_auto=False), maxiter=maxiter or 3000,
+                          init_scale=params["init_scale"], step=params["step"], decay=params["decay"])
+        return kwargs
+
     # ------------------------------------------------------------------ plot
     def draw(self, ax, result: Result) -> str:
         from matcli import plots
@@ -599,10 +680,10 @@ class Job(FamilyJob):
         return "randomized", (f"{where}; the {m}x{n} matrix is " + ("wide" if m < n else f"over {AUTO_TSQR_COLUMNS} "
                               "columns") + ": randomized SVD with TSQR bases (2 q + 3 passes of thin products)")
 
-    def _setup_blocked_randomized(self) -> dict[str, Any]:
-        """``--rank k`` by :func:`matcli.methods.factorize.blocked_rsvd.blocked_randomized_svd`: blocks
-        planned from what the budget leaves beside the client's factors (exit 7 when even one block
-        with its working copies does not fit)."""
+    def _setup_blocked_randomized(self, method: str) -> dict[str, Any]:
+        """``--rank k`` by :mod:`matcli.methods.factorize.blocked_rsvd` (randomized or block Krylov):
+        blocks planned from what the budget leaves beside the client's factors (exit 7 when even one
+        block with its working copies does not fit)."""
         from matcli.core.memory import mib
         from matcli.core.timing import resident_memory_bytes
         from matcli.io.guard import check_allocation, current_policy
@@ -619,27 +700,31 @@ class Job(FamilyJob):
         power = 4 if opts.power_iters is None else opts.power_iters
         m, n = self.shape
         l = min(rank + oversample, m, n)
+        # block Krylov keeps every iterate: tasks work on (q + 1) l columns, the client holds q + 1 Z's
+        c = l * (min(power, m // l - 1) + 1) if method == "block-krylov" else l
         itemsize = 16 if self.remote.dtype.kind == "c" else 8
         path = self.request.inputs[0]
         resident = resident_memory_bytes()
-        # the client: U while assembled (two m x k), and Z, W, its QR, V, A^H U (n x l each)
-        client = itemsize * (2 * m * rank + 6 * n * l)
+        # the client: U while assembled (two m x k), and the Z's, W, its QR, V, A^H U (n x c each)
+        client = itemsize * (2 * m * rank + 6 * n * c)
         check_allocation(path, resident + client, f"U ({m}x{rank}) and the n x l bases of the randomized SVD")
         self.blocks = plan_blocks(self.remote, current_policy().budget - resident - client)
         rows = max(block.n_rows for block in self.blocks)
         per_row = itemsize * n if self.remote.layout != "csr" else (itemsize + 4) * -(-self.remote.nnz // m)
         # a task holds its block as read and converted, the residual rows (at most a block's bytes),
-        # two storage chunks, and A_i Z, its Q and R workspace, Q T (r x l each); the client one R
-        # factor, its Q_s slice and an n x l share of A^H Q per block
+        # two storage chunks, and its rows of the basis, their Q and R workspace, Q T (r x c each);
+        # the client one R factor, its Q_s slice (and the Krylov slices) and an n x c share of A^H Q
+        # per block
         chunks = 2 * self.remote.chunk_rows * per_row
-        task = 3 * rows * per_row + chunks + 4 * rows * l * itemsize
-        partials = itemsize * len(self.blocks) * (n * l + 2 * l * l)
+        task = 3 * rows * per_row + chunks + 4 * rows * c * itemsize
+        partials = itemsize * len(self.blocks) * (n * c + 2 * c * (c + l))
         check_allocation(path, resident + client + partials + task,
                          f"one row block ({rows} rows, {mib(rows * per_row)}) with its working copies beside the "
                          "randomized SVD's factors")
         self.chunk_rows = max(1, min(rows, (rows * per_row) // (itemsize * n)))
         self.problem_info["row_blocks"] = len(self.blocks)
-        self._kernel = _load("blocked_rsvd", "blocked_randomized_svd")
+        self._kernel = _load("blocked_rsvd", "blocked_block_krylov_svd" if method == "block-krylov"
+                             else "blocked_randomized_svd")
         if self.stream_reason and self.request.method != "auto":
             self.choice_reason = f"{self.choice_reason}; {self.stream_reason}"
         return {"rank": rank, "oversample": oversample, "power_iters": power}

@@ -12,6 +12,7 @@ solvers use) then builds the weaker one :func:`fallback_for` names and says so i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -259,14 +260,61 @@ def _v_cycle(ml):
     return lambda b: cycle(0, b)
 
 
-def chebyshev(A, degree: int, rng: np.random.Generator, lanczos_steps: int = 20) -> Preconditioner:
-    """Chebyshev polynomial preconditioner ``p(D^{-1} A) D^{-1}`` of the given degree.
+#: Largest degree the automatic choice considers (the ``cheb_degree`` parameter's upper bound).
+MAX_CHEBYSHEV_DEGREE = 64
 
-    The spectrum of ``D^{-1} A`` (similar to the Hermitian ``D^{-1/2} A D^{-1/2}``) is bracketed
-    by Lanczos Ritz values: ``b = 1.1 * largest Ritz`` over-estimates lambda_max, which keeps the
-    polynomial positive on the whole spectrum (so the preconditioner is SPD for SPD ``A``), and an
-    over-estimated lower end only damps the smallest eigenvalues less.
-    ``degree`` steps of the Chebyshev iteration on ``D^{-1} A z = D^{-1} r`` from ``z = 0``.
+
+def chebyshev_interval(lo: float, hi: float) -> tuple[float, float]:
+    """The interval ``[a, b]`` the polynomial is built for, from Ritz values ``lo <= hi`` of ``D^{-1} A``.
+
+    ``b = 1.1 * hi`` over-estimates lambda_max (Ritz values lie inside the spectrum), which keeps the
+    polynomial positive on the whole spectrum; ``a`` is the smallest Ritz value, kept within
+    ``[b / 1e4, b / 2]`` (an over-estimated lower end only damps the smallest eigenvalues less).
+    """
+    b = 1.1 * hi
+    return min(max(lo, b / 1e4), b / 2), b
+
+
+def chebyshev_pcg_cost(degree: int, a: float, b: float, nnz: int, n: int, rtol: float = 1e-8) -> tuple[int, float]:
+    """Modelled (PCG iterations, flops) of a solve to ``rtol`` with the degree-``degree`` preconditioner.
+
+    The preconditioned matrix ``p(D^-1 A) D^-1 A = I - r(D^-1 A)`` has its eigenvalues in
+    ``[1 - eps, 1 + eps]`` with ``eps = 1 / T_m((b + a) / (b - a))`` (the Chebyshev residual bound on
+    ``[a, b]``), so its condition number is ``kappa = (1 + eps) / (1 - eps)`` and PCG needs about
+    ``k = sqrt(kappa) ln(2 / rtol) / 2`` iterations. One PCG iteration costs a product (``2 nnz``),
+    two inner products and three vector updates (``10 n``); one apply costs ``2 n`` plus, per degree
+    beyond the first, a product and six vector passes (``2 nnz + 6 n``).
+    """
+    ratio = (b + a) / (b - a)
+    eps = 1.0 / math.cosh(degree * math.acosh(ratio))
+    kappa = (1 + eps) / (1 - eps) if eps < 1 else math.inf
+    iterations = max(1, math.ceil(0.5 * math.sqrt(kappa) * math.log(2.0 / rtol)))
+    per_iteration = 2 * nnz + 12 * n + (degree - 1) * (2 * nnz + 6 * n)
+    return iterations, float(iterations * per_iteration)
+
+
+def choose_chebyshev_degree(a: float, b: float, nnz: int, n: int, rtol: float = 1e-8,
+                            max_degree: int = MAX_CHEBYSHEV_DEGREE) -> tuple[int, dict[str, Any]]:
+    """The degree in ``1..max_degree`` of least modelled flops per solve (:func:`chebyshev_pcg_cost`;
+    the smallest such degree on ties) and the facts behind it."""
+    costs = [chebyshev_pcg_cost(m, a, b, nnz, n, rtol) for m in range(1, max_degree + 1)]
+    best = min(range(max_degree), key=lambda i: (costs[i][1], i))
+    facts = {"model_condition_number": b / a, "model_pcg_iterations": costs[best][0],
+             "model_flops": costs[best][1], "model_flops_degree_1": costs[0][1]}
+    return best + 1, facts
+
+
+def chebyshev(A, degree: int, rng: np.random.Generator, lanczos_steps: int = 20) -> Preconditioner:
+    """Chebyshev polynomial preconditioner ``p(D^{-1} A) D^{-1}``: ``degree`` steps of the Chebyshev
+    iteration on ``D^{-1} A z = D^{-1} r`` from ``z = 0``.
+
+    The spectrum of ``D^{-1} A`` (similar to the Hermitian ``D^{-1/2} A D^{-1/2}``) is bracketed by
+    Lanczos Ritz values (:func:`chebyshev_interval`). ``degree = 0`` chooses the degree from those
+    Ritz values: the one of least modelled cost per PCG solve (:func:`choose_chebyshev_degree`;
+    higher degrees cut PCG iterations and inner products but cost a product each). ``info`` holds
+    the degree in use, ``degree_choice`` (``given`` or ``auto`` with the model's numbers), the
+    interval and the Lanczos steps. Symmetric positive definite for SPD ``A`` as long as ``b``
+    exceeds lambda_max (then ``1 - lambda p(lambda)`` stays below 1 on ``(0, b]``).
     """
     d = np.real(diagonal(A))
     if np.any(d <= 0):
@@ -277,8 +325,12 @@ def chebyshev(A, degree: int, rng: np.random.Generator, lanczos_steps: int = 20)
     lo, hi = lanczos_extremes(lambda v: inv_sqrt * (A @ (inv_sqrt * v)), n, A.dtype, lanczos_steps, rng)
     if not hi > 0:
         raise PreconditionerError("chebyshev preconditioner: the scaled matrix has no positive spectrum")
-    b = 1.1 * hi
-    a = min(max(lo, b / 1e4), b / 2)
+    a, b = chebyshev_interval(lo, hi)
+    choice: dict[str, Any] = {"degree_choice": "given"}
+    if degree == 0:
+        nnz = A.nnz if sp.issparse(A) else int(np.count_nonzero(A))
+        degree, facts = choose_chebyshev_degree(a, b, nnz, n)
+        choice = {"degree_choice": "auto", **facts}
     theta, delta = (b + a) / 2, (b - a) / 2
     inv_d = (1.0 / d)[:, None]
 
@@ -297,7 +349,7 @@ def chebyshev(A, degree: int, rng: np.random.Generator, lanczos_steps: int = 20)
             rho = rho_next
         return Z
 
-    info = {"degree": degree, "interval": [a, b], "lanczos_steps": lanczos_steps}
+    info = {"degree": degree, **choice, "interval": [a, b], "lanczos_steps": lanczos_steps}
     return Preconditioner("chebyshev", apply, True, info)
 
 
@@ -306,7 +358,8 @@ def build(A, name: str, *, symmetric_matrix: bool, params: dict[str, Any],
     """Build the preconditioner ``name`` (one of :data:`PRECONDITIONERS`) for square ``A``.
 
     ``params`` may hold ``ilu_drop_tol``, ``ilu_fill_factor``, ``amg_cycle``, ``cheb_degree``
-    (for ``ilu``, the first of the parameters :func:`ilu` tries). ``spd``: the method needs a
+    (for ``ilu``, the first of the parameters :func:`ilu` tries; ``cheb_degree = 0``: chosen from
+    Ritz values, see :func:`chebyshev`). ``spd``: the method needs a
     Hermitian positive definite preconditioner (CG, MINRES), so Jacobi scales by ``|diag(A)|``.
     Raises :class:`PreconditionerError` when ``A`` does not admit it (see :func:`build_with_fallback`).
     """

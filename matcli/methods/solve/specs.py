@@ -15,7 +15,9 @@ PRECOND_PARAMS = (
     ParamSpec("ilu_drop_tol", "float", 1e-4, "drop tolerance (--precond ilu|ic)", low=0.0, high=1.0),
     ParamSpec("ilu_fill_factor", "float", 10.0, "fill limit relative to nnz(A) (--precond ilu|ic)", low=1.0),
     ParamSpec("amg_cycle", "str", "V", "multigrid cycle (--precond amg-sa|amg-rs)", choices=("V", "W", "F")),
-    ParamSpec("cheb_degree", "int", 4, "Chebyshev polynomial degree (--precond chebyshev)", low=1, high=64),
+    ParamSpec("cheb_degree", "int", 4, "Chebyshev polynomial degree (--precond chebyshev); 0 = auto: the degree "
+              "of least modelled cost per solve, from Lanczos Ritz values (reported in the setup facts)",
+              low=0, high=64),
 )
 REFINE = ParamSpec("refine", "int", 0, "most steps of iterative refinement (as LAPACK's xGERFS: stops when the "
                    "backward error stops halving); 0 = LAPACK's 5", low=0, high=10)

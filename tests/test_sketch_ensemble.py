@@ -1,0 +1,231 @@
+"""sketch-regress --ensemble K: ridge ensembles on feature sketches tuned by GCV (issue #21).
+
+References are independent of the kernel's SVD path: the ensemble's smoother matrix built densely
+(``A S_k pinv(S_k^T A^T A S_k + lam I) S_k^T A^T``) for GCV, the exact ridge solution by
+``numpy.linalg.solve`` on the normal equations, and the Galerkin bound of the module docstring for the
+approach of the ensemble to the exact ridge as q -> n.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import matcli
+from matcli.core.errors import UsageError
+from matcli.methods.sketch import ensemble as E
+
+EPS = np.finfo(np.float64).eps
+
+
+def _problem(m: int = 240, n: int = 30, seed: int = 0, noise: float = 1.0, rank: int | None = None):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((m, n)) * np.linspace(1.0, 3.0, n)[None, :]
+    if rank is not None:
+        A = A[:, :rank] @ rng.standard_normal((rank, n))
+    b = A @ rng.standard_normal(n) + noise * rng.standard_normal(m)
+    return A, b
+
+
+def _dense_gcv(A, b, sketches, lam):
+    """GCV of the ensemble from its m x m smoother, formed densely with pseudo-inverses."""
+    m = A.shape[0]
+    L = np.zeros((m, m))
+    for sketch in sketches:
+        AS = np.asarray(A @ sketch.dense())
+        L += AS @ np.linalg.pinv(AS.T @ AS + lam * np.eye(AS.shape[1])) @ AS.T
+    L /= len(sketches)
+    r = b - L @ b
+    return (r @ r / m) / (1.0 - np.trace(L) / m) ** 2
+
+
+def _tolerance(A) -> float:
+    """Both GCV computations are backward stable in A S; the dense one squares the conditioning:
+    relative agreement within n cond(A)^2 eps, with a factor 100 for the pseudo-inverses' cut-offs."""
+    s = np.linalg.svd(np.asarray(A.toarray() if sp.issparse(A) else A), compute_uv=False)
+    s = s[s > max(A.shape) * EPS * s[0]]
+    return 100.0 * A.shape[1] * (s[0] / s[-1]) ** 2 * EPS
+
+
+@pytest.mark.parametrize("kind", E.FEATURE_SKETCHES)
+@pytest.mark.parametrize("rank", [None, 12])
+def test_ensemble_gcv_matches_the_dense_smoother(kind, rank):
+    """GCV over lam (0 = ridgeless on the numerical rank, also for rank-deficient A S_k) equals the
+    formula evaluated on the dense smoother L = mean_k L_k."""
+    A, b = _problem(rank=rank)
+    n = A.shape[1]
+    rng = np.random.default_rng(5)
+    sketches = [E.draw_sketch(kind, n, 17, rng) for _ in range(3)]
+    members = [E.fit_member(A, b, sketch) for sketch in sketches]
+    lams = np.array([0.0, 1e-3, 1.0, 50.0, 1e4])
+    got = E.ensemble_gcv(A, b, members, lams)["gcv"]
+    want = np.array([_dense_gcv(A, b, sketches, lam) for lam in lams])
+    tol = _tolerance(A) if rank is None else 1e-8  # rank-deficient: the pinv cut-off decides, not cond
+    np.testing.assert_allclose(got, want, rtol=tol)
+
+
+def test_ensemble_gcv_sparse_countsketch_matches_dense():
+    A, b = _problem(seed=3)
+    A[np.abs(A) < 1.0] = 0.0
+    As = sp.csr_matrix(A)
+    rng = np.random.default_rng(2)
+    sketches = [E.draw_sketch("countsketch", A.shape[1], 10, rng) for _ in range(4)]
+    members = [E.fit_member(As, b, sketch) for sketch in sketches]
+    lams = np.array([0.0, 0.3, 30.0])
+    got = E.ensemble_gcv(As, b, members, lams)["gcv"]
+    want = [_dense_gcv(A, b, sketches, lam) for lam in lams]
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_identity_member_is_exact_ridge_gcv_and_exact_ridge_solution():
+    """q = n endpoint of the auto grid: GCV of the exact ridge, (I - H) b with H = A (A^T A + lam I)^-1 A^T,
+    and the exact ridge x (the auto grid's unsketched candidate)."""
+    A, b = _problem(seed=4)
+    m, n = A.shape
+    lams = np.array([0.0, 0.5, 20.0])
+    member = E.fit_member(A, b, E.FeatureSketch("identity", n, n))
+    out = E.ensemble_gcv(A, b, [member], lams)
+    for j, lam in enumerate(lams):
+        x_star = np.linalg.solve(A.T @ A + lam * np.eye(n), A.T @ b)
+        H = A @ np.linalg.solve(A.T @ A + lam * np.eye(n), A.T)
+        r = b - H @ b
+        gcv = (r @ r / m) / (1 - np.trace(H) / m) ** 2
+        tol = _tolerance(A)
+        np.testing.assert_allclose(out["coefficients"][:, j], x_star, rtol=tol, atol=tol * np.linalg.norm(x_star))
+        assert abs(out["gcv"][j] - gcv) <= tol * gcv
+
+
+@pytest.mark.parametrize("lam", [0.0, 5.0])
+def test_ensemble_approaches_exact_ridge_as_sketch_size_grows(lam):
+    """srht sketches have orthonormal columns, so member k is the H-orthogonal projection of the exact
+    ridge x* on range(S_k) (H = A^T A + lam I): ||S_k w_k - x*||_H <= ||(I - P_k) x*||_H, and the
+    ensemble's error is within the mean of those; at q = n it is x* to rounding."""
+    A, b = _problem(m=300, n=24, seed=6)
+    m, n = A.shape
+    H = A.T @ A + lam * np.eye(n)
+    x_star = np.linalg.solve(H, A.T @ b)
+    cond = np.linalg.cond(H)
+    K = 3
+    errors = []
+    for q in (3, 6, 12, 18, 24):
+        result = E.ridge_ensemble(A, b, ensemble=K, sketch="srht", sketch_size=q, ridge=lam,
+                                  rng=np.random.default_rng(11))
+        rng = np.random.default_rng(11)
+        sketches = [E.draw_sketch("srht", n, q, rng) for _ in range(K)]
+        bounds = []
+        for sketch in sketches:
+            S = sketch.dense()
+            residue = x_star - S @ (S.T @ x_star)
+            bounds.append(np.sqrt(residue @ H @ residue))
+        diff = result.outputs["x"] - x_star
+        energy = np.sqrt(diff @ H @ diff)
+        rounding = 10 * n * cond * EPS * np.sqrt(x_star @ H @ x_star)
+        assert energy <= np.mean(bounds) + rounding
+        errors.append(np.linalg.norm(diff) / np.linalg.norm(x_star))
+        assert result.status.reason == "converged_direct"
+    assert errors[-1] <= 10 * n * cond * EPS
+    assert errors[0] > 1e-3  # a sketch of 3 of 24 features is far from the exact ridge: the bound is not vacuous
+
+
+def test_auto_includes_ridgeless_and_the_unsketched_ridge():
+    """The lambda grid starts at 0; the q grid ends at n with one S = I member; the chosen point is the
+    curve's minimum and x is the ensemble at it."""
+    A, b = _problem(m=400, n=32, seed=8, noise=3.0)
+    result = E.ridge_ensemble(A, b, ensemble=4, sketch="srht", sketch_size="auto", ridge="auto",
+                              rng=np.random.default_rng(1))
+    curve = result.info["gcv_curve"]
+    assert curve["lambdas"][0] == 0.0 and curve["sketch_sizes"] == [2, 4, 8, 16, 32]
+    assert curve["members"] == [4, 4, 4, 4, 1]
+    table = np.array(curve["gcv"])
+    i, j = np.unravel_index(np.argmin(table), table.shape)
+    assert curve["chosen"] == {"lambda": curve["lambdas"][j], "sketch_size": curve["sketch_sizes"][i],
+                               "gcv": table[i, j], "at_grid_edge": bool(j == table.shape[1] - 1)}
+    assert result.metrics["ridge"] == curve["lambdas"][j] and result.metrics["member_normal_residual"] < 1e-13
+
+
+def test_full_ridge_metrics_are_recomputed_from_the_data():
+    A, b = _problem(seed=9)
+    result = E.ridge_ensemble(A, b, ensemble=3, sketch="gaussian", sketch_size=10, ridge=2.0,
+                              rng=np.random.default_rng(0))
+    x = result.outputs["x"]
+    grad = A.T @ (b - A @ x) - 2.0 * x
+    assert result.metrics["ridge_gradient_norm"] == pytest.approx(np.linalg.norm(grad), rel=1e-12)
+    # an ensemble of 10-of-30-feature sketches does not solve the full ridge problem
+    assert result.metrics["full_ridge_normal_residual"] > 1e-6
+
+
+def test_nonfinite_input_is_diverged_nan():
+    A, b = _problem()
+    A[3, 4] = np.nan
+    result = E.ridge_ensemble(A, b, ensemble=2, rng=np.random.default_rng(0))
+    assert result.status.reason == "diverged_nan"
+
+
+# ----------------------------------------------------------------------------- through the API / CLI
+def test_ensemble_one_is_todays_answer_bitwise():
+    A, b = _problem(m=3000, n=40, seed=2)
+    base = matcli.sketch_regress(A, b, method="precondition", ridge="auto", seed=3)
+    one = matcli.sketch_regress(A, b, method="precondition", ridge="auto", seed=3, ensemble=1)
+    assert np.array_equal(base["x"], one["x"]) and base.report["params"] == one.report["params"]
+    assert base.method == one.method == "precondition"
+
+
+def test_api_ensemble_is_deterministic_for_a_seed_and_reports_the_curve():
+    A, b = _problem(m=500, n=24, seed=1)
+    first = matcli.sketch_regress(A, b, ridge="auto", ensemble=3, sketch_size="auto", seed=9)
+    again = matcli.sketch_regress(A, b, ridge="auto", ensemble=3, sketch_size="auto", seed=9)
+    other = matcli.sketch_regress(A, b, ridge="auto", ensemble=3, sketch_size=6, seed=10)
+    assert np.array_equal(first["x"], again["x"])
+    assert first.method == "ridge-ensemble"
+    curve = first.report["info"]["gcv_curve"]
+    assert first.report["params"]["ridge"] == curve["chosen"]["lambda"]
+    assert first.report["params"]["sketch_size"] == curve["chosen"]["sketch_size"]
+    kernel = E.ridge_ensemble(A, b, ensemble=3, sketch="srht", sketch_size=6, ridge="auto",
+                              rng=np.random.default_rng(10))
+    assert np.array_equal(other["x"], kernel.outputs["x"])  # the runner's generator is default_rng(seed)
+
+
+def test_float32_input_is_computed_in_float64():
+    A, b = _problem(m=400, n=20, seed=5)
+    A32, b32 = A.astype(np.float32), b.astype(np.float32)
+    got = matcli.sketch_regress(A32, b32, ridge=0.5, ensemble=2, sketch_size=8, seed=4)
+    want = E.ridge_ensemble(A32.astype(np.float64), b32.astype(np.float64), ensemble=2, sketch="srht",
+                            sketch_size=8, ridge=0.5, rng=np.random.default_rng(4))
+    assert got["x"].dtype == np.float64 and np.array_equal(got["x"], want.outputs["x"])
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"eps": 0.1}, "--eps"),
+    ({"method": "precondition"}, "--mode precondition"),
+    ({"sketch": "leverage"}, "not a feature sketch"),
+    ({"sketch_size": 41}, "exceeds the 40 columns"),
+])
+def test_options_the_ensemble_does_not_take_are_refused(extra, words):
+    A, b = _problem(m=200, n=40)
+    with pytest.raises(UsageError, match=words):
+        matcli.sketch_regress(A, b, ensemble=2, **extra)
+
+
+def test_sketch_size_auto_needs_an_ensemble():
+    A, b = _problem(m=200, n=10)
+    with pytest.raises(UsageError, match="--ensemble"):
+        matcli.sketch_regress(A, b, sketch_size="auto")
+
+
+def test_cli_plot_draws_the_gcv_curve(cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    A, b = _problem(m=300, n=16, seed=2)
+    np.save(tmp_path / "A.npy", A)
+    np.save(tmp_path / "b.npy", b)
+    png = tmp_path / "gcv.png"
+    result = cli(["sketch-regress", tmp_path / "A.npy", tmp_path / "b.npy", "-o", tmp_path / "x.h5",
+                  "--ensemble", "2", "--ridge", "auto", "--sketch-size", "auto", "--plot", png,
+                  "--report", tmp_path / "r.json", "--seed", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["method"] == "ridge-ensemble" and report["outputs"]["plot"] == str(png)
+    assert len(report["info"]["gcv_curve"]["gcv"]) == len(report["info"]["gcv_curve"]["sketch_sizes"])

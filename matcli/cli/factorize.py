@@ -38,6 +38,7 @@ class Kind(str, enum.Enum):
     cholesky = "cholesky"
     ldl = "ldl"
     eig = "eig"
+    rpca = "rpca"
 
 
 class Method(str, enum.Enum):
@@ -56,6 +57,8 @@ class Method(str, enum.Enum):
     leverage = "leverage"
     pivoted_qr = "pivoted-qr"
     sparse = "sparse"
+    ialm = "ialm"
+    subgradient = "subgradient"
 
 
 def command(
@@ -66,17 +69,19 @@ def command(
         "--method", "-m",
         help="Algorithm within the kind. svd: randomized|block-krylov|lanczos|arpack|propack|dense|tsqr|update; "
              "nmf: hals|mu|robust; cur: leverage|pivoted-qr; qr/ldl: dense; lu/cholesky: dense|sparse; "
-             "eig: dense|arpack. auto picks from the matrix (the report says why).")] = Method.auto,
+             "eig: dense|arpack; rpca: ialm|subgradient. auto picks from the matrix (the report says why).")] = Method.auto,
     rank: Annotated[Optional[str], typer.Option(
         "--rank", "-r", parser=Number(range_of(FactorizeOptions, "rank")), help="Target rank k, or 'auto' (svd, cur) for the smallest rank meeting --tol.")] = None,
     tol: Annotated[Optional[float], typer.Option(
         "--tol", "--rtol", parser=Number(range_of(FactorizeOptions, "tol")), help="The method's relative tolerance: svd/cur --rank auto: relative Frobenius error target (default 1e-2); "
-                               "svd lanczos: relative residual of every triplet (default 1e-8); svd arpack/propack: svds tolerance; nmf: relative decrease of the loss to stop.")] = None,
+                               "svd lanczos: relative residual of every triplet (default 1e-8); svd arpack/propack: svds tolerance; nmf: relative decrease of the loss to stop; "
+                               "rpca: ||A - L - S||_F / ||A||_F (default 1e-7).")] = None,
     power_iters: Annotated[Optional[int], typer.Option(
         "--power-iters", min=0, help="Randomized SVD power iterations / block Krylov depth (default 4; 1 per block with --rank auto).")] = None,
     oversample: Annotated[Optional[int], typer.Option(
         "--oversample", min=0, help="Extra random vectors of the randomized SVD (default 10).")] = None,
-    maxiter: maxiter_option("nmf 500 sweeps; lanczos 50 (rank + extra) products; arpack/eig: ARPACK's 10 n") = None,
+    maxiter: maxiter_option("nmf 500 sweeps; lanczos 50 (rank + extra) products; arpack/eig: ARPACK's 10 n; "
+                            "rpca ialm 1000, subgradient 3000") = None,
     update: Annotated[Optional[str], typer.Option(
         "--update", help="Previous truncated SVD (an output of matcli factorize --kind svd) of MATRIX to update.")] = None,
     append_rows: Annotated[Optional[str], typer.Option(
@@ -97,7 +102,7 @@ def command(
     force: ForceOpt = False,
     monitor: MonitorOpt = False,
 ) -> Any:
-    """Factorize a matrix (SVD, NMF, CUR, QR, LU, Cholesky, LDL^T, eig) and write the factors."""
+    """Factorize a matrix (SVD, NMF, CUR, QR, LU, Cholesky, LDL^T, eig, robust PCA) and write the factors."""
     from matcli import api
 
     return api.factorize(matrix, kind=kind.value, method=method.value, rank=rank, tol=tol, power_iters=power_iters,

@@ -10,7 +10,7 @@ vector            a 1-D numeric dataset                        --rhs / b
 sparse matrix     a group with data/indices/indptr (CSR/CSC)   A (CSR groups stream by rows)
 observed entries  a group with row/col/value (0-based)         complete's input, --test, predict's pairs
 batch             a group of groups that each hold A           solve --batch
-matcli output     a file matcli wrote (family, method, status) its arrays, e.g. predict's model
+matcli output     a file matcli wrote (family, method, status) its arrays, e.g. predict's model, a robust PCA
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ def list_hdf5(path: str, fh: h5py.File) -> dict[str, Any]:
                  "status": _string_attr(path, fh, "status"), "matcli_version": _string_attr(path, fh, "matcli_version")}
         if family == "complete":
             whole["use"] = "a completion model: matcli predict FILE PAIRS"
+        elif family == "factorize" and (whole["method"] or "").startswith("rpca-"):
+            whole["use"] = "a robust PCA A = L + S: L = U diag(s) Vt (low rank), S the sparse part (CSR group)"
         elif family == "factorize" and has_member(fh, "U") and has_member(fh, "Vt"):
             whole["use"] = "a truncated SVD: factorize --update FILE"
     members: list[dict[str, Any]] = []

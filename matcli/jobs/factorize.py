@@ -615,8 +615,11 @@ class Job(FamilyJob):
         if method == "ialm":
             kwargs.update(lam=params["lam"] or 1.0 / np.sqrt(max(m, n)), maxiter=maxiter or 1000)
         else:
-            kwargs.update(rank=self._rank(allow_auto=False), maxiter=maxiter or 3000,
-                          init_scale=params["init_scale"], step=params["step"], decay=params["decay"])
+            from matcli.methods.factorize.robust_pca import default_decay
+
+            maxiter = maxiter or 3000
+            kwargs.update(rank=self._rank(allow_auto=False), maxiter=maxiter, init_scale=params["init_scale"],
+                          step=params["step"], decay=params["decay"] or default_decay(kwargs["rtol"], maxiter))
         return kwargs
 
     # ------------------------------------------------------------------ plot

@@ -24,7 +24,7 @@ PRECONDITIONERS = ("auto", "none", "jacobi", "ilu", "ic", "amg-sa", "amg-rs", "c
 #: Sketching operators of sketch-regress.
 SKETCHES = ("auto", "countsketch", "sparse-sign", "srht", "gaussian", "leverage")
 #: Factorizations of factorize.
-KINDS = ("svd", "nmf", "cur", "qr", "lu", "cholesky", "ldl", "eig")
+KINDS = ("svd", "nmf", "cur", "qr", "lu", "cholesky", "ldl", "eig", "rpca")
 
 MAXITER = Range(int, 1, MAX_ITERATIONS)
 

@@ -11,7 +11,7 @@ from matcli.core.registry import MethodSpec, ParamSpec
 
 _M = "matcli.methods.factorize"
 
-KINDS = ("svd", "nmf", "cur", "qr", "lu", "cholesky", "ldl", "eig")
+KINDS = ("svd", "nmf", "cur", "qr", "lu", "cholesky", "ldl", "eig", "rpca")
 
 _STOP_TOL = ParamSpec("stop_tol", "float", 0.0,
                       "stop early when the top-k Ritz values change by less than this (relative); 0 = run all iterations",
@@ -140,6 +140,24 @@ SPECS: list[MethodSpec] = [
                        ParamSpec("which", "str", "LM", "part of the spectrum (LA/SA symmetric only, LR/SR general only)",
                                  choices=("LM", "SM", "LA", "SA", "LR", "SR"))),
                constraints=("square", "rank < n - 1")),
+    MethodSpec("factorize", "rpca-ialm", f"{_M}.robust_pca:robust_pca_ialm",
+               "robust PCA A = L + S (low rank plus sparse): principal component pursuit min ||L||_* + lam ||S||_1 "
+               "by inexact ALM (Lin-Chen-Ma); stops when ||A - L - S||_F <= --rtol ||A||_F (default 1e-7); "
+               "writes L as U, s, Vt and S as a sparse matrix",
+               params=(ParamSpec("lam", "float", 0.0, "weight of ||S||_1 (0 = 1 / sqrt(max(m, n)), Candes et al.)",
+                                 low=0.0),),
+               constraints=("dense (sparse input densified when small)",)),
+    MethodSpec("factorize", "rpca-subgradient", f"{_M}.robust_pca:robust_pca_subgradient",
+               "robust PCA by the sub-gradient method on ||U V^H - A||_1 from a small random start with "
+               "geometrically decaying steps (Ma-Fattahi); --rank k bounds rank(L); S = the residual entries "
+               "beyond 5 robust scales",
+               params=(ParamSpec("init_scale", "float", 1e-3, "size of the random start relative to sqrt(||A||_2)",
+                                 low=1e-12, high=1.0),
+                       ParamSpec("step", "float", 0.05, "first step relative to ||A||_2 / ||G||_2", low=1e-6, high=1.0),
+                       ParamSpec("decay", "float", 0.0,
+                                 "step factor per iteration (0 = the step falls by rtol / 10 over --maxiter)",
+                                 low=0.0, high=1.0)),
+               constraints=("dense (sparse input densified when small)",)),
 ]
 
 #: Methods of each kind, in the order ``--method`` lists them.

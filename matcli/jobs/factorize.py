@@ -393,10 +393,7 @@ class Job(FamilyJob):
         opts = self.request.options
         if method == "tsqr":
             return self._setup_tsqr()
-        if self.remote is not None:
-            if method not in ROW_BLOCK_METHODS:
-                raise UsageError(f"--method {method} needs A in memory; on row blocks use --method tsqr, randomized "
-                                 "or block-krylov")
+        if self.remote is not None:  # read() let only the row-block methods through
             return self._setup_blocked_randomized(method)
         m, n = self.A.shape
         if method == "update":

@@ -40,25 +40,27 @@ def certify_block(task: tuple[RowBlock, np.ndarray], *, source: RowBlockSource, 
     return np.einsum("ij,ij->j", right.conj(), right).real, np.asarray(A.conj().T @ U)
 
 
-def basis_r_block(block: RowBlock, *, source: RowBlockSource, Z: np.ndarray) -> np.ndarray:
+def basis_r_block(task: tuple[RowBlock, list | None], *, source: RowBlockSource, Z) -> np.ndarray:
     from matcli.methods.factorize.blocked_rsvd import block_r
 
-    return block_r(read_rows(source, block), Z)
+    block, inner = task
+    return block_r(read_rows(source, block), Z, inner)
 
 
-def basis_adjoint_block(task: tuple[RowBlock, np.ndarray], *, source: RowBlockSource, Z: np.ndarray) -> np.ndarray:
+def basis_adjoint_block(task: tuple[RowBlock, np.ndarray, list | None], *, source: RowBlockSource,
+                        Z) -> np.ndarray:
     from matcli.methods.factorize.blocked_rsvd import block_adjoint
 
-    block, T = task
-    return block_adjoint(read_rows(source, block), Z, T)
+    block, T, inner = task
+    return block_adjoint(read_rows(source, block), Z, T, inner)
 
 
-def finish_block(task: tuple[RowBlock, np.ndarray], *, source: RowBlockSource, Z: np.ndarray, V: np.ndarray,
+def finish_block(task: tuple[RowBlock, np.ndarray, list | None], *, source: RowBlockSource, Z, V: np.ndarray,
                  s: np.ndarray, chunk_rows: int) -> tuple:
     from matcli.methods.factorize.blocked_rsvd import block_finish
 
-    block, T = task
-    return block_finish(read_rows(source, block), Z, T, V, s, chunk_rows)
+    block, T, inner = task
+    return block_finish(read_rows(source, block), Z, T, V, s, chunk_rows, inner)
 
 
 class RowBlockMatrix:
@@ -91,18 +93,23 @@ class RowBlockMatrix:
             AtU += g
         return right, AtU
 
-    def basis_r(self, Z: np.ndarray) -> list[np.ndarray]:
-        """The blocks' R factors of ``A_i Z`` (one pass)."""
-        return self._map(basis_r_block, self.blocks, Z=Z)
+    def _tasks(self, *per_block) -> list[tuple]:
+        """One item per block: the block and its slices (``None`` lists stand for no slice)."""
+        columns = [column if column is not None else [None] * len(self.blocks) for column in per_block]
+        return list(zip(self.blocks, *columns))
 
-    def basis_adjoint(self, Z: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
-        """``A^H Q`` for ``Q = diag(Q_i) [T_1; T_2; ...]``, ``Q_i`` the blocks' Q of ``A_i Z`` (one pass)."""
-        return _sum_in_order(self._map(basis_adjoint_block, list(zip(self.blocks, Ts)), Z=Z))
+    def basis_r(self, Z, inners: list | None = None) -> list[np.ndarray]:
+        """The blocks' R factors of their rows of ``A Z`` (or of the stacked bases, ``inners``; one pass)."""
+        return self._map(basis_r_block, self._tasks(inners), Z=Z)
 
-    def finish(self, Z: np.ndarray, Ts: list[np.ndarray], V: np.ndarray, s: np.ndarray) -> tuple:
+    def basis_adjoint(self, Z, Ts: list[np.ndarray], inners: list | None = None) -> np.ndarray:
+        """``A^H Q`` for ``Q = diag(Q_i) [T_1; T_2; ...]``, ``Q_i`` the blocks' Q of their rows (one pass)."""
+        return _sum_in_order(self._map(basis_adjoint_block, self._tasks(Ts, inners), Z=Z))
+
+    def finish(self, Z, Ts: list[np.ndarray], V: np.ndarray, s: np.ndarray, inners: list | None = None) -> tuple:
         """``(U, ||A v_j - s_j u_j||^2, A^H U, ||A - U S V^H||_F^2, ||A||_F^2)`` for ``U = diag(Q_i) T``
         (one pass; U assembled here in block order)."""
-        parts = self._map(finish_block, list(zip(self.blocks, Ts)), Z=Z, V=V, s=s, chunk_rows=self.chunk_rows)
+        parts = self._map(finish_block, self._tasks(Ts, inners), Z=Z, V=V, s=s, chunk_rows=self.chunk_rows)
         U = np.vstack([part[0] for part in parts])
         return (U, _sum_in_order([part[1] for part in parts]), _sum_in_order([part[2] for part in parts]),
                 float(sum(part[3] for part in parts)), float(sum(part[4] for part in parts)))

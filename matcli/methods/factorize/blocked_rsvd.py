@@ -13,7 +13,8 @@ Subspace iteration (Halko, Martinsson, Tropp 2011, Alg. 4.4) with both products 
 ``W_q = Z_w R_w``, ``R_w^H = U_r diag(s) V_r^H`` gives ``Q_q^H A = U_r diag(s) (Z_w V_r)^H``, so
 ``U = Q_q U_r``, ``V = Z_w V_r``. A last pass forms U block by block and measures the certificate
 against A itself: ``||A v_j - s_j u_j||^2``, ``A^H U`` and ``||A_i - U_i diag(s) V^H||_F^2`` per block.
-Passes over A: ``2 q + 3``.
+Passes over A: ``2 q + 3``. Block Krylov (:func:`blocked_block_krylov_svd`) keeps every iterate
+and orthonormalises them together by one more TSQR: ``2 q + 4`` passes.
 """
 
 from __future__ import annotations
@@ -28,35 +29,46 @@ from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.factorize.signs import canonical_phases
 
 
-def block_basis(A_block, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(Q_i, R_i)``: the Householder QR of ``A_i Z`` (r x l; Q_i r x min(r, l), R_i min(r, l) x l).
+def block_rows(A_block, Z, inner: list[np.ndarray] | None = None) -> np.ndarray:
+    """The block's rows of the tall matrix a TSQR orthonormalises.
 
-    Deterministic: the same block and Z give the same bits, so a later pass can recompute ``Q_i``.
+    ``inner`` None: ``A_i Z`` (Z n x l). Otherwise ``Z`` is a list of n x l matrices ``Z_t`` and
+    ``inner`` the block's slices ``T_ti`` of their TSQRs: ``[Q(A_i Z_0) T_0i, Q(A_i Z_1) T_1i, ...]``,
+    the block's rows of the orthonormal bases of every power iterate side by side (block Krylov).
     """
-    Y = np.asarray(A_block @ Z)
-    return np.linalg.qr(Y, mode="reduced")
+    if inner is None:
+        return np.asarray(A_block @ Z)
+    return np.hstack([block_basis(A_block, Z_t)[0] @ T_t for Z_t, T_t in zip(Z, inner)])
 
 
-def block_r(A_block, Z: np.ndarray) -> np.ndarray:
-    """The R factor of ``A_i Z`` (pass 1 of a TSQR)."""
-    return block_basis(A_block, Z)[1]
+def block_basis(A_block, Z, inner: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(Q_i, R_i)``: the Householder QR of :func:`block_rows` (r x c; Q_i r x min(r, c)).
+
+    Deterministic: the same block and operands give the same bits, so a later pass can recompute ``Q_i``.
+    """
+    return np.linalg.qr(block_rows(A_block, Z, inner), mode="reduced")
 
 
-def block_adjoint(A_block, Z: np.ndarray, T: np.ndarray) -> np.ndarray:
+def block_r(A_block, Z, inner: list[np.ndarray] | None = None) -> np.ndarray:
+    """The R factor of the block's rows (pass 1 of a TSQR)."""
+    return block_basis(A_block, Z, inner)[1]
+
+
+def block_adjoint(A_block, Z, T: np.ndarray, inner: list[np.ndarray] | None = None) -> np.ndarray:
     """``A_i^H (Q_i T_i)`` (n x l): this block's share of ``A^H Q`` (pass 2 of a TSQR)."""
-    Q, _ = block_basis(A_block, Z)
+    Q, _ = block_basis(A_block, Z, inner)
     return _adjoint(A_block, Q @ T)
 
 
-def block_finish(A_block, Z: np.ndarray, T: np.ndarray, V: np.ndarray, s: np.ndarray,
-                 chunk_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+def block_finish(A_block, Z, T: np.ndarray, V: np.ndarray, s: np.ndarray, chunk_rows: int,
+                 inner: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """The block's rows of U (``Q_i T_i``, r x k) and its share of the certificate.
 
     Returns ``(U_i, ||A_i v_j - s_j u_ij||^2 per column j, A_i^H U_i, ||A_i - U_i diag(s) V^H||_F^2,
     ||A_i||_F^2)``; the residual block is formed ``chunk_rows`` rows at a time (dense r x n
     temporaries of a sparse block stay small).
     """
-    Q, _ = block_basis(A_block, Z)
+    Q, _ = block_basis(A_block, Z, inner)
     U = Q @ T
     right = np.asarray(A_block @ V) - U * s
     Vh = (V * s).conj().T
@@ -79,16 +91,17 @@ def _squared_norm(X: np.ndarray) -> float:
 
 def blocked_randomized_svd(problem, *, rank: int, oversample: int = 10, power_iters: int = 4,
                            rng: np.random.Generator, callback: Callback = no_callback, **_ignored: Any) -> Result:
-    """Rank-``rank`` randomized SVD of a row-block matrix (see the module for the algorithm).
+    """Rank-``rank`` randomized SVD of a row-block matrix (subspace iteration, see the module).
 
     Parameters
     ----------
     problem : object with ``shape`` (m, n), ``dtype`` (float64 or complex128) and three passes over
-        the blocks, each a map-reduce in block order: ``basis_r(Z)`` (the blocks' ``R_i`` of
-        ``A_i Z``, a list), ``basis_adjoint(Z, Ts)`` (``sum_i A_i^H Q_i T_i``, n x l, for ``Ts`` the
-        slices ``T_i`` of ``Q_s`` cut like the stacked ``R_i``) and ``finish(Z, Ts, V, s)``
-        (``(U (m x k), ||A v_j - s_j u_j||^2 (k), A^H U (n x k), ||A - U S V^H||_F^2, ||A||_F^2)``),
-        e.g. :class:`matcli.jobs.factorize_remote.RowBlockMatrix`.
+        the blocks, each a map-reduce in block order: ``basis_r(Z, inners=None)`` (the blocks' R
+        factors of :func:`block_rows`, a list), ``basis_adjoint(Z, Ts, inners=None)``
+        (``sum_i A_i^H Q_i T_i``, for ``Ts`` the slices ``T_i`` of ``Q_s`` cut like the stacked R
+        factors) and ``finish(Z, Ts, V, s, inners=None)`` (``(U (m x k), ||A v_j - s_j u_j||^2 (k),
+        A^H U (n x k), ||A - U S V^H||_F^2, ||A||_F^2)``); ``inners`` is None or one list per block
+        (the ``inner`` of :func:`block_rows`). E.g. :class:`matcli.jobs.factorize_remote.RowBlockMatrix`.
     rank : int
         Number of triplets k, ``1 <= k <= min(m, n)``.
     oversample : int
@@ -109,22 +122,85 @@ def blocked_randomized_svd(problem, *, rank: int, oversample: int = 10, power_it
         values). Metrics ``reconstruction_error`` (exact, summed over the blocks),
         ``orthogonality_loss``, ``max_triplet_residual`` (from A, over s_1) and ``frobenius_norm``.
     """
+    l = _block_size(problem, rank, oversample, power_iters)
+    info: dict[str, Any] = {"driver": "randomized subspace iteration over row blocks, each tall basis "
+                                      "orthonormalised by TSQR", "block_size": l, "power_iterations": power_iters,
+                            "passes_over_file": 2 * power_iters + 3}
+    Zs, Tss, W = _subspace_iteration(problem, rng, l, rank, power_iters, callback, last_adjoint=True)
+    if Zs is None:
+        return Result(Status.DIVERGED_NAN, message="A has NaN/Inf values", info=info)
+    return _ritz_finish(problem, W, Zs[-1], Tss[-1], None, rank, info,
+                        f"randomized SVD over row blocks with {power_iters} power iterations (TSQR bases)")
+
+
+def blocked_block_krylov_svd(problem, *, rank: int, oversample: int = 10, power_iters: int = 4,
+                             rng: np.random.Generator, callback: Callback = no_callback,
+                             **_ignored: Any) -> Result:
+    """Rank-``rank`` randomized block Krylov SVD of a row-block matrix (Musco & Musco 2015).
+
+    The power iterates ``Q_t = orth((A A^H)^t A Omega)``, t = 0..q, of :func:`blocked_randomized_svd`
+    span the block Krylov space ``K = [A Omega, (A A^H) A Omega, ..., (A A^H)^q A Omega]``; each is
+    kept implicitly (its Z_t and TSQR slices), and their concatenation is orthonormalised by one more
+    TSQR whose blocks recompute ``[Q_0i T_0i, ..., Q_qi T_qi]`` (Householder: the nearly dependent
+    iterates are handled stably, the basis may exceed K but never misses it). Rayleigh-Ritz on that
+    basis as in :func:`blocked_randomized_svd`. Depth q is capped so that ``(q + 1) l <= m``.
+    Passes over A: ``2 q + 4``.
+
+    Parameters
+    ----------
+    problem, rank, oversample, rng, callback
+        As in :func:`blocked_randomized_svd`.
+    power_iters : int
+        Krylov depth q.
+
+    Returns
+    -------
+    Result
+        As :func:`blocked_randomized_svd`.
+    """
+    l = _block_size(problem, rank, oversample, power_iters)
+    m, _ = problem.shape
+    depth = min(power_iters, m // l - 1)
+    info: dict[str, Any] = {"driver": "randomized block Krylov over row blocks: the power iterates' TSQR bases "
+                                      "side by side, orthonormalised by one more TSQR",
+                            "block_size": l, "krylov_depth": depth, "basis_columns": (depth + 1) * l,
+                            "passes_over_file": 2 * depth + 4}
+    Zs, Tss, _ = _subspace_iteration(problem, rng, l, rank, depth, callback, last_adjoint=False)
+    if Zs is None:
+        return Result(Status.DIVERGED_NAN, message="A has NaN/Inf values", info=info)
+    inners = [[Ts[i] for Ts in Tss] for i in range(len(Tss[0]))]
+    Ts, _ = _tsqr(problem.basis_r(Zs, inners))
+    W = problem.basis_adjoint(Zs, Ts, inners)
+    return _ritz_finish(problem, W, Zs, Ts, inners, rank, info,
+                        f"block Krylov SVD over row blocks of depth {depth} ({(depth + 1) * l} basis columns)")
+
+
+def _block_size(problem, rank: int, oversample: int, power_iters: int) -> int:
     m, n = problem.shape
     if not 1 <= rank <= min(m, n):
         raise ValueError(f"rank must be in 1..min(m, n) = {min(m, n)}, got {rank}")
     if power_iters < 0 or oversample < 0:
         raise ValueError("power_iters and oversample must be >= 0")
-    l = min(rank + oversample, m, n)
-    dtype = np.dtype(problem.dtype)
-    info: dict[str, Any] = {"driver": "randomized subspace iteration over row blocks, each tall basis "
-                                      "orthonormalised by TSQR", "block_size": l, "power_iterations": power_iters,
-                            "passes_over_file": 2 * power_iters + 3}
-    Z = rng.standard_normal((n, l)).astype(dtype, copy=False)
-    previous = None
+    return min(rank + oversample, m, n)
+
+
+def _subspace_iteration(problem, rng, l: int, rank: int, power_iters: int, callback: Callback, *,
+                        last_adjoint: bool):
+    """``Z_t`` and the TSQR slices ``T_t`` of ``Q_t = orth(A Z_t)`` for t = 0..q, and ``W = A^H Q_q``
+    (None unless ``last_adjoint``); (None, None, None) when A has non-finite values."""
+    _, n = problem.shape
+    Z = rng.standard_normal((n, l)).astype(problem.dtype, copy=False)
+    Zs: list[np.ndarray] = []
+    Tss: list[list[np.ndarray]] = []
+    previous, W = None, None
     for it in range(power_iters + 1):
         Ts, _ = _tsqr(problem.basis_r(Z))
         if Ts is None:
-            return Result(Status.DIVERGED_NAN, message="A has NaN/Inf values", info=info)
+            return None, None, None
+        Zs.append(Z)
+        Tss.append(Ts)
+        if it == power_iters and not last_adjoint:
+            break
         W = problem.basis_adjoint(Z, Ts)
         if it == power_iters:
             break
@@ -133,12 +209,19 @@ def blocked_randomized_svd(problem, *, rank: int, oversample: int = 10, power_it
         change = math.inf if previous is None else float(np.max(np.abs(ritz - previous)) / (ritz[0] or 1.0))
         callback(it + 1, sigma_change=change)
         previous = ritz
+    return Zs, Tss, W
+
+
+def _ritz_finish(problem, W: np.ndarray, Z, Ts: list[np.ndarray], inners, rank: int, info: dict,
+                 message: str) -> Result:
+    """Rayleigh-Ritz from ``W = A^H Q`` (``W = Z_w R_w``, ``R_w^H = U_r S V_r^H``: ``U = Q U_r``,
+    ``V = Z_w V_r``), the last pass (U and the certificate from A) and the metrics."""
     if not np.isfinite(W).all():
         return Result(Status.DIVERGED_NAN, message="A has NaN/Inf values", info=info)
     Zw, Rw = sla.qr(W, mode="economic", check_finite=False)
     Ur, s, Vrt = sla.svd(Rw.conj().T, full_matrices=False, check_finite=False)
     s, V = s[:rank], Zw @ Vrt[:rank].conj().T
-    U, right2, AhU, error2, norm2 = problem.finish(Z, [T @ Ur[:, :rank] for T in Ts], V, s)
+    U, right2, AhU, error2, norm2 = problem.finish(Z, [T @ Ur[:, :rank] for T in Ts], V, s, inners)
     U, Vt, AhU = canonical_phases(U, V.conj().T, AhU)
     V = Vt.conj().T
     left = np.linalg.norm(AhU - V * s, axis=0)
@@ -151,10 +234,11 @@ def blocked_randomized_svd(problem, *, rank: int, oversample: int = 10, power_it
         "max_triplet_residual": float(np.max(np.maximum(np.sqrt(right2), left))) / scale,
         "frobenius_norm": norm_A,
     }
-    info["reconstruction_error_method"] = "exact (||A_i - U_i S V^H||_F summed over the blocks)"
+    info = {**info, "reconstruction_error_method": "exact (||A_i - U_i S V^H||_F summed over the blocks)",
+            "rank": rank}
     return Result(status=Status.CONVERGED_ITS, outputs={"U": U, "s": s, "Vt": Vt}, metrics=metrics,
-                  iterations=power_iters, info=info,
-                  message=f"randomized SVD over row blocks with {power_iters} power iterations (TSQR bases)")
+                  iterations=int(info.get("krylov_depth", info.get("power_iterations", 0))), info=info,
+                  message=message)
 
 
 def _tsqr(parts: list[np.ndarray]) -> tuple[list[np.ndarray] | None, np.ndarray | None]:

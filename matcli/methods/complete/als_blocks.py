@@ -37,7 +37,7 @@ from matcli.methods.complete.common import Entries, FactorModel, Heldout, SweepM
 #: Observed entries per block: a half-step task then takes long beside its scheduling (~ms).
 BLOCK_ENTRIES = 1 << 18
 #: Fewest blocks per side (when there are rows for them), so a small problem spreads over workers.
-MIN_BLOCKS = 8
+MIN_BLOCKS = 4
 #: Most blocks per side: the client keeps one reference per block.
 MAX_BLOCKS = 1024
 

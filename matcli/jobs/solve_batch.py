@@ -60,7 +60,7 @@ class Solved:
     None); ``history``: the iteration reports ``(iteration, values)`` of a worker run, numbered
     from the start of the sequence (empty when they went to a live callback); a worker run's
     ``setup`` facts (its solver's ``info``) and ``precond`` (the preconditioner it set up, after
-    fallbacks)."""
+    fallbacks); ``recycling``: whether recycling stayed on, and why."""
 
     entries: list[dict[str, Any]]
     solutions: list[np.ndarray | None]
@@ -70,6 +70,80 @@ class Solved:
     history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     setup: dict[str, Any] = field(default_factory=dict)
     precond: str = "none"
+    #: the recycling probe's decision (:class:`RecyclingProbe`), None without recycling
+    recycling: dict[str, Any] | None = None
+
+
+#: Systems of the probe that decides whether recycling pays: after the first (recycled) system,
+#: PROBE_PAIRS pairs solved from scratch and recycled alternately, compared in wall time.
+PROBE_PAIRS = 3
+
+
+def make_recycler(plan: SequencePlan, restart: int):
+    """The recycling solver of ``plan`` (None when recycling is off or the method has none):
+    GCRO-DR(restart + k, k) for GMRES, :class:`RecyclingCG` for CG (projected starts; def-CG,
+    :class:`DeflatedCG`, measured slower on the darcy sequences, see benchmarks/bench_sequences.py),
+    the span of earlier solutions for the other Krylov methods."""
+    from matcli.methods.solve.batch import RecycledSubspace, RecyclingCG
+    from matcli.methods.solve.gcrodr import GCRODR
+
+    if plan.recycle <= 0 or plan.method not in KRYLOV:
+        return None
+    if plan.method == "gmres":
+        return GCRODR(m=restart + plan.recycle, k=plan.recycle)
+    if plan.method == "cg":
+        return RecyclingCG(plan.recycle)
+    return RecycledSubspace(plan.recycle)
+
+
+@dataclass
+class RecyclingProbe:
+    """Measures recycling against solving from scratch on the first systems of a sequence and
+    switches it off when it does not pay in wall time.
+
+    Position 0 is solved with recycling (it seeds the space); positions 1, 3, ..., 2P - 1 from
+    scratch and 2, 4, ..., 2P with recycling (P = :data:`PROBE_PAIRS`). After position 2P,
+    recycling stays on only when the recycled systems took less wall time in total than the fresh
+    ones. A sequence shorter than ``2P + 2`` systems is not probed (recycling stays on)."""
+
+    systems: int
+    fresh: list[tuple[int, float]] = field(default_factory=list)
+    recycled: list[tuple[int, float]] = field(default_factory=list)
+    decision: dict[str, Any] | None = None
+
+    @property
+    def probing(self) -> bool:
+        return self.systems >= 2 * PROBE_PAIRS + 2 and self.decision is None
+
+    def use_recycling(self, place: int) -> bool:
+        """Whether system ``place`` of the sequence is solved with recycling."""
+        if self.probing:
+            return place == 0 or place % 2 == 0
+        return self.decision is None or bool(self.decision["recycling"])
+
+    def record(self, place: int, recycled: bool, iterations: int, seconds: float) -> None:
+        if not self.probing or place == 0:
+            return
+        (self.recycled if recycled else self.fresh).append((iterations, seconds))
+        if place == 2 * PROBE_PAIRS:
+            self.decision = self._decide()
+
+    def _decide(self) -> dict[str, Any]:
+        fresh_its, fresh_s = (sum(v) for v in zip(*self.fresh))
+        rec_its, rec_s = (sum(v) for v in zip(*self.recycled))
+        pays = rec_s < fresh_s
+        saved = fresh_its - rec_its
+        # Time of the recycled solves beyond what their iterations cost at the fresh rate: the
+        # overhead (projections, harvesting, longer orthogonalisation) spent per saved iteration.
+        overhead = rec_s - rec_its * fresh_s / max(fresh_its, 1)
+        reason = (f"recycling kept: {PROBE_PAIRS} recycled systems took {rec_s:.3g} s and {rec_its} iterations, "
+                  f"{PROBE_PAIRS} fresh ones {fresh_s:.3g} s and {fresh_its}" if pays else
+                  f"recycling switched off: it did not pay on the first systems ({PROBE_PAIRS} recycled: "
+                  f"{rec_s:.3g} s, {rec_its} iterations; {PROBE_PAIRS} fresh: {fresh_s:.3g} s, {fresh_its} iterations)")
+        return {"recycling": bool(pays), "reason": reason, "fresh_seconds": fresh_s, "recycled_seconds": rec_s,
+                "fresh_iterations": int(fresh_its), "recycled_iterations": int(rec_its),
+                "seconds_per_fresh_iteration": fresh_s / max(fresh_its, 1),
+                "overhead_seconds_per_saved_iteration": overhead / saved if saved > 0 else None}
 
 
 def solve_sequence(plan: SequencePlan, systems: list[System], solver, callback: Callback, *, start: int = 0,
@@ -77,17 +151,16 @@ def solve_sequence(plan: SequencePlan, systems: list[System], solver, callback: 
     """Solve ``systems`` in order with ``solver`` (set up for the first of them), updating it for each
     next matrix and rebuilding a Krylov preconditioner once the iteration count more than doubles.
 
-    ``callback`` gets the iteration reports numbered consecutively across the sequence. Entry
-    ``position`` is ``start`` plus the place in the sequence; ``first_setup`` labels how the first
-    system's setup was made.
+    With ``plan.recycle > 0`` a Krylov method recycles (:func:`make_recycler`) under a
+    :class:`RecyclingProbe`, which switches recycling off when it does not pay; its decision is
+    :attr:`Solved.recycling`. ``callback`` gets the iteration reports numbered consecutively across
+    the sequence. Entry ``position`` is ``start`` plus the place in the sequence; ``first_setup``
+    labels how the first system's setup was made.
     """
-    from matcli.methods.solve.batch import OmegaBandit, RecycledSubspace, RecyclingCG
+    from matcli.methods.solve.batch import OmegaBandit, RecycledSubspace
 
-    # CG starts from projections onto recycled Ritz vectors; the other Krylov methods start from
-    # the best point of the span of earlier solutions.
-    recycling_cg = RecyclingCG(plan.recycle) if plan.method == "cg" and plan.recycle > 0 else None
-    recycling = plan.method in KRYLOV and plan.method != "cg" and plan.recycle > 0
-    space = RecycledSubspace(plan.recycle) if recycling else None
+    recycler = make_recycler(plan, int(plan.params.get("restart", 50)))
+    probe = RecyclingProbe(len(systems)) if recycler is not None else None
     bandit = OmegaBandit(initial=solver.omega) if plan.learn_omega else None
     entries, solutions, statuses = [], [], []
     offset = 0
@@ -103,18 +176,23 @@ def solve_sequence(plan: SequencePlan, systems: list[System], solver, callback: 
                 reference_its = None
         if bandit is not None:
             solver.omega = bandit.choose()
-        x0 = space.initial_guess(system.A, system.B.reshape(system.A.shape[0], -1)) if space is not None else None
         step = (lambda it, **v: callback(offset + it, **v))
-        if recycling_cg is not None:
-            result = recycling_cg.solve(system.A, system.B, M=solver.preconditioner, rtol=plan.rtol,
-                                     maxiter=plan.maxiter, callback=step)
-        else:
+        recycled = probe is not None and probe.use_recycling(place)
+        if recycled and isinstance(recycler, RecycledSubspace):
+            x0 = recycler.initial_guess(system.A, system.B.reshape(system.A.shape[0], -1))
             result = solver.solve(system.A, system.B, x0=x0, rtol=plan.rtol, maxiter=plan.maxiter, callback=step)
+        elif recycled:
+            result = recycler.solve(system.A, system.B, M=solver.preconditioner, rtol=plan.rtol,
+                                    maxiter=plan.maxiter, callback=step)
+        else:
+            result = solver.solve(system.A, system.B, rtol=plan.rtol, maxiter=plan.maxiter, callback=step)
         seconds = time.perf_counter() - started
+        if probe is not None:
+            probe.record(place, recycled, result.iterations, seconds)
         if bandit is not None:
             bandit.observe(solver.omega, result.iterations, result.status.converged)
-        if space is not None and "x" in result.outputs:
-            space.add(np.asarray(result.outputs["x"]).reshape(system.A.shape[1], -1))
+        if recycled and isinstance(recycler, RecycledSubspace) and "x" in result.outputs:
+            recycler.add(np.asarray(result.outputs["x"]).reshape(system.A.shape[1], -1))
         if reference_its is None and result.status.converged:
             reference_its = result.iterations
         offset += result.iterations
@@ -124,16 +202,23 @@ def solve_sequence(plan: SequencePlan, systems: list[System], solver, callback: 
                  "iterations": result.iterations, "seconds": seconds, "setup": action,
                  "relative_residual": result.metrics.get("relative_residual"),
                  "backward_error": result.metrics.get("backward_error")}
-        if space is not None:
-            entry["recycled_dim"] = space.dim
-        if recycling_cg is not None:
-            entry["recycled_dim"] = result.info.get("recycled_dim", 0)
+        if probe is not None:
+            entry["recycled"] = recycled
+            entry["recycled_dim"] = (0 if not recycled else recycler.dim if isinstance(recycler, RecycledSubspace)
+                                     else int(result.info.get("recycled_dim", 0)))
+            if "ritz_residuals" in result.info:
+                entry["ritz_residual_median"] = float(np.median(result.info["ritz_residuals"]))
         if bandit is not None:
             entry["omega"] = solver.omega
         if result.message:
             entry["message"] = result.message
         entries.append(entry)
-    return Solved(entries, solutions, statuses, offset, bandit.best() if bandit is not None else None)
+    recycling = None
+    if probe is not None:
+        recycling = probe.decision or {"recycling": True, "reason": f"recycling kept: a sequence of {len(systems)} "
+                                       f"systems is too short to measure ({2 * PROBE_PAIRS + 2} needed)"}
+    return Solved(entries, solutions, statuses, offset, bandit.best() if bandit is not None else None,
+                  recycling=recycling)
 
 
 def solve_chunk(chunk: Chunk, plan: SequencePlan) -> Solved:
@@ -171,7 +256,9 @@ def batch_result(sequences: list[Solved], callback: Callback) -> Result:
     Metrics: the worst relative residual and backward error over the systems (null in the report
     when a system has none: inf), number of systems and of failed systems; the result's
     ``iterations`` is the total over the batch. ``info["systems"]`` lists the per-system entries in
-    the order solved; ``info["chunks"]`` is the number of sequences.
+    the order solved (with recycling: ``recycled``, ``recycled_dim`` and, where measured, the median
+    relative Ritz residual of the recycled space for that matrix); ``info["chunks"]`` is the number
+    of sequences; ``info["recycling"]`` the probe's decision (one per chunk when several).
     """
     from matcli.methods.solve.krylov import combine_status
 
@@ -191,6 +278,9 @@ def batch_result(sequences: list[Solved], callback: Callback) -> Result:
     message = "" if not failed else f"{len(failed)} of {len(entries)} systems failed: {', '.join(failed[:10])}"
     info = {"systems": entries, "order": [e["name"] for e in entries],
             "chunks": len(sequences)}
+    decisions = [s.recycling for s in sequences if s.recycling is not None]
+    if decisions:
+        info["recycling"] = decisions[0] if len(decisions) == 1 else decisions
     learned = [s for s in sequences if s.omega_learned is not None]
     if learned:
         # Several chunks each learned an omega: report the one whose chunk needed the fewest iterations per system.

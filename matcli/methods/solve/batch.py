@@ -240,11 +240,15 @@ class RecyclingCG:
         residual ``||A w - theta M w||_{M^-1} / theta <= RITZ_ACCURATE``. Only then does the restart
         pay: projecting onto poor vectors keeps CG free of them only briefly, while the restart
         throws away the Krylov space built so far."""
+        return bool(np.median(self._ritz_residuals(W, AW, theta, M)) <= RITZ_ACCURATE)
+
+    def _ritz_residuals(self, W: np.ndarray, AW: np.ndarray, theta: np.ndarray, M) -> np.ndarray:
+        """Per column of ``W``: ``||A w - theta M w||_{M^-1} / theta`` for the current matrix (inf
+        where ``theta <= 0``)."""
         D = AW - self.MW * theta
         MinvD = D if M is None else M.apply(D)
         res = np.sqrt(np.abs(np.real(np.einsum("ij,ij->j", D.conj(), MinvD))))
-        relative = np.where(theta > 0, res / np.where(theta > 0, theta, 1.0), np.inf)
-        return bool(np.median(relative) <= RITZ_ACCURATE)
+        return np.where(theta > 0, res / np.where(theta > 0, theta, 1.0), np.inf)
 
     def _refresh(self, A, W, U: np.ndarray, MU: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The ``dim`` smallest Ritz pairs of ``A z = theta M z`` over span([W, U]): (W, M W)."""

@@ -257,9 +257,11 @@ class GCRODR:
             callback(its0 + j + 1, residual=res / bnorm, residual_kind=TRUE_RESIDUAL)
             if hn <= _EPS * beta:
                 happy = True
+            # The next basis vector is kept even when the cycle stops here: [C, V] (with it) is the
+            # range side of A [U D, Z] = [C, V] G that the recycling step uses.
+            Q[:, k + j + 1] = w / hn if hn > 0 else 0
             if happy or res <= tol or not np.isfinite(res):
                 break
-            Q[:, k + j + 1] = w / hn
         size = j + 1
         cost.steps += size
         cost.cycles += 1

@@ -480,7 +480,8 @@ class Job(FamilyJob):
         nnz = (int(A.nnz) if sp.issparse(A) else A.size) + nnz_E if sparse else new_m * new_n
         problem = update_cost.Problem(m=new_m, n=new_n, nnz=nnz, p=p, length=n if rows else m,
                                       nnz_appended=nnz_E, k=int(self.previous["s"].size), rank=rank, l=complement,
-                                      power_iters=2 if opts.power_iters is None else opts.power_iters)
+                                      power_iters=2 if opts.power_iters is None else opts.power_iters,
+                                      sparse=sparse)
         method, reason, estimates = update_cost.choose(problem)
         self.problem_info["update_cost"] = {**estimates, "chosen": method}
         if method != "update":

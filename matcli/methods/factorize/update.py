@@ -198,7 +198,8 @@ class LowRankModified:
         A, X, Y = self.A, _dense(self.X), _dense(self.Y)
         normA = frobenius_norm(A)
         cross = np.vdot(X, matmul(A, Y)).real
-        gram = np.vdot(X.conj().T @ X, (Y.conj().T @ Y).conj()).real
+        # tr(P Q) = sum(P * conj(Q)) for Hermitian P, Q: the real part of vdot(P, Q)
+        gram = np.vdot(X.conj().T @ X, Y.conj().T @ Y).real
         squared = normA**2 + 2.0 * cross + gram
         if squared <= 1e-12 * max(normA**2, gram) and A.shape[0] * A.shape[1] <= 4_000_000:
             return frobenius_norm(np.asarray(self))

@@ -131,14 +131,15 @@ def gcv_curves(ax, curve: dict[str, Any] | None) -> bool:
     positive = lams[lams > 0]
     zero_at = positive.min() / 10**0.5 if positive.size else 1.0
     shown = np.where(lams > 0, lams, zero_at)
+    name = "q" if str(curve.get("sketch_side", "features")).startswith("features") else "rows"
     for size, values in zip(curve["sketch_sizes"], curve["gcv"]):
         values = np.asarray(values, dtype=float)
-        ax.loglog(shown, np.where(np.isfinite(values), values, np.nan), ".-", ms=3, lw=1, label=f"q = {size}")
+        ax.loglog(shown, np.where(np.isfinite(values), values, np.nan), ".-", ms=3, lw=1, label=f"{name} = {size}")
     chosen = curve.get("chosen") or {}
     if "lambda" in chosen:
         lam = chosen["lambda"]
         ax.loglog([lam if lam > 0 else zero_at], [chosen["gcv"]], "r*", ms=12, zorder=5,
-                  label=f"chosen: lambda = {lam:.3g}, q = {chosen['sketch_size']}")
+                  label=f"chosen: lambda = {lam:.3g}, {name} = {chosen['sketch_size']}")
     if lams.size and lams[0] == 0.0:
         ax.axvline(zero_at, color="grey", ls=":", lw=0.8, label="lambda = 0 (ridgeless)")
     ax.set_xlabel("lambda")

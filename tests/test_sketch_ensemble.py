@@ -229,3 +229,39 @@ def test_cli_plot_draws_the_gcv_curve(cli, tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["method"] == "ridge-ensemble" and report["outputs"]["plot"] == str(png)
     assert len(report["info"]["gcv_curve"]["gcv"]) == len(report["info"]["gcv_curve"]["sketch_sizes"])
+
+
+# ----------------------------------------------------------------------------- --ensemble 1: the GCV curve in the report
+def test_exact_ridge_auto_reports_its_gcv_curve_matching_the_dense_hat_matrix():
+    """--mode lapack --ridge auto: info.gcv_curve holds the grid and GCV(lam) = m ||(I - H) b||^2 /
+    (m - tr H)^2 with H = A (A^T A + lam I)^-1 A^T formed densely; the chosen point is its minimum."""
+    A, b = _problem(m=200, n=15, seed=12)
+    m, n = A.shape
+    outcome = matcli.sketch_regress(A, b, method="lapack", ridge="auto")
+    curve = outcome.report["info"]["gcv_curve"]
+    lams, values = np.array(curve["lambdas"]), np.array(curve["gcv"][0])
+    assert curve["sketch_sizes"] == [m] and curve["chosen"]["lambda"] == outcome.report["params"]["ridge"]
+    assert curve["chosen"]["gcv"] == values.min() == outcome.report["info"]["ridge_auto"]["gcv"]
+    tol = _tolerance(A)
+    for j in range(0, lams.size, 40):
+        H = A @ np.linalg.solve(A.T @ A + lams[j] * np.eye(n), A.T)
+        r = b - H @ b
+        want = m * (r @ r) / (m - np.trace(H)) ** 2
+        assert abs(values[j] - want) <= tol * want
+
+
+def test_sketched_ridge_auto_reports_its_curve_and_plot(cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    A, b = _problem(m=3000, n=20, seed=13)
+    np.save(tmp_path / "A.npy", A)
+    np.save(tmp_path / "b.npy", b)
+    png = tmp_path / "gcv.png"
+    result = cli(["sketch-regress", tmp_path / "A.npy", tmp_path / "b.npy", "-o", tmp_path / "x.h5", "-m",
+                  "sketch-and-solve", "--eps", "0.5", "--ridge", "auto", "--plot", png,
+                  "--report", tmp_path / "r.json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    curve = report["info"]["gcv_curve"]
+    assert curve["sketch_sizes"] == [report["params"]["sketch_size"]] and curve["sketch_side"].startswith("rows")
+    assert min(curve["gcv"][0]) == curve["chosen"]["gcv"] and "curve" not in report["info"]["ridge_auto"]
+    assert png.stat().st_size > 5000

@@ -367,6 +367,14 @@ class Job(FamilyJob):
                                      "srht (orthonormal columns: q = n gives the exact ridge)"))
         else:
             self.choice_reason = f"--ensemble {K}: ridge ensemble on {sketch} feature sketches"
+        from matcli.io.guard import check_allocation
+        from matcli.methods.sketch.ensemble import lambda_count, size_grid
+
+        q_max = max(size_grid(n, K, options.sketch_size))
+        lams = lambda_count() if options.ridge == "auto" else 1
+        # A S, its U and gesdd's copy (m x q each), and the fitted values of every lambda with their residuals
+        check_allocation(None, 8 * m * (EXACT_BYTES_PER_ENTRY * q_max + 2 * lams),
+                         f"the ridge ensemble's sketches of the {m}x{n} A (q up to {q_max})")
         self.method = "ridge-ensemble"
         self.kernel_options = {"ensemble": K, "sketch": sketch, "sketch_size": options.sketch_size,
                                "ridge": self._ridge(options)}
@@ -429,6 +437,16 @@ class Job(FamilyJob):
         result.metrics.pop("ridge", None)
         if used is not None:
             self.resolved_params["ridge"] = float(used)
+        facts = result.info.get("ridge_auto")
+        if isinstance(facts, dict) and "curve" in facts:
+            # one GCV curve, in the ensemble's layout: on the d rows of the sketch, or on all m rows
+            curve = facts.pop("curve")
+            rows = int(result.metrics.get("sketch_size", self._shape()[0]))
+            curve.update(gcv=[curve["gcv"]], sketch_sizes=[rows], members=[1],
+                         sketch_side="none (exact GCV on the m rows)" if self.method == "lapack" else
+                         "rows (GCV of the sketched problem, d rows)",
+                         chosen={"lambda": float(used), "sketch_size": rows, "gcv": facts.get("gcv")})
+            result.info["gcv_curve"] = curve
         return result
 
     def _plan_blocks(self, plan: MemoryPlan, sketch_total: int, scatter: int) -> int:
@@ -483,7 +501,8 @@ class Job(FamilyJob):
                 plots.no_history(ax, f"no GCV curve ({result.status.reason})")
             return (f"matcli sketch-regress --ensemble {self.kernel_options['ensemble']} ({m} x {n}): "
                     f"{result.status.reason}")
-        if not plots.series(ax, result, ("residual", "optimality"), "relative residual / optimality"):
+        if not plots.series(ax, result, ("residual", "optimality"), "relative residual / optimality") and \
+                not plots.gcv_curves(ax, result.info.get("gcv_curve")):
             plots.no_history(ax, f"{self.method} runs no iterations (relative residual "
                                  f"{result.metrics.get('relative_residual', float('nan')):.3g})")
         m, n = self._shape()

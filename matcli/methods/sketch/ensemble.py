@@ -181,12 +181,16 @@ def ensemble_gcv(A, b: np.ndarray, members: list[Member], lams: np.ndarray) -> d
     return {"gcv": gcv, "dof": dof, "train_error": train, "coefficients": X}
 
 
+def lambda_count() -> int:
+    """Length of :func:`lambda_grid` (0 and the logarithmic points)."""
+    return int(round((LAM_DECADES[1] - LAM_DECADES[0]) * LAM_PER_DECADE)) + 2
+
+
 def lambda_grid(A) -> np.ndarray:
     """0 and ``||A||_F^2 * 10^[-12, 0]`` at :data:`LAM_PER_DECADE` points a decade (||A||_F^2 >= sigma_max^2)."""
     frob2 = float(scipy.sparse.linalg.norm(A) ** 2 if sp.issparse(A) else np.linalg.norm(A) ** 2)
-    points = int(round((LAM_DECADES[1] - LAM_DECADES[0]) * LAM_PER_DECADE)) + 1
     top = frob2 if frob2 > 0 else 1.0
-    return np.concatenate([[0.0], top * np.logspace(*LAM_DECADES, points)])
+    return np.concatenate([[0.0], top * np.logspace(*LAM_DECADES, lambda_count() - 1)])
 
 
 def size_grid(n: int, ensemble: int, sketch_size: int | str | None) -> list[int]:
@@ -262,7 +266,7 @@ def ridge_ensemble(A, b, *, ensemble: int, sketch: str = "srht", sketch_size: in
     lam, q = float(lams[best_l]), sizes[best_q]
     members, coefficients = fits[best_q]
     x = coefficients[:, best_l].copy()
-    info["gcv_curve"] = {"lambdas": lams.tolist(), "sketch_sizes": list(sizes),
+    info["gcv_curve"] = {"lambdas": lams.tolist(), "sketch_sizes": list(sizes), "sketch_side": "features (columns)",
                          "members": [len(fit[0]) for fit in fits],
                          "gcv": [c.tolist() for c in curves], "dof": [d.tolist() for d in dofs],
                          "chosen": {"lambda": lam, "sketch_size": q, "gcv": float(table[best_q, best_l])}}

@@ -39,7 +39,8 @@ def choose_lambda(sigma: np.ndarray, z: np.ndarray, outside: float, d: int, *,
                   points: int = 241) -> tuple[float, dict[str, float]]:
     """Minimise sketched GCV over a log grid spanning sigma_max^2 * [1e-12, 1e2].
 
-    Returns ``(lam, facts)`` with the GCV value and effective degrees of freedom at ``lam``.
+    Returns ``(lam, facts)`` with the GCV value and effective degrees of freedom at ``lam``, and
+    ``facts["curve"]`` = {``lambdas``, ``gcv``}: the whole grid and its values (lists of ``points``).
     """
     top = float(sigma[0]) ** 2 if sigma.size and sigma[0] > 0 else 1.0
     lams = top * np.logspace(-12.0, 2.0, points)
@@ -49,4 +50,5 @@ def choose_lambda(sigma: np.ndarray, z: np.ndarray, outside: float, d: int, *,
     df = float((sigma**2 / (sigma**2 + lam)).sum())
     return lam, {"gcv": float(values[best]), "effective_dof": df,
                  "grid_low": float(lams[0]), "grid_high": float(lams[-1]),
-                 "at_grid_edge": float(best in (0, points - 1))}
+                 "at_grid_edge": float(best in (0, points - 1)),
+                 "curve": {"lambdas": lams.tolist(), "gcv": values.tolist()}}

@@ -252,7 +252,7 @@ def test_update_with_many_sparse_rows_switches_to_randomized_complement():
     A, E = W[:200] @ H, sp.csr_matrix(W[200:] @ H)
     U, s, Vt = np.linalg.svd(A, full_matrices=False)
     result = update_svd(A, U=U[:, :k], s=s[:k], Vt=Vt[:k], rows=E, rank=k, rng=rng)
-    # 60 rows > 2 k + 10: the complement is a randomized rank-18 range finder, not the dense 80 x 60 block
+    # 60 rows > 2 (2 k + 10): the complement is a randomized rank-18 range finder, not the dense 80 x 60 block
     assert result.info["complement"].startswith(f"randomized rank {2 * k + 10} ")
     # the new rows lie in the old row space: the rank-k update stays exact
     assert result.metrics["reconstruction_error"] <= 1e3 * EPS

@@ -59,7 +59,7 @@ def _triplet_residual(M, U, s, Vt):
 @pytest.mark.parametrize("storage", ["dense", "sparse"])
 def test_exact_rank_matrix_updated_exactly(dtype, side, storage):
     # A has rank k: [A; E] lies in span(U, I) x span(V, Q_E), so the update is exact whatever E is
-    # (p <= 2 rank + 10: the exact complement)
+    # (p <= 2 (2 rank + 10): the exact complement)
     rng = np.random.default_rng(1)
     k, p = 5, 8
     A, U, Vt = exact_rank(90, 70, np.linspace(10, 1, k), rng, dtype)
@@ -86,7 +86,7 @@ def test_exact_rank_matrix_updated_exactly(dtype, side, storage):
 
 
 def test_low_rank_appends_are_exact_through_the_randomized_complement():
-    # 60 appended rows of rank 3: the complement is randomized (l = 2*7+10 = 24 < 60) but the new rows'
+    # 60 appended rows of rank 3: the complement is randomized (l = 2*7+10 = 24, 60 > 2 l) but the new rows'
     # part outside span(V) has rank 3 <= l, so nothing is lost: singular values to ~1e-12 relative
     rng = np.random.default_rng(2)
     k = 4

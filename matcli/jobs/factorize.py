@@ -465,6 +465,7 @@ class Job(FamilyJob):
         no more by the flop estimates of :mod:`matcli.methods.factorize.update_cost` (a lower bound
         for the recomputation); the estimates go to the report (``problem.update_cost``)."""
         from matcli.methods.factorize import update_cost
+        from matcli.methods.factorize.update import default_complement_rank
 
         opts = self.request.options
         A, E = self.A, self.appended
@@ -473,7 +474,7 @@ class Job(FamilyJob):
         p = E.shape[0] if rows else E.shape[1]
         rank = self._update_rank()
         params = get_spec("factorize", "svd-update").resolve_params(list(self.request.params))
-        complement = params["complement_rank"] or min(p, 2 * rank + 10)
+        complement = params["complement_rank"] or default_complement_rank(p, rank)
         sparse = sp.issparse(A) or sp.issparse(E)
         new_m, new_n = (m + p, n) if rows else (m, n + p)
         nnz_E = int(E.nnz) if sp.issparse(E) else E.size

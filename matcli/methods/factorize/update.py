@@ -12,8 +12,8 @@ complement on both sides: ``[U, P] ([[diag(s), 0], [0, 0]] + [U^H X; P^H X] [V^H
 
 The complement (after Vecharynski & Saad 2014 and the sparse updating of Deng et al. 2024,
 "Fast Updating Truncated SVD for Representation Learning with Sparse Matrices") is exact (a thin QR
-of the dense m x p ``(I - U U^H) C``) only when ``p <= l``, i.e. when that block is no larger than
-the factors themselves; otherwise it is a randomized rank-``l`` range finder with power iterations
+of the dense m x p ``(I - U U^H) C``) only when ``p <= 2 l``, i.e. when that block is of the size
+of the factors themselves; otherwise it is a randomized rank-``l`` range finder with power iterations
 applied to ``(I - U U^H) C`` as an operator: ``C`` (sparse or dense) enters only through products
 with thin blocks, and no intermediate has more than ``max(m, n) x (k + l)`` entries.
 
@@ -32,7 +32,8 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from matcli.core.result import Callback, Result, Status, no_callback
-from matcli.methods.factorize.metrics import adjoint_matmul, frobenius_norm, low_rank_error, matmul, svd_metrics
+from matcli.methods.factorize.metrics import (PROBES, adjoint_matmul, column_norms, frobenius_norm, matmul,
+                                              orthogonality_loss, safe_norm)
 from matcli.methods.factorize.rsvd import orth_against, random_complement
 from matcli.methods.factorize.signs import canonical_phases
 
@@ -41,8 +42,12 @@ TRIPLET_FLOOR = math.sqrt(float(np.finfo(np.float64).eps))
 
 
 def default_complement_rank(p: int, rank: int) -> int:
-    """Columns of the randomized complement: ``2 rank + 10`` (the exact one when ``p`` is no larger)."""
-    return min(p, 2 * rank + 10)
+    """Columns of the complement for ``p`` appended vectors: all ``p`` (exact) while ``p <= 2 l`` with
+    ``l = 2 rank + 10``, else the randomized ``l``. Below ``2 l`` the dense block is no larger than twice
+    the randomized one, and one thin QR of it costs less than the randomized finder's three (two power
+    iterations)."""
+    l = 2 * rank + 10
+    return p if p <= 2 * l else l
 
 
 def _work_dtype(*arrays) -> np.dtype:
@@ -210,6 +215,47 @@ def _dense(M) -> np.ndarray:
     return M.toarray() if sp.issparse(M) else np.asarray(M)
 
 
+def _error(new, X: np.ndarray, Y: np.ndarray, newYh: np.ndarray, norm: float,
+           rng: np.random.Generator) -> tuple[float, str]:
+    """``||new - X Y||_F / ||new||_F`` without forming ``new - X Y``: the Gram expansion
+    ``||new||^2 - 2 Re <X, new Y^H> + tr((X^H X)(Y Y^H))`` (``newYh = new @ Y^H``), or, when it cancels
+    (relative error below ~3e-7), the randomized estimate with Gaussian probes. ``new = 0``: absolute."""
+    gram = float(np.vdot(X.conj().T @ X, Y @ Y.conj().T).real)
+    if norm == 0.0:
+        return math.sqrt(max(gram, 0.0)), "absolute ||X Y||_F (A = 0)"
+    squared = norm**2 - 2.0 * float(np.vdot(X, newYh).real) + gram
+    if squared > 1e-13 * norm**2:
+        return math.sqrt(squared) / norm, "exact (Gram expansion)"
+    omega = rng.standard_normal((new.shape[1], PROBES))
+    residual = matmul(new, omega) - X @ (Y @ omega)
+    return safe_norm(residual) / math.sqrt(PROBES) / norm, f"randomized estimate ({PROBES} Gaussian probes)"
+
+
+def certificate_metrics(new, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, previous: tuple[np.ndarray, np.ndarray],
+                        norm: float, rng: np.random.Generator) -> tuple[dict[str, float], dict[str, str]]:
+    """The metrics of every SVD (see :func:`~matcli.methods.factorize.metrics.svd_metrics`) against the new
+    matrix, from sparse products only (``new @ V``, ``new^H @ U`` and ``new @ V_previous``; never densified,
+    whatever its size), plus ``previous_error`` of ``previous = (U_old diag(s_old), Vt_old)`` padded with
+    zeros to the new shape."""
+    V = Vt.conj().T
+    AV = matmul(new, V)
+    AhU = adjoint_matmul(new, U)
+    error, how = _error(new, U * s, Vt, AV, norm, rng)
+    metrics = {"reconstruction_error": error, "orthogonality_loss": max(orthogonality_loss(U), orthogonality_loss(V))}
+    info = {"reconstruction_error_method": how}
+    if s.size:
+        largest = float(np.max(s))
+        scale, info["triplet_residual_scale"] = ((largest, "largest computed value") if largest > 0 else
+                                                 (norm, "||A||_F (every computed value is 0)") if norm > 0 else
+                                                 (1.0, "absolute (A = 0)"))
+        worst = np.maximum(column_norms(AV - U * s), column_norms(AhU - V * s))
+        metrics["max_triplet_residual"] = float(np.max(worst) / scale)
+    metrics["frobenius_norm"] = norm
+    X, Y = previous
+    metrics["previous_error"] = _error(new, X, Y, matmul(new, Y.conj().T), norm, rng)[0]
+    return metrics, info
+
+
 def update_svd(A, *, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rows=None, cols=None, lowrank=None,
                rank: int, complement_rank: int = 0, power_iters: int = 2, tol: float = 0.0,
                rng: np.random.Generator, callback: Callback = no_callback) -> Result:
@@ -229,7 +275,8 @@ def update_svd(A, *, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rows=None, co
         singular triplets when the complement was exact and ``A`` had rank ``k``; the residuals say
         otherwise.
     complement_rank : int
-        0: exact when ``p <= 2 rank + 10`` else randomized of that rank (:func:`default_complement_rank`);
+        0: exact when ``p <= 2 (2 rank + 10)``, else randomized of rank ``2 rank + 10``
+        (:func:`default_complement_rank`);
         ``l > 0``: randomized rank ``l`` (exact when ``l >= p``).
     power_iters : int
         Power iterations of the randomized complement.
@@ -296,8 +343,8 @@ def update_svd(A, *, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rows=None, co
         s_new = np.concatenate([s_new, np.zeros(completed)])
     callback(1, rank=float(s_new.size))
     U_new, Vt_new = canonical_phases(U_new, Vt_new)
-    metrics, how = svd_metrics(new, U_new, s_new, Vt_new, rng, norm_A=norm_new)
-    metrics["previous_error"] = low_rank_error(new, padded[0] * s, padded[1], rng, metrics["frobenius_norm"])[0]
+    norm = frobenius_norm(new) if norm_new is None else norm_new
+    metrics, how = certificate_metrics(new, U_new, s_new, Vt_new, (padded[0] * s, padded[1]), norm, rng)
     exact = l >= p
     info = {**how, **appended, "previous_rank": int(k), "rank": int(s_new.size),
             "zero_triplets_completed": max(int(completed), 0),

@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 
 from matcli.methods.complete.als import als
-from matcli.methods.complete.als_blocks import InProcessBlocks, als_blocks, make_block, plan_ranges
-from matcli.methods.complete.common import Entries, Heldout
+from matcli.methods.complete.als_blocks import InProcessBlocks, als_blocks, entry_set, make_block, plan_ranges
+from matcli.methods.complete.common import Heldout
 
 EPS = np.finfo(np.float64).eps
 MATCLI = [sys.executable, "-m", "matcli"]
@@ -51,17 +51,18 @@ def _even_ranges(q: int, count: int) -> list[tuple[int, int]]:
 
 
 # ----------------------------------------------------------------------------- in process
-@pytest.mark.parametrize("inner", ["cg", "exact"])
+@pytest.mark.parametrize("inner,init", [("cg", "svd"), ("exact", "svd"), ("cg", "random")])
 @pytest.mark.parametrize("bias", [True, False])
-def test_blocked_als_gives_the_local_factors_bit_for_bit_for_any_blocking(inner, bias):
+def test_blocked_als_gives_the_local_factors_bit_for_bit_for_any_blocking(inner, init, bias):
+    """The start (biases, spectral products over the blocks) and every sweep."""
     m, n = 120, 90
     rows, cols, values = _low_rank_entries(m, n, 3, 0.2, 0.05, seed=1)
     held = slice(0, 150)
     heldout = Heldout(rows[held], cols[held], values[held])
     rows, cols, values = rows[150:], cols[150:], values[150:]
-    options = dict(rank=3, reg=0.05, bias=bias, inner=inner, maxiter=25, rtol=1e-9, heldout=heldout)
+    options = dict(rank=3, reg=0.05, bias=bias, inner=inner, init=init, maxiter=25, rtol=1e-9, heldout=heldout)
     local = als(rows, cols, values, (m, n), rng=np.random.default_rng(4), **options)
-    entries = Entries(rows, cols, values, (m, n))
+    entries = entry_set(rows, cols, values, (m, n))
     blockings = {
         "one block": ([(0, m)], [(0, n)]),
         "planned": (plan_ranges(entries.row_counts, entries.nnz), plan_ranges(entries.col_counts, entries.nnz)),
@@ -89,7 +90,7 @@ def test_interpolating_blocked_als_stops_where_the_local_kernel_does():
     atol = 1e-10 * float(np.sqrt(np.mean(values**2)))
     options = dict(rank=3, reg=0.0, bias=False, inner="exact", maxiter=200, rtol=0.0, atol=atol)
     local = als(rows, cols, values, (m, n), rng=np.random.default_rng(1), **options)
-    entries = Entries(rows, cols, values, (m, n))
+    entries = entry_set(rows, cols, values, (m, n))
     ranges = (_even_ranges(m, 5), _even_ranges(n, 3))
     blocked = als_blocks(InProcessBlocks(rows, cols, values, (m, n), ranges), entries, rng=np.random.default_rng(1),
                          **options)

@@ -302,23 +302,22 @@ class Job(FamilyJob):
                           **settings)
 
     def _block_runner(self, idx: np.ndarray | None) -> tuple[Any, Any]:
-        """(the workers' blocks of the entries ``idx``, their whole :class:`Entries` on the client for
-        the start and the penalty), made once per job and entry set. The other set's blocks are
+        """(the workers' blocks of the entries ``idx``, the entries on the client for the biases,
+        counts and penalty), made once per job and entry set. The other set's blocks are
         released first: the workers hold the blocks of one set at a time."""
         key = "all" if idx is None else "train"
         if key not in self._runners:
             from matcli.backends.refs import reference
             from matcli.io.load import read_observed
             from matcli.jobs.complete_remote import DaskBlocks, observed_content
-            from matcli.methods.complete.als_blocks import plan_ranges
-            from matcli.methods.complete.common import Entries
+            from matcli.methods.complete.als_blocks import entry_set, plan_ranges
 
             self._release_blocks()
             obs = self.observed
             if self._source is None:
                 self._source = reference(self.request.inputs[0], obs, read_observed,
                                          options=(self.request.options.shape,), content=observed_content)
-            entries = Entries(_subset(obs.rows, idx), _subset(obs.cols, idx), _subset(obs.values, idx), obs.shape)
+            entries = entry_set(_subset(obs.rows, idx), _subset(obs.cols, idx), _subset(obs.values, idx), obs.shape)
             ranges = (plan_ranges(entries.row_counts, entries.nnz), plan_ranges(entries.col_counts, entries.nnz))
             bits = None
             if idx is not None:

@@ -112,11 +112,9 @@ class DaskBlocks:
         with contextlib.suppress(Exception):
             client.run(clear_cache)
 
-    def run(self, axis: int, x0: list[np.ndarray] | None, **shared: Any) -> list[tuple[np.ndarray, float | None]]:
-        from matcli.methods.complete.als_blocks import half_step
-
+    def run(self, axis: int, fn: Callable[..., Any], x0: list[np.ndarray] | None, **shared: Any) -> list[Any]:
         starts = x0 if x0 is not None else [None] * len(self.blocks[axis])
-        return self.backend.map(half_step, list(zip(self.blocks[axis], starts)), **shared)
+        return self.backend.map(fn, list(zip(self.blocks[axis], starts)), **shared)
 
     def describe(self) -> dict[str, Any]:
         return {"row_blocks": len(self.ranges[0]), "col_blocks": len(self.ranges[1]), "where": "dask workers",

@@ -17,9 +17,13 @@ row at a time (a row's right-hand side, Gram matrix, CG coefficients), so the fa
 is summed across blocks (in block order), so it, the objective and the RMSE differ from the
 local kernel's in the last bits.
 
-The start (baseline biases, spectral initialisation) is computed by the caller on the whole
-training set exactly as the local kernel does it. Nothing here knows where the blocks live: a
-:class:`BlockRunner` runs the half-steps (in this process, or on a cluster's workers).
+The start is the local kernel's: the baseline biases (damped means, O(N) on the client) and the
+spectral initialisation, whose products with the sampled matrix and its transpose are maps over
+the user and the item blocks (each block's rows of the product, concatenated), the small
+orthonormalisations and SVD on the client, drawing from the same generator in the same order.
+The client holds the entries' coordinates and values (:class:`EntrySet`, no sorted copies) and
+(m + n) x (k + 8) blocks. Nothing here knows where the blocks live: a :class:`BlockRunner` runs the
+maps (in this process, or on a cluster's workers).
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from matcli.core.result import Callback, Result, Status, no_callback
-from matcli.methods.complete.als import _lambdas, _message, initial_model
-from matcli.methods.complete.common import Entries, FactorModel, Heldout, SweepMonitor, finish, ridge_half_step
+from matcli.methods.complete.als import _lambdas, _message
+from matcli.methods.complete.common import (
+    BASELINE_DAMPING, Entries, FactorModel, Heldout, SweepMonitor, finish, fit_biases, orthonormal_basis,
+    ridge_half_step,
+)
 
 #: Observed entries per block: a half-step task then takes long beside its scheduling (~ms).
 BLOCK_ENTRIES = 1 << 18
@@ -40,6 +47,8 @@ BLOCK_ENTRIES = 1 << 18
 MIN_BLOCKS = 4
 #: Most blocks per side: the client keeps one reference per block.
 MAX_BLOCKS = 1024
+#: Subspace iterations of the spectral start (``spectral_init``'s default, which the local kernel uses).
+SPECTRAL_POWER_ITERS = 4
 
 
 def plan_ranges(counts: np.ndarray, nnz: int) -> list[tuple[int, int]]:
@@ -56,6 +65,30 @@ def plan_ranges(counts: np.ndarray, nnz: int) -> list[tuple[int, int]]:
     cuts = np.searchsorted(cumulative, targets, side="left") + 1
     bounds = np.unique(np.concatenate(([0], np.clip(cuts, 1, q), [q])))
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+@dataclass(frozen=True)
+class EntrySet:
+    """The training entries as the client keeps them: (N,) ``rows``, ``cols`` (0-based), ``values``
+    (float64) of an ``shape`` matrix and the (m,), (n,) observation counts; no sorted copies."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+    shape: tuple[int, int]
+    row_counts: np.ndarray
+    col_counts: np.ndarray
+
+    @property
+    def nnz(self) -> int:
+        return int(self.values.size)
+
+
+def entry_set(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> EntrySet:
+    """:class:`EntrySet` of the (N,) entries."""
+    m, n = int(shape[0]), int(shape[1])
+    return EntrySet(np.asarray(rows), np.asarray(cols), np.asarray(values, dtype=np.float64), (m, n),
+                    np.bincount(rows, minlength=m).astype(np.int64), np.bincount(cols, minlength=n).astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -117,17 +150,33 @@ def half_step(task: tuple[EntryBlock, np.ndarray | None], *, fixed: np.ndarray, 
     return x, float(r @ r)
 
 
+def sampled_product(task: tuple[EntryBlock, None], *, operand: np.ndarray, mu: float, row_bias: np.ndarray | None,
+                    col_bias: np.ndarray | None, rate: float) -> np.ndarray:
+    """The block's rows of ``P_Omega(residual) / rate @ operand`` (user blocks) or of its transpose
+    (item blocks), residual = value - mu - row_bias - col_bias (or the value without biases): a task
+    of the spectral initialisation. ``operand`` is (other side's size, w); returns (stop - start, w)."""
+    block = task[0]
+    e = block.entries
+    residual = e.values
+    if row_bias is not None:
+        own = block.start + e.rows
+        rows, cols = (own, e.cols) if block.axis == 0 else (e.cols, own)
+        residual = e.values - mu - row_bias[rows] - col_bias[cols]
+    return e.by_row(residual / rate) @ operand
+
+
 class BlockRunner(Protocol):
-    """Where the blocks live and how a half-step runs over them.
+    """Where the blocks live and how a map runs over them.
 
     ``ranges[axis]`` are the blocks' index ranges of side ``axis`` (see :func:`plan_ranges`);
-    :meth:`run` applies :func:`half_step` to every block of side ``axis`` with its warm start
-    ``x0[b]`` (or None) and the broadcast ``shared`` keywords, returning the results in block order.
+    :meth:`run` applies ``fn`` (:func:`half_step`, :func:`sampled_product`) to ``(block, x0[b])``
+    for every block of side ``axis`` (x0 None: None for each) with the broadcast ``shared``
+    keywords, returning the results in block order.
     """
 
     ranges: tuple[list[tuple[int, int]], list[tuple[int, int]]]
 
-    def run(self, axis: int, x0: list[np.ndarray] | None, **shared: Any) -> list[tuple[np.ndarray, float | None]]:
+    def run(self, axis: int, fn: Any, x0: list[np.ndarray] | None, **shared: Any) -> list[Any]:
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -142,27 +191,27 @@ class InProcessBlocks:
         self.ranges = ranges
         self.blocks = [[make_block(rows, cols, values, shape, axis, a, b) for a, b in ranges[axis]] for axis in (0, 1)]
 
-    def run(self, axis: int, x0: list[np.ndarray] | None, **shared: Any) -> list[tuple[np.ndarray, float | None]]:
+    def run(self, axis: int, fn: Any, x0: list[np.ndarray] | None, **shared: Any) -> list[Any]:
         starts = x0 if x0 is not None else [None] * len(self.blocks[axis])
-        return [half_step((block, start), **shared) for block, start in zip(self.blocks[axis], starts)]
+        return [fn((block, start), **shared) for block, start in zip(self.blocks[axis], starts)]
 
     def describe(self) -> dict[str, Any]:
         return {"row_blocks": len(self.ranges[0]), "col_blocks": len(self.ranges[1]), "where": "in process"}
 
 
-def als_blocks(runner: BlockRunner, entries: Entries, *, rank: int, reg: float = 0.12, bias: bool = True,
+def als_blocks(runner: BlockRunner, entries: EntrySet | Entries, *, rank: int, reg: float = 0.12, bias: bool = True,
                reg_scaling: str = "count", inner: str = "cg", cg_iters: int = 3, init: str = "svd",
                maxiter: int = 50, rtol: float = 1e-5, atol: float = 0.0, heldout: Heldout | None = None,
                clip: tuple[float, float] | None = None, rng: np.random.Generator,
                callback: Callback = no_callback) -> Result:
     """:func:`matcli.methods.complete.als.als` with its half-steps run by ``runner`` over the blocks
-    of ``entries`` (the training entries, whole, for the start and the per-sweep penalty).
+    of ``entries`` (the training entries, whole: the biases, counts and penalty on the client).
 
     Same parameters, start, stopping rule, outputs and statuses as ``als``; the factors equal its
     factors bit for bit; ``train_rmse`` and the objective are sums over blocks (equal to rounding).
     ``info["blocks"]`` is ``runner.describe()``.
     """
-    model = initial_model(entries, rank=rank, reg=reg, bias=bias, init=init, rng=rng)
+    model = _initial_model(runner, entries, rank=rank, bias=bias, init=init, rng=rng)
     monitor = SweepMonitor(callback, rtol=rtol, atol=atol, heldout=heldout, clip=clip)
     exact = inner == "exact"
     status = Status.DIVERGED_MAX_IT
@@ -192,7 +241,7 @@ def _sweep(runner: BlockRunner, model: FactorModel, *, reg: float, reg_scaling: 
         if not exact:
             current = np.hstack([own, own_bias[:, None]]) if model.has_bias else own
             x0 = [current[a:b] for a, b in runner.ranges[axis]]
-        parts = runner.run(axis, x0, fixed=fixed, other_bias=other_bias, mu=float(model.mu), reg=reg,
+        parts = runner.run(axis, half_step, x0, fixed=fixed, other_bias=other_bias, mu=float(model.mu), reg=reg,
                            reg_scaling=reg_scaling, exact=exact, cg_iters=cg_iters, residual=axis == 1)
         x = np.concatenate([part[0] for part in parts])
         if axis == 0:
@@ -204,6 +253,47 @@ def _sweep(runner: BlockRunner, model: FactorModel, *, reg: float, reg_scaling: 
         if model.has_bias:
             own_bias[:] = x[:, k]
     return fit
+
+
+def _initial_model(runner: BlockRunner, entries: EntrySet | Entries, *, rank: int, bias: bool, init: str,
+                   rng: np.random.Generator) -> FactorModel:
+    """:func:`matcli.methods.complete.als.initial_model` with the spectral initialisation's
+    products (:func:`matcli.methods.complete.common.spectral_init`, the same steps and draws) over
+    the blocks."""
+    m, n = entries.shape
+    if bias:
+        mu, b, c = fit_biases(entries, entries.values, reg=BASELINE_DAMPING)
+    else:
+        mu, b, c = 0.0, None, None
+    if init != "svd":
+        residual = entries.values - mu - b[entries.rows] - c[entries.cols] if bias else entries.values
+        scale = float(np.sqrt(np.mean(residual**2))) if entries.nnz else 1.0
+        U = rng.standard_normal((m, rank)) * np.sqrt(scale / rank)
+        V = rng.standard_normal((n, rank)) * np.sqrt(scale / rank)
+        return FactorModel(U, V, mu, b, c)
+    rate = max(entries.nnz / (float(m) * n), 1e-300)
+
+    def product(axis: int, operand: np.ndarray) -> np.ndarray:
+        parts = runner.run(axis, sampled_product, None, operand=operand, mu=float(mu), row_bias=b, col_bias=c,
+                           rate=rate)
+        return np.concatenate(parts)
+
+    width = min(rank + 8, m, n)
+    Q = orthonormal_basis(product(0, rng.standard_normal((n, width))))
+    for _ in range(SPECTRAL_POWER_ITERS):
+        Q = orthonormal_basis(product(1, Q))
+        Q = orthonormal_basis(product(0, Q))
+    Bt = product(1, Q)
+    Qb = orthonormal_basis(Bt)
+    X, s, Yt = np.linalg.svd(Qb.T @ Bt)
+    root = np.sqrt(s[:rank])
+    U = (Q @ Yt.T[:, :rank]) * root
+    V = (Qb @ X[:, :rank]) * root
+    if U.shape[1] < rank:
+        pad = rank - U.shape[1]
+        U = np.hstack([U, np.zeros((m, pad))])
+        V = np.hstack([V, 1e-3 * rng.standard_normal((n, pad))])
+    return FactorModel(U, V, mu, b, c)
 
 
 def _penalty(entries: Entries, model: FactorModel, reg_scaling: str) -> float:

@@ -77,6 +77,8 @@ class Solved:
 #: Systems of the probe that decides whether recycling pays: after the first (recycled) system,
 #: PROBE_PAIRS pairs solved from scratch and recycled alternately, compared in wall time.
 PROBE_PAIRS = 3
+#: Share of the fresh iterations recycling must save in the probe to stay on.
+MIN_SAVING = 0.1
 
 
 def make_recycler(plan: SequencePlan, restart: int):
@@ -104,7 +106,7 @@ class RecyclingProbe:
     Position 0 is solved with recycling (it seeds the space); positions 1, 3, ..., 2P - 1 from
     scratch and 2, 4, ..., 2P with recycling (P = :data:`PROBE_PAIRS`). After position 2P,
     recycling stays on only when the recycled systems took less wall time in total than the fresh
-    ones. A sequence shorter than ``2P + 2`` systems is not probed (recycling stays on)."""
+    ones and saved at least :data:`MIN_SAVING` of their iterations. A sequence shorter than ``2P + 2`` systems is not probed (recycling stays on)."""
 
     systems: int
     fresh: list[tuple[int, float]] = field(default_factory=list)
@@ -131,7 +133,10 @@ class RecyclingProbe:
     def _decide(self) -> dict[str, Any]:
         fresh_its, fresh_s = (sum(v) for v in zip(*self.fresh))
         rec_its, rec_s = (sum(v) for v in zip(*self.recycled))
-        pays = rec_s < fresh_s
+        # A recycled iteration costs more than a fresh one (longer orthogonalisation, projections),
+        # so recycling that saves under MIN_SAVING of the iterations cannot pay, whatever a timing
+        # of a few milliseconds says.
+        pays = rec_s < fresh_s and rec_its <= (1 - MIN_SAVING) * fresh_its
         saved = fresh_its - rec_its
         # Time of the recycled solves beyond what their iterations cost at the fresh rate: the
         # overhead (projections, harvesting, longer orthogonalisation) spent per saved iteration.

@@ -81,7 +81,7 @@ def command(
     oversample: Annotated[Optional[int], typer.Option(
         "--oversample", min=0, help="Extra random vectors of the randomized SVD (default 10).")] = None,
     maxiter: maxiter_option("nmf 500 sweeps; lanczos 50 (rank + extra) products; arpack/eig: ARPACK's 10 n; "
-                            "rpca ialm 1000, subgradient 3000") = None,
+                            "rpca 1000") = None,
     update: Annotated[Optional[str], typer.Option(
         "--update", help="Previous truncated SVD (an output of matcli factorize --kind svd) of MATRIX to update.")] = None,
     append_rows: Annotated[Optional[str], typer.Option(

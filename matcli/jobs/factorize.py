@@ -616,8 +616,9 @@ class Job(FamilyJob):
         else:
             from matcli.methods.factorize.robust_pca import default_decay
 
-            maxiter = maxiter or 3000
-            kwargs.update(rank=self._rank(allow_auto=False), maxiter=maxiter, init_scale=params["init_scale"],
+            maxiter = maxiter or 1000
+            rank = self._rank(allow_auto=False, required=False)
+            kwargs.update(rank=min(m, n) if rank is None else rank, maxiter=maxiter, init_scale=params["init_scale"],
                           step=params["step"], decay=params["decay"] or default_decay(kwargs["rtol"], maxiter))
         return kwargs
 

@@ -134,7 +134,8 @@ def robust_pca_ialm(A, *, lam: float = 0.0, rtol: float = 1e-7, maxiter: int = 1
                    status=status, method="inexact ALM")
 
 
-def robust_pca_subgradient(A, *, rank: int, rtol: float = 1e-7, maxiter: int = 3000, init_scale: float = 1e-3,
+def robust_pca_subgradient(A, *, rank: int | None = None, rtol: float = 1e-7, maxiter: int = 1000,
+                           init_scale: float = 1e-3,
                            step: float = 0.05, decay: float = 0.0, rng: np.random.Generator,
                            callback: Callback = no_callback) -> Result:
     """``minimise ||U V^H - A||_1`` by the sub-gradient method from a small random start.
@@ -148,8 +149,10 @@ def robust_pca_subgradient(A, *, rank: int, rtol: float = 1e-7, maxiter: int = 3
     Parameters
     ----------
     A : (m, n) ndarray or sparse matrix (densified)
-    rank : int
-        Columns of ``U`` and ``V`` (an upper bound on the rank of ``L``).
+    rank : int, optional
+        Columns of ``U`` and ``V``, an upper bound on the rank of ``L``; None: ``min(m, n)`` (Ma and
+        Fattahi's over-parameterised case: the small start keeps the surplus directions small, but
+        they grow slowly, so a tight bound is both faster and more accurate).
     rtol, maxiter : as :func:`robust_pca_ialm`; the run stops early once the certificate's residual
         (checked every 10 steps) meets ``rtol``.
     init_scale : float
@@ -164,6 +167,7 @@ def robust_pca_subgradient(A, *, rank: int, rtol: float = 1e-7, maxiter: int = 3
     """
     D = A.toarray() if sp.issparse(A) else np.asarray(A)
     m, n = D.shape
+    rank = min(m, n) if rank is None else rank
     norm_D = safe_norm(D)
     if norm_D == 0.0:
         return _finish(D, *_empty_factors(D), sp.csr_matrix(D.shape, dtype=D.dtype), lam=None, rtol=rtol,

@@ -149,11 +149,12 @@ SPECS: list[MethodSpec] = [
                constraints=("dense (sparse input densified when small)",)),
     MethodSpec("factorize", "rpca-subgradient", f"{_M}.robust_pca:robust_pca_subgradient",
                "robust PCA by the sub-gradient method on ||U V^H - A||_1 from a small random start with "
-               "geometrically decaying steps (Ma-Fattahi); --rank k bounds rank(L); S = the residual entries "
-               "beyond 5 robust scales",
+               "geometrically decaying steps (Ma-Fattahi); --rank k bounds rank(L) (default min(m, n): "
+               "over-parameterised, slower); S = the residual entries beyond 5 robust scales",
                params=(ParamSpec("init_scale", "float", 1e-3, "size of the random start relative to sqrt(||A||_2)",
                                  low=1e-12, high=1.0),
-                       ParamSpec("step", "float", 0.05, "first step relative to ||A||_2 / ||G||_2", low=1e-6, high=1.0),
+                       ParamSpec("step", "float", 0.05, "first step relative to ||A||_2 / ||G||_2",
+                                 low=1e-6, high=1.0),
                        ParamSpec("decay", "float", 0.0,
                                  "step factor per iteration (0 = the step falls by rtol / 10 over --maxiter)",
                                  low=0.0, high=1.0)),

@@ -53,6 +53,7 @@ import scipy.sparse.linalg
 
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.sketch.exact import numerical_rank, spectral_filter
+from matcli.methods.sketch.regress import factor_sketch
 
 FEATURE_SKETCHES = ("srht", "countsketch", "gaussian")
 #: Sketch sizes q / n that ``sketch_size="auto"`` tries (the seed's psi = q / n in (0, 1]). The end
@@ -157,10 +158,17 @@ class Member:
 
 
 def fit_member(A, b: np.ndarray, sketch: FeatureSketch) -> Member:
-    """SVD of ``A S`` (m x q) and the coordinates of b in its left singular vectors."""
+    """SVD of ``A S`` (m x q) and the coordinates of b in its left singular vectors.
+
+    For m > q through the triangle of ``QR([A S, b])`` and the SVD of its q x q corner
+    (:func:`~matcli.methods.sketch.regress.factor_sketch`): U (m x q) is never formed.
+    """
     AS = sketch.apply(A)
-    U, s, Wt = np.linalg.svd(AS, full_matrices=False)
     m, q = AS.shape
+    if m > q:
+        factor = factor_sketch(AS, b, need_svd=True)
+        return Member(sketch, factor.V, factor.sigma, factor.z, numerical_rank(factor.sigma, m, q))
+    U, s, Wt = np.linalg.svd(AS, full_matrices=False)
     return Member(sketch, Wt.T.copy(), s, U.T @ b, numerical_rank(s, m, q))
 
 

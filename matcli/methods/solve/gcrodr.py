@@ -6,7 +6,8 @@ The solver keeps ``U`` (n, k) and ``C = A U`` with orthonormal columns. For each
 1. ``C`` is recomputed for the current ``A`` (``C R = qr(A U)``, ``U <- U R^{-1}``: k products with
    A, so the identity ``A U = C`` is exact for the new matrix), and the start is projected:
    ``x += U C^H r``, ``r <- (I - C C^H) r``.
-2. Each cycle runs ``m - k`` Arnoldi steps of ``(I - C C^H) A M^{-1}`` (right preconditioning,
+2. Each cycle runs ``m - k`` Arnoldi steps of ``(I - C C^H) A M^{-1}`` (classical Gram-Schmidt
+   against ``[C, V]``, repeated when it cancels; right preconditioning,
    flexible form: ``Z_j = M^{-1} V_j`` is stored, so ``M`` may change between systems), giving
    ``A [U D, Z] = [C, V] G`` with ``G = [[D, B], [0, Hbar]]`` (``D`` scales ``U`` to unit columns).
    The minimal residual correction over ``span(U, Z)`` has the residual estimate of GMRES on the
@@ -35,6 +36,8 @@ from matcli.methods.solve.precond import Preconditioner
 from matcli.methods.solve.system import as_block, finish
 
 _EPS = np.finfo(float).eps
+#: Second Gram-Schmidt pass when the new vector kept less than this share of its norm (DGKS).
+REORTHOGONALIZE = 0.7
 
 
 @dataclass
@@ -52,6 +55,13 @@ class Cost:
     def as_dict(self) -> dict[str, object]:
         return {"matvecs": self.matvecs, "precond_applications": self.precond, "arnoldi_steps": self.steps,
                 "cycles": self.cycles, "vector_flops": self.vector_flops}
+
+
+def _project(basis: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``basis^H w`` without copying ``basis`` (``conj()`` of an array copies it, even a real one)."""
+    if np.iscomplexobj(basis):
+        return (w.conj() @ basis).conj()
+    return basis.T @ w
 
 
 def _givens(a, b):
@@ -172,7 +182,7 @@ class GCRODR:
         replacements = 0
         while True:
             if self.C is not None:
-                y = self.C.conj().T @ r
+                y = _project(self.C, r)
                 x = x + self.U @ y
                 r = r - self.C @ y
                 cost.vector_flops += 6.0 * n * self.C.shape[1]
@@ -232,13 +242,19 @@ class GCRODR:
                 w = np.asarray(A @ Z[:, j])
             cost.matvecs += 1
             basis = Q[:, :k + j + 1]
-            h = basis.conj().T @ w
+            before = float(np.linalg.norm(w))
+            h = _project(basis, w)
             w = w - basis @ h
-            h2 = basis.conj().T @ w
-            w = w - basis @ h2
-            h = h + h2
             hn = float(np.linalg.norm(w))
-            cost.vector_flops += 8.0 * n * (k + j + 1)
+            cost.vector_flops += 4.0 * n * (k + j + 1)
+            if hn < REORTHOGONALIZE * before:
+                # Cancellation: classical Gram-Schmidt lost orthogonality; a second pass restores it
+                # ("twice is enough", Daniel, Gragg, Kaufman & Stewart 1976).
+                h2 = _project(basis, w)
+                w = w - basis @ h2
+                h = h + h2
+                hn = float(np.linalg.norm(w))
+                cost.vector_flops += 4.0 * n * (k + j + 1)
             H[:k + j + 1, j] = h
             H[k + j + 1, j] = hn
             col = np.empty(j + 2, dtype=dtype)
@@ -310,7 +326,7 @@ class GCRODR:
             S[k:k + size, k:] = np.eye(size)
             cost.vector_flops += 2.0 * n * (k + size + 1) * k
         else:
-            S = Vhat.conj().T @ np.hstack([What_U, Wz])
+            S = np.hstack([Vhat.conj().T @ What_U, Vhat.conj().T @ Wz])
             cost.vector_flops += 2.0 * n * (k + size + 1) * (k + size)
         GH = G.conj().T
         try:
@@ -337,8 +353,8 @@ class GCRODR:
         dg = np.abs(np.diag(Rg))
         if not dg.size or dg.min() <= 1e-12 * dg.max():
             return
-        Wfull = np.hstack([What_U, Wz]) if k else Wz
         Rinv = sla.solve_triangular(Rg, np.eye(Rg.shape[0], dtype=Rg.dtype))
-        self.U = np.ascontiguousarray(Wfull @ (P @ Rinv))
+        PR = P @ Rinv
+        self.U = Wz @ PR[k:] + (What_U @ PR[:k] if k else 0)
         self.C = np.ascontiguousarray(Vhat @ Qg)
         cost.vector_flops += 2.0 * n * (k + size) * P.shape[1] * 2

@@ -174,10 +174,12 @@ def run_family(family: str, options: dict, n: int, count: int, seed: int) -> lis
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     best_omega = float(relax.omega_of(hs["best_u"]))
     policies = {
+        "Young-model learner": Plain(relax.SORModelLearner(initial, rtol=RTOL)),
+        "contextual Young-model (matrix features)": Contextual(relax.ContextualSORModelLearner(initial, rtol=RTOL),
+                                                               lambda s: relax.relaxation_features(s.A)),
+        "contextual Young-model (system parameters)": Contextual(
+            relax.ContextualSORModelLearner(initial, rtol=RTOL), parameters(family)),
         "unimodal bandit": Plain(relax.UnimodalOmegaBandit(initial)),
-        "contextual bandit (matrix features)": Contextual(relax.ContextualOmegaBandit(initial),
-                                                          lambda s: relax.relaxation_features(s.A)),
-        "contextual bandit (system parameters)": Contextual(relax.ContextualOmegaBandit(initial), parameters(family)),
         "Tsallis-INF (paper)": Plain(relax.TsallisInf(rng=np.random.default_rng(seed))),
         "previous OmegaBandit": Plain(OmegaBandit(initial=initial)),
         "best fixed omega (hindsight)": Fixed(best_omega),

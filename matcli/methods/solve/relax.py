@@ -19,11 +19,16 @@ Learners (all pure: no clocks, no solves; the caller solves and reports the coun
   neighbours are both worse, so the resolution is fine where it matters and coarse elsewhere.
   Same interface as ``matcli.methods.solve.batch.OmegaBandit`` (``choose()``,
   ``observe(omega, iterations, converged)``, ``best()``).
-* :class:`ContextualOmegaBandit`: the contextual variant. Each system comes with a cheap feature
-  vector (:func:`relaxation_features`, or a known parameter of the system); the arm statistics
-  used by the unimodal rule are kernel-weighted averages over earlier systems with nearby features
-  (Nadaraya-Watson), so systems that need different omegas learn separately while similar ones
-  share their observations.
+* :class:`SORModelLearner`: model-based. Young's theory of SOR turns the one count seen per
+  system into that system's whole cost curve (the Jacobi radius the count implies), so the bandit
+  feedback becomes full information and the learner follows the leader on the imputed totals;
+  counts right of a system's optimum (the branch where they depend on omega alone) are recognised
+  and only bound it. Exact for 5-point discretisations (consistently ordered; Darcy with any
+  coefficients, upwind convection-diffusion), a heuristic elsewhere.
+* :class:`ContextualSORModelLearner`: the contextual variant. Each system comes with a cheap feature
+  vector (:func:`relaxation_features`, or known parameters of the system); the imputed totals weight
+  earlier systems by the similarity of their features (Nadaraya-Watson), so systems that need
+  different omegas get different choices.
 
 Arms live on the coordinate ``u = -log2(2 - omega)`` (``omega = 2 - 2^-u``): the iteration count
 near omega -> 2 grows like ``1 / (2 - omega)``, so equal steps in ``u`` change it by equal factors.
@@ -68,22 +73,22 @@ class TsallisInf:
     At round ``t`` the arm is drawn from ``p_i = 4 / (eta_t (L_i - x))^2`` with ``eta_t = 2 / sqrt(t)``,
     ``L`` the importance-weighted cumulative loss estimates and ``x`` the normaliser (``sum p = 1``,
     found by Newton's method). Losses must lie in [0, 1]: a solve costs
-    ``min(1, iterations / (2 * N_1))`` with ``N_1`` the first system's count (1 when it did not
-    converge). Zimmert & Seldin (JMLR 2021, Thm. 1): pseudo-regret <= ``4 sqrt(K T) + 1`` in these
+    ``min(1, iterations / scale)`` (unconverged: 1). Zimmert & Seldin (JMLR 2021, Thm. 1): pseudo-regret <= ``4 sqrt(K T) + 1`` in these
     loss units, for any loss sequence.
 
     Parameters
     ----------
     omegas : (K,) the arms (default :func:`default_grid` with step 0.25, 27 arms).
     rng : the generator the arms are drawn with (choices are deterministic for a fixed seed).
+    scale : a solve's loss is ``min(1, iterations / scale)``; None: twice the first system's count.
     """
 
-    def __init__(self, omegas=None, *, rng: np.random.Generator):
+    def __init__(self, omegas=None, *, rng: np.random.Generator, scale: float | None = None):
         self.omegas = np.asarray(default_grid(0.25) if omegas is None else omegas, dtype=float)
         self.rng = rng
         self.estimates = np.zeros(self.omegas.size)
         self.t = 1
-        self.scale: float | None = None
+        self.scale = scale
         self._last: tuple[int, float] | None = None
         self.history: list[tuple[float, int]] = []
 
@@ -115,8 +120,8 @@ class TsallisInf:
             raise ValueError("observe() takes the omega of the preceding choose()")
         i, p = self._last
         if self.scale is None:
-            self.scale = 2.0 * max(iterations, 1) if converged else 1.0
-        loss = min(1.0, _loss(iterations, converged) / self.scale) if self.scale > 1 else 1.0
+            self.scale = 2.0 * max(iterations, 1) if converged else None
+        loss = min(1.0, iterations / self.scale) if converged and self.scale else 1.0
         self.estimates[i] += loss / p
         self.t += 1
         self._last = None
@@ -232,29 +237,19 @@ class UnimodalOmegaBandit:
             if self.leader is not None and i <= self.leader:
                 self.leader += 1
 
-    def _statistics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.counts, self.sums, self.squares
-
     def _pick(self) -> int:
-        counts, sums, squares = self._statistics()
-        if not np.any(counts > 0):
+        if not np.any(self.counts > 0):
             return self.first
-        means = self._means(counts, sums)
+        means = self._means(self.counts, self.sums)
         leader = int(np.argmin(means))
-        if self._zoom(counts, means, leader):
-            counts, sums, squares = self._statistics()
-            means = self._means(counts, sums)
+        if self._zoom(self.counts, means, leader):
+            means = self._means(self.counts, self.sums)
             leader = int(np.argmin(means))
-        leads, play_leader = self._leadership(leader, counts)
-        sigma = self._sigma(counts, sums, squares, float(means[leader]))
-        return _unimodal_choice(counts, means, leads, sigma, play_leader)
-
-    def _leadership(self, leader: int, counts: np.ndarray) -> tuple[float, bool]:
-        """(rounds the leader has led, whether OSUB plays it this round)."""
         if leader != self.leader:
             self.leader, self.leads = leader, 0
         self.leads += 1
-        return self.leads, self.leads % self.leader_period == 0
+        sigma = self._sigma(self.counts, self.sums, self.squares, float(means[leader]))
+        return _unimodal_choice(self.counts, means, self.leads, sigma, self.leads % self.leader_period == 0)
 
     def choose(self) -> float:
         """The omega for the next system."""
@@ -282,75 +277,8 @@ class UnimodalOmegaBandit:
         return float(omega_of(self.u[int(np.argmin(means)) if np.isfinite(means).any() else self.first]))
 
 
-class ContextualOmegaBandit(UnimodalOmegaBandit):
-    """The unimodal zooming learner with arm statistics local to each system's features.
-
-    :meth:`choose` takes the system's feature vector ``z`` (d,). The statistics of arm ``i`` for it
-    are sums over earlier systems ``s`` that played ``i``, weighted by
-    ``exp(-|z - z_s|^2 / (2 h^2))`` in features standardised by their spread so far, with bandwidth
-    ``h = bandwidth * T^(-1/(d + 4))`` (Silverman's rate for ``T`` earlier systems). With a constant
-    feature every weight is 1 and the learner is :class:`UnimodalOmegaBandit`.
-    """
-
-    def __init__(self, initial: float | None = None, *, bandwidth: float = 1.0, **kwargs):
-        super().__init__(initial, **kwargs)
-        self.bandwidth = bandwidth
-        self.features: list[np.ndarray] = []
-        self.arms_played: list[float] = []
-        self.losses: list[float] = []
-        self._context: np.ndarray | None = None
-
-    def _statistics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        counts = np.zeros(self.u.size)
-        sums = np.zeros(self.u.size)
-        squares = np.zeros(self.u.size)
-        if not self.features:
-            return counts, sums, squares
-        Z = np.vstack(self.features)
-        spread = Z.std(axis=0)
-        spread = np.where(spread > 1e-12 * np.maximum(np.abs(Z).max(axis=0), 1e-300), spread, np.inf)
-        h = self.bandwidth * len(self.features) ** (-1.0 / (Z.shape[1] + 4))
-        d2 = np.sum(((Z - self._context) / spread) ** 2, axis=1)
-        w = np.exp(-d2 / (2 * h * h))
-        arm = np.array([int(np.argmin(np.abs(self.u - a))) for a in self.arms_played])
-        loss = np.asarray(self.losses)
-        np.add.at(counts, arm, w)
-        np.add.at(sums, arm, w * loss)
-        np.add.at(squares, arm, w * loss * loss)
-        # Arms whose weighted count is negligible count as untried for this context.
-        counts = np.where(counts >= 0.05, counts, 0.0)
-        return counts, np.where(counts > 0, sums, 0.0), np.where(counts > 0, squares, 0.0)
-
-    def _leadership(self, leader: int, counts: np.ndarray) -> tuple[float, bool]:
-        # A leadership streak has no meaning across contexts: the local effective number of
-        # earlier systems takes the place of the round count, and the leader competes by its bound.
-        return float(counts.sum()), False
-
-    def choose(self, context=None) -> float:  # type: ignore[override]
-        """The omega for the next system, whose features are ``context`` (d,)."""
-        self._context = np.atleast_1d(np.asarray(context if context is not None else [0.0], dtype=float))
-        return super().choose()
-
-    def observe(self, omega: float, iterations: int, converged: bool) -> None:
-        if self._context is None:
-            raise ValueError("observe() follows a choose(context)")
-        i = self._record(omega, iterations, converged)
-        self.features.append(self._context)
-        self.arms_played.append(float(self.u[i]))
-        self.losses.append(_loss(iterations, converged) / self.scale)
-
-    def best(self, context=None) -> float:  # type: ignore[override]
-        """The arm of least local mean loss for ``context`` (global means when None)."""
-        if context is None or not self.features:
-            return super().best()
-        self._context = np.atleast_1d(np.asarray(context, dtype=float))
-        counts, sums, _ = self._statistics()
-        means = self._means(counts, sums)
-        return float(omega_of(self.u[int(np.argmin(means))]))
-
-
 def relaxation_features(A) -> np.ndarray:
-    """Cheap features of a square sparse or dense ``A`` for :class:`ContextualOmegaBandit`, (2,).
+    """Cheap features of a square sparse or dense ``A`` for :class:`ContextualSORModelLearner`, (2,).
 
     ``[log10 ||L||_F / ||U||_F, ||A - A^T||_F / ||A + A^T||_F]`` with ``L``, ``U`` the strictly
     lower and upper triangles: how much of the coupling a forward sweep sees already updated, and
@@ -366,3 +294,248 @@ def relaxation_features(A) -> np.ndarray:
     tiny = np.finfo(float).tiny
     skew = norm(A - A.T) / max(norm(A + A.T), tiny)
     return np.array([math.log10(max(lo, tiny) / max(up, tiny)), skew])
+
+
+#: A count at most this much above ``ln(rtol) / ln(omega - 1)`` is taken as right of the optimum
+#: (counts there exceed that asymptotic value by 10-20% on 5-point problems, see
+#: :class:`SORModelLearner`).
+RIGHT_BRANCH_EXCESS = 0.3
+
+
+def sor_rate(omega, mu):
+    """Spectral radius of SOR for a consistently ordered matrix whose Jacobi matrix has real
+    eigenvalues of largest modulus ``mu`` < 1 (Young): ``omega - 1`` from omega* on, else the
+    largest root of ``(lambda + omega - 1)^2 = lambda omega^2 mu^2``. Broadcasts (omega, mu)."""
+    omega, mu = np.broadcast_arrays(np.asarray(omega, dtype=float), np.asarray(mu, dtype=float))
+    optimal = 2.0 / (1.0 + np.sqrt(1.0 - mu * mu))
+    root = omega * mu + np.sqrt(np.maximum(omega * omega * mu * mu - 4.0 * (omega - 1.0), 0.0))
+    return np.where(omega >= optimal, np.abs(omega - 1.0), (root / 2.0) ** 2)
+
+
+def optimal_omega(mu):
+    """Young's ``omega* = 2 / (1 + sqrt(1 - mu^2))`` (broadcasts)."""
+    mu = np.asarray(mu, dtype=float)
+    return 2.0 / (1.0 + np.sqrt(1.0 - mu * mu))
+
+
+class SORModelLearner:
+    """Follow the leader on iteration counts imputed from Young's theory of SOR.
+
+    Model of system ``t`` (Jacobi radius ``mu_t``): ``N_t(omega) = ln(rtol) / ln(sor_rate(omega, mu_t))
+    + e N*_t`` with ``N*_t`` the asymptotic count at ``omega*_t``. The second term is the transient of
+    the SOR matrix's Jordan blocks near and right of omega* (the residual falls like
+    ``k (omega - 1)^k``): measured on 5-point problems, 10-20% of ``N*`` right of the optimum,
+    fading to the left. A count no more than :data:`RIGHT_BRANCH_EXCESS` above
+    ``ln(rtol) / ln(omega - 1)`` lies right of the optimum, where the count depends on omega alone:
+    it gives that system's ``e`` and bounds ``mu_t`` by the radius whose optimum is omega. A larger count is
+    left of the optimum and gives ``mu_t`` (the model solved for it, with ``e`` the mean over the
+    systems seen right of theirs). A system with only a bound takes the mean curve over the estimated
+    distribution of ``mu`` below its bound (:meth:`curves`). Bandit feedback, one count per
+    system, thus becomes the system's whole cost curve, and the learner plays the omega of least
+    imputed total over the systems so far (on a lattice of ``u = -log2(2 - omega)`` in steps of 1/32).
+
+    The model holds for 5-point (and other consistently ordered) discretisations whose Jacobi
+    matrix is similar to a symmetric one: Darcy with any coefficients, upwind convection-diffusion
+    with constant velocity (whose strong non-normality at high Peclet numbers adds transients the
+    model does not have). :attr:`imputation_error` says how well it fits.
+
+    Parameters
+    ----------
+    initial : the first omega (e.g. Young's estimate); None: 1.
+    rtol : the relative residual every solve is run to.
+    step, u_min, u_max : the lattice of candidate omegas in ``u``.
+    probe_every, probe_steps : every ``probe_every``-th system is solved up to ``probe_steps``
+        lattice points left of the leader (1/16 in ``u``: about 4% in ``2 - omega``) when the
+        optimistic reading of the bounds would move left: the exploration that turns bounds into
+        values.
+    """
+
+    def __init__(self, initial: float | None = None, *, rtol: float = 1e-8, step: float = 1.0 / 32,
+                 u_min: float = -0.5, u_max: float = 6.0, probe_every: int = 5, probe_steps: int = 2):
+        self.initial = 1.0 if initial is None or not 0 < initial < 2 else float(initial)
+        self.probe_every, self.probe_steps = probe_every, probe_steps
+        #: total weight of earlier systems below which the next one is solved at ``initial``
+        self.min_weight = 0.0
+        self.log_rtol = math.log(rtol)
+        self.lattice = omega_of(u_min + step * np.arange(int(round((u_max - u_min) / step)) + 1))
+        self.played: list[float] = []
+        self.counts: list[float] = []
+        #: per system: 0 left of its optimum, 1 right of it, 2 did not converge (omega > 1)
+        self.sides: list[int] = []
+        self.errors: list[float] = []
+        self.history: list[tuple[float, int]] = []
+
+    def _asymptotic(self, omega, mu) -> np.ndarray:
+        return self.log_rtol / np.log(np.clip(sor_rate(omega, mu), 1e-300, 1.0 - 1e-15))
+
+    def imputed(self, omega, mu, excess) -> np.ndarray:
+        """Modelled iterations at ``omega`` for Jacobi radii ``mu`` and transients ``excess``
+        (broadcast)."""
+        return self._asymptotic(omega, mu) + np.asarray(excess) * self._asymptotic(optimal_omega(mu), mu)
+
+    def _weights(self) -> np.ndarray:
+        return np.ones(len(self.played))
+
+    def fit(self, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, e) of every system so far under the model; ``weights`` average ``e`` over the systems
+        seen right of their optimum (the value for the others)."""
+        omega = np.asarray(self.played)
+        count = np.asarray(self.counts)
+        side = np.asarray(self.sides)
+        weights = np.ones(omega.size) if weights is None else weights
+        # the radius whose optimum is omega (0 for omega <= 1): mu_t is above it left of the optimum
+        bound = np.where(omega > 1.0, np.sqrt(np.maximum(1.0 - ((2.0 - omega) / omega) ** 2, 0.0)), 0.0)
+        right = np.where(omega > 1.0, self.log_rtol / np.log(np.clip(omega - 1.0, 1e-300, None)), 1.0)
+        own = np.where(side == 1, count / right - 1.0, np.where(side == 2, UNCONVERGED_FACTOR - 1.0, np.nan))
+        seen = side == 1
+        fill = float(np.average(own[seen], weights=weights[seen])) if weights[seen].sum() > 0 else 0.0
+        excess = np.where(np.isnan(own), fill, own)
+        # Left of the optimum: the model's count increases with mu, so bisection on [bound, 1).
+        lo, hi = bound.copy(), np.full(omega.size, 1.0 - 1e-12)
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            above = self.imputed(omega, mid, fill) > count
+            hi, lo = np.where(above, mid, hi), np.where(above, lo, mid)
+        mu = np.where(side == 0, (lo + hi) / 2, bound)
+        return mu, excess
+
+    def curves(self, omegas: np.ndarray, weights: np.ndarray, optimistic: bool = False) -> np.ndarray:
+        """(len(omegas), systems so far): each system's modelled count at each omega.
+
+        A system seen right of its optimum has only an upper bound on ``mu``; its curve is the mean
+        over the distribution of ``mu`` below that bound, the distribution being the nonparametric
+        maximum likelihood estimate from the known values and the bounds (Turnbull's
+        self-consistency iteration for censored data, the systems weighted by ``weights``), whose
+        support is the known values and the bounds (mass at a bound stands for "at most there",
+        which over-states the cost only left of the omega that gave the bound). ``optimistic``: the
+        bound systems take the curve of the least ``mu`` known instead (among systems of weight at
+        least 1e-3 of the largest), the most favourable case for omegas left of the bounds."""
+        mu, excess = self.fit(weights)
+        omegas = np.asarray(omegas, dtype=float)[:, None]
+        C = self.imputed(omegas, mu[None, :], excess[None, :])
+        side = np.asarray(self.sides)
+        censored = np.flatnonzero(side == 1)
+        if censored.size == 0:
+            return C
+        if optimistic:
+            relevant = (side == 0) & (weights >= 1e-3 * weights.max())
+            if relevant.any():
+                low = mu[relevant].min()
+                C[:, censored] = self.imputed(omegas, low, excess[censored][None, :])
+            return C
+        used = side != 2
+        support = np.unique(mu[used])
+        member = mu[censored][:, None] >= support[None, :]                 # (censored, support)
+        exact = np.zeros(support.size)
+        np.add.at(exact, np.searchsorted(support, mu[side == 0]), weights[side == 0])
+        wc = weights[censored]
+        p = np.full(support.size, 1.0 / support.size)
+        for _ in range(200):
+            share = member * p
+            share /= np.maximum(share.sum(axis=1, keepdims=True), 1e-300)
+            new = (exact + wc @ share) / max(exact.sum() + wc.sum(), 1e-300)
+            if np.abs(new - p).max() < 1e-10:
+                p = new
+                break
+            p = new
+        share = member * p
+        share /= np.maximum(share.sum(axis=1, keepdims=True), 1e-300)
+        A = self._asymptotic(omegas, support[None, :])                      # (omegas, support)
+        O = self._asymptotic(optimal_omega(support), support)
+        C[:, censored] = A @ share.T + (share @ O * excess[censored])[None, :]
+        return C
+
+    def _leader(self, probe: bool = False) -> float:
+        if not self.played or self._weights().sum() < self.min_weight:
+            return self.initial
+        w = self._weights()
+        i = int(np.argmin(self.curves(self.lattice, w) @ w))
+        if not probe:
+            return float(self.lattice[i])
+        # Systems whose optimum lies left of the omega they were solved at only bound mu. When the
+        # most favourable case for them puts the best omega further left, a probe a little to the
+        # left tells which have mu in that band (without probes the bounds never tighten).
+        hopeful = int(np.argmin(self.curves(self.lattice, w, optimistic=True) @ w))
+        return float(self.lattice[max(i - self.probe_steps, hopeful) if hopeful < i else i])
+
+    def _probing(self) -> bool:
+        return len(self.played) % self.probe_every == self.probe_every - 1
+
+    def choose(self) -> float:
+        """The omega for the next system."""
+        return self._leader(self._probing())
+
+    def observe(self, omega: float, iterations: int, converged: bool) -> None:
+        """Record a solve with ``omega`` that took ``iterations`` sweeps (``converged``: it reached rtol).
+
+        A solve with omega > 1 that did not converge (stopped, or diverging as strongly nonsymmetric
+        systems can at large omega) is taken as right of its optimum with ``e = UNCONVERGED_FACTOR -
+        1``; with omega <= 1 its count bounds mu from below and is used as if it had converged."""
+        count = float(max(iterations, 1))
+        if self.played:
+            w = self._weights()
+            predicted = float(self.curves(np.array([omega]), w)[0] @ w / w.sum())
+            self.errors.append(abs(predicted - count) / count)
+        # omega* >= 1 for every mu: an omega <= 1 is never right of the optimum
+        right = self.log_rtol / math.log(omega - 1.0) if omega > 1.0 else 0.0
+        side = 2 if not converged and omega > 1.0 else (1 if count <= (1.0 + RIGHT_BRANCH_EXCESS) * right else 0)
+        self.played.append(float(omega))
+        self.counts.append(count)
+        self.sides.append(side)
+        self.history.append((float(omega), int(iterations)))
+
+    @property
+    def imputation_error(self) -> float | None:
+        """Median relative error of the count predicted for the omega played, from the systems before
+        (their mean curve: it includes how much the systems differ; None before two systems)."""
+        return float(np.median(self.errors)) if self.errors else None
+
+    def best(self) -> float:
+        return self._leader()
+
+
+class ContextualSORModelLearner(SORModelLearner):
+    """:class:`SORModelLearner` whose imputed totals weight each earlier system by the similarity of
+    its features to the next system's: ``exp(-|z - z_s|^2 / (2 h^2))`` in features standardised by
+    their spread so far, ``h = bandwidth * T^(-1/(d + 4))`` (Silverman's rate for ``T`` systems).
+    Systems that need different omegas thus get different choices (the instance-optimal policy is
+    the limit), while a constant feature gives :class:`SORModelLearner`. A system whose features are
+    new (total weight of the earlier systems below ``min_weight``: fewer than one similar system) is
+    solved at ``initial``: the choice made for other systems may lie right of its optimum, where its
+    count would only bound its ``mu``.
+    """
+
+    def __init__(self, initial: float | None = None, *, bandwidth: float = 1.0, min_weight: float = 0.5,
+                 **kwargs):
+        super().__init__(initial, **kwargs)
+        self.bandwidth = bandwidth
+        self.min_weight = min_weight
+        self.features: list[np.ndarray] = []
+        self._context: np.ndarray | None = None
+
+    def _weights(self) -> np.ndarray:
+        if self._context is None or not self.features:
+            return np.ones(len(self.played))
+        Z = np.vstack(self.features)
+        # the spread includes the new system, so a first system with other features is told apart
+        spread = np.vstack([Z, self._context]).std(axis=0)
+        spread = np.where(spread > 1e-12 * np.maximum(np.abs(Z).max(axis=0), 1e-300), spread, np.inf)
+        h = self.bandwidth * len(self.features) ** (-1.0 / (Z.shape[1] + 4))
+        d2 = np.sum(((Z - self._context) / spread) ** 2, axis=1)
+        return np.exp(-d2 / (2 * h * h))
+
+    def choose(self, context=None) -> float:  # type: ignore[override]
+        """The omega for the next system, whose features are ``context`` (d,)."""
+        self._context = np.atleast_1d(np.asarray(context if context is not None else [0.0], dtype=float))
+        return self._leader(self._probing())
+
+    def observe(self, omega: float, iterations: int, converged: bool) -> None:
+        if self._context is None:
+            raise ValueError("observe() follows a choose(context)")
+        super().observe(omega, iterations, converged)
+        self.features.append(self._context)
+
+    def best(self, context=None) -> float:  # type: ignore[override]
+        if context is not None:
+            self._context = np.atleast_1d(np.asarray(context, dtype=float))
+        return self._leader()

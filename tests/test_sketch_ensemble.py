@@ -50,6 +50,28 @@ def _tolerance(A) -> float:
     return 100.0 * A.shape[1] * (s[0] / s[-1]) ** 2 * EPS
 
 
+def test_feature_sketches_are_the_documented_matrices():
+    """srht = D C^T R (C the orthonormal DCT-II matrix, orthonormal columns); countsketch one
+    +-sqrt(q/n) per row; and ``apply``/``lift`` agree with the dense S they describe."""
+    import scipy.fft
+
+    n, q = 37, 11
+    rng = np.random.default_rng(3)
+    A, w = rng.standard_normal((50, n)), rng.standard_normal((q, 2))
+    srht = E.draw_sketch("srht", n, q, rng)
+    C = scipy.fft.dct(np.eye(n), axis=0, norm="ortho")
+    S = srht.signs[:, None] * C[srht.rows, :].T
+    np.testing.assert_allclose(srht.dense(), S, atol=10 * EPS)
+    np.testing.assert_allclose(S.T @ S, np.eye(q), atol=10 * n * EPS)
+    count = E.draw_sketch("countsketch", n, q, rng)
+    S2 = np.zeros((n, q))
+    S2[np.arange(n), count.buckets] = count.signs * np.sqrt(q / n)
+    assert np.array_equal(count.dense(), S2)
+    for sketch, dense in ((srht, S), (count, S2)):
+        np.testing.assert_allclose(sketch.apply(A), A @ dense, atol=100 * n * EPS * np.abs(A).max())
+        np.testing.assert_allclose(sketch.lift(w), dense @ w, atol=100 * n * EPS * np.abs(w).max())
+
+
 @pytest.mark.parametrize("kind", E.FEATURE_SKETCHES)
 @pytest.mark.parametrize("rank", [None, 12])
 def test_ensemble_gcv_matches_the_dense_smoother(kind, rank):

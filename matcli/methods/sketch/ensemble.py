@@ -89,12 +89,7 @@ class FeatureSketch:
             return np.eye(self.n)
         if self.kind == "gaussian":
             return self.gauss
-        if self.kind == "countsketch":
-            S = np.zeros((self.n, self.q))
-            S[np.arange(self.n), self.buckets] = self.signs * math.sqrt(self.q / self.n)
-            return S
-        C = scipy.fft.dct(np.eye(self.n), axis=0, norm="ortho")
-        return self.signs[:, None] * C[self.rows, :].T
+        return self.lift(np.eye(self.q))
 
     def apply(self, A) -> np.ndarray:
         """``A S`` as a dense (m, q) float64 array, A dense or scipy.sparse of shape (m, n)."""
@@ -113,7 +108,16 @@ class FeatureSketch:
         """``S w`` for w of shape (q,) or (q, L)."""
         if self.kind == "identity":
             return w
-        return self.dense() @ w
+        if self.kind == "gaussian":
+            return self.gauss @ w
+        if self.kind == "countsketch":
+            scale = self.signs * math.sqrt(self.q / self.n)
+            return (scale[:, None] * w[self.buckets]) if w.ndim == 2 else scale * w[self.buckets]
+        # srht: D C^T places w on the kept DCT rows and transforms back (C^T = C^-1: the inverse DCT)
+        placed = np.zeros((self.n,) + w.shape[1:])
+        placed[self.rows] = w
+        signs = self.signs[:, None] if w.ndim == 2 else self.signs
+        return signs * scipy.fft.idct(placed, axis=0, norm="ortho")
 
 
 def draw_sketch(kind: str, n: int, q: int, rng: np.random.Generator) -> FeatureSketch:

@@ -82,6 +82,22 @@ def test_blocked_als_gives_the_local_factors_bit_for_bit_for_any_blocking(inner,
         assert blocked.info["blocks"]["row_blocks"] == len(ranges[0])
 
 
+def test_rows_and_columns_without_entries_and_blocks_without_entries():
+    """Empty rows and columns (zero factors, bias-only) and blocks of empty rows only: still bitwise."""
+    m, n = 80, 70
+    rows, cols, values = _low_rank_entries(m, n, 2, 0.3, 0.1, seed=6)
+    keep = (rows % 7 != 3) & (rows < 60) & (cols % 5 != 1)
+    rows, cols, values = rows[keep], cols[keep], values[keep]
+    options = dict(rank=2, reg=0.1, bias=True, inner="cg", maxiter=10, rtol=0.0)
+    local = als(rows, cols, values, (m, n), rng=np.random.default_rng(2), **options)
+    ranges = ([(0, 3), (3, 60), (60, 70), (70, m)], [(0, 1), (1, 2), (2, n)])
+    blocked = als_blocks(InProcessBlocks(rows, cols, values, (m, n), ranges), entry_set(rows, cols, values, (m, n)),
+                         rng=np.random.default_rng(2), **options)
+    assert local.info["empty_rows"] == blocked.info["empty_rows"] > 20
+    for key in local.outputs:
+        assert np.array_equal(blocked.outputs[key], local.outputs[key]), key
+
+
 def test_interpolating_blocked_als_stops_where_the_local_kernel_does():
     """Exactly rank-3 data (3 + a rank-2 product), no ridge: both interpolate and stop on the same
     sweep by ``atol``."""

@@ -104,6 +104,8 @@ class DaskBlocks:
         self.backend, self.ranges = backend, ranges
         # The backend's client: the blocks must stay on the workers as futures between half-steps.
         client = self._client = backend._client
+        # One task each for the reference (arrays of the Python API travel inside it) and the mask.
+        source = client.submit(_shared_value, source, pure=False)
         mask = client.submit(_shared_value, train_bits, pure=False) if train_bits is not None else None
         self.blocks = [[client.submit(load_block, source, mask, entries, axis, a, b, pure=False) for a, b in ranges[axis]]
                        for axis in (0, 1)]

@@ -136,14 +136,18 @@ def robust_pca_ialm(A, *, lam: float = 0.0, rtol: float = 1e-7, maxiter: int = 1
 
 def robust_pca_subgradient(A, *, rank: int | None = None, rtol: float = 1e-7, maxiter: int = 1000,
                            init_scale: float = 1e-3,
-                           step: float = 0.05, decay: float = 0.0, rng: np.random.Generator,
+                           step: float = 0.5, decay: float = 0.0, rng: np.random.Generator,
                            callback: Callback = no_callback) -> Result:
     """``minimise ||U V^H - A||_1`` by the sub-gradient method from a small random start.
 
     Each step moves ``U`` and ``V`` along ``-G V`` and ``-G^H U`` with ``G = sign(U V^H - A)``
     (the complex sign ``z / |z|`` for complex data), the step normalised by ``||G||_2`` and decaying
-    geometrically: ``eta_t = step ||A||_2 decay^t / ||G||_2`` (Ma and Fattahi's schedule; the
-    sub-gradient of the l1 loss does not shrink near the solution, so only a decaying step converges).
+    geometrically: ``eta_t = step decay^t / ||G||_2`` (Ma and Fattahi's schedule; the sub-gradient of
+    the l1 loss does not shrink near the solution, so only a decaying step converges). With balanced
+    factors ``||V||_2^2 ~ ||L||_2``, a step changes ``L`` by about ``2 step decay^t ||L||_2``: ``step``
+    is a relative change, independent of the scale of ``A``. A direction of ``L`` with singular value
+    ``s_i`` grows from the small start at a rate about ``step s_i / s_1`` per step, so weak
+    directions (``s_i << s_1``) need more iterations: the status says when ``maxiter`` was too few.
     ``decay = 0`` chooses :func:`default_decay`.
 
     Parameters
@@ -159,7 +163,7 @@ def robust_pca_subgradient(A, *, rank: int | None = None, rtol: float = 1e-7, ma
         Entries of the start ``U_0``, ``V_0`` are ``N(0, 1)`` times ``init_scale sqrt(||A||_2 / k)``
         divided by ``sqrt(m)``, ``sqrt(n)`` (small initialisation).
     step : float
-        ``eta_0`` relative to ``||A||_2``.
+        ``eta_0 ||G||_2``: the first step's relative change of ``L``.
 
     Returns
     -------
@@ -184,7 +188,7 @@ def robust_pca_subgradient(A, *, rank: int | None = None, rtol: float = 1e-7, ma
     V = _gaussian(rng, (n, rank), X.dtype) * size / np.sqrt(n)
     history: list[float] = []
     status = Status.DIVERGED_MAX_IT
-    eta = step * two_norm
+    eta = step
     g_norm = 1.0
     for it in range(1, maxiter + 1):
         R = U @ V.conj().T - X

@@ -346,11 +346,12 @@ class Job(FamilyJob):
         converged, scored on the held-out entries the training split determines; the table's
         ``score`` of those rows is that RMSE).
 
-        The candidate fits are independent, so they run through the backend, each with its own
-        generator spawned from the job's: a candidate's score does not depend on which others ran
-        or where. Ranks go in rounds of ``backend.parallelism``; the stopping rule reads the scores
-        in rank order, and fits of a round past the stop (``after_stop`` in the table) are not used,
-        so every backend selects the same rank.
+        The candidate fits are independent, each with its own generator spawned from the job's: a
+        candidate's score does not depend on which others ran or where. Under distributed ALS they
+        run one after another, each over all the workers' blocks; otherwise they run through the
+        backend side by side, ranks in rounds of ``backend.parallelism``. The stopping rule reads
+        the scores in rank order, and fits of a round past the stop (``after_stop`` in the table)
+        are not used, so every backend selects the same rank.
         """
         m, n = self.observed.shape
         p = self.resolved_params

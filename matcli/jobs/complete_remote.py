@@ -1,6 +1,9 @@
-"""The validation fits of ``complete --rank auto`` / ``--reg auto`` as a parallel backend's workers
-get them: the observed entries by reference, the split as a bit mask.
+"""``complete`` on a parallel backend's workers: the entries by reference, the split as a bit mask.
 
+Two modes. **Distributed ALS** (als, als-exact): :class:`DaskBlocks` keeps the user blocks and
+item blocks of the training entries on the workers (futures of :func:`load_block` tasks that read
+the input themselves) and runs the half-steps of :mod:`matcli.methods.complete.als_blocks` over
+them. **Parallel validation fits** (the other methods under ``--rank auto`` / ``--reg auto``):
 :class:`FitSource` is :class:`matcli.jobs.complete.FitTask` with the data replaced by what a worker
 needs to rebuild it: a reference to the observed-entries input (read by the worker, once per
 worker and job, see :mod:`matcli.backends.refs`; the digest covers the entries and the shape), the

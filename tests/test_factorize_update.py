@@ -246,7 +246,7 @@ def test_update_needs_exactly_one_modification():
 # ---------------------------------------------------------------- the auto choice
 def _problem(**kw):
     base = dict(m=20000, n=3000, nnz=300_000, p=150, length=20000, nnz_appended=15_000, k=10, rank=10, l=30,
-                power_iters=2)
+                power_iters=1)
     return update_cost.Problem(**{**base, **kw})
 
 

@@ -481,7 +481,7 @@ class Job(FamilyJob):
         nnz = (int(A.nnz) if sp.issparse(A) else A.size) + nnz_E if sparse else new_m * new_n
         problem = update_cost.Problem(m=new_m, n=new_n, nnz=nnz, p=p, length=n if rows else m,
                                       nnz_appended=nnz_E, k=int(self.previous["s"].size), rank=rank, l=complement,
-                                      power_iters=2 if opts.power_iters is None else opts.power_iters,
+                                      power_iters=1 if opts.power_iters is None else opts.power_iters,
                                       sparse=sparse)
         method, reason, estimates = update_cost.choose(problem)
         self.problem_info["update_cost"] = {**estimates, "chosen": method}
@@ -501,7 +501,7 @@ class Job(FamilyJob):
                 "rows": self.appended if opts.append_rows else None,
                 "cols": self.appended if opts.append_cols else None,
                 "rank": rank, "complement_rank": params["complement_rank"],
-                "power_iters": 2 if opts.power_iters is None else opts.power_iters, "tol": self._tol(0.0)}
+                "power_iters": 1 if opts.power_iters is None else opts.power_iters, "tol": self._tol(0.0)}
 
     def _setup_recompute(self, rank: int) -> dict[str, Any]:
         """The fresh SVD of the new matrix (``self.A`` already holds it) that auto chose over the update:

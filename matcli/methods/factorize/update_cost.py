@@ -71,8 +71,9 @@ def update_cost(P: Problem) -> float:
         cost += 2 * 4.0 * P.length * P.k * P.p + 6.0 * P.length * P.p**2          # two projections, QR
     else:
         products = 1 + 2 * P.power_iters
-        cost += products * 2.0 * P.nnz_appended * l * block + (1 + P.power_iters) * (
-            8.0 * P.length * P.k * l + 6.0 * P.length * l**2)
+        # per power iteration one projection and an LU; at the end orth_against (two projections, CholQR2)
+        cost += products * 2.0 * P.nnz_appended * l * block + P.power_iters * (
+            4.0 * P.length * P.k * l + 2.0 * P.length * l**2) + 8.0 * P.length * P.k * l + 6.0 * P.length * l**2
     cost += 2.0 * P.nnz_appended * l * block                                    # Q^H C
     a, b = P.k + l, P.k + P.p
     cost += _svd_flops(a, b) * (SMALL_SVD if min(a, b) < 500 else LARGE_SVD)

@@ -22,7 +22,7 @@ Contenders, side by side in one run, interleaved, ``REPEAT`` runs each (best tim
   scikit-learn's RidgeCV is used instead when installed (it is not a dependency).
 
 Accuracy column: held-out mean squared error of each answer (recomputed here) and, for matcli, its
-GCV estimate of that error. For the ensembles, ``extra`` also gives the naive estimate (the mean of
+GCV estimate of that error (a row sketch's GCV scaled by d / m to a per-row error). For the ensembles, ``extra`` also gives the naive estimate (the mean of
 the members' own GCVs at the chosen point) and the members' mean held-out error: the seed's point
 is that the ensemble's GCV tracks the ensemble's error and the naive one does not.
 
@@ -183,8 +183,12 @@ def run_workload(name: str, A, y, X_test, y_test, contenders, lams, directory: P
         seconds, rep, x = best[label]
         mse = float(np.mean((y_test - X_test @ x) ** 2))
         estimate = rep["metrics"].get("gcv")
-        if estimate is None:  # d RSS / (d - df)^2 on d sketch rows (or m): a mean squared error too
+        if estimate is None:
+            # d RSS_S / (d - df)^2 on the d rows of a row sketch (||S r|| ~ ||r||): a mean squared error per
+            # sketched row, about m / d times one per row of A; exact GCV (lapack): d = m
             estimate = rep["info"].get("ridge_auto", {}).get("gcv")
+            if estimate is not None:
+                estimate *= rep["info"]["gcv_curve"]["sketch_sizes"][0] / A.shape[0]
         extra = {"inner_s": inner_seconds(rep), "lambda": rep["params"].get("ridge"), "status": rep["status"]["reason"],
                  "method": rep["method"], "gcv_estimate": estimate, "test_mse": mse}
         if rep["method"] == "ridge-ensemble":

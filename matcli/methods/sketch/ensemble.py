@@ -28,11 +28,15 @@ Sketches (``E[S S^T] = I``, so lam means the same for every kind and size):
 srht
     ``S = D C^T R``: random signs D, the orthonormal DCT-II C and q of its rows chosen uniformly
     without replacement; S has orthonormal columns, and with q = n every member is the exact ridge
-    solution. Applied to a dense A as a DCT of its rows (O(m n log n)).
+    solution. S (n x q) is built by inverse DCTs and A S formed by one product: for 20000 x 500,
+    q = 125 on one thread the GEMM took 0.35 s, a DCT of every row of A (O(m n log n) flops, but
+    strided passes and a copy) 1.4-2.1 s (loaded machine).
 countsketch
-    Each feature goes to one of q buckets with a random sign, scaled by sqrt(q/n). Cost O(nnz(A)).
+    Each feature goes to one of q buckets with a random sign, scaled by sqrt(q/n). Sparse A:
+    O(nnz(A)); dense A: the same product as srht (0.35 s above, against 0.78 s for scipy's
+    dense-times-sparse product).
 gaussian
-    i.i.d. N(0, 1/n) entries. Cost O(m n q).
+    i.i.d. N(0, 1/n) entries. Cost O(m n q) (O(nnz(A) q) for sparse A).
 
 Ensemble vs the exact ridge. For an orthonormal S (srht) the member is the Galerkin projection of
 ``(A^T A + lam I) x = A^T b`` on range(S): with ``H = A^T A + lam I`` and P the orthogonal projector on
@@ -95,14 +99,12 @@ class FeatureSketch:
         """``A S`` as a dense (m, q) float64 array, A dense or scipy.sparse of shape (m, n)."""
         if self.kind == "identity":
             return np.asarray(A.toarray() if sp.issparse(A) else A, dtype=np.float64)
-        if self.kind == "srht" and not sp.issparse(A):
-            return scipy.fft.dct(A * self.signs[None, :], axis=1, norm="ortho")[:, self.rows]
-        if self.kind == "countsketch":
+        if self.kind == "countsketch" and sp.issparse(A):
             S = sp.csr_matrix((self.signs * math.sqrt(self.q / self.n), (np.arange(self.n), self.buckets)),
                               shape=(self.n, self.q))
-            return np.asarray((A @ S).toarray() if sp.issparse(A) else A @ S, dtype=np.float64)
-        out = A @ self.dense()
-        return np.asarray(out, dtype=np.float64)
+            return (A @ S).toarray()
+        # a dense A times the explicit S: one GEMM beats a DCT of every row (module docstring)
+        return np.asarray(A @ self.dense(), dtype=np.float64)
 
     def lift(self, w: np.ndarray) -> np.ndarray:
         """``S w`` for w of shape (q,) or (q, L)."""

@@ -11,7 +11,9 @@ scheme Dask can use here, a port), then one Dask handshake and an ``identity`` r
 inside :func:`asyncio.wait_for` (``distributed.Client(timeout=...)`` bounds the TCP connect but
 not the handshake, so a port that accepts and never speaks held it for ever), and only then is
 the client created, in a thread that is abandoned if the deadline passes. Once connected, every
-worker must import the matcli version of this process (:func:`_check_workers`).
+worker must import the matcli version of this process (:func:`_check_workers`), and every task
+checks it again where it runs (:class:`VersionedTask`), so a worker that joins later with another
+matcli, or none, fails the run with one line instead of computing with other code.
 
 Tasks travel through the task graph, never ``client.scatter``: each item and each shared value
 is an argument of a task the scheduler keeps, so the tasks a lost worker held are recomputed by
@@ -42,6 +44,9 @@ CONNECT_DEADLINE_S = 20.0
 PROBE_TIMEOUT_S = 10.0
 #: Seconds to wait for a first worker when the scheduler has none yet.
 WORKER_WAIT_S = 5.0
+#: Seconds a running map may see a cluster without workers before it fails (Dask itself waits
+#: for ever for a worker to come back).
+NO_WORKERS_S = 20.0
 INSTALL_HINT = "pip install 'matcli[dask]'"
 #: Schemes a scheduler address may have (others: a one-line error before any connection).
 SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
@@ -225,6 +230,45 @@ def _check_workers(client: Any, address: str) -> None:
                            f"{'; '.join(other)}; install the same version everywhere")
 
 
+#: Start of the message a :class:`VersionedTask` raises on a worker with another matcli version.
+VERSION_MISMATCH = "matcli version mismatch on this Dask worker"
+
+
+class VersionedTask:
+    """``fn`` as sent to the workers: before running, the worker's matcli must be ``version``.
+
+    The connect check sees only the workers present then; a worker that joins afterwards (an
+    autoscaling deployment, a restarted node) gets tasks without it. Such a worker without matcli
+    cannot even unpickle this wrapper (ImportError); one with another version raises
+    :data:`VERSION_MISMATCH`. :meth:`DaskBackend._map` turns both into a :class:`BackendError`.
+    """
+
+    def __init__(self, fn: Callable[..., Any], version: str):
+        self.fn = fn
+        self.version = version
+        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import matcli
+
+        found = getattr(matcli, "__version__", "unknown")
+        if found != self.version:
+            raise RuntimeError(f"{VERSION_MISMATCH}: it has {found}, the client {self.version}")
+        return self.fn(*args, **kwargs)
+
+
+def _worker_code_error(error: BaseException, address: str) -> BackendError | None:
+    """A :class:`BackendError` when a task failed because its worker lacks this matcli version."""
+    from matcli import __version__
+
+    text = " ".join(str(error).split())
+    if isinstance(error, ImportError) and "matcli" in text or text.startswith(VERSION_MISMATCH):
+        return BackendError(f"a Dask worker of {address} cannot run matcli {__version__} tasks ({text[:160]}); it "
+                            f"probably joined after the version check: install matcli {__version__} on every "
+                            "worker")
+    return None
+
+
 class DaskBackend(Backend):
     """:meth:`map` through a ``distributed.Client``; ``parallelism`` = worker threads of the cluster.
 
@@ -300,8 +344,11 @@ class DaskBackend(Backend):
     def _map(self, fn: Callable[..., Any], items: list[Any], shared: dict[str, Any]) -> list[Any]:
         from distributed import KilledWorker, as_completed
 
+        from matcli import __version__
+
         client = self._client
         task_error: BaseException | None = None
+        watchdog = _NoWorkerWatch(client, NO_WORKERS_S)
         try:
             # Each shared value is one task of the graph (sent once to each worker that needs it,
             # and recomputed like any task if the worker holding it is lost); each item is an
@@ -311,7 +358,8 @@ class DaskBackend(Backend):
                 # their only way to the workers, not something the user can act on.
                 warnings.filterwarnings("ignore", message="Sending large graph")
                 sent = {key: client.submit(_shared_value, value, pure=False) for key, value in shared.items()}
-                futures = client.map(fn, items, pure=False, **sent)
+                futures = client.map(VersionedTask(fn, __version__), items, pure=False, **sent)
+            watchdog.start(futures)
             done = 0
             for future in as_completed(futures, loop=client.loop):
                 if future.status == "cancelled":
@@ -320,7 +368,7 @@ class DaskBackend(Backend):
                     error = future.exception()
                     if isinstance(error, KilledWorker):
                         raise error
-                    task_error = error
+                    task_error = _worker_code_error(error, self.address) or error
                     client.cancel(futures)
                     break
                 done += 1
@@ -329,12 +377,19 @@ class DaskBackend(Backend):
             if task_error is None:
                 return client.gather(futures)
         except (KilledWorker, CancelledError, TimeoutError, OSError) as exc:
+            if watchdog.fired:
+                raise BackendError(f"the Dask cluster at {self.address} had no workers for {NO_WORKERS_S:.0f} s "
+                                   f"while running {fn.__name__} (they were stopped, or the workers that joined "
+                                   "cannot run matcli tasks: see their logs); retry, or use --backend local") \
+                    from None
             if client.status != "running":
                 raise BackendError(f"lost the connection to the Dask scheduler at {self.address} while running "
                                    f"{fn.__name__}; check the scheduler, then retry (or use --backend local)") from None
             reason = " ".join(str(exc).split())[:200] or "no detail"
             raise BackendError(f"the Dask cluster at {self.address} failed while running {fn.__name__} "
                                f"({type(exc).__name__}: {reason}); retry, or use --backend local") from None
+        finally:
+            watchdog.stop()
         raise task_error  # the task's own exception, unchanged
 
     def describe(self) -> dict[str, Any]:
@@ -359,6 +414,48 @@ class DaskBackend(Backend):
         for name, level in self._log_levels.items():
             logging.getLogger(name).setLevel(level)
         self._log_levels = {}
+
+
+class _NoWorkerWatch:
+    """A thread that cancels ``futures`` once the cluster has had no worker for ``seconds``.
+
+    A task whose workers all left waits in Dask for a new one; so does a task no worker can
+    even unpickle (a worker that joined without matcli closes its connection). Cancelling makes
+    the waiting map end; :attr:`fired` tells it why.
+    """
+
+    def __init__(self, client: Any, seconds: float):
+        self.client = client
+        self.seconds = seconds
+        self.fired = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, futures: list[Any]) -> None:
+        self._thread = threading.Thread(target=self._run, args=(futures,), daemon=True, name="matcli-no-workers")
+        self._thread.start()
+
+    def _run(self, futures: list[Any]) -> None:
+        empty_since = None
+        while not self._stop.wait(1.0):
+            try:
+                workers = len(self.client.nthreads())
+            except Exception:  # noqa: BLE001 - a lost scheduler is the map's own error to report
+                return
+            if workers:
+                empty_since = None
+                continue
+            empty_since = empty_since or time.monotonic()
+            if time.monotonic() - empty_since >= self.seconds:
+                self.fired = True
+                with contextlib.suppress(Exception):
+                    self.client.cancel(futures)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 def _silence_logs() -> dict[str, int]:

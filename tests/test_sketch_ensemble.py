@@ -299,3 +299,16 @@ def test_certified_status_is_about_the_members_not_the_full_ridge_problem():
     checks = outcome.report["certificate"]["checks"]
     assert outcome.status == "converged_direct" and [c["check"] for c in checks] == ["member_normal_residual"]
     assert outcome.metrics["full_ridge_normal_residual"] > checks[0]["limit"]
+
+
+def test_nan_in_a_mapped_hdf5_matrix_is_blamed_on_its_row(tmp_path):
+    import h5py
+
+    from matcli.core.errors import InputError
+
+    A, b = _problem(m=300, n=12, seed=15)
+    A[123, 4] = np.inf
+    with h5py.File(tmp_path / "p.h5", "w") as fh:
+        fh["A"], fh["b"] = A, b
+    with pytest.raises(InputError, match="row 124"):
+        matcli.sketch_regress(f"{tmp_path}/p.h5:/A", f"{tmp_path}/p.h5:/b", ensemble=2)

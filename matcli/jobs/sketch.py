@@ -341,7 +341,8 @@ class Job(FamilyJob):
     def _setup_ensemble(self, m: int, n: int, options) -> None:
         """``--ensemble K >= 2``: the average of K ridge solutions on feature sketches of A held in
         memory (:mod:`matcli.methods.sketch.ensemble`), lambda and q chosen by the ensemble's GCV."""
-        from matcli.methods.sketch.ensemble import FEATURE_SKETCHES
+        from matcli.io.guard import check_allocation
+        from matcli.methods.sketch.ensemble import FEATURE_SKETCHES, lambda_count, size_grid
 
         K = int(options.ensemble)
         refused = next((why for bad, why in (
@@ -367,12 +368,10 @@ class Job(FamilyJob):
                                      "srht (orthonormal columns: q = n gives the exact ridge)"))
         else:
             self.choice_reason = f"--ensemble {K}: ridge ensemble on {sketch} feature sketches"
-        from matcli.io.guard import check_allocation
-        from matcli.methods.sketch.ensemble import lambda_count, size_grid
-
         q_max = max(size_grid(n, K, options.sketch_size))
         lams = lambda_count() if options.ridge == "auto" else 1
-        # A S, its U and gesdd's copy (m x q each), and the fitted values of every lambda with their residuals
+        # A S, the copy [A S, b] its QR works in and a third m x q for slack, and the fitted values of every
+        # lambda with their residuals
         check_allocation(None, 8 * m * (EXACT_BYTES_PER_ENTRY * q_max + 2 * lams),
                          f"the ridge ensemble's sketches of the {m}x{n} A (q up to {q_max})")
         self.method = "ridge-ensemble"
@@ -516,7 +515,7 @@ class Job(FamilyJob):
                                                         **self.kernel_options))
             if "sketch_size" in result.metrics:
                 self.resolved_params["sketch_size"] = int(result.metrics["sketch_size"])
-            return result
+            return self._blame_mapped_input(result)
         spec = get_spec("sketch", self.method)
         kernel = spec.load()
         if self.remote is not None:
@@ -541,8 +540,12 @@ class Job(FamilyJob):
             result.info["passes_over_file"] = problem.passes
             return self._publish_ridge(result)
         result = self._publish_ridge(kernel(self.A, self.b, rng=self.rng, callback=callback, **self.kernel_options))
+        return self._blame_mapped_input(result)
+
+    def _blame_mapped_input(self, result: Result) -> Result:
+        """A mapped matrix was not scanned when read: when the kernel met NaN/Inf, find out whether
+        the input is at fault (InputError naming the row)."""
         if self.mapped and result.status == Status.DIVERGED_NAN:
-            # a mapped matrix was not scanned when read: find out whether the input is at fault
             row = hdf5_rows.first_nonfinite_row(self.A)
             if row is not None:
                 raise InputError(self.a_file, f"matrix row {row + 1} contains NaN or Inf values")

@@ -44,8 +44,8 @@ TRIPLET_FLOOR = math.sqrt(float(np.finfo(np.float64).eps))
 def default_complement_rank(p: int, rank: int) -> int:
     """Columns of the complement for ``p`` appended vectors: all ``p`` (exact) while ``p <= 2 l`` with
     ``l = 2 rank + 10``, else the randomized ``l``. Below ``2 l`` the dense block is no larger than twice
-    the randomized one, and one thin QR of it costs less than the randomized finder's three (two power
-    iterations)."""
+    the randomized one, and its one thin QR costs about what the randomized finder's products and two
+    orthonormalisations (one power iteration) cost, without its approximation."""
     l = 2 * rank + 10
     return p if p <= 2 * l else l
 
@@ -190,9 +190,8 @@ def lowrank_update(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, X, Y, *, rank: 
 class LowRankModified:
     """``A + X Y^H`` as an operator for the metrics: products, adjoint and (small cases only) dense form.
 
-    ``A`` (m x n) dense or sparse, ``X`` (m x q), ``Y`` (n x q); never forms the m x n sum except
-    through ``__array__`` (which :func:`~matcli.methods.factorize.metrics.low_rank_error` uses only
-    for matrices of at most ``EXACT_ENTRIES`` entries).
+    ``A`` (m x n) dense or sparse, ``X`` (m x q), ``Y`` (n x q); the m x n sum is formed only by
+    ``__array__``, which :meth:`frobenius_norm` calls for small matrices whose norm cancels.
     """
 
     def __init__(self, A, X, Y):

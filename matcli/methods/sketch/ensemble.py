@@ -23,7 +23,7 @@ Sketch-size tuning: the seed shows that, for large ensembles, tuning q alone (do
 reaches the optimal ridge risk; ``sketch_size="auto"`` minimises GCV jointly over lam (including 0)
 and q on :data:`SIZE_FRACTIONS` of n.
 
-Sketches (``E[S S^T] = I``, so lam means the same for every kind and size):
+Sketches (``E[S^T S] = I_q``, so lam means the same for every kind and size):
 
 srht
     ``S = D C^T R``: random signs D, the orthonormal DCT-II C and q of its rows chosen uniformly
@@ -151,12 +151,11 @@ class Member:
         return np.stack([spectral_filter(self.s, self.rank, float(lam)) for lam in lams], axis=1)
 
     def dof(self, lams: np.ndarray) -> np.ndarray:
-        """(L,) tr(L_k) = sum_i s_i^2 / (s_i^2 + lam); the rank at lam = 0."""
-        s2 = (self.s[: self.rank] ** 2)[:, None]
-        lams = np.asarray(lams, dtype=np.float64)[None, :]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.where(lams > 0, s2 / (s2 + np.where(lams > 0, lams, 1.0)), 1.0)
-        return ratio.sum(axis=0)
+        """(L,) tr(L_k) = sum_i s_i^2 / (s_i^2 + lam) (the filters' own sums); the rank at lam = 0."""
+        s2 = (self.s**2)[:, None]
+        lams = np.asarray(lams, dtype=np.float64)
+        ratio = (s2 / (s2 + np.where(lams > 0, lams, 1.0)[None, :])).sum(axis=0)
+        return np.where(lams > 0, ratio, float(self.rank))
 
     def coefficients(self, lams: np.ndarray) -> np.ndarray:
         """(n, L) ``S w(lam)`` for every lam."""
@@ -209,7 +208,8 @@ def lambda_grid(A) -> np.ndarray:
 
 def size_grid(n: int, ensemble: int, sketch_size: int | str | None) -> list[int]:
     """Sketch sizes to try: the given one, ``auto``'s :data:`SIZE_FRACTIONS` of n, or by default
-    ceil(n / K) (the seed's choice: K members cost about one exact solve of the q = n/K problem each)."""
+    ceil(n / K), as the seed's ensemble trick shares the n features out among K members (K QRs of
+    m x n/K cost 1/K of one of m x n)."""
     if sketch_size == "auto":
         return sorted({max(1, int(round(f * n))) for f in SIZE_FRACTIONS})
     if sketch_size is None:

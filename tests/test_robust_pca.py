@@ -273,3 +273,12 @@ def test_complete_robust_with_its_defaults_recovers_the_fully_observed_problem()
     if "row_bias" in a:
         L_hat = L_hat + a["mu"] + a["row_bias"][:, None] + a["col_bias"][None, :]
     assert relative(L_hat, L) < TARGET
+
+
+def test_sparse_input_beyond_the_dense_limit_is_refused(cli, tmp_path):
+    """Robust PCA is dense: a sparse matrix of more than 25e6 entries (6000 x 5000) is refused before
+    anything is allocated for it."""
+    big = sp.coo_matrix(([1.0, 2.0], ([0, 5999], [0, 4999])), shape=(6000, 5000))
+    scipy.io.mmwrite(str(tmp_path / "big.mtx"), big)
+    res = cli(["factorize", tmp_path / "big.mtx", "--kind", "rpca", "-o", tmp_path / "f.h5", "--quiet"])
+    assert res.exit_code == 2 and "densifies" in res.stderr

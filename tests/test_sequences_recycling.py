@@ -256,3 +256,20 @@ def test_auto_switch_off_on_unrelated_systems(cli, tmp_path):
     systems = report["info"]["systems"]
     assert all(not s["recycled"] and s["recycled_dim"] == 0 for s in systems[2 * PROBE_PAIRS + 1:])
     assert all(s["relative_residual"] <= RTOL for s in systems)
+
+
+def test_gcrodr_with_a_preconditioner_changing_per_system():
+    """Right preconditioning in flexible form (Z = M^-1 V kept): M may change between systems and
+    A U = C still holds for each new matrix."""
+    from matcli.methods.solve.precond import jacobi
+
+    systems = list(sequence("convdiff", 20, 4, np.random.default_rng(13), peclet_min=50.0, peclet_max=500.0))
+    plain, preconditioned = GCRODR(m=30, k=6), GCRODR(m=30, k=6)
+    for s in systems:
+        M = jacobi(s.A)
+        result = preconditioned.solve(s.A, s.b, M=M, rtol=RTOL)
+        assert result.status.converged and relres(s.A, result.outputs["x"], s.b) <= RTOL
+        assert result.info["cost"]["precond_applications"] == result.info["cost"]["arnoldi_steps"]
+        U, C = preconditioned.U, preconditioned.C
+        assert np.linalg.norm(s.A @ U - C) <= 1e-10 * np.linalg.norm(C)
+        assert plain.solve(s.A, s.b, rtol=RTOL).status.converged

@@ -43,7 +43,8 @@ REORTHOGONALIZE = 0.7
 @dataclass
 class Cost:
     """Work counted over a solve: products with ``A``, preconditioner applications, Arnoldi steps,
-    cycles, and dense flops on length-n vectors (orthogonalisation, projections, recycling)."""
+    cycles, dense flops on length-n vectors (orthogonalisation, projections, recycling), and per
+    cycle its Arnoldi steps and the recycled dimension it deflated."""
 
     matvecs: int = 0
     precond: int = 0
@@ -54,7 +55,8 @@ class Cost:
 
     def as_dict(self) -> dict[str, object]:
         return {"matvecs": self.matvecs, "precond_applications": self.precond, "arnoldi_steps": self.steps,
-                "cycles": self.cycles, "vector_flops": self.vector_flops}
+                "cycles": self.cycles, "vector_flops": self.vector_flops,
+                "per_cycle": [[int(c["steps"]), int(c["recycled_dim"])] for c in self.per_cycle]}
 
 
 def _project(basis: np.ndarray, w: np.ndarray) -> np.ndarray:

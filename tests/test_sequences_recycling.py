@@ -207,16 +207,23 @@ def test_probe_switches_off_when_recycling_is_slower_and_keeps_it_when_faster():
     assert pattern == [True] + [p % 2 == 0 for p in range(1, 2 * PROBE_PAIRS + 1)]
     for place in range(2 * PROBE_PAIRS + 1):
         recycled = slow.use_recycling(place)
-        slow.record(place, recycled, 90 if recycled else 100, 2.0 if recycled else 1.0)
+        slow.record(place, recycled, 90 if recycled else 100, 1.5 if recycled else 1.0)
     assert slow.decision["recycling"] is False and "switched off" in slow.decision["reason"]
-    assert not slow.use_recycling(2 * PROBE_PAIRS + 1)
-    # 3 x 1.0 s extra for 3 x 10 saved iterations
-    assert slow.decision["overhead_seconds_per_saved_iteration"] == pytest.approx((6.0 - 270 * 3.0 / 300) / 30)
+    assert slow.decision["pairs"] == PROBE_PAIRS and not slow.use_recycling(2 * PROBE_PAIRS + 1)
+    # 3 x 0.5 s more, of which 3 x 90 iterations at the fresh rate explain 2.7 s, for 3 x 10 saved iterations
+    assert slow.decision["overhead_seconds_per_saved_iteration"] == pytest.approx((4.5 - 270 * 3.0 / 300) / 30)
     fast = RecyclingProbe(20)
     for place in range(2 * PROBE_PAIRS + 1):
         recycled = fast.use_recycling(place)
         fast.record(place, recycled, 10 if recycled else 100, 0.1 if recycled else 1.0)
-    assert fast.decision["recycling"] is True and fast.use_recycling(15)
+    # ten times cheaper after the first pair: no need to keep measuring
+    assert fast.decision["recycling"] is True and fast.decision["pairs"] == 1
+    assert all(fast.use_recycling(p) for p in range(3, 20))
+    hopeless = RecyclingProbe(20)
+    for place in range(3):
+        recycled = hopeless.use_recycling(place)
+        hopeless.record(place, recycled, 100, 3.0 if recycled else 1.0)
+    assert hopeless.decision["recycling"] is False and hopeless.decision["pairs"] == 1
     # faster by the clock but saving under MIN_SAVING of the iterations: off (timing noise of tiny solves)
     noisy = RecyclingProbe(20)
     for place in range(2 * PROBE_PAIRS + 1):

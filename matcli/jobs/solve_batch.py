@@ -79,6 +79,8 @@ class Solved:
 PROBE_PAIRS = 3
 #: Share of the fresh iterations recycling must save in the probe to stay on.
 MIN_SAVING = 0.1
+#: Ratio (either way) of recycled to fresh cost after which the probe stops before PROBE_PAIRS pairs.
+DECISIVE = 2.0
 
 
 def make_recycler(plan: SequencePlan, restart: int):
@@ -104,9 +106,10 @@ class RecyclingProbe:
     switches it off when it does not pay in wall time.
 
     Position 0 is solved with recycling (it seeds the space); positions 1, 3, ..., 2P - 1 from
-    scratch and 2, 4, ..., 2P with recycling (P = :data:`PROBE_PAIRS`). After position 2P,
-    recycling stays on only when the recycled systems took less wall time in total than the fresh
-    ones and saved at least :data:`MIN_SAVING` of their iterations. A sequence shorter than ``2P + 2`` systems is not probed (recycling stays on)."""
+    scratch and 2, 4, ..., 2P with recycling (P = :data:`PROBE_PAIRS`). After position 2P (or
+    after an earlier pair when the sums so far differ by a factor :data:`DECISIVE`), recycling
+    stays on only when the recycled systems took less wall time in total than the fresh ones and
+    saved at least :data:`MIN_SAVING` of their iterations. A sequence shorter than ``2P + 2`` systems is not probed (recycling stays on)."""
 
     systems: int
     fresh: list[tuple[int, float]] = field(default_factory=list)
@@ -127,8 +130,15 @@ class RecyclingProbe:
         if not self.probing or place == 0:
             return
         (self.recycled if recycled else self.fresh).append((iterations, seconds))
-        if place == 2 * PROBE_PAIRS:
+        if place == 2 * PROBE_PAIRS or (recycled and self._decisive()):
             self.decision = self._decide()
+
+    def _decisive(self) -> bool:
+        """Whether the pairs so far leave no doubt: recycling at least DECISIVE times cheaper in
+        both time and iterations, or DECISIVE times slower (then the probe ends early)."""
+        fresh_its, fresh_s = (sum(v) for v in zip(*self.fresh))
+        rec_its, rec_s = (sum(v) for v in zip(*self.recycled))
+        return (rec_s * DECISIVE < fresh_s and rec_its * DECISIVE <= fresh_its) or rec_s > DECISIVE * fresh_s
 
     def _decide(self) -> dict[str, Any]:
         fresh_its, fresh_s = (sum(v) for v in zip(*self.fresh))
@@ -141,11 +151,12 @@ class RecyclingProbe:
         # Time of the recycled solves beyond what their iterations cost at the fresh rate: the
         # overhead (projections, harvesting, longer orthogonalisation) spent per saved iteration.
         overhead = rec_s - rec_its * fresh_s / max(fresh_its, 1)
-        reason = (f"recycling kept: {PROBE_PAIRS} recycled systems took {rec_s:.3g} s and {rec_its} iterations, "
-                  f"{PROBE_PAIRS} fresh ones {fresh_s:.3g} s and {fresh_its}" if pays else
-                  f"recycling switched off: it did not pay on the first systems ({PROBE_PAIRS} recycled: "
-                  f"{rec_s:.3g} s, {rec_its} iterations; {PROBE_PAIRS} fresh: {fresh_s:.3g} s, {fresh_its} iterations)")
-        return {"recycling": bool(pays), "reason": reason, "fresh_seconds": fresh_s, "recycled_seconds": rec_s,
+        pairs = len(self.recycled)
+        reason = (f"recycling kept: {pairs} recycled systems took {rec_s:.3g} s and {rec_its} iterations, "
+                  f"{pairs} fresh ones {fresh_s:.3g} s and {fresh_its}" if pays else
+                  f"recycling switched off: it did not pay on the first systems ({pairs} recycled: "
+                  f"{rec_s:.3g} s, {rec_its} iterations; {pairs} fresh: {fresh_s:.3g} s, {fresh_its} iterations)")
+        return {"recycling": bool(pays), "reason": reason, "pairs": pairs, "fresh_seconds": fresh_s, "recycled_seconds": rec_s,
                 "fresh_iterations": int(fresh_its), "recycled_iterations": int(rec_its),
                 "seconds_per_fresh_iteration": fresh_s / max(fresh_its, 1),
                 "overhead_seconds_per_saved_iteration": overhead / saved if saved > 0 else None}

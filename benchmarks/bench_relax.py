@@ -12,12 +12,15 @@ on 48 x 48), each solved by SOR to rtol 1e-8 from x = 0:
 Outside the timed part, the best fixed omega in hindsight is found over a grid
 (``u = -log2(2 - omega)`` in steps of 1/4 from -0.5 to 6, then steps of 1/16 around the best; exact
 branch and bound, see :func:`hindsight`), and each system's own best omega on the 1/16 lattice gives
-the instance-optimal total. The timed part runs, system by system and interleaved (the order rotates), every policy:
-the unimodal bandit, the contextual bandit (cheap matrix features; and the system's own parameters),
-Tsallis-INF (the paper's learner), the bandit matcli used before (``batch.OmegaBandit``), Young's
-per-system estimate (SPD only), the best fixed omega and omega = 1. Regret = learner - best fixed.
+the instance-optimal total. The timed part runs, system by system and interleaved (the order
+rotates), every policy: the Young-model learner, its contextual variant (cheap matrix features, and
+the system's own parameters), the unimodal bandit, Tsallis-INF (the paper's learner), the bandit
+matcli used before (``batch.OmegaBandit``), Young's per-system estimate (SPD only, Lanczos included),
+the best fixed omega and omega = 1; a learner's time includes its own choices and features.
+Regret = learner - best fixed.
 Target: within 10% of the best fixed omega's total iterations. The machine is shared (times are
-indicative; iteration counts are exact and deterministic).
+measured as CPU seconds of this process, policy by policy; iteration counts are exact and
+deterministic).
 """
 
 from __future__ import annotations
@@ -196,10 +199,10 @@ def run_family(family: str, options: dict, n: int, count: int, seed: int) -> lis
         for k in range(len(names)):
             name = names[(t + k) % len(names)]
             policy = policies[name]
-            started = time.perf_counter()
+            started = time.process_time()
             omega = policy.choose(system)
             count_t, ok = solve(system, omega, maxiter)
-            secs[name] += time.perf_counter() - started
+            secs[name] += time.process_time() - started
             policy.observe(omega, count_t, ok)
             its[name] += count_t
             fails[name] += not ok

@@ -240,3 +240,24 @@ def test_model_learner_within_ten_percent_of_the_best_fixed_omega_on_a_darcy_seq
     # the first system is solved blind at omega = 1; after it the learner has full information from
     # Young's model, which fits 5-point matrices: the benchmark's 10% target is kept on the rest
     assert total <= 1.10 * best + first
+
+
+def test_model_learner_drops_into_the_batch_runner(monkeypatch):
+    # The learner keeps OmegaBandit's interface (choose(), observe(omega, iterations, converged),
+    # best()): the batch runner runs it unchanged when it is put in OmegaBandit's place.
+    import matcli
+    from matcli.methods.solve import batch
+
+    made = []
+
+    def factory(initial=None):
+        made.append(relax.SORModelLearner(initial, rtol=RTOL))
+        return made[-1]
+
+    monkeypatch.setattr(batch, "OmegaBandit", factory)
+    rng = np.random.default_rng(21)
+    matrices = [darcy_like(10, rng) for _ in range(6)]
+    out = matcli.solve(matrices, np.ones(100), batch=True, method="sor", rtol=RTOL, seed=1)
+    assert out.converged
+    assert len(made) == 1 and len(made[0].history) == 6
+    assert len({omega for omega, _ in made[0].history}) > 1     # it moved from the initial omega

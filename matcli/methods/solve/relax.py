@@ -364,6 +364,7 @@ class SORModelLearner:
         self.sides: list[int] = []
         self.errors: list[float] = []
         self.history: list[tuple[float, int]] = []
+        self._predicted: np.ndarray | None = None
 
     def _asymptotic(self, omega, mu) -> np.ndarray:
         return self.log_rtol / np.log(np.clip(sor_rate(omega, mu), 1e-300, 1.0 - 1e-15))
@@ -434,7 +435,7 @@ class SORModelLearner:
             share = member * p
             share /= np.maximum(share.sum(axis=1, keepdims=True), 1e-300)
             new = (exact + wc @ share) / max(exact.sum() + wc.sum(), 1e-300)
-            if np.abs(new - p).max() < 1e-10:
+            if np.abs(new - p).max() < 1e-8:
                 p = new
                 break
             p = new
@@ -449,7 +450,9 @@ class SORModelLearner:
         if not self.played or self._weights().sum() < self.min_weight:
             return self.initial
         w = self._weights()
-        i = int(np.argmin(self.curves(self.lattice, w) @ w))
+        costs = self.curves(self.lattice, w) @ w
+        self._predicted = costs / w.sum()
+        i = int(np.argmin(costs))
         if not probe:
             return float(self.lattice[i])
         # Systems whose optimum lies left of the omega they were solved at only bound mu. When the
@@ -472,10 +475,11 @@ class SORModelLearner:
         systems can at large omega) is taken as right of its optimum with ``e = UNCONVERGED_FACTOR -
         1``; with omega <= 1 its count bounds mu from below and is used as if it had converged."""
         count = float(max(iterations, 1))
-        if self.played:
-            w = self._weights()
-            predicted = float(self.curves(np.array([omega]), w)[0] @ w / w.sum())
+        if self._predicted is not None:
+            # the mean modelled count over the earlier systems, computed by the choice of omega
+            predicted = float(np.interp(u_of(omega), u_of(self.lattice), self._predicted))
             self.errors.append(abs(predicted - count) / count)
+            self._predicted = None
         # omega* >= 1 for every mu: an omega <= 1 is never right of the optimum
         right = self.log_rtol / math.log(omega - 1.0) if omega > 1.0 else 0.0
         side = 2 if not converged and omega > 1.0 else (1 if count <= (1.0 + RIGHT_BRANCH_EXCESS) * right else 0)

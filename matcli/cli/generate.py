@@ -43,7 +43,7 @@ def _tiled(kind: Kind, rows: int, cols: int, rank: int, cond: float, heavy_rows:
 def command(
     kind: Annotated[Kind, typer.Argument(help="Problem kind.")],
     out: OutOpt,
-    n: Annotated[int, typer.Option("--n", min=1, help="Grid points per axis (poisson*, batch) or order (spd).")] = 32,
+    n: Annotated[int, typer.Option("--n", min=1, help="Grid points per axis (poisson*, batch, sequence) or order (spd).")] = 32,
     rows: Annotated[int, typer.Option("--rows", min=1, help="Rows (lowrank, regression, completion).")] = 1000,
     cols: Annotated[int, typer.Option("--cols", min=1, help="Columns (lowrank, regression, completion).")] = 50,
     rank: Annotated[int, typer.Option("--rank", min=1, help="Rank (lowrank, completion).")] = 5,
@@ -53,7 +53,7 @@ def command(
     decay: Annotated[float, typer.Option("--decay", parser=Number(float, 0.0, 1.0), help="Singular value ratio s_(i+1)/s_i (lowrank).")] = 0.8,
     heavy_rows: Annotated[int, typer.Option("--heavy-rows", min=0, help="Rows scaled by 1e3 for coherence (regression).")] = 0,
     test_fraction: Annotated[float, typer.Option("--test-fraction", parser=Number(float, 0.0, 0.9), help="Held-out share (completion).")] = 0.0,
-    count: Annotated[int, typer.Option("--count", min=1, help="Number of systems (batch).")] = 8,
+    count: Annotated[int, typer.Option("--count", min=1, help="Number of systems (batch, sequence).")] = 8,
     variation: Annotated[float, typer.Option("--variation", parser=Number(float, 0.0), help="Shift change between systems (batch).")] = 0.05,
     family: Annotated[Family, typer.Option("--family", help="PDE family (sequence): darcy (SPD), convdiff "
                                            "(nonsymmetric), helmholtz (complex, indefinite); see matcli.sequences.")] = Family.darcy,

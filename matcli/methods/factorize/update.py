@@ -369,7 +369,7 @@ def update_svd(A, *, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rows=None, co
     info = {**how, **appended, "previous_rank": int(k), "rank": int(s_new.size),
             "zero_triplets_completed": max(int(completed), 0),
             "complement": "exact thin QR" if exact else
-            f"randomized rank {l} ({power_iters} power iterations), {used} kept",
+            f"randomized rank {l} ({power_iters} power iteration{'' if power_iters == 1 else 's'}), {used} kept",
             "new_shape": list(new.shape)}
     limit = max(float(tol), TRIPLET_FLOOR)
     residual = metrics.get("max_triplet_residual", 0.0)

@@ -109,7 +109,10 @@ class RecyclingProbe:
     scratch and 2, 4, ..., 2P with recycling (P = :data:`PROBE_PAIRS`). After position 2P (or
     after an earlier pair when the sums so far differ by a factor :data:`DECISIVE`), recycling
     stays on only when the recycled systems took less wall time in total than the fresh ones and
-    saved at least :data:`MIN_SAVING` of their iterations. A sequence shorter than ``2P + 2`` systems is not probed (recycling stays on)."""
+    saved at least :data:`MIN_SAVING` of their iterations. The decision rests on wall time, so two
+    runs of one batch may recycle on different systems (and write answers that differ within rtol).
+    A sequence shorter than ``2P + 2`` systems is not probed (recycling stays on) and, like
+    ``--recycle 0``, gives the same bytes on every run."""
 
     systems: int
     fresh: list[tuple[int, float]] = field(default_factory=list)

@@ -29,7 +29,7 @@ from tests.dask_cluster import Cluster  # noqa: E402
 
 MATCLI = [sys.executable, "-m", "matcli"]
 #: (rows, cols, sampling rate, sweeps) per size: 1e6 and 1e7 observed ratings after the 10% test split.
-SIZES = {"quick": (40_000, 10_000, 0.002778, 3), "full": (200_000, 50_000, 0.001111, 10)}
+SIZES = {"quick": (40_000, 10_000, 0.002778, 3), "full": (200_000, 50_000, 0.001111, 4)}
 
 
 def generate(folder: Path, rows: int, cols: int, rate: float) -> Path:

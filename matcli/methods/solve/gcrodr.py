@@ -331,8 +331,14 @@ class GCRODR:
             S = np.hstack([Vhat.conj().T @ What_U, Vhat.conj().T @ Wz])
             cost.vector_flops += 2.0 * n * (k + size + 1) * (k + size)
         GH = G.conj().T
+        left, right = GH @ G, GH @ S
         try:
-            theta, P = sla.eig(GH @ G, GH @ S)
+            # The standard problem (G^H S)^{-1} G^H G costs a third of the generalized QZ; QZ only
+            # when G^H S is too ill-conditioned to invert.
+            if np.linalg.cond(right) < 1e8:
+                theta, P = sla.eig(np.linalg.solve(right, left), check_finite=False)
+            else:
+                theta, P = sla.eig(left, right)
         except (np.linalg.LinAlgError, ValueError):
             return
         finite = np.isfinite(theta)

@@ -108,7 +108,7 @@ class RecyclingProbe:
     Position 0 is solved with recycling (it seeds the space); positions 1, 3, ..., 2P - 1 from
     scratch and 2, 4, ..., 2P with recycling (P = :data:`PROBE_PAIRS`). After position 2P (or
     after an earlier pair when the sums so far differ by a factor :data:`DECISIVE`), recycling
-    stays on only when the recycled systems took less wall time in total than the fresh ones and
+    stays on only when the recycled solves took less wall time in total than the fresh ones and
     saved at least :data:`MIN_SAVING` of their iterations. The decision rests on wall time, so two
     runs of one batch may recycle on different systems (and write answers that differ within rtol).
     A sequence shorter than ``2P + 2`` systems is not probed (recycling stays on) and, like
@@ -197,6 +197,8 @@ def solve_sequence(plan: SequencePlan, systems: list[System], solver, callback: 
             solver.omega = bandit.choose()
         step = (lambda it, **v: callback(offset + it, **v))
         recycled = probe is not None and probe.use_recycling(place)
+        # The probe compares solves only: a preconditioner rebuilt above would bias either arm.
+        solve_started = time.perf_counter()
         if recycled and isinstance(recycler, RecycledSubspace):
             x0 = recycler.initial_guess(system.A, system.B.reshape(system.A.shape[0], -1))
             result = solver.solve(system.A, system.B, x0=x0, rtol=plan.rtol, maxiter=plan.maxiter, callback=step)
@@ -205,9 +207,10 @@ def solve_sequence(plan: SequencePlan, systems: list[System], solver, callback: 
                                     maxiter=plan.maxiter, callback=step)
         else:
             result = solver.solve(system.A, system.B, rtol=plan.rtol, maxiter=plan.maxiter, callback=step)
-        seconds = time.perf_counter() - started
+        finished = time.perf_counter()
+        seconds = finished - started
         if probe is not None:
-            probe.record(place, recycled, result.iterations, seconds)
+            probe.record(place, recycled, result.iterations, finished - solve_started)
         if bandit is not None:
             bandit.observe(solver.omega, result.iterations, result.status.converged)
         if recycled and isinstance(recycler, RecycledSubspace) and "x" in result.outputs:

@@ -99,10 +99,13 @@ class DaskBlocks:
 
     def __init__(self, backend: Any, source: FileInput | Inline, train_bits: np.ndarray | None, entries: int,
                  ranges: tuple[list[tuple[int, int]], list[tuple[int, int]]]):
+        from concurrent.futures import CancelledError
+
         from distributed import as_completed
 
         from matcli.backends.dask import _shared_value
         from matcli.backends.refs import clear_cache
+        from matcli.core.errors import BackendError
 
         self.backend, self.ranges = backend, ranges
         # The backend's client: the blocks must stay on the workers as futures between half-steps.
@@ -112,8 +115,13 @@ class DaskBlocks:
         mask = client.submit(_shared_value, train_bits, pure=False) if train_bits is not None else None
         self.blocks = [[client.submit(load_block, source, mask, entries, axis, a, b, pure=False) for a, b in ranges[axis]]
                        for axis in (0, 1)]
-        for _ in as_completed([future for side in self.blocks for future in side], loop=client.loop):
-            pass  # every block loaded (or failed: its half-step task raises the error)
+        try:
+            for _ in as_completed([future for side in self.blocks for future in side], loop=client.loop):
+                pass  # every block loaded (or failed: its half-step task raises the error)
+        except (CancelledError, TimeoutError, OSError) as exc:
+            self.close()
+            raise BackendError(f"the Dask cluster at {backend.address} failed while loading the ALS blocks "
+                               f"({type(exc).__name__}); retry, or use --backend local") from None
         with contextlib.suppress(Exception):
             client.run(clear_cache)
 

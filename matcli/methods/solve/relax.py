@@ -496,6 +496,7 @@ class SORModelLearner:
         return float(np.median(self.errors)) if self.errors else None
 
     def best(self) -> float:
+        """The omega of least imputed total over the systems so far (``initial`` before any)."""
         return self._leader()
 
 

@@ -65,7 +65,9 @@ SYMMETRY_TOL = 1e-12
 
 #: SVD methods that run on row blocks.
 ROW_BLOCK_METHODS = ("auto", "tsqr", "randomized", "block-krylov")
-#: ``auto`` on row blocks picks TSQR (exact) up to this many columns, the randomized SVD beyond.
+#: ``auto`` on row blocks picks TSQR (exact) up to this many columns, the randomized SVD beyond:
+#: measured on 40000-row HDF5 matrices streamed in one process (rank 10, q = 4, loaded machine),
+#: TSQR took 1.0x the randomized SVD's time at 200 columns, 0.8-1.0x at 500, 1.5-2.1x at 1000.
 AUTO_TSQR_COLUMNS = 500
 
 #: Typed options each method accepts; any other option given on the command line is an error.

@@ -200,7 +200,7 @@ def cli_rows(A: sp.csr_matrix, name: str) -> list[Row]:
                                    "-o", str(folder / "f.h5"), "--force"])
             fresh_s.append(t)
         chose = auto["problem"]["update_cost"]["chosen"]
-        rows.append(Row(f"{name} CLI, {label} appended", "matcli --method lanczos on the new matrix", min(fresh_s),
+        rows.append(Row(f"{name} CLI, appended {label}", "matcli --method lanczos on the new matrix", min(fresh_s),
                         min(auto_s), f"triplet res {fresh['metrics']['max_triplet_residual']:.1e}",
                         f"auto chose {chose}: triplet res {auto['metrics']['max_triplet_residual']:.1e}",
                         "auto never slower than recomputing (ratio >= ~1)",

@@ -150,7 +150,8 @@ def main() -> None:
     for m, n in SYNTHETIC[size]:
         L0, S0 = synthetic(m, n)
         A = L0 + S0
-        first = first or A
+        if first is None:
+            first = A
 
         def score(L, S, L0=L0, S0=S0, A=A):
             err = np.linalg.norm(L - L0) / np.linalg.norm(L0)

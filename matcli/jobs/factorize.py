@@ -326,7 +326,7 @@ class Job(FamilyJob):
             return "dense", "the input is dense"
         if self.kind == "rpca":
             return "ialm", ("principal component pursuit by inexact ALM needs no rank and met --rtol on every "
-                            "bench_robust.py workload, 1.7-8.5x faster than the sub-gradient method")
+                            "bench_robust.py workload, 1.5-20x faster than the sub-gradient method")
         if self.kind == "eig":
             if opts.rank is not None:
                 return "arpack", "--rank k asks for a few eigenpairs: ARPACK"

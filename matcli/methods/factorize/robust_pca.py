@@ -54,6 +54,12 @@ MU_CAP = 1e7
 #: residual) are outliers, as in robust completion (``matcli.methods.complete.robust``).
 THRESHOLD = 5.0
 MAD_SCALE = 1.4826
+#: Partial SVDs of the inexact ALM: the first predicted rank (Lin et al.'s 10), extra columns, subspace
+#: iteration steps, and how much smaller than min(m, n) the block must be for the partial SVD to pay.
+PREDICTED_RANK = 10
+OVERSAMPLE = 10
+POWER_STEPS = 4
+PARTIAL_RATIO = 5
 
 
 def default_lam(shape: tuple[int, int]) -> float:
@@ -81,7 +87,7 @@ def robust_pca_ialm(A, *, lam: float = 0.0, rtol: float = 1e-7, maxiter: int = 1
     maxiter : int
         Maximum iterations (one thin SVD each).
     rng : numpy.random.Generator
-        Unused (the method is deterministic); part of the kernel signature.
+        Start blocks of the partial SVDs (see :func:`_svt`).
 
     Returns
     -------
@@ -92,7 +98,6 @@ def robust_pca_ialm(A, *, lam: float = 0.0, rtol: float = 1e-7, maxiter: int = 1
         ``converged_rtol`` when the residual recomputed from the outputs meets ``rtol``, else
         ``diverged_max_it`` (``diverged_nan`` on non-finite values).
     """
-    del rng
     D = A.toarray() if sp.issparse(A) else np.asarray(A)
     m, n = D.shape
     lam = float(lam) or default_lam((m, n))
@@ -112,8 +117,15 @@ def robust_pca_ialm(A, *, lam: float = 0.0, rtol: float = 1e-7, maxiter: int = 1
     history: list[float] = []
     status = Status.DIVERGED_MAX_IT
     U, s, Vt = _empty_factors(X)
+    predicted = PREDICTED_RANK
+    partial_steps = 0
     for it in range(1, maxiter + 1):
-        U, s, Vt = _svt(X - S + Y / mu, 1.0 / mu)
+        U, s, Vt, partial = _svt(X - S + Y / mu, 1.0 / mu, predicted, rng)
+        partial_steps += partial
+        # Lin et al.'s rank prediction: one more than found, or 5% more when all predicted were kept
+        found = s.size
+        predicted = min(found + 1, min(m, n)) if found < predicted else min(found + round(0.05 * min(m, n)),
+                                                                                min(m, n))
         L = (U * s) @ Vt
         S = _shrink(X - L + Y / mu, lam / mu)
         R = X - L - S
@@ -130,8 +142,10 @@ def robust_pca_ialm(A, *, lam: float = 0.0, rtol: float = 1e-7, maxiter: int = 1
         mu = min(mu * RHO, mu_cap)
     S_out = sp.csr_matrix(S * scale)
     S_out.eliminate_zeros()
-    return _finish(D, U, s * scale, Vt, S_out, lam=lam, rtol=rtol, iterations=len(history), history=history,
-                   status=status, method="inexact ALM")
+    result = _finish(D, U, s * scale, Vt, S_out, lam=lam, rtol=rtol, iterations=len(history), history=history,
+                     status=status, method="inexact ALM")
+    result.info["partial_svd_steps"] = partial_steps
+    return result
 
 
 def robust_pca_subgradient(A, *, rank: int | None = None, rtol: float = 1e-7, maxiter: int = 1000,
@@ -245,15 +259,33 @@ def _sign(R: np.ndarray) -> np.ndarray:
     return np.sign(R)
 
 
-def _svt(X: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _svt(X: np.ndarray, tau: float, predicted: int,
+         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """Singular value thresholding: the factors of ``argmin tau ||L||_* + ||L - X||_F^2 / 2``, i.e. the
-    thin SVD of ``X`` with every singular value reduced by ``tau`` and the non-positive ones dropped."""
+    SVD of ``X`` with every singular value reduced by ``tau`` and the non-positive ones dropped.
+
+    When ``predicted + OVERSAMPLE`` is at most ``min(m, n) / PARTIAL_RATIO``, the top singular
+    triplets come from a randomized subspace iteration (``POWER_STEPS`` re-orthonormalised steps,
+    Halko-Martinsson-Tropp) instead of the full SVD, as Lin et al. use a partial Lanczos SVD of the
+    predicted rank; it is kept only when its last singular value is below ``tau`` (every value above
+    the threshold was found), else the full SVD runs. Returns the factors and whether the partial
+    SVD was kept."""
+    m, n = X.shape
+    width = predicted + OVERSAMPLE
+    if width * PARTIAL_RATIO <= min(m, n):
+        Q = np.linalg.qr(X @ _gaussian(rng, (n, width), X.dtype))[0]
+        for _ in range(POWER_STEPS):
+            Q = np.linalg.qr(X @ np.linalg.qr(X.conj().T @ Q)[0])[0]
+        W, s, Vt = sla.svd(Q.conj().T @ X, full_matrices=False, check_finite=False)
+        if s[-1] <= tau:
+            r = int(np.count_nonzero(s > tau))
+            return Q @ W[:, :r], s[:r] - tau, Vt[:r], True
     try:
         U, s, Vt = sla.svd(X, full_matrices=False, lapack_driver="gesdd", check_finite=False)
     except np.linalg.LinAlgError:  # gesdd's rare non-convergence: the slower QR-iteration driver
         U, s, Vt = sla.svd(X, full_matrices=False, lapack_driver="gesvd", check_finite=False)
     r = int(np.count_nonzero(s > tau))
-    return U[:, :r], s[:r] - tau, Vt[:r]
+    return U[:, :r], s[:r] - tau, Vt[:r], False
 
 
 def _shrink(X: np.ndarray, tau: float) -> np.ndarray:

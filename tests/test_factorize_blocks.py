@@ -258,7 +258,7 @@ def test_a_worker_killed_mid_svd_is_recomputed_and_the_answer_is_bitwise_the_sam
     proc = subprocess.Popen(_cli_svd(f"{root}/dense.h5:/A", "randomized", cluster.address, tmp_path / "killed.h5"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed: list = []
-    killer = threading.Thread(target=_kill_a_busy_worker, args=(cluster, proc, pids, killed, "basis_adjoint_block"))
+    killer = threading.Thread(target=_kill_a_busy_worker, args=(cluster, proc, pids, killed, "basis_"))
     killer.start()
     try:
         _, stderr = proc.communicate(timeout=240)

@@ -43,9 +43,6 @@ from matcli.methods.complete.common import (
 THRESHOLD = 5.0
 #: MAD to standard deviation of a Gaussian.
 MAD_SCALE = 1.4826
-#: A converged fit whose singular values fall by this factor after rank r is refitted at rank r
-#: (:func:`_prune`): surplus directions fitted to a few entries sit 2-3 orders below the last true one.
-GAP = 0.05
 
 
 def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int], *, rank: int,
@@ -96,13 +93,36 @@ def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[
     floor = tol * max(value_scale, 1e-300)
     inlier = np.abs(v - centre) <= max(THRESHOLD * value_scale, floor)
     model = _initial_model(entries, inlier, rank, bias, init, rng)
-    fit = _Fit(entries, reg=reg, reg_scaling=reg_scaling, tol=tol, rtol=rtol, floor=floor,
-               max_outliers=max_outliers, heldout=heldout, clip=clip, callback=callback)
-    status, inlier, threshold = fit.run(model, inlier, maxiter, max(THRESHOLD * value_scale, floor))
-    pruned = None
-    if status == Status.CONVERGED_ATOL:
-        model, inlier, threshold, pruned = _prune(fit, model, inlier, threshold, maxiter)
-    sweep = fit.sweeps
+    status = Status.DIVERGED_MAX_IT
+    threshold = max(THRESHOLD * value_scale, floor)
+    previous = np.inf
+    relative = np.inf
+    sweep = 0
+    for sweep in range(1, maxiter + 1):
+        als_sweep(entries, model, reg=reg, reg_scaling=reg_scaling, exact=True, weights=inlier.astype(np.float64))
+        residual = v - model.predict(entries.rows, entries.cols)
+        magnitude = np.abs(residual)
+        if not np.isfinite(magnitude).all():
+            status = Status.DIVERGED_NAN
+            break
+        threshold = max(THRESHOLD * MAD_SCALE * float(np.median(magnitude)), floor)
+        new_inlier = (magnitude <= threshold) | ~_largest_share(entries, magnitude, max_outliers)
+        unchanged = bool(np.array_equal(new_inlier, inlier))
+        inlier = new_inlier
+        relative = _relative(residual, v, inlier)
+        values_now = {"train_rmse": rmse(residual[inlier]), "inlier_relative_residual": relative,
+                      "outlier_fraction": 1.0 - float(np.mean(inlier)) if inlier.size else 0.0}
+        if heldout is not None and heldout.values.size:
+            error = model.predict(heldout.rows, heldout.cols, clip) - heldout.values
+            values_now["val_rmse"] = rmse(error[np.abs(error) <= threshold])
+        callback(sweep, **values_now)
+        if unchanged and relative <= tol:
+            status = Status.CONVERGED_ATOL
+            break
+        if unchanged and relative > (1.0 - rtol) * previous:
+            status = Status.DIVERGED_TOLERANCE_UNREACHABLE
+            break
+        previous = relative
     outlier_fraction = 1.0 - float(np.mean(inlier)) if inlier.size else 0.0
     if status == Status.CONVERGED_ATOL and outlier_fraction > max_outliers:
         status = Status.DIVERGED_TOLERANCE_UNREACHABLE
@@ -114,90 +134,7 @@ def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[
     info = {"inlier_tolerance": tol, "max_outliers": max_outliers, "outlier_threshold": threshold,
             "outlier_threshold_floor": floor,
             "outliers": int(np.sum(~inlier)), "observed": entries.nnz}
-    if pruned is not None:
-        info["pruned_rank"] = pruned
     return finish(status, model, sweep, metrics, info, _message(status, sweep, metrics, tol, max_outliers))
-
-
-class _Fit:
-    """The sweeps of :func:`robust` on fixed entries and settings, from a given model and inlier set."""
-
-    def __init__(self, entries: Entries, *, reg, reg_scaling, tol, rtol, floor, max_outliers, heldout, clip, callback):
-        self.entries, self.reg, self.reg_scaling = entries, reg, reg_scaling
-        self.tol, self.rtol, self.floor, self.max_outliers = tol, rtol, floor, max_outliers
-        self.heldout, self.clip, self.callback = heldout, clip, callback
-        self.sweeps = 0
-
-    def run(self, model: FactorModel, inlier: np.ndarray, maxiter: int,
-            threshold: float) -> tuple[Status, np.ndarray, float]:
-        """Sweep ``model`` in place until the inlier set is stable, at most ``maxiter`` sweeps (status,
-        final inliers, threshold); ``self.sweeps`` counts the sweeps of every run."""
-        entries, v = self.entries, self.entries.values
-        status = Status.DIVERGED_MAX_IT
-        previous = np.inf
-        for _ in range(maxiter):
-            als_sweep(entries, model, reg=self.reg, reg_scaling=self.reg_scaling, exact=True,
-                      weights=inlier.astype(np.float64))
-            residual = v - model.predict(entries.rows, entries.cols)
-            magnitude = np.abs(residual)
-            if not np.isfinite(magnitude).all():
-                status = Status.DIVERGED_NAN
-                break
-            threshold = max(THRESHOLD * MAD_SCALE * float(np.median(magnitude)), self.floor)
-            new_inlier = (magnitude <= threshold) | ~_largest_share(entries, magnitude, self.max_outliers)
-            unchanged = bool(np.array_equal(new_inlier, inlier))
-            inlier = new_inlier
-            relative = _relative(residual, v, inlier)
-            values_now = {"train_rmse": rmse(residual[inlier]), "inlier_relative_residual": relative,
-                          "outlier_fraction": 1.0 - float(np.mean(inlier)) if inlier.size else 0.0}
-            if self.heldout is not None and self.heldout.values.size:
-                error = model.predict(self.heldout.rows, self.heldout.cols, self.clip) - self.heldout.values
-                values_now["val_rmse"] = rmse(error[np.abs(error) <= threshold])
-            self.sweeps += 1
-            self.callback(self.sweeps, **values_now)
-            if unchanged and relative <= self.tol:
-                status = Status.CONVERGED_ATOL
-                break
-            if unchanged and relative > (1.0 - self.rtol) * previous:
-                status = Status.DIVERGED_TOLERANCE_UNREACHABLE
-                break
-            previous = relative
-        return status, inlier, threshold
-
-
-def _prune(fit: _Fit, model: FactorModel, inlier: np.ndarray, threshold: float,
-           maxiter: int) -> tuple[FactorModel, np.ndarray, float, int | None]:
-    """The same split at a lower rank, when the converged model's singular values fall by a factor
-    ``GAP`` after some rank ``r``: refit from the model truncated to rank ``r`` and keep the refit
-    when it also converges with no more outliers (the loss the split minimises, as in principal
-    component pursuit: fewer outliers, then a lower rank). A rank above the true one otherwise
-    fits a few inliers with surplus directions spiking on them and flags those inliers as outliers
-    (rank 12 on a rank-10 matrix with 5% outliers: relative error of L 3e-3 instead of 1e-10).
-    Candidates are tried from the largest ``r`` down; the surplus columns of ``U`` and ``V`` become
-    0, so the factors keep the requested width. Every sweep counts against ``maxiter``. Returns the
-    model, its inliers, threshold and the pruned rank (None when no refit was kept)."""
-    U_q, R_u = np.linalg.qr(model.U)
-    V_q, R_v = np.linalg.qr(model.V)
-    W, s, Zt = np.linalg.svd(R_u @ R_v.T)
-    k = s.size
-    candidates = [r for r in range(k - 1, 0, -1) if s[r] < GAP * s[r - 1]]
-    outliers = int(np.sum(~inlier))
-    pruned = None
-    for r in candidates:
-        if fit.sweeps >= maxiter:
-            break
-        root = np.sqrt(s[:r])
-        U = np.zeros_like(model.U)
-        V = np.zeros_like(model.V)
-        U[:, :r] = (U_q @ W[:, :r]) * root
-        V[:, :r] = (V_q @ Zt[:r].T) * root
-        trial = FactorModel(U, V, model.mu, None if model.row_bias is None else model.row_bias.copy(),
-                            None if model.col_bias is None else model.col_bias.copy())
-        status, trial_inlier, trial_threshold = fit.run(trial, inlier, maxiter - fit.sweeps, threshold)
-        if status != Status.CONVERGED_ATOL or int(np.sum(~trial_inlier)) > outliers:
-            break
-        model, inlier, threshold, outliers, pruned = trial, trial_inlier, trial_threshold, int(np.sum(~trial_inlier)), r
-    return model, inlier, threshold, pruned
 
 
 def _initial_model(entries: Entries, inlier: np.ndarray, rank: int, bias: bool, init: str,

@@ -125,7 +125,9 @@ def test_complete_auto_with_a_worker_killed_mid_selection_gives_the_local_model_
     subprocess.run([*MATCLI, "generate", "completion", "--rows", "800", "--cols", "600", "--rank", "4", "--rate",
                     "0.1", "--noise", "0.01", "--seed", "2", "-o", "c.h5"], cwd=tmp_path, check=True,
                    capture_output=True)
-    args = ["complete", "c.h5:/observed", "--rank", "auto", "--reg", "0.1", "--no-bias", "--seed", "3", "--quiet"]
+    # softimpute: its candidates are fitted side by side (ALS runs them one after another over blocks)
+    args = ["complete", "c.h5:/observed", "-m", "softimpute", "--rank", "auto", "--reg", "0.1", "--no-bias", "--seed",
+            "3", "--quiet"]
     local = run_matcli([*args, "-o", "m_local.h5", "--report", "r_local.json"], tmp_path)
     assert local.returncode == 0, local.stderr
     pids = cluster.worker_pids()

@@ -94,6 +94,7 @@ FACTORIZE = [
     ["A", "qr", "dense"], ["A", "lu", "dense"], ["S", "lu", "sparse"], ["S", "ldl", "dense"],
     ["poisson", "cholesky", "dense"], ["poisson", "cholesky", "sparse"],
     ["S", "eig", "dense"], ["S", "eig", "arpack", "--rank", "3"], ["nonsymmetric", "eig", "arpack", "--rank", "3"],
+    ["A", "rpca", "ialm"], ["A", "rpca", "subgradient", "--rank", "4"],
 ]
 
 

@@ -313,8 +313,6 @@ def test_auto_updates_a_small_append_and_tol_decides_the_status(cli, tmp_path, e
     assert accepted["params"]["tol"] == pytest.approx(2 * residual, rel=1e-2)
 
 
-@pytest.mark.xfail(strict=True, reason="matcli/jobs/certificate.py checks svd-update's triplet residuals against "
-                                       "sqrt(eps) whatever --tol says (change requested from the lead)")
 def test_tol_met_by_an_approximate_update_is_converged_after_the_certificate(cli, tmp_path, evolving):
     path, full = evolving
     prev = tmp_path / "prev.h5"
@@ -325,8 +323,6 @@ def test_tol_met_by_an_approximate_update_is_converged_after_the_certificate(cli
     assert report["status"]["reason"] == "converged_rtol"
 
 
-@pytest.mark.xfail(strict=True, reason="metrics.low_rank_error's Gram expansion conjugates Y Y^H: wrong for "
-                                       "complex factors (fix requested from the lead)")
 def test_gram_expansion_of_complex_factors():
     from matcli.methods.factorize import metrics
 

@@ -253,22 +253,26 @@ def test_model_learner_within_ten_percent_of_the_best_fixed_omega_on_a_darcy_seq
     assert total <= 1.10 * best + first
 
 
-def test_model_learner_drops_into_the_batch_runner(monkeypatch):
-    # The learner keeps OmegaBandit's interface (choose(), observe(omega, iterations, converged),
-    # best()): the batch runner runs it unchanged when it is put in OmegaBandit's place.
+def test_batch_sor_learns_omega_with_the_contextual_model_learner(monkeypatch):
+    # solve --batch -m sor runs ContextualSORModelLearner (features of each system as its context);
+    # the spy records the learner the runner builds and what it was told.
     import matcli
-    from matcli.methods.solve import batch
+    from matcli.jobs import solve_batch
 
     made = []
+    real = solve_batch.omega_learner
 
-    def factory(initial=None):
-        made.append(relax.SORModelLearner(initial, rtol=RTOL))
+    def spy(plan, solver):
+        made.append(real(plan, solver))
         return made[-1]
 
-    monkeypatch.setattr(batch, "OmegaBandit", factory)
+    monkeypatch.setattr(solve_batch, "omega_learner", spy)
     rng = np.random.default_rng(21)
     matrices = [darcy_like(10, rng) for _ in range(6)]
     out = matcli.solve(matrices, np.ones(100), batch=True, method="sor", rtol=RTOL, seed=1)
     assert out.converged
-    assert len(made) == 1 and len(made[0].history) == 6
+    assert len(made) == 1 and isinstance(made[0], relax.ContextualSORModelLearner)
+    assert len(made[0].history) == 6 and len(made[0].features) == 6
     assert len({omega for omega, _ in made[0].history}) > 1     # it moved from the initial omega
+    omegas = [entry["omega"] for entry in out.report["info"]["systems"]]
+    assert omegas == [omega for omega, _ in made[0].history]

@@ -341,25 +341,56 @@ class DaskBackend(Backend):
             raise BackendError(f"the Dask scheduler at {self._client.scheduler.address} has no workers; start some "
                                f"with `dask worker {self._client.scheduler.address}`") from None
 
-    def _map(self, fn: Callable[..., Any], items: list[Any], shared: dict[str, Any]) -> list[Any]:
-        from distributed import KilledWorker, as_completed
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` (for jobs that keep futures on the workers between maps)."""
+        return self._client
 
+    def _map(self, fn: Callable[..., Any], items: list[Any], shared: dict[str, Any]) -> list[Any]:
+        futures = self._submit(fn, [(item,) for item in items], shared)
+        self._wait(futures, fn, progress=True)
+        return self._client.gather(futures)
+
+    def resident(self, fn: Callable[..., Any], items: list[tuple[Any, ...]], **shared: Any) -> list[Any]:
+        """Futures of ``fn(*item, **shared)`` for each item, left on the workers once all are done.
+
+        The tasks are submitted and watched like :meth:`map`'s (version check where they run, the
+        no-worker deadline, one-line :class:`BackendError` for cluster failures; a task's own
+        exception is raised unchanged), so a job can keep loaded data on the workers between maps
+        and pass the futures as items of later :meth:`map` calls. Dask recomputes a lost future
+        from the same arguments.
+        """
+        futures = self._submit(fn, list(items), shared)
+        self._wait(futures, fn, progress=False)
+        return futures
+
+    def _submit(self, fn: Callable[..., Any], items: list[tuple[Any, ...]], shared: dict[str, Any]) -> list[Any]:
+        """One task per item (its arguments), each shared value one task of the graph."""
         from matcli import __version__
 
         client = self._client
+        # Each shared value is one task of the graph (sent once to each worker that needs it,
+        # and recomputed like any task if the worker holding it is lost); each item is an
+        # argument of its own task.
+        with warnings.catch_warnings():
+            # Values sent by value (arrays of the Python API) may make a large graph; that is
+            # their only way to the workers, not something the user can act on.
+            warnings.filterwarnings("ignore", message="Sending large graph")
+            sent = {key: client.submit(_shared_value, value, pure=False) for key, value in shared.items()}
+            task = VersionedTask(fn, __version__)
+            return [client.submit(task, *item, pure=False, **sent) for item in items]
+
+    def _wait(self, futures: list[Any], fn: Callable[..., Any], progress: bool) -> None:
+        """Wait for every future; on a task's failure cancel the rest and raise its exception, on a
+        cluster failure (or no workers for :data:`NO_WORKERS_S`) a one-line :class:`BackendError`."""
+        from distributed import KilledWorker, as_completed
+
+        client = self._client
+        name = getattr(fn, "__name__", type(fn).__name__)
         task_error: BaseException | None = None
         watchdog = _NoWorkerWatch(client, NO_WORKERS_S)
+        watchdog.start(futures)
         try:
-            # Each shared value is one task of the graph (sent once to each worker that needs it,
-            # and recomputed like any task if the worker holding it is lost); each item is an
-            # argument of its own task.
-            with warnings.catch_warnings():
-                # Values sent by value (arrays of the Python API) may make a large graph; that is
-                # their only way to the workers, not something the user can act on.
-                warnings.filterwarnings("ignore", message="Sending large graph")
-                sent = {key: client.submit(_shared_value, value, pure=False) for key, value in shared.items()}
-                futures = client.map(VersionedTask(fn, __version__), items, pure=False, **sent)
-            watchdog.start(futures)
             done = 0
             for future in as_completed(futures, loop=client.loop):
                 if future.status == "cancelled":
@@ -372,25 +403,24 @@ class DaskBackend(Backend):
                     client.cancel(futures)
                     break
                 done += 1
-                if self.progress is not None:
+                if progress and self.progress is not None:
                     self.progress(done, len(futures))
-            if task_error is None:
-                return client.gather(futures)
         except (KilledWorker, CancelledError, TimeoutError, OSError) as exc:
             if watchdog.fired:
                 raise BackendError(f"the Dask cluster at {self.address} had no workers for {NO_WORKERS_S:.0f} s "
-                                   f"while running {fn.__name__} (they were stopped, or the workers that joined "
+                                   f"while running {name} (they were stopped, or the workers that joined "
                                    "cannot run matcli tasks: see their logs); retry, or use --backend local") \
                     from None
             if client.status != "running":
                 raise BackendError(f"lost the connection to the Dask scheduler at {self.address} while running "
-                                   f"{fn.__name__}; check the scheduler, then retry (or use --backend local)") from None
+                                   f"{name}; check the scheduler, then retry (or use --backend local)") from None
             reason = " ".join(str(exc).split())[:200] or "no detail"
-            raise BackendError(f"the Dask cluster at {self.address} failed while running {fn.__name__} "
+            raise BackendError(f"the Dask cluster at {self.address} failed while running {name} "
                                f"({type(exc).__name__}: {reason}); retry, or use --backend local") from None
         finally:
             watchdog.stop()
-        raise task_error  # the task's own exception, unchanged
+        if task_error is not None:
+            raise task_error  # the task's own exception, unchanged
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "cluster": "local" if self._cluster is not None else "scheduler",

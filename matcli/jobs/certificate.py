@@ -18,9 +18,11 @@ The limits, with ``eps`` the unit roundoff of float64 (every method computes in 
   (a consistent system) or ``normal_residual <= max(atol, 30 max(m, n) eps)``.
 * SVD: exactly ``--rank`` triplets; ``orthogonality_loss <= sqrt(k eps)``-scaled bound (see
   :func:`orthogonality_limit`); methods that claim singular triplets (dense, lanczos, arpack, propack,
-  update) ``max_triplet_residual <= max(tol, TRIPLET_FLOOR)`` (``tol`` = ``--tol`` for lanczos, arpack and
-  propack, 0 for the others); ``--rank auto`` the reconstruction error
+  update) ``max_triplet_residual <= max(tol, TRIPLET_FLOOR)`` (``tol`` = ``--tol`` for lanczos, arpack,
+  propack and update, whose triplets are approximate by design; 0 for the others); ``--rank auto`` the reconstruction error
   (or its indicator) within ``--tol``.
+* rpca: ``||A - L - S||_F / ||A||_F <= --tol`` (recomputed from the written factors and S); L's
+  factors orthonormal.
 * eig: the requested number of pairs; eigen-residual within ``max(tol, TRIPLET_FLOOR)``; orthonormal
   eigenvectors for Hermitian input.
 * QR/LU/Cholesky/LDL^T: ``||A - product||_F / ||A||_F <= 60 max(m, n) eps``; Q orthonormal.
@@ -177,12 +179,22 @@ def _factorize_checks(job, result: Result) -> list[Check]:
                             orthogonality_limit(k, max(m, n)), Status.CERTIFICATE_ORTHOGONALITY,
                             "||U^H U - I||_F and ||V^H V - I||_F"))
         if method in _TRIPLET_METHODS and s is not None and k and float(np.max(s)) > 0:
-            tol = float(params.get("tol") or 0.0) if method in ("svd-lanczos", "svd-arpack", "svd-propack") else 0.0
+            tol = (float(params.get("tol") or 0.0)
+                   if method in ("svd-lanczos", "svd-arpack", "svd-propack", "svd-update") else 0.0)
             checks.append(Check("max_triplet_residual", _metric(result, "max_triplet_residual"),
                                 max(tol, TRIPLET_FLOOR), Status.CERTIFICATE_TRIPLETS,
                                 "max_i max(||A v_i - s_i u_i||, ||A^H u_i - s_i v_i||) / s_1"))
         if params.get("rank") in (None, "auto") and params.get("tol") and method != "svd-update":
             checks.append(_error_target(result, float(params["tol"])))
+    elif kind == "rpca":
+        rtol = float(params.get("rtol", 1e-7))
+        checks.append(Check("relative_residual", _metric(result, "relative_residual"), rtol * SLACK,
+                            Status.CERTIFICATE_RESIDUAL, "robust PCA: ||A - U diag(s) Vt - S||_F / ||A||_F <= --tol"))
+        s = result.outputs.get("s")
+        k = int(np.size(s)) if s is not None else 0
+        checks.append(Check("orthogonality_loss", _metric(result, "orthogonality_loss"),
+                            orthogonality_limit(k, max(m, n)), Status.CERTIFICATE_ORTHOGONALITY,
+                            "||U^H U - I||_F and ||V^H V - I||_F of L's factors"))
     elif kind == "eig":
         w = result.outputs.get("w")
         k = int(np.size(w)) if w is not None else 0

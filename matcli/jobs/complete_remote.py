@@ -71,8 +71,8 @@ def fit_source(task: Any, observed: Any, spec: str, shape_option: tuple[int, int
     return FitSource(task.kernel, ref, np.packbits(mask), observed.nnz, task.clip, task.with_reg, task.settings)
 
 
-def load_block(source: FileInput | Inline, train: np.ndarray | None, entries: int, axis: int, start: int,
-               stop: int):
+def load_block(axis: int, start: int, stop: int, *, source: FileInput | Inline, train: np.ndarray | None,
+               entries: int):
     """Task: the :class:`~matcli.methods.complete.als_blocks.EntryBlock` of side ``axis``, indices
     ``[start, stop)``, of the training entries (``train``: packed (N,) mask, None: all N = ``entries``)
     of the observed set ``source`` names; read by the worker, kept there as the block's future."""
@@ -99,29 +99,20 @@ class DaskBlocks:
 
     def __init__(self, backend: Any, source: FileInput | Inline, train_bits: np.ndarray | None, entries: int,
                  ranges: tuple[list[tuple[int, int]], list[tuple[int, int]]]):
-        from concurrent.futures import CancelledError
-
-        from distributed import as_completed
-
-        from matcli.backends.dask import _shared_value
         from matcli.backends.refs import clear_cache
-        from matcli.core.errors import BackendError
 
         self.backend, self.ranges = backend, ranges
-        # The backend's client: the blocks must stay on the workers as futures between half-steps.
-        client = self._client = backend._client
-        # One task each for the reference (arrays of the Python API travel inside it) and the mask.
-        source = client.submit(_shared_value, source, pure=False)
-        mask = client.submit(_shared_value, train_bits, pure=False) if train_bits is not None else None
-        self.blocks = [[client.submit(load_block, source, mask, entries, axis, a, b, pure=False) for a, b in ranges[axis]]
-                       for axis in (0, 1)]
+        # The blocks stay on the workers as futures between half-steps; the reference (arrays of
+        # the Python API travel inside it) and the mask are one shared task each.
+        items = [(axis, a, b) for axis in (0, 1) for a, b in ranges[axis]]
+        self._client = client = backend.client
+        self.blocks = [[], []]
         try:
-            for _ in as_completed([future for side in self.blocks for future in side], loop=client.loop):
-                pass  # every block loaded (or failed: its half-step task raises the error)
-        except (CancelledError, TimeoutError, OSError) as exc:
+            futures = backend.resident(load_block, items, source=source, train=train_bits, entries=entries)
+        except BaseException:
             self.close()
-            raise BackendError(f"the Dask cluster at {backend.address} failed while loading the ALS blocks "
-                               f"({type(exc).__name__}); retry, or use --backend local") from None
+            raise
+        self.blocks = [futures[:len(ranges[0])], futures[len(ranges[0]):]]
         with contextlib.suppress(Exception):
             client.run(clear_cache)
 

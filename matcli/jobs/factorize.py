@@ -613,6 +613,9 @@ class Job(FamilyJob):
             self.problem_info["densified"] = True
         maxiter = self.request.options.maxiter
         kwargs: dict[str, Any] = {"rtol": self._tol(1e-7)}
+        if not 1e-14 <= kwargs["rtol"] < 1:
+            raise UsageError(f"--tol {kwargs['rtol']:g}: --kind rpca needs 1e-14 <= tol < 1 (||A - L - S||_F / ||A||_F "
+                             "cannot fall below rounding)")
         if method == "ialm":
             kwargs.update(lam=params["lam"] or 1.0 / np.sqrt(max(m, n)), maxiter=maxiter or 1000)
         else:

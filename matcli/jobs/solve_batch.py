@@ -165,6 +165,24 @@ class RecyclingProbe:
                 "overhead_seconds_per_saved_iteration": overhead / saved if saved > 0 else None}
 
 
+def omega_learner(plan: SequencePlan, solver: Any):
+    """The online omega learner of a ``--batch`` with a learned omega (starting from ``solver``'s
+    estimate), or None.
+
+    SOR: :class:`~matcli.methods.solve.relax.ContextualSORModelLearner` (Young's model of each
+    system's cost curve, earlier systems weighted by the similarity of cheap features); it came
+    within 1-3% of the best fixed omega in hindsight on Darcy and convection-diffusion sequences
+    (benchmarks/bench_relax.py). SSOR, where Young's model does not hold: the unimodal bandit.
+    """
+    from matcli.methods.solve.relax import ContextualSORModelLearner, UnimodalOmegaBandit
+
+    if not plan.learn_omega:
+        return None
+    if plan.method == "sor":
+        return ContextualSORModelLearner(solver.omega, rtol=plan.rtol)
+    return UnimodalOmegaBandit(solver.omega)
+
+
 def solve_sequence(plan: SequencePlan, systems: list[System], solver, callback: Callback, *, start: int = 0,
                    chunk: int = 0, first_setup: str = "setup phase") -> Solved:
     """Solve ``systems`` in order with ``solver`` (set up for the first of them), updating it for each
@@ -176,11 +194,12 @@ def solve_sequence(plan: SequencePlan, systems: list[System], solver, callback: 
     the sequence. Entry ``position`` is ``start`` plus the place in the sequence; ``first_setup``
     labels how the first system's setup was made.
     """
-    from matcli.methods.solve.batch import OmegaBandit, RecycledSubspace
+    from matcli.methods.solve.batch import RecycledSubspace
+    from matcli.methods.solve.relax import relaxation_features
 
     recycler = make_recycler(plan, int(plan.params.get("restart", 50)))
     probe = RecyclingProbe(len(systems)) if recycler is not None else None
-    bandit = OmegaBandit(initial=solver.omega) if plan.learn_omega else None
+    bandit = omega_learner(plan, solver)
     entries, solutions, statuses = [], [], []
     offset = 0
     reference_its = None
@@ -194,7 +213,8 @@ def solve_sequence(plan: SequencePlan, systems: list[System], solver, callback: 
             if rebuild:
                 reference_its = None
         if bandit is not None:
-            solver.omega = bandit.choose()
+            solver.omega = (bandit.choose(relaxation_features(system.A)) if plan.method == "sor"
+                            else bandit.choose())
         step = (lambda it, **v: callback(offset + it, **v))
         recycled = probe is not None and probe.use_recycling(place)
         # The probe compares solves only: a preconditioner rebuilt above would bias either arm.

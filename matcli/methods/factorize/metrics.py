@@ -82,7 +82,7 @@ def low_rank_error(A, X: np.ndarray, Y: np.ndarray, rng: np.random.Generator,
         dense = A.toarray() if sp.issparse(A) else np.asarray(A)
         return safe_norm(dense - X @ Y) / norm_A, "exact"
     cross = np.vdot(X, matmul(A, Y.conj().T) if AYh is None else AYh).real
-    gram = np.vdot(X.conj().T @ X, (Y @ Y.conj().T).conj()).real
+    gram = np.vdot(X.conj().T @ X, Y @ Y.conj().T).real  # tr(P Q) = vdot(P, Q) for Hermitian P
     squared = norm_A**2 - 2.0 * cross + gram
     if squared > 1e-13 * norm_A**2:
         return float(np.sqrt(squared) / norm_A), "exact (Gram expansion)"

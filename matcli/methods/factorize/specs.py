@@ -71,9 +71,9 @@ SPECS: list[MethodSpec] = [
         "update a truncated SVD (--update prev.h5) after appending rows/columns (Zha-Simon; randomized "
         "complement for many appended vectors, after Vecharynski-Saad / Deng et al.)",
         params=(ParamSpec("complement_rank", "int", 0,
-                          "rank of the randomized approximation of the new vectors' component outside the "
-                          "current subspace (0 = exact thin QR, or 2*rank+10 when that would exceed 25e6 "
-                          "dense entries)", low=0),),
+                          "rank of the approximation of the appended vectors' component outside the current "
+                          "subspace: 0 = exact thin QR while p <= 2 (2 rank + 10), else a randomized rank "
+                          "2 rank + 10; l > 0: randomized rank l (exact when l >= p)", low=0),),
     ),
     MethodSpec(
         "factorize", "nmf-hals", f"{_M}.nmf:nmf_hals",

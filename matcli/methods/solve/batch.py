@@ -5,8 +5,6 @@
   and recycled subspaces stay relevant.
 * :class:`RecycledSubspace`: an augmented subspace spanned by earlier solutions; each new solve
   starts from the minimum-residual point of that subspace for the *new* matrix.
-* :class:`OmegaBandit`: the SOR relaxation factor learned online across the sequence from the
-  observed iteration counts (bandit feedback, in the spirit of "Learning to Relax").
 """
 
 from __future__ import annotations
@@ -103,59 +101,6 @@ class RecycledSubspace:
         self.W = Q if self.W is None else np.hstack([self.W, Q])
         if self.W.shape[1] > self.max_dim:
             self.W = self.W[:, -self.max_dim:]
-
-
-class OmegaBandit:
-    """UCB over a grid of SOR relaxation factors with iteration counts as losses (bandit feedback).
-
-    The grid is omega_i = 2 - 2^(-i/2) (1, 1.29, 1.5, ..., 1.98); an initial estimate (e.g. Young's formula) is added to it and tried
-    first, then untried neighbours of the best arm (the loss is unimodal in omega for SPD
-    matrices), then the arm with the lowest UCB index. Loss of a pull = iterations / (iterations of the first system), so the confidence
-    bonus has a problem-independent scale.
-    """
-
-    def __init__(self, initial: float | None = None, arms: int = 13, exploration: float = 0.5):
-        # Geometric spacing towards 2, where the iteration count is most sensitive to omega.
-        grid = list(2.0 - 2.0 ** (-np.arange(arms) / 2.0))
-        if initial is not None and 0 < initial < 2:
-            grid.append(float(initial))
-        self.omegas = np.unique(np.round(grid, 4))
-        self.first = int(np.argmin(np.abs(self.omegas - initial))) if initial is not None else 0
-        self.counts = np.zeros(self.omegas.size)
-        self.losses = np.zeros(self.omegas.size)
-        self.scale: float | None = None
-        self.exploration = exploration
-        self.history: list[tuple[float, int]] = []
-
-    def choose(self) -> float:
-        """The omega to use for the next system."""
-        total = self.counts.sum()
-        if total == 0:
-            return float(self.omegas[self.first])
-        mean = np.where(self.counts > 0, self.losses / np.maximum(self.counts, 1), -np.inf)
-        bonus = self.exploration * np.sqrt(2 * np.log(total + 1) / np.maximum(self.counts, 1))
-        score = np.where(self.counts > 0, mean - bonus, np.inf)
-        # The loss is taken as unimodal in omega: explore the untried grid neighbours of the best
-        # arm so far, then exploit with the UCB index over the arms tried.
-        best = int(np.argmin(np.where(self.counts > 0, mean, np.inf)))
-        for nb in (best - 1, best + 1):
-            if 0 <= nb < self.omegas.size and self.counts[nb] == 0:
-                return float(self.omegas[nb])
-        return float(self.omegas[int(np.argmin(score))])
-
-    def observe(self, omega: float, iterations: int, converged: bool) -> None:
-        """Record the outcome of a solve with ``omega`` (non-convergence counts double)."""
-        i = int(np.argmin(np.abs(self.omegas - omega)))
-        if self.scale is None:
-            self.scale = float(max(iterations, 1))
-        loss = iterations / self.scale * (1.0 if converged else 2.0)
-        self.counts[i] += 1
-        self.losses[i] += loss
-        self.history.append((float(omega), int(iterations)))
-
-    def best(self) -> float:
-        mean = np.where(self.counts > 0, self.losses / np.maximum(self.counts, 1), np.inf)
-        return float(self.omegas[int(np.argmin(mean))])
 
 
 #: Median relative Ritz residual of the recycled vectors below which RecyclingCG restarts once (a

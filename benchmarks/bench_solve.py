@@ -16,10 +16,8 @@ Workloads (generated deterministically with ``matcli generate``, seed 0):
    independent cost is measured on 5 single-column processes and scaled to 100) and, in-process,
    against 100 x (setup + one solve) with the same kernels. Target: < 0.2x.
 
-3. Batches (``--batch``): 8 ill-conditioned SPD systems L + c_t D solved by CG + Jacobi with
-   recycled Ritz vectors (``--recycle 16``: projected starts, see RecyclingCG) against
-   ``--recycle 0`` and against scipy's cg per system; and SOR with omega learned online against
-   Gauss-Seidel. Iteration counts are printed.
+Sequences of systems (``--batch``: recycling, learned SOR omega) are measured in bench_sequences.py
+and bench_relax.py.
 
 Timing under load: every contender is repeated and interleaved, the best time counts, and a CPU-
 seconds row is printed because wall times on a shared machine are inflated unevenly.
@@ -237,94 +235,12 @@ def in_process_rows(size: str) -> list[Row]:
     return rows
 
 
-def batch_rows(size: str) -> list[Row]:
-    """A sequence of 8 ill-conditioned SPD systems L + c_t D (c_t small, slowly growing) solved with
-    --batch: CG + Jacobi with recycling (projected starts from Ritz vectors of earlier systems,
-    similar systems ordered consecutively) against the same without recycling and against scipy's cg per
-    system; and SOR with omega learned online against Gauss-Seidel (omega = 1)."""
-    import scipy.sparse as sp
-    from scipy.sparse.linalg import LinearOperator, cg as scipy_cg
-
-    from matcli.gallery import poisson
-    from matcli.io.hdf5 import write_arrays
-
-    n = 100 if size == "quick" else 200
-    count = 8
-    work = work_dir("solve")
-    path = work / f"sequence_{n}.h5"
-    rng = np.random.default_rng(0)
-    L = poisson((n, n))
-    D = sp.diags(rng.uniform(0.5, 1.5, L.shape[0]))
-    mats = [sp.csr_matrix(L + (1e-4 + 2e-5 * t) * D) for t in range(count)]
-    rhs = [rng.standard_normal(L.shape[0]) for _ in range(count)]
-    if not path.exists():
-        arrays = {}
-        for t, (A, b) in enumerate(zip(mats, rhs)):
-            arrays[f"systems/s{t:03d}/A"], arrays[f"systems/s{t:03d}/b"] = A, b
-        write_arrays(str(path), arrays)
-    base = ["solve", f"{path}:/systems", "--batch", "-m", "cg", "--precond", "jacobi", "-o", str(work / "xs.h5"),
-            "--force"]
-    # Interleaved rounds, best time of each (the machine's speed drifts by tens of per cent).
-    rec_s = plain_s = float("inf")
-    for _ in range(3):
-        seconds, _, rec = run_matcli_cpu([*base, "--recycle", "16"])
-        rec_s = min(rec_s, seconds)
-        seconds, _, plain = run_matcli_cpu([*base, "--recycle", "0"])
-        plain_s = min(plain_s, seconds)
-
-    def scipy_sequence():
-        its = 0
-        worst = 0.0
-        for A, b in zip(mats, rhs):
-            d = A.diagonal()
-            M = LinearOperator(A.shape, matvec=lambda v, d=d: v / d)
-            count_its = []
-            x, _ = scipy_cg(A, b, rtol=1e-8, M=M, maxiter=20000, callback=lambda xk: count_its.append(1))
-            its += len(count_its)
-            worst = max(worst, rel_residual(A, x, b))
-        return its, worst
-
-    peer_s, (peer_its, peer_res) = best_time(scipy_sequence, 1)
-    label = f"batch of {count} SPD systems, {n}^2 unknowns, CG+Jacobi"
-    acc = f"{rec['metrics']['relative_residual']:.1e}"
-    rows = [
-        Row(label, "matcli --batch --recycle 0", plain_s, rec_s, f"{plain['metrics']['relative_residual']:.1e}",
-            acc, "recycling gain (SKR: up to 13.9x)",
-            {"iterations_recycled": rec["iterations"], "iterations_plain": plain["iterations"],
-             "per_system_recycled": [s["iterations"] for s in rec["info"]["systems"]],
-             "per_system_plain": [s["iterations"] for s in plain["info"]["systems"]]}),
-        Row(label, "scipy cg + Jacobi, per system (in memory)", peer_s, rec_s, f"{peer_res:.1e}", acc, "-",
-            {"iterations_scipy": peer_its, "iterations_recycled": rec["iterations"]}),
-    ]
-    m = 40 if size == "quick" else 64
-    spath = work / f"sor_sequence_{m}.h5"
-    if not spath.exists():
-        arrays = {}
-        Ls = poisson((m, m))
-        Ds = sp.diags(rng.uniform(0.5, 1.5, Ls.shape[0]))
-        for t in range(count):
-            arrays[f"systems/s{t:03d}/A"] = sp.csr_matrix(Ls + (1e-3 + 1e-4 * t) * Ds)
-            arrays[f"systems/s{t:03d}/b"] = rng.standard_normal(Ls.shape[0])
-        write_arrays(str(spath), arrays)
-    sbase = ["solve", f"{spath}:/systems", "--batch", "-o", str(work / "xsor.h5"), "--force", "--maxiter", "100000"]
-    learned_s, _, learned = run_matcli_cpu([*sbase, "-m", "sor"])
-    gs_s, _, gs = run_matcli_cpu([*sbase, "-m", "sor", "--param", "omega=1.0"])
-    rows.append(Row(f"batch of {count} systems, {m}^2 unknowns, SOR", "Gauss-Seidel (omega = 1)", gs_s, learned_s,
-                    f"{gs['metrics']['relative_residual']:.1e}", f"{learned['metrics']['relative_residual']:.1e}",
-                    "omega learned online",
-                    {"omegas": [s["omega"] for s in learned["info"]["systems"]],
-                     "iterations_learned": [s["iterations"] for s in learned["info"]["systems"]],
-                     "iterations_gauss_seidel": [s["iterations"] for s in gs["info"]["systems"]]}))
-    return rows
-
-
 def main() -> None:
     size = size_from_argv()
     t0 = time.perf_counter()
     rows = poisson_rows(size)
     rows += many_rhs_rows(size)
     rows += in_process_rows(size)
-    rows += batch_rows(size)
     report("solve", rows, size)
     for row in rows:
         shown = {k: v for k, v in row.extra.items() if k.startswith(("iterations", "per_system", "omegas"))}

@@ -289,8 +289,6 @@ def test_sketched_ridge_auto_reports_its_curve_and_plot(cli, tmp_path):
     assert png.stat().st_size > 5000
 
 
-@pytest.mark.xfail(strict=True, reason="needs the ridge-ensemble rule in matcli/jobs/certificate.py (issue #21 "
-                                       "report: certificate.patch); drop this marker when it is applied")
 def test_certified_status_is_about_the_members_not_the_full_ridge_problem():
     """The ensemble is certified by its members' sketched normal equations (what --ensemble asks for);
     the full ridge problem's gradient is reported, not required (an ensemble does not solve it)."""

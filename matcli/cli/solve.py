@@ -61,11 +61,12 @@ def command(
         "--batch", help="Solve a sequence of related systems, reusing setup (ordering, preconditioner) "
                         "and recycling earlier solutions; output x/<system>.")] = False,
     recycle: Annotated[int, typer.Option(
-        "--recycle", min=0, help="--batch with a Krylov method: recycled subspace dimension, 0 = off (cg: "
-                                 "starts from the projection onto approximate eigenvectors of M^-1 A "
-                                 "harvested from earlier solves, no cost per iteration; pays off for "
-                                 "slowly varying ill-conditioned sequences; others: start from the span "
-                                 "of earlier solutions).")] = 0,
+        "--recycle", min=0, help="--batch with a Krylov method: recycled subspace dimension, 0 = off (gmres: "
+                                 "GCRO-DR, deflated harmonic Ritz vectors carried across systems; cg: "
+                                 "projected starts from Ritz vectors of earlier solves; others: start from "
+                                 "the span of earlier solutions). The first systems are solved alternately "
+                                 "with and without recycling; it switches itself off when it does not pay "
+                                 "in wall time (report: info.recycling).")] = 0,
     reorder: Annotated[bool, typer.Option(
         "--reorder/--no-reorder", help="--batch: solve similar matrices consecutively.")] = True,
     plot: PlotOpt = None,

@@ -21,7 +21,23 @@ GENERATE = [
     ["completion", "--rows", "400", "--cols", "300", "--rank", "4", "--rate", "0.15", "--noise", "0.01",
      "--test-fraction", "0.1", "-o", "completion400x300.h5"],
 ]
+#: rank 10 plus 5% gross outliers of 10-50 max|L| (robust PCA's example; matcli generate has no outlier option)
+OUTLIERS = "rpca300x200.h5"
 COPIED = ["matrices/494_bus.mtx", "matrices/west0479.mtx", "matrices/lp_share1b.mtx", "matrices/ash219.mtx"]
+
+
+def write_outliers(path: Path) -> None:
+    """``A = L + S``: L of rank 10 (300 x 200), S with 5% nonzeros of magnitude 10-50 max|L|."""
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    L = rng.standard_normal((300, 10)) @ rng.standard_normal((10, 200))
+    S = np.zeros_like(L)
+    where = rng.choice(L.size, size=L.size // 20, replace=False)
+    S.flat[where] = rng.choice([-1.0, 1.0], where.size) * rng.uniform(10, 50, where.size) * np.abs(L).max()
+    with h5py.File(path, "w") as fh:
+        fh["A"] = L + S
 
 
 def run() -> int:
@@ -29,6 +45,7 @@ def run() -> int:
         code = main(["generate", *args[:-1], str(HERE / args[-1]), "--seed", "0", "--force"])
         if code:
             return code
+    write_outliers(HERE / OUTLIERS)
     data = REPO / "tests" / "data"
     for rel in COPIED:
         shutil.copy(data / rel, HERE / Path(rel).name)

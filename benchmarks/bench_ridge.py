@@ -234,7 +234,7 @@ def main() -> None:
                              REPEAT[size])
     else:
         print(f"{MOVIELENS} not found: the real workload is skipped", file=sys.stderr)
-    report("bench_ridge", rows, size)
+    report("ridge", rows, size)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,7 @@ def test_solve_batch_local_and_dask_agree(cli, tmp_path, batch_file, scheduler):
 
 
 def test_complete_rank_auto_local_and_dask_agree(cli, tmp_path, completion_file, scheduler, monkeypatch):
+    monkeypatch.setenv("MATCLI_DISTRIBUTED_ALS_MIN_ENTRIES", "0")  # distributed ALS on this small set
     reports = {}
     for name in ("local", "dask"):
         rep = tmp_path / f"r_{name}.json"

@@ -132,8 +132,13 @@ def test_a_block_holds_every_entry_of_its_rows_in_the_order_of_the_whole_set():
 
 
 # ----------------------------------------------------------------------------- a real cluster
-def _run(args: list, cwd: Path, timeout: float = 240.0) -> subprocess.CompletedProcess:
-    return subprocess.run([*MATCLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+#: The test data (48k entries) is far below DISTRIBUTED_ALS_MIN_ENTRIES: distribute it anyway.
+DISTRIBUTE = {**os.environ, "MATCLI_DISTRIBUTED_ALS_MIN_ENTRIES": "0"}
+
+
+def _run(args: list, cwd: Path, timeout: float = 240.0, env: dict | None = DISTRIBUTE) -> subprocess.CompletedProcess:
+    return subprocess.run([*MATCLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env)
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +184,7 @@ def test_distributed_als_equals_local_and_survives_a_killed_worker(cluster, rati
     dask = ["--backend", "dask", "--scheduler", cluster.address]
     pids = cluster.worker_pids()
     proc = subprocess.Popen([*MATCLI, *args, *dask, "-o", "m_killed.h5", "--report", "r_killed.json"], cwd=ratings,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=DISTRIBUTE)
     killed: list = []
     killer = threading.Thread(target=_kill_a_worker_in_a_half_step, args=(cluster, proc, pids, killed))
     killer.start()
@@ -230,3 +235,28 @@ def test_bad_scheduler_and_methods_without_a_distributed_form(cluster, ratings):
                   "dask", "--scheduler", cluster.address, "-o", "soft.h5"], ratings, timeout=120)
     assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1, other.stderr
     assert "no distributed form" in other.stderr and not (ratings / "soft.h5").exists()
+
+
+def test_below_the_threshold_als_is_not_distributed_and_says_why(cluster, ratings):
+    """With the default threshold (4M entries) the 48k-entry set is fitted in this process (fixed rank
+    and reg) or its candidates side by side (auto); the answer is the local one either way."""
+    default = {key: value for key, value in os.environ.items() if key != "MATCLI_DISTRIBUTED_ALS_MIN_ENTRIES"}
+    dask = ["--backend", "dask", "--scheduler", cluster.address]
+    fixed = ["complete", "c.h5:/observed", "--method", "als", "--rank", "4", "--reg", "0.05", "--maxiter", "10",
+             "--seed", "3", "--quiet"]
+    runs = {}
+    for name, extra in (("local", []), ("dask", dask)):
+        done = _run([*fixed, *extra, "-o", f"t_{name}.h5", "--report", f"rt_{name}.json"], ratings, env=default)
+        assert done.returncode == 0, done.stderr
+        runs[name] = json.loads((ratings / f"rt_{name}.json").read_text())
+    assert "fitted in this process" in runs["dask"]["method_reason"] and "blocks" not in runs["dask"]["info"]
+    a, b = _model(ratings / "t_local.h5"), _model(ratings / "t_dask.h5")
+    assert all(np.array_equal(a[name], b[name]) for name in a)
+    auto = ["complete", "c.h5:/observed", "--method", "als", "--rank", "auto", "--reg", "0.05", "--maxiter", "10",
+            "--seed", "3", "--quiet", *dask, "-o", "t_auto.h5", "--report", "rt_auto.json"]
+    done = _run(auto, ratings, env=default)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((ratings / "rt_auto.json").read_text())
+    assert "side by side on the workers" in report["method_reason"] and report["backend"]["tasks"] >= 2
+    bad = _run([*fixed, *dask, "-o", "t_bad.h5"], ratings, env={**default, "MATCLI_DISTRIBUTED_ALS_MIN_ENTRIES": "x"})
+    assert bad.returncode == 2 and "MATCLI_DISTRIBUTED_ALS_MIN_ENTRIES" in bad.stderr

@@ -27,6 +27,7 @@ data.
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -75,6 +76,22 @@ WORK_COLUMNS = 8
 #: Methods a parallel backend runs as one distributed fit (half-steps over blocks of the entries on
 #: the workers, :mod:`matcli.methods.complete.als_blocks`); the others only spread ``auto``'s fits.
 DISTRIBUTED_METHODS = ("als", "als-exact")
+#: Training entries from which ALS on a parallel backend is one distributed fit. Each half-step is a
+#: round trip to the cluster: on 1e6 ratings 2 workers took 2.2x the time of one process, on 1e7
+#: 0.53x (benchmarks/bench_als_distributed.py). Below it, ALS's auto candidates are fitted side by
+#: side on the workers and a fixed fit runs in this process. $MATCLI_DISTRIBUTED_ALS_MIN_ENTRIES
+#: overrides it (tuning for a cluster with faster round trips; the tests).
+DISTRIBUTED_ALS_MIN_ENTRIES = 1 << 22
+
+
+def distributed_als_min_entries() -> int:
+    """:data:`DISTRIBUTED_ALS_MIN_ENTRIES`, or ``$MATCLI_DISTRIBUTED_ALS_MIN_ENTRIES`` (a non-negative integer)."""
+    text = os.environ.get("MATCLI_DISTRIBUTED_ALS_MIN_ENTRIES", "").strip()
+    if not text:
+        return DISTRIBUTED_ALS_MIN_ENTRIES
+    if not text.isdigit():
+        raise UsageError(f"$MATCLI_DISTRIBUTED_ALS_MIN_ENTRIES={text!r}: expected a non-negative integer")
+    return int(text)
 
 
 class Job(FamilyJob):
@@ -168,8 +185,15 @@ class Job(FamilyJob):
         fraction = float(opts.validate)
         if self.auto and fraction == 0.0:
             fraction = AUTO_VALIDATE
-        self.distributed = self.request.backend != "local" and self.method in DISTRIBUTED_METHODS
-        if self.request.backend != "local" and not self.auto and not self.distributed:
+        parallel_als = self.request.backend != "local" and self.method in DISTRIBUTED_METHODS
+        self.distributed = parallel_als and obs.nnz >= distributed_als_min_entries()
+        if parallel_als and not self.distributed:
+            self.choice_reason = "; ".join(filter(None, [self.choice_reason, (
+                f"{obs.nnz} entries, fewer than the {distributed_als_min_entries()} from which ALS is distributed "
+                "(each half-step a round trip to the cluster costs more than the fit): "
+                + ("the candidates are fitted side by side on the workers" if self.auto else
+                   "fitted in this process"))]))
+        elif self.request.backend != "local" and not self.auto and not self.distributed:
             raise UsageError(f"--backend {self.request.backend} runs ALS (als, als-exact) on the workers, and for other "
                              f"methods only the validation fits of --rank auto / --reg auto; {self.method} with a fixed "
                              "rank and regularisation has no distributed form (drop --backend, or use --method als)")

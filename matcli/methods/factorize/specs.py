@@ -32,14 +32,17 @@ SPECS: list[MethodSpec] = [
     MethodSpec(
         "factorize", "svd-randomized", f"{_M}.rsvd:randomized_svd",
         "randomized SVD: range finder + re-orthonormalised power iterations (Halko-Martinsson-Tropp); "
-        "--rank auto --tol t grows the basis blockwise until the error indicator meets t (randQB_EI)",
+        "--rank auto --tol t grows the basis blockwise until the error indicator meets t (randQB_EI); on row "
+        "blocks (--backend dask, or an input beyond half the budget) every tall basis is a TSQR over the blocks "
+        "(2q+3 passes over A), certificate measured from A",
         params=(_STOP_TOL, _PRECISION,
                 ParamSpec("block_size", "int", 10, "columns added per step with --rank auto", low=1),
                 ParamSpec("max_rank", "int", 0, "cap on the rank with --rank auto (0 = min(m, n))", low=0)),
     ),
     MethodSpec(
         "factorize", "svd-block-krylov", f"{_M}.rsvd:block_krylov_svd",
-        "randomized block Krylov SVD (Musco-Musco): Krylov depth = --power-iters, block = rank + oversample",
+        "randomized block Krylov SVD (Musco-Musco): Krylov depth = --power-iters, block = rank + oversample; "
+        "on row blocks the iterates' TSQR bases side by side (2q+4 passes over A)",
         params=(_STOP_TOL, _PRECISION),
     ),
     MethodSpec(

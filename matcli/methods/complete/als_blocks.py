@@ -37,8 +37,8 @@ import numpy as np
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.complete.als import _lambdas, _message
 from matcli.methods.complete.common import (
-    BASELINE_DAMPING, Entries, FactorModel, Heldout, SweepMonitor, finish, fit_biases, orthonormal_basis,
-    ridge_half_step,
+    BASELINE_DAMPING, Entries, FactorModel, Heldout, SweepMonitor, balanced_factors, finish, fit_biases,
+    orthonormal_basis, ridge_half_step,
 )
 
 #: Observed entries per block: a half-step task then takes long beside its scheduling (~ms).
@@ -283,16 +283,7 @@ def _initial_model(runner: BlockRunner, entries: EntrySet | Entries, *, rank: in
     for _ in range(SPECTRAL_POWER_ITERS):
         Q = orthonormal_basis(product(1, Q))
         Q = orthonormal_basis(product(0, Q))
-    Bt = product(1, Q)
-    Qb = orthonormal_basis(Bt)
-    X, s, Yt = np.linalg.svd(Qb.T @ Bt)
-    root = np.sqrt(s[:rank])
-    U = (Q @ Yt.T[:, :rank]) * root
-    V = (Qb @ X[:, :rank]) * root
-    if U.shape[1] < rank:
-        pad = rank - U.shape[1]
-        U = np.hstack([U, np.zeros((m, pad))])
-        V = np.hstack([V, 1e-3 * rng.standard_normal((n, pad))])
+    U, V = balanced_factors(Q, product(1, Q), rank, rng)
     return FactorModel(U, V, mu, b, c)
 
 

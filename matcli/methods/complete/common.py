@@ -301,8 +301,16 @@ def spectral_init(entries: Entries, residual: np.ndarray, rank: int, rng: np.ran
     for _ in range(power_iters):
         Q = orthonormal_basis(At @ Q)
         Q = orthonormal_basis(A @ Q)
+    return balanced_factors(Q, At @ Q, rank, rng)
+
+
+def balanced_factors(Q: np.ndarray, Bt: np.ndarray, rank: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``U sqrt(S)``, ``V sqrt(S)`` (m x rank, n x rank) of ``A ~ Q B`` from the orthonormal range
+    basis ``Q`` (m x w) and ``Bt = A^T Q`` (n x w); columns beyond w are zero in U and small random in
+    V, so ALS can grow them."""
     # B^T = At Q = Qb Rb, Rb = X diag(s) Y^T  =>  A ~ Q B = (Q Y) diag(s) (Qb X)^T.
-    Bt = At @ Q
+    m, n = Q.shape[0], Bt.shape[0]
     Qb = orthonormal_basis(Bt)
     X, s, Yt = np.linalg.svd(Qb.T @ Bt)
     root = np.sqrt(s[:rank])

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from matcli.core.result import Callback, Result, Status, no_callback
-from matcli.methods.solve.krylov import TRUE_RESIDUAL, combine_status, default_maxiter, status_message
+from matcli.methods.solve.krylov import TRUE_RESIDUAL, _givens, combine_status, default_maxiter, status_message
 from matcli.methods.solve.precond import Preconditioner
 from matcli.methods.solve.system import as_block, finish
 
@@ -64,18 +64,6 @@ def _project(basis: np.ndarray, w: np.ndarray) -> np.ndarray:
     if np.iscomplexobj(basis):
         return (w.conj() @ basis).conj()
     return basis.T @ w
-
-
-def _givens(a, b):
-    """(c, s, r) with c real and [[c, s], [-conj(s), c]] @ [a, b] = [r, 0]."""
-    rho = float(np.hypot(abs(a), abs(b)))
-    if rho == 0:
-        return 1.0, 0.0, 0.0
-    if a == 0:
-        return 0.0, np.conj(b) / abs(b), abs(b)
-    c = abs(a) / rho
-    s = (a / abs(a)) * np.conj(b) / rho
-    return c, s, (a / abs(a)) * rho
 
 
 class GCRODR:

@@ -14,8 +14,8 @@ Outside the timed part, the best fixed omega in hindsight is found over a grid
 branch and bound, see :func:`hindsight`), and each system's own best omega on the 1/16 lattice gives
 the instance-optimal total. The timed part runs, system by system and interleaved (the order
 rotates), every policy: the Young-model learner, its contextual variant (cheap matrix features, and
-the system's own parameters), the unimodal bandit, Tsallis-INF (the paper's learner), the bandit
-matcli used before (``batch.OmegaBandit``), Young's per-system estimate (SPD only, Lanczos included),
+the system's own parameters), the unimodal bandit, Tsallis-INF (the paper's learner), Young's
+per-system estimate (SPD only, Lanczos included),
 the best fixed omega and omega = 1; a learner's time includes its own choices and features.
 Regret = learner - best fixed.
 Target: within 10% of the best fixed omega's total iterations. The machine is shared (times are
@@ -37,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import Row, report, size_from_argv  # noqa: E402
 
 from matcli.methods.solve import relax  # noqa: E402
-from matcli.methods.solve.batch import OmegaBandit  # noqa: E402
 from matcli.methods.solve.stationary import estimate_omega, sor  # noqa: E402
 from matcli.sequences import sequence  # noqa: E402
 
@@ -184,7 +183,6 @@ def run_family(family: str, options: dict, n: int, count: int, seed: int) -> lis
             relax.ContextualSORModelLearner(initial, rtol=RTOL), parameters(family)),
         "unimodal bandit": Plain(relax.UnimodalOmegaBandit(initial)),
         "Tsallis-INF (paper)": Plain(relax.TsallisInf(rng=np.random.default_rng(seed))),
-        "previous OmegaBandit": Plain(OmegaBandit(initial=initial)),
         "best fixed omega (hindsight)": Fixed(best_omega),
         "omega = 1": Fixed(1.0),
     }

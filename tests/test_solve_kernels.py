@@ -15,7 +15,7 @@ from conftest import data_file, shared_data_dir
 from matcli.core.result import Status
 from matcli.gallery import poisson
 from matcli.io.mtx import read_mtx
-from matcli.methods.solve import auto, batch, direct, krylov, precond, solvers, stationary
+from matcli.methods.solve import auto, batch, direct, krylov, precond, relax, solvers, stationary
 from matcli.methods.solve.system import solution_metrics
 
 EPS = np.finfo(float).eps
@@ -367,7 +367,8 @@ def test_recycled_subspace_is_exact_in_span_and_never_worse():
 
 
 def test_omega_bandit_finds_the_best_arm():
-    bandit = batch.OmegaBandit(initial=1.2)
+    # the learner of SSOR batches (SOR's uses Young's model: tests/test_relax.py)
+    bandit = relax.UnimodalOmegaBandit(1.2)
     cost = lambda w: int(100 * (1 + 4 * (w - 1.8) ** 2))  # noqa: E731
     for _ in range(40):
         w = bandit.choose()
@@ -448,9 +449,9 @@ def test_lanczos_log_without_images_forms_them_with_the_forward_preconditioner()
 
 
 def test_omega_bandit_stays_near_the_best_arm_once_its_neighbours_are_known():
-    # Regression: untried arms used to get the lowest UCB score, so after the neighbours of the
-    # best arm the bandit jumped to far, bad arms (omega = 1) instead of exploiting.
-    bandit = batch.OmegaBandit(initial=1.85)
+    # Regression (of the UCB bandit it replaced): untried arms got the lowest UCB score, so after the
+    # neighbours of the best arm it jumped to far, bad arms (omega = 1) instead of exploiting.
+    bandit = relax.UnimodalOmegaBandit(1.85)
     cost = lambda w: int(100 * (1 + 40 * (w - 1.85) ** 2))  # noqa: E731
     chosen = []
     for _ in range(8):

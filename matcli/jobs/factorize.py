@@ -715,7 +715,8 @@ class Job(FamilyJob):
         resident = resident_memory_bytes()
         # the client: U while assembled (two m x k), and the Z's, W, its QR, V, A^H U (n x c each)
         client = itemsize * (2 * m * rank + 6 * n * c)
-        check_allocation(path, resident + client, f"U ({m}x{rank}) and the n x l bases of the randomized SVD")
+        check_allocation(path, resident + client, f"U ({m}x{rank}) and the n x l bases of the randomized SVD "
+                         f"({mib(client)}) beside the {mib(resident)} this process holds")
         self.blocks = plan_blocks(self.remote, current_policy().budget - resident - client)
         rows = max(block.n_rows for block in self.blocks)
         per_row = itemsize * n if self.remote.layout != "csr" else (itemsize + 4) * -(-self.remote.nnz // m)
@@ -728,7 +729,7 @@ class Job(FamilyJob):
         partials = itemsize * len(self.blocks) * (n * c + 2 * c * (c + l))
         check_allocation(path, resident + client + partials + task,
                          f"one row block ({rows} rows, {mib(rows * per_row)}) with its working copies beside the "
-                         "randomized SVD's factors")
+                         f"randomized SVD's factors and the {mib(resident)} this process holds")
         self.chunk_rows = max(1, min(rows, (rows * per_row) // (itemsize * n)))
         self.problem_info["row_blocks"] = len(self.blocks)
         self._kernel = _load("blocked_rsvd", "blocked_block_krylov_svd" if method == "block-krylov"

@@ -377,8 +377,11 @@ class DaskBackend(Backend):
             # their only way to the workers, not something the user can act on.
             warnings.filterwarnings("ignore", message="Sending large graph")
             sent = {key: client.submit(_shared_value, value, pure=False) for key, value in shared.items()}
-            task = VersionedTask(fn, __version__)
-            return [client.submit(task, *item, pure=False, **sent) for item in items]
+            if not items:
+                return []
+            # one client.map (one message to the scheduler) for all tasks, an iterable per argument
+            columns = [list(column) for column in zip(*items)]
+            return client.map(VersionedTask(fn, __version__), *columns, pure=False, **sent)
 
     def _wait(self, futures: list[Any], fn: Callable[..., Any], progress: bool) -> None:
         """Wait for every future; on a task's failure cancel the rest and raise its exception, on a

@@ -173,9 +173,27 @@ def sequence(family: str, n: int, count: int, rng: np.random.Generator, **option
     if family not in _BUILDERS:
         raise ValueError(f"unknown sequence family {family!r}; choose one of {', '.join(FAMILIES)}")
     builder = _BUILDERS[family]
-    for t, child in enumerate(rng.spawn(count)):
+    for t, child in enumerate(_children(rng, count)):
         system = builder(n, child, **options)
         yield SequenceSystem(system_name(t, count), system.A, system.b, system.params)
+
+
+def _children(rng: np.random.Generator, count: int) -> Iterator[np.random.Generator]:
+    """``rng.spawn(count)``, one generator at a time (the same streams; no list of ``count``
+    generators, which a huge ``--count`` could not even hold)."""
+    bits = rng.bit_generator
+    seed = bits.seed_seq
+    first = seed.n_children_spawned
+    for t in range(count):
+        child = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, first + t), pool_size=seed.pool_size)
+        yield np.random.Generator(type(bits)(child))
+
+
+def file_bytes(family: str, n: int, count: int) -> float:
+    """An upper estimate of the file of ``count`` systems on an ``n x n`` grid (measured 1.2x the file): per system the
+    CSR matrix (5-point stencil: about 5 n^2 values and 64-bit indices, n^2 + 1 pointers) and b."""
+    itemsize = 16 if family == "helmholtz" else 8
+    return float(count) * float(n) ** 2 * (5 * (itemsize + 8) + 8 + itemsize)
 
 
 def system_bytes(family: str, n: int) -> float:

@@ -96,6 +96,21 @@ def test_generate_sequence_refuses_mtx(cli, tmp_path):
 
 
 # ------------------------------------------------------------------ GCRO-DR
+def test_systems_use_the_streams_of_rng_spawn_drawn_one_at_a_time():
+    from matcli.sequences import _children
+
+    spawned = np.random.default_rng(11).spawn(4)
+    lazy = list(_children(np.random.default_rng(11), 4))
+    assert [g.standard_normal(3).tolist() for g in spawned] == [g.standard_normal(3).tolist() for g in lazy]
+
+
+def test_a_sequence_larger_than_the_free_disk_is_refused_before_writing(cli, tmp_path):
+    out = tmp_path / "huge.h5"
+    result = cli(["generate", "sequence", "--n", "8", "--count", "1000000000000", "-o", out])
+    assert result.exit_code == 7 and "on disk" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_gcrodr_single_system_matches_gmres_and_the_direct_solution():
     s = next(sequence("convdiff", 16, 1, np.random.default_rng(6)))
     D = s.A.toarray()

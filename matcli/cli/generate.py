@@ -103,9 +103,10 @@ def command(
     block_rows = gallery.tile_block_rows(cols, budget)
     with input_policy(InputPolicy(max_memory=budget)):
         if kind is Kind.sequence:
-            from matcli.sequences import system_bytes
+            from matcli.sequences import file_bytes, system_bytes
 
             check_allocation(f"generate sequence --family {family.value}", system_bytes(family.value, n), "one system")
+            _check_disk(out, file_bytes(family.value, n, count), f"{count} {family.value} systems on a {n}x{n} grid")
         else:
             # the heavy rows are drawn without replacement: their indices and the sampler's workspace
             needed = (gallery.tiled_bytes(widths, block_rows) + 24.0 * heavy_rows if blockwise else
@@ -163,3 +164,17 @@ def command(
     names = sorted({key.split("/")[0] for key in arrays})
     if not quiet:
         typer.echo(f"wrote {out}: {kind.value} ({', '.join(names)})", err=True)
+
+
+def _check_disk(out: str, nbytes: float, what: str) -> None:
+    """ResourceError (exit 7) when the file would not fit the free space of ``out``'s folder."""
+    import os
+    import shutil
+
+    from matcli.core.errors import ResourceError
+    from matcli.core.memory import mib
+
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(out))).free
+    if nbytes > free:
+        raise ResourceError(out, f"{what} would take about {mib(nbytes)} on disk, more than the {mib(free)} free "
+                                 "there")

@@ -7,14 +7,95 @@ Exit codes: 0 ok; 1 internal bug; 2 usage error; 3 not converged (--strict); 4 i
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from matcli.cli import complete, factorize, generate, info, methods, predict, run, sketch_regress, solve
+#: subcommand -> (its module under matcli.cli, its one-line help). A module is imported only when its
+#: command is looked up (run, its --help, the options contract), so a run pays for one command's
+#: imports and ``matcli --help`` for none.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "solve": ("solve", "Solve linear systems A X = B (direct, Krylov, multigrid; batches)."),
+    "complete": ("complete", "Low-rank matrix completion from observed entries."),
+    "predict": ("predict", "Predict entries from a saved completion model (matcli complete -o)."),
+    "sketch-regress": ("sketch_regress", "Randomized least squares min ||Ax - b|| by sketching."),
+    "factorize": ("factorize", "SVD, NMF, CUR, QR, LU, Cholesky, LDL^T, eigendecomposition."),
+    "info": ("info", "Describe a matrix file: shape, nnz, symmetry, definiteness, condition."),
+    "generate": ("generate", "Write test problems (Poisson, SPD, low-rank, regression, completion)."),
+    "methods": ("methods", "List registered methods and their --param keys."),
+    "run": ("run", "Run a list of matcli command lines (one process, or a Dask cluster)."),
+}
+
+
+def _build_command(name: str) -> Any:
+    """The click command of subcommand ``name``: its module's ``command`` as typer registers it."""
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(f"matcli.cli.{module_name}")
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+    single.command(name, help=help_text)(module.command)
+    command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+class _LazyCommands(MutableMapping):
+    """The group's name -> command mapping, each command built (its module imported) on first access.
+
+    Iteration lists every name without importing anything; ``get`` answers ``default`` only for an
+    unknown name, so an error while importing a command's module is never mistaken for a typo.
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self._built[name] = _build_command(name)
+        return self._built[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default
+
+    def __contains__(self, name: object) -> bool:
+        return name in COMMANDS or name in self._built
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from COMMANDS
+        yield from (name for name in self._built if name not in COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS) + sum(name not in COMMANDS for name in self._built)
+
+
+class _LazyGroup(TyperGroup):
+    """typer's group with :class:`_LazyCommands`; its help lists the commands from :data:`COMMANDS`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands = _LazyCommands()
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, TyperCommand(name=name, help=help_text).get_short_help_str(limit))
+                for name, (_, help_text) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
 
 app = typer.Typer(
+    cls=_LazyGroup,
     name="matcli",
     help="Batch solvers for matrix problems: linear systems, matrix completion, sketched least "
     "squares, factorizations. Exit codes: 0 ok, 1 internal error, 2 usage, 3 not converged "
@@ -40,17 +121,6 @@ def _print_version(value: bool) -> None:
 def _root(version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
                                        help="Print matcli's version and exit.")) -> None:
     """Batch solvers for matrix problems."""
-
-
-app.command("solve", help="Solve linear systems A X = B (direct, Krylov, multigrid; batches).")(solve.command)
-app.command("complete", help="Low-rank matrix completion from observed entries.")(complete.command)
-app.command("predict", help="Predict entries from a saved completion model (matcli complete -o).")(predict.command)
-app.command("sketch-regress", help="Randomized least squares min ||Ax - b|| by sketching.")(sketch_regress.command)
-app.command("factorize", help="SVD, NMF, CUR, QR, LU, Cholesky, LDL^T, eigendecomposition.")(factorize.command)
-app.command("info", help="Describe a matrix file: shape, nnz, symmetry, definiteness, condition.")(info.command)
-app.command("generate", help="Write test problems (Poisson, SPD, low-rank, regression, completion).")(generate.command)
-app.command("methods", help="List registered methods and their --param keys.")(methods.command)
-app.command("run", help="Run a list of matcli command lines (one process, or a Dask cluster).")(run.command)
 
 
 def _usage_line(exc: Exception) -> str:

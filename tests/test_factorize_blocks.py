@@ -1,5 +1,5 @@
-"""``factorize --kind svd --method randomized / block-krylov`` on A read in row blocks (a backend's
-workers, or this process streaming under --max-memory), against LAPACK's SVD of the same matrix.
+"""``factorize --kind svd --method randomized / block-krylov / lanczos`` on A read in row blocks (a
+backend's workers, or this process streaming under --max-memory), against LAPACK's SVD of the same matrix.
 
 Tolerances. Test matrices have singular values ``2^-j``: with block size ``l = k + 10`` and q power
 iterations the randomized range finder's error in the top k triplets is of order
@@ -151,6 +151,61 @@ def test_the_answer_is_fixed_by_the_seed_whatever_the_blocks(files, local_as_das
     check_against_lapack(runs[2], arrays["dense"], 5)
 
 
+# Row-block Lanczos (Lanczos on A^H A, one pass per step) with --tol tau stops when every triplet has
+# ||A^H u_i - s_i v_i|| <= tau s_i, and the TSQR refinement makes A v_i = s_i u_i and U orthonormal to
+# rounding; so each s_i is within tau s_i <= tau s_1 of a singular value (Weyl). With tau = 1e-12 below
+# check_against_lapack's rounding bound 10 sqrt(m n) eps s_1 (>= 2.4e-12 s_1 here), that check applies
+# unchanged. The attainable tau of the i-th triplet is ~eps (s_1 / s_i)^2 (products with A^H A), 64 eps
+# for the 4th of 2^-j.
+@pytest.mark.parametrize("name, spec", [("dense", "dense.h5:/A"), ("sparse", "sparse.h5:/A"),
+                                        ("complex", "complex.npy")])
+def test_row_block_lanczos_matches_lapack(files, local_as_dask, name, spec):
+    root, arrays = files
+    out = matcli.factorize(f"{root}/{spec}", kind="svd", method="lanczos", rank=4, tol=1e-12, seed=4,
+                           backend="dask", threads=1)
+    assert out.converged and out.method == "svd-lanczos" and out.report["problem"]["row_blocks"] >= 8
+    info = out.report["info"]
+    assert info["passes_over_file"] == info["lanczos_steps"] + 2
+    assert out.metrics["max_ritz_residual"] <= 1e-12
+    check_against_lapack(out, arrays[name], 4)
+
+
+def test_row_block_lanczos_restarts_on_a_slow_spectrum_and_meets_its_tolerance(files, local_as_dask):
+    """Singular values 1/(1+j), basis 14 for rank 6: thick restarts are needed. Each s_i within
+    tol s_i of LAPACK's, every triplet's residual recomputed from A and the written factors within
+    tol s_i (plus rounding), and the reported metrics are that recomputation."""
+    root, arrays = files
+    A, tol, k = arrays["slow"], 1e-9, 6
+    out = matcli.factorize(f"{root}/slow.h5:/A", kind="svd", method="lanczos", rank=k, tol=tol,
+                           params=["basis=14"], seed=2, backend="dask", threads=1)
+    assert out.converged and out.report["info"]["restarts"] >= 2
+    s_ref = np.linalg.svd(A, compute_uv=False)
+    rounding = 10 * np.sqrt(A.size) * EPS * s_ref[0]
+    U, s, V = out["U"], out["s"], out["Vt"].T
+    assert np.all(np.abs(s - s_ref[:k]) <= tol * s_ref[:k] + rounding)
+    right = np.linalg.norm(A @ V - U * s, axis=0)
+    left = np.linalg.norm(A.T @ U - V * s, axis=0)
+    assert np.all(np.maximum(right, left) <= tol * s + rounding)
+    assert out.metrics["max_triplet_residual"] == pytest.approx(max(right.max(), left.max()) / s[0], rel=1e-6)
+    assert out.metrics["orthogonality_loss"] <= 10 * np.sqrt(4000) * k * EPS
+    error = np.linalg.norm(A - (U * s) @ V.T) / np.linalg.norm(A)
+    assert out.metrics["reconstruction_error"] == pytest.approx(error, rel=1e-10)
+
+
+def test_row_block_lanczos_is_fixed_by_the_seed_whatever_the_blocks(files, local_as_dask):
+    """The start vector is drawn on the client: HDF5 (blocks of 800/1200 rows) and .npy (1000) runs
+    of the same matrix agree to rounding, and the same blocks give the same bits."""
+    root, arrays = files
+    specs = (f"{root}/dense.h5:/A", f"{root}/dense.h5:/A", f"{root}/dense.npy")
+    runs = [matcli.factorize(spec, kind="svd", method="lanczos", rank=4, tol=1e-12, seed=8, backend="dask",
+                             threads=1) for spec in specs]
+    for name in ("U", "s", "Vt"):
+        assert np.array_equal(runs[0][name], runs[1][name])
+    bound = 10 * np.sqrt(8000 * 150) * EPS
+    assert np.max(np.abs(runs[0]["s"] - runs[2]["s"])) <= 2 * bound
+    assert np.max(np.abs(runs[0]["U"] - runs[2]["U"])) <= 2 * bound / (0.5**3 - 0.5**4)  # Wedin: residual / gap
+
+
 def test_auto_on_row_blocks_picks_tsqr_for_few_columns_and_randomized_for_wide(files, local_as_dask, tmp_path):
     root, arrays = files
     tall = matcli.factorize(f"{root}/dense.npy", kind="svd", rank=4, backend="dask", threads=1)
@@ -171,8 +226,12 @@ def test_what_the_row_block_randomized_svd_refuses(files, local_as_dask):
         matcli.factorize(spec, kind="svd", method="block-krylov", rank=3, tol=1e-3, backend="dask")
     with pytest.raises(UsageError, match="in-memory randomized SVD"):
         matcli.factorize(spec, kind="svd", method="randomized", rank=3, params=["precision=float32"], backend="dask")
-    with pytest.raises(UsageError, match="tsqr, randomized or block-krylov"):
-        matcli.factorize(spec, kind="svd", method="lanczos", rank=3, backend="dask")
+    with pytest.raises(UsageError, match="tsqr, randomized, block-krylov or lanczos"):
+        matcli.factorize(spec, kind="svd", method="arpack", rank=3, backend="dask")
+    with pytest.raises(UsageError, match="at most min.m, n. - 1 = 149 triplets; .*--method tsqr"):
+        matcli.factorize(spec, kind="svd", method="lanczos", rank=150, backend="dask")
+    with pytest.raises(UsageError, match="--power-iters does not apply"):
+        matcli.factorize(spec, kind="svd", method="lanczos", rank=3, power_iters=2, backend="dask")
 
 
 def _peak_rss_mib(argv: list[str], cwd) -> tuple[subprocess.CompletedProcess, float]:
@@ -184,7 +243,8 @@ def _peak_rss_mib(argv: list[str], cwd) -> tuple[subprocess.CompletedProcess, fl
     return proc, int(proc.stdout.split()[-1]) / 1024 if proc.stdout.split() else float("nan")
 
 
-def test_an_input_beyond_the_budget_streams_and_stays_under_it(tmp_path):
+@pytest.mark.parametrize("method", [["--method", "randomized", "--power-iters", "2"], ["--method", "lanczos"]])
+def test_an_input_beyond_the_budget_streams_and_stays_under_it(tmp_path, method):
     """A 120 MB matrix (50000 x 300) under --max-memory 150M: the in-memory path would hold the
     interpreter (~70 MB) and A; the streamed run's peak RSS stays within 150 MiB."""
     rng = np.random.default_rng(5)
@@ -193,8 +253,7 @@ def test_an_input_beyond_the_budget_streams_and_stays_under_it(tmp_path):
         data = fh.create_dataset("A", shape=(50000, 300), dtype="f8", chunks=(1000, 300))
         for start in range(0, 50000, 10000):
             data[start:start + 10000] = rng.standard_normal((10000, 300)) @ V.T
-    argv = [*MATCLI, "factorize", "big.h5:/A", "--kind", "svd", "--method", "randomized", "--rank", "5",
-            "--power-iters", "2", "--max-memory", "150M", "--threads", "1", "-o", "f.h5", "--report", "r.json",
+    argv = [*MATCLI, "factorize", "big.h5:/A", "--kind", "svd", *method, "--rank", "5", "--max-memory", "150M", "--threads", "1", "-o", "f.h5", "--report", "r.json",
             "-q", "--strict"]
     proc, peak = _peak_rss_mib(argv, tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -242,6 +301,20 @@ def test_on_a_real_cluster_the_factors_are_the_local_bits(files, cluster, tmp_pa
                              backend="dask", threads=1)
     proc = subprocess.run(_cli_svd(f"{root}/dense.h5:/A", method, cluster.address, tmp_path / "f.h5"),
                           capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    for name, value in _written(tmp_path / "f.h5").items():
+        assert np.array_equal(value, local[name]), name
+
+
+def test_on_a_real_cluster_row_block_lanczos_gives_the_local_bits(files, cluster, tmp_path, monkeypatch):
+    root, _ = files
+    monkeypatch.setattr(runner, "get_backend", lambda name, address=None: LocalBackend())
+    local = matcli.factorize(f"{root}/dense.h5:/A", kind="svd", method="lanczos", rank=5, tol=1e-10, seed=3,
+                             backend="dask", threads=1)
+    argv = [*MATCLI, "factorize", f"{root}/dense.h5:/A", "--kind", "svd", "--method", "lanczos", "--rank", "5",
+            "--tol", "1e-10", "--seed", "3", "--threads", "1", "--backend", "dask", "--scheduler",
+            cluster.address, "-o", str(tmp_path / "f.h5"), "-q", "--strict"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     for name, value in _written(tmp_path / "f.h5").items():
         assert np.array_equal(value, local[name]), name

@@ -64,7 +64,7 @@ SMALL_SVD_ENTRIES = 2_000_000
 SYMMETRY_TOL = 1e-12
 
 #: SVD methods that run on row blocks.
-ROW_BLOCK_METHODS = ("auto", "tsqr", "randomized", "block-krylov")
+ROW_BLOCK_METHODS = ("auto", "tsqr", "randomized", "block-krylov", "lanczos")
 #: ``auto`` on row blocks picks TSQR (exact) up to this many columns, the randomized SVD beyond:
 #: measured on 40000-row HDF5 matrices streamed in one process (rank 10, q = 4, loaded machine),
 #: TSQR took 1.0x the randomized SVD's time at 200 columns, 0.8-1.0x at 500, 1.5-2.1x at 1000.
@@ -196,8 +196,9 @@ class Job(FamilyJob):
 
         what = "--backend " + self.request.backend if self.request.backend != "local" else "--method tsqr"
         if self.kind != "svd" or self.request.method not in ROW_BLOCK_METHODS or self.request.options.update:
-            raise UsageError(f"{what} runs --kind svd --method tsqr, randomized or block-krylov (the SVD of a "
-                             "matrix read in row blocks); other factorizations run in this process (drop --backend)")
+            raise UsageError(f"{what} runs --kind svd --method tsqr, randomized, block-krylov or lanczos (the SVD "
+                             "of a matrix read in row blocks); other factorizations run in this process "
+                             "(drop --backend)")
         self.remote = row_source(self.request.inputs[0])
         if self.remote.layout == "vector":
             raise InputError(self.request.inputs[0], f"{what} factorizes a 2-D matrix, got a vector")
@@ -396,6 +397,8 @@ class Job(FamilyJob):
         if method == "tsqr":
             return self._setup_tsqr()
         if self.remote is not None:  # read() let only the row-block methods through
+            if method == "lanczos":
+                return self._setup_blocked_lanczos(params)
             return self._setup_blocked_randomized(method)
         m, n = self.A.shape
         if method == "update":
@@ -737,6 +740,52 @@ class Job(FamilyJob):
         if self.stream_reason and self.request.method != "auto":
             self.choice_reason = f"{self.choice_reason}; {self.stream_reason}"
         return {"rank": rank, "oversample": oversample, "power_iters": power}
+
+    def _setup_blocked_lanczos(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``--method lanczos`` on row blocks: thick-restart Lanczos on A^H A
+        (:mod:`matcli.methods.factorize.blocked_lanczos`), one pass per step; blocks planned from
+        what the budget leaves beside the client's n x (basis + 1) basis and U."""
+        from matcli.core.memory import mib
+        from matcli.core.timing import resident_memory_bytes
+        from matcli.io.guard import check_allocation, current_policy
+        from matcli.jobs.sketch_remote import plan_blocks
+
+        opts = self.request.options
+        rank = self._rank(allow_auto=False)
+        m, n = self.shape
+        if rank >= min(m, n):
+            raise UsageError(f"--method lanczos on row blocks computes at most min(m, n) - 1 = {min(m, n) - 1} "
+                             "triplets; the full SVD of a tall matrix: --method tsqr")
+        tol = self._tol(1e-8)
+        if not 1e-14 <= tol < 1:
+            raise UsageError(f"--tol {tol:g}: --method lanczos needs 1e-14 <= tol < 1 (a relative residual)")
+        basis = min(params["basis"] or max(3 * rank, rank + 30), min(m, n))
+        if basis < rank + 1:
+            raise UsageError(f"--param basis={basis}: the basis must hold at least --rank + 1 = {rank + 1} vectors")
+        itemsize = 16 if self.remote.dtype.kind == "c" else 8
+        path = self.request.inputs[0]
+        resident = resident_memory_bytes()
+        # the client: P (n x (basis + 1)) and its restart product, V, V Y, A^H U (n x rank), U twice (m x rank)
+        client = itemsize * (n * (2 * basis + 4 * rank) + 2 * m * rank)
+        check_allocation(path, resident + client, f"U ({m}x{rank}) and the n x {basis + 1} Lanczos basis "
+                         f"({mib(client)}) beside the {mib(resident)} this process holds")
+        self.blocks = plan_blocks(self.remote, current_policy().budget - resident - client)
+        rows = max(block.n_rows for block in self.blocks)
+        per_row = itemsize * n if self.remote.layout != "csr" else (itemsize + 4) * -(-self.remote.nnz // m)
+        # a task: its block as read and converted, the residual rows, two storage chunks, its rows of
+        # A V, their Q and R workspace, Q T (r x rank each); the client an n x rank share per block
+        chunks = 2 * self.remote.chunk_rows * per_row
+        task = 3 * rows * per_row + chunks + 4 * rows * rank * itemsize
+        partials = itemsize * len(self.blocks) * (n * rank + 3 * rank * rank)
+        check_allocation(path, resident + client + partials + task,
+                         f"one row block ({rows} rows, {mib(rows * per_row)}) with its working copies beside the "
+                         f"Lanczos basis and the {mib(resident)} this process holds")
+        self.chunk_rows = max(1, min(rows, (rows * per_row) // (itemsize * n)))
+        self.problem_info["row_blocks"] = len(self.blocks)
+        self._kernel = _load("blocked_lanczos", "blocked_lanczos_svd")
+        if self.stream_reason and self.request.method != "auto":
+            self.choice_reason = f"{self.choice_reason}; {self.stream_reason}"
+        return {"rank": rank, "tol": tol, "basis": basis, "maxiter": opts.maxiter or 50 * basis}
 
     def compute(self, callback: Callback) -> Result:
         if self.remote is not None:

@@ -2,7 +2,8 @@
 larger than the memory budget), by a backend's workers or here in turn.
 
 :class:`RowBlockMatrix` gives :func:`matcli.methods.factorize.tsqr_svd.tsqr_svd` its three passes and
-:func:`matcli.methods.factorize.blocked_rsvd.blocked_randomized_svd` its TSQR-basis passes as maps
+:func:`matcli.methods.factorize.blocked_rsvd.blocked_randomized_svd` its TSQR-basis passes, and
+:func:`matcli.methods.factorize.blocked_lanczos.blocked_lanczos_svd` its ``A^H A`` products, as maps
 over the row blocks of :mod:`matcli.io.row_blocks`; each task names its block (a spec and two
 row numbers) and receives only small operands (the block's slice of ``Q_s U_R``, of U for the
 certificate; the n x l matrix Z and the block's l x l slice of ``Q_s``). Blocks are cut from A's size and the memory budget alone
@@ -55,6 +56,14 @@ def basis_adjoint_block(task: tuple[RowBlock, np.ndarray, list | None], *, sourc
     return block_adjoint(read_rows(source, block), Z, T, inner)
 
 
+def gram_block(block: RowBlock, *, source: RowBlockSource, p: np.ndarray) -> np.ndarray:
+    """``A_i^H (A_i p)`` (n,): this block's share of one Lanczos step on ``A^H A``."""
+    from matcli.methods.factorize.blocked_rsvd import _adjoint
+
+    A = read_rows(source, block)
+    return _adjoint(A, np.asarray(A @ p))
+
+
 def finish_block(task: tuple[RowBlock, np.ndarray, list | None], *, source: RowBlockSource, Z, V: np.ndarray,
                  s: np.ndarray, chunk_rows: int) -> tuple:
     from matcli.methods.factorize.blocked_rsvd import block_finish
@@ -105,6 +114,10 @@ class RowBlockMatrix:
     def basis_adjoint(self, Z, Ts: list[np.ndarray], inners: list | None = None) -> np.ndarray:
         """``A^H Q`` for ``Q = diag(Q_i) [T_1; T_2; ...]``, ``Q_i`` the blocks' Q of their rows (one pass)."""
         return _sum_in_order(self._map(basis_adjoint_block, self._tasks(Ts, inners), Z=Z))
+
+    def gram(self, p: np.ndarray) -> np.ndarray:
+        """``A^H A p`` (n,) summed over the blocks in block order (one pass)."""
+        return _sum_in_order(self._map(gram_block, self.blocks, p=p))
 
     def finish(self, Z, Ts: list[np.ndarray], V: np.ndarray, s: np.ndarray, inners: list | None = None) -> tuple:
         """``(U, ||A v_j - s_j u_j||^2, A^H U, ||A - U S V^H||_F^2, ||A||_F^2)`` for ``U = diag(Q_i) T``

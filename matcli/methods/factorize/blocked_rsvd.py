@@ -222,23 +222,38 @@ def _ritz_finish(problem, W: np.ndarray, Z, Ts: list[np.ndarray], inners, rank: 
     Ur, s, Vrt = sla.svd(Rw.conj().T, full_matrices=False, check_finite=False)
     s, V = s[:rank], Zw @ Vrt[:rank].conj().T
     U, right2, AhU, error2, norm2 = problem.finish(Z, [T @ Ur[:, :rank] for T in Ts], V, s, inners)
+    U, Vt, metrics = finish_metrics(U, s, V, AhU, right2, error2, norm2)
+    info = {**info, "reconstruction_error_method": "exact (||A_i - U_i S V^H||_F summed over the blocks)",
+            "rank": rank}
+    return Result(status=Status.CONVERGED_ITS, outputs={"U": U, "s": s, "Vt": Vt}, metrics=metrics,
+                  iterations=int(info.get("krylov_depth", info.get("power_iterations", 0))), info=info,
+                  message=message)
+
+
+def finish_metrics(U: np.ndarray, s: np.ndarray, V: np.ndarray, AhU: np.ndarray, right2: np.ndarray,
+                   error2: float, norm2: float) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """The sign convention and the certificate of triplets finished over the blocks.
+
+    Parameters: ``U`` (m x k), ``s`` (k), ``V`` (n x k), ``AhU = A^H U`` (n x k), ``right2`` the
+    squared ``||A v_j - s_j u_j||`` (k), ``error2 = ||A - U S V^H||_F^2`` and ``norm2 = ||A||_F^2``.
+    Returns ``(U, Vt, metrics)``: U and ``Vt = V^H`` under
+    :func:`~matcli.methods.factorize.signs.canonical_phases`; metrics ``reconstruction_error``,
+    ``orthogonality_loss``, ``max_triplet_residual`` (over s_1) and ``frobenius_norm``.
+    """
+    k = s.size
     U, Vt, AhU = canonical_phases(U, V.conj().T, AhU)
     V = Vt.conj().T
     left = np.linalg.norm(AhU - V * s, axis=0)
     norm_A = math.sqrt(norm2)
     scale = float(s[0]) if s[0] > 0 else (norm_A or 1.0)
-    eye = np.eye(rank)
+    eye = np.eye(k)
     metrics = {
         "reconstruction_error": math.sqrt(max(error2, 0.0)) / norm_A if norm_A > 0 else math.sqrt(error2),
         "orthogonality_loss": max(float(np.linalg.norm(U.conj().T @ U - eye)), float(np.linalg.norm(Vt @ V - eye))),
         "max_triplet_residual": float(np.max(np.maximum(np.sqrt(right2), left))) / scale,
         "frobenius_norm": norm_A,
     }
-    info = {**info, "reconstruction_error_method": "exact (||A_i - U_i S V^H||_F summed over the blocks)",
-            "rank": rank}
-    return Result(status=Status.CONVERGED_ITS, outputs={"U": U, "s": s, "Vt": Vt}, metrics=metrics,
-                  iterations=int(info.get("krylov_depth", info.get("power_iterations", 0))), info=info,
-                  message=message)
+    return U, Vt, metrics
 
 
 def _tsqr(parts: list[np.ndarray]) -> tuple[list[np.ndarray] | None, np.ndarray | None]:

@@ -20,9 +20,9 @@ from typing import Any, Iterator, Mapping, NamedTuple
 
 import h5py
 import numpy as np
-import scipy.sparse as sp
 
 from matcli.core.errors import InputError, OutputError
+from matcli.core.lazy_sparse import sp
 from matcli.io import hdf5_values
 from matcli.io.guard import check_allocation, regular_file
 from matcli.io.hdf5_links import has_member, lookup, member

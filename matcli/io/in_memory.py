@@ -13,9 +13,9 @@ import contextvars
 from typing import Any, Iterator, Mapping
 
 import numpy as np
-import scipy.sparse as sp
 
 from matcli.core.errors import InputError
+from matcli.core.lazy_sparse import sp
 
 PREFIX = "<array:"
 _HELD: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("matcli_arrays", default={})

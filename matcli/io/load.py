@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-import scipy.sparse as sp
 
 from matcli.core.errors import InputError
+from matcli.core.lazy_sparse import sp
 from matcli.io import in_memory
 from matcli.io.ids import IdAxis, check_extent
 from matcli.io.npy import read_npy

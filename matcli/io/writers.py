@@ -13,9 +13,9 @@ import sys
 from typing import Any, BinaryIO, Mapping
 
 import numpy as np
-import scipy.sparse as sp
 
 from matcli.core.errors import OutputError, UsageError
+from matcli.core.lazy_sparse import sp
 
 MTX_SUFFIXES = (".mtx", ".mtx.gz", ".mm", ".mm.gz")
 

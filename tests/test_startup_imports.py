@@ -1,0 +1,110 @@
+"""Start-up stays cheap: a run imports its own subcommand's module and the numerical packages its job
+uses, nothing else (issue #22). Each case runs in a fresh interpreter and reads ``sys.modules`` after
+the command, so an eager import added anywhere on the path makes it fail. No timings here: those are
+in benchmarks/bench_startup.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse
+
+#: never needed by the small runs below (multigrid, progress bars and tables, iterative sparse solvers)
+NEVER = ("pyamg", "rich", "dask", "distributed", "zarr", "matplotlib")
+OTHER_SUBCOMMANDS = ("complete", "predict", "sketch_regress", "factorize", "info", "generate", "methods", "run")
+
+
+def _imports_after(argv: list[str]) -> tuple[int, set[str]]:
+    """Run ``matcli <argv>`` in a fresh interpreter; its exit code and the modules imported by then."""
+    code = ("import json, sys\n"
+            "from matcli.cli.app import main\n"
+            "rc = main(sys.argv[1:])\n"
+            "print(json.dumps({'rc': rc, 'modules': sorted(sys.modules)}))\n")
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    state = json.loads(proc.stdout.strip().splitlines()[-1])
+    return state["rc"], set(state["modules"])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """An 8x8 SPD system, dense and as CSR, in one HDF5 file; and its exact solution."""
+    folder = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(22)
+    G = rng.standard_normal((8, 8))
+    A = G @ G.T + 8 * np.eye(8)
+    x = rng.standard_normal(8)
+    path = folder / "tiny.h5"
+    with h5py.File(path, "w") as fh:
+        fh["A"] = A
+        fh["b"] = A @ x
+        csr = scipy.sparse.csr_matrix(A)
+        group = fh.create_group("S")
+        group.attrs["encoding-type"], group.attrs["encoding-version"] = "csr_matrix", "0.1.0"
+        group.attrs["shape"] = csr.shape
+        group["data"], group["indices"], group["indptr"] = csr.data, csr.indices, csr.indptr
+    return folder, path, x
+
+
+def _solution(path) -> np.ndarray:
+    with h5py.File(path, "r") as fh:
+        return fh["x"][()]
+
+
+def test_dense_tiny_solve_imports_only_what_it_uses(tiny):
+    folder, path, x = tiny
+    out = folder / "x_dense.h5"
+    rc, modules = _imports_after(["solve", f"{path}:/A", "--rhs", f"{path}:/b", "-o", out, "--quiet", "--force"])
+    assert rc == 0
+    # cond(A) < 10 here, so a backward-stable solve is accurate to a few hundred eps
+    np.testing.assert_allclose(_solution(out), x, rtol=0, atol=1e3 * np.finfo(float).eps * np.abs(x).max())
+    assert not [name for name in NEVER if name in modules]
+    assert "scipy.sparse.linalg" not in modules
+    assert not [name for name in OTHER_SUBCOMMANDS if f"matcli.cli.{name}" in modules]
+
+
+def test_sparse_tiny_solve_imports_no_multigrid_and_no_rich(tiny):
+    folder, path, x = tiny
+    out = folder / "x_sparse.h5"
+    rc, modules = _imports_after(["solve", f"{path}:/S", "--rhs", f"{path}:/b", "-o", out, "--quiet", "--force"])
+    assert rc == 0
+    np.testing.assert_allclose(_solution(out), x, rtol=0, atol=1e3 * np.finfo(float).eps * np.abs(x).max())
+    assert "scipy.sparse" in modules  # the input is sparse
+    assert not [name for name in NEVER if name in modules]
+
+
+def test_lazy_sparse_answers_issparse_without_importing_scipy_sparse():
+    code = ("import sys\n"
+            "import numpy as np\n"
+            "from matcli.core.lazy_sparse import sp\n"
+            "answers = [sp.issparse(np.eye(2)), sp.issparse([[1.0]]), sp.issparse(None)]\n"
+            "print(answers, 'scipy.sparse' in sys.modules)\n"
+            "matrix = sp.csr_matrix(np.eye(2))\n"
+            "import scipy.sparse\n"
+            "print(sp.issparse(matrix), sp.issparse(scipy.sparse.coo_array(np.eye(2))), sp.issparse(np.eye(2)),\n"
+            "      sp.csr_matrix is scipy.sparse.csr_matrix)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    first, second = proc.stdout.strip().splitlines()
+    assert first == "[False, False, False] False"
+    assert second == "True True False True"
+
+
+def test_command_modules_load_on_lookup_only():
+    code = ("import sys\n"
+            "import typer\n"
+            "from matcli.cli.app import COMMANDS, app\n"
+            "group = typer.main.get_command(app)\n"
+            "names = list(group.commands)\n"
+            "before = [m for m in sys.modules if m.startswith('matcli.cli.') and m.split('.')[-1] in\n"
+            "          {module for module, _ in COMMANDS.values()}]\n"
+            "command = group.commands['factorize']\n"
+            "print(names == list(COMMANDS), before, command.name, 'matcli.cli.factorize' in sys.modules,\n"
+            "      group.commands.get('no-such-command'))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert proc.stdout.strip() == "True [] factorize True None"

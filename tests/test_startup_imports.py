@@ -108,3 +108,18 @@ def test_command_modules_load_on_lookup_only():
             "      group.commands.get('no-such-command'))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert proc.stdout.strip() == "True [] factorize True None"
+
+
+def test_dense_tiny_svd_imports_no_iterative_sparse_solvers(tiny):
+    """A small dense matrix gets LAPACK's dense SVD: ARPACK/PROPACK (scipy.sparse.linalg) stay unloaded."""
+    folder, path, _ = tiny
+    out = folder / "svd.h5"
+    rc, modules = _imports_after(["factorize", f"{path}:/A", "-o", out, "--quiet", "--force"])
+    assert rc == 0
+    with h5py.File(path, "r") as fh:
+        A = fh["A"][()]
+    with h5py.File(out, "r") as fh:
+        s = fh["s"][()]
+    np.testing.assert_allclose(s, np.linalg.svd(A, compute_uv=False), rtol=1e3 * np.finfo(float).eps)
+    assert "scipy.sparse.linalg" not in modules
+    assert not [name for name in NEVER if name in modules]

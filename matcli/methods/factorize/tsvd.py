@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
-from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds
 
 from matcli.core.result import Callback, Result, Status, no_callback
-from matcli.methods.factorize.counting import CountingOperator
 from matcli.methods.factorize.metrics import adjoint_matmul, column_norms, frobenius_norm, safe_norm, svd_metrics
 from matcli.methods.factorize.signs import canonical_phases
 
@@ -71,6 +69,10 @@ def lanczos_svd(A, *, rank: int, solver: str = "arpack", tol: float = 0.0, maxit
         ``DIVERGED_BREAKDOWN`` (no outputs) when the solver did not converge or ARPACK reported an
         error. ``callback(products, products=...)`` reports the running number of vector products.
     """
+    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds
+
+    from matcli.methods.factorize.counting import CountingOperator
+
     m, n = A.shape
     if not 1 <= rank <= min(m, n):
         raise ValueError(f"rank must be in 1..min(m, n) = {min(m, n)}, got {rank}")
@@ -164,6 +166,8 @@ def _propack(op, rank: int, tol: float, rng: np.random.Generator, limit: int, in
     a matrix whose rank is below ``rank``, while the nonzero ones converge alone; the caller certifies
     what comes back and completes the rest. ``info["propack_k"]`` is the k that converged.
     """
+    from scipy.sparse.linalg import svds
+
     tries = [rank] + ([min(2 * rank, limit)] if min(2 * rank, limit) > rank else [])
     k = rank // 2
     while k >= 1:

@@ -168,8 +168,8 @@ def bare_update(U, s, Vt, extra, side, rank):
     l = default_complement_rank(p, rank)
     rng = np.random.default_rng(1)
     if side == "rows":
-        return append_cols_update(Vt.T, s, U.T, extra.T, rank=rank, complement_rank=l, power_iters=1, rng=rng)
-    return append_cols_update(U, s, Vt, extra, rank=rank, complement_rank=l, power_iters=1, rng=rng)
+        return append_cols_update(Vt.T, s, U.T, extra.T, rank=rank, complement_rank=l, power_iters=1, rng=rng)[:3]
+    return append_cols_update(U, s, Vt, extra, rank=rank, complement_rank=l, power_iters=1, rng=rng)[:3]
 
 
 def cli_rows(A: sp.csr_matrix, name: str) -> list[Row]:

@@ -26,16 +26,20 @@ say how good it is, and the status is earned against ``tol`` from them.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
 from matcli.core.result import Callback, Result, Status, no_callback
-from matcli.methods.factorize.metrics import (PROBES, adjoint_matmul, column_norms, frobenius_norm, matmul,
-                                              orthogonality_loss, safe_norm)
+from matcli.methods.factorize.metrics import PROBES, column_norms, frobenius_norm, orthogonality_loss, safe_norm
 from matcli.methods.factorize.rsvd import orth_against, random_complement
 from matcli.methods.factorize.signs import canonical_phases
+
+#: An unscaled norm strictly between these is accurate: no square overflowed (the sum is below 1e280) and
+#: the squares that underflowed (entries below ~1e-154) lose at most ``N 2.3e-308`` of a sum above 1e-280.
+_SAFE = (1e-140, 1e140)
 
 #: Residual accepted for an update with ``tol = 0``: half the digits (the certificate's floor).
 TRIPLET_FLOOR = math.sqrt(float(np.finfo(np.float64).eps))
@@ -67,8 +71,35 @@ def _adjoint(M):
     return M.conj().T if np.iscomplexobj(M) else M.T
 
 
+def _mul(M, X: np.ndarray) -> np.ndarray:
+    """``M @ X`` as an ndarray, by scipy's one multi-vector product for sparse ``M``.
+
+    Not :func:`~matcli.methods.factorize.metrics.matmul`'s column chunks: on ml-100k (494 x 1682,
+    5.7e4 entries) and on power-law 5e4 x 5e3 / 1e5 x 1e4 matrices (5e5 / 1e6 entries), with 10 and 50
+    columns, the chunks took 2-3x the time of the single product (single-threaded).
+    """
+    return np.asarray(M @ X)
+
+
+def _norm(M) -> float:
+    """``||M||_F`` (dense or sparse): numpy's unscaled norm when it is safely inside the floating-point
+    range (one pass), else :func:`~matcli.methods.factorize.metrics.frobenius_norm`'s scaled one."""
+    value = float(np.linalg.norm(M.data if sp.issparse(M) else M))
+    return value if _SAFE[0] < value < _SAFE[1] else frobenius_norm(M)
+
+
+def _column_norms(X: np.ndarray) -> np.ndarray:
+    """``||X[:, j]||_2``: numpy's unscaled norms when every one is safely inside the floating-point range
+    (or 0), else :func:`~matcli.methods.factorize.metrics.column_norms`' scaled ones."""
+    norms = np.linalg.norm(X, axis=0) if X.size else np.zeros(X.shape[1])
+    nonzero = norms[norms > 0]
+    if nonzero.size == 0 or (_SAFE[0] < nonzero.min() and nonzero.max() < _SAFE[1]):
+        return norms
+    return column_norms(X)
+
+
 def _hmul(M, X: np.ndarray) -> np.ndarray:
-    """``M^H X`` without copying ``M`` (the appended block: one product, no chunking)."""
+    """``M^H X`` without copying ``M`` (``M.T`` is a view; one product, no chunking)."""
     if np.iscomplexobj(M) or np.iscomplexobj(X):
         return np.asarray(M.T @ X.conj()).conj()
     return np.asarray(M.T @ X)
@@ -82,7 +113,8 @@ def _svd(middle: np.ndarray):
         return sla.svd(middle, full_matrices=False, check_finite=False, lapack_driver="gesvd")
 
 
-def complement_basis(M, B: np.ndarray, l: int, power_iters: int, rng: np.random.Generator) -> np.ndarray:
+def complement_basis(M, B: np.ndarray, l: int, power_iters: int, rng: np.random.Generator,
+                     BhM: np.ndarray | None = None) -> np.ndarray:
     """Orthonormal basis, orthogonal to ``B``, of the range of ``(I - B B^H) M`` or of its top part.
 
     Parameters
@@ -94,6 +126,9 @@ def complement_basis(M, B: np.ndarray, l: int, power_iters: int, rng: np.random.
         range finder with ``l`` Gaussian directions and ``power_iters`` power iterations on the operator
         ``M_perp = (I - B B^H) M``; ``M`` enters only through ``M @ X`` and ``M^H @ X`` with ``X`` of
         ``l`` columns.
+    BhM : (k, p) ndarray, optional
+        ``B^H M`` when the caller has it: the exact path's first Gram-Schmidt pass (a second one
+        follows only when the projected block is ill-conditioned, see :func:`orth_against`).
 
     Returns
     -------
@@ -102,23 +137,28 @@ def complement_basis(M, B: np.ndarray, l: int, power_iters: int, rng: np.random.
     """
     p = M.shape[1]
     if l <= 0 or l >= p:
-        return orth_against(M.toarray() if sp.issparse(M) else np.array(M), B)
+        dense = M.toarray() if sp.issparse(M) else np.array(M)
+        if BhM is None or p == 0:
+            return orth_against(dense, B)
+        scale = float(np.max(np.linalg.norm(dense, axis=0)))
+        return orth_against(dense - B @ BhM, B, passes=0, scale=scale)
     omega = rng.standard_normal((p, l))
     if np.iscomplexobj(M) or np.iscomplexobj(B):
         omega = omega + 1j * rng.standard_normal((p, l))
-    Y = np.asarray(M @ omega)
+    Y = _mul(M, omega)
     for _ in range(power_iters):
         # the intermediate blocks need only keep their span well conditioned (the final orth_against
         # orthonormalises): one projection against B and LU with partial pivoting (half a QR's flops;
         # scikit-learn's power-iteration normaliser)
         Y = Y - B @ (B.conj().T @ Y)
         Y = sla.lu(Y, permute_l=True, overwrite_a=True, check_finite=False)[0]
-        Y = np.asarray(M @ _hmul(M, Y))
+        Y = _mul(M, _hmul(M, Y))
     return orth_against(Y, B)
 
 
 def append_cols_update(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, C, *, rank: int, complement_rank: int,
-                       power_iters: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                       power_iters: int, rng: np.random.Generator
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     """Rank-``rank`` SVD of ``[U diag(s) Vt, C]``.
 
     Parameters
@@ -134,11 +174,12 @@ def append_cols_update(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, C, *, rank:
 
     Returns
     -------
-    U_new (m, r), s_new (r,), Vt_new (r, n + p), l' (columns of the complement)
+    U_new (m, r), s_new (r,), Vt_new (r, n + p), l' (columns of the complement), and Gh (r, k + p), the
+    middle SVD's right vectors: ``Vt_new = [Gh[:, :k] Vt, Gh[:, k:]]`` (the certificate uses it).
     """
     k = s.size
     UhC = _hmul(C, U).conj().T                                                # k x p
-    Q = complement_basis(C, U, complement_rank, power_iters, rng)            # m x l'
+    Q = complement_basis(C, U, complement_rank, power_iters, rng, BhM=UhC)   # m x l'
     QhC = _hmul(C, Q).conj().T                                                # l' x p
     l = Q.shape[1]
     p = C.shape[1]
@@ -151,11 +192,12 @@ def append_cols_update(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, C, *, rank:
     F, theta, Gh = F[:, :r], theta[:r], Gh[:r]
     U_new = U @ F[:k] + Q @ F[k:]
     Vt_new = np.hstack([Gh[:, :k] @ Vt, Gh[:, k:]])
-    return U_new, theta, Vt_new, l
+    return U_new, theta, Vt_new, l, Gh
 
 
 def lowrank_update(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, X, Y, *, rank: int, complement_rank: int,
-                   power_iters: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                   power_iters: int, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
     """Rank-``rank`` SVD of ``U diag(s) Vt + X Y^H`` (Brand 2006).
 
     Parameters
@@ -167,14 +209,15 @@ def lowrank_update(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, X, Y, *, rank: 
 
     Returns
     -------
-    U_new (m, r), s_new (r,), Vt_new (r, n), min(l_left, l_right)
+    U_new (m, r), s_new (r,), Vt_new (r, n), min(l_left, l_right), and Gh (r, k + lq) with the right
+    complement Q (n, lq): ``Vt_new = Gh [V, Q]^H`` (the certificate uses them).
     """
     k = s.size
     V = Vt.conj().T
     UhX = _hmul(X, U).conj().T                                                # k x q
     VhY = _hmul(Y, V).conj().T
-    P = complement_basis(X, U, complement_rank, power_iters, rng)
-    Q = complement_basis(Y, V, complement_rank, power_iters, rng)
+    P = complement_basis(X, U, complement_rank, power_iters, rng, BhM=UhX)
+    Q = complement_basis(Y, V, complement_rank, power_iters, rng, BhM=VhY)
     left = np.vstack([UhX, _hmul(X, P).conj().T])                            # (k + lp) x q
     right = np.vstack([VhY, _hmul(Y, Q).conj().T])                           # (k + lq) x q
     middle = left @ right.conj().T
@@ -184,81 +227,57 @@ def lowrank_update(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, X, Y, *, rank: 
     F, theta, Gh = F[:, :r], theta[:r], Gh[:r]
     U_new = U @ F[:k] + P @ F[k:]
     Vt_new = Gh[:, :k] @ Vt + Gh[:, k:] @ Q.conj().T
-    return U_new, theta, Vt_new, min(P.shape[1], Q.shape[1])
+    return U_new, theta, Vt_new, min(P.shape[1], Q.shape[1]), Gh, Q
 
 
-class LowRankModified:
-    """``A + X Y^H`` as an operator for the metrics: products, adjoint and (small cases only) dense form.
+def lowrank_frobenius_norm(A, X, Y) -> float:
+    """``||A + X Y^H||_F`` from ``||A||^2 + 2 Re tr(X^H A Y) + tr((X^H X)(Y^H Y))`` (one product with A).
 
-    ``A`` (m x n) dense or sparse, ``X`` (m x q), ``Y`` (n x q); the m x n sum is formed only by
-    ``__array__``, which :meth:`frobenius_norm` calls for small matrices whose norm cancels.
+    Exact in exact arithmetic; cancellation loses accuracy only when the sum is far smaller than
+    ``||A||``: then the sum is formed densely when it has at most 4e6 entries.
     """
-
-    def __init__(self, A, X, Y):
-        self.A, self.X, self.Y = A, X, Y
-        self.shape = A.shape
-        self.dtype = np.result_type(A.dtype, X.dtype, Y.dtype)
-
-    def __matmul__(self, W: np.ndarray) -> np.ndarray:
-        return matmul(self.A, W) + matmul(self.X, adjoint_matmul(self.Y, W))
-
-    @property
-    def T(self) -> "LowRankModified":
-        # (A + X Y^H)^T = A^T + conj(Y) X^T
-        return LowRankModified(self.A.T, self.Y.conj(), self.X.conj())
-
-    def __array__(self, dtype=None, copy=None):
-        dense = (self.A.toarray() if sp.issparse(self.A) else np.asarray(self.A)) + _dense(self.X) @ _dense(
-            self.Y).conj().T
-        return dense if dtype is None else dense.astype(dtype)
-
-    def frobenius_norm(self) -> float:
-        """``||A + X Y^H||_F`` from ``||A||^2 + 2 Re tr(X^H A Y) + tr((X^H X)(Y^H Y))`` (one product with A).
-
-        Exact in exact arithmetic; cancellation loses accuracy only when the sum is far smaller than
-        ``||A||`` (then the dense form is used when small).
-        """
-        A, X, Y = self.A, _dense(self.X), _dense(self.Y)
-        normA = frobenius_norm(A)
-        cross = np.vdot(X, matmul(A, Y)).real
-        # tr(P Q) = sum(P * conj(Q)) for Hermitian P, Q: the real part of vdot(P, Q)
-        gram = np.vdot(X.conj().T @ X, Y.conj().T @ Y).real
-        squared = normA**2 + 2.0 * cross + gram
-        if squared <= 1e-12 * max(normA**2, gram) and A.shape[0] * A.shape[1] <= 4_000_000:
-            return frobenius_norm(np.asarray(self))
-        return float(np.sqrt(max(squared, 0.0)))
+    X, Y = _dense(X), _dense(Y)
+    normA = _norm(A)
+    cross = np.vdot(X, _mul(A, Y)).real
+    # tr(P Q) = sum(P * conj(Q)) for Hermitian P, Q: the real part of vdot(P, Q)
+    gram = np.vdot(X.conj().T @ X, Y.conj().T @ Y).real
+    squared = normA**2 + 2.0 * cross + gram
+    if squared <= 1e-12 * max(normA**2, gram) and A.shape[0] * A.shape[1] <= 4_000_000:
+        return frobenius_norm(_dense(A) + X @ Y.conj().T)
+    return float(np.sqrt(max(squared, 0.0)))
 
 
 def _dense(M) -> np.ndarray:
     return M.toarray() if sp.issparse(M) else np.asarray(M)
 
 
-def _error(new, X: np.ndarray, Y: np.ndarray, newYh: np.ndarray, norm: float,
-           rng: np.random.Generator) -> tuple[float, str]:
-    """``||new - X Y||_F / ||new||_F`` without forming ``new - X Y``: the Gram expansion
-    ``||new||^2 - 2 Re <X, new Y^H> + tr((X^H X)(Y Y^H))`` (``newYh = new @ Y^H``), or, when it cancels
-    (relative error below ~3e-7), the randomized estimate with Gaussian probes. ``new = 0``: absolute."""
-    gram = float(np.vdot(X.conj().T @ X, Y @ Y.conj().T).real)
+def _relative_error(cross: float, X: np.ndarray, Yh: np.ndarray, norm: float, apply: Callable, columns: int,
+                    rng: np.random.Generator) -> tuple[float, str]:
+    """``||B - X Yh^H||_F / ||B||_F`` for the ``? x columns`` matrix ``B`` (``Yh`` has at most ``columns``
+    rows: the missing ones are zeros) without forming the difference: the Gram expansion
+    ``||B||^2 - 2 cross + tr((X^H X)(Yh^H Yh))`` with ``cross = Re <X, B Yh>``, or, when it cancels
+    (relative error below ~3e-7), the randomized estimate with Gaussian probes (``apply(W) = B W``).
+    ``B = 0``: absolute."""
+    gram = float(np.vdot(X.conj().T @ X, Yh.conj().T @ Yh).real)
     if norm == 0.0:
         return math.sqrt(max(gram, 0.0)), "absolute ||X Y||_F (A = 0)"
-    squared = norm**2 - 2.0 * float(np.vdot(X, newYh).real) + gram
+    squared = norm**2 - 2.0 * cross + gram
     if squared > 1e-13 * norm**2:
         return math.sqrt(squared) / norm, "exact (Gram expansion)"
-    omega = rng.standard_normal((new.shape[1], PROBES))
-    residual = matmul(new, omega) - X @ (Y @ omega)
+    omega = rng.standard_normal((columns, PROBES))
+    residual = apply(omega) - X @ (Yh.conj().T @ omega[:Yh.shape[0]])
     return safe_norm(residual) / math.sqrt(PROBES) / norm, f"randomized estimate ({PROBES} Gaussian probes)"
 
 
-def certificate_metrics(new, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, previous: tuple[np.ndarray, np.ndarray],
-                        norm: float, rng: np.random.Generator) -> tuple[dict[str, float], dict[str, str]]:
-    """The metrics of every SVD (see :func:`~matcli.methods.factorize.metrics.svd_metrics`) against the new
-    matrix, from sparse products only (``new @ V``, ``new^H @ U`` and ``new @ V_previous``; never densified,
-    whatever its size), plus ``previous_error`` of ``previous = (U_old diag(s_old), Vt_old)`` padded with
-    zeros to the new shape."""
-    V = Vt.conj().T
-    AV = matmul(new, V)
-    AhU = adjoint_matmul(new, U)
-    error, how = _error(new, U * s, Vt, AV, norm, rng)
+def _metrics(U: np.ndarray, s: np.ndarray, V: np.ndarray, AV: np.ndarray, AhU: np.ndarray, norm: float,
+             previous: tuple[np.ndarray, np.ndarray, float], apply: Callable,
+             rng: np.random.Generator) -> tuple[dict[str, float], dict[str, str]]:
+    """The metrics of every SVD (see :func:`~matcli.methods.factorize.metrics.svd_metrics`) of
+    ``B ~ U diag(s) V^H`` from ``AV = B V`` and ``AhU = B^H U``, plus ``previous_error`` of
+    ``previous = (X, Yh, Re <X, B Yh>)`` (the old factors, ``Yh`` padded with zero rows)."""
+    columns = V.shape[0]
+    X = U * s
+    error, how = _relative_error(float(np.vdot(X, AV).real), X, V, norm, apply, columns, rng)
     metrics = {"reconstruction_error": error, "orthogonality_loss": max(orthogonality_loss(U), orthogonality_loss(V))}
     info = {"reconstruction_error_method": how}
     if s.size:
@@ -266,12 +285,77 @@ def certificate_metrics(new, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, previ
         scale, info["triplet_residual_scale"] = ((largest, "largest computed value") if largest > 0 else
                                                  (norm, "||A||_F (every computed value is 0)") if norm > 0 else
                                                  (1.0, "absolute (A = 0)"))
-        worst = np.maximum(column_norms(AV - U * s), column_norms(AhU - V * s))
+        worst = np.maximum(_column_norms(AV - X), _column_norms(AhU - V * s))
         metrics["max_triplet_residual"] = float(np.max(worst) / scale)
     metrics["frobenius_norm"] = norm
-    X, Y = previous
-    metrics["previous_error"] = _error(new, X, Y, matmul(new, Y.conj().T), norm, rng)[0]
+    metrics["previous_error"] = _relative_error(previous[2], previous[0], previous[1], norm, apply, columns, rng)[0]
     return metrics, info
+
+
+def appended_certificate(mul_A: Callable, hmul_A: Callable, C, U_old: np.ndarray, s_old: np.ndarray,
+                         V_old: np.ndarray, U: np.ndarray, s: np.ndarray, V: np.ndarray, G1: np.ndarray,
+                         norm: float, rng: np.random.Generator) -> tuple[dict[str, float], dict[str, str]]:
+    """Metrics (:func:`_metrics`) of an update of ``B = [A, C]`` (m x (n + p)), rows appended being columns
+    appended to the adjoint (the metrics are the same for ``B^H``).
+
+    ``A`` enters through ``mul_A(W) = A W`` and ``hmul_A(W) = A^H W`` only, in two products:
+    ``A V_old`` (k columns) and ``A^H U`` (r columns). The first serves the previous factors' error and,
+    because the update's first ``r0 = G1.shape[1]`` right vectors are ``V[:n, :r0] = V_old G1`` (the
+    kernel builds them so), ``A V[:n, :r0] = (A V_old) G1``: the same product up to rounding in the
+    order of the sums (about ``eps ||A|| ||G1||``, far below any residual the certificate accepts).
+    Columns past ``r0`` (completed triplets) get their own product.
+    """
+    n, r0 = V_old.shape[0], G1.shape[1]
+    Z = mul_A(V_old)                                                          # A V_old, m x k
+    AV = np.empty((U.shape[0], s.size), dtype=np.result_type(Z, U, V))
+    AV[:, :r0] = Z @ G1 + _mul(C, V[n:, :r0])
+    if r0 < s.size:
+        AV[:, r0:] = mul_A(V[:n, r0:]) + _mul(C, V[n:, r0:])
+    AhU = np.vstack([hmul_A(U), _hmul(C, U)])
+
+    def apply(W: np.ndarray) -> np.ndarray:
+        return mul_A(W[:n]) + _mul(C, W[n:])
+
+    X = U_old * s_old
+    return _metrics(U, s, V, AV, AhU, norm, (X, V_old, float(np.vdot(X, Z).real)), apply, rng)
+
+
+def lowrank_certificate(A, X, Y, U_old: np.ndarray, s_old: np.ndarray, V_old: np.ndarray, U: np.ndarray,
+                        s: np.ndarray, V: np.ndarray, Gh: np.ndarray, Q: np.ndarray, norm: float,
+                        rng: np.random.Generator) -> tuple[dict[str, float], dict[str, str]]:
+    """Metrics (:func:`_metrics`) of an update of ``B = A + X Y^H``. The first ``r0 = Gh.shape[0]`` right
+    vectors are ``[V_old, Q] Gh^H``; when ``Q`` has at most ``r0`` columns, one product
+    ``A [V_old, Q]`` gives both ``A V_old`` (the previous factors' error) and ``A V[:, :r0]`` (up to
+    rounding in the order of the sums), else ``A V_old`` and ``A V`` are separate products. Plus
+    ``A^H U``: two products with ``A`` in all."""
+    k, r0 = s_old.size, Gh.shape[0]
+    if Q.shape[1] <= r0:
+        AW = _mul(A, np.hstack([V_old, Q]))
+        AV_old, AV = AW[:, :k], AW @ Gh.conj().T
+        if r0 < s.size:
+            AV = np.hstack([AV, _mul(A, V[:, r0:])])
+    else:
+        AV_old, AV = _mul(A, V_old), _mul(A, V)
+    AV = AV + _mul(X, _hmul(Y, V))
+    AhU = _hmul(A, U) + _mul(Y, _hmul(X, U))
+
+    def apply(W: np.ndarray) -> np.ndarray:
+        return _mul(A, W) + _mul(X, _hmul(Y, W))
+
+    Xp = U_old * s_old
+    cross = float(np.vdot(Xp, AV_old + _mul(X, _hmul(Y, V_old))).real)
+    return _metrics(U, s, V, AV, AhU, norm, (Xp, V_old, cross), apply, rng)
+
+
+def _complete(U: np.ndarray, s: np.ndarray, V: np.ndarray, rank: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``rank`` triplets: missing ones are orthonormal vectors (U's first, then V's) with value 0."""
+    missing = rank - s.size
+    if missing <= 0:
+        return U, s, V
+    U = np.hstack([U, random_complement(U, missing, rng)])
+    V = np.hstack([V, random_complement(V, missing, rng)])
+    return U, np.concatenate([s, np.zeros(missing)]), V
 
 
 def update_svd(A, *, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rows=None, cols=None, lowrank=None,
@@ -282,7 +366,9 @@ def update_svd(A, *, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rows=None, co
     Parameters
     ----------
     A : (m, n) ndarray or sparse matrix
-        The old matrix, used only to measure the result against the new one (sparse products).
+        The old matrix, used only to measure the result against the new one: two products with
+        ``k``-column blocks (see :func:`appended_certificate`, :func:`lowrank_certificate`); the new
+        matrix is never formed.
     U : (m, k), s : (k,), Vt : (k, n)
         Its truncated SVD (orthonormal ``U``, ``V``).
     rows : (p, n), cols : (m, p), or lowrank : pair ``(X (m, q), Y (n, q))``
@@ -319,61 +405,58 @@ def update_svd(A, *, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rows=None, co
     U, Vt = np.asarray(U, dtype=dtype), np.asarray(Vt, dtype=dtype)
     s = np.asarray(s, dtype=np.float64)
     A = _as_work(A, dtype)
+    V = Vt.conj().T
     k = s.size
-    if rows is not None:
-        E = _as_work(rows, dtype)
-        p = E.shape[0]
-        l = complement_rank or default_complement_rank(p, rank)
-        V_new, s_new, Ut_new, used = append_cols_update(Vt.conj().T, s, U.conj().T, _adjoint(E), rank=rank,
-                                                        complement_rank=l, power_iters=power_iters, rng=rng)
-        U_new, Vt_new = Ut_new.conj().T, V_new.conj().T
-        new = sp.vstack([A, E], format="csr") if sp.issparse(A) or sp.issparse(E) else np.vstack([A, E])
-        padded = (np.vstack([U, np.zeros((p, k), dtype=dtype)]), Vt)
-        appended = {"appended_rows": int(p)}
-        norm_new = None
-    elif cols is not None:
-        C = _as_work(cols, dtype)
+    m, n = A.shape
+    if lowrank is None:
+        adjoint = rows is not None
+        E = _as_work(rows if adjoint else cols, dtype)
+        # rows appended to A are columns appended to A^H: one update, in the column orientation
+        U_k, V_k, C = (V, U, _adjoint(E)) if adjoint else (U, V, E)
         p = C.shape[1]
         l = complement_rank or default_complement_rank(p, rank)
-        U_new, s_new, Vt_new, used = append_cols_update(U, s, Vt, C, rank=rank, complement_rank=l,
-                                                        power_iters=power_iters, rng=rng)
-        new = sp.hstack([A, C], format="csr") if sp.issparse(A) or sp.issparse(C) else np.hstack([A, C])
-        padded = (U, np.hstack([Vt, np.zeros((k, p), dtype=dtype)]))
-        appended = {"appended_cols": int(p)}
-        norm_new = None
+        left, s_new, right_h, used, Gh = append_cols_update(U_k, s, V_k.conj().T, C, rank=rank, complement_rank=l,
+                                                            power_iters=power_iters, rng=rng)
+        G1 = Gh[:, :k].conj().T
+        completed = rank - s_new.size
+        U_new, V_new = (right_h.conj().T, left) if adjoint else (left, right_h.conj().T)
+        U_new, s_new, V_new = _complete(U_new, s_new, V_new, rank, rng)
+        left, right = (V_new, U_new) if adjoint else (U_new, V_new)
+        if adjoint:
+            mul_A, hmul_A = (lambda W: _hmul(A, W)), (lambda W: _mul(A, W))
+        else:
+            mul_A, hmul_A = (lambda W: _mul(A, W)), (lambda W: _hmul(A, W))
+        norm = math.hypot(_norm(A), _norm(E))
+        metrics, how = appended_certificate(mul_A, hmul_A, C, U_k, s, V_k, left, s_new, right, G1, norm, rng)
+        new_shape = (m + p, n) if adjoint else (m, n + p)
+        appended = {"appended_rows" if adjoint else "appended_cols": int(p)}
     else:
         X, Y = (_as_work(M, dtype) for M in lowrank)
-        if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != A.shape[0] or Y.shape[0] != A.shape[1] \
-                or X.shape[1] != Y.shape[1]:
-            raise ValueError(f"lowrank needs X (m x q) and Y (n x q) for the {A.shape[0]}x{A.shape[1]} matrix, "
+        if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != m or Y.shape[0] != n or X.shape[1] != Y.shape[1]:
+            raise ValueError(f"lowrank needs X (m x q) and Y (n x q) for the {m}x{n} matrix, "
                              f"got {X.shape} and {Y.shape}")
         p = X.shape[1]
         l = complement_rank or default_complement_rank(p, rank)
-        U_new, s_new, Vt_new, used = lowrank_update(U, s, Vt, X, Y, rank=rank, complement_rank=l,
-                                                    power_iters=power_iters, rng=rng)
-        new = LowRankModified(A, X, Y)
-        norm_new = new.frobenius_norm()
-        padded = (U, Vt)
+        U_new, s_new, Vt_new, used, Gh, Q = lowrank_update(U, s, Vt, X, Y, rank=rank, complement_rank=l,
+                                                           power_iters=power_iters, rng=rng)
+        completed = rank - s_new.size
+        U_new, s_new, V_new = _complete(U_new, s_new, Vt_new.conj().T, rank, rng)
+        norm = lowrank_frobenius_norm(A, X, Y)
+        metrics, how = lowrank_certificate(A, X, Y, U, s, V, U_new, s_new, V_new, Gh, Q, norm, rng)
+        new_shape = (m, n)
         appended = {"lowrank_terms": int(p)}
-    completed = rank - s_new.size
-    if completed > 0:
-        U_new = np.hstack([U_new, random_complement(U_new, completed, rng)])
-        V_new = Vt_new.conj().T
-        Vt_new = np.hstack([V_new, random_complement(V_new, completed, rng)]).conj().T
-        s_new = np.concatenate([s_new, np.zeros(completed)])
     callback(1, rank=float(s_new.size))
-    U_new, Vt_new = canonical_phases(U_new, Vt_new)
-    norm = frobenius_norm(new) if norm_new is None else norm_new
-    metrics, how = certificate_metrics(new, U_new, s_new, Vt_new, (padded[0] * s, padded[1]), norm, rng)
+    # the metrics do not change under the unit phases (|c_j| = 1) of the vector pairs
+    U_new, Vt_new = canonical_phases(U_new, V_new.conj().T)
     exact = l >= p
     info = {**how, **appended, "previous_rank": int(k), "rank": int(s_new.size),
             "zero_triplets_completed": max(int(completed), 0),
             "complement": "exact thin QR" if exact else
             f"randomized rank {l} ({power_iters} power iteration{'' if power_iters == 1 else 's'}), {used} kept",
-            "new_shape": list(new.shape)}
+            "new_shape": list(new_shape)}
     limit = max(float(tol), TRIPLET_FLOOR)
     residual = metrics.get("max_triplet_residual", 0.0)
-    what = f"Zha-Simon update to rank {s_new.size} of the {new.shape[0]}x{new.shape[1]} matrix"
+    what = f"Zha-Simon update to rank {s_new.size} of the {new_shape[0]}x{new_shape[1]} matrix"
     if residual <= limit:
         status = Status.CONVERGED_DIRECT if tol <= TRIPLET_FLOOR else Status.CONVERGED_RTOL
         message = f"{what}; triplet residuals {residual:.2e} <= {limit:.2e}"

@@ -1,0 +1,297 @@
+"""Bayesian SVD++ by Gibbs sampling: BPMF with sampled biases and implicit-feedback priors.
+
+Model (``k = rank``; with ``bias`` each factor row carries one more coordinate, the bias, whose
+partner on the other side is fixed to 1)::
+
+    M_ij = mu + b_i + c_j + U_i . V_j + noise,                   noise ~ N(0, 1 / alpha)
+    [U_i, b_i] ~ N(mu_u + beta^T x_i, Lambda_u^-1),  x_i = 1(j rated by i) / sqrt(#rated by i)
+    [V_j, c_j] ~ N(mu_v + gamma^T z_j, Lambda_v^-1), z_j = 1(i rated j) / sqrt(#raters of j)
+
+``x_i`` is the set of items user i rated in the *training* entries (Koren's implicit feedback of
+SVD++, KDD 2008), ``z_j`` the set of users who rated item j ("flipped" SVD++, Rendle et al. 2019,
+"On the difficulty of evaluating baselines"); the rows of ``beta`` (one per item) and ``gamma``
+(one per user) are the implicit factors ``y_j`` of SVD++. Writing the prior mean as a regression
+on side features is Macau's construction (Simm et al. 2015): ``beta | Lambda_u ~ MN(0,
+(lambda_beta I)^-1, Lambda_u^-1)``, and ``(mu_u, Lambda_u)`` has BPMF's Normal-Wishart hyperprior.
+
+Each sweep samples, per side: ``(mu, Lambda)`` from their Normal-Wishart conditional (the scatter
+of the residual rows ``U - X beta`` plus ``lambda_beta beta^T beta``), then ``beta`` exactly from
+its matrix-normal conditional (one ridge solve with k + 1 right-hand sides and noise injected on
+both sides, the factorisation of the D x D or N x N Gram matrix computed once per fit), then all
+rows of the side at once from stacked (k+1) x (k+1) Gaussian conditionals. The noise precision
+``alpha`` is sampled from its Gamma conditional unless fixed. Predictions average
+``mu + b + c + U V^T`` over the samples after burn-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from matcli.core.result import Callback, Result, Status, no_callback
+from matcli.methods.complete.bpmf import BETA0, _average_factors, _wishart
+from matcli.methods.complete.common import Entries, FactorModel, Heldout, entry_dots, finish, rmse
+
+#: Gamma(shape, rate) hyperprior of the noise precision when it is sampled (weak: one pseudo-entry).
+ALPHA_SHAPE = 1.0
+ALPHA_RATE = 1.0
+#: Standard deviation of the random start, relative to that of the centred values (chosen on a
+#: validation split of MovieLens u1.base: the scale of the factors mixes slowly, so a start
+#: closer to it shortens the burn-in).
+INIT_SCALE = 0.3
+
+
+@dataclass
+class _Side:
+    """State of one side: factor rows ``F`` (q, d) and the implicit regression ``X @ coef``."""
+
+    F: np.ndarray
+    X: sp.csr_matrix | None
+    solver: "_RidgeSolver | None"
+    coef: np.ndarray | None
+
+    def prior_offset(self) -> np.ndarray | float:
+        return 0.0 if self.X is None else self.X @ self.coef
+
+
+class _RidgeSolver:
+    """``R -> (X^T X + lam I)^-1 R`` for a sparse (N, D) ``X``: a Cholesky factor of the D x D
+    matrix when ``D <= N``, otherwise of ``X X^T + lam I`` (N x N) through the Woodbury identity
+    ``(X^T X + lam I)^-1 = (I - X^T (X X^T + lam I)^-1 X) / lam``."""
+
+    def __init__(self, X: sp.csr_matrix, lam: float):
+        self.X, self.lam = X, lam
+        N, D = X.shape
+        self.dual = D > N
+        gram = (X @ X.T) if self.dual else (X.T @ X)
+        dense = gram.toarray() if sp.issparse(gram) else np.array(gram)
+        dense[np.diag_indices_from(dense)] += lam
+        self.factor = sla.cho_factor(dense, lower=True, check_finite=False)
+
+    def solve(self, R: np.ndarray) -> np.ndarray:
+        if not self.dual:
+            return sla.cho_solve(self.factor, R, check_finite=False)
+        inner = sla.cho_solve(self.factor, self.X @ R, check_finite=False)
+        return (R - self.X.T @ inner) / self.lam
+
+
+def implicit_features(entries: Entries, axis: int) -> sp.csr_matrix:
+    """(q, p) CSR matrix whose row i is the indicator of the entities row i (axis 0) or column i
+    (axis 1) was observed with, scaled by ``1 / sqrt(count)`` (empty rows stay zero)."""
+    # A copy: the CSR arrays of ``entries`` are shared, and sum_duplicates sorts indices in place.
+    pattern = entries.matrix(axis, np.ones(entries.nnz)).copy()
+    pattern.sum_duplicates()
+    pattern.data[:] = 1.0
+    counts = np.diff(pattern.indptr)
+    scale = 1.0 / np.sqrt(np.maximum(counts, 1))
+    return sp.csr_matrix(sp.diags(scale) @ pattern)
+
+
+def bpmf_implicit(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int], *, rank: int,
+                  bias: bool = True, alpha: float = 0.0, burnin: int = 5, samples: int = 40,
+                  implicit: str = "both", lambda_beta: float = 10.0, implicit_dim: int = 0, out_rank: int = 0, maxiter: int = 1000,
+                  rtol: float = 0.0, atol: float = 0.0, heldout: Heldout | None = None,
+                  clip: tuple[float, float] | None = None, rng: np.random.Generator,
+                  callback: Callback = no_callback) -> Result:
+    """Posterior-mean completion by Gibbs sampling of the Bayesian SVD++ model above.
+
+    Parameters
+    ----------
+    rows, cols, values, shape : observed entries (0-based) of an (m, n) matrix.
+    rank : k, rank of each sample.
+    bias : centre by the global mean ``mu`` and sample a bias per row and per column; False fits
+        ``U V^T`` alone (no mean, no biases).
+    alpha : noise precision; 0 samples it (Gamma(1, 1) hyperprior).
+    burnin, samples : sweeps discarded, then sweeps averaged (at most ``maxiter`` sweeps in all).
+    implicit : which sides get implicit-feedback priors: "both", "rows" (SVD++), "cols" or
+        "none" (BPMF with sampled biases). The features come from ``rows, cols`` only.
+    lambda_beta : prior precision of the implicit factors, relative to the factor precision.
+    out_rank : 0 writes the stacked samples (``U V^T`` is exactly the posterior mean); r > 0 its
+        best rank-r approximation.
+    rtol, atol : early stops as in :func:`matcli.methods.complete.bpmf.bpmf`.
+
+    Returns
+    -------
+    Result with ``U``, ``V`` (m, S k) and (n, S k) (or rank ``out_rank``), ``mu`` and the
+    posterior-mean biases; metrics ``train_rmse`` and ``val_rmse`` of the posterior mean; status
+    ``CONVERGED_ITS``, ``CONVERGED_RTOL``, ``CONVERGED_ATOL`` or ``DIVERGED_NAN``.
+    """
+    entries = Entries(rows, cols, values, shape)
+    m, n = entries.shape
+    mu = float(np.mean(entries.values)) if bias else 0.0
+    target = entries.values - mu
+    fixed_alpha = alpha > 0
+    if not fixed_alpha:
+        alpha = 2.5 / max(float(np.var(entries.values)), 1e-300)
+    d = rank + int(bias)
+    scale = INIT_SCALE * max(float(np.std(target)), 1e-12)
+    sides = []
+    for axis, q in ((0, m), (1, n)):
+        use = implicit == "both" or implicit == ("rows", "cols")[axis]
+        X = implicit_features(entries, axis) if use else None
+        if use and implicit_dim > 0:
+            X = _principal_features(X, implicit_dim, rng)
+        F = scale * rng.standard_normal((q, d))
+        if bias:
+            F[:, rank] = 0.0
+        sides.append(_Side(F, X, _RidgeSolver(X, lambda_beta) if use else None,
+                           np.zeros((X.shape[1], d)) if use else None))
+    total = min(maxiter, burnin + samples)
+    # The implicit coefficients start at zero, and while they are far below their prior scale
+    # they pin Lambda (D extra degrees of freedom with no scatter) and the factors grow slowly:
+    # the first half of the burn-in is plain BPMF, then each coefficient block is drawn from its
+    # conditional given factors already at their scale.
+    warmup = burnin // 2
+    kept_u: list[np.ndarray] = []
+    kept_v: list[np.ndarray] = []
+    bias_sum = [np.zeros(m), np.zeros(n)]
+    train_sum = np.zeros(entries.nnz)
+    val_sum = np.zeros(heldout.values.size) if heldout is not None else None
+    status = Status.CONVERGED_ITS
+    sweep = 0
+    train_rmse = val_rmse = np.nan
+    for sweep in range(1, total + 1):
+        for axis in (0, 1):
+            own, other = sides[axis], sides[1 - axis]
+            mean, prec = _sample_hyper(own, lambda_beta, rng)
+            if own.X is not None and sweep > warmup:
+                own.coef = _sample_coef(own, mean, prec, rng)
+            partner = other.F.copy()
+            offset = target
+            if bias:
+                partner[:, rank] = 1.0
+                # The other side's bias is fixed here: subtract it from every entry's target.
+                offset = target - other.F[entries.side(axis)[1], rank]
+            own.F = _sample_rows(entries, axis, partner, offset, alpha, mean + own.prior_offset(), prec, rng)
+        U, V = sides[0].F, sides[1].F
+        if not (np.isfinite(U).all() and np.isfinite(V).all()):
+            status = Status.DIVERGED_NAN
+            break
+        fit = _entry_predictions(entries.rows, entries.cols, U, V, rank, bias)
+        if not fixed_alpha:
+            sse = float(np.sum((target - fit) ** 2))
+            alpha = rng.gamma(ALPHA_SHAPE + entries.nnz / 2, 1.0 / (ALPHA_RATE + sse / 2))
+        if sweep <= burnin:
+            callback(sweep, train_rmse=rmse(fit - target))
+            continue
+        kept_u.append(U[:, :rank])
+        kept_v.append(V[:, :rank])
+        if bias:
+            bias_sum[0] += U[:, rank]
+            bias_sum[1] += V[:, rank]
+        previous = train_sum / max(len(kept_u) - 1, 1)
+        train_sum += fit
+        average = train_sum / len(kept_u)
+        train_rmse = rmse(average - target)
+        values_now = {"train_rmse": train_rmse}
+        if val_sum is not None and heldout.values.size:
+            val_sum += _entry_predictions(heldout.rows, heldout.cols, U, V, rank, bias)
+            pred = mu + val_sum / len(kept_u)
+            if clip is not None:
+                pred = np.clip(pred, clip[0], clip[1])
+            val_rmse = rmse(pred - heldout.values)
+            values_now["val_rmse"] = val_rmse
+        callback(sweep, **values_now)
+        if train_rmse <= atol:
+            status = Status.CONVERGED_ATOL
+            break
+        if len(kept_u) > 1 and rtol > 0:
+            change = np.linalg.norm(average - previous) / max(np.linalg.norm(average), 1e-300)
+            if change < rtol:
+                status = Status.CONVERGED_RTOL
+                break
+    if not kept_u:
+        kept_u, kept_v = [sides[0].F[:, :rank]], [sides[1].F[:, :rank]]
+        if bias:
+            bias_sum = [sides[0].F[:, rank].copy(), sides[1].F[:, rank].copy()]
+    Uo, Vo = _average_factors(kept_u, kept_v, out_rank)
+    biases = (bias_sum[0] / len(kept_u), bias_sum[1] / len(kept_u)) if bias else (None, None)
+    model = FactorModel(Uo, Vo, mu, *biases)
+    metrics = {"train_rmse": float(train_rmse) if np.isfinite(train_rmse)
+               else rmse(model.predict(entries.rows, entries.cols) - entries.values)}
+    if heldout is not None and heldout.values.size:
+        metrics["val_rmse"] = float(val_rmse) if np.isfinite(val_rmse) \
+            else rmse(model.predict(heldout.rows, heldout.cols, clip) - heldout.values)
+    info = {"alpha": float(alpha), "alpha_sampled": not fixed_alpha, "burnin": burnin,
+            "samples_averaged": len(kept_u), "output_rank": int(Uo.shape[1]), "observed": entries.nnz,
+            "implicit": implicit, "lambda_beta": lambda_beta}
+    return finish(status, model, sweep, metrics, info,
+                  f"averaged {len(kept_u)} posterior samples after {min(burnin, sweep)} burn-in sweeps")
+
+
+def _principal_features(X: sp.csr_matrix, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """(q, dim) leading principal coordinates ``X V_dim`` of a (q, p) sparse ``X`` (randomized
+    range finder with two power iterations, then an exact SVD of the small projection)."""
+    dim = min(dim, *X.shape)
+    Q = np.linalg.qr(X @ rng.standard_normal((X.shape[1], dim + 10)))[0]
+    for _ in range(2):
+        Q = np.linalg.qr(X @ (X.T @ Q))[0]
+    w, s, _ = np.linalg.svd((X.T @ Q).T, full_matrices=False)
+    return (Q @ w[:, :dim]) * s[:dim]
+
+
+def _entry_predictions(rows: np.ndarray, cols: np.ndarray, U: np.ndarray, V: np.ndarray, rank: int,
+                       bias: bool) -> np.ndarray:
+    """``b_i + c_j + U_i . V_j`` (without ``mu``) at the given entries."""
+    out = entry_dots(rows, cols, U[:, :rank], V[:, :rank])
+    if bias:
+        out += U[rows, rank] + V[cols, rank]
+    return out
+
+
+def _sample_hyper(side: _Side, lambda_beta: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draw (mean, precision) of the row prior from the Normal-Wishart conditional given the
+    residual rows ``F - X coef`` (N, d) and, with implicit features, the (D, d) coefficients
+    (prior ``coef | Lambda ~ MN(0, I / lambda_beta, Lambda^-1)`` adds ``lambda_beta coef^T coef``
+    to the scatter and D degrees of freedom)."""
+    E = side.F - side.prior_offset()
+    count, d = E.shape
+    ebar = E.mean(axis=0)
+    centred = E - ebar
+    beta = BETA0 + count
+    w_inv = np.eye(d) + centred.T @ centred + (BETA0 * count / beta) * np.outer(ebar, ebar)
+    df = d + count
+    if side.X is not None and side.coef.any():
+        w_inv += lambda_beta * (side.coef.T @ side.coef)
+        df += side.coef.shape[0]
+    w = np.linalg.inv(w_inv)
+    lam = _wishart(df, (w + w.T) / 2, rng)
+    chol = np.linalg.cholesky(beta * lam)
+    mean = count * ebar / beta + np.linalg.solve(chol.T, rng.standard_normal(d))
+    return mean, lam
+
+
+def _sample_coef(side: _Side, mean: np.ndarray, prec: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw the (D, d) implicit coefficients from ``MN(A^-1 X^T E, A^-1, prec^-1)``,
+    ``A = X^T X + lambda_beta I``, ``E = F - mean``: ``A^-1 (X^T E + (X^T G1 + sqrt(lambda_beta) G2)
+    L^-T)`` with ``prec = L L^T`` and standard normal G1 (N, d), G2 (D, d) has that law."""
+    X, solver = side.X, side.solver
+    N, D = X.shape
+    d = mean.size
+    chol = np.linalg.cholesky(prec)
+    noise = X.T @ rng.standard_normal((N, d)) + np.sqrt(solver.lam) * rng.standard_normal((D, d))
+    noise = sla.solve_triangular(chol, noise.T, lower=True, check_finite=False).T
+    return solver.solve(X.T @ (side.F - mean) + noise)
+
+
+def _sample_rows(entries: Entries, axis: int, F: np.ndarray, target: np.ndarray, alpha: float,
+                 prior_mean: np.ndarray, prior_prec: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw every row of one side from ``N(P_i^-1 b_i, P_i^-1)`` with ``P_i = prior_prec + alpha
+    sum_j F_j F_j^T`` and ``b_i = alpha sum_j t_ij F_j + prior_prec prior_mean_i`` (``prior_mean``
+    (d,) or (q, d))."""
+    q, d = entries.shape[axis], F.shape[1]
+    iu, ju = np.triu_indices(d)
+    tri = entries.matrix(axis, np.ones(entries.nnz)) @ (F[:, iu] * F[:, ju])
+    prec = np.empty((q, d, d))
+    prec[:, iu, ju] = tri
+    prec[:, ju, iu] = tri
+    prec *= alpha
+    prec += prior_prec
+    rhs = alpha * (entries.matrix(axis, target) @ F) + np.broadcast_to(prior_mean, (q, d)) @ prior_prec
+    chol = np.linalg.cholesky(prec)
+    # x = L^-T (L^-1 b + z) has mean P^-1 b and covariance L^-T L^-1 = P^-1.
+    half = np.linalg.solve(chol, rhs[:, :, None]) + rng.standard_normal((q, d, 1))
+    return np.linalg.solve(np.transpose(chol, (0, 2, 1)), half)[:, :, 0]

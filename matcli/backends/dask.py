@@ -351,7 +351,8 @@ class DaskBackend(Backend):
         self._wait(futures, fn, progress=True)
         return self._client.gather(futures)
 
-    def resident(self, fn: Callable[..., Any], items: list[tuple[Any, ...]], **shared: Any) -> list[Any]:
+    def resident(self, fn: Callable[..., Any], items: list[tuple[Any, ...]], *, spread: bool = False,
+                 **shared: Any) -> list[Any]:
         """Futures of ``fn(*item, **shared)`` for each item, left on the workers once all are done.
 
         The tasks are submitted and watched like :meth:`map`'s (version check where they run, the
@@ -359,13 +360,26 @@ class DaskBackend(Backend):
         exception is raised unchanged), so a job can keep loaded data on the workers between maps
         and pass the futures as items of later :meth:`map` calls. Dask recomputes a lost future
         from the same arguments.
+
+        ``spread``: the items go to the workers present now in consecutive runs of equal count
+        (item i to worker ``i * workers // len(items)``), so each holds at most
+        ``ceil(len(items) / workers)`` results; the placement is a preference (Dask's loose
+        restriction), so the tasks of a worker lost later run on the others.
         """
-        futures = self._submit(fn, list(items), shared)
+        items = list(items)
+        workers = sorted(self._client.nthreads()) if spread else []
+        if len(workers) < 2:
+            futures = self._submit(fn, items, shared)
+        else:
+            owner = [index * len(workers) // len(items) for index in range(len(items))]
+            futures = self._submit(fn, items, shared, placement=[workers[k] for k in owner])
         self._wait(futures, fn, progress=False)
         return futures
 
-    def _submit(self, fn: Callable[..., Any], items: list[tuple[Any, ...]], shared: dict[str, Any]) -> list[Any]:
-        """One task per item (its arguments), each shared value one task of the graph."""
+    def _submit(self, fn: Callable[..., Any], items: list[tuple[Any, ...]], shared: dict[str, Any],
+                placement: list[str] | None = None) -> list[Any]:
+        """One task per item (its arguments), each shared value one task of the graph; with
+        ``placement`` (a worker address per item) each task prefers its worker."""
         from matcli import __version__
 
         client = self._client
@@ -379,9 +393,19 @@ class DaskBackend(Backend):
             sent = {key: client.submit(_shared_value, value, pure=False) for key, value in shared.items()}
             if not items:
                 return []
-            # one client.map (one message to the scheduler) for all tasks, an iterable per argument
-            columns = [list(column) for column in zip(*items)]
-            return client.map(VersionedTask(fn, __version__), *columns, pure=False, **sent)
+            task = VersionedTask(fn, __version__)
+            if placement is None:
+                # one client.map (one message to the scheduler) for all tasks, an iterable per argument
+                columns = [list(column) for column in zip(*items)]
+                return client.map(task, *columns, pure=False, **sent)
+            futures: list[Any] = [None] * len(items)
+            for worker in dict.fromkeys(placement):  # one client.map per worker, in worker order
+                indices = [i for i, where in enumerate(placement) if where == worker]
+                columns = [list(column) for column in zip(*(items[i] for i in indices))]
+                for i, future in zip(indices, client.map(task, *columns, pure=False, workers=[worker],
+                                                         allow_other_workers=True, **sent)):
+                    futures[i] = future
+            return futures
 
     def _wait(self, futures: list[Any], fn: Callable[..., Any], progress: bool) -> None:
         """Wait for every future; on a task's failure cancel the rest and raise its exception, on a

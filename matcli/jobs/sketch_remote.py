@@ -18,6 +18,16 @@ blocks' n-vectors and d x n sketches **in block order**, and factors the sketch.
 from the size of A alone (:func:`plan_blocks`), never from the number of workers, so the same seed
 gives the same bits on any cluster; a lost worker's blocks are read again by another (the task
 holds only references).
+
+Blocks held on the workers: reading a block is what a pass costs (a Zarr chunk is decompressed
+again on every read: ~2-3 s a GB on one core, against ~0.1 s a GB for the block's products), so
+on a backend that can keep results on its workers (:meth:`matcli.backends.dask.DaskBackend.resident`)
+each block is read once, by a :func:`hold_rows` task placed on a worker in turn, and later passes
+take the block's future instead of its reference: Dask runs them where the rows are. That happens
+only when every worker's share of the blocks fits beside a task's working copies under the budget
+(:func:`holding_plan`); otherwise every pass reads its blocks from the file again. A worker lost
+meanwhile takes its blocks with it; Dask runs their :func:`hold_rows` tasks again elsewhere (the
+survivors then hold more than their share until the run ends).
 """
 
 from __future__ import annotations
@@ -66,34 +76,90 @@ def read_rows(source: RowBlockSource, block: RowBlock):
     return A.tocsr().astype(dtype, copy=False) if sp.issparse(A) else np.asarray(A, dtype=dtype)
 
 
-def sketch_block(block: RowBlock, *, source: RowBlockSource, S) -> np.ndarray:
-    """``S[:, rows] A_rows`` for one block (a worker's task)."""
-    return S.apply_rows(read_rows(source, block), block.start)
+def hold_rows(block: RowBlock, *, source: RowBlockSource):
+    """Task whose result a worker keeps: the block's rows as :func:`read_rows` gives them."""
+    return read_rows(source, block)
 
 
-def product_block(task: tuple[RowBlock, np.ndarray | None], *, source: RowBlockSource, x: np.ndarray,
+def held_bytes(source: RowBlockSource, block: RowBlock) -> int:
+    """An upper bound on the bytes of :func:`read_rows`'s result for ``block``: dense rows in double
+    precision; CSR values, int64 indices and row pointer, its entries bounded by the sampled
+    ``indptr`` at the sample rows around the block."""
+    itemsize = 16 if source.dtype.kind == "c" else 8
+    if source.layout != "csr":
+        return block.n_rows * source.n_cols * itemsize
+    nnz = source.nnz
+    if source.indptr_sample is not None:
+        rows, pointer = (np.asarray(v, dtype=np.int64) for v in source.indptr_sample)
+        lo = max(int(np.searchsorted(rows, block.start, side="right")) - 1, 0)
+        hi = min(int(np.searchsorted(rows, block.stop, side="left")), rows.size - 1)
+        nnz = int(pointer[hi] - pointer[lo])
+    return nnz * (itemsize + 8) + 8 * (block.n_rows + 1)
+
+
+def holding_plan(source: RowBlockSource, blocks: list[RowBlock], workers: int, worker_bytes: int,
+                 budget: int) -> tuple[bool, dict]:
+    """Whether the workers may keep the blocks: with block i on worker ``i * workers // len(blocks)``
+    (:meth:`DaskBackend.resident`'s spread), the most any worker holds, plus what the fullest worker
+    already takes (``worker_bytes``) and a task's working copies of the largest block (as
+    :func:`plan_blocks` counts them), must be within ``budget``. Returns (fits, the facts)."""
+    sizes = [held_bytes(source, block) for block in blocks]
+    shares = [0] * max(workers, 1)
+    for index, size in enumerate(sizes):
+        shares[index * len(shares) // len(sizes)] += size
+    chunk = 8 * source.chunk_rows * max(1, source.nnz // max(1, source.n_rows))
+    working = BLOCK_COPIES * max(sizes) + 2 * chunk
+    need = max(shares) + worker_bytes + working
+    return need <= budget, {"workers": len(shares), "held_bytes_per_worker": max(shares),
+                            "worker_baseline_bytes": worker_bytes, "task_bytes": working,
+                            "budget_bytes": budget}
+
+
+def _rows(source: RowBlockSource, block: RowBlock, held):
+    """The block's rows: ``held`` (a worker's copy) or read from the file."""
+    if held is None:
+        return read_rows(source, block)
+    if sp.issparse(held):
+        return held
+    # A block that moved between workers arrives at whatever address its message buffer had, and
+    # BLAS kernels round differently at other alignments; a fresh array has a read's alignment.
+    fresh = np.empty_like(held)
+    if fresh.ctypes.data % 64 == held.ctypes.data % 64:
+        return held
+    fresh[...] = held
+    return fresh
+
+
+def sketch_block(task: tuple[RowBlock, object], *, source: RowBlockSource, S) -> np.ndarray:
+    """``S[:, rows] A_rows`` for ``task = (block, rows held or None)`` (a worker's task)."""
+    block, held = task
+    return S.apply_rows(_rows(source, block, held), block.start)
+
+
+def product_block(task: tuple[RowBlock, object, np.ndarray | None], *, source: RowBlockSource, x: np.ndarray,
                   gradient: bool) -> tuple:
-    """``(t, A_rows^T t)`` for ``task = (block, b_rows)``: ``t = A_rows x`` (``b_rows`` None) or
-    ``b_rows - A_rows x``; the second is None unless ``gradient``."""
-    block, b_rows = task
-    A = read_rows(source, block)
+    """``(t, A_rows^T t)`` for ``task = (block, rows held or None, b_rows)``: ``t = A_rows x``
+    (``b_rows`` None) or ``b_rows - A_rows x``; the second is None unless ``gradient``."""
+    block, held, b_rows = task
+    A = _rows(source, block, held)
     t = np.asarray(A @ x, dtype=np.float64)
     if b_rows is not None:
         t = b_rows - t
     return t, (np.asarray(A.T @ t) if gradient else None)
 
 
-def r_factor_block(task: tuple[RowBlock, np.ndarray], *, source: RowBlockSource) -> np.ndarray:
+def r_factor_block(task: tuple[RowBlock, object, np.ndarray], *, source: RowBlockSource) -> np.ndarray:
     """The R factor of ``[A_rows b_rows]`` (TSQR's first level)."""
     from matcli.methods.sketch.tsqr import block_r_factor
 
-    block, b_rows = task
-    return block_r_factor(read_rows(source, block), b_rows)
+    block, held, b_rows = task
+    return block_r_factor(_rows(source, block, held), b_rows)
 
 
-def row_norms_block(block: RowBlock, *, source: RowBlockSource, M: np.ndarray) -> np.ndarray:
+def row_norms_block(task: tuple[RowBlock, object], *, source: RowBlockSource, M: np.ndarray) -> np.ndarray:
     """Squared row norms of ``A_rows M``."""
-    AM = np.asarray(read_rows(source, block) @ M)
+    block, held = task
+    AM = np.asarray(_rows(source, block, held) @ M)
     return np.einsum("ij,ij->i", AM, AM)
 
 
@@ -106,20 +172,61 @@ class DistributedRowProblem:
     source : the row-block reference to A.
     b : (m,) float64, the right-hand side, held by the client.
     blocks : the row blocks of A, in order, covering every row once (:func:`plan_blocks`).
+    hold : keep the blocks on the workers when :func:`holding_plan` allows (a backend with
+        ``resident``); False: read them from the file on every pass.
+
+    ``passes`` counts the passes that read the file (as the streaming mode's, whose every pass
+    does), ``passes_over_A`` every pass; :meth:`describe` says where the blocks were.
     """
 
     streaming = True
 
-    def __init__(self, backend, source: RowBlockSource, b: np.ndarray, blocks: list[RowBlock]):
+    def __init__(self, backend, source: RowBlockSource, b: np.ndarray, blocks: list[RowBlock], *,
+                 hold: bool = True):
         self.backend, self.source, self.blocks = backend, source, blocks
         self.shape = (source.n_rows, source.n_cols)
         self.sparse = source.layout == "csr"
         self.b = np.asarray(b, dtype=np.float64).reshape(-1)
         self.b_norm = float(np.linalg.norm(self.b))
         self.passes = 0
+        self.passes_over_A = 0
+        #: per block, the future of its rows on a worker (None: read from the file)
+        self.held: list = [None] * len(blocks)
+        self.holding: dict = {"row_blocks_held": "no: read from the file on every pass "
+                                                 "(the backend keeps nothing between passes)"}
+        if hold and hasattr(backend, "resident") and getattr(backend, "client", None) is not None:
+            self._hold()
+
+    def _hold(self) -> None:
+        """Keep the blocks on the workers (one read of the file) if every worker's share fits."""
+        from matcli.core.timing import resident_memory_bytes
+
+        client = self.backend.client
+        workers = len(client.nthreads())
+        taken = max(client.run(resident_memory_bytes).values(), default=0)
+        fits, facts = holding_plan(self.source, self.blocks, workers, taken, self.source.policy.budget)
+        if not fits:
+            need = facts["held_bytes_per_worker"] + facts["worker_baseline_bytes"] + facts["task_bytes"]
+            self.holding = {"row_blocks_held": f"no: read from the file on every pass (a worker's share "
+                                               f"{facts['held_bytes_per_worker'] / 2**20:.0f} MiB, with what the "
+                                               f"worker holds and a task's copies {need / 2**20:.0f} MiB, exceeds "
+                                               f"the budget of {facts['budget_bytes'] / 2**20:.0f} MiB)",
+                            "holding_plan": facts}
+            return
+        self.held = self.backend.resident(hold_rows, [(block,) for block in self.blocks], spread=True,
+                                          source=self.source)
+        self.passes += 1
+        self.holding = {"row_blocks_held": f"yes: read once, kept in the memory of {workers} worker"
+                                           f"{'s' if workers > 1 else ''}", "holding_plan": facts}
+
+    def describe(self) -> dict:
+        """Facts for the report: passes over A, passes that read the file, where the blocks were."""
+        return {"passes_over_A": self.passes_over_A, "passes_over_file": self.passes, **self.holding}
 
     def _map(self, fn, items, **shared) -> list:
-        self.passes += 1
+        self.passes_over_A += 1
+        if all(held is None for held in self.held):
+            self.passes += 1
         return self.backend.map(fn, items, source=self.source, **shared)
 
     @staticmethod
@@ -129,12 +236,17 @@ class DistributedRowProblem:
             total += part
         return total
 
+    def _tasks(self, with_b: bool = False) -> list[tuple]:
+        if not with_b:
+            return list(zip(self.blocks, self.held))
+        return [(block, held, self.b[block.start:block.stop]) for block, held in zip(self.blocks, self.held)]
+
     def sketch(self, S) -> tuple[np.ndarray, np.ndarray]:
         """``(S A, S b)``: the blocks' sketches summed in block order; ``S b`` here."""
-        return self._in_order(self._map(sketch_block, self.blocks, S=S)), S.apply(self.b)
+        return self._in_order(self._map(sketch_block, self._tasks(), S=S)), S.apply(self.b)
 
     def _pass(self, x: np.ndarray, residual: bool, gradient: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        tasks = [(block, self.b[block.start:block.stop] if residual else None) for block in self.blocks]
+        tasks = self._tasks(with_b=True) if residual else [(block, held, None) for block, held in self._tasks()]
         parts = self._map(product_block, tasks, x=np.asarray(x, dtype=np.float64), gradient=gradient)
         t = np.concatenate([p[0] for p in parts])
         return t, (self._in_order([p[1] for p in parts]) if gradient else None)
@@ -155,7 +267,7 @@ class DistributedRowProblem:
 
     def r_factors(self) -> list[np.ndarray]:
         """The blocks' R factors of ``[A_rows b_rows]``, in block order (one pass)."""
-        return self._map(r_factor_block, [(block, self.b[block.start:block.stop]) for block in self.blocks])
+        return self._map(r_factor_block, self._tasks(with_b=True))
 
     def row_norms2(self, M: np.ndarray) -> np.ndarray:
-        return np.concatenate(self._map(row_norms_block, self.blocks, M=np.asarray(M, dtype=np.float64)))
+        return np.concatenate(self._map(row_norms_block, self._tasks(), M=np.asarray(M, dtype=np.float64)))

@@ -206,6 +206,25 @@ def test_row_block_lanczos_is_fixed_by_the_seed_whatever_the_blocks(files, local
     assert np.max(np.abs(runs[0]["U"] - runs[2]["U"])) <= 2 * bound / (0.5**3 - 0.5**4)  # Wedin: residual / gap
 
 
+@pytest.mark.parametrize("method", ["lanczos", "randomized"])
+def test_large_sparse_blocks_sum_the_error_by_the_gram_expansion(files, local_as_dask, monkeypatch, method):
+    """Sparse blocks beyond EXACT_BLOCK_ENTRIES (set to 0 here) add ||A_i||^2 - 2 Re tr(S U_i^H A_i V)
+    + ||U_i S V^H||^2 instead of forming dense residual rows (m n work). The relative error here is
+    ~1e-2 (rank 6 of 2^-j), so the expansion's rounding, ~eps ||A||^2 / error^2 relative, is below 1e-10."""
+    from matcli.methods.factorize import blocked_rsvd
+
+    root, arrays = files
+    monkeypatch.setattr(blocked_rsvd, "EXACT_BLOCK_ENTRIES", 0)
+    options = {"tol": 1e-12} if method == "lanczos" else {"power_iters": 2}
+    out = matcli.factorize(f"{root}/sparse.h5:/A", kind="svd", method=method, rank=6, seed=4, backend="dask",
+                           threads=1, **options)
+    assert out.converged and "Gram expansion" in out.report["info"]["reconstruction_error_method"]
+    A, U, s, Vt = arrays["sparse"], out["U"], out["s"], out["Vt"]
+    error = np.linalg.norm(A - (U * s) @ Vt) / np.linalg.norm(A)
+    assert out.metrics["reconstruction_error"] == pytest.approx(error, rel=1e-10)
+    check_against_lapack(out, A, 6)
+
+
 def test_auto_on_row_blocks_picks_tsqr_for_few_columns_and_randomized_for_wide(files, local_as_dask, tmp_path):
     root, arrays = files
     tall = matcli.factorize(f"{root}/dense.npy", kind="svd", rank=4, backend="dask", threads=1)
@@ -320,18 +339,26 @@ def test_on_a_real_cluster_row_block_lanczos_gives_the_local_bits(files, cluster
         assert np.array_equal(value, local[name]), name
 
 
-def test_a_worker_killed_mid_svd_is_recomputed_and_the_answer_is_bitwise_the_same(files, cluster, tmp_path):
+@pytest.mark.parametrize("method, task", [("randomized", "basis_"), ("lanczos", "gram_")])
+def test_a_worker_killed_mid_svd_is_recomputed_and_the_answer_is_bitwise_the_same(files, cluster, tmp_path, method,
+                                                                                   task):
     from tests.test_dask_cluster import _kill_a_busy_worker
 
     root, _ = files
-    quiet = subprocess.run(_cli_svd(f"{root}/dense.h5:/A", "randomized", cluster.address, tmp_path / "quiet.h5"),
-                           capture_output=True, text=True, timeout=240)
+
+    def argv(out):
+        command = _cli_svd(f"{root}/dense.h5:/A", method, cluster.address, out)
+        if method == "lanczos":  # --tol instead of --power-iters 2
+            at = command.index("--power-iters")
+            command[at:at + 2] = ["--tol", "1e-10"]
+        return command
+
+    quiet = subprocess.run(argv(tmp_path / "quiet.h5"), capture_output=True, text=True, timeout=240)
     assert quiet.returncode == 0, quiet.stderr
     pids = cluster.worker_pids()
-    proc = subprocess.Popen(_cli_svd(f"{root}/dense.h5:/A", "randomized", cluster.address, tmp_path / "killed.h5"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv(tmp_path / "killed.h5"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed: list = []
-    killer = threading.Thread(target=_kill_a_busy_worker, args=(cluster, proc, pids, killed, "basis_"))
+    killer = threading.Thread(target=_kill_a_busy_worker, args=(cluster, proc, pids, killed, task))
     killer.start()
     try:
         _, stderr = proc.communicate(timeout=240)

@@ -120,12 +120,15 @@ class RowBlockMatrix:
         return _sum_in_order(self._map(gram_block, self.blocks, p=p))
 
     def finish(self, Z, Ts: list[np.ndarray], V: np.ndarray, s: np.ndarray, inners: list | None = None) -> tuple:
-        """``(U, ||A v_j - s_j u_j||^2, A^H U, ||A - U S V^H||_F^2, ||A||_F^2)`` for ``U = diag(Q_i) T``
-        (one pass; U assembled here in block order)."""
+        """``(U, ||A v_j - s_j u_j||^2, A^H U, ||A - U S V^H||_F^2, ||A||_F^2, how)`` for ``U = diag(Q_i) T``
+        (one pass; U assembled here in block order; ``how`` names how the error was summed)."""
         parts = self._map(finish_block, self._tasks(Ts, inners), Z=Z, V=V, s=s, chunk_rows=self.chunk_rows)
         U = np.vstack([part[0] for part in parts])
+        how = ("exact (||A_i - U_i S V^H||_F summed over the blocks)" if all(part[5] for part in parts) else
+               "exact (Gram expansion ||A_i||^2 - 2 Re tr(S U_i^H A_i V) + ||U_i S V^H||^2 of the large sparse "
+               "blocks, the residual of the others; accurate while the relative error is above ~1e-7)")
         return (U, _sum_in_order([part[1] for part in parts]), _sum_in_order([part[2] for part in parts]),
-                float(sum(part[3] for part in parts)), float(sum(part[4] for part in parts)))
+                max(float(sum(part[3] for part in parts)), 0.0), float(sum(part[4] for part in parts)), how)
 
 
 def _sum_in_order(parts: list[np.ndarray]) -> np.ndarray:

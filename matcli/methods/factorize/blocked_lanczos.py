@@ -159,10 +159,10 @@ def blocked_lanczos_svd(problem, *, rank: int, tol: float = 1e-8, basis: int | N
     if Ts is None:
         return Result(Status.DIVERGED_NAN, message="A has NaN/Inf values", info=info)
     X, s, Yh = sla.svd(R, full_matrices=False, check_finite=False)
-    U, right2, AhU, error2, norm2 = problem.finish(V, [T_i @ X for T_i in Ts], V @ Yh.conj().T, s)
+    U, right2, AhU, error2, norm2, how = problem.finish(V, [T_i @ X for T_i in Ts], V @ Yh.conj().T, s)
     U, Vt, metrics = finish_metrics(U, s, V @ Yh.conj().T, AhU, right2, error2, norm2)
     metrics["max_ritz_residual"] = worst
-    info["reconstruction_error_method"] = "exact (||A_i - U_i S V^H||_F summed over the blocks)"
+    info["reconstruction_error_method"] = how
     info["rank"] = k
     message = (f"Lanczos on A^H A over row blocks: {steps} steps ({steps + 2} passes), {restarts} restarts, "
                f"max relative Ritz residual {worst:.2e} ({status.reason})")

@@ -189,7 +189,7 @@ def sketch_regress(A, b, *, method: str = "auto", sketch: str = "auto", sketch_s
 
 def factorize(A, *, kind: str = "svd", method: str = "auto", rank: int | str | None = None,
               tol: float | None = None, power_iters: int | None = None, oversample: int | None = None,
-              maxiter: int | None = None, update=None, append_rows=None, append_cols=None,
+              maxiter: int | None = None, update=None, append_rows=None, append_cols=None, update_lowrank=None,
               params: Sequence[str] | None = None, seed: int | None = None,
               output: str | None = None, report: str | None = None, plot: str | None = None,
               threads: int | None = None, max_memory: str | None = None, backend: str = "local",
@@ -198,12 +198,24 @@ def factorize(A, *, kind: str = "svd", method: str = "auto", rank: int | str | N
     """SVD, NMF, CUR, QR, LU, Cholesky, LDL^T or eig as ``matcli factorize`` does (options:
     :class:`~matcli.jobs.options.FactorizeOptions`). ``update`` (a previous SVD's output file) with
     ``append_rows`` or ``append_cols`` updates that SVD; ``method="tsqr"`` or ``backend="dask"`` reads
-    a tall A in row blocks (a file spec). Returns the factors."""
+    a tall A in row blocks (a file spec). ``update_lowrank`` (a pair ``(X, Y)`` of arrays or specs, or
+    ``"X_spec,Y_spec"``) with ``update`` updates it to ``A + X Y^H``. Returns the factors."""
+    from matcli.io.in_memory import spec_for
     from matcli.jobs.options import FactorizeOptions
 
+    terms = []  # (name, array or spec) of X and Y: inputs of the run like update's
+    if isinstance(update_lowrank, (tuple, list)):
+        if len(update_lowrank) != 2:
+            raise UsageError(f"update_lowrank takes a pair (X, Y), got {len(update_lowrank)} items")
+        terms = [(f"update_lowrank_{name}", value) for name, value in zip("XY", update_lowrank)]
+        update_lowrank = ",".join(spec_for(name) if _is_array(value) else str(value) for name, value in terms)
+    elif update_lowrank is not None:
+        terms = [(f"update_lowrank_{name}", value) for name, value in zip("XY", str(update_lowrank).split(","))]
     options = {"kind": kind, "rank": rank, "tol": tol, "power_iters": power_iters, "oversample": oversample,
-               "maxiter": maxiter, "update": update, "append_rows": append_rows, "append_cols": append_cols}
+               "maxiter": maxiter, "update": update, "append_rows": append_rows, "append_cols": append_cols,
+               "update_lowrank": update_lowrank}
     extra = [(name, options[name]) for name in ("update", "append_rows", "append_cols") if options[name] is not None]
+    extra += terms
     return _run("factorize", method, [("A", A), *extra], FactorizeOptions, options,
                 _common(output, report, plot, seed, params, threads, max_memory, force, strict, quiet, monitor,
                         allow_external_links, backend, scheduler))

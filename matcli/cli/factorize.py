@@ -88,6 +88,9 @@ def command(
         "--append-rows", help="With --update: rows R appended below MATRIX (spec like R.h5:/R).")] = None,
     append_cols: Annotated[Optional[str], typer.Option(
         "--append-cols", help="With --update: columns C appended right of MATRIX.")] = None,
+    update_lowrank: Annotated[Optional[str], typer.Option(
+        "--update-lowrank", help="With --update: the low-rank term X Y^H added to MATRIX, as 'X_spec,Y_spec' "
+                                 "(X m x q, Y n x q; e.g. XY.h5:/X,XY.h5:/Y).")] = None,
     plot: PlotOpt = None,
     backend: BackendOpt = Backend.local,
     scheduler: SchedulerOpt = None,
@@ -107,7 +110,7 @@ def command(
 
     return api.factorize(matrix, kind=kind.value, method=method.value, rank=rank, tol=tol, power_iters=power_iters,
                   oversample=oversample, maxiter=maxiter, update=update, append_rows=append_rows,
-                  append_cols=append_cols, params=param, seed=seed, output=out, report=report, plot=plot,
+                  append_cols=append_cols, update_lowrank=update_lowrank, params=param, seed=seed, output=out, report=report, plot=plot,
                   threads=threads, max_memory=max_memory, backend=backend.value, scheduler=scheduler, force=force,
                   strict=strict, quiet=quiet, monitor=monitor,
                   allow_external_links=allow_external_links)

@@ -3,7 +3,8 @@ fits the chosen kind, resolve ``auto``, and call the kernel.
 
 Options (``request.options``, a :class:`~matcli.jobs.options.FactorizeOptions`): ``kind`` (svd|nmf|cur|qr|lu|cholesky|ldl|eig), ``rank`` (an
 integer, ``auto``, or None), ``tol``, ``power_iters``, ``oversample``, ``maxiter`` (None = default),
-``update`` (previous factors), ``append_rows`` / ``append_cols`` (matrix specs).
+``update`` (previous factors), ``append_rows`` / ``append_cols`` (matrix specs) or ``update_lowrank``
+(``"X_spec,Y_spec"``: the term ``X Y^H`` added to the matrix).
 
 Every kind computes in double precision: the matrix (and appended rows/columns) is converted once,
 after reading, to float64, or complex128 when complex (:func:`matcli.methods.solve.system.as_matrix`,
@@ -79,7 +80,7 @@ _ACCEPTS: dict[str, set[str]] = {
     "svd-propack": {"rank", "tol"},
     "svd-dense": {"rank", "tol"},
     "svd-tsqr": {"rank", "tol"},
-    "svd-update": {"rank", "tol", "power_iters", "update", "append_rows", "append_cols"},
+    "svd-update": {"rank", "tol", "power_iters", "update", "append_rows", "append_cols", "update_lowrank"},
     "nmf-hals": {"rank", "tol", "maxiter"},
     "nmf-mu": {"rank", "tol", "maxiter"},
     "nmf-robust": {"rank", "tol", "maxiter"},
@@ -98,7 +99,7 @@ _ACCEPTS: dict[str, set[str]] = {
 }
 _OPTION_FLAGS = {"rank": "--rank", "tol": "--tol", "power_iters": "--power-iters", "oversample": "--oversample",
                  "maxiter": "--maxiter", "update": "--update", "append_rows": "--append-rows",
-                 "append_cols": "--append-cols"}
+                 "append_cols": "--append-cols", "update_lowrank": "--update-lowrank"}
 
 
 class Job(FamilyJob):
@@ -112,6 +113,8 @@ class Job(FamilyJob):
         self.kind: str = request.options.kind
         self.previous: dict[str, np.ndarray] | None = None
         self.appended = None
+        #: (X, Y) of --update-lowrank
+        self.lowrank: tuple | None = None
         self._kernel: Callable[..., Result] | None = None
         self._kwargs: dict[str, Any] = {}
         self._hermitian: bool | None = None
@@ -131,14 +134,16 @@ class Job(FamilyJob):
         from matcli.io.spec import parse_spec
 
         opts = self.request.options
-        if opts.append_rows and opts.append_cols:
-            raise UsageError("give only one of --append-rows and --append-cols per update")
-        if (opts.append_rows or opts.append_cols) and not opts.update:
-            raise UsageError("--append-rows/--append-cols need --update previous.h5")
+        changes = [opts.append_rows, opts.append_cols, opts.update_lowrank]
+        if sum(change is not None for change in changes) > 1:
+            raise UsageError("give only one of --append-rows, --append-cols and --update-lowrank per update")
+        if any(changes) and not opts.update:
+            raise UsageError("--append-rows/--append-cols/--update-lowrank need --update previous.h5")
         if opts.update and self.kind != "svd":
             raise UsageError("--update applies to --kind svd only")
-        if opts.update and not (opts.append_rows or opts.append_cols):
-            raise UsageError("--update needs --append-rows R or --append-cols C")
+        if opts.update and not any(changes):
+            raise UsageError("--update needs --append-rows R, --append-cols C or --update-lowrank X,Y")
+        terms = _lowrank_specs(opts.update_lowrank) if opts.update_lowrank else None
         if self._reads_row_blocks():
             self._read_row_blocks()
             return
@@ -157,6 +162,8 @@ class Job(FamilyJob):
                     setattr(self, name, as_matrix(getattr(self, name)))
             except ValueError as exc:
                 raise InputError(spec_text, str(exc)) from None
+        if terms:
+            self.lowrank = tuple(_read_term(spec) for spec in terms)
 
     def _reads_row_blocks(self) -> bool:
         """Row blocks for ``--backend dask`` and ``--method tsqr``, and for an SVD (auto, randomized,
@@ -266,14 +273,25 @@ class Job(FamilyJob):
         if s.ndim != 1 or U.ndim != 2 or Vt.ndim != 2 or U.shape != (m, s.size) or Vt.shape != (s.size, n):
             raise InputError(prev_path, f"previous SVD has U {U.shape}, s {s.shape}, Vt {Vt.shape}; "
                                         f"expected U (m x k), s (k), Vt (k x n) of the {m}x{n} matrix")
+        #: set by --method auto when recomputing the new matrix's SVD costs no more than updating
+        self._recompute: str | None = None
+        if self.lowrank is not None:
+            (X, x_spec), (Y, y_spec) = zip(self.lowrank, _lowrank_specs(opts.update_lowrank))
+            if X.shape[0] != m:
+                raise InputError(x_spec, f"--update-lowrank X has {X.shape[0]} rows, the matrix has {m} (X: m x q)")
+            if Y.shape[0] != n:
+                raise InputError(y_spec, f"--update-lowrank Y has {Y.shape[0]} rows, the matrix has {n} columns "
+                                         "(Y: n x q)")
+            if X.shape[1] != Y.shape[1]:
+                raise InputError(y_spec, f"--update-lowrank Y has {Y.shape[1]} columns, X has {X.shape[1]} "
+                                         "(X Y^H needs the same q)")
+            return
         extra_path = opts.append_rows or opts.append_cols
         p, q = self.appended.shape
         if opts.append_rows and q != n:
             raise InputError(extra_path, f"appended rows have {q} columns, the matrix has {n}")
         if opts.append_cols and p != m:
             raise InputError(extra_path, f"appended columns have {p} rows, the matrix has {m}")
-        #: set by --method auto when recomputing the new matrix's SVD costs no more than updating
-        self._recompute: str | None = None
 
     # ---------------------------------------------------------------- setup
     def setup(self, rng: np.random.Generator) -> None:
@@ -342,7 +360,7 @@ class Job(FamilyJob):
 
     def _shown_options(self, name: str) -> dict[str, Any]:
         return {k: getattr(self.request.options, k) for k in sorted(_ACCEPTS[name])
-                if k not in ("update", "append_rows", "append_cols")}
+                if k not in ("update", "append_rows", "append_cols", "update_lowrank")}
 
     def _rank(self, *, allow_auto: bool, required: bool = True, bounded: bool = True) -> int | str | None:
         """``--rank`` as an integer (or ``auto``); ``bounded``: at most min(m, n) (NMF is not bounded:
@@ -473,6 +491,8 @@ class Job(FamilyJob):
         from matcli.methods.factorize.update import default_complement_rank
 
         opts = self.request.options
+        if self.lowrank is not None:
+            return self._auto_lowrank()
         A, E = self.A, self.appended
         m, n = A.shape
         rows = bool(opts.append_rows)
@@ -497,6 +517,38 @@ class Job(FamilyJob):
             self.problem_info.update(shape=list(self.A.shape), nnz=int(nnz_E + self.problem_info["nnz"]))
         return "update", reason
 
+    def _auto_lowrank(self) -> tuple[str, str]:
+        """``--update-lowrank`` under ``--method auto``: the same comparison, for ``A + X Y^H``. Recomputing
+        needs the sum, which is dense (``X Y^H`` is): its SVD is costed as for a dense matrix, and the sum
+        is formed only when that is chosen (and fits the dense limit)."""
+        from matcli.methods.factorize import update_cost
+        from matcli.methods.factorize.update import default_complement_rank
+
+        opts = self.request.options
+        m, n = self.A.shape
+        q = self.lowrank[0].shape[1]
+        rank = self._update_rank()
+        params = get_spec("factorize", "svd-update").resolve_params(list(self.request.params))
+        # one complement on each side: counted as q vectors of length m + n
+        problem = update_cost.Problem(m=m, n=n, nnz=m * n, p=q, length=m + n, nnz_appended=(m + n) * q,
+                                      k=int(self.previous["s"].size), rank=rank,
+                                      l=params["complement_rank"] or default_complement_rank(q, rank),
+                                      power_iters=1 if opts.power_iters is None else opts.power_iters, sparse=False)
+        method, reason, estimates = update_cost.choose(problem)
+        self.problem_info["update_cost"] = {**estimates, "chosen": method}
+        if method == "update":
+            return "update", reason
+        if m * n > DENSE_LIMIT:
+            self.problem_info["update_cost"]["chosen"] = "update"
+            return "update", (f"--update-lowrank: recomputing would form the dense {m}x{n} sum A + X Y^H "
+                              f"({m * n:.2e} entries > {DENSE_LIMIT:.1e}): updated")
+        X, Y = self.lowrank
+        dense = self.A.toarray() if sp.issparse(self.A) else self.A
+        self.A = dense + (X.toarray() if sp.issparse(X) else X) @ (Y.toarray() if sp.issparse(Y) else Y).conj().T
+        self._recompute = method
+        self.problem_info.update(storage="dense", nnz=int(np.count_nonzero(self.A)))
+        return "update", reason
+
     def _setup_update(self, params: dict[str, Any]) -> dict[str, Any]:
         opts = self.request.options
         rank = self._update_rank()
@@ -504,7 +556,7 @@ class Job(FamilyJob):
             return self._setup_recompute(rank)
         return {"U": self.previous["U"], "s": self.previous["s"], "Vt": self.previous["Vt"],
                 "rows": self.appended if opts.append_rows else None,
-                "cols": self.appended if opts.append_cols else None,
+                "cols": self.appended if opts.append_cols else None, "lowrank": self.lowrank,
                 "rank": rank, "complement_rank": params["complement_rank"],
                 "power_iters": 1 if opts.power_iters is None else opts.power_iters, "tol": self._tol(0.0)}
 
@@ -811,6 +863,24 @@ class Job(FamilyJob):
             return {}
         key = f"{self.kind}-PQ" if "Q" in result.outputs and self.kind == "lu" else self.kind
         return {"permutation_convention": PERMUTATION_CONVENTIONS[key]}
+
+
+def _lowrank_specs(text: str) -> list[str]:
+    """The two specs of ``--update-lowrank X_spec,Y_spec``."""
+    specs = [part.strip() for part in str(text).split(",")]
+    if len(specs) != 2 or not all(specs):
+        raise UsageError(f"--update-lowrank {text}: expected two specs 'X_spec,Y_spec' (X m x q, Y n x q)")
+    return specs
+
+
+def _read_term(spec: str):
+    """X or Y of ``--update-lowrank``: a 2-D matrix, in the computing dtype."""
+    from matcli.io.load import read_matrix
+
+    try:
+        return as_matrix(read_matrix(spec))
+    except ValueError as exc:
+        raise InputError(spec, str(exc)) from None
 
 
 def _figure_values(result: Result) -> str | None:

@@ -148,6 +148,8 @@ class FactorizeOptions(_Options):
     update: str | None = option(None, "--update")
     append_rows: str | None = option(None, "--append-rows")
     append_cols: str | None = option(None, "--append-cols")
+    #: "X_spec,Y_spec": the low-rank term X Y^H (X m x q, Y n x q) added to the matrix
+    update_lowrank: str | None = option(None, "--update-lowrank")
 
 
 @dataclass(frozen=True)

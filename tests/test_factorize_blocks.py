@@ -170,6 +170,18 @@ def test_row_block_lanczos_matches_lapack(files, local_as_dask, name, spec):
     check_against_lapack(out, arrays[name], 4)
 
 
+def test_row_block_lanczos_of_a_float32_input_is_the_svd_of_its_values(files, local_as_dask, tmp_path):
+    """A float32 file is read into double precision (compute_dtype float64): the answer is the SVD
+    of the float32 values themselves, within the same rounding bound."""
+    _, arrays = files
+    A32 = arrays["dense"].astype(np.float32)
+    np.save(tmp_path / "single.npy", A32)
+    out = matcli.factorize(str(tmp_path / "single.npy"), kind="svd", method="lanczos", rank=4, tol=1e-12, seed=4,
+                           backend="dask", threads=1)
+    assert out.converged and out.report["problem"]["compute_dtype"] == "float64"
+    check_against_lapack(out, A32.astype(np.float64), 4)
+
+
 def test_row_block_lanczos_restarts_on_a_slow_spectrum_and_meets_its_tolerance(files, local_as_dask):
     """Singular values 1/(1+j), basis 14 for rank 6: thick restarts are needed. Each s_i within
     tol s_i of LAPACK's, every triplet's residual recomputed from A and the written factors within

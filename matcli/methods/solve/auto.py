@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
+from matcli.core.lazy_sparse import sp
 from matcli.methods.solve.spectrum import diagonal, gershgorin_positive, lanczos_extremes, symmetry_error
 
 DIRECT_LIMIT = 50_000

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import scipy.sparse as sp
 
 from matcli.core.errors import UsageError
+from matcli.core.lazy_sparse import sp
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.solve import equilibrate
 from matcli.methods.solve.sparse_direct import best_direct_backend, require

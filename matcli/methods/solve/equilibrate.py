@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
+
+from matcli.core.lazy_sparse import sp
 
 #: LAPACK's xLAQGE / xLAQSY threshold: scale only when the ratio of the smallest to the largest row
 #: (column) norm is below it, or when the largest entry is close to under- or overflow.

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
+
+from matcli.core.lazy_sparse import sp
 
 
 def lanczos_extremes(matvec, n: int, dtype, steps: int, rng: np.random.Generator) -> tuple[float, float]:

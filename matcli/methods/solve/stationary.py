@@ -8,9 +8,9 @@ rho_J the spectral radius of the Jacobi iteration matrix (Young).
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from matcli.core.errors import UsageError
+from matcli.core.lazy_sparse import sp
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.solve.krylov import combine_status, default_maxiter, status_message
 from matcli.methods.solve.spectrum import diagonal, lanczos_extremes

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
+from matcli.core.lazy_sparse import sp
 from matcli.core.result import Result, Status
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import scipy.sparse as sp
 
+from matcli.core.lazy_sparse import sp
 from matcli.core.result import Status
 
 SINGULAR = "the matrix is singular to working precision"

@@ -137,7 +137,7 @@ def complement_basis(M, B: np.ndarray, l: int, power_iters: int, rng: np.random.
     """
     p = M.shape[1]
     if l <= 0 or l >= p:
-        dense = M.toarray() if sp.issparse(M) else np.array(M)
+        dense = M.toarray() if sp.issparse(M) else np.asarray(M)
         if BhM is None or p == 0:
             return orth_against(dense, B)
         scale = float(np.max(np.linalg.norm(dense, axis=0)))
@@ -415,6 +415,10 @@ def update_svd(A, *, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, rows=None, co
         U_k, V_k, C = (V, U, _adjoint(E)) if adjoint else (U, V, E)
         p = C.shape[1]
         l = complement_rank or default_complement_rank(p, rank)
+        if l >= p and sp.issparse(C):
+            # the exact complement forms the dense block anyway (no larger than the factors): the
+            # update's and the certificate's products with it are then BLAS-3, without sparse overhead
+            C = C.toarray()
         left, s_new, right_h, used, Gh = append_cols_update(U_k, s, V_k.conj().T, C, rank=rank, complement_rank=l,
                                                             power_iters=power_iters, rng=rng)
         G1 = Gh[:, :k].conj().T

@@ -18,6 +18,16 @@ already in memory, all with single-threaded BLAS. The targets are judged on the 
 writing excluded) against the in-memory peers; the ``threads=2`` row shows matcli on both cores (its sparse products run on row blocks in
 parallel; the peers' scipy sparse products cannot).
 
+Like for like with ARPACK (issue 22: >= 2x at the same certified accuracy). svds' ``tol`` and
+matcli's ``--tol`` mean different things (svds hands ``tol**2`` to ARPACK on ``A^H A`` and refines
+by Rayleigh-Ritz; ARPACK at tol=1e-3 certifies ~1e-10 here), so the requested tolerances are not
+comparable. Both sides are measured by the certificate matcli applies to every SVD: ``max_i
+max(||A v_i - s_i u_i||, ||A^H u_i - s_i v_i||) / s_1`` recomputed from A (matcli: the report's
+``max_triplet_residual``; ARPACK: computed here from its U, s, Vt). ARPACK runs at tol 1e-1, 1e-2,
+1e-3, matcli's Lanczos at --tol 1e-3, 1e-4, 1e-8, 1e-10; each ARPACK setting is paired with the fastest
+matcli setting that certifies at least as small a residual (``like for like`` rows, in memory and
+as processes).
+
 Run: ``python benchmarks/bench_factorize.py [--quick | --full]``.
 """
 
@@ -67,6 +77,19 @@ def power_law_matrix(m: int, n: int, nnz: int, seed: int = 0, alpha: float = 0.8
 def accuracy(s: np.ndarray, s_ref: np.ndarray) -> float:
     s = np.sort(np.asarray(s))[::-1][:RANK]
     return float(np.max(np.abs(s - s_ref) / s_ref))
+
+
+def certified_residual(A, U: np.ndarray, s: np.ndarray, Vt: np.ndarray) -> float:
+    """The certificate's measure: max_i max(||A v_i - s_i u_i||, ||A^H u_i - s_i v_i||) / s_1."""
+    V = Vt.conj().T
+    right = np.linalg.norm(A @ V - U * s, axis=0)
+    left = np.linalg.norm(A.conj().T @ U - V * s, axis=0)
+    return float(np.max(np.maximum(right, left)) / np.max(s))
+
+
+#: svds tolerances of the like-for-like sweep, and matcli Lanczos --tol values paired with them.
+ARPACK_TOLS = (1e-1, 1e-2, 1e-3)
+LANCZOS_TOLS = ("1e-3", "1e-4", "1e-8", "1e-10")
 
 
 def fmt(err: float) -> str:
@@ -165,7 +188,15 @@ def main() -> None:
         f"block-krylov q={q} p={p} threads=1": ["--method", "block-krylov", "--power-iters", q, "--oversample", p,
                                                 "--threads", "1"],
     }
+    sweep = {tol: ["--method", "lanczos", "--tol", tol, "--threads", "1"] for tol in LANCZOS_TOLS}
     out = folder / "factors.h5"
+
+    def arpack_certified(tol: float) -> tuple[float, np.ndarray, float, float]:
+        """(seconds of svds alone, s descending, certified residual computed after the clock, CPU seconds)."""
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        U, s, Vt = svds(A, k=RANK, tol=tol, solver="arpack", rng=np.random.default_rng(0))
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        return seconds, np.sort(s)[::-1], certified_residual(A, U, s, Vt), cpu
 
     def run_config(extra: list[str]):
         args = ["factorize", f"{matrix_file}:/A", "--kind", "svd", "--rank", str(RANK), *extra, "--seed", "0",
@@ -178,7 +209,26 @@ def main() -> None:
     # peers and matcli alike.
     peer_best: dict[str, tuple[float, np.ndarray]] = {}
     matcli_best: dict[str, tuple[float, dict, np.ndarray]] = {}
+    arpack_best: dict[float, tuple[float, np.ndarray, float, float]] = {}
+    arpack_process_best: dict[float, float] = {}
+    sweep_best: dict[str, tuple[float, dict, np.ndarray]] = {}
     for round_ in range(REPEAT):
+        for tol in ARPACK_TOLS:
+            seconds, s, cert, cpu = arpack_certified(tol)
+            if tol not in arpack_best or seconds < arpack_best[tol][0]:
+                arpack_best[tol] = (seconds, s, cert, cpu)
+            process_s, _ = arpack_process(matrix_file, peer_file, tol)
+            arpack_process_best[tol] = min(process_s, arpack_process_best.get(tol, float("inf")))
+            print(f"round {round_ + 1}: svds arpack tol={tol:g}: {seconds:.2f} s in memory (CPU {cpu:.2f} s), "
+                  f"{process_s:.2f} s as a process, certified residual {cert:.1e}", flush=True)
+        for tol, extra in sweep.items():
+            seconds, rep, s = run_config(extra)
+            if tol not in sweep_best or seconds < sweep_best[tol][0]:
+                sweep_best[tol] = (seconds, rep, s)
+            print(f"round {round_ + 1}: matcli lanczos --tol {tol}: {seconds:.2f} s (compute "
+                  f"{rep['phases']['compute']['wall_s']:.2f} s, CPU {rep['phases']['compute']['cpu_s']:.2f} s), "
+                  "certified residual "
+                  f"{rep['metrics']['max_triplet_residual']:.1e}", flush=True)
         for name, fn in contenders.items():
             seconds, s = best_time(fn)
             if name not in peer_best or seconds < peer_best[name][0]:
@@ -225,8 +275,39 @@ def main() -> None:
                                     matcli_accuracy=f"{label}: {fmt(err)}", target="> 1x" if peer.startswith("scipy")
                                     else ">= 1.43x (0.7x time)",
                                     extra={"note": "matcli seconds = setup + compute phases of the report"}))
+    rows += like_for_like_rows(f"{m}x{n} nnz={A.nnz} k={RANK}", arpack_best, arpack_process_best, sweep_best, s_ref)
     print(f"load average (1, 5, 15 min): {os.getloadavg()}")
     report("factorize", rows, size)
+
+
+def like_for_like_rows(workload: str, arpack_best: dict, arpack_process_best: dict, sweep_best: dict,
+                       s_ref: np.ndarray) -> list[Row]:
+    """For each svds tolerance, the fastest matcli Lanczos setting whose certified residual is at most
+    ARPACK's: one row in memory (the report's setup + compute phases vs svds alone; their CPU seconds
+    too, which a loaded machine distorts less than wall time) and one as processes."""
+    rows: list[Row] = []
+    for tol, (peer_s, peer_vals, peer_cert, peer_cpu) in sorted(arpack_best.items(), reverse=True):
+        eligible = [(seconds, mtol, rep, s) for mtol, (seconds, rep, s) in sweep_best.items()
+                    if rep["metrics"]["max_triplet_residual"] <= peer_cert]
+        peer_acc = f"certified {peer_cert:.1e}, accuracy {accuracy(peer_vals, s_ref):.1e}"
+        if not eligible:
+            print(f"like for like: no matcli --tol in {LANCZOS_TOLS} certifies ARPACK tol={tol:g}'s {peer_cert:.1e}")
+            continue
+        seconds, mtol, rep, s = min(eligible, key=lambda item: item[0])
+        inner = sum(rep["phases"][p]["wall_s"] for p in ("setup", "compute"))
+        inner_cpu = sum(rep["phases"][p]["cpu_s"] for p in ("setup", "compute"))
+        ours = (f"lanczos --tol {mtol} threads=1: certified {rep['metrics']['max_triplet_residual']:.1e}, "
+                f"accuracy {accuracy(s, s_ref):.1e}")
+        rows.append(Row(workload=f"{workload}, like for like, in memory both", peer=f"scipy svds arpack (tol={tol:g})",
+                        peer_seconds=peer_s, matcli_seconds=inner, peer_accuracy=peer_acc, matcli_accuracy=ours,
+                        target=">= 2x", extra={"note": "matcli seconds = setup + compute phases of the report",
+                                               "peer_cpu_s": peer_cpu, "matcli_cpu_s": inner_cpu,
+                                               "cpu_ratio": peer_cpu / inner_cpu if inner_cpu > 0 else None}))
+        rows.append(Row(workload=f"{workload}, like for like, processes",
+                        peer=f"scipy svds arpack (tol={tol:g}) as a process (read h5, svds, write U s Vt)",
+                        peer_seconds=arpack_process_best[tol], matcli_seconds=seconds, peer_accuracy=peer_acc,
+                        matcli_accuracy=ours, target=">= 2x"))
+    return rows
 
 
 if __name__ == "__main__":

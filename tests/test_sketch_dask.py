@@ -56,6 +56,13 @@ def problems(tmp_path_factory):
     return root, {"dense": (A, b), "sparse": (S.toarray(), bs)}
 
 
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A scheduler and two worker processes on 127.0.0.1, shared by the tests of this module."""
+    with Cluster(tmp_path_factory.mktemp("sketch-cluster"), workers=2) as running:
+        yield running
+
+
 def one_worker_here(monkeypatch):
     """--backend dask with this process as its only worker (the tasks run in block order here)."""
     monkeypatch.setattr(runner, "get_backend", lambda name, address=None: LocalBackend())
@@ -123,7 +130,7 @@ def _kill_first_worker_running(cluster, proc, pids, killed, prefix):
             time.sleep(0.01)
 
 
-def test_two_workers_one_worker_and_a_killed_worker_give_the_same_bits(problems, monkeypatch, tmp_path):
+def test_two_workers_one_worker_and_a_killed_worker_give_the_same_bits(problems, monkeypatch, tmp_path, cluster):
     """The blocks are cut from A's size alone and summed in block order on the client, so the same
     seed gives the same x on a cluster of two as on one in-process worker, and a worker killed
     mid-run (its blocks read again by the other) changes nothing."""
@@ -133,29 +140,33 @@ def test_two_workers_one_worker_and_a_killed_worker_give_the_same_bits(problems,
                                  rtol=1e-12, seed=3, backend="dask", threads=1)
     args = ["sketch-regress", f"{root}/dense.h5:/A", f"{root}/dense.h5:/b", "-m", "precondition", "--rtol", "1e-12",
             "--seed", "3", "--threads", "1", "--backend", "dask", "--quiet", "--strict"]
-    with Cluster(tmp_path / "cluster", workers=2) as cluster:
-        args += ["--scheduler", cluster.address]
-        quiet = run([*args, "-o", "x.h5", "--report", "r.json"], tmp_path)
-        assert quiet.returncode == 0, quiet.stderr
-        assert json.loads((tmp_path / "r.json").read_text())["backend"]["workers"] == 2
-        with h5py.File(tmp_path / "x.h5") as fh:
-            assert np.array_equal(fh["x"][()], here["x"])
-        pids = cluster.worker_pids()
-        proc = subprocess.Popen([*MATCLI, *args, "-o", "xk.h5"], cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        killed: list = []
-        killer = threading.Thread(target=_kill_first_worker_running,
-                                  args=(cluster, proc, pids, killed, "product_block"))
-        killer.start()
-        try:
-            _, stderr = proc.communicate(timeout=240)
-        finally:
-            killer.join()
-        assert proc.returncode == 0, stderr
-        if not killed:
-            pytest.skip("the run ended before a worker was seen running a pass (machine too fast to catch one)")
-        with h5py.File(tmp_path / "xk.h5") as fh:
-            assert np.array_equal(fh["x"][()], here["x"])
+    cluster.wait_for_workers(2)
+    args += ["--scheduler", cluster.address]
+    quiet = run([*args, "-o", "x.h5", "--report", "r.json"], tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["backend"]["workers"] == 2
+    # the blocks fit the default budget: read once and held by the workers, so the worker killed
+    # below takes blocks with it, which the other reads again
+    assert report["info"]["passes_over_file"] == 1
+    with h5py.File(tmp_path / "x.h5") as fh:
+        assert np.array_equal(fh["x"][()], here["x"])
+    pids = cluster.worker_pids()
+    proc = subprocess.Popen([*MATCLI, *args, "-o", "xk.h5"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    killed: list = []
+    killer = threading.Thread(target=_kill_first_worker_running,
+                              args=(cluster, proc, pids, killed, "product_block"))
+    killer.start()
+    try:
+        _, stderr = proc.communicate(timeout=240)
+    finally:
+        killer.join()
+    assert proc.returncode == 0, stderr
+    if not killed:
+        pytest.skip("the run ended before a worker was seen running a pass (machine too fast to catch one)")
+    with h5py.File(tmp_path / "xk.h5") as fh:
+        assert np.array_equal(fh["x"][()], here["x"])
 
 
 @pytest.mark.parametrize("name", ["dense", "sparse"])
@@ -185,3 +196,70 @@ def test_tsqr_ridge_auto_chooses_the_local_exact_ridge(problems, monkeypatch):
     s = np.linalg.svd(A, compute_uv=False)
     cond = (s[0] ** 2 + lam) / (s[-1] ** 2 + lam)  # of the ridge normal equations
     assert np.linalg.norm(remote["x"] - local["x"]) <= 100 * cond * EPS * np.linalg.norm(local["x"])
+
+
+def test_holding_plan_keeps_the_most_blocks_whose_runs_fit_the_budget(problems):
+    """Exact construction: the first k blocks in equal runs over 2 workers; the budget that just
+    holds the fullest run (with the worker's bytes and a task's copies) gives k, a byte less fewer."""
+    from matcli.io.row_blocks import row_source
+    from matcli.jobs.sketch_remote import BLOCK_COPIES, holding_plan, plan_blocks
+
+    root, _ = problems
+    source = row_source(f"{root}/dense.h5:/A")
+    blocks = plan_blocks(source)
+    sizes = [block.n_rows * 40 * 8 for block in blocks]  # float64 rows of the 40 columns
+    working = BLOCK_COPIES * max(sizes) + 2 * 8 * 1000 * 40  # copies of the largest, two 1000-row chunks
+    base = 100 * 2**20
+
+    def fullest(k):
+        return max(sum(sizes[i] for i in range(k) if i * 2 // k == w) for w in (0, 1))
+
+    for k in (2, 4, len(blocks)):  # even k: k + 1 blocks put one more block in the first run
+        budget = base + working + fullest(k)
+        assert holding_plan(source, blocks, 2, base, budget)[0] == k
+        assert holding_plan(source, blocks, 2, base, budget - 1)[0] < k
+    assert holding_plan(source, blocks, 2, base, base + working - 1)[0] == 0
+    count, facts = holding_plan(source, blocks, 1, base, 2**40)
+    assert count == len(blocks) and facts["held_bytes_per_worker"] == sum(sizes)
+
+
+@pytest.mark.parametrize("held", ["all", "some", "none"])
+def test_blocks_held_by_the_workers_give_the_bits_of_blocks_read_each_pass(problems, cluster, monkeypatch, held):
+    """Every pass over blocks held on 2 workers (all, the first 5 of 8 with the rest read again, or
+    none) equals, bit for bit, the pass in this process reading every block; passes_over_file
+    counts the passes that read the file."""
+    import matcli.jobs.sketch_remote as remote
+    from matcli.backends.dask import DaskBackend
+    from matcli.io.row_blocks import row_source
+    from matcli.methods.sketch.sketches import make_sketch
+
+    root, arrays = problems
+    _, b = arrays["dense"]
+    source = row_source(f"{root}/dense.h5:/A")
+    blocks = remote.plan_blocks(source)
+    plan = remote.holding_plan
+    if held != "all":
+        monkeypatch.setattr(remote, "holding_plan", lambda *a: (5 if held == "some" else 0, plan(*a)[1]))
+    rng = np.random.default_rng(1)
+    x, M = rng.standard_normal(40), rng.standard_normal((40, 7))
+    S = make_sketch("countsketch", b.size, 400, np.random.default_rng(2), min_rows=41)
+
+    def passes(problem):
+        return (problem.sketch(S)[0], *problem.residual_and_gradient(x), *problem.normal_product(x),
+                problem.row_norms2(M), *problem.r_factors())
+
+    expected = passes(remote.DistributedRowProblem(LocalBackend(), source, b, blocks))
+    cluster.wait_for_workers(2)  # a worker killed by an earlier test is back
+    with DaskBackend(cluster.address) as backend:
+        problem = remote.DistributedRowProblem(backend, source, b, blocks)
+        got = passes(problem)
+        facts = problem.describe()
+    assert len(got) == len(expected)
+    for mine, theirs in zip(got, expected):
+        assert np.array_equal(mine, theirs)
+    count = {"all": len(blocks), "some": 5, "none": 0}[held]
+    assert sum(future is not None for future in problem.held) == count
+    assert facts["passes_over_A"] == 5  # the sketch, two products, the row norms, the R factors
+    # holding reads the file once; a pass reads it when a block is not held
+    assert facts["passes_over_file"] == {"all": 1, "some": 1 + 5, "none": 5}[held]
+    assert facts["row_blocks_held"].startswith({"all": f"all {count}", "some": "5 of 8", "none": "none"}[held])

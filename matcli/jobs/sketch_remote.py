@@ -23,9 +23,9 @@ Blocks held on the workers: reading a block is what a pass costs (a Zarr chunk i
 again on every read: ~2-3 s a GB on one core, against ~0.1 s a GB for the block's products), so
 on a backend that can keep results on its workers (:meth:`matcli.backends.dask.DaskBackend.resident`)
 each block is read once, by a :func:`hold_rows` task placed on a worker in turn, and later passes
-take the block's future instead of its reference: Dask runs them where the rows are. That happens
-only when every worker's share of the blocks fits beside a task's working copies under the budget
-(:func:`holding_plan`); otherwise every pass reads its blocks from the file again. A worker lost
+take the block's future instead of its reference: Dask runs them where the rows are. The workers
+keep as many blocks as fit beside a task's working copies under the budget (:func:`holding_plan`);
+every pass reads the others from the file again. A worker lost
 meanwhile takes its blocks with it; Dask runs their :func:`hold_rows` tasks again elsewhere (the
 survivors then hold more than their share until the run ends).
 """
@@ -98,21 +98,35 @@ def held_bytes(source: RowBlockSource, block: RowBlock) -> int:
 
 
 def holding_plan(source: RowBlockSource, blocks: list[RowBlock], workers: int, worker_bytes: int,
-                 budget: int) -> tuple[bool, dict]:
-    """Whether the workers may keep the blocks: with block i on worker ``i * workers // len(blocks)``
-    (:meth:`DaskBackend.resident`'s spread), the most any worker holds, plus what the fullest worker
-    already takes (``worker_bytes``) and a task's working copies of the largest block (as
-    :func:`plan_blocks` counts them), must be within ``budget``. Returns (fits, the facts)."""
+                 budget: int) -> tuple[int, dict]:
+    """How many blocks the workers may keep: the most k such that the first k blocks, spread in
+    equal runs over the workers (block i on worker ``i * workers // k``, as
+    :meth:`DaskBackend.resident`'s spread places them), leave every worker within ``budget`` with
+    what the fullest worker already takes (``worker_bytes``) and a task's working copies of the
+    largest block (as :func:`plan_blocks` counts them). The other blocks are read on every pass.
+    Returns (k, the facts)."""
     sizes = [held_bytes(source, block) for block in blocks]
-    shares = [0] * max(workers, 1)
-    for index, size in enumerate(sizes):
-        shares[index * len(shares) // len(sizes)] += size
+    workers = max(workers, 1)
     chunk = 8 * source.chunk_rows * max(1, source.nnz // max(1, source.n_rows))
     working = BLOCK_COPIES * max(sizes) + 2 * chunk
-    need = max(shares) + worker_bytes + working
-    return need <= budget, {"workers": len(shares), "held_bytes_per_worker": max(shares),
-                            "worker_baseline_bytes": worker_bytes, "task_bytes": working,
-                            "budget_bytes": budget}
+    allowance = budget - worker_bytes - working
+
+    def fullest(k: int) -> int:
+        shares = [0] * workers
+        for index in range(k):
+            shares[index * workers // k] += sizes[index]
+        return max(shares)
+
+    low, high = 0, len(blocks)  # fullest(low) fits; search the largest k that fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fullest(middle) <= allowance:
+            low = middle
+        else:
+            high = middle - 1
+    return low, {"workers": workers, "blocks_held": low, "blocks": len(blocks),
+                 "held_bytes_per_worker": fullest(low), "worker_baseline_bytes": worker_bytes,
+                 "task_bytes": working, "budget_bytes": budget}
 
 
 def _rows(source: RowBlockSource, block: RowBlock, held):
@@ -172,8 +186,8 @@ class DistributedRowProblem:
     source : the row-block reference to A.
     b : (m,) float64, the right-hand side, held by the client.
     blocks : the row blocks of A, in order, covering every row once (:func:`plan_blocks`).
-    hold : keep the blocks on the workers when :func:`holding_plan` allows (a backend with
-        ``resident``); False: read them from the file on every pass.
+    hold : keep blocks on the workers as far as :func:`holding_plan` allows (a backend with
+        ``resident``); False: read them all from the file on every pass.
 
     ``passes`` counts the passes that read the file (as the streaming mode's, whose every pass
     does), ``passes_over_A`` every pass; :meth:`describe` says where the blocks were.
@@ -192,32 +206,34 @@ class DistributedRowProblem:
         self.passes_over_A = 0
         #: per block, the future of its rows on a worker (None: read from the file)
         self.held: list = [None] * len(blocks)
-        self.holding: dict = {"row_blocks_held": "no: read from the file on every pass "
-                                                 "(the backend keeps nothing between passes)"}
+        self.holding: dict = {"row_blocks_held": "none: every pass reads the file (the backend keeps "
+                                                 "nothing between passes)"}
         if hold and hasattr(backend, "resident") and getattr(backend, "client", None) is not None:
             self._hold()
 
     def _hold(self) -> None:
-        """Keep the blocks on the workers (one read of the file) if every worker's share fits."""
+        """Keep as many blocks on the workers as :func:`holding_plan` allows (one read of them)."""
         from matcli.core.timing import resident_memory_bytes
 
         client = self.backend.client
         workers = len(client.nthreads())
         taken = max(client.run(resident_memory_bytes).values(), default=0)
-        fits, facts = holding_plan(self.source, self.blocks, workers, taken, self.source.policy.budget)
-        if not fits:
-            need = facts["held_bytes_per_worker"] + facts["worker_baseline_bytes"] + facts["task_bytes"]
-            self.holding = {"row_blocks_held": f"no: read from the file on every pass (a worker's share "
-                                               f"{facts['held_bytes_per_worker'] / 2**20:.0f} MiB, with what the "
-                                               f"worker holds and a task's copies {need / 2**20:.0f} MiB, exceeds "
-                                               f"the budget of {facts['budget_bytes'] / 2**20:.0f} MiB)",
-                            "holding_plan": facts}
+        count, facts = holding_plan(self.source, self.blocks, workers, taken, self.source.policy.budget)
+        self.holding = {"holding_plan": facts}
+        if count == 0:
+            self.holding["row_blocks_held"] = (
+                f"none: every pass reads the file (one block with what a worker holds and a task's copies "
+                f"exceeds the budget of {facts['budget_bytes'] / 2**20:.0f} MiB)")
             return
-        self.held = self.backend.resident(hold_rows, [(block,) for block in self.blocks], spread=True,
-                                          source=self.source)
+        self.held[:count] = self.backend.resident(hold_rows, [(block,) for block in self.blocks[:count]],
+                                                  spread=True, source=self.source)
         self.passes += 1
-        self.holding = {"row_blocks_held": f"yes: read once, kept in the memory of {workers} worker"
-                                           f"{'s' if workers > 1 else ''}", "holding_plan": facts}
+        where = f"the memory of {workers} worker{'s' if workers > 1 else ''}"
+        self.holding["row_blocks_held"] = (
+            f"all {count}: read once, kept in {where}" if count == len(self.blocks) else
+            f"{count} of {len(self.blocks)}: read once, kept in {where} "
+            f"({facts['held_bytes_per_worker'] / 2**20:.0f} MiB each at most, what the budget of "
+            f"{facts['budget_bytes'] / 2**20:.0f} MiB leaves); every pass reads the others")
 
     def describe(self) -> dict:
         """Facts for the report: passes over A, passes that read the file, where the blocks were."""
@@ -225,7 +241,7 @@ class DistributedRowProblem:
 
     def _map(self, fn, items, **shared) -> list:
         self.passes_over_A += 1
-        if all(held is None for held in self.held):
+        if any(held is None for held in self.held):
             self.passes += 1
         return self.backend.map(fn, items, source=self.source, **shared)
 

@@ -21,6 +21,11 @@ hard thresholding (Cherapanamjeri, Gupta, Jain, "Nearly optimal robust matrix co
 2017), with ALS in place of their projections. The start flags the values more than ``THRESHOLD``
 robust scales from their median and takes the spectral initialisation of the rest.
 
+Above the true rank the split is not unique (surplus directions settle on a few rows' flagged or
+unobserved entries); a converged fit whose spectrum shows a gap is refitted from its truncation at
+the gap and kept at the lower rank when that explains the inliers with no more outliers
+(:func:`_reveal_rank`; ``info["truncated_rank"]``).
+
 Certificate: ``inlier_relative_residual = ||r_in|| / ||M_in||`` over the entries kept as inliers
 and ``outlier_fraction``, the share flagged. The status is positive (``converged_atol``) only when
 the inlier set did not change in the last sweep, the inlier residual is at most ``tol`` and the
@@ -43,6 +48,9 @@ from matcli.methods.complete.common import (
 THRESHOLD = 5.0
 #: MAD to standard deviation of a Gaussian.
 MAD_SCALE = 1.4826
+#: A converged fit whose singular values fall by this factor after rank q is refitted from its rank-q
+#: truncation (:func:`_reveal_rank`): surplus directions sit 2-3 orders below the last true one.
+GAP = 0.05
 
 
 def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int], *, rank: int,
@@ -81,7 +89,8 @@ def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[
     Result with ``U`` (m, k), ``V`` (n, k) (and biases); metrics ``train_rmse`` (over the inliers),
     ``train_rmse_all`` (every observed entry), ``inlier_relative_residual``, ``outlier_fraction``
     and the held-out metrics with ``heldout``; ``info["inlier_tolerance"]`` = ``tol``,
-    ``info["outlier_threshold"]`` (the final one).
+    ``info["outlier_threshold"]`` (the final one), ``info["truncated_rank"]`` when the fit was
+    continued at a lower rank (the surplus columns of ``U`` and ``V`` are then 0).
     """
     del atol
     entries = Entries(rows, cols, values, shape)
@@ -93,36 +102,13 @@ def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[
     floor = tol * max(value_scale, 1e-300)
     inlier = np.abs(v - centre) <= max(THRESHOLD * value_scale, floor)
     model = _initial_model(entries, inlier, rank, bias, init, rng)
-    status = Status.DIVERGED_MAX_IT
-    threshold = max(THRESHOLD * value_scale, floor)
-    previous = np.inf
-    relative = np.inf
-    sweep = 0
-    for sweep in range(1, maxiter + 1):
-        als_sweep(entries, model, reg=reg, reg_scaling=reg_scaling, exact=True, weights=inlier.astype(np.float64))
-        residual = v - model.predict(entries.rows, entries.cols)
-        magnitude = np.abs(residual)
-        if not np.isfinite(magnitude).all():
-            status = Status.DIVERGED_NAN
-            break
-        threshold = max(THRESHOLD * MAD_SCALE * float(np.median(magnitude)), floor)
-        new_inlier = (magnitude <= threshold) | ~_largest_share(entries, magnitude, max_outliers)
-        unchanged = bool(np.array_equal(new_inlier, inlier))
-        inlier = new_inlier
-        relative = _relative(residual, v, inlier)
-        values_now = {"train_rmse": rmse(residual[inlier]), "inlier_relative_residual": relative,
-                      "outlier_fraction": 1.0 - float(np.mean(inlier)) if inlier.size else 0.0}
-        if heldout is not None and heldout.values.size:
-            error = model.predict(heldout.rows, heldout.cols, clip) - heldout.values
-            values_now["val_rmse"] = rmse(error[np.abs(error) <= threshold])
-        callback(sweep, **values_now)
-        if unchanged and relative <= tol:
-            status = Status.CONVERGED_ATOL
-            break
-        if unchanged and relative > (1.0 - rtol) * previous:
-            status = Status.DIVERGED_TOLERANCE_UNREACHABLE
-            break
-        previous = relative
+    sweeps = _Sweeps(entries, reg=reg, reg_scaling=reg_scaling, tol=tol, rtol=rtol, floor=floor,
+                     max_outliers=max_outliers, heldout=heldout, clip=clip, callback=callback)
+    status, inlier, threshold, relative = sweeps.run(model, inlier, maxiter, max(THRESHOLD * value_scale, floor))
+    revealed = None
+    if status == Status.CONVERGED_ATOL:
+        model, inlier, threshold, revealed = _reveal_rank(sweeps, model, inlier, threshold, relative, maxiter)
+    sweep = sweeps.count
     outlier_fraction = 1.0 - float(np.mean(inlier)) if inlier.size else 0.0
     if status == Status.CONVERGED_ATOL and outlier_fraction > max_outliers:
         status = Status.DIVERGED_TOLERANCE_UNREACHABLE
@@ -134,7 +120,104 @@ def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[
     info = {"inlier_tolerance": tol, "max_outliers": max_outliers, "outlier_threshold": threshold,
             "outlier_threshold_floor": floor,
             "outliers": int(np.sum(~inlier)), "observed": entries.nnz}
-    return finish(status, model, sweep, metrics, info, _message(status, sweep, metrics, tol, max_outliers))
+    if revealed is not None:
+        info["truncated_rank"] = revealed
+    message = _message(status, sweep, metrics, tol, max_outliers, rank, revealed)
+    return finish(status, model, sweep, metrics, info, message)
+
+
+class _Sweeps:
+    """The sweeps of :func:`robust` on fixed entries and settings; :meth:`run` continues from any
+    model and inlier set, ``count`` numbers the sweeps of every run."""
+
+    def __init__(self, entries: Entries, *, reg: float, reg_scaling: str, tol: float, rtol: float, floor: float,
+                 max_outliers: float, heldout: Heldout | None, clip: tuple[float, float] | None, callback: Callback):
+        self.entries, self.reg, self.reg_scaling = entries, reg, reg_scaling
+        self.tol, self.rtol, self.floor, self.max_outliers = tol, rtol, floor, max_outliers
+        self.heldout, self.clip, self.callback = heldout, clip, callback
+        self.count = 0
+
+    def run(self, model: FactorModel, inlier: np.ndarray, maxiter: int, threshold: float,
+            target: float | None = None) -> tuple[Status, np.ndarray, float, float]:
+        """Sweep ``model`` in place until the inlier set is stable with an inlier relative residual
+        at most ``target`` (default ``tol``) or stagnating above it, at most ``maxiter`` sweeps.
+        Returns (status, (N,) bool final inliers, final threshold, inlier relative residual)."""
+        entries, v = self.entries, self.entries.values
+        target = self.tol if target is None else target
+        status = Status.DIVERGED_MAX_IT
+        previous = relative = np.inf
+        for _ in range(maxiter):
+            als_sweep(entries, model, reg=self.reg, reg_scaling=self.reg_scaling, exact=True,
+                      weights=inlier.astype(np.float64))
+            residual = v - model.predict(entries.rows, entries.cols)
+            magnitude = np.abs(residual)
+            self.count += 1
+            if not np.isfinite(magnitude).all():
+                status = Status.DIVERGED_NAN
+                break
+            threshold = max(THRESHOLD * MAD_SCALE * float(np.median(magnitude)), self.floor)
+            new_inlier = (magnitude <= threshold) | ~_largest_share(entries, magnitude, self.max_outliers)
+            unchanged = bool(np.array_equal(new_inlier, inlier))
+            inlier = new_inlier
+            relative = _relative(residual, v, inlier)
+            values_now = {"train_rmse": rmse(residual[inlier]), "inlier_relative_residual": relative,
+                          "outlier_fraction": 1.0 - float(np.mean(inlier)) if inlier.size else 0.0}
+            if self.heldout is not None and self.heldout.values.size:
+                error = model.predict(self.heldout.rows, self.heldout.cols, self.clip) - self.heldout.values
+                values_now["val_rmse"] = rmse(error[np.abs(error) <= threshold])
+            self.callback(self.count, **values_now)
+            if unchanged and relative <= target:
+                status = Status.CONVERGED_ATOL
+                break
+            if unchanged and relative > (1.0 - self.rtol) * previous:
+                status = Status.DIVERGED_TOLERANCE_UNREACHABLE
+                break
+            previous = relative
+        return status, inlier, threshold, relative
+
+
+def _reveal_rank(sweeps: _Sweeps, model: FactorModel, inlier: np.ndarray, threshold: float, relative: float,
+                 maxiter: int) -> tuple[FactorModel, np.ndarray, float, int | None]:
+    """The converged fit at the lowest rank its spectrum suggests, when that rank also converges.
+
+    Above the true rank r the split is not unique: directions beyond r are fitted to the entries
+    of a few rows or columns that are flagged or unobserved (rank-one spikes ``e_i w^T`` whose
+    ``w`` lives there, plus the small change of the true directions that keeps the inliers exact),
+    and ALS keeps whatever its start gave them. On 300 x 200, rank 10, 5% outliers of 50 x max|L|,
+    fitted at rank 12: two row spikes of singular value ~1.5 beside 180..300, and L off by 3e-3.
+    In the SVD of ``U V^T`` every rank q with ``s_q < GAP s_{q-1}`` is a candidate, the smallest
+    first: the sweeps continue from the rank-q truncation until it explains the inliers as well as
+    the full fit did (its ``relative`` residual) or stagnates, and it is kept when it then meets
+    ``tol`` with no more outliers than the full fit (the split's loss, as in principal component
+    pursuit: fewer outliers, then a lower rank). Judging the refit at ``tol`` alone would reject a
+    right rank whose slower ALS still has an entry or two above the shrinking threshold (the rank-1
+    5 x 5 outer product fitted at rank 2: one entry flagged at relative residual 6e-7, back among
+    the inliers a few sweeps later). The kept factors get zero columns back to the requested width.
+    The refit decides; ``GAP`` only spares refits where no gap suggests a lower rank. Every sweep
+    counts against ``maxiter``.
+
+    Returns (model, inliers, threshold, the rank kept or None when the fit was not truncated).
+    """
+    k = model.U.shape[1]
+    U_q, R_u = np.linalg.qr(model.U)
+    V_q, R_v = np.linalg.qr(model.V)
+    W, s, Zt = np.linalg.svd(R_u @ R_v.T)
+    outliers = np.count_nonzero(~inlier)
+    for q in (q for q in range(1, k) if s[q] < GAP * s[q - 1]):
+        if sweeps.count >= maxiter:
+            break
+        root = np.sqrt(s[:q])
+        trial = FactorModel((U_q @ W[:, :q]) * root, (V_q @ Zt[:q].T) * root, model.mu,
+                            None if model.row_bias is None else model.row_bias.copy(),
+                            None if model.col_bias is None else model.col_bias.copy())
+        status, trial_inlier, trial_threshold, reached = sweeps.run(trial, inlier, maxiter - sweeps.count, threshold,
+                                                                    target=relative)
+        if status in (Status.CONVERGED_ATOL, Status.DIVERGED_TOLERANCE_UNREACHABLE) and reached <= sweeps.tol \
+                and np.count_nonzero(~trial_inlier) <= outliers:
+            padding = ((0, 0), (0, k - q))
+            trial.U, trial.V = np.pad(trial.U, padding), np.pad(trial.V, padding)
+            return trial, trial_inlier, trial_threshold, q
+    return model, inlier, threshold, None
 
 
 def _initial_model(entries: Entries, inlier: np.ndarray, rank: int, bias: bool, init: str,
@@ -202,11 +285,13 @@ def _relative(residual: np.ndarray, values: np.ndarray, inlier: np.ndarray) -> f
     return top / bottom if bottom > 0 else (0.0 if top == 0 else np.inf)
 
 
-def _message(status: Status, sweeps: int, metrics: dict[str, float], tol: float, max_outliers: float) -> str:
+def _message(status: Status, sweeps: int, metrics: dict[str, float], tol: float, max_outliers: float,
+             rank: int, identified: int | None) -> str:
     said = (f"inlier relative residual {metrics['inlier_relative_residual']:.2e} (tol {tol:g}), "
             f"{100 * metrics['outlier_fraction']:.2f}% of the entries flagged as outliers")
     if status == Status.CONVERGED_ATOL:
-        return f"split into low rank plus sparse outliers after {sweeps} sweeps: {said}"
+        at = "" if identified is None else f" at rank {identified} (a gap in the rank-{rank} fit's spectrum)"
+        return f"split into low rank plus sparse outliers{at} after {sweeps} sweeps: {said}"
     if status == Status.DIVERGED_TOLERANCE_UNREACHABLE:
         if metrics["outlier_fraction"] > max_outliers:
             return (f"more than {100 * max_outliers:g}% of the entries are outliers of this fit, not a sparse "

@@ -58,8 +58,9 @@ def _rates(P: Problem) -> tuple[float, float]:
 
 
 def certificate_cost(P: Problem) -> float:
-    """Triplet residuals and Gram-expansion error: ``A V``, ``A^H U`` and the previous error's product."""
-    return 3 * 2.0 * P.nnz * P.rank * _rates(P)[1] + 4.0 * (P.m + P.n) * P.rank**2
+    """Triplet residuals and Gram-expansion errors: two products with the matrix (``A V`` and ``A^H U``;
+    the update's ``A V_old`` serves both its new vectors and the previous factors' error)."""
+    return 2 * 2.0 * P.nnz * P.rank * _rates(P)[1] + 4.0 * (P.m + P.n) * P.rank**2
 
 
 def update_cost(P: Problem) -> float:

@@ -372,3 +372,26 @@ def test_cli_sparse_matrix_market_update(cli, tmp_path):
     report = _factorize(cli, tmp_path, [tmp_path / "A.mtx", "--update", prev, "--append-rows", tmp_path / "E.mtx",
                                         "--method", "update", "-o", tmp_path / "n.h5"], "up")
     assert report["info"]["new_shape"] == [412, 300] and report["info"]["appended_rows"] == 12
+
+
+def test_exact_complement_of_vectors_of_very_different_norms_stays_on_cholesky_qr(monkeypatch):
+    # appended vectors with norms from 1e-3 to 1e3 (power-law rows): their unit columns are well
+    # conditioned for Cholesky QR; the test relative to the largest column used to send such blocks to
+    # two Householder QRs (2.5x the whole update's time on 160 power-law rows at rank 50)
+    from matcli.methods.factorize.update import complement_basis
+
+    rng = np.random.default_rng(40)
+    B, _ = np.linalg.qr(rng.standard_normal((500, 5)))
+    M = rng.standard_normal((500, 30)) * np.geomspace(1e-3, 1e3, 30)
+
+    def householder(*args, **kwargs):
+        raise AssertionError("Householder QR called")
+
+    monkeypatch.setattr("scipy.linalg.qr", householder)
+    Q = complement_basis(M, B, 30, 1, rng, BhM=B.T @ M)
+    assert Q.shape == (500, 30)
+    assert np.linalg.norm(Q.T @ Q - np.eye(30)) < 1e-13 and np.linalg.norm(B.T @ Q) < 1e-13
+    # every projected column lies in range(Q), relative to its own norm
+    P = M - B @ (B.T @ M)
+    outside = P - Q @ (Q.T @ P)
+    assert np.max(np.linalg.norm(outside, axis=0) / np.linalg.norm(P, axis=0)) < 1e-13

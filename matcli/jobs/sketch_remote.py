@@ -225,13 +225,26 @@ class DistributedRowProblem:
                 f"none: every pass reads the file (one block with what a worker holds and a task's copies "
                 f"exceeds the budget of {facts['budget_bytes'] / 2**20:.0f} MiB)")
             return
-        self.held[:count] = self.backend.resident(hold_rows, [(block,) for block in self.blocks[:count]],
-                                                  spread=True, source=self.source)
+        held = self.backend.resident(hold_rows, [(block,) for block in self.blocks[:count]], spread=True,
+                                     source=self.source)
         self.passes += 1
-        where = f"the memory of {workers} worker{'s' if workers > 1 else ''}"
+        # Dask balances its queues: a worker that finished early may have read another's blocks. A
+        # block beyond its holder's allowance is dropped (read on every pass instead).
+        allowance = facts["budget_bytes"] - facts["worker_baseline_bytes"] - facts["task_bytes"]
+        where = client.who_has(held)
+        used: dict = {}
+        for index, future in enumerate(held):
+            holder = next(iter(where.get(future.key, ())), None)
+            size = held_bytes(self.source, self.blocks[index])
+            if used.get(holder, 0) + size <= allowance:
+                used[holder] = used.get(holder, 0) + size
+                self.held[index] = future
+        count = sum(future is not None for future in self.held)
+        facts.update(blocks_held=count, held_bytes_per_worker=max(used.values(), default=0))
+        place = f"the memory of {workers} worker{'s' if workers > 1 else ''}"
         self.holding["row_blocks_held"] = (
-            f"all {count}: read once, kept in {where}" if count == len(self.blocks) else
-            f"{count} of {len(self.blocks)}: read once, kept in {where} "
+            f"all {count}: read once, kept in {place}" if count == len(self.blocks) else
+            f"{count} of {len(self.blocks)}: read once, kept in {place} "
             f"({facts['held_bytes_per_worker'] / 2**20:.0f} MiB each at most, what the budget of "
             f"{facts['budget_bytes'] / 2**20:.0f} MiB leaves); every pass reads the others")
 

@@ -310,3 +310,23 @@ def test_nan_in_a_mapped_hdf5_matrix_is_blamed_on_its_row(tmp_path):
         fh["A"], fh["b"] = A, b
     with pytest.raises(InputError, match="row 124"):
         matcli.sketch_regress(f"{tmp_path}/p.h5:/A", f"{tmp_path}/p.h5:/b", ensemble=2)
+
+
+@pytest.mark.parametrize("q, lams", [(20, [0.0, 0.1, 10.0]), (60, [0.1, 10.0])])
+def test_wide_design_gcv_matches_the_dense_smoother(q, lams):
+    """n >> m (the regime where feature sketches should pay; bench_ridge's wide workload): A S is
+    tall for q < m (the QR path) and wide for q > m (the SVD path, where lam = 0 interpolates and
+    GCV is infinite, so it is left out). GCV and x match the dense smoother and the members' ridge
+    solutions ``S_k pinv(S_k^T A^T A S_k + lam I) S_k^T A^T b`` (a bucket no feature fell in is a
+    zero column of A S_k: the pseudo-inverse is the minimum-norm member the kernel computes)."""
+    A, b = _problem(m=40, n=120, seed=7)
+    rng = np.random.default_rng(8)
+    sketches = [E.draw_sketch("countsketch", A.shape[1], q, rng) for _ in range(4)]
+    members = [E.fit_member(sp.csr_matrix(A), b, sketch) for sketch in sketches]
+    out = E.ensemble_gcv(sp.csr_matrix(A), b, members, np.array(lams))
+    tol = _tolerance(A)
+    for j, lam in enumerate(lams):
+        assert abs(out["gcv"][j] - _dense_gcv(A, b, sketches, lam)) <= tol * out["gcv"][j]
+        want = np.mean([S @ np.linalg.pinv((A @ S).T @ (A @ S) + lam * np.eye(q)) @ (A @ S).T @ b
+                        for S in (sketch.dense() for sketch in sketches)], axis=0)
+        np.testing.assert_allclose(out["coefficients"][:, j], want, rtol=0, atol=tol * np.linalg.norm(want))

@@ -87,9 +87,9 @@ def test_movielens_u1_split_with_predictions(cli, tmp_path):
                "--predictions-out", preds, "--seed", "0", "-o", out, "--report", report, "--quiet"])
     assert res.exit_code == 0, res.stderr
     rep = json.loads(report.read_text())
-    # Global-mean predictor: ~1.15 on u1; item/user-bias baselines ~0.95; the default (bpmf on
-    # ratings) must beat both.
-    assert rep["method"] == "bpmf" and "ratings" in rep["method_reason"]
+    # Global-mean predictor: ~1.15 on u1; item/user-bias baselines ~0.95; the default (bpmf-implicit
+    # on ratings) must beat both.
+    assert rep["method"] == "bpmf-implicit" and "ratings" in rep["method_reason"]
     assert rep["metrics"]["test_rmse"] < 0.94
     assert rep["problem"]["shape"] == [943, 1682]
     assert rep["outputs"]["predictions"] == str(preds)
@@ -116,20 +116,22 @@ def test_bpmf_on_movielens_u1_beats_als(cli, tmp_path):
     assert rep["info"]["samples_averaged"] == 40
 
 
-def test_defaults_on_ratings_are_bpmf_at_rank_8(cli, tmp_path):
-    """MovieLens u1 with no option but --clip: values on 5 levels are ratings, fitted by bpmf at
-    rank min(8, m, n) (measured on u1..u5: mean test RMSE 0.901 against 0.918 for the old default,
-    ALS at rank 10 with reg 0.12; u1 alone: 0.912 against 0.929)."""
+def test_defaults_on_ratings_are_bpmf_implicit_at_rank_8(cli, tmp_path):
+    """MovieLens u1 with no option but --clip: values on 5 levels are ratings, fitted by
+    bpmf-implicit at rank min(8, m, n) (measured on u1..u5: mean test RMSE 0.893 against 0.901 for
+    bpmf and 0.918 for ALS at rank 10 with reg 0.12; u1 alone: 0.902 against 0.912 and 0.929)."""
     base, test = data_file("ml-100k/u1.base"), data_file("ml-100k/u1.test")
     report = tmp_path / "r.json"
     res = cli(["complete", base, "--test", test, "--clip", "1,5", "--seed", "0", "-o", tmp_path / "m.h5",
                "--report", report, "--quiet", "--strict", "--reg", "auto"])
     assert res.exit_code == 0, res.stderr
     rep = json.loads(report.read_text())
-    # --reg auto (the default, here given) has nothing to choose for bpmf: accepted, not a usage error.
-    assert rep["method"] == "bpmf" and rep["params"]["rank"] == 8 and "rank_rule" in rep["info"]
+    # --reg auto (the default, here given) has nothing to choose for bpmf-implicit: accepted, not a
+    # usage error.
+    assert rep["method"] == "bpmf-implicit" and rep["params"]["rank"] == 8 and "rank_rule" in rep["info"]
     assert rep["params"]["reg"] is None
-    assert rep["metrics"]["test_rmse"] < 0.92
+    # Below bpmf's 0.912 on this fold by more than the spread over seeds (about 0.002).
+    assert rep["metrics"]["test_rmse"] < 0.907
 
 
 def test_defaults_on_real_valued_data_select_rank_and_reg(cli, problem, tmp_path):

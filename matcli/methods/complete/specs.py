@@ -48,6 +48,23 @@ SPECS: list[MethodSpec] = [
                           "rank of the written factors: 0 = all samples stacked (exact posterior mean)", low=0)),
     ),
     MethodSpec(
+        "complete", "bpmf-implicit", "matcli.methods.complete.bpmf_implicit:bpmf_implicit",
+        "Bayesian SVD++ by Gibbs sampling: BPMF with sampled biases and noise precision, and priors whose means "
+        "regress the factors on implicit feedback (which entries each row and column has in the training data).",
+        params=(ParamSpec("alpha", "float", 0.0, "noise precision; 0 = sampled (Gamma hyperprior)", low=0.0),
+                ParamSpec("burnin", "int", 5, "sweeps discarded before averaging", low=0, high=100000),
+                ParamSpec("samples", "int", 18, "sweeps averaged", low=1, high=100000),
+                ParamSpec("implicit", "str", "both",
+                          "sides whose prior mean regresses on implicit feedback: both (flipped SVD++), rows "
+                          "(SVD++: the items each user rated), cols, none (BPMF with sampled biases)",
+                          choices=("both", "rows", "cols", "none")),
+                ParamSpec("lambda_beta", "float", 3.0,
+                          "prior precision of the implicit factors relative to the factor precision", low=1e-6,
+                          high=1e6),
+                ParamSpec("out_rank", "int", 0,
+                          "rank of the written factors: 0 = all samples stacked (exact posterior mean)", low=0)),
+    ),
+    MethodSpec(
         "complete", "robust", "matcli.methods.complete.robust:robust",
         "Robust completion: low rank plus sparse gross outliers, by trimmed ALS with decreasing hard thresholds.",
         params=(ParamSpec("tol", "float", 1e-6,
@@ -62,7 +79,8 @@ SPECS: list[MethodSpec] = [
 
 #: ``--reg`` default of each method (its meaning is in each kernel's docstring); None = no --reg.
 DEFAULT_REG = {"als": 0.12, "als-exact": 0.12, "softimpute": 0.3, "scaledgd": 0.0, "robust": 0.0,
-               "bpmf": None}
+               "bpmf": None, "bpmf-implicit": None}
 
 #: ``--maxiter`` default of each method (sweeps or steps).
-DEFAULT_MAXITER = {"als": 200, "als-exact": 200, "softimpute": 1000, "scaledgd": 200, "robust": 200, "bpmf": 1000}
+DEFAULT_MAXITER = {"als": 200, "als-exact": 200, "softimpute": 1000, "scaledgd": 200, "robust": 200, "bpmf": 1000,
+                   "bpmf-implicit": 1000}

@@ -61,6 +61,9 @@ BPMF_RANK = 8
 #: Methods that average posterior samples (no --reg; rank ``BPMF_RANK`` under --rank auto; the
 #: written factors stack the samples).
 BAYESIAN_METHODS = ("bpmf", "bpmf-implicit")
+#: ``--method auto`` fits bpmf-implicit to ratings up to this min(m, n) (its dense Gram matrix of
+#: the implicit features: 200 MB and a few seconds of Cholesky at 5000), bpmf beyond.
+IMPLICIT_MAX_SIDE = 5000
 #: Held-out scores below this multiple of the root mean square of the values count as exact
 #: predictions (rounding), tied with each other.
 EXACT_SCORE = 1e-8
@@ -170,7 +173,7 @@ class Job(FamilyJob):
         rank_opt, reg_opt = opts.rank, opts.reg
         ratings = looks_like_ratings(obs.values)
         if self.method == "auto":
-            self.method, self.choice_reason = _choose_method(obs.values, rank_opt, ratings)
+            self.method, self.choice_reason = _choose_method(obs.values, rank_opt, ratings, obs.shape)
         self.bias = ratings if opts.bias is None else bool(opts.bias)
         takes_reg = DEFAULT_REG[self.method] is not None
         if not takes_reg and reg_opt not in (None, "auto"):
@@ -574,15 +577,20 @@ def looks_like_ratings(values: np.ndarray) -> bool:
     return levels <= RATING_LEVELS and values.size >= RATING_ENTRIES_PER_LEVEL * levels
 
 
-def _choose_method(values: np.ndarray, rank: int | str, ratings: bool) -> tuple[str, str]:
+def _choose_method(values: np.ndarray, rank: int | str, ratings: bool,
+                   shape: tuple[int, int] = (0, 0)) -> tuple[str, str]:
     """``--method auto``: (method, reason) from the observed values (``ratings``: they look like
-    ratings) and the requested rank."""
+    ratings), the requested rank and the (m, n) shape."""
     if ratings:
         levels = np.unique(values).size
-        return "bpmf-implicit", (
-            f"{values.size} values on {levels} levels look like ratings (noisy by rounding): the posterior mean of "
-            "Bayesian SVD++ (bpmf-implicit: which entries each row and column has is information too) predicts them "
-            "best (MovieLens 100k u1..u5: RMSE 0.891 against 0.901 for bpmf and 0.92 for ALS)")
+        what = f"{values.size} values on {levels} levels look like ratings (noisy by rounding)"
+        if min(shape) <= IMPLICIT_MAX_SIDE:
+            return "bpmf-implicit", (
+                f"{what}: the posterior mean of Bayesian SVD++ (bpmf-implicit: which entries each row and column has "
+                "is information too) predicts them best (MovieLens 100k u1..u5: RMSE 0.893 against 0.901 for bpmf "
+                "and 0.92 for ALS)")
+        return "bpmf", (f"{what}: bpmf's posterior mean predicts them best (bpmf-implicit would factor a dense "
+                        f"{min(shape)} x {min(shape)} Gram matrix, above {IMPLICIT_MAX_SIDE})")
     largest = max(RANK_GRID) if rank == "auto" else int(rank)
     what = f"ranks up to {largest} (--rank auto)" if rank == "auto" else f"rank {largest}"
     if largest <= EXACT_RANK_LIMIT:
@@ -659,7 +667,10 @@ def factor_bytes(m: int, n: int, rank: int, method: str, samples: int = 0) -> fl
     ``rank + 8`` columns (factors, the spectral initialisation's blocks, a CG half-step's vectors),
     plus, for bpmf, a k x k precision matrix per row and the ``samples`` kept factor draws."""
     per_row = WORK_COLUMNS * (rank + 8) + (rank * rank + rank * samples if method in BAYESIAN_METHODS else 0)
-    return 8.0 * (m + n) * per_row
+    # bpmf-implicit also factors a dense min(m, n)^2 Gram matrix of the implicit features, and the
+    # dual solve holds a copy beside it.
+    gram = 2.0 * min(m, n) ** 2 if method == "bpmf-implicit" else 0.0
+    return 8.0 * ((m + n) * per_row + gram)
 
 
 def _bias_only(rows: np.ndarray, cols: np.ndarray) -> int:

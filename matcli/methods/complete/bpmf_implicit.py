@@ -39,7 +39,7 @@ from matcli.methods.complete.common import Entries, FactorModel, Heldout, entry_
 ALPHA_SHAPE = 1.0
 ALPHA_RATE = 1.0
 #: Largest sparse matrix (entries, zeros included) whose Gram matrix is formed by a dense update.
-DENSE_GRAM_ENTRIES = 1 << 25
+DENSE_GRAM_ENTRIES = 1 << 22
 #: Standard deviation of the random start, relative to that of the centred values (chosen on a
 #: validation split of MovieLens u1.base: the scale of the factors mixes slowly, so a start
 #: closer to it shortens the burn-in).

@@ -153,3 +153,51 @@ def test_invariant_subspaces_continue_with_fresh_directions():
     assert result.status.converged
     np.testing.assert_allclose(result.outputs["s"], [2.0, 2.0, 2.0], rtol=1e-12)
     assert result.metrics["orthogonality_loss"] < 1e-12
+
+
+# One-sided reorthogonalisation (m >= n): only P is reorthogonalised; the left residuals come from the
+# recurrence plus the accumulated defect (an upper bound), U is rebuilt from A V when not orthonormal
+# to 1e-12, and A^H U is formed when the defect matters against tol. The fallbacks are forced here.
+def _slow_sparse(rng, m=3000, n=1200):
+    """Sparse with a slowly decaying spectrum (random sparse rows): restarts and many steps."""
+    return sp.random(m, n, density=0.01, random_state=rng, format="csr") + sp.eye(m, n, format="csr")
+
+
+@pytest.mark.parametrize("shape", [(3000, 1200), (1200, 3000)])
+def test_one_sided_reorthogonalisation_reports_an_upper_bound_of_the_true_residual(shape):
+    rng = np.random.default_rng(11)
+    A = _slow_sparse(rng, *shape)
+    result = lanczos_svd(A, rank=8, tol=1e-9, basis=20, rng=np.random.default_rng(2))
+    assert result.status == Status.CONVERGED_RTOL and result.info["restarts"] >= 1
+    one_sided = shape[0] >= shape[1]
+    assert result.info["reorthogonalized"] == ("P (one-sided: m >= n)" if one_sided else "P and Q")
+    U, s, Vt = result.outputs["U"], result.outputs["s"], result.outputs["Vt"]
+    V = Vt.T
+    true = max(np.linalg.norm(A @ V - U * s, axis=0).max(), np.linalg.norm(A.T @ U - V * s, axis=0).max()) / s[0]
+    assert true <= result.metrics["max_triplet_residual"] * (1 + 1e-6)
+    assert result.metrics["max_triplet_residual"] <= true + 1e-12  # the defect is rounding-sized here
+    assert explicit_residuals(A, U, s, Vt) <= 2e-9
+    assert result.metrics["orthogonality_loss"] < 1e-12
+    s_ref = np.linalg.svd(A.toarray(), compute_uv=False)[:8]
+    assert np.all(relative_errors(s, s_ref) <= 1e-9 + 50 * EPS * s_ref[0] / s_ref)
+
+
+@pytest.mark.parametrize("forced", ["refine", "explicit_adjoint"])
+def test_one_sided_fallbacks_give_measured_certificates(monkeypatch, forced):
+    from matcli.methods.factorize import gkl
+
+    monkeypatch.setattr(gkl, "_REFINE_LOSS" if forced == "refine" else "_DEFECT_SHARE", -1.0)
+    rng = np.random.default_rng(12)
+    A = _slow_sparse(rng)
+    result = lanczos_svd(A, rank=8, tol=1e-9, basis=20, rng=np.random.default_rng(2))
+    assert result.status == Status.CONVERGED_RTOL
+    assert result.info["u_rebuilt_from_AV"] is (forced == "refine")
+    assert result.info["left_residuals"] == "A^H U formed"
+    U, s, Vt = result.outputs["U"], result.outputs["s"], result.outputs["Vt"]
+    V = Vt.T
+    true = max(np.linalg.norm(A @ V - U * s, axis=0).max(), np.linalg.norm(A.T @ U - V * s, axis=0).max()) / s[0]
+    assert result.metrics["max_triplet_residual"] == pytest.approx(true, rel=1e-6)
+    assert explicit_residuals(A, U, s, Vt) <= 2e-9
+    assert result.metrics["orthogonality_loss"] < 1e-12
+    s_ref = np.linalg.svd(A.toarray(), compute_uv=False)[:8]
+    assert np.all(relative_errors(s, s_ref) <= 1e-9 + 50 * EPS * s_ref[0] / s_ref)

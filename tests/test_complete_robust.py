@@ -211,3 +211,17 @@ def test_rank_auto_on_a_fully_observed_matrix_finds_L(cli, tmp_path):
     assert res.exit_code == 0, res.stderr
     assert rep["params"]["rank"] == 12 and rep["info"]["truncated_rank"] == 10
     assert np.linalg.norm(fitted(out) - L) / np.linalg.norm(L) < PROMISED
+
+
+def test_a_refit_cut_short_by_maxiter_is_not_converged():
+    """At rank 12 on rank 10 the fit from scratch converges in 9 sweeps with two spurious directions
+    (L off by 3e-3); with --maxiter 12 the refit at rank 10 cannot finish, so the rank is undecided
+    and the status says so (it was converged_atol with that L before)."""
+    from matcli.core.result import Status
+    from matcli.methods.complete.robust import robust
+
+    L, rows, cols, values, _ = corrupted_problem(10, 1.0, 0.05, 50.0, seed=1)
+    result = robust(rows, cols, values, L.shape, rank=12, maxiter=12, rng=np.random.default_rng(0))
+    assert result.status == Status.DIVERGED_MAX_IT and result.iterations == 12
+    assert "truncated_rank" not in result.info and "raise --maxiter" in result.message
+    assert np.linalg.norm(kernel_L(result) - L) / np.linalg.norm(L) > PROMISED

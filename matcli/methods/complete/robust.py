@@ -107,7 +107,9 @@ def robust(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[
     status, inlier, threshold, relative = sweeps.run(model, inlier, maxiter, max(THRESHOLD * value_scale, floor))
     revealed = None
     if status == Status.CONVERGED_ATOL:
-        model, inlier, threshold, revealed = _reveal_rank(sweeps, model, inlier, threshold, relative, maxiter)
+        model, inlier, threshold, revealed, cut = _reveal_rank(sweeps, model, inlier, threshold, relative, maxiter)
+        if cut:
+            status = Status.DIVERGED_MAX_IT
     sweep = sweeps.count
     outlier_fraction = 1.0 - float(np.mean(inlier)) if inlier.size else 0.0
     if status == Status.CONVERGED_ATOL and outlier_fraction > max_outliers:
@@ -177,7 +179,7 @@ class _Sweeps:
 
 
 def _reveal_rank(sweeps: _Sweeps, model: FactorModel, inlier: np.ndarray, threshold: float, relative: float,
-                 maxiter: int) -> tuple[FactorModel, np.ndarray, float, int | None]:
+                 maxiter: int) -> tuple[FactorModel, np.ndarray, float, int | None, bool]:
     """The converged fit at the lowest rank its spectrum suggests, when that rank also converges.
 
     Above the true rank r the split is not unique: directions beyond r are fitted to the entries
@@ -193,10 +195,14 @@ def _reveal_rank(sweeps: _Sweeps, model: FactorModel, inlier: np.ndarray, thresh
     right rank whose slower ALS still has an entry or two above the shrinking threshold (the rank-1
     5 x 5 outer product fitted at rank 2: one entry flagged at relative residual 6e-7, back among
     the inliers a few sweeps later). The kept factors get zero columns back to the requested width.
-    The refit decides; ``GAP`` only spares refits where no gap suggests a lower rank. Every sweep
-    counts against ``maxiter``.
+    The refit decides; ``GAP`` only spares refits where no gap suggests a lower rank. A candidate
+    below the true rank stagnates within a few sweeps (rank 1 of the rank-2 video of
+    benchmarks/bench_robust.py: 2-3). Every sweep counts against ``maxiter``, and a refit cut short
+    by it leaves the rank undecided (the surplus directions may be spurious), which the caller
+    reports as ``diverged_max_it``.
 
-    Returns (model, inliers, threshold, the rank kept or None when the fit was not truncated).
+    Returns (model, inliers, threshold, the rank kept or None when the fit was not truncated, whether
+    ``maxiter`` cut a refit short).
     """
     k = model.U.shape[1]
     U_q, R_u = np.linalg.qr(model.U)
@@ -205,7 +211,7 @@ def _reveal_rank(sweeps: _Sweeps, model: FactorModel, inlier: np.ndarray, thresh
     outliers = np.count_nonzero(~inlier)
     for q in (q for q in range(1, k) if s[q] < GAP * s[q - 1]):
         if sweeps.count >= maxiter:
-            break
+            return model, inlier, threshold, None, True
         root = np.sqrt(s[:q])
         trial = FactorModel((U_q @ W[:, :q]) * root, (V_q @ Zt[:q].T) * root, model.mu,
                             None if model.row_bias is None else model.row_bias.copy(),
@@ -216,8 +222,10 @@ def _reveal_rank(sweeps: _Sweeps, model: FactorModel, inlier: np.ndarray, thresh
                 and np.count_nonzero(~trial_inlier) <= outliers:
             padding = ((0, 0), (0, k - q))
             trial.U, trial.V = np.pad(trial.U, padding), np.pad(trial.V, padding)
-            return trial, trial_inlier, trial_threshold, q
-    return model, inlier, threshold, None
+            return trial, trial_inlier, trial_threshold, q, False
+        if status == Status.DIVERGED_MAX_IT:
+            return model, inlier, threshold, None, True
+    return model, inlier, threshold, None, False
 
 
 def _initial_model(entries: Entries, inlier: np.ndarray, rank: int, bias: bool, init: str,
@@ -298,6 +306,9 @@ def _message(status: Status, sweeps: int, metrics: dict[str, float], tol: float,
                     f"corruption: {said}")
         return (f"the inlier residual stopped decreasing above tol after {sweeps} sweeps: {said}; "
                 "noisy data: raise -p tol")
+    if status == Status.DIVERGED_MAX_IT and metrics["inlier_relative_residual"] <= tol:
+        return (f"the rank-{rank} split converged, but the refit at the lower rank its spectrum suggests ran out of "
+                f"sweeps after {sweeps}: {said}; directions beyond the true rank may be spurious; raise --maxiter")
     if status == Status.DIVERGED_MAX_IT:
         return f"no stable split after {sweeps} sweeps: {said}; raise --maxiter"
     return f"{status.reason} after {sweeps} sweeps"

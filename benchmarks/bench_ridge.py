@@ -7,7 +7,11 @@ Workloads (generated deterministically here, seed 0; training rows written to .n
 1. Synthetic m >> n: rows x ~ N(0, diag(1/j)), y = x . beta + 5 eps, beta ~ N(0, I)
    (``--quick``: 20000 x 500 training rows, ``--full``: 100000 x 1000), 5000 held-out rows.
 2. Proportional (the seed's regime): 4000 x 800 training rows of the same model, 5000 held out.
-3. Real: MovieLens 100k (``/work/shared/data/ml-100k/u1.base`` / ``u1.test``, the canonical 80/20
+3. Wide, text-like (n >> m, where feature sketches should pay): documents x vocabulary, each row
+   60 terms drawn from a Zipf(1.1) law over n terms, counts log-scaled, idf-weighted, rows
+   normalised; y = X beta + 0.5 eps, beta ~ N(0, 9 I) (``--quick``: 2000 x 8000, ``--full``:
+   5000 x 20000), 2000 held-out rows. Sparse (60 nonzeros a row).
+4. Real: MovieLens 100k (``/work/shared/data/ml-100k/u1.base`` / ``u1.test``, the canonical 80/20
    split): rating minus the training mean regressed on the user and item indicators (80000 x 2625,
    two nonzeros a row: a ridge-regularised user + item bias model), held-out rows from u1.test.
 
@@ -21,6 +25,13 @@ Contenders, side by side in one run, interleaved, ``REPEAT`` runs each (best tim
   (dense: SVD, ``e_i / (1 - H_ii)``; sparse: eigendecomposition of A^T A, H_ii from the two indicator
   columns of each row), in this process on the matrix in memory, single-threaded BLAS.
   scikit-learn's RidgeCV is used instead when installed (it is not a dependency).
+
+On the wide workload the CLI refuses ``--ensemble`` (``jobs/sketch.py`` sends every wide A to the
+exact minimum-norm solve), so the ensembles there run as the kernel
+(:func:`matcli.methods.sketch.ensemble.ridge_ensemble`, countsketch, q = n / 16) in this process,
+timed like the peer (single-threaded BLAS); ``--ridge auto`` (exact GCV by LAPACK, what the CLI does
+with a wide A) runs as a whole process. The peer there is the exact ridge with leave-one-out
+through the dual: the eigendecomposition of A A^T (m x m), ``H = A A^T (A A^T + lam I)^-1``.
 
 Accuracy column: held-out mean squared error of each answer (recomputed here) and, for matcli, its
 GCV estimate of that error (a row sketch's GCV scaled by d / m to a per-row error). For the ensembles, ``extra`` also gives the naive estimate (the mean of
@@ -37,6 +48,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -106,6 +118,100 @@ def loo_indicators(A: sp.csr_matrix, y, lams, block: int = 8000):
     loo = np.mean((E / (1.0 - H)) ** 2, axis=0)
     j = int(np.argmin(loo))
     return float(lams[j]), float(loo[j]), X[:, j]
+
+
+def loo_dual(A, y, lams):
+    """Exact ridge with leave-one-out for a wide A (m < n) through the m x m Gram matrix: with
+    ``A A^T = Q diag(mu) Q^T``, ``H(lam) = Q diag(mu / (mu + lam)) Q^T`` and ``x = A^T (A A^T + lam I)^-1 y``."""
+    gram = A @ A.T
+    mu, Q = np.linalg.eigh(gram.toarray() if sp.issparse(gram) else gram)
+    mu = np.maximum(mu, 0.0)
+    c = Q.T @ y
+    Q2 = Q**2
+    best = (np.inf, None)
+    for lam in lams:
+        h = mu / (mu + lam)
+        loo = float(np.mean(((y - Q @ (h * c)) / (1.0 - Q2 @ h)) ** 2))
+        if loo < best[0]:
+            best = (loo, lam)
+    loo, lam = best
+    return float(lam), loo, np.asarray(A.T @ (Q @ (c / (mu + lam)))).ravel()
+
+
+def text_like(m: int, n: int, m_test: int, words: int = 60):
+    """The wide workload (module docstring): (A, y, X_test, y_test), A and X_test CSR."""
+    rng = np.random.default_rng(0)
+    p = 1.0 / np.arange(1, n + 1) ** 1.1
+    p /= p.sum()
+    total = m + m_test
+    cols = rng.choice(n, size=(total, words), p=p)
+    X = sp.csr_matrix((np.ones(total * words), (np.repeat(np.arange(total), words), cols.ravel())), shape=(total, n))
+    X.sum_duplicates()
+    X.data = 1.0 + np.log(X.data)
+    idf = np.log((1 + total) / (1 + np.bincount(X.indices, minlength=n))) + 1.0
+    X = (X @ sp.diags(idf)).tocsr()
+    X = (sp.diags(1.0 / np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())) @ X).tocsr()
+    y = X @ (3.0 * rng.standard_normal(n)) + 0.5 * rng.standard_normal(total)
+    return X[:m], y[:m], X[m:], y[m:]
+
+
+def run_wide(A, y, X_test, y_test, directory: Path, repeat: int) -> list[Row]:
+    """The wide workload: ensembles as the kernel in this process, ``--ridge auto`` as the CLI,
+    against the exact ridge with leave-one-out through the dual (module docstring)."""
+    from threadpoolctl import threadpool_limits
+
+    from matcli.methods.sketch.ensemble import ridge_ensemble
+
+    m, n = A.shape
+    q = n // 16
+    kernels = [(f"ensemble {k} (kernel, countsketch q = n/16)", k) for k in (1, 4, 8)]
+    lams = np.logspace(-4, 2, 25)
+    a_path, b_path = directory / "wide_A.npz", directory / "wide_b.npy"
+    sp.save_npz(a_path, A)
+    np.save(b_path, y)
+    best: dict[str, tuple[float, Any]] = {}
+    peer_time, peer = np.inf, None
+    for _ in range(repeat):
+        with threadpool_limits(1):
+            for label, k in kernels:
+                t0 = time.perf_counter()
+                result = ridge_ensemble(A, y, ensemble=k, sketch="countsketch", sketch_size=q, ridge="auto",
+                                        rng=np.random.default_rng(0))
+                seconds = time.perf_counter() - t0
+                if label not in best or seconds < best[label][0]:
+                    best[label] = (seconds, result)
+            t0 = time.perf_counter()
+            peer = loo_dual(A, y, lams)
+            peer_time = min(peer_time, time.perf_counter() - t0)
+        out = directory / "wide_ridge_auto.h5"
+        seconds, rep = run_matcli(["sketch-regress", str(a_path), str(b_path), "-o", str(out), "--force", "--seed", "0",
+                                   "--threads", "1", "--ridge", "auto"], env_extra=THREADS)
+        if "cli" not in best or seconds < best["cli"][0]:
+            best["cli"] = (seconds, (rep, read_x(out)))
+    lam_peer, loo, x_peer = peer
+    peer_mse = float(np.mean((y_test - X_test @ x_peer) ** 2))
+    peer_accuracy = f"test MSE {peer_mse:.4g} (LOO {loo:.4g}, lambda {lam_peer:.3g})"
+    rows = []
+    for label, _ in kernels:
+        seconds, result = best[label]
+        mse = float(np.mean((y_test - X_test @ result.outputs["x"]) ** 2))
+        gcv = result.metrics["gcv"]
+        rows.append(Row(workload=f"wide text-like {m}x{n}", peer="exact ridge + LOO (dual)",
+                        peer_seconds=round(peer_time, 3), matcli_seconds=round(seconds, 3),
+                        peer_accuracy=peer_accuracy, matcli_accuracy=f"{label}: test MSE {mse:.4g} (GCV {gcv:.4g})",
+                        target="test MSE within 2% of the exact ridge's",
+                        extra={"in_process": True, "lambda": result.metrics["ridge"], "sketch_size": q,
+                               "status": result.status.reason, "gcv_estimate": gcv, "test_mse": mse,
+                               "gcv_relative_gap": (gcv - mse) / mse}))
+    seconds, (rep, x) = best["cli"]
+    mse = float(np.mean((y_test - X_test @ x) ** 2))
+    rows.append(Row(workload=f"wide text-like {m}x{n}", peer="exact ridge + LOO (dual)",
+                    peer_seconds=round(peer_time, 3), matcli_seconds=round(seconds, 3), peer_accuracy=peer_accuracy,
+                    matcli_accuracy=f"--ridge auto (CLI, {rep['method']}): test MSE {mse:.4g}",
+                    target="test MSE within 2% of the exact ridge's",
+                    extra={"inner_s": inner_seconds(rep), "lambda": rep["params"].get("ridge"),
+                           "status": rep["status"]["reason"], "method": rep["method"], "test_mse": mse}))
+    return rows
 
 
 def ridge_loo(A, y, lams):
@@ -225,6 +331,9 @@ def main() -> None:
     top = np.linalg.norm(A, 2) ** 2
     rows += run_workload("proportional", A, y, X_test, y_test, contenders, top * np.logspace(-8, 1, 46), directory,
                          REPEAT[size])
+    m, n = (5000, 20000) if size == "full" else (2000, 8000)
+    A, y, X_test, y_test = text_like(m, n, 2000)
+    rows += run_wide(A, y, X_test, y_test, directory, REPEAT[size])
     if (MOVIELENS / "u1.base").exists():
         A, y, X_test, y_test = movielens()
         q = str(A.shape[1] // 16)

@@ -1,0 +1,120 @@
+"""V-cycles over a pyamg hierarchy for blocks of right-hand sides: every column in each product.
+
+pyamg's Gauss-Seidel smoother updates one vector at a time, so k right-hand sides cost k sweeps that
+each read the whole matrix. :class:`BlockCycle` instead smooths with l1-scaled Jacobi, which needs
+nothing but sparse-matrix-times-block products: the matrix is read once per product for all k
+columns (a 90000-unknown Poisson product over 100 columns costs ~4x less than 100 matrix-vector
+products on this machine), and the hierarchy is held in single precision, which halves the bytes
+every product moves. The outer Krylov method stays in double precision and checks the true residual,
+so the precision of the cycle bounds only how much each application can improve the iterate
+(about 1e-7 relative), never the accuracy of the answer; a hierarchy whose values would over- or
+underflow in single precision is kept in double (:func:`single_precision_fits`).
+
+The cycle is a symmetric operator (the same smoother before and after the coarse correction,
+``R = P^H``) and positive definite for Hermitian positive definite ``A``: the smoother
+``M = (3/4) diag(sum_j |a_ij|)`` satisfies ``rho(M^{-1} A) <= 4/3 < 2`` by Gershgorin's theorem on
+``diag(sum_j |a_ij|)^{-1} A``, so each smoothing step is an A-norm contraction (Baker, Falgout,
+Kolev and Yang, SIAM J. Sci. Comput. 33 (2011), l1 smoothers). For the 2-D Poisson matrix this is
+Jacobi with the classical weight 2/3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from matcli.methods.solve.system import abs_row_sums
+
+#: Fraction of the l1 row sum used as the smoother's diagonal (4/3 = 1/0.75 bounds rho(M^-1 A)).
+L1_SCALE = 0.75
+
+
+@dataclass
+class _Level:
+    A: sp.csr_matrix
+    P: sp.csr_matrix | None
+    R: sp.csr_matrix | None
+    inv_m: np.ndarray  # (n_level, 1): 1 / M_ii of the l1 smoother
+
+
+@dataclass
+class BlockCycle:
+    """One V-cycle from a zero initial guess, applied to an (n, k) block at once.
+
+    ``levels`` are finest first; ``coarse_inverse`` is the (pseudo-)inverse of the coarsest operator
+    in double precision (pyamg's default coarse solver, ``pinv``, computed once).
+    """
+
+    levels: list[_Level]
+    coarse_inverse: np.ndarray
+    dtype: np.dtype
+
+    def __call__(self, B: np.ndarray) -> np.ndarray:
+        """``Z ~= A^{-1} B`` for an (n, k) block ``B``; ``Z`` has ``B``'s dtype and shape."""
+        X = self._cycle(0, B.astype(self.dtype, order="C"))
+        return X.astype(B.dtype, copy=False)
+
+    def _cycle(self, index: int, B: np.ndarray) -> np.ndarray:
+        if index == len(self.levels):
+            return (self.coarse_inverse @ B).astype(self.dtype, copy=False)
+        level = self.levels[index]
+        X = level.inv_m * B  # one smoothing step from X = 0
+        residual = B - level.A @ X
+        X += level.P @ self._cycle(index + 1, level.R @ residual)
+        residual = level.A @ X
+        np.subtract(B, residual, out=residual)
+        residual *= level.inv_m
+        X += residual
+        return X
+
+
+def block_cycle(ml, dtype=None) -> BlockCycle:
+    """The :class:`BlockCycle` of a pyamg multilevel solver ``ml`` (its operators ``A``, ``P``, ``R``).
+
+    Parameters
+    ----------
+    ml : pyamg ``MultilevelSolver`` with at least one level.
+    dtype : precision of the cycle. None: float32 (complex64 for complex hierarchies) when
+        :func:`single_precision_fits`, else float64 (complex128).
+    """
+    complex_levels = np.iscomplexobj(ml.levels[0].A.data)
+    if dtype is None:
+        single = single_precision_fits(ml)
+        dtype = (np.complex64 if single else np.complex128) if complex_levels else (np.float32 if single else np.float64)
+    dtype = np.dtype(dtype)
+    levels = []
+    for level in ml.levels[:-1]:
+        A = sp.csr_matrix(level.A, dtype=dtype, copy=True)  # own index arrays: sorting must not touch pyamg's
+        A.sort_indices()
+        diag = level.A.diagonal()
+        phase = np.where(diag == 0, 1.0, diag / np.where(diag == 0, 1.0, np.abs(diag)))
+        m = L1_SCALE * abs_row_sums(sp.csr_matrix(level.A)) * phase
+        inv_m = np.where(m == 0, 0.0, 1.0 / np.where(m == 0, 1.0, m)).astype(dtype)[:, None]
+        levels.append(_Level(A, sp.csr_matrix(level.P, dtype=dtype, copy=True),
+                             sp.csr_matrix(level.R, dtype=dtype, copy=True), inv_m))
+    return BlockCycle(levels, _coarse_inverse(ml), dtype)
+
+
+def _coarse_inverse(ml) -> np.ndarray:
+    """Pseudo-inverse of the coarsest operator in double precision (pyamg's default coarse solver)."""
+    coarse = ml.levels[-1].A
+    dense = coarse.toarray() if sp.issparse(coarse) else np.asarray(coarse)
+    return np.linalg.pinv(dense.astype(np.complex128 if np.iscomplexobj(dense) else np.float64))
+
+
+def single_precision_fits(ml) -> bool:
+    """Whether every operator of the hierarchy survives the cast to single precision: finite, and no
+    nonzero below ``2^-100`` or above ``2^100`` in magnitude (far from float32's under- and overflow,
+    so the products of the cycle neither overflow nor flush to zero)."""
+    lo, hi = 2.0 ** -100, 2.0 ** 100
+    for level in ml.levels:
+        for M in (level.A, getattr(level, "P", None), getattr(level, "R", None)):
+            if M is None:
+                continue
+            magnitude = np.abs(M.data)
+            nonzero = magnitude[magnitude > 0]
+            if nonzero.size and not (lo <= nonzero.min() and nonzero.max() <= hi):
+                return False
+    return True

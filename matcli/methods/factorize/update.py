@@ -275,6 +275,18 @@ def _relative_error(cross: float, gram: float, X: np.ndarray, Yh: np.ndarray, no
     return safe_norm(residual) / math.sqrt(PROBES) / norm, f"randomized estimate ({PROBES} Gaussian probes)"
 
 
+def _gram(Q: np.ndarray) -> np.ndarray:
+    """``Q^H Q`` (Hermitian) by BLAS syrk / herk: half the flops of the product, which on the
+    84000 x 50 factors of a 1e5 x 1e4 update dominated the certificate."""
+    if Q.shape[1] == 0 or Q.shape[0] == 0:
+        return Q.conj().T @ Q
+    if np.iscomplexobj(Q):
+        upper = sla.blas.zherk(1.0, np.asarray(Q, dtype=np.complex128).conj().T)
+    else:
+        upper = sla.blas.dsyrk(1.0, np.asarray(Q, dtype=np.float64).T)
+    return np.triu(upper) + np.triu(upper, 1).conj().T
+
+
 def _gram_trace(GX: np.ndarray, GY: np.ndarray, sx: np.ndarray) -> float:
     """``tr((X^H X)(Y^H Y))`` for ``X = Q diag(sx)`` from ``GX = Q^H Q`` and ``GY = Y^H Y`` (Hermitian:
     ``tr(P R) = Re vdot(P, R)``)."""
@@ -290,7 +302,7 @@ def _metrics(U: np.ndarray, s: np.ndarray, V: np.ndarray, AV: np.ndarray, AhU: n
     rows). The Gram matrices ``U^H U`` and ``V^H V`` serve both the orthogonality loss and the errors."""
     columns = V.shape[0]
     X = U * s
-    GU, GV = U.conj().T @ U, V.conj().T @ V
+    GU, GV = _gram(U), _gram(V)
     error, how = _relative_error(float(np.vdot(X, AV).real), _gram_trace(GU, GV, s), X, V, norm, apply, columns,
                                  rng)
     eye = np.eye(s.size)
@@ -306,7 +318,7 @@ def _metrics(U: np.ndarray, s: np.ndarray, V: np.ndarray, AV: np.ndarray, AhU: n
         metrics["max_triplet_residual"] = float(np.max(worst) / scale)
     metrics["frobenius_norm"] = norm
     U_old, s_old, V_old, cross = previous
-    gram = _gram_trace(U_old.conj().T @ U_old, V_old.conj().T @ V_old, s_old)
+    gram = _gram_trace(_gram(U_old), _gram(V_old), s_old)
     metrics["previous_error"] = _relative_error(cross, gram, U_old * s_old, V_old, norm, apply, columns, rng)[0]
     return metrics, info
 

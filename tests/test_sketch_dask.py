@@ -263,3 +263,26 @@ def test_blocks_held_by_the_workers_give_the_bits_of_blocks_read_each_pass(probl
     # holding reads the file once; a pass reads it when a block is not held
     assert facts["passes_over_file"] == {"all": 1, "some": 1 + 5, "none": 5}[held]
     assert facts["row_blocks_held"].startswith({"all": f"all {count}", "some": "5 of 8", "none": "none"}[held])
+
+
+def test_a_task_taking_a_held_future_runs_on_the_worker_holding_it(cluster):
+    """DaskBackend.map places a task whose item holds a future on that future's worker (Dask alone
+    moved held blocks between workers to balance its queues), and resident(spread=True) puts
+    equal runs of items on the workers."""
+    from matcli.backends.dask import DaskBackend
+
+    def where_and_sum(item):
+        from distributed import get_worker
+
+        values, _ = item
+        return get_worker().address, float(values.sum())
+
+    cluster.wait_for_workers(2)
+    with DaskBackend(cluster.address) as backend:
+        held = backend.resident(np.full, [(1000, float(k)) for k in range(8)], spread=True)
+        holders = backend.client.who_has(held)
+        ran = backend.map(where_and_sum, [(future, k) for k, future in enumerate(held)])
+    assert len({holders[future.key][0] for future in held}) == 2
+    for k, (future, (worker, total)) in enumerate(zip(held, ran)):
+        assert worker in holders[future.key]
+        assert total == 1000.0 * k

@@ -198,7 +198,12 @@ def amg(A, kind: str, symmetric_matrix: bool, rng: np.random.Generator, cycle: s
     Gauss-Seidel forward before and backward after the coarse correction, so the cycle is a
     symmetric operator (SPD for SPD ``A``) and serves CG. For nonsymmetric ``A`` smoothed
     aggregation is built in its nonsymmetric mode. The setup's random draws (pyamg's spectral
-    radius estimates use numpy's global generator) come from ``rng``.
+    radius estimates use numpy's global generator) come from ``rng``. Ruge-Stuben hierarchies come
+    from :func:`~matcli.methods.solve.ruge_stuben.ruge_stuben` (pyamg's, with a leaner setup).
+
+    For a V-cycle, ``block()`` gives the variant CG uses on several right-hand sides at once
+    (:func:`~matcli.methods.solve.multigrid.block_cycle`: l1-Jacobi smoothing over the whole block,
+    the same hierarchy), built on first use; ``info["block_cycle_precision"]`` records its precision.
 
     Raises :class:`PreconditionerError` for a zero on the diagonal (Gauss-Seidel divides by it)
     and when the setup breaks down (non-finite values in the hierarchy).
@@ -247,10 +252,14 @@ def amg(A, kind: str, symmetric_matrix: bool, rng: np.random.Generator, cycle: s
             blocked = block_cycle(ml)
             built.append(Preconditioner(f"amg-{kind}", blocked, True, {
                 **info, "smoother": "l1-Jacobi (block cycle)", "cycle_precision": blocked.dtype.name}))
+            info["block_cycle_precision"] = blocked.dtype.name
         return built[0]
 
-    return Preconditioner(f"amg-{kind}", apply, True, {**info, "smoother": "Gauss-Seidel"},
-                          block=block if cycle == "V" else None)
+    info["smoother"] = "Gauss-Seidel"
+    if cycle == "V":
+        info["block_smoother"] = ("l1-Jacobi, every column per product (CG with several right-hand sides; "
+                                  "single precision when the hierarchy's values fit)")
+    return Preconditioner(f"amg-{kind}", apply, True, info, block=block if cycle == "V" else None)
 
 
 def _v_cycle(ml):

@@ -22,13 +22,16 @@ Wu-Simon thick restart): the ``keep`` best Ritz vectors and ``r / ||r||`` become
 The right basis ``P`` is reorthogonalised in full (classical Gram-Schmidt, repeated when the vector
 lost more than ``1 - 1/sqrt(2)`` of its norm: DGKS), which keeps it orthonormal to working
 precision and the Ritz values free of spurious copies (Simon and Zha 2000: one-sided
-reorthogonalisation suffices for the singular values). The left basis ``Q`` is reorthogonalised too
-only when it is the shorter one (m < n); for m >= n it follows from the recurrence alone, which
-saves two m-long GEMVs per step (on the 200000 x 100000 benchmark matrix they cost as much as the
-two sparse products). The components the reorthogonalisation of ``P`` drops are the defect of the
-relation ``A^H Q = P B^H + r e_j^H``; their accumulated norm is added to the triplet residuals taken
-from that relation (or, when it matters against ``tol``, ``A^H U`` is formed explicitly), and ``U``
-is rebuilt by Rayleigh-Ritz from ``A V`` when it is not orthonormal to 1e-12. Each step costs one product with ``A`` and
+reorthogonalisation suffices for the singular values). For m >= n the left basis ``Q`` follows from
+the recurrence alone, which saves two m-long GEMVs per step (on the 200000 x 100000 benchmark matrix
+they cost as much as the two sparse products); a real wide A is bidiagonalised as ``A^T`` (a view),
+so that again only the shorter basis is reorthogonalised; a complex wide one reorthogonalises both.
+The components the reorthogonalisation of ``P`` drops are the defect of the relation
+``A^H Q = P B^H + r e_j^H``; their accumulated norm is added to the triplet residuals taken from that
+relation (or, when it matters against ``tol``, ``A^H U`` is formed explicitly), and ``U`` is rebuilt
+by Rayleigh-Ritz from ``A V`` when it is not orthonormal to 1e-12.
+
+Each step costs one product with ``A`` and
 one with ``A^H``; for scipy.sparse A inside :func:`matcli.threads.thread_limit` with several
 threads, those run on row blocks of A in parallel.
 
@@ -186,8 +189,18 @@ def lanczos_svd(A, *, rank: int, tol: float = 1e-8, basis: int | None = None, ma
         triplets are exact) or ``DIVERGED_MAX_IT`` (the best triplets so far are returned); metrics of
         :func:`~matcli.methods.factorize.metrics.svd_metrics` plus ``max_ritz_residual``.
     """
+    m, n = A.shape
     with own_threads_only():
-        return _lanczos_svd(A, rank, tol, basis, maxiter, rng, callback)
+        if m >= n or np.iscomplexobj(A) or rank >= min(m, n):
+            return _lanczos_svd(A, rank, tol, basis, maxiter, rng, callback)
+        # a real wide A: the bidiagonalisation of A^T (a view) reorthogonalises only its shorter basis
+        result = _lanczos_svd(A.T, rank, tol, basis, maxiter, rng, callback)
+    out = result.outputs
+    if "U" in out:
+        # A^T = U_t S V_t^T, so A = V_t S U_t^T; signs fixed again by A's own left vectors
+        out["U"], out["Vt"] = canonical_phases(out["Vt"].T, out["U"].T)
+    result.info["transposed"] = "m < n: the bidiagonalisation ran on A^T"
+    return result
 
 
 def _lanczos_svd(A, rank: int, tol: float, basis: int | None, maxiter: int | None,
@@ -320,7 +333,7 @@ def _lanczos_svd(A, rank: int, tol: float, basis: int | None, maxiter: int | Non
         metrics["max_triplet_residual"] += defect / (float(s[0]) if s[0] > 0 else 1.0)
     metrics["max_ritz_residual"] = worst
     info = {**how, "rank": k, "basis": ell, "kept_at_restart": keep, "restarts": restarts,
-            "reorthogonalized": "P and Q" if two_sided else "P (one-sided: m >= n)",
+            "reorthogonalized": "both bases" if two_sided else "the shorter basis only (one-sided)",
             "left_residuals": "A^H U formed" if defect == 0.0 else f"recurrence + its defect {defect:.1e}",
             "u_rebuilt_from_AV": bool(refined),
             "lanczos_steps": steps, "vector_products": 2 * steps, "tol": tol,

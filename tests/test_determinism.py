@@ -76,6 +76,7 @@ BATCH = [["cg", "--recycle", "3"], ["gmres", "--recycle", "2", "--precond", "amg
          ["minres", "--precond", "amg-rs"]]
 COMPLETE = [["--method", m] for m in ("als", "als-exact", "softimpute", "scaledgd", "robust")]
 COMPLETE += [["--method", "bpmf", "--maxiter", "10", "--param", "samples=4", "--param", "burnin=2"],
+             ["--method", "bpmf-implicit", "--param", "samples=4", "--param", "burnin=2"],
              ["--method", "als", "--param", "init=random", "--validate", "0.2"],
              ["--method", "auto", "--rank", "auto", "--maxiter", "8"],
              ["--method", "softimpute", "--reg", "auto", "--maxiter", "8"]]

@@ -20,7 +20,14 @@ its matrix-normal conditional (one ridge solve with k + 1 right-hand sides and n
 both sides, the factorisation of the D x D or N x N Gram matrix computed once per fit), then all
 rows of the side at once from stacked (k+1) x (k+1) Gaussian conditionals. The noise precision
 ``alpha`` is sampled from its Gamma conditional unless fixed. Predictions average
-``mu + b + c + U V^T`` over the samples after burn-in.
+``mu + b + c + U V^T`` over the samples after burn-in. The first half of the burn-in leaves the
+coefficients at zero (see ``warmup`` below).
+
+Defaults (lambda_beta 3 among 1, 3, 10; implicit priors on both sides, against rows or columns
+only, averaged over three 90/10 validation splits; ``INIT_SCALE``) were chosen on validation
+splits of MovieLens u1.base, the 5 + 18 sweeps by the time budget of five folds in 5 s. Measured
+on the u1..u5 test folds: mean RMSE 0.892 (bpmf 0.901); 8 + 30 sweeps 0.888, 15 + 80 sweeps 0.886
+(GLocal-K's published 0.889 is the best we know of).
 """
 
 from __future__ import annotations

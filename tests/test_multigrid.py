@@ -206,3 +206,15 @@ def test_block_variant_is_used_for_the_whole_solve(monkeypatch):
     result = krylov.cg(A, B, M=M, rtol=1e-9)
     assert result.status.converged
     assert widths[0] == 3
+
+
+def test_auto_reason_names_the_shared_hierarchy(monkeypatch):
+    from matcli.methods.solve import auto
+
+    monkeypatch.setattr(auto, "DIRECT_LIMIT", 100)
+    monkeypatch.setattr(auto, "DENSE_JACOBI_LIMIT", 100)
+    A = poisson(40, 40)
+    facts = auto.inspect(A)
+    method, pc, reason = auto.choose_method(A, facts, 30, np.random.default_rng(0))
+    assert (method, pc) == ("cg", "amg-rs") and "30 right-hand sides share the hierarchy" in reason
+    assert "share" not in auto.choose_method(A, facts, 1, np.random.default_rng(0))[2]

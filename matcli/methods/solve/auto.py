@@ -135,8 +135,10 @@ def choose_method(A, facts: Facts, nrhs: int, rng: np.random.Generator) -> tuple
         verdict = definiteness(A, facts, rng)
         if "indefinite" not in verdict:
             pc = choose_precond("cg", A, facts)
+            shared = (f"; the {nrhs} right-hand sides share the hierarchy and every product (block V-cycle)"
+                      if nrhs > 1 and pc.startswith("amg") else "")
             return "cg", pc, (f"large sparse Hermitian ({n} unknowns), {verdict}: CG with "
-                              f"{pc} preconditioning (O(nnz) memory, mesh-independent iterations)")
+                              f"{pc} preconditioning (O(nnz) memory, mesh-independent iterations){shared}")
         return "gmres", "ilu", (f"large sparse Hermitian but {verdict}: CG does not apply; GMRES with "
                                 "ILU preconditioning")
     return "gmres", "ilu", f"large sparse nonsymmetric ({n} unknowns): GMRES with ILU preconditioning"

@@ -218,3 +218,32 @@ def test_auto_reason_names_the_shared_hierarchy(monkeypatch):
     method, pc, reason = auto.choose_method(A, facts, 30, np.random.default_rng(0))
     assert (method, pc) == ("cg", "amg-rs") and "30 right-hand sides share the hierarchy" in reason
     assert "share" not in auto.choose_method(A, facts, 1, np.random.default_rng(0))[2]
+
+
+@pytest.mark.parametrize("shape", [(500,), (50, 50), (10, 10, 10)])
+def test_ruge_stuben_convergence_factor_pyamg_case(shape):
+    """pyamg's (and scipy's sandbox) Ruge-Stuben case: 20 V-cycles from a random x0 on Poisson in
+    1-3 dimensions, symmetric Gauss-Seidel, average convergence factor below 0.15."""
+    A = poisson(*shape)
+    rng = np.random.default_rng(0)
+    x0, b = rng.random(A.shape[0]), A @ rng.random(A.shape[0])
+    smoother = ("gauss_seidel", {"sweep": "symmetric"})
+    ml = ruge_stuben(A, presmoother=smoother, postsmoother=smoother)
+    residuals: list[float] = []
+    ml.solve(b, x0=x0, maxiter=20, tol=1e-12, residuals=residuals)
+    assert (residuals[-1] / residuals[0]) ** (1.0 / len(residuals)) < 0.15
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 40])
+def test_ruge_stuben_random_matrices_match_pyamg(n):
+    """pyamg's random test matrices (dense N x N, nonsymmetric): the first level's splitting and
+    interpolation agree with pyamg's."""
+    rng = np.random.default_rng(0)
+    A = sp.csr_matrix(rng.random((n, n)) + n * np.eye(n))
+    ours = ruge_stuben(A, max_coarse=1)
+    ref = pyamg.ruge_stuben_solver(A, interpolation="direct", max_coarse=1)
+    assert len(ours.levels) == len(ref.levels)
+    if len(ref.levels) > 1:
+        np.testing.assert_array_equal(ours.levels[0].splitting, ref.levels[0].splitting)
+        np.testing.assert_allclose(sp.csr_matrix(ours.levels[0].P).toarray(),
+                                   sp.csr_matrix(ref.levels[0].P).toarray(), rtol=0, atol=1e-14)

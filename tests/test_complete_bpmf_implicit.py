@@ -126,6 +126,8 @@ def test_seed_determinism_and_dependence():
     for key in ("U", "V", "row_bias", "col_bias"):
         np.testing.assert_array_equal(run[0].outputs[key], run[1].outputs[key])
     assert not np.allclose(run[0].outputs["U"], run[2].outputs["U"])
+    with pytest.raises(ValueError, match="implicit='users'"):
+        bpmf_implicit(rows, cols, values, M.shape, rank=2, implicit="users", rng=np.random.default_rng(0))
 
 
 def test_implicit_features_are_the_normalised_training_pattern_and_constant_when_complete():

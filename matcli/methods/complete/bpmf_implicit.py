@@ -42,6 +42,8 @@ from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.complete.bpmf import BETA0, _average_factors, _wishart
 from matcli.methods.complete.common import Entries, FactorModel, Heldout, entry_dots, finish, rmse
 
+#: Values of ``implicit``: the sides whose prior mean regresses on implicit feedback.
+IMPLICIT_SIDES = ("both", "rows", "cols", "none")
 #: Gamma(shape, rate) hyperprior of the noise precision when it is sampled (weak: one pseudo-entry).
 ALPHA_SHAPE = 1.0
 ALPHA_RATE = 1.0
@@ -138,6 +140,8 @@ def bpmf_implicit(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape:
     posterior-mean biases; metrics ``train_rmse`` and ``val_rmse`` of the posterior mean; status
     ``CONVERGED_ITS``, ``CONVERGED_RTOL``, ``CONVERGED_ATOL`` or ``DIVERGED_NAN``.
     """
+    if implicit not in IMPLICIT_SIDES:
+        raise ValueError(f"implicit={implicit!r}: expected one of {', '.join(IMPLICIT_SIDES)}")
     entries = Entries(rows, cols, values, shape)
     m, n = entries.shape
     mu = float(np.mean(entries.values)) if bias else 0.0

@@ -25,8 +25,8 @@ Shared contract (after :func:`matcli.methods.solve.system.as_block`):
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
+from matcli.core.lazy_sparse import sp
 from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.solve.precond import Preconditioner, identity
 from matcli.methods.solve.system import as_block, col_dots, col_norms, finish, normal_residual

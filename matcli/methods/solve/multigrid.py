@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
+from matcli.core.lazy_sparse import sp
 from matcli.methods.solve.system import abs_row_sums
 
 #: Fraction of the l1 row sum used as the smoother's diagonal (4/3 = 1/0.75 bounds rho(M^-1 A)).

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import scipy.sparse as sp
 
 from matcli.core.errors import UsageError
+from matcli.core.lazy_sparse import sp
 from matcli.methods.solve.multigrid import block_cycle
 from matcli.methods.solve.ruge_stuben import ruge_stuben
 from matcli.methods.solve.spectrum import diagonal, lanczos_extremes

@@ -14,7 +14,8 @@ about a third of pyamg's setup time.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
+
+from matcli.core.lazy_sparse import sp
 
 #: pyamg's defaults for ``ruge_stuben_solver``.
 THETA = 0.25

@@ -219,6 +219,20 @@ def test_float32_input_is_computed_in_float64():
     assert got["x"].dtype == np.float64 and np.array_equal(got["x"], want.outputs["x"])
 
 
+def test_wide_design_is_taken_and_q_equal_n_is_the_exact_minimum_norm_ridge():
+    # feature sketches belong to n >> m; with q = n the srht member is an orthogonal change of basis,
+    # so the ensemble is exactly A^T (A A^T + lambda I)^-1 b (the dual form of ridge)
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((40, 160))
+    b = A @ (rng.standard_normal(160) / 10) + 0.1 * rng.standard_normal(40)
+    got = matcli.sketch_regress(A, b, ridge=0.7, ensemble=3, sketch_size=160, seed=2)
+    want = A.T @ np.linalg.solve(A @ A.T + 0.7 * np.eye(40), b)
+    assert got.method == "ridge-ensemble" and got.report["status"]["converged"]
+    assert np.linalg.norm(got["x"] - want) <= 1e3 * np.finfo(float).eps * np.linalg.cond(A @ A.T + 0.7 * np.eye(40)) * np.linalg.norm(want)
+    sketched = matcli.sketch_regress(A, b, ridge="auto", ensemble=3, sketch_size=40, seed=2)
+    assert sketched["x"].shape == (160,) and sketched.report["params"]["sketch_size"] == 40
+
+
 @pytest.mark.parametrize("extra, words", [
     ({"eps": 0.1}, "--eps"),
     ({"method": "precondition"}, "--mode precondition"),

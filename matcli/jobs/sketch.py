@@ -350,7 +350,9 @@ class Job(FamilyJob):
                                             "own estimator: each member is solved exactly by the SVD)"),
             (options.eps is not None, "--eps does not apply (no residual target: GCV chooses the estimator)"),
             (self.streamed, "A must be held in memory (it is read by the workers or streamed from the file)"),
-            (bool(self.exact_only), f"{self.exact_only}; the ensemble takes a real A and one right-hand side"),
+            # a wide A is where feature sketches belong (exact_only lists "A is wide" last, so it hides no other)
+            (bool(self.exact_only) and not self.exact_only.startswith("A is wide"),
+             f"{self.exact_only}; the ensemble takes a real A and one right-hand side"),
             (bool(self.request.params), "it takes no --param"),
             (options.sketch not in ("auto", *FEATURE_SKETCHES),
              f"--sketch {options.sketch} is not a feature sketch (use {', '.join(FEATURE_SKETCHES)} or auto)"),

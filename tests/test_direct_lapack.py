@@ -406,3 +406,23 @@ def test_fallback_iteration_bound_is_proportional_to_the_direct_work():
     assert auto.fallback_maxiter(A, 0.0, None)[0] == auto.FALLBACK_MIN_ITERATIONS
     capped, why = auto.fallback_maxiter(A, 1e9, 50)
     assert capped == 50 and "--maxiter 50" in why
+
+
+def test_componentwise_backward_error_by_column_chunks_is_the_whole_block_formula(monkeypatch):
+    # the chunks (sized to stay in cache) must give exactly the Oettli-Prager ratio of the whole block,
+    # including the chunk that is cut short and the rows where |A||x| + |b| is zero
+    from matcli.methods.solve import direct
+
+    rng = np.random.default_rng(3)
+    A = sp.random(50, 50, density=0.1, random_state=4, format="csr") + sp.identity(50, format="csr")
+    X = rng.standard_normal((50, 7))
+    B = A @ X + 1e-9 * rng.standard_normal((50, 7))
+    B[:, 2] = 0.0
+    X[:, 2] = 0.0
+    R = B - A @ X
+    denom = abs(A) @ np.abs(X) + np.abs(B)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = np.where(denom > 0, np.abs(R) / np.where(denom > 0, denom, 1.0), 0.0).max(axis=0)
+    monkeypatch.setattr(direct, "_CACHE_BYTES", 50 * 8 * 3)  # chunks of 3 columns: 3 + 3 + 1
+    berr, R_got = direct.componentwise_backward_error(abs(A), A, X, B)
+    assert np.array_equal(R_got, R) and np.array_equal(berr, want) and berr[2] == 0.0

@@ -323,14 +323,29 @@ def lapack_ratio(A, X: np.ndarray, B: np.ndarray, norm_A: float | None = None) -
         return np.where(rnorm == 0, 0.0, np.where(denom > 0, rnorm / np.where(denom > 0, denom, 1.0), np.inf))
 
 
+#: bytes of one column chunk of the refinement's temporaries (about half this machine's L2 cache)
+_CACHE_BYTES = 2 << 20
+
+
 def componentwise_backward_error(absA, A, X: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Oettli-Prager backward error per column, as xGERFS's BERR: ``max_i |r_i| / (|A| |x| + |b|)_i``
     (rows where both are zero count as exact), shape (k,); and the residual block ``B - A X``."""
-    R = B - A @ X
-    denom = absA @ np.abs(X) + np.abs(B)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(denom > 0, np.abs(R) / np.where(denom > 0, denom, 1.0), np.where(R != 0, np.inf, 0.0))
-    return ratio.max(axis=0, initial=0.0), R
+    n, k = X.shape
+    R = np.empty((n, k), dtype=np.result_type(A.dtype, X, B))
+    berr = np.empty(k)
+    # by column chunks that stay in cache: on a whole (n, k) block every temporary is a trip to memory
+    # (100 columns of a 90000-unknown system: 2x the per-column cost of one column at a time)
+    width = max(1, _CACHE_BYTES // max(1, n * R.itemsize))
+    for j in range(0, k, width):
+        cols = slice(j, min(j + width, k))
+        Xj, Bj = X[:, cols], B[:, cols]
+        Rj = Bj - A @ Xj
+        denom = absA @ np.abs(Xj) + np.abs(Bj)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(denom > 0, np.abs(Rj) / np.where(denom > 0, denom, 1.0), np.where(Rj != 0, np.inf, 0.0))
+        R[:, cols] = Rj
+        berr[cols] = ratio.max(axis=0, initial=0.0)
+    return berr, R
 
 
 def refine_solution(A, solve: Callable[[np.ndarray], np.ndarray], B: np.ndarray, X: np.ndarray, *,

@@ -47,9 +47,11 @@ SPECS: list[MethodSpec] = [
     ),
     MethodSpec(
         "factorize", "svd-lanczos", f"{_M}.gkl:lanczos_svd",
-        "Golub-Kahan-Lanczos bidiagonalization with full reorthogonalization and thick restarts "
-        "(Baglama-Reichel); stops when every Ritz triplet's residual is <= --tol (default 1e-8) times its "
-        "singular value; sparse products on row blocks in parallel",
+        "Golub-Kahan-Lanczos bidiagonalization, one-sided reorthogonalization of the shorter basis "
+        "(Simon-Zha), thick restarts (Baglama-Reichel); stops when every Ritz triplet's residual is <= --tol "
+        "(default 1e-8) times its singular value; sparse products on row blocks in parallel; on row blocks "
+        "(--backend dask, or streamed under --max-memory) thick-restart Lanczos on A^H A, one pass over A "
+        "per step (steps + 2 passes)",
         params=(ParamSpec("basis", "int", 0, "basis vectors before a thick restart (0 = max(3k, k + 30))", low=0),),
         constraints=("rank = min(m, n): dense SVD",),
     ),

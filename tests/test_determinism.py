@@ -52,7 +52,9 @@ def problems(tmp_path_factory):
     paths["matrix"] = root / "matrix.h5"
     write_arrays(str(paths["matrix"]), {"A": full[:40, :30], "R": full[40:, :30], "C": full[:40, 30:],
                                         "S": (indefinite + indefinite.T).tocsr(),
-                                        "N": sp.csr_matrix(full[:40, :30])})
+                                        "N": sp.csr_matrix(full[:40, :30]),
+                                        "X": np.random.default_rng(5).random((40, 3)),
+                                        "Y": np.random.default_rng(6).random((30, 3))})
     paths["nonsymmetric"] = root / "west.mtx"
     write_mtx_file(str(paths["nonsymmetric"]), "mtx", sp.random(40, 40, 0.15, random_state=4) + 4 * sp.eye(40))
     return paths
@@ -154,13 +156,14 @@ def test_factorize(problems, tmp_path, case):
     assert first == second
 
 
-@pytest.mark.parametrize("flag, block", [("--append-rows", "R"), ("--append-cols", "C")])
+@pytest.mark.parametrize("flag, block", [("--append-rows", "R"), ("--append-cols", "C"), ("--update-lowrank", "X,Y")])
 def test_svd_update(problems, tmp_path, flag, block):
     p = problems["matrix"]
     previous = tmp_path / "previous.h5"
     assert run_cli(["factorize", f"{p}:/A", "--kind", "svd", "--method", "dense", "--rank", "5", "-o", previous,
                     "--quiet"]).exit_code == 0
-    first, second = _twice(["factorize", f"{p}:/A", "--update", previous, flag, f"{p}:/{block}",
+    spec = ",".join(f"{p}:/{name}" for name in block.split(","))
+    first, second = _twice(["factorize", f"{p}:/A", "--update", previous, flag, spec,
                             "--param", "complement_rank=2"], tmp_path)
     assert first == second
 

@@ -426,3 +426,25 @@ def test_componentwise_backward_error_by_column_chunks_is_the_whole_block_formul
     monkeypatch.setattr(direct, "_CACHE_BYTES", 50 * 8 * 3)  # chunks of 3 columns: 3 + 3 + 1
     berr, R_got = direct.componentwise_backward_error(abs(A), A, X, B)
     assert np.array_equal(R_got, R) and np.array_equal(berr, want) and berr[2] == 0.0
+
+
+@pytest.mark.parametrize("n", [1, 7, 64, 65])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_small_dense_cholesky_through_numpy_matches_scipy_potrf(n, dtype):
+    # orders <= NUMPY_CHOLESKY_MAX factor with numpy's potrf (no scipy.linalg import), larger with scipy's:
+    # the same LAPACK routine, so the two solutions agree to the backward error of either
+    import scipy.linalg as sla
+
+    from matcli.methods.solve import direct
+
+    rng = np.random.default_rng(n)
+    G = rng.standard_normal((n, n)) + (1j * rng.standard_normal((n, n)) if dtype is np.complex128 else 0)
+    A = G @ G.conj().T + n * np.eye(n)
+    b = rng.standard_normal(n).astype(dtype)
+    result = direct.solve_factored(A, direct.factorize(A, "cholesky"), b)
+    assert result.status is Status.CONVERGED_DIRECT
+    want = sla.cho_solve(sla.cho_factor(A), b)
+    cond = np.linalg.cond(A)
+    assert np.linalg.norm(result.outputs["x"] - want) <= 100 * n * np.finfo(float).eps * cond * np.linalg.norm(want)
+    indefinite = A - 2 * np.linalg.eigvalsh(A).max() * np.eye(n)
+    assert direct.factorize(indefinite, "cholesky").failure is Status.DIVERGED_NOT_SPD

@@ -67,6 +67,8 @@ def test_dense_tiny_solve_imports_only_what_it_uses(tiny):
     assert not [name for name in NEVER if name in modules]
     # dense input: scipy.sparse (through core/lazy_sparse) and its iterative solvers stay unloaded
     assert "scipy.sparse" not in modules and "scipy.sparse.linalg" not in modules
+    # an SPD system of order <= direct.NUMPY_CHOLESKY_MAX: numpy's potrf, no scipy.linalg
+    assert "scipy.linalg" not in modules
     assert not [name for name in OTHER_SUBCOMMANDS if f"matcli.cli.{name}" in modules]
 
 

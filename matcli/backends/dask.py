@@ -326,7 +326,7 @@ class DaskBackend(Backend):
                 # (and warning about) another cluster on the default 8787.
                 self._cluster = distributed.LocalCluster(
                     n_workers=_cores(), threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
-                    silence_logs=logging.ERROR)
+                    silence_logs=logging.CRITICAL)
             except (OSError, TimeoutError, RuntimeError) as exc:
                 raise BackendError(f"cannot start a local Dask cluster ({type(exc).__name__}: {exc}); "
                                    "use --backend local") from None

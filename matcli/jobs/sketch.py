@@ -527,7 +527,7 @@ class Job(FamilyJob):
             if self.method == "lapack":
                 from matcli.methods.sketch.tsqr import tsqr_lstsq as kernel
             result = kernel(problem, rng=self.rng, callback=callback, **self.kernel_options)
-            result.info["passes_over_file"] = problem.passes
+            result.info.update(problem.describe())  # passes over A and over the file, the blocks workers held
             return self._publish_ridge(result)
         if self.stream is not None:
             from matcli.methods.sketch.streaming import RowStreamProblem

@@ -33,7 +33,7 @@ def _reg_help() -> str:
             "als/als-exact/robust: ridge weight times each row's/column's number of observations; "
             "softimpute: nuclear-norm threshold relative to the top singular value; scaledgd: ridge weight. "
             "Base values: " + defaults +
-            "; scaledgd and robust default to 0 (an exact model). Not accepted by bpmf.")
+            "; scaledgd and robust default to 0 (an exact model). Not accepted by bpmf or bpmf-implicit.")
 
 
 def command(
@@ -43,12 +43,12 @@ def command(
     out: OutOpt,
     rank: Annotated[str, typer.Option("--rank", "-r", "-k", parser=Number(range_of(CompleteOptions, "rank")),
                                       help="Rank k, or 'auto' (the default): chosen by validation RMSE "
-                                           "(robust: median absolute error); bpmf uses min(8, m, n), its posterior "
+                                           "(robust: median absolute error); bpmf and bpmf-implicit use min(8, m, n), their posterior "
                                            "averaging keeps a larger rank from overfitting. (-k: the old spelling.)")] = "auto",
     reg: Annotated[Optional[str], typer.Option("--reg", parser=Number(range_of(CompleteOptions, "reg")), help=_reg_help())] = None,
     method: Annotated[Method, typer.Option(
-        "--method", "-m", help="Completion method. auto: bpmf for ratings (values on at most 10 levels, 100 "
-                               "entries per level), otherwise als-exact (als above rank 24).")] = Method.auto,
+        "--method", "-m", help="Completion method. auto: bpmf-implicit for ratings (values on at most 10 levels, 100 "
+                               "entries per level; bpmf when min(m, n) > 5000), otherwise als-exact (als above rank 24).")] = Method.auto,
     bias: Annotated[Optional[bool], typer.Option(
         "--bias/--no-bias", help="Fit global mean, row and column biases. Default: on for ratings (values on at most "
                                  "10 levels, 100 entries per level), off otherwise (mean and offsets are two more "

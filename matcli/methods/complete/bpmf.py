@@ -83,23 +83,13 @@ def bpmf(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[in
         train_sum += entry_dots(entries.rows, entries.cols, U, V)
         average = train_sum / len(kept_u)
         train_rmse = rmse(mu + average - entries.values)
-        values_now = {"train_rmse": train_rmse}
         if val_sum is not None and heldout.values.size:
             val_sum += entry_dots(heldout.rows, heldout.cols, U, V)
-            pred = mu + val_sum / len(kept_u)
-            if clip is not None:
-                pred = np.clip(pred, clip[0], clip[1])
-            val_rmse = rmse(pred - heldout.values)
-            values_now["val_rmse"] = val_rmse
-        callback(sweep, **values_now)
-        if train_rmse <= atol:
-            status = Status.CONVERGED_ATOL
+        val_rmse, stop = posterior_sweep(sweep, train_rmse, average, previous, len(kept_u), val_sum, heldout, mu,
+                                         clip, atol, rtol, callback)
+        if stop is not None:
+            status = stop
             break
-        if len(kept_u) > 1 and rtol > 0:
-            change = np.linalg.norm(average - previous) / max(np.linalg.norm(average), 1e-300)
-            if change < rtol:
-                status = Status.CONVERGED_RTOL
-                break
     if not kept_u:
         kept_u, kept_v = [U], [V]
     Uo, Vo = _average_factors(kept_u, kept_v, out_rank)
@@ -158,6 +148,32 @@ def _sample_side(entries: Entries, axis: int, F: np.ndarray, target: np.ndarray,
     # x = L^-T (L^-1 b + z) has mean P^-1 b and covariance L^-T L^-1 = P^-1.
     half = np.linalg.solve(chol, rhs[:, :, None]) + rng.standard_normal((q, k, 1))
     return np.linalg.solve(np.transpose(chol, (0, 2, 1)), half)[:, :, 0]
+
+
+def posterior_sweep(sweep: int, train_rmse: float, average: np.ndarray, previous: np.ndarray, kept: int,
+                    val_sum: np.ndarray | None, heldout: Heldout | None, mu: float, clip, atol: float, rtol: float,
+                    callback: Callback) -> tuple[float, Status | None]:
+    """Report one sweep of posterior averaging (``kept`` samples in ``average``; ``val_sum`` their summed
+    held-out predictions) and decide the stop: ``(val_rmse, CONVERGED_ATOL | CONVERGED_RTOL | None)``.
+
+    Stops when the averaged training RMSE is <= atol, or when the average moved by less than rtol
+    (relative) with the last sample."""
+    values_now = {"train_rmse": train_rmse}
+    val_rmse = np.nan
+    if val_sum is not None and heldout.values.size:
+        pred = mu + val_sum / kept
+        if clip is not None:
+            pred = np.clip(pred, clip[0], clip[1])
+        val_rmse = rmse(pred - heldout.values)
+        values_now["val_rmse"] = val_rmse
+    callback(sweep, **values_now)
+    if train_rmse <= atol:
+        return val_rmse, Status.CONVERGED_ATOL
+    if kept > 1 and rtol > 0:
+        change = np.linalg.norm(average - previous) / max(np.linalg.norm(average), 1e-300)
+        if change < rtol:
+            return val_rmse, Status.CONVERGED_RTOL
+    return val_rmse, None
 
 
 def _average_factors(kept_u: list[np.ndarray], kept_v: list[np.ndarray], out_rank: int) -> tuple[np.ndarray, np.ndarray]:

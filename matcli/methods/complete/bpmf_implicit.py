@@ -39,7 +39,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from matcli.core.result import Callback, Result, Status, no_callback
-from matcli.methods.complete.bpmf import BETA0, _average_factors, _wishart
+from matcli.methods.complete.bpmf import BETA0, _average_factors, _wishart, posterior_sweep
 from matcli.methods.complete.common import Entries, FactorModel, Heldout, entry_dots, finish, rmse
 
 #: Values of ``implicit``: the sides whose prior mean regresses on implicit feedback.
@@ -214,23 +214,13 @@ def bpmf_implicit(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape:
         train_sum += fit
         average = train_sum / len(kept_u)
         train_rmse = rmse(average - target)
-        values_now = {"train_rmse": train_rmse}
         if val_sum is not None and heldout.values.size:
             val_sum += _entry_predictions(heldout.rows, heldout.cols, U, V, rank, bias)
-            pred = mu + val_sum / len(kept_u)
-            if clip is not None:
-                pred = np.clip(pred, clip[0], clip[1])
-            val_rmse = rmse(pred - heldout.values)
-            values_now["val_rmse"] = val_rmse
-        callback(sweep, **values_now)
-        if train_rmse <= atol:
-            status = Status.CONVERGED_ATOL
+        val_rmse, stop = posterior_sweep(sweep, train_rmse, average, previous, len(kept_u), val_sum, heldout, mu,
+                                         clip, atol, rtol, callback)
+        if stop is not None:
+            status = stop
             break
-        if len(kept_u) > 1 and rtol > 0:
-            change = np.linalg.norm(average - previous) / max(np.linalg.norm(average), 1e-300)
-            if change < rtol:
-                status = Status.CONVERGED_RTOL
-                break
     if not kept_u:
         kept_u, kept_v = [sides[0].F[:, :rank]], [sides[1].F[:, :rank]]
         if bias:

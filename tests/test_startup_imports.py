@@ -6,6 +6,7 @@ in benchmarks/bench_startup.py."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -126,3 +127,22 @@ def test_dense_tiny_svd_imports_no_iterative_sparse_solvers(tiny):
     np.testing.assert_allclose(s, np.linalg.svd(A, compute_uv=False), rtol=1e3 * np.finfo(float).eps)
     assert "scipy.sparse.linalg" not in modules
     assert not [name for name in NEVER if name in modules]
+
+
+@pytest.mark.parametrize("given, expected", [(None, "26"), ("20", "20")])
+def test_console_script_shortens_openblas_idle_spin_before_numpy_loads(given, expected):
+    # OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when numpy loads it: the console entry must set it
+    # before anything imports numpy, and leave a value the user set alone
+    code = ("import os, sys\n"
+            "import matcli.cli.entry as entry\n"
+            "before = 'numpy' in sys.modules\n"
+            "import matcli.cli.signals as signals\n"
+            "signals.exit_process = lambda code: print(before, os.environ['OPENBLAS_THREAD_TIMEOUT'], code)\n"
+            "sys.argv = ['matcli', '--version']\n"
+            "entry.console_main()\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if given is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = given
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == f"False {expected} 0"

@@ -34,8 +34,16 @@ def _reopen_closed_standard_streams() -> None:
             output_policy.stdout_closed = True
 
 
+#: OpenBLAS's idle threads spin 2^this cycles before sleeping (its default, 28, is ~0.1 s): at start-up
+#: its pool's spin cost a tiny run a third of its CPU; 26 (~25 ms) still covers the gaps between the
+#: back-to-back BLAS calls of a large job. Read when OpenBLAS loads, so set before numpy is imported;
+#: a value the user set wins.
+OPENBLAS_THREAD_TIMEOUT = "26"
+
+
 def console_main() -> None:
     """Entry point of the ``matcli`` console script and of ``python -m matcli``."""
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_THREAD_TIMEOUT)
     from matcli.cli import signals
 
     _reopen_closed_standard_streams()

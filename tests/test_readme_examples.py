@@ -40,7 +40,10 @@ COMMANDS = readme_commands()
 
 
 def localise(token: str) -> str:
-    """Repository-relative input paths made absolute (the command runs in a scratch folder)."""
+    """Repository-relative input paths made absolute (the command runs in a scratch folder), each of
+    a comma-separated pair of specs too (``--update-lowrank X_spec,Y_spec``)."""
+    if "," in token and token.startswith(("sample_data/", "../shared/data/")):
+        return ",".join(localise(part) for part in token.split(","))
     for prefix, root in (("sample_data/", REPO / "sample_data"), ("../shared/data/", shared_data_dir())):
         if token.startswith(prefix):
             path, sep, internal = token[len(prefix):].partition(":")
@@ -63,8 +66,9 @@ def run_process(args: list[str]) -> CliResult:
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
-#: Subcommands whose example output a later example reads (a generated matrix, a completion model).
-PRODUCERS = ("generate", "complete")
+#: Subcommands whose example output a later example reads (a generated matrix, a completion model,
+#: the SVD an update starts from).
+PRODUCERS = ("generate", "complete", "factorize")
 
 
 def generators_of(command: str) -> list[str]:

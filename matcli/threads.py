@@ -1,8 +1,8 @@
 """Thread budget of a job: BLAS/OpenMP pools (threadpoolctl) and matcli's own worker threads.
 
 Inside :func:`thread_limit`, native BLAS/OpenMP pools use at most the job's thread count, and
-:func:`parallel_map` runs independent pieces of work (the column chunks of a sparse x dense
-product, whose scipy kernels release the GIL) on the same number of threads. Outside it,
+:func:`parallel_map` runs independent pieces of work (row ranges of a sketch's passes over A,
+whose numpy/scipy kernels release the GIL) on the same number of threads. Outside it,
 :func:`parallel_map` is a plain serial loop, so library callers keep full control.
 """
 

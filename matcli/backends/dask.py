@@ -376,9 +376,32 @@ class DaskBackend(Backend):
         self._wait(futures, fn, progress=False)
         return futures
 
+    def keep(self, fn: Callable[..., Any], items: list[Any], **shared: Any) -> tuple[list[Any], list[Any]]:
+        """Run ``fn(item, **shared)`` for each item, each returning ``(kept, reported)``: the futures
+        of the ``kept`` parts, left on the workers, and the ``reported`` parts, in item order.
+
+        A job keeps large intermediate results where they were computed (the vectors of an
+        iteration beside the row blocks they come from) and receives only the small ones. Each
+        task runs on the worker holding the first future inside its item (as :meth:`map`'s); the
+        kept parts are ``getitem`` tasks of the results, so Dask recomputes a lost one from the
+        task that made it (and that task's own arguments, futures included).
+        """
+        import operator
+
+        items = list(items)
+        if not items:
+            return [], []
+        futures = self._submit(fn, [(item,) for item in items], shared, placement=self._holders(items))
+        kept = self._client.map(operator.getitem, futures, [0] * len(futures), pure=False)
+        reported = self._client.map(operator.getitem, futures, [1] * len(futures), pure=False)
+        # a task's exception reaches the getitem tasks that depend on it, unchanged
+        self._wait(reported, fn, progress=False)
+        self.tasks += len(items)
+        return kept, self._client.gather(reported)
+
     def _holders(self, items: list[Any]) -> list[str | None] | None:
-        """Per item, a worker holding the first future among its elements (None: no future); None
-        when no item has one.
+        """Per item, a worker holding the first future among its elements, or among the elements of
+        its tuple and list elements (None: no future); None when no item has one.
 
         Dask would otherwise balance its queues by moving held data: from a busy worker's memory to
         an idle one, a block costs its transfer and a second copy (measured: a third of a pass's
@@ -386,8 +409,11 @@ class DaskBackend(Backend):
         """
         from distributed import Future
 
-        first = [next((part for part in (item if isinstance(item, tuple) else (item,)) if isinstance(part, Future)),
-                      None) for item in items]
+        def parts(item: Any):
+            for part in (item if isinstance(item, tuple) else (item,)):
+                yield from (part if isinstance(part, (tuple, list)) else (part,))
+
+        first = [next((part for part in parts(item) if isinstance(part, Future)), None) for item in items]
         if all(future is None for future in first):
             return None
         where = self._client.who_has([future for future in first if future is not None])

@@ -50,6 +50,8 @@ BLOCK_COPIES = 6
 MIN_BLOCKS = 8
 #: Bytes of a dense block's rows that a product pass multiplies at a time (they stay in cache).
 TILE_BYTES = 2**20
+#: m-vectors a worker keeps its slices of at once during CGLS (b, r, A p, the next r, a residual).
+KEPT_VECTORS = 5
 #: Most blocks: the client holds one reference (and, for TSQR, one R factor) per block; beyond this
 #: a block grows past the size above, and its read is checked against the budget.
 MAX_BLOCKS = 4096
@@ -152,18 +154,64 @@ def sketch_block(task: tuple[RowBlock, object], *, source: RowBlockSource, S) ->
     return S.apply_rows(_rows(source, block, held), block.start)
 
 
-def product_block(task: tuple[RowBlock, object, np.ndarray | None], *, source: RowBlockSource, x: np.ndarray,
-                  gradient: bool) -> tuple:
-    """``(t, A_rows^T t)`` for ``task = (block, rows held or None, b_rows)``: ``t = A_rows x``
-    (``b_rows`` None) or ``b_rows - A_rows x``; the second is None unless ``gradient``."""
-    block, held, b_rows = task
-    A = _rows(source, block, held)
-    if gradient and isinstance(A, np.ndarray) and A.dtype == np.float64:
+def _aligned(vector: np.ndarray) -> np.ndarray:
+    """``vector``, copied to a fresh array's alignment when it arrived at another one (see :func:`_rows`)."""
+    fresh = np.empty_like(vector)
+    if fresh.ctypes.data % 64 == vector.ctypes.data % 64:
+        return vector
+    fresh[...] = vector
+    return fresh
+
+
+def _block_products(A, x: np.ndarray, b_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(t, A^T t)`` with ``t = A x`` (``b_rows`` None) or ``b_rows - A x``, one read of A's rows."""
+    if isinstance(A, np.ndarray) and A.dtype == np.float64:
         return _tiled_products(A, x, b_rows)
     t = np.asarray(A @ x, dtype=np.float64)
     if b_rows is not None:
         t = b_rows - t
-    return t, (np.asarray(A.T @ t) if gradient else None)
+    return t, np.asarray(A.T @ t)
+
+
+def _group_products(item: tuple, source: RowBlockSource, x: np.ndarray) -> tuple[list, list, list]:
+    """Per block of a group ``item = (rows held or None per block, blocks, b's slices or None)``:
+    ``t``, ``A_rows^T t`` and ``t . t`` (see :func:`_block_products`)."""
+    held, blocks, b_parts = item
+    ts, gradients, squares = [], [], []
+    for index, (block, rows) in enumerate(zip(blocks, held)):
+        b_rows = None if b_parts is None else _aligned(b_parts[index])
+        t, g = _block_products(_rows(source, block, rows), x, b_rows)
+        ts.append(t)
+        gradients.append(g)
+        squares.append(float(t @ t))
+    return ts, gradients, squares
+
+
+def products_group(item: tuple, *, source: RowBlockSource, x: np.ndarray) -> tuple[list, list]:
+    """A worker's pass over its group of blocks: per block ``(A_rows^T t, t . t)`` (see
+    :func:`_group_products`); t is dropped."""
+    _, gradients, squares = _group_products(item, source, x)
+    return gradients, squares
+
+
+def kept_products_group(item: tuple, *, source: RowBlockSource, x: np.ndarray) -> tuple[list, tuple[list, list]]:
+    """:func:`products_group` keeping t: ``(t per block, (A_rows^T t, t . t) per block)``; the
+    first stays on the worker (:meth:`DaskBackend.keep`)."""
+    ts, gradients, squares = _group_products(item, source, x)
+    return ts, (gradients, squares)
+
+
+def subtract_group(item: tuple, *, alpha: float) -> tuple[list, list]:
+    """``r - alpha q`` per block of a group, ``item = (r's slices, q's slices)``, kept on the worker,
+    and its ``r . r`` per block."""
+    r_parts, q_parts = item
+    out = [_aligned(r) - alpha * _aligned(q) for r, q in zip(r_parts, q_parts)]
+    return out, [float(v @ v) for v in out]
+
+
+def keep_slices(item: tuple) -> tuple[list, None]:
+    """b's slices of a group, ``item = (rows held, slices)``, kept on the worker."""
+    return list(item[1]), None
 
 
 def _tiled_products(A: np.ndarray, x: np.ndarray, b_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -199,6 +247,66 @@ def row_norms_block(task: tuple[RowBlock, object], *, source: RowBlockSource, M:
     return np.einsum("ij,ij->i", AM, AM)
 
 
+class RowVector:
+    """A range-side vector (m numbers, ``[v; tail]`` with ridge) of a :class:`DistributedRowProblem`.
+
+    ``parts``: per group of blocks (:meth:`DistributedRowProblem._groups`), the list of its blocks'
+    slices, kept where the group's tasks run (a future on Dask, the list itself on a backend
+    without ``keep``); ``head2``: the squared norm of those m numbers, the blocks' sums added in
+    block order; ``tail``: the n-vector of the ridge rows, or None. Immutable.
+    """
+
+    __slots__ = ("parts", "head2", "tail")
+
+    def __init__(self, parts: list, head2: float, tail: np.ndarray | None = None):
+        self.parts, self.head2, self.tail = parts, head2, tail
+
+    @property
+    def norm2(self) -> float:
+        return self.head2 + (float(self.tail @ self.tail) if self.tail is not None else 0.0)
+
+
+class WorkerVectors:
+    """The ``vectors`` of a :class:`DistributedRowProblem` (the operations of
+    :class:`matcli.methods.sketch.regress.ArrayVectors` on :class:`RowVector`): an update
+    ``r - alpha q`` is one task per group, on the workers holding both; norms come with the
+    vectors, so only scalars and n-vectors cross the network."""
+
+    def __init__(self, problem: "DistributedRowProblem"):
+        self.problem = problem
+
+    @staticmethod
+    def copy(v: RowVector) -> RowVector:
+        return v
+
+    @staticmethod
+    def norm(v: RowVector) -> float:
+        return math.sqrt(v.norm2)
+
+    @staticmethod
+    def norm2(v: RowVector) -> float:
+        return v.norm2
+
+    def subtract(self, r: RowVector, alpha: float, q: RowVector) -> RowVector:
+        """``r - alpha q`` (a new vector; r's parts are released when r is)."""
+        parts, squares = self.problem._keep(subtract_group, list(zip(r.parts, q.parts)), alpha=alpha)
+        total = 0.0
+        for value in self.problem._by_block(squares):
+            total += value
+        tail = None if r.tail is None else r.tail - alpha * q.tail
+        return RowVector(parts, total, tail)
+
+    @staticmethod
+    def stack(v: RowVector, tail: np.ndarray) -> RowVector:
+        return RowVector(v.parts, v.head2, tail)
+
+    def array(self, v: RowVector) -> np.ndarray:
+        """The m numbers of v (without the tail), gathered here."""
+        client = getattr(self.problem.backend, "client", None)
+        parts = client.gather(v.parts) if hasattr(self.problem.backend, "keep") else v.parts
+        return np.concatenate(self.problem._by_block(parts)) if parts else np.empty(0)
+
+
 class DistributedRowProblem:
     """``min ||A x - b||`` with A (m x n) read by a backend's workers in fixed row blocks.
 
@@ -228,6 +336,9 @@ class DistributedRowProblem:
         self.passes_over_A = 0
         #: per block, the future of its rows on a worker (None: read from the file)
         self.held: list = [None] * len(blocks)
+        self._group_list: list[list[int]] | None = None
+        self._b_kept: list | None = None
+        self.vectors = WorkerVectors(self)
         self.holding: dict = {"row_blocks_held": "none: every pass reads the file (the backend keeps "
                                                  "nothing between passes)"}
         if hold and hasattr(backend, "resident") and getattr(backend, "client", None) is not None:
@@ -239,7 +350,10 @@ class DistributedRowProblem:
 
         client = self.backend.client
         workers = len(client.nthreads())
-        taken = max(client.run(resident_memory_bytes).values(), default=0)
+        # beside its blocks, a worker keeps its share of the CGLS vectors (b, r, A p, the next r, a
+        # residual being formed)
+        vectors = 8 * KEPT_VECTORS * math.ceil(self.shape[0] / max(workers, 1))
+        taken = max(client.run(resident_memory_bytes).values(), default=0) + vectors
         count, facts = holding_plan(self.source, self.blocks, workers, taken, self.source.policy.budget)
         self.holding = {"holding_plan": facts}
         if count == 0:
@@ -296,25 +410,98 @@ class DistributedRowProblem:
         """``(S A, S b)``: the blocks' sketches summed in block order; ``S b`` here."""
         return self._in_order(self._map(sketch_block, self._tasks(), S=S)), S.apply(self.b)
 
-    def _pass(self, x: np.ndarray, residual: bool, gradient: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        tasks = self._tasks(with_b=True) if residual else [(block, held, None) for block, held in self._tasks()]
-        parts = self._map(product_block, tasks, x=np.asarray(x, dtype=np.float64), gradient=gradient)
-        t = np.concatenate([p[0] for p in parts])
-        return t, (self._in_order([p[1] for p in parts]) if gradient else None)
+    def _groups(self) -> list[list[int]]:
+        """The blocks in groups, one task per group and pass: the blocks a worker holds (one group
+        per holder), and the blocks read from the file in equal runs over the workers; each group in
+        block order. The grouping follows the cluster, the arithmetic does not: every block's
+        results are its own and the client adds them up in block order."""
+        if self._group_list is None:
+            client = getattr(self.backend, "client", None)
+            workers = len(client.nthreads()) if client is not None else 1
+            futures = [future for future in self.held if future is not None]
+            where = client.who_has(futures) if futures else {}
+            groups: dict = {}
+            for index, future in enumerate(self.held):
+                key = ("held", next(iter(where.get(future.key, ())), None)) if future is not None else \
+                    ("read", index * workers // len(self.blocks))
+                groups.setdefault(key, []).append(index)
+            self._group_list = list(groups.values())
+        return self._group_list
 
-    def matvec(self, v: np.ndarray) -> np.ndarray:
-        return self._pass(v, False, False)[0]
+    def _items(self, b_parts: list | None) -> list[tuple]:
+        """Per group: (its held rows, its blocks, b's slices kept beside them or None)."""
+        return [(tuple(self.held[i] for i in group), tuple(self.blocks[i] for i in group),
+                 None if b_parts is None else b_parts[g]) for g, group in enumerate(self._groups())]
 
-    def normal_product(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(A x, A^T A x)`` in one pass."""
-        return self._pass(x, False, True)
+    def _keep(self, fn, items: list, **shared) -> tuple[list, list]:
+        """``fn`` over the groups' items, each returning (kept, reported): the kept parts stay where
+        they were computed (futures on a backend with ``keep``, values here otherwise)."""
+        if hasattr(self.backend, "keep"):
+            return self.backend.keep(fn, items, **shared)
+        out = self.backend.map(fn, items, **shared)
+        return [part[0] for part in out], [part[1] for part in out]
 
-    def residual(self, x: np.ndarray) -> np.ndarray:
-        return self._pass(x, True, False)[0]
+    def _count_pass(self) -> None:
+        self.passes_over_A += 1
+        if any(held is None for held in self.held):
+            self.passes += 1
+
+    def _by_block(self, per_group: list[list]) -> list:
+        """The groups' per-block results, in block order."""
+        out: list = [None] * len(self.blocks)
+        for group, values in zip(self._groups(), per_group):
+            for index, value in zip(group, values):
+                out[index] = value
+        return out
+
+    def _reduce(self, reported: list[tuple[list, list]]) -> tuple[np.ndarray, float]:
+        """(sum of the blocks' n-vectors, sum of their squares), both added in block order."""
+        gradients = self._by_block([part[0] for part in reported])
+        squares = self._by_block([part[1] for part in reported])
+        total = 0.0
+        for value in squares:
+            total += value
+        return self._in_order(gradients), total
+
+    def _b_parts(self) -> list:
+        """b's slices, per group, kept beside the group's blocks (sent once)."""
+        if self._b_kept is None:
+            items = [(tuple(self.held[i] for i in group), [self.b[self.blocks[i].start:self.blocks[i].stop]
+                                                          for i in group]) for group in self._groups()]
+            self._b_kept = self._keep(keep_slices, items)[0]
+        return self._b_kept
+
+    def _products(self, x: np.ndarray, residual: bool) -> tuple[RowVector, np.ndarray]:
+        self._count_pass()
+        items = self._items(self._b_parts() if residual else None)
+        parts, reported = self._keep(kept_products_group, items, source=self.source,
+                                     x=np.asarray(x, dtype=np.float64))
+        gradient, squares = self._reduce(reported)
+        return RowVector(parts, squares), gradient
+
+    def normal_product(self, x: np.ndarray) -> tuple[RowVector, np.ndarray]:
+        """``(A x, A^T A x)`` in one pass; ``A x`` stays on the workers (a :class:`RowVector`)."""
+        return self._products(x, False)
+
+    def residual_vector(self, x: np.ndarray) -> tuple[RowVector, np.ndarray]:
+        """``(r, A^T r)`` with ``r = b - A x`` in one pass; r stays on the workers."""
+        return self._products(x, True)
+
+    def residual_norm_and_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(||r||, A^T r)`` with ``r = b - A x`` in one pass (the certificate's); r is not kept."""
+        self._count_pass()
+        reported = self.backend.map(products_group, self._items(self._b_parts()), source=self.source,
+                                    x=np.asarray(x, dtype=np.float64))
+        gradient, squares = self._reduce(reported)
+        return math.sqrt(squares), gradient
 
     def residual_and_gradient(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(r, A^T r)`` with ``r = b - A x`` in one pass."""
-        return self._pass(x, True, True)
+        """``(r, A^T r)`` with ``r = b - A x`` in one pass, r gathered here (m numbers)."""
+        r, gradient = self.residual_vector(x)
+        return self.vectors.array(r), gradient
+
+    def residual(self, x: np.ndarray) -> np.ndarray:
+        return self.residual_and_gradient(x)[0]
 
     def r_factors(self) -> list[np.ndarray]:
         """The blocks' R factors of ``[A_rows b_rows]``, in block order (one pass)."""

@@ -60,10 +60,52 @@ _ROW_NORM_BLOCK = 65536
 UNREACHABLE_OPTIMALITY = 1e-4
 
 
+class ArrayVectors:
+    """CGLS's range-side vectors (length m, or m + n with ridge) as numpy arrays of this process.
+
+    The problems keep their range-side vectors where their rows are: in memory and streaming
+    problems here, :class:`matcli.jobs.sketch_remote.DistributedRowProblem` on its workers (only
+    n-vectors and scalars reach the solver there). Each problem names its kind as ``vectors``; the
+    solvers touch range-side vectors only through it.
+    """
+
+    @staticmethod
+    def copy(v: np.ndarray) -> np.ndarray:
+        return v.copy()
+
+    @staticmethod
+    def norm(v: np.ndarray) -> float:
+        return float(np.linalg.norm(v))
+
+    @staticmethod
+    def norm2(v: np.ndarray) -> float:
+        """``v . v``."""
+        return float(v @ v)
+
+    @staticmethod
+    def subtract(r: np.ndarray, alpha: float, q: np.ndarray) -> np.ndarray:
+        """``r - alpha q`` (r updated in place and returned)."""
+        r -= alpha * q
+        return r
+
+    @staticmethod
+    def stack(v: np.ndarray, tail: np.ndarray) -> np.ndarray:
+        """``[v; tail]`` for an n-vector tail (the ridge rows of the operator)."""
+        return np.concatenate([v, tail])
+
+
+ARRAY_VECTORS = ArrayVectors()
+
+
 class InMemoryProblem:
-    """A (m x n, dense or scipy.sparse) and b (m,) held in memory; the operations the solvers need."""
+    """A (m x n, dense or scipy.sparse) and b (m,) held in memory; the operations the solvers need.
+
+    ``normal_product``, ``residual_vector`` return range-side vectors of ``vectors`` (here arrays);
+    ``residual_and_gradient`` arrays, ``residual_norm_and_gradient`` only ``||b - A x||``.
+    """
 
     streaming = False
+    vectors = ARRAY_VECTORS
 
     def __init__(self, A, b: np.ndarray):
         self.A = A.tocsr() if sp.issparse(A) else np.asarray(A, dtype=np.float64)
@@ -86,6 +128,13 @@ class InMemoryProblem:
     def residual_and_gradient(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(r, A^T r)`` with ``r = b - A x``; dense A is read once, in cache-sized row blocks."""
         return self._fused(x, self.b)
+
+    residual_vector = residual_and_gradient
+
+    def residual_norm_and_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(||r||, A^T r)`` with ``r = b - A x``: the certificate's pass."""
+        r, g = self.residual_and_gradient(x)
+        return float(np.linalg.norm(r)), g
 
     def _fused(self, x: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """``(t, A^T t)`` with ``t = A x`` (b None) or ``t = b - A x``, each row block of dense A used
@@ -361,10 +410,10 @@ class KrylovOutcome:
     poor_conditioning: float | None = None
 
 
-def cgls(normal, rhs: np.ndarray, rhs_gradient: np.ndarray, ncols: int, *, rtol: float, maxiter: int,
+def cgls(normal, rhs, rhs_gradient: np.ndarray, ncols: int, *, rtol: float, maxiter: int,
          bnorm: float, callback: Callback, it0: int = 0,
          check: tuple[int, float] | None = None,
-         target: tuple[float, float] | None = None) -> KrylovOutcome:
+         target: tuple[float, float] | None = None, vectors=ARRAY_VECTORS) -> KrylovOutcome:
     """Conjugate gradients on the normal equations of ``min ||M y - rhs||`` from y = 0 (CGLS).
 
     ``normal(p)`` returns ``(M p, M^T M p)``, both from one pass over the data (the block of rows
@@ -385,10 +434,12 @@ def cgls(normal, rhs: np.ndarray, rhs_gradient: np.ndarray, ncols: int, *, rtol:
     within ``1 + eps`` of the optimum: ``||r||^2 - ||r*||^2 = ||M (y - y*)||^2 <= ||M^T r||^2 / sigma_min(M)^2``, with
     sigma_min(M) taken as the smaller of ``sigma_floor`` (the embedding's lower bound) and the
     smallest Ritz value (which approaches sigma_min from above).
+    ``vectors``: the kind of ``rhs`` and of ``M p`` (:class:`ArrayVectors` or a problem's own, whose
+    vectors stay where its rows are); only n-vectors and scalars are formed here.
     """
     y = np.zeros(ncols)
-    r = rhs.copy()
-    rnorm = float(np.linalg.norm(r))
+    r = vectors.copy(rhs)
+    rnorm = vectors.norm(r)
     if rnorm == 0.0:
         return KrylovOutcome(y, 0, Status.CONVERGED_ZERO_RHS, 0.0, 0.0)
     s_vec = rhs_gradient.copy()
@@ -406,7 +457,7 @@ def cgls(normal, rhs: np.ndarray, rhs_gradient: np.ndarray, ncols: int, *, rtol:
     while k < maxiter:
         k += 1
         q, Mtq = normal(p)
-        delta = float(q @ q)
+        delta = vectors.norm2(q)
         if not math.isfinite(delta):
             status = Status.DIVERGED_NAN
             break
@@ -415,7 +466,7 @@ def cgls(normal, rhs: np.ndarray, rhs_gradient: np.ndarray, ncols: int, *, rtol:
             break
         alpha = gamma / delta
         y += alpha * p
-        r -= alpha * q
+        r = vectors.subtract(r, alpha, q)
         s_vec -= alpha * Mtq
         gamma_next = float(s_vec @ s_vec)
         beta = gamma_next / gamma
@@ -425,7 +476,7 @@ def cgls(normal, rhs: np.ndarray, rhs_gradient: np.ndarray, ncols: int, *, rtol:
         off.append(math.sqrt(beta) / alpha)
         previous = (alpha, beta)
         gamma = gamma_next
-        rnorm = float(np.linalg.norm(r))
+        rnorm = vectors.norm(r)
         arnorm = math.sqrt(gamma)
         if not (math.isfinite(rnorm) and math.isfinite(arnorm)):
             status = Status.DIVERGED_NAN
@@ -481,19 +532,20 @@ class _PreconditionedOperator:
         self.problem, self.P, self.lam = problem, P, lam
         self.root = math.sqrt(lam)
         self.m = problem.shape[0]
+        self.vectors = problem.vectors
 
-    def normal(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def normal(self, y: np.ndarray) -> tuple[Any, np.ndarray]:
         """``(M y, M^T M y)`` in one pass over A."""
         x = self.P.dot(y)
         Ax, AtAx = self.problem.normal_product(x)
-        My = np.concatenate([Ax, self.root * x]) if self.lam > 0 else Ax
+        My = self.vectors.stack(Ax, self.root * x) if self.lam > 0 else Ax
         return My, self.P.tdot(AtAx + self.lam * x)
 
-    def rhs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def rhs(self, x: np.ndarray) -> tuple[Any, np.ndarray]:
         """Residual ``[b - A x; -sqrt(lam) x]`` of the current iterate (recomputed from A) and M^T of it."""
-        r, g = self.problem.residual_and_gradient(x)
+        r, g = self.problem.residual_vector(x)
         g = self.P.tdot(g - self.lam * x)
-        return (np.concatenate([r, -self.root * x]) if self.lam > 0 else r), g
+        return (self.vectors.stack(r, -self.root * x) if self.lam > 0 else r), g
 
 
 def _check_options(problem, mode: str, sketch: str, d: int | None, eps: float | None, rtol: float) -> None:
@@ -655,7 +707,7 @@ def _solve_sketched(A, b, *, mode: str, sketch: str, sketch_size: int | None, ep
         check = (_VET_ITERATION, 2.0 * expected_condition(d, factor.rank)) if verify else None
         target = None if eps is None else (eps, 1.0 / (1.0 + embedding_distortion(d, factor.rank)))
         out = cgls(op.normal, rhs, rhs_gradient, n, rtol=rtol, maxiter=maxiter, bnorm=bnorm,
-                   callback=callback, it0=total, check=check, target=target)
+                   callback=callback, it0=total, check=check, target=target, vectors=problem.vectors)
         total += out.iterations
         dx = op.P.dot(out.y)
         x = x + dx
@@ -729,8 +781,7 @@ def _finish(problem, factor: SketchFactor, x: np.ndarray, lam: float, status: St
             ritz: tuple[float, float] | None, d: int, info: dict[str, Any], message: str) -> Result:
     """Evaluate the a-posteriori metrics of ``x`` with one residual and one transposed product."""
     m, n = problem.shape
-    r, grad = problem.residual_and_gradient(x)
-    rnorm = float(np.linalg.norm(r))
+    rnorm, grad = problem.residual_norm_and_gradient(x)
     bnorm = problem.b_norm
     grad = grad - lam * x
     xnorm = float(np.linalg.norm(x))

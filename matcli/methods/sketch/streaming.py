@@ -2,8 +2,9 @@
 
 :class:`RowStreamProblem` offers the operations of
 :class:`matcli.methods.sketch.regress.InMemoryProblem` (sketch, A v, (A v, A^T A v), residual, row norms of
-A M) by iterating over consecutive row blocks of A that a callable produces afresh for every
-pass. The kernel never knows where blocks come from; the adapter opens the file.
+A M, and ``vectors``: its range-side vectors are arrays here) by iterating over consecutive row blocks of A
+that a callable produces afresh for every pass. The kernel never knows where blocks come from; the
+adapter opens the file.
 
 Memory: one block of A plus O(m + d n) numbers (b, the CGLS vectors of length m, the sketch S A).
 """
@@ -15,6 +16,7 @@ from typing import Callable, Iterable
 import numpy as np
 import scipy.sparse as sp
 
+from matcli.methods.sketch.regress import ARRAY_VECTORS
 from matcli.threads import serial
 
 BlockSource = Callable[[], Iterable[np.ndarray]]
@@ -33,6 +35,7 @@ class RowStreamProblem:
     """
 
     streaming = True
+    vectors = ARRAY_VECTORS
 
     def __init__(self, blocks: BlockSource, shape: tuple[int, int], b: np.ndarray, *, sparse: bool = False):
         self.blocks = blocks
@@ -89,6 +92,13 @@ class RowStreamProblem:
     def residual_and_gradient(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(r, A^T r)`` with ``r = b - A x`` in one pass."""
         return self._fused(x, self.b)
+
+    residual_vector = residual_and_gradient
+
+    def residual_norm_and_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(||r||, A^T r)`` with ``r = b - A x`` in one pass: the certificate's pass."""
+        r, g = self.residual_and_gradient(x)
+        return float(np.linalg.norm(r)), g
 
     def _fused(self, x: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """``(t, A^T t)`` with ``t = A x`` (b None) or ``t = b - A x``, in one pass."""

@@ -307,8 +307,8 @@ class Job(FamilyJob):
         first = self.systems[self.order[0]]
         A = first.A
         nrhs = 1 if first.B.ndim == 1 else first.B.shape[1]
-        self.facts = facts = auto.inspect(A)
         requested = self.request.method
+        self.facts = facts = auto.inspect(A, choosing="auto" in (requested, self.precond))
         reasons = []
         if requested == "auto":
             method, precond, reason = auto.choose_method(A, facts, nrhs, rng)
@@ -328,6 +328,7 @@ class Job(FamilyJob):
         self.method = method
         self.params = self._resolve_params(requested, method)
         self._precheck(method, facts)
+        facts.release()
         self.solver = None
         # A parallel batch sets up on the workers, each chunk from its first matrix: with a fixed
         # method there is nothing to set up here (auto sets up here to choose).

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from matcli.core.lazy_sparse import sp
+from matcli.methods.solve import csr_facts
 from matcli.methods.solve.spectrum import diagonal, gershgorin_positive, lanczos_extremes, symmetry_error
 
 DIRECT_LIMIT = 50_000
@@ -60,6 +61,10 @@ class Facts:
     definiteness: str = "not tested"
     m_matrix_like: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: canonical CSR form of a sparse A, its diagonal, and whether its pattern is symmetric (not reported)
+    csr: Any = field(default=None, repr=False)
+    diagonal: Any = field(default=None, repr=False)
+    pattern_symmetric: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"shape": list(self.shape), "storage": "sparse" if self.sparse else "dense", "nnz": self.nnz,
@@ -67,26 +72,38 @@ class Facts:
                 "positive_diagonal": self.positive_diagonal, "definiteness": self.definiteness,
                 **self.extra}
 
+    def release(self) -> None:
+        """Drop the arrays kept for the decisions (a canonical copy of a non-canonical A is freed)."""
+        self.csr = self.diagonal = None
 
-def inspect(A) -> Facts:
-    """Structural facts every decision needs (no eigenvalue work yet)."""
+
+def inspect(A, choosing: bool = True) -> Facts:
+    """Structural facts every decision needs (no eigenvalue work yet).
+
+    A sparse matrix is brought to canonical CSR once (``facts.csr``, reused by :func:`definiteness`)
+    and tested exactly on its arrays (:mod:`matcli.methods.solve.csr_facts`).
+    ``choosing=False`` (the method and preconditioner are both named) skips ``m_matrix_like``, which
+    only :func:`choose_precond` reads.
+    """
     m, n = A.shape
     sparse = sp.issparse(A)
     facts = Facts((m, n), sparse, int(A.nnz) if sparse else int(np.count_nonzero(A)), bool(np.iscomplexobj(A)))
     if m != n or n == 0:
         return facts
-    err = symmetry_error(A)
+    if sparse:
+        C = csr_facts.canonical(A)
+        sym = csr_facts.symmetry(C)
+        err, d = sym.error, C.diagonal()
+        facts.csr, facts.pattern_symmetric = C, sym.pattern_symmetric
+    else:
+        err, d = symmetry_error(A), diagonal(A)
     facts.extra["symmetry_error"] = err
     facts.hermitian = err <= SYMMETRY_TOL
-    d = diagonal(A)
+    facts.diagonal = d
     facts.positive_diagonal = bool(d.size and np.all(np.abs(np.imag(d)) == 0) and np.all(np.real(d) > 0))
-    if facts.hermitian and facts.positive_diagonal and sparse and not facts.complex:
-        C = sp.csr_matrix(A)
-        if not C.has_canonical_format:
-            C = C.copy()
-            C.sum_duplicates()
+    if choosing and facts.hermitian and facts.positive_diagonal and sparse and not facts.complex:
         # each of the n positive diagonal entries is stored once: no other entry may be positive
-        facts.m_matrix_like = int(np.count_nonzero(C.data > 0)) == n
+        facts.m_matrix_like = int(np.count_nonzero(facts.csr.data > 0)) == n
     return facts
 
 
@@ -95,10 +112,11 @@ def definiteness(A, facts: Facts, rng: np.random.Generator, steps: int = 30) -> 
     (diagonal)`` or ``probably positive definite (Lanczos)`` for Hermitian ``A``; cached in facts."""
     if not facts.positive_diagonal:
         facts.definiteness = "indefinite or singular (diagonal not positive)"
-    elif gershgorin_positive(A):
+    elif (csr_facts.gershgorin_positive(facts.csr, facts.diagonal, facts.pattern_symmetric)
+          if facts.csr is not None else gershgorin_positive(A)):
         facts.definiteness = "positive definite (diagonally dominant, Gershgorin)"
     else:
-        s = 1.0 / np.sqrt(np.real(diagonal(A)))
+        s = 1.0 / np.sqrt(np.real(facts.diagonal if facts.diagonal is not None else diagonal(A)))
         lo, hi = lanczos_extremes(lambda v: s * (A @ (s * v)), A.shape[0], A.dtype, steps, rng)
         facts.extra["scaled_ritz_range"] = [lo, hi]
         if lo < -1e-10 * abs(hi):

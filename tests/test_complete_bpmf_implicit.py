@@ -70,11 +70,12 @@ def test_coefficient_draws_follow_the_matrix_normal_conditional(N, D):
 
 def test_row_draws_follow_the_gaussian_conditional():
     """Each row i ~ N(P_i^-1 b_i, P_i^-1), P_i = prec + alpha sum_j F_j F_j^T, b_i = alpha sum_j
-    (t_ij - o_j) F_j + prec m_i, built here entry by entry."""
+    (t_ij - o_j) F_j + prec m_i, built here entry by entry (row 2 rates column 1 twice: both count);
+    the returned conditional means are P_i^-1 b_i and the residual sums of squares are the draws'."""
     rng = np.random.default_rng(1)
     q, p, d, alpha = 3, 5, 2, 1.7
-    rows = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
-    cols = np.array([0, 2, 4, 1, 3, 0, 1, 2, 3])
+    rows = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 2])
+    cols = np.array([0, 2, 4, 1, 3, 0, 1, 2, 3, 1])
     t = rng.standard_normal(rows.size)
     entries = Entries(rows, cols, t, (q, p))
     F = rng.standard_normal((p, d))
@@ -83,13 +84,21 @@ def test_row_draws_follow_the_gaussian_conditional():
     B = rng.standard_normal((d, d))
     prec = B @ B.T + np.eye(d)
     pattern, values = entries.matrix(0, np.ones(rows.size)), entries.matrix(0, t)
-    draws = np.array([_sample_rows(pattern, values, F, other_bias, alpha, prior_mean, prec, rng)
-                      for _ in range(DRAWS)])
+    out = [_sample_rows(pattern, values, F, other_bias, alpha, prior_mean, prec, rng) for _ in range(DRAWS)]
+    draws = np.array([draw for draw, _, _ in out])
     for i in range(q):
         mine = rows == i
         P = prec + alpha * F[cols[mine]].T @ F[cols[mine]]
         b = alpha * F[cols[mine]].T @ (t[mine] - other_bias[cols[mine]]) + prec @ prior_mean[i]
         _moments_check(draws[:, i, :], np.linalg.solve(P, b), np.linalg.inv(P))
+        # The conditional mean (the Rao-Blackwellised average's term) is P^-1 b itself.
+        np.testing.assert_allclose(out[0][1][i], np.linalg.solve(P, b), rtol=1e-12, atol=1e-12)
+    # The residual sum of squares of each draw, against the entries one by one (duplicates included).
+    for draw, _, sse in out[:5]:
+        direct = np.sum((t - other_bias[cols] - np.einsum("ij,ij->i", draw[rows], F[cols])) ** 2)
+        assert sse == pytest.approx(direct, rel=1e-12)
+    draw, _, sse = _sample_rows(pattern, values, F, None, alpha, prior_mean, prec, rng)
+    assert sse == pytest.approx(np.sum((t - np.einsum("ij,ij->i", draw[rows], F[cols])) ** 2), rel=1e-12)
 
 
 def _biased_low_rank(m, n, k, noise, rate, seed):

@@ -52,8 +52,8 @@ SPECS: list[MethodSpec] = [
         "Bayesian SVD++ by Gibbs sampling: BPMF with sampled biases and noise precision, and priors whose means "
         "regress the factors on implicit feedback (which entries each row and column has in the training data).",
         params=(ParamSpec("alpha", "float", 0.0, "noise precision; 0 = sampled (Gamma hyperprior)", low=0.0),
-                ParamSpec("burnin", "int", 5, "sweeps discarded before averaging", low=0, high=100000),
-                ParamSpec("samples", "int", 18, "sweeps averaged", low=1, high=100000),
+                ParamSpec("burnin", "int", 4, "sweeps discarded before averaging", low=0, high=100000),
+                ParamSpec("samples", "int", 14, "sweeps averaged", low=1, high=100000),
                 ParamSpec("implicit", "str", "both",
                           "sides whose prior mean regresses on implicit feedback: both (flipped SVD++), rows "
                           "(SVD++: the items each user rated), cols, none (BPMF with sampled biases)",

@@ -391,9 +391,17 @@ class DaskBackend(Backend):
         items = list(items)
         if not items:
             return [], []
-        futures = self._submit(fn, [(item,) for item in items], shared, placement=self._holders(items))
-        kept = self._client.map(operator.getitem, futures, [0] * len(futures), pure=False)
-        reported = self._client.map(operator.getitem, futures, [1] * len(futures), pure=False)
+        placement = self._holders(items)
+        futures = self._submit(fn, [(item,) for item in items], shared, placement=placement)
+
+        def part(index: int) -> list[Any]:
+            # beside their task (Dask would otherwise move a busy worker's results to an idle one)
+            return [self._client.submit(operator.getitem, future, index, pure=False,
+                                        **({} if placement is None or placement[i] is None else
+                                           {"workers": [placement[i]], "allow_other_workers": True}))
+                    for i, future in enumerate(futures)]
+
+        kept, reported = part(0), part(1)
         # a task's exception reaches the getitem tasks that depend on it, unchanged
         self._wait(reported, fn, progress=False)
         self.tasks += len(items)
@@ -428,13 +436,14 @@ class DaskBackend(Backend):
 
         client = self._client
         # Each shared value is one task of the graph (sent once to each worker that needs it,
-        # and recomputed like any task if the worker holding it is lost); each item is an
-        # argument of its own task.
+        # and recomputed like any task if the worker holding it is lost), unless it is small
+        # (then an argument of every task); each item is an argument of its own task.
         with warnings.catch_warnings():
             # Values sent by value (arrays of the Python API) may make a large graph; that is
             # their only way to the workers, not something the user can act on.
             warnings.filterwarnings("ignore", message="Sending large graph")
-            sent = {key: client.submit(_shared_value, value, pure=False) for key, value in shared.items()}
+            sent = {key: value if _small(value) else client.submit(_shared_value, value, pure=False)
+                    for key, value in shared.items()}
             if not items:
                 return []
             task = VersionedTask(fn, __version__)
@@ -566,6 +575,21 @@ def _silence_logs() -> dict[str, int]:
     for name in names:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     return levels
+
+
+#: Bytes up to which a shared array travels inside each task rather than as a task of its own.
+SMALL_SHARED_BYTES = 2**16
+
+
+def _small(value: Any) -> bool:
+    """Whether a shared value is sent inside every task: a number, a short string, a small array
+    (an iteration's n-vector), whose own task would cost each worker a fetch from its holder."""
+    if value is None or isinstance(value, (bool, int, float, complex)):
+        return True
+    if isinstance(value, str):
+        return len(value) <= SMALL_SHARED_BYTES
+    nbytes = getattr(value, "nbytes", None)
+    return type(value).__module__ == "numpy" and isinstance(nbytes, int) and nbytes <= SMALL_SHARED_BYTES
 
 
 def _shared_value(value: Any) -> Any:

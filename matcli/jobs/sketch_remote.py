@@ -148,10 +148,23 @@ def _rows(source: RowBlockSource, block: RowBlock, held):
     return fresh
 
 
-def sketch_block(task: tuple[RowBlock, object], *, source: RowBlockSource, S) -> np.ndarray:
-    """``S[:, rows] A_rows`` for ``task = (block, rows held or None)`` (a worker's task)."""
-    block, held = task
-    return S.apply_rows(_rows(source, block, held), block.start)
+def sketch_group(item: tuple, *, source: RowBlockSource, S) -> tuple[list, None]:
+    """``S[:, rows] A_rows`` for each block of a group ``item = (rows held or None, blocks, _)``,
+    kept on the worker."""
+    held, blocks, _ = item
+    return [S.apply_rows(_rows(source, block, rows), block.start) for block, rows in zip(blocks, held)], None
+
+
+def add_run(item: tuple) -> tuple[np.ndarray, None]:
+    """The running sum of the blocks' sketches continued over a run of consecutive blocks of one
+    group, ``item = (the group's sketches, the sum so far or None, the run's positions in the
+    group)``: ``total += S_i A_i`` in block order, as :meth:`DistributedRowProblem._in_order` adds
+    them, so the d x n sum travels once per run instead of every block's sketch once."""
+    parts, total, positions = item
+    total = parts[positions[0]].copy() if total is None else total.copy()
+    for position in positions[1 if item[1] is None else 0:]:
+        total += parts[position]
+    return total, None
 
 
 def _aligned(vector: np.ndarray) -> np.ndarray:
@@ -407,8 +420,25 @@ class DistributedRowProblem:
         return [(block, held, self.b[block.start:block.stop]) for block, held in zip(self.blocks, self.held)]
 
     def sketch(self, S) -> tuple[np.ndarray, np.ndarray]:
-        """``(S A, S b)``: the blocks' sketches summed in block order; ``S b`` here."""
-        return self._in_order(self._map(sketch_block, self._tasks(), S=S)), S.apply(self.b)
+        """``(S A, S b)``: the blocks' sketches summed in block order (on the workers, along the runs
+        of consecutive blocks each group holds); ``S b`` here."""
+        self._count_pass()
+        parts, _ = self._keep(sketch_group, self._items(None), source=self.source, S=S)
+        where = {index: (g, position) for g, group in enumerate(self._groups())
+                 for position, index in enumerate(group)}
+        runs: list[tuple[int, list[int]]] = []
+        for index in range(len(self.blocks)):
+            g, position = where[index]
+            if runs and runs[-1][0] == g:
+                runs[-1][1].append(position)
+            else:
+                runs.append((g, [position]))
+        total = None
+        for g, positions in runs:
+            total = self._keep(add_run, [(parts[g], total, positions)])[0][0]
+        client = getattr(self.backend, "client", None)
+        SA = client.gather(total) if hasattr(self.backend, "keep") else total
+        return SA, S.apply(self.b)
 
     def _groups(self) -> list[list[int]]:
         """The blocks in groups, one task per group and pass: the blocks a worker holds (one group

@@ -319,11 +319,11 @@ def _sample_rows(pattern: sp.csr_matrix, values: sp.csr_matrix, F: np.ndarray, o
     if other_bias is not None:
         blocks.append(other_bias[:, None] * F)
     products = pattern @ np.hstack(blocks)
-    tri = products[:, :iu.size]
-    prec = np.empty((q, d, d))
-    prec[:, iu, ju] = tri
-    prec[:, ju, iu] = tri
-    prec *= alpha
+    # G_i (q, d, d) from its upper triangle by one gather: entry (a, b) is column t(min, max) of tri.
+    position = np.empty((d, d), dtype=np.intp)
+    position[iu, ju] = position[ju, iu] = np.arange(iu.size)
+    gram = products[:, position.ravel()].reshape(q, d, d)
+    prec = alpha * gram
     prec += prior_prec
     data = values @ F
     if other_bias is not None:
@@ -337,7 +337,6 @@ def _sample_rows(pattern: sp.csr_matrix, values: sp.csr_matrix, F: np.ndarray, o
     mean = solved[:, :, 0]
     draw = mean + solved[:, :, 1]
     start = values.data if other_bias is None else values.data - other_bias[values.indices]
-    off_diagonal = np.where(iu == ju, 1.0, 2.0)
-    quad = np.einsum("ij,ij->", tri, draw[:, iu] * draw[:, ju] * off_diagonal)
+    quad = np.einsum("ij,ij->", np.matmul(gram, draw[:, :, None])[:, :, 0], draw)
     sse = float(start @ start) - 2.0 * float(np.einsum("ij,ij->", draw, data)) + float(quad)
     return draw, mean, max(sse, 0.0)

@@ -73,14 +73,54 @@ def test_dense_tiny_solve_imports_only_what_it_uses(tiny):
     assert not [name for name in OTHER_SUBCOMMANDS if f"matcli.cli.{name}" in modules]
 
 
-def test_sparse_tiny_solve_imports_no_multigrid_and_no_rich(tiny):
+#: what a tiny sparse solve (read densely, solved by numpy's LAPACK) must not import
+SCIPY_SOLVERS = ("scipy.sparse", "scipy.sparse.linalg", "scipy.linalg", "scipy.io")
+
+
+@pytest.mark.parametrize("matrix", ["S", "mtx"])
+def test_sparse_tiny_solve_imports_no_scipy_solvers(tiny, matrix):
+    """A square sparse input of order <= the densify order is read as a dense array by numpy alone and
+    solved by numpy's LAPACK: neither scipy.sparse nor scipy.linalg (nor scipy's MatrixMarket reader)
+    is loaded, and the report says why."""
     folder, path, x = tiny
-    out = folder / "x_sparse.h5"
-    rc, modules = _imports_after(["solve", f"{path}:/S", "--rhs", f"{path}:/b", "-o", out, "--quiet", "--force"])
+    if matrix == "mtx":
+        with h5py.File(path, "r") as fh:
+            A = fh["A"][()]
+        spec = folder / "tiny.mtx"
+        rows, cols = np.tril_indices(8)
+        lines = [f"{i + 1} {j + 1} {float(A[i, j])!r}" for i, j in zip(rows, cols)]
+        spec.write_text("%%MatrixMarket matrix coordinate real symmetric\n8 8 36\n" + "\n".join(lines) + "\n")
+    else:
+        spec = f"{path}:/S"
+    out, report = folder / f"x_{matrix}.h5", folder / f"report_{matrix}.json"
+    rc, modules = _imports_after(["solve", spec, "--rhs", f"{path}:/b", "-o", out, "--quiet", "--force",
+                                  "--report", report])
     assert rc == 0
     np.testing.assert_allclose(_solution(out), x, rtol=0, atol=1e3 * np.finfo(float).eps * np.abs(x).max())
-    assert "scipy.sparse" in modules  # the input is sparse
-    assert not [name for name in NEVER if name in modules]
+    assert not [name for name in (*NEVER, *SCIPY_SOLVERS) if name in modules]
+    written = json.loads(report.read_text())
+    assert written["method"] == "cholesky" and written["problem"]["setup"]["backend"] == "lapack potrf (numpy)"
+    assert "read as a dense array" in written["method_reason"]
+    assert written["problem"]["input_storage"].endswith("read densely")
+
+
+def test_sparse_solve_above_the_densify_order_stays_sparse(tmp_path):
+    """One order above the bound the input stays a sparse matrix (SuperLU), so scipy.sparse is loaded."""
+    from matcli.methods.solve.direct import NUMPY_CHOLESKY_MAX, NUMPY_LU_MAX
+
+    n = min(NUMPY_LU_MAX, NUMPY_CHOLESKY_MAX) + 1
+    A = scipy.sparse.diags([-1.0, 2.5, -1.0], [-1, 0, 1], shape=(n, n), format="csr")
+    path = tmp_path / "big.h5"
+    with h5py.File(path, "w") as fh:
+        group = fh.create_group("S")
+        group.attrs["encoding-type"], group.attrs["encoding-version"] = "csr_matrix", "0.1.0"
+        group.attrs["shape"] = A.shape
+        group["data"], group["indices"], group["indptr"] = A.data, A.indices, A.indptr
+    report = tmp_path / "report.json"
+    rc, modules = _imports_after(["solve", f"{path}:/S", "-o", tmp_path / "x.h5", "--quiet", "--report", report])
+    assert rc == 0
+    assert "scipy.sparse" in modules
+    assert "input_storage" not in json.loads(report.read_text())["problem"]
 
 
 def test_lazy_sparse_answers_issparse_without_importing_scipy_sparse():

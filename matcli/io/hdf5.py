@@ -24,6 +24,7 @@ import numpy as np
 from matcli.core.errors import InputError, OutputError
 from matcli.core.lazy_sparse import sp
 from matcli.io import hdf5_values
+from matcli.io.densify import dense_from_compressed
 from matcli.io.guard import check_allocation, regular_file
 from matcli.io.hdf5_links import has_member, lookup, member
 from matcli.io.hdf5_strings import string_attribute
@@ -200,9 +201,9 @@ def check_indptr(path: str, group_name: str, indptr: np.ndarray, nnz: int) -> No
         raise InputError(path, f"sparse group {group_name}: indptr is inconsistent with data/indices")
 
 
-def read_sparse_group(path: str, group: h5py.Group) -> sp.csr_matrix:
-    """Read a CSR/CSC group and return CSR; checks sizes against the budget before reading, then
-    index ranges and indptr consistency."""
+def _read_compressed(path: str, group: h5py.Group):
+    """The checked arrays of a CSR/CSC group: (by_rows, shape, data, indices, indptr). Sizes are checked
+    against the budget before reading, then indptr consistency and index ranges."""
     encoding = sparse_encoding(path, group)
     shape = group_shape(path, group)
     major, minor = (shape[0], shape[1]) if encoding == "csr_matrix" else (shape[1], shape[0])
@@ -215,12 +216,28 @@ def read_sparse_group(path: str, group: h5py.Group) -> sp.csr_matrix:
     indices = hdf5_values.read(path, arrays.indices, arrays.indices.dtype)
     if indices.size and (indices.min() < 0 or indices.max() >= minor):
         raise InputError(path, f"sparse group {group.name}: index out of range 0..{minor - 1}")
-    index_dtype = np.int32 if max(major, minor, data.size) < np.iinfo(np.int32).max else np.int64
+    return encoding == "csr_matrix", shape, data, indices, indptr
+
+
+def read_sparse_group(path: str, group: h5py.Group) -> sp.csr_matrix:
+    """Read a CSR/CSC group and return CSR; checks sizes against the budget before reading, then
+    index ranges and indptr consistency."""
+    by_rows, shape, data, indices, indptr = _read_compressed(path, group)
+    index_dtype = np.int32 if max(*shape, data.size) < np.iinfo(np.int32).max else np.int64
     # scipy keeps int32/int64 index arrays as given; anything else (or int64 that fits int32) it would
     # scan and convert, which costs more than the read itself on large matrices.
     indices, indptr = indices.astype(index_dtype, copy=False), indptr.astype(index_dtype, copy=False)
-    cls = sp.csr_matrix if encoding == "csr_matrix" else sp.csc_matrix
+    cls = sp.csr_matrix if by_rows else sp.csc_matrix
     return sp.csr_matrix(cls((data, indices, indptr), shape=shape))
+
+
+def read_sparse_group_dense(path: str, group: h5py.Group) -> np.ndarray:
+    """A CSR/CSC group as a dense (m, n) array, with the checks of :func:`read_sparse_group` and the
+    dense form's size against the budget; built with numpy (:mod:`matcli.io.densify`), so
+    scipy.sparse is not imported."""
+    by_rows, shape, data, indices, indptr = _read_compressed(path, group)
+    return dense_from_compressed(path, shape, data, indices, indptr, by_rows=by_rows,
+                                 what=f"sparse group {group.name}")
 
 
 def read_coo_group(path: str, group: h5py.Group) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:

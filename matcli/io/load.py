@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from functools import partial
 
@@ -71,38 +72,60 @@ def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
 
     Returns a float64/complex128 dense array or CSR matrix with finite values.
     """
+    return read_matrix_densified(spec_text, None)[0]
+
+
+def read_matrix_densified(spec_text: str, max_order: int | None) -> tuple[np.ndarray | sp.csr_matrix, str]:
+    """:func:`read_matrix`, except that a square sparse HDF5 group or coordinate MatrixMarket file of
+    order at most ``max_order`` (None: never) is returned as a dense array built by numpy alone
+    (:mod:`matcli.io.densify`; scipy is not imported), after the same checks.
+
+    Returns the matrix and, when it was densified, what the input was (``"sparse HDF5 group"`` or
+    ``"coordinate MatrixMarket file"``), else ``""``.
+    """
     held = in_memory.lookup(spec_text)
     if held is not None:
-        return in_memory.as_matrix(spec_text, held)
+        return in_memory.as_matrix(spec_text, held), ""
     spec = parse_spec(spec_text)
     if spec.path == STDIN:
         from matcli.io.mtx import read_mtx
 
-        return read_from_stdin(read_mtx)
+        return read_from_stdin(read_mtx), ""
     if spec.kind == "zarr":
         from matcli.io import zarr_arrays
 
         matrix = zarr_arrays.read_matrix(spec.path, spec.internal, (2,))
         check_finite(matrix, spec.path, "matrix")
-        return matrix
+        return matrix, ""
     _require_file(spec)
     if spec.kind == "mtx":
-        from matcli.io.mtx import read_mtx
+        if max_order is None:
+            from matcli.io.mtx import read_mtx
 
-        return read_mtx(spec.path)
+            return read_mtx(spec.path), ""
+        from matcli.io.mtx import read_mtx_densified
+
+        matrix, densified = read_mtx_densified(spec.path, max_order)
+        return matrix, "coordinate MatrixMarket file" if densified else ""
     if spec.kind == "hdf5":
         from matcli.io import hdf5
 
+        densified = ""
         with hdf5.open_file(spec.path) as fh:
             obj = hdf5.resolve_object(fh, spec.path, spec.internal)
             if isinstance(obj, hdf5.h5py.Group):
                 if not hdf5.is_sparse_group(obj):
                     raise InputError(spec.path, f"group {obj.name} is not a sparse matrix (needs data, indices, indptr)")
-                matrix = hdf5.read_sparse_group(spec.path, obj)
+                m, n = hdf5.group_shape(spec.path, obj)
+                if max_order is not None and m == n <= max_order:
+                    matrix = hdf5.read_sparse_group_dense(spec.path, obj)
+                    densified = "sparse HDF5 group"
+                else:
+                    matrix = hdf5.read_sparse_group(spec.path, obj)
             else:
                 matrix = hdf5.read_dense_dataset(spec.path, obj, (2,))
         check_finite(matrix, spec.path, "matrix")
-        return matrix
+        return matrix, densified
     if spec.kind in ("npy", "npz"):
         if spec.kind == "npz":
             from matcli.io.npz import read_npz
@@ -113,7 +136,7 @@ def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
         if matrix.ndim != 2:
             raise InputError(spec.path, f"array is {matrix.ndim}-D, expected 2-D")
         check_finite(matrix, spec.path, "matrix")
-        return matrix
+        return matrix, ""
     raise InputError(spec.path, "unknown matrix format (use .mtx, .mtx.gz, .npy, .npz, file.h5:/dataset or "
                                 "store.zarr:/array)")
 
@@ -144,24 +167,19 @@ def read_dense(spec_text: str) -> np.ndarray:
     _require_file(spec)
     if spec.kind == "hdf5":
         from matcli.io import hdf5
-        from matcli.io.guard import check_allocation
 
         with hdf5.open_file(spec.path) as fh:
             obj = hdf5.resolve_object(fh, spec.path, spec.internal)
             if isinstance(obj, hdf5.h5py.Group):
                 if not hdf5.is_sparse_group(obj):
                     raise InputError(spec.path, f"{obj.name} is a group, expected a dataset")
-                matrix = hdf5.read_sparse_group(spec.path, obj)
-                check_allocation(spec.path, float(matrix.shape[0]) * matrix.shape[1] * matrix.dtype.itemsize,
-                                 f"sparse group {obj.name} as a dense {matrix.shape[0]} x {matrix.shape[1]} array")
-                array = matrix.toarray()
+                array = hdf5.read_sparse_group_dense(spec.path, obj)
             else:
                 array = hdf5.read_dense_dataset(spec.path, obj, (1, 2))
     elif spec.kind == "mtx":
-        from matcli.io.mtx import read_mtx
+        from matcli.io.mtx import read_mtx_densified
 
-        matrix = read_mtx(spec.path)
-        array = matrix.toarray() if sp.issparse(matrix) else matrix
+        array, _ = read_mtx_densified(spec.path, sys.maxsize, square=False)
     elif spec.kind == "npy":
         array = read_npy(spec.path)
         if array.ndim not in (1, 2):

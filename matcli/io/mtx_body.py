@@ -27,18 +27,21 @@ from matcli.io.mtx_source import LineSource, Piece
 Columns = dict[str, np.ndarray]
 
 
-def read_entries(source: LineSource, layout: Layout, count: int, shape: tuple[int, int]) -> Columns:
+def read_entries(source: LineSource, layout: Layout, count: int, shape: tuple[int, int], *,
+                 fast: bool = True) -> Columns:
     """The next ``count`` data lines of ``source`` as columns (indices made 0-based, not yet checked).
 
     Pieces first go to :func:`~matcli.io.mtx_fast.read_fast` (indices checked against ``shape``
-    there); those it turns down to loadtxt.
+    there); those it turns down to loadtxt. Without ``fast`` every piece goes to loadtxt (the same
+    columns: both read what the grammar accepts, exactly), which spares a small file the import of
+    scipy's reader.
     Raises :class:`InputError` naming the line for a malformed line, for data lines beyond
     ``count`` and (without a line) for fewer than ``count``. Blank and ``%`` lines are skipped.
     """
     parts = []
     got = 0
     for piece in source.pieces():
-        columns = read_fast(piece.data, piece.count, layout, shape)
+        columns = read_fast(piece.data, piece.count, layout, shape) if fast else None
         if columns is None:
             columns = _read_strict(source.path, piece, piece.data, layout)
             if columns is None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import scipy.sparse as sp
 
 from matcli.core.errors import InputError
+from matcli.core.lazy_sparse import sp
 from matcli.io.mtx_body import Columns
 from matcli.io.mtx_grammar import show
 
@@ -89,14 +89,21 @@ def expand_symmetry(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, symm
             np.concatenate([values, mirrored]))
 
 
-def coordinate_matrix(path: str, entries: Columns, shape: tuple[int, int], field: str, symmetry: str,
-                      finite: bool, locate: Locate) -> sp.csr_matrix:
-    """CSR matrix (duplicates summed, indices sorted) of a ``matrix coordinate`` file's entries."""
+def coordinate_entries(path: str, entries: Columns, shape: tuple[int, int], field: str, symmetry: str,
+                       finite: bool, locate: Locate) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, values) of a ``matrix coordinate`` file's entries, checked, with the mirror image
+    of a symmetric kind's triangle added; duplicates not yet summed."""
     rows = check_indices(path, entries["i0"], shape[0], "row index", locate)
     cols = check_indices(path, entries["i1"], shape[1], "column index", locate)
     values = entry_values(path, entries, field, finite, locate)
     check_triangle(path, rows, cols, values, symmetry, locate)
-    rows, cols, values = expand_symmetry(rows, cols, values, symmetry)
+    return expand_symmetry(rows, cols, values, symmetry)
+
+
+def coordinate_matrix(path: str, entries: Columns, shape: tuple[int, int], field: str, symmetry: str,
+                      finite: bool, locate: Locate) -> sp.csr_matrix:
+    """CSR matrix (duplicates summed, indices sorted) of a ``matrix coordinate`` file's entries."""
+    rows, cols, values = coordinate_entries(path, entries, shape, field, symmetry, finite, locate)
     matrix = sp.coo_matrix((values, (rows, cols)), shape=shape).tocsr()
     matrix.sum_duplicates()
     return matrix

@@ -28,7 +28,6 @@ error of the reader) returns None and the piece goes to the strict path
 from __future__ import annotations
 
 import numpy as np
-import scipy.io
 
 from matcli.io.mtx_grammar import Layout
 
@@ -188,6 +187,8 @@ def read_simple(data: bytes, lines: int, layout: Layout, shape: tuple[int, int])
         return None
     if layout.indices and layout.values and blank_separated_tokens(data) != layout.width * lines:
         return None
+    import scipy.io  # on first use: small files read densely go to loadtxt and never need scipy
+
     try:
         parsed = scipy.io.mmread(_Parts(_banner(layout, shape, lines), data.replace(b"\n", SENTINEL)))
     except (ValueError, OverflowError, RuntimeError, IndexError):

@@ -126,6 +126,8 @@ class Job(FamilyJob):
         self.unused_params: list[str] = []
         self.rhs_label = "ones"
         self.input_dtypes: list[str] = []
+        #: what a small sparse input read as a dense array was ("" when none was: see _densify_order)
+        self.densified = ""
         #: the preconditioner in use (after fallbacks) and the right-hand sides per system
         self.precond_used = "none"
         self.nrhs_used = 1
@@ -143,7 +145,7 @@ class Job(FamilyJob):
         return None if self.batch else ("x",)
 
     def read(self) -> None:
-        from matcli.io.load import read_dense, read_matrix
+        from matcli.io.load import read_dense, read_matrix_densified
 
         inputs = list(self.request.inputs)
         if not inputs:
@@ -151,7 +153,8 @@ class Job(FamilyJob):
         if not self.batch:
             if len(inputs) > 1:
                 raise UsageError(f"solve takes one matrix, got {len(inputs)}; use --batch for several systems")
-            self.systems = [System("x", inputs[0], read_matrix(inputs[0]))]
+            matrix, self.densified = read_matrix_densified(inputs[0], self._densify_order())
+            self.systems = [System("x", inputs[0], matrix)]
         else:
             self.systems = self._read_batch(inputs)
         from_groups = any(system.B is not None for system in self.systems) and self.rhs_spec is None
@@ -170,6 +173,20 @@ class Job(FamilyJob):
                 m = system.A.shape[0]
                 system.B = np.ones(m) if self.nrhs == 1 else np.ones((m, self.nrhs))
         self._normalise_dtypes()
+
+    def _densify_order(self) -> int | None:
+        """The largest order of a square sparse input read as a dense array (None: none is). A single
+        system that auto, LU or Cholesky solves: up to the orders numpy's LAPACK factors
+        (:data:`~matcli.methods.solve.direct.NUMPY_LU_MAX`), the dense factorization costs less CPU
+        than importing scipy.sparse and its solvers (most of a tiny sparse run), and the answer is the
+        same to rounding. ``--param backend`` naming a sparse library keeps the input sparse."""
+        backend = [p.partition("=")[2].strip() for p in self.request.params if p.partition("=")[0].strip() == "backend"]
+        if self.batch or self.request.method not in ("auto", "lu", "cholesky") or \
+                any(value != "auto" for value in backend):
+            return None
+        from matcli.methods.solve.direct import NUMPY_CHOLESKY_MAX, NUMPY_LU_MAX
+
+        return min(NUMPY_LU_MAX, NUMPY_CHOLESKY_MAX)
 
     def _normalise_dtypes(self) -> None:
         """Convert every matrix and right-hand side to the compute dtype, once, remembering the dtype
@@ -310,6 +327,10 @@ class Job(FamilyJob):
         requested = self.request.method
         self.facts = facts = auto.inspect(A, choosing="auto" in (requested, self.precond))
         reasons = []
+        if self.densified:
+            reasons.append(f"{self.densified} of {A.shape[0]}x{A.shape[1]} read as a dense array (orders <= "
+                           f"{self._densify_order()}): numpy's LAPACK solves it in less CPU than loading "
+                           "scipy.sparse and its solvers takes")
         if requested == "auto":
             method, precond, reason = auto.choose_method(A, facts, nrhs, rng)
             reasons.append(reason)
@@ -347,6 +368,7 @@ class Job(FamilyJob):
         self.precond_used = getattr(self.solver, "precond_name", "none") if self.solver is not None else precond
         self.nrhs_used = nrhs
         self.problem_info = {**facts.as_dict(), "nrhs": nrhs, "systems": len(self.systems),
+                             **({"input_storage": f"{self.densified}, read densely"} if self.densified else {}),
                              "dtype": ", ".join(self.input_dtypes),
                              "compute_dtype": ", ".join(sorted({str(compute_dtype(s.A, s.B)) for s in self.systems}))}
         self._publish_params()

@@ -209,9 +209,30 @@ def _sparse_factors(A_scaled, kind: str, *, perm_c: np.ndarray | None, backend: 
 
 _NOT_SPD = "the matrix is not positive definite (Cholesky failed); use --method lu or ldl"
 
-#: up to this order a dense Cholesky goes through numpy's LAPACK (the same potrf): importing scipy.linalg
-#: costs a tiny run more CPU (~0.1 s) than everything else it does
-NUMPY_CHOLESKY_MAX = 64
+#: Up to these orders a dense factorization goes through numpy's LAPACK (potrf; getrf inside gesv):
+#: importing scipy.linalg costs a tiny run ~0.06-0.1 s of CPU, more than the work below these orders
+#: (measured in process CPU on this machine, see benchmarks/bench_startup.py). Cholesky solves by block
+#: substitution (O(n^2) per column); numpy has no getrs, so each LU solve refactors (2/3 n^3).
+NUMPY_CHOLESKY_MAX = 1000
+NUMPY_LU_MAX = 500
+#: order of the diagonal blocks of the block triangular substitution
+TRIANGULAR_BLOCK = 64
+
+
+def triangular_solve(T: np.ndarray, B: np.ndarray, *, lower: bool) -> np.ndarray:
+    """``T^{-1} B`` for (n, n) triangular ``T`` (nonzero diagonal) and (n, k) ``B``, by block
+    substitution as a blocked xTRSM: each diagonal block of order ``TRIANGULAR_BLOCK`` by gesv, the
+    rest by matrix products. Normwise backward stable (Higham, Accuracy and Stability of Numerical
+    Algorithms, 2nd ed., sec. 13.1); gesv on a triangular block is as stable as trsv on it."""
+    n = T.shape[0]
+    X = np.array(B, dtype=np.result_type(T, B), copy=True)
+    starts = range(0, n, TRIANGULAR_BLOCK) if lower else reversed(range(0, n, TRIANGULAR_BLOCK))
+    for start in starts:
+        block = slice(start, min(start + TRIANGULAR_BLOCK, n))
+        X[block] = np.linalg.solve(T[block, block], X[block])
+        rest = slice(block.stop, n) if lower else slice(0, start)
+        X[rest] -= T[rest, block] @ X[block]
+    return X
 
 
 def _numpy_cholesky(As: np.ndarray, info: dict[str, Any], scaling) -> Factorization:
@@ -219,10 +240,32 @@ def _numpy_cholesky(As: np.ndarray, info: dict[str, Any], scaling) -> Factorizat
         L = np.linalg.cholesky(As)
     except np.linalg.LinAlgError:
         return Factorization("cholesky", None, info, Status.DIVERGED_NOT_SPD, _NOT_SPD)
-    LH = L.conj().T
-    # numpy has no triangular solve; gesv on a triangular factor is as backward stable, and tiny
-    return Factorization("cholesky", _scaled_solver(lambda B: np.linalg.solve(LH, np.linalg.solve(L, B)), scaling),
-                         info, scaling=scaling, norm1_scaled=norm1(As))
+    LH = np.ascontiguousarray(L.conj().T)
+
+    def solve(B: np.ndarray) -> np.ndarray:
+        return triangular_solve(LH, triangular_solve(L, B, lower=True), lower=False)
+
+    info["backend"] = "lapack potrf (numpy)"
+    return Factorization("cholesky", _scaled_solver(solve, scaling), info, scaling=scaling, norm1_scaled=norm1(As))
+
+
+def _numpy_lu(As: np.ndarray, info: dict[str, Any], scaling) -> Factorization:
+    n = As.shape[0]
+    info["backend"] = "lapack getrf (numpy gesv)"
+    # slogdet runs getrf and answers sign 0 exactly when getrf met an exactly zero pivot (info > 0),
+    # the condition scipy's path tests on the diagonal of U
+    sign, _ = np.linalg.slogdet(As)
+    if n and sign == 0:
+        return Factorization("lu", None, info, Status.DIVERGED_SINGULAR,
+                             f"{_SINGULAR}: an exactly zero pivot; {_ADVICE}")
+
+    def solve(B: np.ndarray) -> np.ndarray:
+        try:
+            return np.linalg.solve(As, B)
+        except np.linalg.LinAlgError:  # the same getrf as slogdet's: not reached; judged as an overflow
+            return np.full(B.shape, np.inf, dtype=np.result_type(As, B))
+
+    return Factorization("lu", _scaled_solver(solve, scaling), info, scaling=scaling, norm1_scaled=norm1(As))
 
 
 def _dense(A: np.ndarray, kind: str) -> Factorization:
@@ -241,18 +284,20 @@ def _dense(A: np.ndarray, kind: str) -> Factorization:
             return Factorization(kind, None, info, Status.DIVERGED_NOT_SPD, _NOT_SPD)
         return Factorization(kind, _scaled_solver(lambda B: sla.cho_solve(c, B, check_finite=False), scaling), info,
                              scaling=scaling, norm1_scaled=norm1(As))
-    import scipy.linalg as sla
-
     scaling = equilibrate.general(A)
     As = scaling.apply(A)
+    info: dict[str, Any] = {"backend": "lapack getrf", "equilibration": scaling.as_dict(),
+                            "factor_flops": 2 * n ** 3 / 3}
+    if n <= NUMPY_LU_MAX:
+        return _numpy_lu(As, info, scaling)
+    import scipy.linalg as sla
+
     with warnings.catch_warnings():
         # An exactly singular matrix is reported through the status below, not a warning.
         warnings.simplefilter("ignore", sla.LinAlgWarning)
         lu, piv = sla.lu_factor(As, check_finite=False)
     diag = np.abs(np.diag(lu))
-    info: dict[str, Any] = {"backend": "lapack getrf", "equilibration": scaling.as_dict(),
-                            "factor_flops": 2 * n ** 3 / 3,
-                            "min_pivot_ratio": float(diag.min() / diag.max()) if n and diag.max() > 0 else 0.0}
+    info["min_pivot_ratio"] = float(diag.min() / diag.max()) if n and diag.max() > 0 else 0.0
     if n and (not np.all(np.isfinite(diag)) or np.any(diag == 0)):
         return Factorization(kind, None, info, Status.DIVERGED_SINGULAR,
                              f"{_SINGULAR}: an exactly zero pivot; {_ADVICE}")

@@ -90,10 +90,10 @@ def gershgorin_positive(C: sp.csr_matrix, diag: np.ndarray, pattern_symmetric: b
 def components(C: sp.csr_matrix, pattern_symmetric: bool) -> tuple[int, np.ndarray]:
     """(count, labels (n,)) of the connected components of the undirected graph of ``C``."""
     if pattern_symmetric:
-        from pyamg import amg_core
+        from matcli.methods.solve.ruge_stuben import amg_core
 
         labels = np.empty(C.shape[0], dtype=C.indptr.dtype)
-        count = amg_core.connected_components(C.shape[0], C.indptr, C.indices, labels)
+        count = amg_core("graph").connected_components(C.shape[0], C.indptr, C.indices, labels)
         return int(count), labels
     from scipy.sparse.csgraph import connected_components
 

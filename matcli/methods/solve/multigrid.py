@@ -118,3 +118,37 @@ def single_precision_fits(ml) -> bool:
             if nonzero.size and not (lo <= nonzero.min() and nonzero.max() <= hi):
                 return False
     return True
+
+
+def gauss_seidel_cycle(hierarchy):
+    """One V-cycle from a zero initial guess with one Gauss-Seidel sweep before (forward) and after
+    (backward) the coarse correction, as a function ``b (n,) -> x (n,)`` in double precision.
+
+    pyamg's cycle with these smoothers (a symmetric operator, SPD for SPD ``A``, so CG takes it),
+    calling its C++ sweep directly: no residual norms around each application, no argument checks
+    per sweep, and the coarsest level solved by its pseudo-inverse computed once.
+
+    Parameters
+    ----------
+    hierarchy : object with ``levels`` (finest first) carrying ``A`` (CSR, sorted indices), and ``P``,
+        ``R`` on all but the last (a :class:`~matcli.methods.solve.ruge_stuben.Hierarchy`).
+    """
+    from matcli.methods.solve.ruge_stuben import amg_core
+
+    sweep = amg_core("relaxation").gauss_seidel
+    levels = hierarchy.levels
+    coarse_inverse = _coarse_inverse(hierarchy)
+    last = len(levels) - 1
+
+    def cycle(index: int, b: np.ndarray) -> np.ndarray:
+        if index == last:
+            return coarse_inverse @ b
+        level = levels[index]
+        A, n = level.A, level.A.shape[0]
+        x = np.zeros_like(b)
+        sweep(A.indptr, A.indices, A.data, x, b, 0, n, 1)
+        x += level.P @ cycle(index + 1, level.R @ (b - A @ x))
+        sweep(A.indptr, A.indices, A.data, x, b, n - 1, -1, -1)
+        return x
+
+    return lambda b: cycle(0, np.ascontiguousarray(b, dtype=np.float64))

@@ -20,7 +20,8 @@ import numpy as np
 
 from matcli.core.errors import UsageError
 from matcli.core.lazy_sparse import sp
-from matcli.methods.solve.multigrid import block_cycle
+from matcli.methods.solve.multigrid import block_cycle, gauss_seidel_cycle
+from matcli.methods.solve.ruge_stuben import hierarchy as rs_hierarchy
 from matcli.methods.solve.ruge_stuben import ruge_stuben
 from matcli.methods.solve.spectrum import diagonal, lanczos_extremes
 
@@ -199,7 +200,9 @@ def amg(A, kind: str, symmetric_matrix: bool, rng: np.random.Generator, cycle: s
     symmetric operator (SPD for SPD ``A``) and serves CG. For nonsymmetric ``A`` smoothed
     aggregation is built in its nonsymmetric mode. The setup's random draws (pyamg's spectral
     radius estimates use numpy's global generator) come from ``rng``. Ruge-Stuben hierarchies come
-    from :func:`~matcli.methods.solve.ruge_stuben.ruge_stuben` (pyamg's, with a leaner setup).
+    from :func:`~matcli.methods.solve.ruge_stuben.hierarchy` (pyamg's, with a leaner setup; its
+    V-cycle is :func:`~matcli.methods.solve.multigrid.gauss_seidel_cycle`, pyamg's package never
+    imported; other cycles go through pyamg's solver object).
 
     For a V-cycle, ``block()`` gives the variant CG uses on several right-hand sides at once
     (:func:`~matcli.methods.solve.multigrid.block_cycle`: l1-Jacobi smoothing over the whole block,
@@ -209,8 +212,6 @@ def amg(A, kind: str, symmetric_matrix: bool, rng: np.random.Generator, cycle: s
     and when the setup breaks down (non-finite values in the hierarchy).
     """
     import warnings
-
-    import pyamg
 
     from matcli.core.rng import seeded_global_state
 
@@ -225,17 +226,26 @@ def amg(A, kind: str, symmetric_matrix: bool, rng: np.random.Generator, cycle: s
         with seeded_global_state(rng), warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             if kind == "sa":
+                import pyamg
+
                 symmetry = "hermitian" if symmetric_matrix else "nonsymmetric"
                 if symmetric_matrix and not np.iscomplexobj(A_csr):
                     symmetry = "symmetric"
                 ml = pyamg.smoothed_aggregation_solver(A_csr, symmetry=symmetry, **smoothers)
+            elif cycle == "V":
+                ml = rs_hierarchy(A_csr)  # pyamg's kernels without its package (see ruge_stuben.amg_core)
             else:
                 ml = ruge_stuben(A_csr, **smoothers)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
         raise PreconditionerError(f"amg-{kind} setup broke down on this matrix ({exc})") from None
     if not all(np.all(np.isfinite(level.A.data)) for level in ml.levels):
         raise PreconditionerError(f"amg-{kind} setup broke down on this matrix (non-finite coarse operators)")
-    one_cycle = _v_cycle(ml) if cycle == "V" else ml.aspreconditioner(cycle=cycle).matvec
+    if cycle != "V":
+        one_cycle = ml.aspreconditioner(cycle=cycle).matvec
+    elif kind == "rs":
+        one_cycle = gauss_seidel_cycle(ml)
+    else:
+        one_cycle = _v_cycle(ml)
 
     def apply(R: np.ndarray) -> np.ndarray:
         if R.shape[1] == 1:

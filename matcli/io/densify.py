@@ -11,7 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from matcli.io.guard import check_allocation
+from matcli.io.guard import check_allocation, current_policy
+
+#: copies of the dense form a dense solve holds at once (the matrix, its equilibrated copy, the
+#: factors, a residual product's temporary), each counted as complex128
+DENSE_COPIES = 4
+
+
+def dense_solve_fits(shape: tuple[int, int]) -> bool:
+    """Whether a dense solve of an (m, n) matrix fits the memory budget with room to spare
+    (``DENSE_COPIES`` complex128 copies): a sparse input is read densely only then, so a budget the
+    sparse path meets is never refused because of the dense one."""
+    return DENSE_COPIES * 16 * float(shape[0]) * shape[1] <= current_policy().budget
 
 
 def dense_from_entries(path: str, shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray, values: np.ndarray,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from functools import partial
 
@@ -11,6 +10,7 @@ import numpy as np
 from matcli.core.errors import InputError
 from matcli.core.lazy_sparse import sp
 from matcli.io import in_memory
+from matcli.io.densify import dense_solve_fits
 from matcli.io.ids import IdAxis, check_extent
 from matcli.io.npy import read_npy
 from matcli.io.spec import Spec, parse_spec
@@ -77,7 +77,8 @@ def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
 
 def read_matrix_densified(spec_text: str, max_order: int | None) -> tuple[np.ndarray | sp.csr_matrix, str]:
     """:func:`read_matrix`, except that a square sparse HDF5 group or coordinate MatrixMarket file of
-    order at most ``max_order`` (None: never) is returned as a dense array built by numpy alone
+    order at most ``max_order`` (None: never) whose dense solve fits the memory budget
+    (:func:`~matcli.io.densify.dense_solve_fits`) is returned as a dense array built by numpy alone
     (:mod:`matcli.io.densify`; scipy is not imported), after the same checks.
 
     Returns the matrix and, when it was densified, what the input was (``"sparse HDF5 group"`` or
@@ -105,7 +106,7 @@ def read_matrix_densified(spec_text: str, max_order: int | None) -> tuple[np.nda
             return read_mtx(spec.path), ""
         from matcli.io.mtx import read_mtx_densified
 
-        matrix, densified = read_mtx_densified(spec.path, max_order)
+        matrix, densified = read_mtx_densified(spec.path, partial(_densify, max_order))
         return matrix, "coordinate MatrixMarket file" if densified else ""
     if spec.kind == "hdf5":
         from matcli.io import hdf5
@@ -116,8 +117,7 @@ def read_matrix_densified(spec_text: str, max_order: int | None) -> tuple[np.nda
             if isinstance(obj, hdf5.h5py.Group):
                 if not hdf5.is_sparse_group(obj):
                     raise InputError(spec.path, f"group {obj.name} is not a sparse matrix (needs data, indices, indptr)")
-                m, n = hdf5.group_shape(spec.path, obj)
-                if max_order is not None and m == n <= max_order:
+                if max_order is not None and _densify(max_order, hdf5.group_shape(spec.path, obj)):
                     matrix = hdf5.read_sparse_group_dense(spec.path, obj)
                     densified = "sparse HDF5 group"
                 else:
@@ -139,6 +139,12 @@ def read_matrix_densified(spec_text: str, max_order: int | None) -> tuple[np.nda
         return matrix, ""
     raise InputError(spec.path, "unknown matrix format (use .mtx, .mtx.gz, .npy, .npz, file.h5:/dataset or "
                                 "store.zarr:/array)")
+
+
+def _densify(max_order: int, shape: tuple[int, int]) -> bool:
+    """A sparse input of ``shape`` is read as a dense array: square, of order at most ``max_order``,
+    its dense solve within the memory budget."""
+    return shape[0] == shape[1] <= max_order and dense_solve_fits(shape)
 
 
 def read_dense(spec_text: str) -> np.ndarray:
@@ -179,7 +185,7 @@ def read_dense(spec_text: str) -> np.ndarray:
     elif spec.kind == "mtx":
         from matcli.io.mtx import read_mtx_densified
 
-        array, _ = read_mtx_densified(spec.path, sys.maxsize, square=False)
+        array, _ = read_mtx_densified(spec.path, lambda shape: True)
     elif spec.kind == "npy":
         array = read_npy(spec.path)
         if array.ndim not in (1, 2):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -188,19 +189,19 @@ def read_mtx(path: str, *, finite: bool = True) -> np.ndarray | sp.csr_matrix:
     return _read(path, finite, None)[0]
 
 
-def read_mtx_densified(path: str, max_order: int, *, square: bool = True,
+def read_mtx_densified(path: str, densify: Callable[[tuple[int, int]], bool], *,
                        finite: bool = True) -> tuple[np.ndarray | sp.csr_matrix, bool]:
-    """:func:`read_mtx`, except that a ``matrix coordinate`` file (a square one when ``square``) whose
-    dimensions are at most ``max_order`` is returned as a dense array (duplicates summed), built by numpy alone, and that
-    the data lines of a file declaring at most ``LOADTXT_MAX_ENTRIES`` go to loadtxt
-    (:func:`~matcli.io.mtx_body.read_entries` without ``fast``), so a small file is read without
-    importing scipy. The same checks and errors as :func:`read_mtx`, plus the dense form's size
-    against the budget. Returns the matrix and whether a coordinate file was densified."""
-    return _read(path, finite, max_order, square)
+    """:func:`read_mtx`, except that a ``matrix coordinate`` file whose declared shape ``densify``
+    accepts is returned as a dense array (duplicates summed) built by numpy alone, its data lines
+    read by loadtxt (:func:`~matcli.io.mtx_body.read_entries` without ``fast``) when it declares at
+    most ``LOADTXT_MAX_ENTRIES``: a small file is read without importing scipy. The same checks and
+    errors as :func:`read_mtx`, plus the dense form's size against the budget. Returns the matrix
+    and whether a coordinate file was densified."""
+    return _read(path, finite, densify)
 
 
-def _read(path: str, finite: bool, densify_order: int | None,
-          square: bool = True) -> tuple[np.ndarray | sp.csr_matrix, bool]:
+def _read(path: str, finite: bool,
+          densify: Callable[[tuple[int, int]], bool] | None) -> tuple[np.ndarray | sp.csr_matrix, bool]:
     info = regular_file(path)
     with LineSource(path) as source:
         declared = read_declared(path, source)
@@ -208,10 +209,9 @@ def _read(path: str, finite: bool, densify_order: int | None,
         check_declared(path, declared, None if compressed else info.st_size - source.offset)
         source.limit(SLACK_BYTES + BYTES_PER_ENTRY * declared.count)
         header = declared.header
-        rows, cols = declared.shape
-        densify = (densify_order is not None and header.object == "matrix" and header.format == "coordinate"
-                   and max(rows, cols) <= densify_order and (rows == cols or not square))
-        fast = densify_order is None or declared.count > LOADTXT_MAX_ENTRIES
+        dense = densify is not None and densify(declared.shape)
+        coordinate_matrix = header.object == "matrix" and header.format == "coordinate"
+        fast = not dense or declared.count > LOADTXT_MAX_ENTRIES
         entries = read_entries(source, declared.layout, declared.count, declared.shape, fast=fast)
     first_data_line = declared.size_line + 1
 
@@ -220,7 +220,7 @@ def _read(path: str, finite: bool, densify_order: int | None,
 
     if header.object == "vector" and header.format == "coordinate":
         return mtx_build.coordinate_vector(path, entries, declared.shape[0], header.field, finite, locate), False
-    if densify:
+    if dense and coordinate_matrix:
         rows, cols, values = mtx_build.coordinate_entries(path, entries, declared.shape, header.field,
                                                           header.symmetry, finite, locate)
         return dense_from_entries(path, declared.shape, rows, cols, values, "the coordinate matrix"), True

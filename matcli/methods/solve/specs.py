@@ -53,6 +53,10 @@ SPECS: list[MethodSpec] = [
     MethodSpec("solve", "cg", f"{_SOLVERS}:prepare_cg",
                "preconditioned conjugate gradients, all right-hand sides at once; detects non-SPD input",
                params=PRECOND_PARAMS, constraints=("square", "hermitian positive definite")),
+    MethodSpec("solve", "block-cg", "matcli.methods.solve.block_cg_setup:prepare_block_cg",
+               "block preconditioned CG (breakdown-free): the right-hand sides share one Krylov space and every "
+               "product, 16 columns per block; dependent or converged columns drop out",
+               params=PRECOND_PARAMS, constraints=("square", "hermitian positive definite")),
     MethodSpec("solve", "minres", f"{_SOLVERS}:prepare_minres",
                "MINRES for symmetric/Hermitian indefinite systems (SPD preconditioner)",
                params=PRECOND_PARAMS, constraints=("square", "hermitian")),

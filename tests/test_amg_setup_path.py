@@ -108,3 +108,20 @@ def test_other_cycles_still_use_pyamgs_solver():
     b = np.ones(A.shape[0])
     z = pc.apply(b[:, None])[:, 0]
     assert np.all(np.isfinite(z)) and z @ b > 0
+
+
+def test_pyamg_imported_after_our_loader_reuses_the_modules():
+    """Loading a kernel first, then importing pyamg: pyamg's package binds the same module objects and
+    its own solvers work."""
+    code = (
+        "import numpy as np\n"
+        "from matcli.methods.solve.ruge_stuben import amg_core\n"
+        "mine = amg_core('ruge_stuben'), amg_core('relaxation')\n"
+        "import pyamg, pyamg.amg_core as core\n"
+        "assert core.ruge_stuben is mine[0] and core.relaxation is mine[1]\n"
+        "A = pyamg.gallery.poisson((30, 30), format='csr')\n"
+        "x = pyamg.ruge_stuben_solver(A).solve(A @ np.ones(900), tol=1e-10)\n"
+        "print(float(np.abs(x - 1).max()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout) < 1e-7

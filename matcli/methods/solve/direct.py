@@ -210,11 +210,13 @@ def _sparse_factors(A_scaled, kind: str, *, perm_c: np.ndarray | None, backend: 
 _NOT_SPD = "the matrix is not positive definite (Cholesky failed); use --method lu or ldl"
 
 #: Up to these orders a dense factorization goes through numpy's LAPACK (potrf; getrf inside gesv):
-#: importing scipy.linalg costs a tiny run ~0.06-0.1 s of CPU, more than the work below these orders
-#: (measured in process CPU on this machine, see benchmarks/bench_startup.py). Cholesky solves by block
-#: substitution (O(n^2) per column); numpy has no getrs, so each LU solve refactors (2/3 n^3).
+#: importing scipy.linalg costs a process 0.06-0.18 s of CPU (more when nothing else of scipy is
+#: loaded), more than the extra work of the numpy route below these orders. Its Cholesky solves by
+#: block substitution (O(n^2) per column); numpy has no getrs, so each LU solve refactors (2/3 n^3).
+#: Measured in process CPU, factor + solve + one refinement step, 2 BLAS threads on a loaded 2-core
+#: machine: Cholesky of order 961 0.09 s (scipy 0.07 s); LU of order 400 0.03 s, of order 484 0.30 s.
 NUMPY_CHOLESKY_MAX = 1000
-NUMPY_LU_MAX = 500
+NUMPY_LU_MAX = 400
 #: order of the diagonal blocks of the block triangular substitution
 TRIANGULAR_BLOCK = 64
 

@@ -15,8 +15,9 @@ Wu's SVQB): with ``D = diag(W^H A W)^{1/2}`` and ``D^{-1} W^H A W D^{-1} = V dia
 ``P = W D^{-1} V_k diag(lam_k)^{-1/2}`` over the eigenvalues ``lam_k > DROP_TOL * max(lam)``
 satisfies ``P^H A P = I`` to rounding. The column scaling makes the test measure angles, not
 lengths: a column whose residual is 1e-8 times smaller than another's is kept, an exact repeat is
-dropped. The per-iteration work besides one product with A and one application of the
-preconditioner (both on the whole block) is six dense (n, s) x (s, s) products (BLAS 3).
+dropped. The per-iteration work besides one product with A (MKL's sparse BLAS when installed,
+:mod:`matcli.methods.solve.sparse_blas`) and one application of the preconditioner, both on the
+whole block, is six dense (n, s) x (s, s) products (BLAS 3).
 
 Guarantees, per column: the status is ``converged_rtol`` only when the true float64 residual
 ``||b_j - A x_j|| <= rtol ||b_j||`` was recomputed and met; the recursive residual that met the
@@ -35,6 +36,7 @@ from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.solve.krylov import (BLOCK_MEMORY_BYTES, TRUE_RESIDUAL, _first_initial, combine_status,
                                          default_maxiter, status_message)
 from matcli.methods.solve.precond import Preconditioner, identity
+from matcli.methods.solve.sparse_blas import BlockProduct
 from matcli.methods.solve.system import as_block, col_norms, finish, inf_norm, solution_metrics
 
 #: Columns per block. Every step costs six (n, s) x (s, s) products, s^2 n flops each, against
@@ -90,13 +92,14 @@ def block_cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e
     # Each block holds about ten (n, s) arrays.
     width = max(1, min(block_size, int(BLOCK_MEMORY_BYTES // (10 * X0.itemsize * max(n, 1)))))
     X = X0.copy()
+    product = BlockProduct(A)
     statuses: list[Status] = [Status.CONVERGED_RTOL] * k
     col_its = np.zeros(k, dtype=np.int64)
     totals = {"residual_replacements": 0, "rank_drops": 0}
     iterations, offset = 0, 0
     for start in range(0, k, width):
         cols = slice(start, min(start + width, k))
-        its = _solve_block(A, Bb[:, cols], X[:, cols], M, rtol, maxiter,
+        its = _solve_block(A, product, Bb[:, cols], X[:, cols], M, rtol, maxiter,
                            _first_initial(callback, offset, first=start == 0), statuses, col_its, start, totals)
         iterations = max(iterations, its)
         offset += its
@@ -117,10 +120,10 @@ def block_cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e
 
 
 @np.errstate(over="ignore", invalid="ignore")  # a diverging block is detected (NaN/Inf) and reported
-def _solve_block(A, B: np.ndarray, X: np.ndarray, M: Preconditioner, rtol: float, maxiter: int,
+def _solve_block(A, product: BlockProduct, B: np.ndarray, X: np.ndarray, M: Preconditioner, rtol: float, maxiter: int,
                  callback: Callback, statuses: list[Status], col_its: np.ndarray, first: int,
                  totals: dict[str, int]) -> int:
-    """Solve one block in place: ``X`` (a view of the solution) is updated, ``statuses[first + j]``
+    """Solve one block in place (``product(W)`` is ``A @ W``): ``X`` (a view of the solution) is updated, ``statuses[first + j]``
     and ``col_its[first + j]`` set for its columns. Returns the iterations taken."""
     n, s = B.shape
     bnorm = col_norms(B)
@@ -147,7 +150,7 @@ def _solve_block(A, B: np.ndarray, X: np.ndarray, M: Preconditioner, rtol: float
             _fail(statuses, first, active, Status.DIVERGED_NOT_SPD)
             active = active[:0]
     while active.size and it < maxiter:
-        QW = np.asarray(A @ W)
+        QW = product(W)
         gram = _adj(W) @ QW
         gram = (gram + _adj(gram)) / 2
         d = np.sqrt(np.abs(np.real(np.diag(gram))))

@@ -125,3 +125,23 @@ def test_pyamg_imported_after_our_loader_reuses_the_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert float(out.stdout) < 1e-7
+
+
+@pytest.mark.parametrize("kind", ["rs", "sa"])
+def test_minres_replaces_an_indefinite_multilevel_cycle(kind, tmp_path):
+    """A shifted 2-D Laplacian (symmetric indefinite, positive diagonal, several AMG levels): the
+    cycle is indefinite, MINRES meets r^H M^-1 r < 0 and the solve falls back to |diag A| scaling."""
+    import json
+
+    import matcli
+
+    T = sp.diags([-np.ones(19), 2 * np.ones(20), -np.ones(19)], [-1, 0, 1])
+    A = sp.csr_matrix(sp.kronsum(T, T) - sp.eye(400))
+    assert np.linalg.eigvalsh(A.toarray())[0] < 0 < A.diagonal().min()
+    b = np.ones(400)
+    out = matcli.solve(A, b, method="minres", precond=f"amg-{kind}", output=str(tmp_path / "x.h5"),
+                       report=str(tmp_path / "r.json"), seed=0)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["problem"]["setup"]["preconditioner"] == "jacobi"
+    assert f"amg-{kind} is not positive definite" in report["method_reason"]
+    assert np.linalg.norm(b - A @ out.arrays["x"]) <= 1e-8 * np.linalg.norm(b)

@@ -98,10 +98,13 @@ def block_cycle(ml, dtype=None) -> BlockCycle:
 
 
 def _coarse_inverse(ml) -> np.ndarray:
-    """Pseudo-inverse of the coarsest operator in double precision (pyamg's default coarse solver)."""
+    """Pseudo-inverse of the coarsest operator in double precision (pyamg's default coarse solver,
+    ``scipy.linalg.pinv``: singular values up to ``max(m, n) eps`` times the largest are cut off, not
+    numpy's default ``1e-15`` times; on a nearly singular coarse operator the two differ)."""
     coarse = ml.levels[-1].A
     dense = coarse.toarray() if sp.issparse(coarse) else np.asarray(coarse)
-    return np.linalg.pinv(dense.astype(np.complex128 if np.iscomplexobj(dense) else np.float64))
+    dense = dense.astype(np.complex128 if np.iscomplexobj(dense) else np.float64)
+    return np.linalg.pinv(dense, rcond=max(dense.shape) * np.finfo(np.float64).eps)
 
 
 def single_precision_fits(ml) -> bool:

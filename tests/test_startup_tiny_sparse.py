@@ -82,6 +82,16 @@ def test_hdf5_groups_read_densely_as_scipy_builds_them(tmp_path):
         assert dense.dtype == reference.dtype and np.array_equal(dense, reference.toarray()), name
 
 
+def test_a_sparse_api_array_reads_densely_as_the_same_file(tmp_path):
+    from matcli.io.in_memory import arrays_as_inputs
+
+    A = sp.random(30, 30, density=0.2, random_state=5, format="csr") + sp.identity(30)
+    spec = write_group(tmp_path / "a.h5", "A", A)
+    with arrays_as_inputs({"A": A}) as specs:
+        held, what = read_matrix_densified(specs["A"], ORDER)
+    assert what == "sparse array" and np.array_equal(held, read_matrix_densified(spec, ORDER)[0])
+
+
 @pytest.mark.parametrize("header, entries, shape", [
     ("real general", [(1, 1, 1.5), (3, 2, -2.25e-3), (2, 3, 7.0), (3, 2, 0.125), (2, 2, 4.0)], (3, 3)),
     ("real symmetric", [(1, 1, 2.0), (2, 1, -1.0), (3, 2, -1.0), (2, 2, 2.0), (3, 3, 2.0)], (3, 3)),

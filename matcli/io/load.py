@@ -10,7 +10,7 @@ import numpy as np
 from matcli.core.errors import InputError
 from matcli.core.lazy_sparse import sp
 from matcli.io import in_memory
-from matcli.io.densify import dense_solve_fits
+from matcli.io.densify import dense_from_compressed, dense_solve_fits
 from matcli.io.ids import IdAxis, check_extent
 from matcli.io.npy import read_npy
 from matcli.io.spec import Spec, parse_spec
@@ -76,17 +76,22 @@ def read_matrix(spec_text: str) -> np.ndarray | sp.csr_matrix:
 
 
 def read_matrix_densified(spec_text: str, max_order: int | None) -> tuple[np.ndarray | sp.csr_matrix, str]:
-    """:func:`read_matrix`, except that a square sparse HDF5 group or coordinate MatrixMarket file of
-    order at most ``max_order`` (None: never) whose dense solve fits the memory budget
-    (:func:`~matcli.io.densify.dense_solve_fits`) is returned as a dense array built by numpy alone
-    (:mod:`matcli.io.densify`; scipy is not imported), after the same checks.
+    """:func:`read_matrix`, except that a square sparse HDF5 group, coordinate MatrixMarket file or
+    sparse API array of order at most ``max_order`` (None: never) whose dense solve fits the memory
+    budget (:func:`~matcli.io.densify.dense_solve_fits`) is returned as a dense array built by numpy
+    alone (:mod:`matcli.io.densify`; a file's read imports no scipy), after the same checks.
 
-    Returns the matrix and, when it was densified, what the input was (``"sparse HDF5 group"`` or
-    ``"coordinate MatrixMarket file"``), else ``""``.
+    Returns the matrix and, when it was densified, what the input was (``"sparse HDF5 group"``,
+    ``"coordinate MatrixMarket file"`` or ``"sparse array"``), else ``""``.
     """
     held = in_memory.lookup(spec_text)
     if held is not None:
-        return in_memory.as_matrix(spec_text, held), ""
+        matrix = in_memory.as_matrix(spec_text, held)
+        if max_order is not None and sp.issparse(matrix) and _densify(max_order, matrix.shape):
+            # as a file with these arrays is read: an API caller gets the CLI's answer, bit for bit
+            return dense_from_compressed(spec_text, matrix.shape, matrix.data, matrix.indices, matrix.indptr,
+                                         by_rows=True, what="sparse array"), "sparse array"
+        return matrix, ""
     spec = parse_spec(spec_text)
     if spec.path == STDIN:
         from matcli.io.mtx import read_mtx

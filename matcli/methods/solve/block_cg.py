@@ -37,7 +37,7 @@ from matcli.methods.solve.krylov import (BLOCK_MEMORY_BYTES, TRUE_RESIDUAL, _fir
                                          default_maxiter, status_message)
 from matcli.methods.solve.precond import Preconditioner, identity
 from matcli.methods.solve.sparse_blas import BlockProduct
-from matcli.methods.solve.system import as_block, col_norms, finish, inf_norm, solution_metrics
+from matcli.methods.solve.system import as_block, col_norms, inf_norm, solution_metrics
 
 #: Columns per block. Every step costs six (n, s) x (s, s) products, s^2 n flops each, against
 #: fewer iterations as s grows: on 100 right-hand sides of a 90000-unknown Poisson problem with the
@@ -91,32 +91,35 @@ def block_cg(A, B, *, M: Preconditioner | None = None, x0=None, rtol: float = 1e
     maxiter = default_maxiter(n, maxiter)
     # Each block holds about ten (n, s) arrays.
     width = max(1, min(block_size, int(BLOCK_MEMORY_BYTES // (10 * X0.itemsize * max(n, 1)))))
-    X = X0.copy()
+    X = X0
     product = BlockProduct(A)
     statuses: list[Status] = [Status.CONVERGED_RTOL] * k
     col_its = np.zeros(k, dtype=np.int64)
     totals = {"residual_replacements": 0, "rank_drops": 0}
     iterations, offset = 0, 0
+    # The metrics of every column, a block at a time while it is in cache (the whole (n, k) residual
+    # at once leaves the caches); their maxima over the blocks are the numbers of the whole block.
+    norm_A = inf_norm(A)
+    parts = []
     for start in range(0, k, width):
         cols = slice(start, min(start + width, k))
-        its = _solve_block(A, product, Bb[:, cols], X[:, cols], M, rtol, maxiter,
-                           _first_initial(callback, offset, first=start == 0), statuses, col_its, start, totals)
+        # contiguous copies: every pass over a strided (n, s) view of the (n, k) block costs more
+        Bc, Xc = np.ascontiguousarray(Bb[:, cols]), np.ascontiguousarray(X[:, cols])
+        its = _solve_block(A, product, Bc, Xc, M, rtol, maxiter, _first_initial(callback, offset, first=start == 0),
+                           statuses, col_its, start, totals)
+        X[:, cols] = Xc
+        parts.append(solution_metrics(A, Xc, Bc, norm_A))
         iterations = max(iterations, its)
         offset += its
     overall = combine_status(statuses)
     failed = sum(not s.converged for s in statuses)
-    info = {**totals, "block_size": width, "blocks": -(-k // width)}
-    if k <= width:
-        return finish(A, X, Bb, was_vector, overall, iterations, status_message(overall, k, failed), info, col_its)
-    # The metrics of every column, a block at a time (the whole (n, k) residual at once leaves the
-    # caches: 0.2-0.6 s of a 4 s solve of 100 columns); the maxima over the blocks are the same numbers.
-    norm_A = inf_norm(A)
-    parts = [solution_metrics(A, X[:, i:i + width], Bb[:, i:i + width], norm_A) for i in range(0, k, width)]
-    metrics = {key: max(part[key] for part in parts) for key in parts[0]}
+    metrics = {key: max(part[key] for part in parts) for key in parts[0]} if parts else solution_metrics(A, X, Bb)
     metrics["iterations"] = float(iterations)
-    info["column_iterations"] = [int(v) for v in col_its]
-    return Result(status=overall, outputs={"x": X}, metrics=metrics, iterations=int(iterations), info=info,
-                  message=status_message(overall, k, failed))
+    info = {**totals, "block_size": width, "blocks": -(-k // width)}
+    if k > 1:
+        info["column_iterations"] = [int(v) for v in col_its]
+    return Result(status=overall, outputs={"x": X[:, 0] if was_vector else X}, metrics=metrics,
+                  iterations=int(iterations), info=info, message=status_message(overall, k, failed))
 
 
 @np.errstate(over="ignore", invalid="ignore")  # a diverging block is detected (NaN/Inf) and reported
@@ -128,8 +131,8 @@ def _solve_block(A, product: BlockProduct, B: np.ndarray, X: np.ndarray, M: Prec
     n, s = B.shape
     bnorm = col_norms(B)
     X[:, bnorm == 0] = 0  # b = 0: x = 0 is exact, whatever the initial guess
-    start_X = X.copy()
-    R = B - A @ X if np.any(X) else B.copy()
+    start_X = X.copy() if np.any(X) else None  # None: the initial guess is zero
+    R = B - A @ X if start_X is not None else B.copy()
     rnorm = col_norms(R)
     start_r = rnorm.copy()
     target = rtol * bnorm
@@ -219,7 +222,7 @@ def _solve_block(A, product: BlockProduct, B: np.ndarray, X: np.ndarray, M: Prec
     if failed.size:
         true_r = col_norms(B[:, failed] - A @ X[:, failed])
         worse = failed[~(true_r <= start_r[failed])]
-        X[:, worse] = start_X[:, worse]
+        X[:, worse] = 0 if start_X is None else start_X[:, worse]
     return it
 
 

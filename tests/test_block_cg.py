@@ -220,3 +220,25 @@ def test_cli_block_cg_and_auto_choice(cli, tmp_path, monkeypatch):
     assert report["method"] == "block-cg" and "Krylov space" in report["method_reason"]
     result, report, x = solve_outputs(cli, tmp_path, [f"{tmp_path}/p.h5:/A"])
     assert report["method"] == "cg"
+
+
+@pytest.mark.skipif(not hasattr(__import__("ctypes").CDLL(None), "mallinfo2"), reason="glibc >= 2.33 only")
+def test_setup_keeps_freed_memory_for_reuse():
+    import ctypes
+
+    from matcli.methods.solve import block_cg_setup
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                          "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = MallInfo2
+    A = poisson2d(20)
+    prepare_block_cg(A, params={}, precond_name="jacobi", symmetric=True)
+    assert block_cg_setup._kept[0] >= block_cg_setup.TRIM_BOUNDS[0]
+    block = np.ones(20 * 2**20 // 8)  # 20 MiB: below the mmap threshold, so from the heap ...
+    mapped = libc.mallinfo2().hblkhd
+    del block
+    info = libc.mallinfo2()
+    assert info.hblkhd == mapped and info.fordblks >= 20 * 2**20  # ... and kept there once freed

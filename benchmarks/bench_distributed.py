@@ -155,7 +155,8 @@ def main() -> None:
             matcli_s, x, rep = matcli_solve(store, folder, ["--backend", "dask", "--scheduler", cluster.address,
                                                             "--max-memory", lstsq_budget])
             results[f"dask{workers}"] = (matcli_s, excess(store, x), worker_peak_mib(cluster),
-                                         rep["info"].get("passes_over_file"), rep["iterations"])
+                                         rep["info"].get("passes_over_file"), rep["iterations"],
+                                         rep["info"].get("passes_over_A"))
             svd_s, s_values = matcli_svd(store, folder, ["--backend", "dask", "--scheduler", cluster.address,
                                                          "--max-memory", budget])
             results[f"svd{workers}"] = (svd_s, s_values)
@@ -178,7 +179,8 @@ def main() -> None:
         Row(f"lstsq {rows}x100 ({gib:.1f} GiB zarr), 2 workers vs 1", "matcli on 1 dask worker", one[0], two[0],
             fmt(one[1]), fmt(two[1]), target=">= 1.6x",
             extra={"worker_peak_mib": two[2], "one_worker_peak_mib": one[2], "budget": lstsq_budget,
-                   "passes_over_file": two[3], "one_worker_passes_over_file": one[3], "iterations": two[4]}),
+                   "passes_over_file": two[3], "one_worker_passes_over_file": one[3], "iterations": two[4],
+                   "passes_over_A": two[5]}),
         Row(f"lstsq {rows}x100, 2 workers", "da.linalg.lstsq (TSQR), 2 workers", results["da.lstsq"][0], two[0],
             fmt(results["da.lstsq"][1]), fmt(two[1]), target=">= 3x"),
         Row(f"lstsq {rows}x100, 2 workers, --max-memory {budget} (the blocks that fit held, the rest re-read)",

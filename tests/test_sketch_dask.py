@@ -287,3 +287,73 @@ def test_a_task_taking_a_held_future_runs_on_the_worker_holding_it(cluster):
     for k, (future, (worker, total)) in enumerate(zip(held, ran)):
         assert worker in holders[future.key]
         assert total == 1000.0 * k
+
+
+def test_cgls_vectors_stay_on_the_workers_and_are_the_arrays_of_a_local_pass(problems, cluster):
+    """A p and r stay on the workers as futures (the client gets n-vectors and scalars); gathered,
+    they are bit for bit the arrays of the same passes in this process, ``r - alpha q`` is the
+    elementwise update, and its norm the blocks' sums of squares added in block order."""
+    from distributed import Future
+
+    import matcli.jobs.sketch_remote as remote
+    from matcli.backends.dask import DaskBackend
+    from matcli.io.row_blocks import row_source
+
+    root, arrays = problems
+    _, b = arrays["dense"]
+    source = row_source(f"{root}/dense.h5:/A")
+    blocks = remote.plan_blocks(source)
+    rng = np.random.default_rng(4)
+    x, p, alpha = rng.standard_normal(40), rng.standard_normal(40), 0.37
+    local = remote.DistributedRowProblem(LocalBackend(), source, b, blocks)
+    r_here, g_here = local.residual_and_gradient(x)
+    q_here = local.vectors.array(local.normal_product(p)[0])
+    cluster.wait_for_workers(2)
+    with DaskBackend(cluster.address) as backend:
+        problem = remote.DistributedRowProblem(backend, source, b, blocks)
+        r, g = problem.residual_vector(x)
+        q, _ = problem.normal_product(p)
+        assert all(isinstance(part, Future) for part in (*r.parts, *q.parts))
+        update = problem.vectors.subtract(r, alpha, q)
+        stacked = problem.vectors.stack(update, np.array([3.0, 4.0]))
+        got = [problem.vectors.array(v) for v in (r, q, update)]
+    assert np.array_equal(got[0], r_here) and np.array_equal(g, g_here) and np.array_equal(got[1], q_here)
+    assert np.array_equal(got[2], r_here - alpha * q_here)
+    total = 0.0
+    for block in blocks:
+        piece = got[2][block.start:block.stop]
+        total += float(piece @ piece)
+    assert update.norm2 == total and problem.vectors.norm2(stacked) == total + 25.0
+    # a sum of m squares in another order: within m eps of numpy's
+    assert abs(total - float(got[2] @ got[2])) <= b.size * EPS * total
+
+
+def test_ridge_on_two_workers_is_the_local_bits_and_the_ridge_solution(problems, monkeypatch, tmp_path, cluster):
+    """With ridge the operator's range vectors are [A P y; sqrt(lam) P y]: the n rows stay on the
+    client beside the m on the workers. Same bits as in this process, and x within its
+    a-posteriori distance bound ||A^T r - lam x|| / (sigma_min^2 + lam) of the exact ridge solution."""
+    root, arrays = problems
+    A, b = arrays["dense"]
+    lam = 1e-4
+    one_worker_here(monkeypatch)
+    here = matcli.sketch_regress(f"{root}/dense.h5:/A", f"{root}/dense.h5:/b", method="precondition",
+                                 ridge=lam, rtol=1e-12, seed=3, backend="dask", threads=1)
+    assert here.converged, here.message
+    cluster.wait_for_workers(2)
+    done = run(["sketch-regress", f"{root}/dense.h5:/A", f"{root}/dense.h5:/b", "-m", "precondition", "--ridge",
+                lam, "--rtol", "1e-12", "--seed", "3", "--threads", "1", "--backend", "dask", "--scheduler",
+                cluster.address, "--quiet", "--strict", "-o", "x.h5"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    with h5py.File(tmp_path / "x.h5") as fh:
+        assert np.array_equal(fh["x"][()], here["x"])
+    x = here["x"]
+    exact = np.linalg.solve(A.T @ A + lam * np.eye(A.shape[1]), A.T @ b)
+    wide = A.astype(np.longdouble)
+    gradient = (wide.T @ (b.astype(np.longdouble) - wide @ x.astype(np.longdouble))).astype(float) - lam * x
+    smin = np.linalg.svd(A, compute_uv=False)[-1]
+    bound = np.linalg.norm(gradient) / (smin**2 + lam)
+    # the reference's own error: its normal equations' condition times eps
+    s = np.linalg.svd(A, compute_uv=False)
+    own = 10 * (s[0] ** 2 + lam) / (s[-1] ** 2 + lam) * EPS * np.linalg.norm(exact)
+    assert np.linalg.norm(x - exact) <= 1.01 * bound + own
+    assert bound <= 1e-6 * np.linalg.norm(exact)

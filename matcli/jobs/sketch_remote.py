@@ -1,31 +1,36 @@
 """``sketch-regress --backend dask``: every pass over A is a map over row blocks that the workers read.
 
 :class:`DistributedRowProblem` offers the operations of
-:class:`matcli.methods.sketch.regress.InMemoryProblem` (sketch, A v, (A v, A^T A v), residual and
-gradient, row norms of A M), so the kernels run unchanged on the client. A task names its block of A
+:class:`matcli.methods.sketch.regress.InMemoryProblem` (sketch, (A v, A^T A v), residual and
+gradient, row norms of A M) with its range-side vectors (length m) left on the workers
+(:class:`RowVector`, :class:`WorkerVectors`), so the kernels run unchanged on the client and only
+n-vectors and scalars cross the network during CGLS. A task names its blocks of A
 (:class:`matcli.io.row_blocks.RowBlock` of a :class:`~matcli.io.row_blocks.RowBlockSource`: a spec and
-two row numbers) and receives the small operands by value (the n-vector x, the sketch's seed); the
-worker opens the file, reads its rows under the client's input policy and returns
+two row numbers) and receives the small operands by value (the n-vector x, alpha, the sketch's
+seed); the worker opens the file or takes the rows it holds, and per block computes
 
 * for the sketch: ``S[:, rows] A_rows`` (d x n; S is a chunked sketch drawn from its seed, so only
-  the seed travels; ``S b`` is formed on the client);
-* for a product pass: ``t = A_rows x`` (or ``b_rows - A_rows x``, the block's slice of b sent with
-  the task: residual passes are the few that recompute the residual from A, not every iteration)
-  and ``A_rows^T t`` (n numbers).
+  the seed travels; ``S b`` is formed on the client); the d x n sums are added on the workers along
+  runs of consecutive blocks (:func:`add_run`), the running sum passed from run to run;
+* for a product pass: ``t = A_rows x`` or ``b_rows - A_rows x`` (b's slices kept beside the blocks,
+  sent once), ``A_rows^T t`` and ``t . t``; t stays on the worker as the block's slice of ``A p`` or
+  of r, and CGLS's update ``r - alpha q`` is a task on the same worker returning ``r . r``.
 
-The client holds b and the vectors of length m (as the single-machine streaming mode does), sums the
-blocks' n-vectors and d x n sketches **in block order**, and factors the sketch. The blocks are cut
-from the size of A alone (:func:`plan_blocks`), never from the number of workers, so the same seed
-gives the same bits on any cluster; a lost worker's blocks are read again by another (the task
-holds only references).
+One task per group and pass: a group is the blocks one worker holds (or a run of the blocks read
+from the file), but every block's numbers are its own, and the client adds the blocks' n-vectors
+and scalars **in block order**. The blocks are cut from the size of A alone (:func:`plan_blocks`),
+never from the number of workers, so the same seed gives the same bits on any cluster. Every kept
+vector is a Dask future whose task names its inputs (blocks, the previous vectors, x, alpha), so a
+lost worker's blocks are read again and its vectors recomputed from them by Dask, with the same
+bits.
 
 Blocks held on the workers: reading a block is what a pass costs (a Zarr chunk is decompressed
 again on every read: ~2-3 s a GB on one core, against ~0.1 s a GB for the block's products), so
 on a backend that can keep results on its workers (:meth:`matcli.backends.dask.DaskBackend.resident`)
 each block is read once, by a :func:`hold_rows` task placed on a worker in turn, and later passes
 take the block's future instead of its reference: Dask runs them where the rows are. The workers
-keep as many blocks as fit beside a task's working copies under the budget (:func:`holding_plan`);
-every pass reads the others from the file again. A worker lost
+keep as many blocks as fit beside a task's working copies and their share of the vectors under the
+budget (:func:`holding_plan`); every pass reads the others from the file again. A worker lost
 meanwhile takes its blocks with it; Dask runs their :func:`hold_rows` tasks again elsewhere (the
 survivors then hold more than their share until the run ends).
 """
@@ -325,9 +330,11 @@ class DistributedRowProblem:
 
     Parameters
     ----------
-    backend : :class:`matcli.backends.Backend` whose ``map`` runs the passes.
+    backend : :class:`matcli.backends.Backend` whose ``map`` runs the passes (and, on Dask,
+        ``resident`` / ``keep`` leave blocks and vectors on the workers; on other backends the
+        kept parts are values of this process).
     source : the row-block reference to A.
-    b : (m,) float64, the right-hand side, held by the client.
+    b : (m,) float64, the right-hand side (its slices go to the workers once).
     blocks : the row blocks of A, in order, covering every row once (:func:`plan_blocks`).
     hold : keep blocks on the workers as far as :func:`holding_plan` allows (a backend with
         ``resident``); False: read them all from the file on every pass.

@@ -371,9 +371,15 @@ class DistributedRowProblem:
         client = self.backend.client
         workers = len(client.nthreads())
         # beside its blocks, a worker keeps its share of the CGLS vectors (b, r, A p, the next r, a
-        # residual being formed)
+        # residual being formed), and during the sketch its blocks' d x n sketches until they are
+        # added up (d as the streaming default gives it)
+        from matcli.methods.sketch.regress import STREAMING_SKETCH_FACTOR
+
+        share = math.ceil(len(self.blocks) / max(workers, 1))
+        n = self.shape[1]
+        sketches = 8 * share * min(self.shape[0], STREAMING_SKETCH_FACTOR * n + 8) * n
         vectors = 8 * KEPT_VECTORS * math.ceil(self.shape[0] / max(workers, 1))
-        taken = max(client.run(resident_memory_bytes).values(), default=0) + vectors
+        taken = max(client.run(resident_memory_bytes).values(), default=0) + max(vectors, sketches)
         count, facts = holding_plan(self.source, self.blocks, workers, taken, self.source.policy.budget)
         self.holding = {"holding_plan": facts}
         if count == 0:

@@ -30,7 +30,10 @@ Gaussian embedding of that size gives rejects the sketch, and the solve continue
 iterate with a sparse sign sketch. sketch-and-solve has no such check and uses the sparse sign sketch.
 
 The kernels accept a dense array, a scipy.sparse matrix, or a row-streaming problem from
-:mod:`matcli.methods.sketch.streaming` as ``A``.
+:mod:`matcli.methods.sketch.streaming` as ``A``. A problem's range-side vectors (length m: A p, the
+residual) are of its own ``vectors`` kind (:class:`ArrayVectors` in this process; kept on the workers
+by :class:`matcli.jobs.sketch_remote.DistributedRowProblem`), so :func:`cgls` forms only n-vectors
+and scalars itself, and the certificate takes ``(||b - A x||, A^T (b - A x))`` from one pass.
 """
 
 from __future__ import annotations

@@ -66,3 +66,18 @@ def test_mkl_can_be_switched_off(monkeypatch):
     finally:
         monkeypatch.delenv("MATCLI_NO_MKL")
         sparse_blas._mkl.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
+def test_gram_matches_numpy(dtype):
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((5000, 6)).astype(dtype)
+    Y = rng.standard_normal((5000, 4)).astype(dtype)
+    if np.iscomplexobj(X):
+        X = X + 1j * rng.standard_normal(X.shape)
+    G = sparse_blas.gram(X, Y)
+    reference = X.conj().T @ Y
+    assert G.shape == (6, 4) and G.dtype == reference.dtype
+    bound = 5000 * np.finfo(dtype).eps * (np.abs(X).T @ np.abs(Y))
+    assert np.all(np.abs(G - reference) <= bound)
+    np.testing.assert_array_equal(sparse_blas.gram(X[:, :0], Y), np.zeros((0, 4), dtype=reference.dtype))

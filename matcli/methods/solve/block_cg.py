@@ -36,7 +36,7 @@ from matcli.core.result import Callback, Result, Status, no_callback
 from matcli.methods.solve.krylov import (BLOCK_MEMORY_BYTES, TRUE_RESIDUAL, _first_initial, combine_status,
                                          default_maxiter, status_message)
 from matcli.methods.solve.precond import Preconditioner, identity
-from matcli.methods.solve.sparse_blas import BlockProduct
+from matcli.methods.solve.sparse_blas import BlockProduct, gram
 from matcli.methods.solve.system import as_block, col_norms, inf_norm, solution_metrics
 
 #: Columns per block. Every step costs six (n, s) x (s, s) products, s^2 n flops each, against
@@ -154,11 +154,11 @@ def _solve_block(A, product: BlockProduct, B: np.ndarray, X: np.ndarray, M: Prec
             active = active[:0]
     while active.size and it < maxiter:
         QW = product(W)
-        gram = _adj(W) @ QW
-        gram = (gram + _adj(gram)) / 2
-        d = np.sqrt(np.abs(np.real(np.diag(gram))))
+        G = gram(W, QW)
+        G = (G + _adj(G)) / 2
+        d = np.sqrt(np.abs(np.real(np.diag(G))))
         scale = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0)
-        lam, V = np.linalg.eigh(gram * scale[:, None] * scale[None, :])
+        lam, V = np.linalg.eigh(G * scale[:, None] * scale[None, :])
         if not np.all(np.isfinite(lam)):
             _fail(statuses, first, active, Status.DIVERGED_NAN)
             break
@@ -210,7 +210,7 @@ def _solve_block(A, product: BlockProduct, B: np.ndarray, X: np.ndarray, M: Prec
             _fail(statuses, first, active, Status.DIVERGED_NOT_SPD)
             break
         # W <- Z - P (Q^H Z) = Z - W T T^H (QW^H Z): the new directions, A-conjugate to the previous block
-        gemm(W, T @ (_adj(T) @ (_adj(QW) @ Z)), Z, -1.0)
+        gemm(W, T @ (_adj(T) @ gram(QW, Z)), Z, -1.0)
         W = Z
     if active.size:
         X[:, active] = Xa
@@ -230,7 +230,7 @@ def _precondition(M: Preconditioner, R: np.ndarray) -> tuple[np.ndarray, np.ndar
     """``(Z, Z^H R)`` for ``Z = M^{-1} R`` (C-ordered), or ``(Z, None)`` when some column has
     ``r^H M^{-1} r <= 0`` (or NaN) for a nonzero residual: the preconditioner is not positive definite."""
     Z = np.ascontiguousarray(M.apply(R), dtype=R.dtype)
-    ZR = _adj(Z) @ R
+    ZR = gram(Z, R)
     return Z, (ZR if np.all(np.real(np.diag(ZR)) > 0) else None)
 
 

@@ -11,8 +11,8 @@ import pytest
 import scipy.sparse as sp
 
 from matcli.jobs.complete import IMPLICIT_MAX_SIDE, _choose_method
-from matcli.methods.complete.bpmf_implicit import (_RidgeSolver, _sample_coef, _sample_rows, _Side, bpmf_implicit,
-                                                   implicit_features)
+from matcli.methods.complete.bpmf_implicit import (_RidgeSolver, _sample_coef, _sample_rows, _sample_rows_averaged,
+                                                   _Side, bpmf_implicit, implicit_features)
 from matcli.methods.complete.common import Entries, FactorModel, Heldout
 
 #: Draws per distribution check: 5 standard errors are then about 10% of a unit variance.
@@ -84,7 +84,7 @@ def test_row_draws_follow_the_gaussian_conditional():
     B = rng.standard_normal((d, d))
     prec = B @ B.T + np.eye(d)
     pattern, values = entries.matrix(0, np.ones(rows.size)), entries.matrix(0, t)
-    out = [_sample_rows(pattern, values, F, other_bias, alpha, prior_mean, prec, rng) for _ in range(DRAWS)]
+    out = [_sample_rows_averaged(pattern, values, F, other_bias, alpha, prior_mean, prec, rng) for _ in range(DRAWS)]
     draws = np.array([draw for draw, _, _ in out])
     for i in range(q):
         mine = rows == i
@@ -97,8 +97,13 @@ def test_row_draws_follow_the_gaussian_conditional():
     for draw, _, sse in out[:5]:
         direct = np.sum((t - other_bias[cols] - np.einsum("ij,ij->i", draw[rows], F[cols])) ** 2)
         assert sse == pytest.approx(direct, rel=1e-12)
-    draw, _, sse = _sample_rows(pattern, values, F, None, alpha, prior_mean, prec, rng)
+    draw, _, sse = _sample_rows_averaged(pattern, values, F, None, alpha, prior_mean, prec, rng)
     assert sse == pytest.approx(np.sum((t - np.einsum("ij,ij->i", draw[rows], F[cols])) ** 2), rel=1e-12)
+    # The plain half-step draws the same rows from the same generator state (one solve instead of two).
+    for bias in (other_bias, None):
+        plain = _sample_rows(pattern, values, F, bias, alpha, prior_mean, prec, np.random.default_rng(5))
+        averaged = _sample_rows_averaged(pattern, values, F, bias, alpha, prior_mean, prec, np.random.default_rng(5))[0]
+        np.testing.assert_allclose(plain, averaged, rtol=1e-10, atol=1e-12)
 
 
 def _biased_low_rank(m, n, k, noise, rate, seed):

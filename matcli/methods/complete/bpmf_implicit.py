@@ -200,8 +200,11 @@ def bpmf_implicit(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape:
             if bias:
                 other_bias = other.F[:, rank].copy()
                 partner[:, rank] = 1.0
-            own.F, cond_mean, sse = _sample_rows(patterns[axis], targets[axis], partner, other_bias, alpha,
-                                                 mean + own.offset, prec, rng)
+            args = (patterns[axis], targets[axis], partner, other_bias, alpha, mean + own.offset, prec, rng)
+            if axis == 0:
+                own.F = _sample_rows(*args)
+            else:
+                own.F, cond_mean, sse = _sample_rows_averaged(*args)
         # The column half-step saw every entry once: sse is the whole fit's, of U and V just drawn.
         U, V = sides[0].F, sides[1].F
         if not (np.isfinite(U).all() and np.isfinite(V).all() and np.isfinite(cond_mean).all()):
@@ -302,14 +305,26 @@ def _sample_coef(side: _Side, mean: np.ndarray, prec: np.ndarray,
 
 
 def _sample_rows(pattern: sp.csr_matrix, values: sp.csr_matrix, F: np.ndarray, other_bias: np.ndarray | None,
-                 alpha: float, prior_mean: np.ndarray, prior_prec: np.ndarray,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
-    """Draw every row of one side from ``N(P_i^-1 b_i, P_i^-1)`` with ``P_i = prior_prec + alpha
-    sum_j F_j F_j^T`` and ``b_i = alpha sum_j (t_ij - o_j) F_j + prior_prec prior_mean_i``.
+                 alpha: float, prior_mean: np.ndarray, prior_prec: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw every row (q, d) of one side from ``N(P_i^-1 b_i, P_i^-1)`` with ``P_i = prior_prec +
+    alpha sum_j F_j F_j^T`` and ``b_i = alpha sum_j (t_ij - o_j) F_j + prior_prec prior_mean_i``.
 
     ``pattern`` and ``values`` are the (q, p) observed pattern and targets ``t`` of this side,
     ``F`` (p, d) the other side's rows, ``other_bias`` (p,) its biases ``o`` (None: zero),
     ``prior_mean`` (d,) or (q, d).
+    """
+    _, prec, _, rhs = _conditionals(pattern, values, F, other_bias, alpha, prior_mean, prior_prec)
+    chol = np.linalg.cholesky(prec)
+    # P^-1 (b + L z) = P^-1 b + L^-T z has mean P^-1 b and covariance L^-T L^-1 = P^-1: one solve.
+    rhs += np.matmul(chol, rng.standard_normal((prec.shape[0], prec.shape[1], 1)))[:, :, 0]
+    return np.linalg.solve(prec, rhs[:, :, None])[:, :, 0]
+
+
+def _sample_rows_averaged(pattern: sp.csr_matrix, values: sp.csr_matrix, F: np.ndarray,
+                          other_bias: np.ndarray | None, alpha: float, prior_mean: np.ndarray, prior_prec: np.ndarray,
+                          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`_sample_rows` (the same draw from the same generator state, to rounding) for the side
+    whose half-step feeds the posterior average and the noise precision.
 
     Returns the draw (q, d), the conditional means ``P_i^-1 b_i`` (q, d) and the sum of squared
     residuals ``sum_ij (t_ij - o_j - F_j . draw_i)^2`` over this side's entries (every observed
@@ -317,13 +332,33 @@ def _sample_rows(pattern: sp.csr_matrix, values: sp.csr_matrix, F: np.ndarray, o
     with ``g_i = sum_j (t_ij - o_j) F_j`` and ``G_i = sum_j F_j F_j^T``, already formed for the
     draw: no pass over the entries with the factors.
     """
+    gram, prec, data, rhs = _conditionals(pattern, values, F, other_bias, alpha, prior_mean, prior_prec)
+    q, d = rhs.shape
+    chol = np.linalg.cholesky(prec)
+    # The mean P^-1 b and the noise P^-1 L z = L^-T z from one batched solve with two right-hand sides.
+    noise = np.matmul(chol, rng.standard_normal((q, d, 1)))
+    solved = np.linalg.solve(prec, np.concatenate((rhs[:, :, None], noise), axis=2))
+    mean = solved[:, :, 0]
+    draw = mean + solved[:, :, 1]
+    start = values.data if other_bias is None else values.data - other_bias[values.indices]
+    quad = np.einsum("ij,ij->", np.matmul(gram, draw[:, :, None])[:, :, 0], draw)
+    sse = float(start @ start) - 2.0 * float(np.einsum("ij,ij->", draw, data)) + float(quad)
+    return draw, mean, max(sse, 0.0)
+
+
+def _conditionals(pattern: sp.csr_matrix, values: sp.csr_matrix, F: np.ndarray, other_bias: np.ndarray | None,
+                  alpha: float, prior_mean: np.ndarray, prior_prec: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(G, P, g, b)`` of :func:`_sample_rows`: G_i = sum_j F_j F_j^T and P_i (q, d, d), g_i =
+    sum_j (t_ij - o_j) F_j and b_i (q, d), from one sparse product with the other side's pairwise
+    products."""
     q, d = pattern.shape[0], F.shape[1]
     iu, ju = np.triu_indices(d)
     blocks = [F[:, iu] * F[:, ju]]
     if other_bias is not None:
         blocks.append(other_bias[:, None] * F)
     products = pattern @ np.hstack(blocks)
-    # G_i (q, d, d) from its upper triangle by one gather: entry (a, b) is column t(min, max) of tri.
+    # G_i from its upper triangle by one gather: entry (a, b) is column t(min(a, b), max(a, b)).
     position = np.empty((d, d), dtype=np.intp)
     position[iu, ju] = position[ju, iu] = np.arange(iu.size)
     gram = products[:, position.ravel()].reshape(q, d, d)
@@ -333,14 +368,4 @@ def _sample_rows(pattern: sp.csr_matrix, values: sp.csr_matrix, F: np.ndarray, o
     if other_bias is not None:
         data -= products[:, iu.size:]
     rhs = alpha * data + np.broadcast_to(prior_mean, (q, d)) @ prior_prec
-    chol = np.linalg.cholesky(prec)
-    # P^-1 (b + L z) = P^-1 b + L^-T z has mean P^-1 b and covariance L^-T L^-1 = P^-1: the mean
-    # and the noise from one batched solve with two right-hand sides.
-    noise = np.matmul(chol, rng.standard_normal((q, d, 1)))
-    solved = np.linalg.solve(prec, np.concatenate((rhs[:, :, None], noise), axis=2))
-    mean = solved[:, :, 0]
-    draw = mean + solved[:, :, 1]
-    start = values.data if other_bias is None else values.data - other_bias[values.indices]
-    quad = np.einsum("ij,ij->", np.matmul(gram, draw[:, :, None])[:, :, 0], draw)
-    sse = float(start @ start) - 2.0 * float(np.einsum("ij,ij->", draw, data)) + float(quad)
-    return draw, mean, max(sse, 0.0)
+    return gram, prec, data, rhs

@@ -145,8 +145,9 @@ def bpmf_implicit(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape:
     -------
     Result with ``U``, ``V`` (m, S k) and (n, S k) (or rank ``out_rank``): the S kept row draws and
     the column conditional means stacked, so that ``mu + b + c + U V^T`` is the Rao-Blackwellised
-    posterior-mean estimate, with ``mu`` and the averaged biases; metrics ``train_rmse`` and ``val_rmse`` of the posterior mean; status
-    ``CONVERGED_ITS``, ``CONVERGED_RTOL``, ``CONVERGED_ATOL`` or ``DIVERGED_NAN``.
+    posterior-mean estimate, with ``mu`` and the averaged biases; metrics ``train_rmse`` and
+    ``val_rmse`` of the posterior mean; status ``CONVERGED_ITS``, ``CONVERGED_RTOL``,
+    ``CONVERGED_ATOL`` or ``DIVERGED_NAN``.
     """
     if implicit not in IMPLICIT_SIDES:
         raise ValueError(f"implicit={implicit!r}: expected one of {', '.join(IMPLICIT_SIDES)}")

@@ -223,7 +223,8 @@ def _systems(tmp_path):
                         [(i + 1, j + 1) for i, j in zip(lower.row, lower.col)])
     with h5py.File(path, "a") as fh:
         fh["b_36"] = rng.standard_normal(36)
-    out.append(("pattern symmetric MatrixMarket", pattern, f"{path}:/b_36", sp.csr_matrix(P.astype(bool).astype(float))))
+    out.append(("pattern symmetric MatrixMarket", pattern, f"{path}:/b_36",
+                sp.csr_matrix(P.astype(bool).astype(float))))
     sym = write_mtx(tmp_path / "sym.mtx", "real symmetric", P.shape,
                     [(i + 1, j + 1, float(v)) for i, j, v in zip(lower.row, lower.col, lower.data)])
     out.append(("symmetric MatrixMarket", sym, f"{path}:/b_36", P))

@@ -64,6 +64,7 @@ def _solve_cases():
     cases = [[method] for method in ("auto", "lu", "cholesky", "ldl", "lstsq", "lsqr", "lsmr", "sor", "ssor")]
     cases += [["cg", precond] for precond in KRYLOV_PRECONDS]
     cases += [["minres", precond] for precond in ("none", "jacobi", "amg-sa", "chebyshev")]
+    cases += [["block-cg", precond] for precond in ("none", "amg-rs")]
     cases += [[method, precond] for method in ("gmres", "bicgstab") for precond in ("none", "ilu", "amg-sa", "amg-rs")]
     return cases
 

@@ -169,20 +169,23 @@ def test_dense_tiny_svd_imports_no_iterative_sparse_solvers(tiny):
     assert not [name for name in NEVER if name in modules]
 
 
-@pytest.mark.parametrize("given, expected", [(None, "26"), ("20", "20")])
-def test_console_script_shortens_openblas_idle_spin_before_numpy_loads(given, expected):
-    # OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when numpy loads it: the console entry must set it
-    # before anything imports numpy, and leave a value the user set alone
+@pytest.mark.parametrize("variable, given, expected", [
+    ("OPENBLAS_THREAD_TIMEOUT", None, "26"), ("OPENBLAS_THREAD_TIMEOUT", "20", "20"),
+    ("NUMPY_MADVISE_HUGEPAGE", None, "0"), ("NUMPY_MADVISE_HUGEPAGE", "1", "1")])
+def test_console_script_sets_native_library_variables_before_numpy_loads(variable, given, expected):
+    # OpenBLAS reads OPENBLAS_THREAD_TIMEOUT (its idle spin) and numpy NUMPY_MADVISE_HUGEPAGE once,
+    # when numpy loads: the console entry must set them before anything imports numpy, and leave a
+    # value the user set alone
     code = ("import os, sys\n"
             "import matcli.cli.entry as entry\n"
             "before = 'numpy' in sys.modules\n"
             "import matcli.cli.signals as signals\n"
-            "signals.exit_process = lambda code: print(before, os.environ['OPENBLAS_THREAD_TIMEOUT'], code)\n"
+            f"signals.exit_process = lambda code: print(before, os.environ['{variable}'], code)\n"
             "sys.argv = ['matcli', '--version']\n"
             "entry.console_main()\n")
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    env = {k: v for k, v in os.environ.items() if k != variable}
     if given is not None:
-        env["OPENBLAS_THREAD_TIMEOUT"] = given
+        env[variable] = given
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == f"False {expected} 0"

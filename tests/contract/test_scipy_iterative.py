@@ -686,11 +686,16 @@ def test_minres_on_b_in_the_null_space_stops(cli, tmp_path):
     assert report["iterations"] < 1000 and report["metrics"]["relative_residual"] <= 1.0
 
 
-@pytest.mark.parametrize("precond_name", ["amg-sa", "amg-rs"])
+@pytest.mark.parametrize("precond_name", ["amg-sa"])
 def test_minres_replaces_an_indefinite_preconditioner(cli, tmp_path, precond_name):
     """MINRES needs an HPD preconditioner; on the symmetric indefinite rand-sym (a zero-free diagonal,
     so the AMG hierarchies build) it met r^H M^-1 r < 0 and ended diverged_not_spd. Now the solve is
-    repeated with the |diag A| scaling and the report says which preconditioner was used and why."""
+    repeated with the |diag A| scaling and the report says which preconditioner was used and why.
+
+    amg-rs is not a case here: on this 4 x 4 matrix its hierarchy is one level, the exact
+    pseudo-inverse, so MINRES ends in one step and whether it meets the negative curvature first is
+    rounding; tests/test_amg_setup_path.py covers amg-rs (and amg-sa) on a multilevel indefinite
+    cycle, a shifted 2-D Laplacian."""
     case = BY_NAME["rand-sym"]
     A_spec, b_spec = write_case(tmp_path, case)
     result, report, x = solve_cli(cli, tmp_path, A_spec, b_spec, "minres", "--precond", precond_name)

@@ -37,8 +37,8 @@ def tsqr_lstsq(problem, *, ridge: float | str = 0.0, rng: np.random.Generator | 
     Parameters
     ----------
     problem : object with ``shape`` (m, n), ``b`` (m,), ``r_factors()`` (the blocks' R factors of
-        ``[A_i b_i]``, in block order; one pass) and ``residual_and_gradient(x)`` ((b - A x, A^T (b - A x));
-        one pass), e.g. :class:`matcli.jobs.sketch_remote.DistributedRowProblem`.
+        ``[A_i b_i]``, in block order; one pass) and ``residual_norm_and_gradient(x)`` ((||b - A x||,
+        A^T (b - A x)); one pass, r never gathered), e.g. :class:`matcli.jobs.sketch_remote.DistributedRowProblem`.
     ridge : lam >= 0 or ``"auto"`` (GCV over the exact singular values, m rows).
     rng, callback : unused (deterministic, no iterations); accepted for one signature per mode.
 
@@ -69,9 +69,9 @@ def tsqr_lstsq(problem, *, ridge: float | str = 0.0, rng: np.random.Generator | 
         lam = float(ridge)
     info["ridge"] = lam
     x = Vh.T @ (spectral_filter(s, rank, lam) * w)
-    r, grad = problem.residual_and_gradient(x)
+    rnorm, grad = problem.residual_norm_and_gradient(x)
     grad = grad - lam * x
-    rnorm, bnorm, xnorm, gnorm = (float(np.linalg.norm(v)) for v in (r, problem.b, x, grad))
+    bnorm, xnorm, gnorm = (float(np.linalg.norm(v)) for v in (problem.b, x, grad))
     norm_F = float(np.linalg.norm(R_aug[:n, :n]))  # ||A||_F = ||R||_F (Q orthonormal)
     objective = math.sqrt(rnorm**2 + lam * xnorm**2)
     scale = norm_F * (norm_F * xnorm + bnorm)

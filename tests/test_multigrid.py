@@ -107,6 +107,27 @@ def test_block_cycle_precision_matches_double_to_single_rounding():
     assert np.abs(single - double).max() <= 1e3 * EPS32 * np.abs(double).max()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,A", PROBLEMS, ids=[p[0] for p in PROBLEMS])
+def test_block_cycle_through_mkl_equals_scipys_cycle(name, A, dtype):
+    """With MKL installed, each level's products run in place through MKL (residual = B - A X with
+    beta = 1): the same cycle as scipy's products, to the rounding of the additions' order."""
+    from matcli.methods.solve import sparse_blas
+
+    if not sparse_blas.available():
+        pytest.skip("MKL (the [pardiso] extra) is not installed: the cycle uses scipy's products")
+    cycle = block_cycle(ruge_stuben(A), dtype)
+    assert all(level.mkl is not None for level in cycle.levels)
+    B = np.random.default_rng(1).standard_normal((A.shape[0], 7))
+    through_mkl = cycle(B)
+    for level in cycle.levels:
+        level.mkl = None
+    through_scipy = cycle(B)
+    # each product's sums differ by order only: a few eps of |A||X| per level and smoothing step
+    assert np.abs(through_mkl - through_scipy).max() <= 1e3 * np.finfo(dtype).eps * np.abs(through_scipy).max()
+    assert not np.array_equal(cycle(B), np.zeros_like(B))
+
+
 def test_single_precision_refused_for_values_out_of_range():
     A = poisson(20, 20) * 1e35  # fits float32 (max ~3e38) but products of the cycle would overflow
     ml = ruge_stuben(A)

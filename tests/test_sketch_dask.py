@@ -357,3 +357,26 @@ def test_ridge_on_two_workers_is_the_local_bits_and_the_ridge_solution(problems,
     own = 10 * (s[0] ** 2 + lam) / (s[-1] ** 2 + lam) * EPS * np.linalg.norm(exact)
     assert np.linalg.norm(x - exact) <= 1.01 * bound + own
     assert bound <= 1e-6 * np.linalg.norm(exact)
+
+
+def test_blocks_read_from_the_file_are_shared_out_over_the_workers():
+    """Under a budget that holds the first blocks, the unheld tail is cut into one run per worker
+    (cut over all blocks, a tail past the middle was one run that one worker read every pass)."""
+    from types import SimpleNamespace
+
+    from matcli.jobs.sketch_remote import DistributedRowProblem
+
+    class Client:
+        def nthreads(self):
+            return {"w0": 1, "w1": 1}
+
+        def who_has(self, futures):
+            return {future.key: (f"w{index * 2 // 6}",) for index, future in enumerate(futures)}
+
+    problem = object.__new__(DistributedRowProblem)
+    problem.backend = SimpleNamespace(client=Client())
+    problem.held = [SimpleNamespace(key=f"held-{i}") for i in range(6)] + [None] * 4
+    problem.blocks = list(range(10))
+    problem._group_list = None
+    groups = problem._groups()
+    assert sorted(map(sorted, groups)) == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]

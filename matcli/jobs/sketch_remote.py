@@ -463,10 +463,14 @@ class DistributedRowProblem:
             workers = len(client.nthreads()) if client is not None else 1
             futures = [future for future in self.held if future is not None]
             where = client.who_has(futures) if futures else {}
+            read = [index for index, future in enumerate(self.held) if future is None]
+            run_of = {index: rank * workers // len(read) for rank, index in enumerate(read)}
             groups: dict = {}
             for index, future in enumerate(self.held):
+                # the blocks read from the file are cut into one run per worker among themselves: cut
+                # over all blocks, a tail of unheld blocks would be one run, read by one worker
                 key = ("held", next(iter(where.get(future.key, ())), None)) if future is not None else \
-                    ("read", index * workers // len(self.blocks))
+                    ("read", run_of[index])
                 groups.setdefault(key, []).append(index)
             self._group_list = list(groups.values())
         return self._group_list

@@ -19,6 +19,9 @@ The least-squares runs get a budget under which one worker can hold all of A's r
 workers run the same way (the file read once, every later pass from memory); one more 2-worker run
 under the SVD rows' smaller budget shows the memory bound at work (the workers hold what fits and
 read the other blocks on every pass). ``passes_over_file`` in ``extra`` is 1 when every block was held.
+Two rows give the floor: the cluster reading and decoding every chunk of A once and doing nothing else
+(``da.from_zarr(A).sum(axis=0)``), on 1 and 2 workers: no method that reads the store once beats it, so
+``da.linalg.lstsq``'s time over it bounds the ratio any such method can reach against dask's.
 """
 
 from __future__ import annotations
@@ -93,6 +96,18 @@ def dask_lstsq(store: Path, address: str) -> tuple[float, np.ndarray]:
         return time.perf_counter() - t0, np.asarray(x)
 
 
+def dask_read_floor(store: Path, address: str) -> float:
+    """Seconds for the cluster to read and decode every chunk of A once (``da.from_zarr(A).sum(axis=0)``):
+    the floor of any method that reads the store once, on these workers."""
+    import dask.array as da
+    import distributed
+
+    with distributed.Client(address, set_as_default=False) as client:
+        t0 = time.perf_counter()
+        client.compute(da.from_zarr(str(store), component="A").sum(axis=0)).result()
+        return time.perf_counter() - t0
+
+
 def matcli_svd(store: Path, folder: Path, extra: list[str]) -> tuple[float, np.ndarray]:
     out = folder / "svd.h5"
     if out.exists():
@@ -154,6 +169,7 @@ def main() -> None:
         with Cluster(folder / f"cluster{workers}", workers=workers) as cluster:
             matcli_s, x, rep = matcli_solve(store, folder, ["--backend", "dask", "--scheduler", cluster.address,
                                                             "--max-memory", lstsq_budget])
+            results[f"read{workers}"] = dask_read_floor(store, cluster.address)
             results[f"dask{workers}"] = (matcli_s, excess(store, x), worker_peak_mib(cluster),
                                          rep["info"].get("passes_over_file"), rep["iterations"],
                                          rep["info"].get("passes_over_A"))
@@ -192,6 +208,12 @@ def main() -> None:
             target=">= 3x"),
         Row(f"lstsq {rows}x100, 2 workers vs one streaming process", "matcli streaming (1 process)",
             results["stream"][0], two[0], fmt(results["stream"][1]), fmt(two[1])),
+        Row(f"one read of the {gib:.1f} GiB zarr store (da.from_zarr(A).sum(axis=0)), 2 workers vs 1",
+            "the same read on 1 dask worker", results["read1"], results["read2"], "-", "-",
+            target="info (how far reading the store scales)"),
+        Row(f"lstsq {rows}x100, 2 workers: the floor of one read of the store", "da.linalg.lstsq (TSQR), 2 workers",
+            results["da.lstsq"][0], results["read2"], fmt(results["da.lstsq"][1]), "reads A once, solves nothing",
+            target="info (the largest ratio any one-read method can reach)"),
     ]
     def svd_error(values: np.ndarray) -> str:
         return f"max |s - s*| / s1 {np.max(np.abs(values - s_exact)) / s_exact[0]:.1e}"
